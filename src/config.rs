@@ -1,0 +1,223 @@
+//! Configuration: what the operator writes in `ftwall.toml`.
+//!
+//! Parsing is pure (from a string); reading the file is the shell's job. Every section has
+//! defaults, so an empty document is a valid configuration. Unknown keys are errors.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use thiserror::Error;
+
+/// Whether the engine enforces its verdicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Drop what the engine decides to drop.
+    #[default]
+    Enforce,
+    /// Decide and log, but accept every packet.
+    Monitor,
+}
+
+/// What to do with packets whose headers fail validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MalformedPolicy {
+    /// Accept and count them (fail-open).
+    #[default]
+    Accept,
+    /// Drop them (fail-closed).
+    Drop,
+}
+
+/// The suspect-peer cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeersConfig {
+    /// Maximum number of suspect peers remembered (least recently used evicted first).
+    pub capacity: usize,
+    /// Seconds a suspect peer is remembered after it was last seen; 0 = until evicted.
+    pub expire_seconds: u64,
+}
+
+impl Default for PeersConfig {
+    fn default() -> Self {
+        Self { capacity: 200, expire_seconds: 86_400 }
+    }
+}
+
+/// The per-client time-lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimelockConfig {
+    /// Lock duration in seconds, re-armed by every tell from the client; 0 disables the lock.
+    pub seconds: u64,
+    /// Destination ports a locked client may still open TCP connections to (still inspected).
+    pub allow_ports: Vec<u16>,
+    /// Maximum number of locked clients tracked at once.
+    pub capacity: usize,
+}
+
+impl Default for TimelockConfig {
+    fn default() -> Self {
+        Self { seconds: 120, allow_ports: vec![53, 80, 443], capacity: 4096 }
+    }
+}
+
+/// The flow table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowsConfig {
+    /// Maximum number of flows tracked (least recently used evicted first).
+    pub capacity: usize,
+    /// A flow idle this many seconds is forgotten and its next packet starts a new flow.
+    pub idle_seconds: u64,
+    /// Maximum number of flows holding a reassembly buffer (first 2 KiB per direction) at once.
+    pub reassembly_capacity: usize,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        Self { capacity: 65_536, idle_seconds: 300, reassembly_capacity: 4096 }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `enforce` (default) or `monitor`.
+    pub mode: Mode,
+    /// The inside networks. Outbound = LAN source to non-LAN destination.
+    pub lan: Vec<IpNet>,
+    /// `accept` (default) or `drop` packets whose headers fail validation.
+    pub malformed: MalformedPolicy,
+    /// Drop every new TCP/UDP flow to destination port 1214 (the old, false-positive-prone rule).
+    pub port_1214_blocks: bool,
+    /// When a ping is dropped, ask the shell to send the client a forged pong from the peer.
+    pub spoof_pongs: bool,
+    /// Suspect peers.
+    pub peers: PeersConfig,
+    /// Client time-lock.
+    pub timelock: TimelockConfig,
+    /// Flow table.
+    pub flows: FlowsConfig,
+}
+
+/// Default inside networks: RFC 1918, carrier-grade NAT, IPv6 unique local.
+pub const DEFAULT_LAN: [&str; 5] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"];
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Enforce,
+            lan: DEFAULT_LAN.iter().map(|s| s.parse().expect("valid default CIDR")).collect(),
+            malformed: MalformedPolicy::Accept,
+            port_1214_blocks: false,
+            spoof_pongs: true,
+            peers: PeersConfig::default(),
+            timelock: TimelockConfig::default(),
+            flows: FlowsConfig::default(),
+        }
+    }
+}
+
+/// A configuration that could not be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// TOML syntax error, unknown key or wrong type; the message carries line and column.
+    #[error("{0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value is out of range.
+    #[error("invalid value for `{key}`: {problem}")]
+    Invalid {
+        /// The dotted key.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl Config {
+    /// Parses and validates a TOML document.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Renders the configuration as TOML.
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string_pretty(self).expect("configuration always serialises")
+    }
+
+    /// Checks value ranges that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |key: &'static str, v: usize| {
+            if v == 0 {
+                Err(ConfigError::Invalid { key, problem: "must be at least 1".into() })
+            } else {
+                Ok(())
+            }
+        };
+        positive("peers.capacity", self.peers.capacity)?;
+        positive("timelock.capacity", self.timelock.capacity)?;
+        positive("flows.capacity", self.flows.capacity)?;
+        positive("flows.reassembly_capacity", self.flows.reassembly_capacity)?;
+        if self.flows.idle_seconds == 0 {
+            return Err(ConfigError::Invalid { key: "flows.idle_seconds", problem: "must be at least 1".into() });
+        }
+        if self.timelock.seconds > 365 * 86_400 {
+            return Err(ConfigError::Invalid { key: "timelock.seconds", problem: "at most one year".into() });
+        }
+        Ok(())
+    }
+
+    /// True if `ip` belongs to one of the `lan` networks.
+    pub fn is_lan(&self, ip: IpAddr) -> bool {
+        self.lan.iter().any(|net| net.contains(&ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_document_gives_defaults() {
+        let c = Config::from_toml_str("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.peers.capacity, 200);
+        assert_eq!(c.timelock.seconds, 120);
+        assert_eq!(c.timelock.allow_ports, vec![53, 80, 443]);
+        assert!(c.is_lan("192.168.1.5".parse().unwrap()));
+        assert!(c.is_lan("100.64.0.1".parse().unwrap()));
+        assert!(c.is_lan("fd00::1".parse().unwrap()));
+        assert!(!c.is_lan("198.51.100.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_position() {
+        let err = Config::from_toml_str("mode = \"monitor\"\n[timelock]\nsecond = 5\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("second"), "{text}");
+        assert!(text.contains("line 3"), "{text}");
+    }
+
+    #[test]
+    fn values_are_validated() {
+        assert!(Config::from_toml_str("[peers]\ncapacity = 0\n").is_err());
+        assert!(Config::from_toml_str("lan = [\"not a cidr\"]\n").is_err());
+        assert!(Config::from_toml_str("mode = \"sometimes\"\n").is_err());
+        let c = Config::from_toml_str("mode = \"monitor\"\nlan = [\"192.0.2.0/24\"]\n[timelock]\nseconds = 0\n").unwrap();
+        assert_eq!(c.mode, Mode::Monitor);
+        assert_eq!(c.timelock.seconds, 0);
+        assert!(c.is_lan("192.0.2.10".parse().unwrap()));
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let c = Config::default();
+        assert_eq!(Config::from_toml_str(&c.to_toml_string()).unwrap(), c);
+    }
+}

@@ -1,0 +1,71 @@
+//! Engine time.
+//!
+//! The core never reads a clock: every entry point takes a [`Timestamp`]. The live daemon passes
+//! wall-clock time (microseconds since the Unix epoch) so that lock expiries can be persisted and
+//! shown to operators as dates; `ftwall replay` passes the capture's own timestamps. The engine
+//! only needs the value to be non-decreasing in practice; a step backwards is tolerated (nothing
+//! expires early, nothing panics).
+
+use std::fmt;
+use std::time::Duration;
+
+/// A point in time, in microseconds since an epoch chosen by the caller (the Unix epoch in the
+/// daemon and in capture files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(u64);
+
+impl Timestamp {
+    /// The epoch itself.
+    pub const ZERO: Self = Self(0);
+
+    /// Builds a timestamp from microseconds since the epoch.
+    pub const fn from_micros(micros: u64) -> Self {
+        Self(micros)
+    }
+
+    /// Builds a timestamp from whole seconds since the epoch.
+    pub const fn from_secs(secs: u64) -> Self {
+        Self(secs.saturating_mul(1_000_000))
+    }
+
+    /// Microseconds since the epoch.
+    pub const fn as_micros(self) -> u64 {
+        self.0
+    }
+
+    /// Whole seconds since the epoch (rounded down).
+    pub const fn as_secs(self) -> u64 {
+        self.0 / 1_000_000
+    }
+
+    /// `self + d`, saturating at the far future.
+    pub fn saturating_add(self, d: Duration) -> Self {
+        Self(self.0.saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)))
+    }
+
+    /// Time elapsed from `earlier` to `self`, zero if `earlier` is later.
+    pub fn saturating_since(self, earlier: Self) -> Duration {
+        Duration::from_micros(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:06}", self.0 / 1_000_000, self.0 % 1_000_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_saturates() {
+        let t = Timestamp::from_secs(10);
+        assert_eq!(t.saturating_add(Duration::from_millis(1500)).as_micros(), 11_500_000);
+        assert_eq!(Timestamp::from_micros(u64::MAX).saturating_add(Duration::from_secs(1)).as_micros(), u64::MAX);
+        assert_eq!(Timestamp::ZERO.saturating_since(t), Duration::ZERO);
+        assert_eq!(t.saturating_since(Timestamp::from_secs(4)), Duration::from_secs(6));
+        assert_eq!(t.to_string(), "10.000000");
+    }
+}
