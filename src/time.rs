@@ -6,12 +6,14 @@
 //! only needs the value to be non-decreasing in practice; a step backwards is tolerated (nothing
 //! expires early, nothing panics).
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
 /// A point in time, in microseconds since an epoch chosen by the caller (the Unix epoch in the
 /// daemon and in capture files).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Timestamp(u64);
 
 impl Timestamp {
