@@ -1,1 +1,60 @@
-fn main(){}
+//! `ftwall`: the IO shell around the sans-IO engine in the `ftwall` library.
+//!
+//! - `ftwall run` (default): the live NFQUEUE daemon (`daemon/`).
+//! - `ftwall replay`: the same engine over pcap/pcapng files (`replay.rs`).
+//! - `ftwall check-config` / `ftwall config`: validate / print the configuration.
+
+mod daemon;
+mod replay;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Stops FastTrack (Kazaa, KazaaLite, iMesh, Grokster) traffic at a Linux gateway.
+#[derive(Debug, Parser)]
+#[command(name = "ftwall", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Options of `run`, accepted without the subcommand name too.
+    #[command(flatten)]
+    run: daemon::RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the NFQUEUE daemon (the default).
+    Run(daemon::RunArgs),
+    /// Run the engine over capture files and report verdicts.
+    Replay(replay::ReplayArgs),
+    /// Validate a configuration file.
+    CheckConfig {
+        /// The file (default: /etc/ftwall/ftwall.toml).
+        file: Option<PathBuf>,
+    },
+    /// Print the effective configuration as TOML.
+    Config {
+        /// The file (default: /etc/ftwall/ftwall.toml if it exists, else built-in defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => daemon::run(cli.run),
+        Some(Command::Run(args)) => daemon::run(args),
+        Some(Command::Replay(args)) => replay::run(args),
+        Some(Command::CheckConfig { file }) => daemon::check_config(file),
+        Some(Command::Config { config }) => daemon::print_config(config),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("ftwall: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
