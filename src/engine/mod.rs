@@ -1,10 +1,55 @@
-//! The FastTrack verdict engine (skeleton: implementation in progress).
+//! The FastTrack verdict engine.
+//!
+//! [`Engine`] is a deterministic state machine in the quinn-proto shape: packets go in through
+//! [`Engine::handle_packet`] (one [`Decision`] per packet, always), time goes in as an argument,
+//! and side effects come out through [`Engine::poll_event`] (for logs), [`Engine::poll_action`]
+//! (packets to send, records to persist) and [`Engine::poll_timeout`] /
+//! [`Engine::handle_timeout`] (lock probes and expiries). It performs no IO and reads no clock.
+//!
+//! ## Decision order for one packet
+//! 1. A FastTrack tell in this very packet (`udp_ping`, `udp_pong`, `udp_pong_ack`,
+//!    `udp_address_echo`, `tcp_opener`, `tcp_handshake`, `http_transfer`, `give_push`): the flow
+//!    is classified, the peer learned, the inside client (re-)locked.
+//! 2. A packet of a flow already classified: `fasttrack_flow`.
+//! 3. An outbound TCP SYN or UDP datagram to a suspect peer: `suspect_peer`.
+//! 4. An outbound TCP SYN from a locked client to a port outside `timelock.allow_ports`:
+//!    `client_locked`.
+//! 5. A new flow to port 1214 when `port_1214_blocks`: `port_1214`.
+//! 6. Otherwise `clean`.
+//!
+//! ## Direction
+//! The inside endpoint of a flow is the one in `lan`; when both or neither are, the sender of
+//! the flow's first packet is taken as inside. "Outbound" means sent by the inside endpoint.
+//!
+//! ## Bounds
+//! Flows, reassembly buffers, suspect peers and locks each live in a fixed-capacity LRU; the event
+//! and action queues are capped at [`QUEUE_LIMIT`] entries (the oldest are discarded and
+//! counted). Memory therefore does not grow with attacker-chosen input.
 
-use crate::config::Config;
+mod flows;
+mod locks;
+mod peers;
+mod stats;
+
+pub use stats::EngineStats;
+
+use crate::config::{Config, MalformedPolicy, Mode};
+use crate::signatures::{self, http::HttpScan, Network};
 use crate::time::Timestamp;
-use crate::verdict::{Decision, Proto, Reason};
+use crate::verdict::{Decision, PacketSummary, Proto, Reason, Verdict};
+use crate::wire::{self, Packet, TcpSegment, Transport, UdpDatagram};
+use flows::{seq_before, Endpoint, Flow, FlowKey, Reassembly, REASSEMBLY_LIMIT, TCP, UDP};
+use locks::{Armed, ClientLocks, Due};
+use lru::LruCache;
+use peers::{Learned, PeerCache};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+/// Maximum number of undrained events, and of undrained actions.
+pub const QUEUE_LIMIT: usize = 65_536;
 
 /// Something the operator should hear about. Drained with [`Engine::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,65 +163,662 @@ pub struct Snapshot {
     pub locks: Vec<LockEntry>,
 }
 
-/// The verdict engine.
+/// The verdict engine. See the module documentation for the decision order.
 #[derive(Debug)]
 pub struct Engine {
     config: Config,
+    lock_period: Option<Duration>,
+    idle: Duration,
+    flows: LruCache<FlowKey, Flow>,
+    reassembly: LruCache<FlowKey, Reassembly>,
+    peers: PeerCache,
+    locks: ClientLocks,
+    events: VecDeque<Event>,
+    actions: VecDeque<Action>,
+    stats: EngineStats,
+}
+
+/// Identity of the two endpoints of the flow a tell was seen on.
+#[derive(Debug, Clone, Copy)]
+struct Parties {
+    inside: Endpoint,
+    outside: Endpoint,
+    proto: Proto,
+}
+
+fn non_zero(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n.max(1)).expect("non-zero")
+}
+
+fn socket(e: Endpoint) -> SocketAddr {
+    SocketAddr::new(e.ip, e.port)
+}
+
+fn summarize(packet: &Packet<'_>) -> PacketSummary {
+    let (proto, src_port, dst_port, payload_len) = match packet.transport {
+        Transport::Tcp(s) => (Proto::Tcp, Some(s.src_port), Some(s.dst_port), s.payload_len),
+        Transport::Udp(d) => (Proto::Udp, Some(d.src_port), Some(d.dst_port), d.payload_len),
+        Transport::LaterFragment { protocol } => (Proto::from_ip_protocol(protocol), None, None, 0),
+        Transport::Other { protocol, payload_len } => (Proto::from_ip_protocol(protocol), None, None, payload_len),
+    };
+    PacketSummary { proto, src: packet.src, dst: packet.dst, src_port, dst_port, payload_len }
 }
 
 impl Engine {
     /// A new engine with empty state.
     pub fn new(config: Config) -> Self {
-        Self { config }
+        let mut engine = Self {
+            lock_period: None,
+            idle: Duration::from_secs(1),
+            flows: LruCache::new(non_zero(config.flows.capacity)),
+            reassembly: LruCache::new(non_zero(config.flows.reassembly_capacity)),
+            peers: PeerCache::new(config.peers.capacity, config.peers.expire_seconds),
+            locks: ClientLocks::new(config.timelock.capacity),
+            events: VecDeque::new(),
+            actions: VecDeque::new(),
+            stats: EngineStats::default(),
+            config,
+        };
+        engine.apply_derived();
+        engine
     }
 
-    /// Judges one L3 packet (IP header first) seen at `now`.
+    fn apply_derived(&mut self) {
+        let t = self.config.timelock.seconds;
+        self.lock_period = (t > 0).then(|| Duration::from_secs(t));
+        self.idle = Duration::from_secs(self.config.flows.idle_seconds.max(1));
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Packet counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Judges one L3 packet (IP header first) seen at `now`. Never panics; every call is counted
+    /// in [`Engine::stats`] under exactly one reason.
     pub fn handle_packet(&mut self, now: Timestamp, packet: &[u8]) -> Decision {
-        let _ = (now, packet, &self.config);
-        unimplemented!()
+        let (reason, summary) = match wire::parse(packet) {
+            Ok(parsed) => {
+                let summary = summarize(&parsed);
+                (self.judge(now, &parsed), Some(summary))
+            }
+            Err(bad) => {
+                let summary = bad.addrs.map(|(src, dst)| PacketSummary {
+                    proto: bad.protocol.map_or(Proto::Other, Proto::from_ip_protocol),
+                    src,
+                    dst,
+                    src_port: None,
+                    dst_port: None,
+                    payload_len: 0,
+                });
+                (Reason::Malformed, summary)
+            }
+        };
+        let verdict = self.verdict_for(reason);
+        self.stats.record(verdict, reason);
+        Decision { verdict, reason, packet: summary }
+    }
+
+    fn verdict_for(&self, reason: Reason) -> Verdict {
+        if self.config.mode == Mode::Monitor {
+            return Verdict::Accept;
+        }
+        match reason {
+            Reason::Malformed => match self.config.malformed {
+                MalformedPolicy::Accept => Verdict::Accept,
+                MalformedPolicy::Drop => Verdict::Drop,
+            },
+            other => other.natural_verdict(),
+        }
+    }
+
+    fn enforcing(&self) -> bool {
+        self.config.mode == Mode::Enforce
+    }
+
+    fn judge(&mut self, now: Timestamp, packet: &Packet<'_>) -> Reason {
+        match packet.transport {
+            Transport::Udp(d) => self.judge_udp(now, packet.src, packet.dst, d),
+            Transport::Tcp(s) => self.judge_tcp(now, packet.src, packet.dst, s),
+            Transport::LaterFragment { .. } => Reason::LaterFragment,
+            Transport::Other { .. } => Reason::OtherProtocol,
+        }
+    }
+
+    /// Finds or creates the flow of `src -> dst`. Returns its key, whether `src` is the key's low
+    /// endpoint, a copy of the flow state, and whether the flow is new.
+    fn lookup(&mut self, now: Timestamp, protocol: u8, src: Endpoint, dst: Endpoint) -> (FlowKey, bool, Flow, bool) {
+        let (key, src_is_low) = FlowKey::of(protocol, src, dst);
+        if let Some(flow) = self.flows.get_mut(&key) {
+            if now.saturating_since(flow.last_seen) < self.idle {
+                flow.last_seen = flow.last_seen.max(now);
+                return (key, src_is_low, *flow, false);
+            }
+        }
+        let inside_is_src = match (self.config.is_lan(src.ip), self.config.is_lan(dst.ip)) {
+            (false, true) => false,
+            _ => true,
+        };
+        let flow = Flow::new(now, inside_is_src == src_is_low, src_is_low);
+        self.flows.put(key, flow);
+        self.reassembly.pop(&key);
+        (key, src_is_low, flow, true)
+    }
+
+    fn store_flow(&mut self, key: &FlowKey, flow: Flow) {
+        if let Some(slot) = self.flows.peek_mut(key) {
+            *slot = flow;
+        }
+    }
+
+    fn parties(flow: &Flow, key: &FlowKey, proto: Proto) -> Parties {
+        if flow.inside_is_low {
+            Parties { inside: key.low, outside: key.high, proto }
+        } else {
+            Parties { inside: key.high, outside: key.low, proto }
+        }
+    }
+
+    fn judge_udp(&mut self, now: Timestamp, src: IpAddr, dst: IpAddr, d: UdpDatagram<'_>) -> Reason {
+        let src_ep = Endpoint { ip: src, port: d.src_port };
+        let dst_ep = Endpoint { ip: dst, port: d.dst_port };
+        let (key, src_is_low, mut flow, new) = self.lookup(now, UDP, src_ep, dst_ep);
+        let from_inside = flow.inside_is_low == src_is_low;
+        let parties = Self::parties(&flow, &key, Proto::Udp);
+        // Exact-shape tells need the whole datagram.
+        let payload = if d.payload.len() == d.payload_len { d.payload } else { &[] };
+
+        let mut ping_network = None;
+        let tell = match payload.first() {
+            Some(0x27) => signatures::udp::ping(payload).map(|n| {
+                ping_network = Some(n);
+                Reason::UdpPing
+            }),
+            Some(0x28) => signatures::udp::pong(payload).map(|_| Reason::UdpPong),
+            Some(0x29) => signatures::udp::nat_pong(payload).map(|p| {
+                flow.nat_pong_id = Some(p.id);
+                Reason::UdpPong
+            }),
+            Some(0x2A) => signatures::udp::pong_ack(payload)
+                .filter(|&id| flow.nat_pong_id == Some(id))
+                .map(|_| Reason::UdpPongAck),
+            Some(0xC1 | 0xC2) => signatures::udp::address_echo(payload, dst).then_some(Reason::UdpAddressEcho),
+            _ => None,
+        };
+
+        let reason = if let Some(tell) = tell {
+            self.on_tell(now, &mut flow, tell, parties, Some(parties.inside.port));
+            if let (Some(network), true) = (ping_network, from_inside) {
+                if self.config.spoof_pongs && self.enforcing() {
+                    self.push_action(Action::SendSpoofedPong {
+                        from: socket(parties.outside),
+                        to: socket(parties.inside),
+                        payload: signatures::udp::build_pong(network),
+                    });
+                }
+            }
+            tell
+        } else if let Some(blocked) = flow.blocked {
+            if blocked == Reason::Port1214 {
+                Reason::Port1214
+            } else {
+                if signatures::udp::session_datagram(payload) {
+                    self.rearm(now, parties, Some(parties.inside.port));
+                }
+                Reason::FasttrackFlow
+            }
+        } else if from_inside && self.is_suspect(parties.outside.ip, now) {
+            Reason::SuspectPeer
+        } else if new && from_inside && self.config.port_1214_blocks && d.dst_port == 1214 {
+            flow.blocked = Some(Reason::Port1214);
+            Reason::Port1214
+        } else {
+            Reason::Clean
+        };
+        self.store_flow(&key, flow);
+        reason
+    }
+
+    fn judge_tcp(&mut self, now: Timestamp, src: IpAddr, dst: IpAddr, s: TcpSegment<'_>) -> Reason {
+        let src_ep = Endpoint { ip: src, port: s.src_port };
+        let dst_ep = Endpoint { ip: dst, port: s.dst_port };
+        let (key, src_is_low, mut flow, new) = self.lookup(now, TCP, src_ep, dst_ep);
+        let initial_syn = s.flags.is_initial_syn();
+        if initial_syn && !new && (flow.tcp[0].payloads > 0 || flow.tcp[1].payloads > 0) && flow.blocked.is_none() {
+            // Port reuse: a fresh connection on a 5-tuple that already carried data.
+            flow = Flow::new(now, flow.inside_is_low, src_is_low);
+            self.reassembly.pop(&key);
+        }
+        if initial_syn {
+            if !flow.saw_syn {
+                flow.saw_syn = true;
+                flow.initiator_is_low = src_is_low;
+            }
+            flow.tcp[0].next_seq = Some(s.seq.wrapping_add(1));
+        } else if s.flags.has(crate::wire::TcpFlags::SYN | crate::wire::TcpFlags::ACK)
+            && flow.saw_syn
+            && src_is_low != flow.initiator_is_low
+        {
+            flow.tcp[1].next_seq = Some(s.seq.wrapping_add(1));
+        }
+        let from_inside = flow.inside_is_low == src_is_low;
+        let parties = Self::parties(&flow, &key, Proto::Tcp);
+        let dir = usize::from(src_is_low != flow.initiator_is_low);
+
+        let tell = if flow.inspecting && s.payload_len > 0 {
+            self.inspect_tcp(now, &key, &mut flow, dir, s, parties, from_inside)
+        } else {
+            None
+        };
+
+        let reason = if let Some((tell, client_port)) = tell {
+            self.on_tell(now, &mut flow, tell, parties, client_port);
+            tell
+        } else if let Some(blocked) = flow.blocked {
+            if blocked == Reason::Port1214 {
+                Reason::Port1214
+            } else {
+                Reason::FasttrackFlow
+            }
+        } else if initial_syn && from_inside {
+            if self.is_suspect(parties.outside.ip, now) {
+                Reason::SuspectPeer
+            } else if self.locks.is_locked(parties.inside.ip, now)
+                && !self.config.timelock.allow_ports.contains(&s.dst_port)
+            {
+                Reason::ClientLocked
+            } else if self.config.port_1214_blocks && s.dst_port == 1214 {
+                flow.blocked = Some(Reason::Port1214);
+                Reason::Port1214
+            } else {
+                Reason::Clean
+            }
+        } else {
+            Reason::Clean
+        };
+        self.store_flow(&key, flow);
+        reason
+    }
+
+    /// Looks for TCP tells in a payload-carrying segment of direction `dir` (0 = initiator).
+    /// Returns the tell and, when known, the client's FastTrack port.
+    #[allow(clippy::too_many_arguments)]
+    fn inspect_tcp(
+        &mut self,
+        now: Timestamp,
+        key: &FlowKey,
+        flow: &mut Flow,
+        dir: usize,
+        s: TcpSegment<'_>,
+        parties: Parties,
+        from_inside: bool,
+    ) -> Option<(Reason, Option<u16>)> {
+        let len = u32::try_from(s.payload_len).unwrap_or(u32::MAX);
+        {
+            let d = &mut flow.tcp[dir];
+            if let Some(next) = d.next_seq {
+                if seq_before(s.seq, next) {
+                    // A retransmission (or overlap) of bytes already inspected.
+                    return None;
+                }
+            }
+            d.next_seq = Some(s.seq.wrapping_add(len));
+            d.payloads = d.payloads.saturating_add(1);
+            match d.payloads {
+                1 => d.first_len = len,
+                2 => d.second_len = len,
+                _ => {}
+            }
+        }
+        let count = flow.tcp[dir].payloads;
+        let mut tell = None;
+        if flow.saw_syn && count == 1 {
+            if dir == 0 && signatures::tcp::constant_opener(s.payload) {
+                tell = Some((Reason::TcpOpener, None));
+            } else if signatures::push::give(s.payload).is_some() {
+                tell = Some((Reason::GivePush, None));
+            }
+        }
+        if tell.is_none()
+            && flow.saw_syn
+            && dir == 0
+            && count == 2
+            && flow.tcp[1].payloads >= 1
+            && signatures::tcp::handshake_shape(
+                flow.tcp[0].first_len as usize,
+                flow.tcp[1].first_len as usize,
+                flow.tcp[0].second_len as usize,
+            )
+        {
+            let responder = if flow.initiator_is_low { key.high } else { key.low };
+            let corroborated = responder.port == 1214
+                || self.is_suspect(parties.outside.ip, now)
+                || self.locks.is_locked(parties.inside.ip, now);
+            if corroborated {
+                tell = Some((Reason::TcpHandshake, None));
+            }
+        }
+        if tell.is_none() && !flow.tcp[dir].http_done {
+            if let Some(found) = self.scan_http(key, flow, dir, s) {
+                let mut client_port = None;
+                if let Some(addr) = found.sender_addr {
+                    if from_inside {
+                        // The client announcing its own listen address: its FastTrack port.
+                        client_port = Some(addr.port());
+                    } else {
+                        self.learn_peer_from_header(now, addr, parties);
+                    }
+                }
+                if let Some(addr) = found.supernode_addr {
+                    self.learn_peer_from_header(now, addr, parties);
+                }
+                tell = Some((Reason::HttpTransfer, client_port));
+            }
+        }
+        let (a, b) = (&flow.tcp[0], &flow.tcp[1]);
+        if a.http_done && b.http_done && (!flow.saw_syn || a.payloads >= 2 || a.first_len != 12) {
+            flow.inspecting = false;
+        }
+        tell
+    }
+
+    /// Feeds a segment to the HTTP tell, reassembling the first [`REASSEMBLY_LIMIT`] bytes of the
+    /// direction when the header block spans segments.
+    fn scan_http(
+        &mut self,
+        key: &FlowKey,
+        flow: &mut Flow,
+        dir: usize,
+        s: TcpSegment<'_>,
+    ) -> Option<signatures::http::HttpMatch> {
+        let d = &mut flow.tcp[dir];
+        let room = REASSEMBLY_LIMIT.saturating_sub(d.inspected as usize);
+        let take = &s.payload[..s.payload.len().min(room)];
+        let truncated = take.len() < s.payload_len;
+        let result = if d.buffering {
+            match self.reassembly.get_mut(key) {
+                Some(r) => {
+                    r.bufs[dir].extend_from_slice(take);
+                    signatures::http::scan(&r.bufs[dir])
+                }
+                None => {
+                    // The buffer was evicted under pressure: give up on this direction.
+                    d.http_done = true;
+                    d.buffering = false;
+                    return None;
+                }
+            }
+        } else {
+            signatures::http::scan(take)
+        };
+        d.inspected = d.inspected.saturating_add(take.len() as u32);
+        let (done, found) = match result {
+            HttpScan::Kazaa(m) => (true, Some(m)),
+            HttpScan::NotHttp | HttpScan::Clean => (true, None),
+            HttpScan::Incomplete => (truncated || d.inspected as usize >= REASSEMBLY_LIMIT, None),
+        };
+        if done {
+            d.http_done = true;
+            if d.buffering {
+                d.buffering = false;
+                let other_buffering = flow.tcp[1 - dir].buffering;
+                if other_buffering {
+                    if let Some(r) = self.reassembly.peek_mut(key) {
+                        r.bufs[dir] = Vec::new();
+                    }
+                } else {
+                    self.reassembly.pop(key);
+                }
+            }
+        } else if !d.buffering {
+            d.buffering = true;
+            let entry = self.reassembly.get_or_insert_mut(*key, Reassembly::default);
+            entry.bufs[dir].clear();
+            entry.bufs[dir].extend_from_slice(take);
+        }
+        found
+    }
+
+    fn learn_peer_from_header(&mut self, now: Timestamp, addr: SocketAddr, parties: Parties) {
+        let ip = addr.ip();
+        if ip == parties.inside.ip || self.config.is_lan(ip) {
+            return;
+        }
+        self.learn_peer(now, ip, Some(addr.port()), Some(parties.inside.ip), Reason::HttpTransfer);
+    }
+
+    fn is_suspect(&mut self, ip: IpAddr, now: Timestamp) -> bool {
+        let Self { peers, actions, stats, .. } = self;
+        peers.is_suspect(ip, now, &mut |r| push_bounded(actions, Action::Store(r), &mut stats.actions_discarded))
+    }
+
+    fn learn_peer(&mut self, now: Timestamp, ip: IpAddr, port: Option<u16>, client: Option<IpAddr>, reason: Reason) {
+        if self.config.is_lan(ip) {
+            return;
+        }
+        let Self { peers, actions, stats, .. } = self;
+        let learned = peers.learn(ip, port, now, &mut |r| {
+            push_bounded(actions, Action::Store(r), &mut stats.actions_discarded)
+        });
+        if learned == Learned::New {
+            self.push_event(Event::PeerIdentified { peer: ip, port, client, reason });
+        }
+    }
+
+    /// A tell was seen on `flow`: classify it, learn the peer, lock the client.
+    fn on_tell(&mut self, now: Timestamp, flow: &mut Flow, tell: Reason, parties: Parties, client_port: Option<u16>) {
+        let newly_classified = matches!(flow.blocked, None | Some(Reason::Port1214));
+        if newly_classified {
+            flow.blocked = Some(tell);
+            self.push_event(Event::FlowClassified {
+                proto: parties.proto,
+                client: socket(parties.inside),
+                peer: socket(parties.outside),
+                reason: tell,
+            });
+        }
+        self.learn_peer(now, parties.outside.ip, Some(parties.outside.port), Some(parties.inside.ip), tell);
+        match self.lock_period {
+            Some(_) => self.arm_lock(now, parties, client_port, tell),
+            None if newly_classified => self.push_event(Event::ClientIdentified {
+                client: parties.inside.ip,
+                peer: socket(parties.outside),
+                reason: tell,
+                locked_until: None,
+            }),
+            None => {}
+        }
+    }
+
+    /// Re-arms the lock of the client of a classified flow (a later FastTrack datagram).
+    fn rearm(&mut self, now: Timestamp, parties: Parties, client_port: Option<u16>) {
+        if self.lock_period.is_some() {
+            self.arm_lock(now, parties, client_port, Reason::FasttrackFlow);
+        }
+    }
+
+    fn arm_lock(&mut self, now: Timestamp, parties: Parties, client_port: Option<u16>, reason: Reason) {
+        let Some(period) = self.lock_period else { return };
+        let client = parties.inside.ip;
+        let (armed, evicted) = self.locks.arm(client, client_port, now, period);
+        if let Some(evicted) = evicted {
+            self.release_event(evicted);
+        }
+        let until = now.saturating_add(period);
+        let persist = match armed {
+            Armed::New => {
+                self.push_event(Event::ClientIdentified {
+                    client,
+                    peer: socket(parties.outside),
+                    reason,
+                    locked_until: Some(until),
+                });
+                true
+            }
+            Armed::Rearmed { persist } => persist,
+        };
+        if persist {
+            if let Some(entry) = self.locks.entry(client) {
+                self.push_action(Action::Store(StoreRecord::Lock(entry)));
+            }
+        }
+    }
+
+    fn release_event(&mut self, client: IpAddr) {
+        self.push_event(Event::ClientReleased { client });
+        self.push_action(Action::Store(StoreRecord::LockRemoved(client)));
+    }
+
+    fn push_event(&mut self, event: Event) {
+        push_bounded(&mut self.events, event, &mut self.stats.events_discarded);
+    }
+
+    fn push_action(&mut self, action: Action) {
+        push_bounded(&mut self.actions, action, &mut self.stats.actions_discarded);
     }
 
     /// A datagram received by the daemon's probe socket from `from` at `now`. Returns true if it
-    /// was a FastTrack answer from a locked client (whose lock is then re-armed).
+    /// was a FastTrack answer (ping or pong shape) from a locked client, whose lock is then
+    /// re-armed. Anything else is ignored.
     pub fn handle_probe_answer(&mut self, now: Timestamp, from: SocketAddr, payload: &[u8]) -> bool {
-        let _ = (now, from, payload);
-        unimplemented!()
+        use signatures::udp;
+        let fasttrack = udp::pong(payload).is_some() || udp::nat_pong(payload).is_some() || udp::ping(payload).is_some();
+        if !fasttrack || !self.locks.is_locked(from.ip(), now) {
+            return false;
+        }
+        let Some(period) = self.lock_period else { return false };
+        let (_, evicted) = self.locks.arm(from.ip(), Some(from.port()), now, period);
+        debug_assert!(evicted.is_none(), "re-arming an existing lock never evicts");
+        if let Some(entry) = self.locks.entry(from.ip()) {
+            self.push_action(Action::Store(StoreRecord::Lock(entry)));
+        }
+        true
     }
 
-    /// The next event, if any.
+    /// The next event, if any. Events are queued by [`Engine::handle_packet`],
+    /// [`Engine::handle_timeout`] and [`Engine::set_config`]; drain them after each call.
     pub fn poll_event(&mut self) -> Option<Event> {
-        unimplemented!()
+        self.events.pop_front()
     }
 
-    /// The next action, if any.
+    /// The next action, if any. Drain after each call, like [`Engine::poll_event`].
     pub fn poll_action(&mut self) -> Option<Action> {
-        unimplemented!()
+        self.actions.pop_front()
     }
 
-    /// When [`Engine::handle_timeout`] should next be called.
+    /// When [`Engine::handle_timeout`] should next be called (None: no timer pending).
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        unimplemented!()
+        self.locks.next_deadline()
     }
 
-    /// Runs expiries and probes due at `now`.
+    /// Runs the probes and lock expiries due at `now`. Spurious calls do nothing.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        let _ = now;
-        unimplemented!()
+        while let Some(due) = self.locks.pop_due(now) {
+            match due {
+                Due::Probe(client, port) => {
+                    if self.enforcing() {
+                        self.push_action(Action::SendProbe {
+                            to: SocketAddr::new(client, port),
+                            payload: signatures::udp::build_ping(Network::Kazaa, 0x29),
+                        });
+                    }
+                }
+                Due::Released(client) => self.release_event(client),
+            }
+        }
     }
 
-    /// Replaces the configuration, keeping peers, locks and flows.
+    /// Replaces the configuration, keeping peers, locks and flows (caches are resized; a shrink
+    /// evicts the least recently used entries). The new configuration should have been validated.
     pub fn set_config(&mut self, config: Config) {
+        {
+            let Self { peers, actions, stats, .. } = self;
+            peers.reconfigure(config.peers.capacity, config.peers.expire_seconds, &mut |r| {
+                push_bounded(actions, Action::Store(r), &mut stats.actions_discarded)
+            });
+        }
+        for client in self.locks.resize(config.timelock.capacity) {
+            self.release_event(client);
+        }
+        self.flows.resize(non_zero(config.flows.capacity));
+        self.reassembly.resize(non_zero(config.flows.reassembly_capacity));
         self.config = config;
+        self.apply_derived();
     }
 
-    /// The state to persist.
+    /// Locked clients, least recently armed first.
+    pub fn locked_clients(&self) -> impl Iterator<Item = LockEntry> + '_ {
+        self.locks.entries()
+    }
+
+    /// Suspect peers, least recently used first.
+    pub fn peers(&self) -> impl Iterator<Item = PeerEntry> + '_ {
+        self.peers.entries()
+    }
+
+    /// Number of locked clients.
+    pub fn locked_count(&self) -> usize {
+        self.locks.len()
+    }
+
+    /// Number of suspect peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Ends `client`'s lock now (operator action). Queues a release event and store record;
+    /// returns whether the client was locked.
+    pub fn release_client(&mut self, client: IpAddr) -> bool {
+        let released = self.locks.release(client);
+        if released {
+            self.release_event(client);
+        }
+        released
+    }
+
+    /// Removes `peer` from the suspect cache (operator action); returns whether it was there.
+    pub fn forget_peer(&mut self, peer: IpAddr) -> bool {
+        let removed = self.peers.remove(peer);
+        if removed {
+            self.push_action(Action::Store(StoreRecord::PeerRemoved(peer)));
+        }
+        removed
+    }
+
+    /// Number of flows currently tracked.
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// The state to persist: suspect peers and locked clients.
     pub fn snapshot(&self) -> Snapshot {
-        unimplemented!()
+        Snapshot { peers: self.peers().collect(), locks: self.locked_clients().collect() }
     }
 
-    /// Loads persisted state; entries already expired at `now` are skipped.
+    /// Loads persisted state (entries already expired at `now` are skipped). Existing state is
+    /// kept; restored entries count as most recently used, in the snapshot's order.
     pub fn restore(&mut self, now: Timestamp, snapshot: &Snapshot) {
-        let _ = (now, snapshot);
-        unimplemented!()
+        for &peer in &snapshot.peers {
+            if !self.config.is_lan(peer.addr) {
+                self.peers.restore(peer, now);
+            }
+        }
+        let period = Duration::from_secs(self.config.timelock.seconds);
+        for &lock in &snapshot.locks {
+            self.locks.restore(lock, now, period);
+        }
     }
+}
+
+fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, discarded: &mut u64) {
+    if queue.len() >= QUEUE_LIMIT {
+        queue.pop_front();
+        *discarded += 1;
+    }
+    queue.push_back(item);
 }

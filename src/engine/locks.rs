@@ -1,0 +1,290 @@
+//! Per-client time-locks and their timers.
+//!
+//! A client (inside host) that shows a FastTrack tell is locked until `now + T`; every further
+//! tell re-arms the lock. When a lock is half expired and the client's FastTrack UDP port is
+//! known, the engine asks the shell to probe the client once; a FastTrack answer re-arms it.
+//!
+//! Invariants:
+//! - At most `capacity` locked clients (least recently re-armed evicted first, with a release).
+//! - `timers` holds exactly one `(deadline, client)` entry per locked client: its next probe time
+//!   if a probe is due for the current arming, otherwise its expiry. So the timer index is
+//!   bounded by the lock table and `poll_timeout` is its first entry.
+
+use super::LockEntry;
+use crate::time::Timestamp;
+use lru::LruCache;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy)]
+struct Lock {
+    until: Timestamp,
+    /// When the current arming started (probe time = armed + T/2).
+    armed: Timestamp,
+    port: Option<u16>,
+    probe_sent: bool,
+    /// The deadline currently registered in the timer index.
+    deadline: Timestamp,
+    /// The expiry last written to the store.
+    stored_until: Timestamp,
+}
+
+/// What a call to [`ClientLocks::arm`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Armed {
+    /// The client was not locked before.
+    New,
+    /// An existing lock was re-armed.
+    Rearmed {
+        /// Whether the new expiry should be persisted (moved by at least a second).
+        persist: bool,
+    },
+}
+
+/// Something due at a deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Due {
+    /// Send a probe to `client:port`.
+    Probe(IpAddr, u16),
+    /// The client's lock expired.
+    Released(IpAddr),
+}
+
+#[derive(Debug)]
+pub(crate) struct ClientLocks {
+    locks: LruCache<IpAddr, Lock>,
+    timers: BTreeSet<(Timestamp, IpAddr)>,
+}
+
+impl ClientLocks {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            locks: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("non-zero")),
+            timers: BTreeSet::new(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.locks.len()
+    }
+
+    /// Shrinks or grows the table; returns clients released by shrinking.
+    pub(crate) fn resize(&mut self, capacity: usize) -> Vec<IpAddr> {
+        let capacity = NonZeroUsize::new(capacity.max(1)).expect("non-zero");
+        let mut released = Vec::new();
+        while self.locks.len() > capacity.get() {
+            if let Some((ip, lock)) = self.locks.pop_lru() {
+                self.timers.remove(&(lock.deadline, ip));
+                released.push(ip);
+            }
+        }
+        self.locks.resize(capacity);
+        released
+    }
+
+    /// True if `client` is locked at `now`.
+    pub(crate) fn is_locked(&self, client: IpAddr, now: Timestamp) -> bool {
+        self.locks.peek(&client).is_some_and(|l| l.until > now)
+    }
+
+    /// Locks or re-arms `client` for `period`. `port` is its FastTrack UDP port when known.
+    /// Returns what happened and, if the table was full, the client evicted to make room.
+    pub(crate) fn arm(
+        &mut self,
+        client: IpAddr,
+        port: Option<u16>,
+        now: Timestamp,
+        period: Duration,
+    ) -> (Armed, Option<IpAddr>) {
+        let until = now.saturating_add(period);
+        let probe_at = now.saturating_add(period / 2);
+        if let Some(lock) = self.locks.get_mut(&client) {
+            if until <= lock.until {
+                // A tell with an older timestamp (clock step): keep the later expiry.
+                if port.is_some() && lock.port.is_none() {
+                    lock.port = port;
+                }
+                return (Armed::Rearmed { persist: false }, None);
+            }
+            self.timers.remove(&(lock.deadline, client));
+            lock.until = until;
+            lock.armed = now;
+            lock.probe_sent = false;
+            if port.is_some() {
+                lock.port = port;
+            }
+            lock.deadline = if lock.port.is_some() { probe_at } else { until };
+            self.timers.insert((lock.deadline, client));
+            let persist = until.saturating_since(lock.stored_until) >= Duration::from_secs(1);
+            if persist {
+                lock.stored_until = until;
+            }
+            return (Armed::Rearmed { persist }, None);
+        }
+        let deadline = if port.is_some() { probe_at } else { until };
+        let lock = Lock { until, armed: now, port, probe_sent: false, deadline, stored_until: until };
+        let evicted = self.locks.push(client, lock).map(|(ip, old)| {
+            self.timers.remove(&(old.deadline, ip));
+            ip
+        });
+        self.timers.insert((deadline, client));
+        (Armed::New, evicted.filter(|&ip| ip != client))
+    }
+
+    /// Releases `client` now (operator action); returns whether it was locked.
+    pub(crate) fn release(&mut self, client: IpAddr) -> bool {
+        match self.locks.pop(&client) {
+            Some(lock) => {
+                self.timers.remove(&(lock.deadline, client));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The earliest deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
+        self.timers.first().map(|&(t, _)| t)
+    }
+
+    /// Pops the next thing due at or before `now`.
+    pub(crate) fn pop_due(&mut self, now: Timestamp) -> Option<Due> {
+        let &(deadline, client) = self.timers.first()?;
+        if deadline > now {
+            return None;
+        }
+        self.timers.remove(&(deadline, client));
+        let Some(lock) = self.locks.peek_mut(&client) else {
+            return self.pop_due(now);
+        };
+        if lock.until <= now {
+            self.locks.pop(&client);
+            return Some(Due::Released(client));
+        }
+        match lock.port {
+            Some(port) if !lock.probe_sent => {
+                lock.probe_sent = true;
+                lock.deadline = lock.until;
+                self.timers.insert((lock.until, client));
+                Some(Due::Probe(client, port))
+            }
+            _ => {
+                // Not expired yet (should not happen): reschedule at the expiry.
+                lock.deadline = lock.until;
+                self.timers.insert((lock.until, client));
+                self.pop_due(now)
+            }
+        }
+    }
+
+    /// The lock of `client`, if any.
+    pub(crate) fn entry(&self, client: IpAddr) -> Option<LockEntry> {
+        self.locks.peek(&client).map(|l| LockEntry { client, until: l.until, port: l.port })
+    }
+
+    /// Locked clients, least recently armed first.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = LockEntry> + '_ {
+        self.locks.iter().rev().map(|(&client, l)| LockEntry { client, until: l.until, port: l.port })
+    }
+
+    /// Loads a persisted lock (skipped if expired at `now`). `period` is the configured lock time,
+    /// used to place the half-expiry probe.
+    pub(crate) fn restore(&mut self, entry: LockEntry, now: Timestamp, period: Duration) {
+        if entry.until <= now {
+            return;
+        }
+        let armed = Timestamp::from_micros(entry.until.as_micros().saturating_sub(period.as_micros() as u64));
+        let probe_at = armed.saturating_add(period / 2).max(now);
+        let deadline = if entry.port.is_some() && probe_at < entry.until { probe_at } else { entry.until };
+        if let Some(old) = self.locks.peek(&entry.client) {
+            self.timers.remove(&(old.deadline, entry.client));
+        }
+        let lock = Lock {
+            until: entry.until,
+            armed,
+            port: entry.port,
+            probe_sent: deadline == entry.until,
+            deadline,
+            stored_until: entry.until,
+        };
+        if let Some((ip, old)) = self.locks.push(entry.client, lock) {
+            if ip != entry.client {
+                self.timers.remove(&(old.deadline, ip));
+            }
+        }
+        self.timers.insert((deadline, entry.client));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(120);
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp::from_secs(secs)
+    }
+
+    #[test]
+    fn lock_probe_and_expiry() {
+        let mut locks = ClientLocks::new(8);
+        let c = ip("192.0.2.10");
+        assert_eq!(locks.arm(c, Some(3531), at(0), T), (Armed::New, None));
+        assert!(locks.is_locked(c, at(119)));
+        assert!(!locks.is_locked(c, at(120)));
+        assert_eq!(locks.next_deadline(), Some(at(60)));
+        assert_eq!(locks.pop_due(at(59)), None);
+        assert_eq!(locks.pop_due(at(60)), Some(Due::Probe(c, 3531)));
+        assert_eq!(locks.next_deadline(), Some(at(120)));
+        assert_eq!(locks.pop_due(at(119)), None);
+        assert_eq!(locks.pop_due(at(120)), Some(Due::Released(c)));
+        assert_eq!(locks.len(), 0);
+        assert_eq!(locks.next_deadline(), None);
+    }
+
+    #[test]
+    fn rearm_moves_both_deadlines() {
+        let mut locks = ClientLocks::new(8);
+        let c = ip("192.0.2.10");
+        locks.arm(c, None, at(0), T);
+        assert_eq!(locks.next_deadline(), Some(at(120)), "no port: no probe");
+        assert_eq!(locks.arm(c, None, at(100), T), (Armed::Rearmed { persist: true }, None));
+        assert_eq!(locks.next_deadline(), Some(at(220)));
+        assert_eq!(locks.arm(c, None, at(100), T), (Armed::Rearmed { persist: false }, None));
+        assert_eq!(locks.pop_due(at(219)), None);
+        assert_eq!(locks.pop_due(at(220)), Some(Due::Released(c)));
+    }
+
+    #[test]
+    fn eviction_keeps_timers_consistent() {
+        let mut locks = ClientLocks::new(2);
+        locks.arm(ip("192.0.2.1"), None, at(0), T);
+        locks.arm(ip("192.0.2.2"), None, at(1), T);
+        let (armed, evicted) = locks.arm(ip("192.0.2.3"), None, at(2), T);
+        assert_eq!((armed, evicted), (Armed::New, Some(ip("192.0.2.1"))));
+        assert_eq!(locks.timers.len(), 2);
+        assert_eq!(locks.next_deadline(), Some(at(121)));
+        assert!(locks.release(ip("192.0.2.2")));
+        assert_eq!(locks.timers.len(), 1);
+        assert_eq!(locks.resize(1), Vec::<IpAddr>::new());
+    }
+
+    #[test]
+    fn restore_places_probe_and_skips_expired() {
+        let mut locks = ClientLocks::new(8);
+        locks.restore(LockEntry { client: ip("192.0.2.5"), until: at(100), port: Some(1214) }, at(100), T);
+        assert_eq!(locks.len(), 0);
+        // Armed at 50 (until 170): probe due at 110.
+        locks.restore(LockEntry { client: ip("192.0.2.6"), until: at(170), port: Some(1214) }, at(100), T);
+        assert_eq!(locks.next_deadline(), Some(at(110)));
+        assert_eq!(locks.pop_due(at(110)), Some(Due::Probe(ip("192.0.2.6"), 1214)));
+        assert_eq!(locks.pop_due(at(170)), Some(Due::Released(ip("192.0.2.6"))));
+    }
+}

@@ -1,0 +1,193 @@
+//! The suspect-peer cache: outside addresses seen speaking FastTrack.
+//!
+//! Invariants:
+//! - At most `capacity` entries (least recently used evicted first); memory never grows with input.
+//! - Keyed by IP: FastTrack nodes use one port for everything, but a blocked client retries on
+//!   whatever port it has cached, so a peer is blocked on every port. The port is remembered for
+//!   logs and the state file.
+//! - Expiry is checked lazily on lookup: an expired entry is treated as absent and removed.
+//! - LAN, loopback, unspecified, multicast and broadcast addresses are never admitted.
+
+use super::{PeerEntry, StoreRecord};
+use crate::time::Timestamp;
+use lru::LruCache;
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    port: Option<u16>,
+    expires: Option<Timestamp>,
+    /// The expiry last written to the store, to avoid a store write on every refresh.
+    stored_expires: Option<Timestamp>,
+}
+
+/// What [`PeerCache::learn`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Learned {
+    /// The address was not admissible (or is the LAN).
+    Ignored,
+    /// A new suspect peer.
+    New,
+    /// An existing peer was refreshed.
+    Refreshed,
+}
+
+#[derive(Debug)]
+pub(crate) struct PeerCache {
+    entries: LruCache<IpAddr, Peer>,
+    ttl: Option<Duration>,
+}
+
+/// True for addresses that can be an outside FastTrack peer at all.
+pub(crate) fn admissible(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_loopback() || v4.is_multicast() || v4.is_broadcast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_loopback() || v6.is_multicast()),
+    }
+}
+
+impl PeerCache {
+    pub(crate) fn new(capacity: usize, expire_seconds: u64) -> Self {
+        Self {
+            entries: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("non-zero")),
+            ttl: (expire_seconds > 0).then(|| Duration::from_secs(expire_seconds)),
+        }
+    }
+
+    pub(crate) fn reconfigure(&mut self, capacity: usize, expire_seconds: u64, store: &mut impl FnMut(StoreRecord)) {
+        let capacity = NonZeroUsize::new(capacity.max(1)).expect("non-zero");
+        while self.entries.len() > capacity.get() {
+            if let Some((ip, _)) = self.entries.pop_lru() {
+                store(StoreRecord::PeerRemoved(ip));
+            }
+        }
+        self.entries.resize(capacity);
+        self.ttl = (expire_seconds > 0).then(|| Duration::from_secs(expire_seconds));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if `ip` is a live suspect peer at `now` (refreshes its recency, not its expiry).
+    pub(crate) fn is_suspect(&mut self, ip: IpAddr, now: Timestamp, store: &mut impl FnMut(StoreRecord)) -> bool {
+        match self.entries.get(&ip) {
+            None => false,
+            Some(peer) if peer.expires.is_some_and(|e| e <= now) => {
+                self.entries.pop(&ip);
+                store(StoreRecord::PeerRemoved(ip));
+                false
+            }
+            Some(_) => true,
+        }
+    }
+
+    /// Adds or refreshes a suspect peer.
+    pub(crate) fn learn(
+        &mut self,
+        ip: IpAddr,
+        port: Option<u16>,
+        now: Timestamp,
+        store: &mut impl FnMut(StoreRecord),
+    ) -> Learned {
+        if !admissible(ip) {
+            return Learned::Ignored;
+        }
+        let expires = self.ttl.map(|ttl| now.saturating_add(ttl));
+        if let Some(peer) = self.entries.get_mut(&ip) {
+            let was_expired = peer.expires.is_some_and(|e| e <= now);
+            let port_changed = port.is_some() && port != peer.port;
+            if port.is_some() {
+                peer.port = port;
+            }
+            peer.expires = expires;
+            // Persist a refresh only when it moves the stored expiry by a tenth of the TTL or more.
+            let stale = match (peer.stored_expires, expires, self.ttl) {
+                (Some(stored), Some(new), Some(ttl)) => new.saturating_since(stored) >= ttl / 10,
+                _ => false,
+            };
+            if port_changed || stale || was_expired {
+                peer.stored_expires = expires;
+                store(StoreRecord::Peer(PeerEntry { addr: ip, port: peer.port, expires }));
+            }
+            return if was_expired { Learned::New } else { Learned::Refreshed };
+        }
+        let peer = Peer { port, expires, stored_expires: expires };
+        if let Some((evicted, _)) = self.entries.push(ip, peer) {
+            if evicted != ip {
+                store(StoreRecord::PeerRemoved(evicted));
+            }
+        }
+        store(StoreRecord::Peer(PeerEntry { addr: ip, port, expires }));
+        Learned::New
+    }
+
+    /// Removes a peer; returns whether it was present.
+    pub(crate) fn remove(&mut self, ip: IpAddr) -> bool {
+        self.entries.pop(&ip).is_some()
+    }
+
+    /// Live entries, least recently used first.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = PeerEntry> + '_ {
+        self.entries.iter().rev().map(|(&addr, p)| PeerEntry { addr, port: p.port, expires: p.expires })
+    }
+
+    /// Loads a persisted entry (skipped if expired at `now` or inadmissible).
+    pub(crate) fn restore(&mut self, entry: PeerEntry, now: Timestamp) {
+        if !admissible(entry.addr) || entry.expires.is_some_and(|e| e <= now) {
+            return;
+        }
+        let peer = Peer { port: entry.port, expires: entry.expires, stored_expires: entry.expires };
+        self.entries.push(entry.addr, peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn capacity_bounds_and_eviction_is_reported() {
+        let mut cache = PeerCache::new(2, 0);
+        let mut records = Vec::new();
+        let mut store = |r| records.push(r);
+        let now = Timestamp::from_secs(1);
+        assert_eq!(cache.learn(ip("198.51.100.1"), Some(1214), now, &mut store), Learned::New);
+        assert_eq!(cache.learn(ip("198.51.100.2"), None, now, &mut store), Learned::New);
+        assert_eq!(cache.learn(ip("198.51.100.1"), Some(1214), now, &mut store), Learned::Refreshed);
+        assert_eq!(cache.learn(ip("198.51.100.3"), None, now, &mut store), Learned::New);
+        assert_eq!(cache.len(), 2);
+        assert!(records.contains(&StoreRecord::PeerRemoved(ip("198.51.100.2"))));
+        let mut store = |_| {};
+        assert!(cache.is_suspect(ip("198.51.100.1"), now, &mut store));
+        assert!(!cache.is_suspect(ip("198.51.100.2"), now, &mut store));
+    }
+
+    #[test]
+    fn expiry_is_lazy_and_refresh_extends() {
+        let mut cache = PeerCache::new(10, 60);
+        let mut store = |_| {};
+        cache.learn(ip("203.0.113.9"), Some(3000), Timestamp::from_secs(0), &mut store);
+        assert!(cache.is_suspect(ip("203.0.113.9"), Timestamp::from_secs(59), &mut store));
+        cache.learn(ip("203.0.113.9"), None, Timestamp::from_secs(30), &mut store);
+        assert!(cache.is_suspect(ip("203.0.113.9"), Timestamp::from_secs(89), &mut store));
+        assert!(!cache.is_suspect(ip("203.0.113.9"), Timestamp::from_secs(90), &mut store));
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn inadmissible_addresses_are_ignored() {
+        let mut cache = PeerCache::new(10, 0);
+        let mut store = |_| {};
+        for bad in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "::", "::1", "ff02::1"] {
+            assert_eq!(cache.learn(ip(bad), None, Timestamp::ZERO, &mut store), Learned::Ignored, "{bad}");
+        }
+        assert_eq!(cache.len(), 0);
+    }
+}

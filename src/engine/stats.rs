@@ -1,0 +1,59 @@
+//! Packet counters.
+//!
+//! Invariant: `packets == accepted + dropped`, and the per-reason counts add up to `packets`.
+
+use crate::verdict::{Reason, Verdict};
+
+/// Counters kept by the engine. Cheap to read at any time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Packets judged.
+    pub packets: u64,
+    /// Packets accepted (including every packet in monitor mode).
+    pub accepted: u64,
+    /// Packets dropped.
+    pub dropped: u64,
+    /// Events discarded because the shell did not drain [`super::Engine::poll_event`] in time.
+    pub events_discarded: u64,
+    /// Actions discarded because the shell did not drain [`super::Engine::poll_action`] in time.
+    pub actions_discarded: u64,
+    by_reason: [u64; Reason::ALL.len()],
+}
+
+impl EngineStats {
+    pub(crate) fn record(&mut self, verdict: Verdict, reason: Reason) {
+        self.packets += 1;
+        match verdict {
+            Verdict::Accept => self.accepted += 1,
+            Verdict::Drop => self.dropped += 1,
+        }
+        self.by_reason[reason as usize] += 1;
+    }
+
+    /// Packets per reason, every reason included (zero counts too), in [`Reason::ALL`] order.
+    pub fn by_reason(&self) -> impl Iterator<Item = (Reason, u64)> + '_ {
+        Reason::ALL.iter().map(|&r| (r, self.by_reason[r as usize]))
+    }
+
+    /// Packets counted under `reason`.
+    pub fn count(&self, reason: Reason) -> u64 {
+        self.by_reason[reason as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_add_up() {
+        let mut s = EngineStats::default();
+        s.record(Verdict::Accept, Reason::Clean);
+        s.record(Verdict::Drop, Reason::UdpPing);
+        s.record(Verdict::Accept, Reason::UdpPing);
+        assert_eq!((s.packets, s.accepted, s.dropped), (3, 2, 1));
+        assert_eq!(s.count(Reason::UdpPing), 2);
+        assert_eq!(s.by_reason().map(|(_, n)| n).sum::<u64>(), 3);
+        assert_eq!(s.by_reason().count(), Reason::ALL.len());
+    }
+}
