@@ -1,1 +1,94 @@
-fn main(){}
+//! Engine throughput on a mixed workload: ordinary TCP (handshakes, HTTP requests, bulk data
+//! segments), DNS-like UDP, and FastTrack pings, pongs and openers, over many flows.
+//!
+//! Run with `cargo bench --bench engine`; criterion prints packets/s ("elem/s").
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use ftwall::{Config, Engine, Timestamp};
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, l4: &[u8]) -> Vec<u8> {
+    let total = 20 + l4.len();
+    let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, protocol, 0, 0];
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(l4);
+    p
+}
+
+fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let len = 8 + payload.len();
+    let mut l4 = vec![0; 8];
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    l4[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+    l4.extend_from_slice(payload);
+    ipv4(src, dst, 17, &l4)
+}
+
+fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut l4 = vec![0; 20];
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    l4[4..8].copy_from_slice(&seq.to_be_bytes());
+    l4[12] = 0x50;
+    l4[13] = flags;
+    l4.extend_from_slice(payload);
+    ipv4(src, dst, 6, &l4)
+}
+
+/// About 100k packets: 85 % bulk TCP data of established flows, the rest handshakes, HTTP
+/// requests, DNS, and 2 % FastTrack.
+fn workload() -> Vec<Vec<u8>> {
+    let mut packets = Vec::new();
+    let ping = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
+    let data = vec![0x5Au8; 1400];
+    for flow in 0..2_000u32 {
+        let client = Ipv4Addr::new(192, 168, (flow >> 8) as u8, flow as u8);
+        let server = Ipv4Addr::new(203, 0, 113, (flow % 250) as u8 + 1);
+        let sport = 40_000 + (flow % 20_000) as u16;
+        let mut seq = 1000u32;
+        packets.push(tcp(client, sport, server, 80, seq - 1, 0x02, &[]));
+        packets.push(tcp(server, 80, client, sport, 9, 0x12, &[]));
+        packets.push(tcp(client, sport, server, 80, seq, 0x10, &[]));
+        let req = b"GET /index.html HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: bench\r\n\r\n";
+        packets.push(tcp(client, sport, server, 80, seq, 0x18, req));
+        seq += req.len() as u32;
+        let mut sseq = 10u32;
+        for _ in 0..42 {
+            packets.push(tcp(server, 80, client, sport, sseq, 0x10, &data));
+            sseq += data.len() as u32;
+        }
+        packets.push(tcp(client, sport, server, 80, seq, 0x10, &[]));
+        packets.push(udp(client, sport, Ipv4Addr::new(198, 51, 100, 53), 53, b"\x12\x34\x01\x00\x00\x01www"));
+        if flow % 2 == 0 {
+            packets.push(udp(client, 3531, Ipv4Addr::new(198, 51, 100, (flow % 200) as u8), 1214, &ping));
+        }
+    }
+    packets
+}
+
+fn bench_engine(c: &mut Criterion) {
+    let packets = workload();
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(packets.len() as u64));
+    group.sample_size(20);
+    group.bench_function("mixed_workload", |b| {
+        b.iter_batched_ref(
+            || Engine::new(Config::default()),
+            |engine| {
+                for (i, p) in packets.iter().enumerate() {
+                    black_box(engine.handle_packet(Timestamp::from_micros(i as u64), p));
+                    while engine.poll_event().is_some() {}
+                    while engine.poll_action().is_some() {}
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_engine);
+criterion_main!(benches);

@@ -105,7 +105,8 @@ pub struct Config {
 }
 
 /// Default inside networks: RFC 1918, carrier-grade NAT, IPv6 unique local.
-pub const DEFAULT_LAN: [&str; 5] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"];
+pub const DEFAULT_LAN: [&str; 5] =
+    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"];
 
 impl Default for Config {
     fn default() -> Self {
@@ -165,7 +166,10 @@ impl Config {
         positive("flows.capacity", self.flows.capacity)?;
         positive("flows.reassembly_capacity", self.flows.reassembly_capacity)?;
         if self.flows.idle_seconds == 0 {
-            return Err(ConfigError::Invalid { key: "flows.idle_seconds", problem: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                key: "flows.idle_seconds",
+                problem: "must be at least 1".into(),
+            });
         }
         if self.timelock.seconds > 365 * 86_400 {
             return Err(ConfigError::Invalid { key: "timelock.seconds", problem: "at most one year".into() });
@@ -209,7 +213,9 @@ mod tests {
         assert!(Config::from_toml_str("[peers]\ncapacity = 0\n").is_err());
         assert!(Config::from_toml_str("lan = [\"not a cidr\"]\n").is_err());
         assert!(Config::from_toml_str("mode = \"sometimes\"\n").is_err());
-        let c = Config::from_toml_str("mode = \"monitor\"\nlan = [\"192.0.2.0/24\"]\n[timelock]\nseconds = 0\n").unwrap();
+        let c =
+            Config::from_toml_str("mode = \"monitor\"\nlan = [\"192.0.2.0/24\"]\n[timelock]\nseconds = 0\n")
+                .unwrap();
         assert_eq!(c.mode, Mode::Monitor);
         assert_eq!(c.timelock.seconds, 0);
         assert!(c.is_lan("192.0.2.10".parse().unwrap()));

@@ -65,7 +65,10 @@ mod tests {
     fn arithmetic_saturates() {
         let t = Timestamp::from_secs(10);
         assert_eq!(t.saturating_add(Duration::from_millis(1500)).as_micros(), 11_500_000);
-        assert_eq!(Timestamp::from_micros(u64::MAX).saturating_add(Duration::from_secs(1)).as_micros(), u64::MAX);
+        assert_eq!(
+            Timestamp::from_micros(u64::MAX).saturating_add(Duration::from_secs(1)).as_micros(),
+            u64::MAX
+        );
         assert_eq!(Timestamp::ZERO.saturating_since(t), Duration::ZERO);
         assert_eq!(t.saturating_since(Timestamp::from_secs(4)), Duration::from_secs(6));
         assert_eq!(t.to_string(), "10.000000");

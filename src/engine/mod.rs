@@ -199,7 +199,9 @@ fn summarize(packet: &Packet<'_>) -> PacketSummary {
         Transport::Tcp(s) => (Proto::Tcp, Some(s.src_port), Some(s.dst_port), s.payload_len),
         Transport::Udp(d) => (Proto::Udp, Some(d.src_port), Some(d.dst_port), d.payload_len),
         Transport::LaterFragment { protocol } => (Proto::from_ip_protocol(protocol), None, None, 0),
-        Transport::Other { protocol, payload_len } => (Proto::from_ip_protocol(protocol), None, None, payload_len),
+        Transport::Other { protocol, payload_len } => {
+            (Proto::from_ip_protocol(protocol), None, None, payload_len)
+        }
     };
     PacketSummary { proto, src: packet.src, dst: packet.dst, src_port, dst_port, payload_len }
 }
@@ -292,7 +294,13 @@ impl Engine {
 
     /// Finds or creates the flow of `src -> dst`. Returns its key, whether `src` is the key's low
     /// endpoint, a copy of the flow state, and whether the flow is new.
-    fn lookup(&mut self, now: Timestamp, protocol: u8, src: Endpoint, dst: Endpoint) -> (FlowKey, bool, Flow, bool) {
+    fn lookup(
+        &mut self,
+        now: Timestamp,
+        protocol: u8,
+        src: Endpoint,
+        dst: Endpoint,
+    ) -> (FlowKey, bool, Flow, bool) {
         let (key, src_is_low) = FlowKey::of(protocol, src, dst);
         if let Some(flow) = self.flows.get_mut(&key) {
             if now.saturating_since(flow.last_seen) < self.idle {
@@ -347,7 +355,9 @@ impl Engine {
             Some(0x2A) => signatures::udp::pong_ack(payload)
                 .filter(|&id| flow.nat_pong_id == Some(id))
                 .map(|_| Reason::UdpPongAck),
-            Some(0xC1 | 0xC2) => signatures::udp::address_echo(payload, dst).then_some(Reason::UdpAddressEcho),
+            Some(0xC1 | 0xC2) => {
+                signatures::udp::address_echo(payload, dst).then_some(Reason::UdpAddressEcho)
+            }
             _ => None,
         };
 
@@ -389,7 +399,11 @@ impl Engine {
         let dst_ep = Endpoint { ip: dst, port: s.dst_port };
         let (key, src_is_low, mut flow, new) = self.lookup(now, TCP, src_ep, dst_ep);
         let initial_syn = s.flags.is_initial_syn();
-        if initial_syn && !new && (flow.tcp[0].payloads > 0 || flow.tcp[1].payloads > 0) && flow.blocked.is_none() {
+        if initial_syn
+            && !new
+            && (flow.tcp[0].payloads > 0 || flow.tcp[1].payloads > 0)
+            && flow.blocked.is_none()
+        {
             // Port reuse: a fresh connection on a 5-tuple that already carried data.
             flow = Flow::new(now, flow.inside_is_low, src_is_low);
             self.reassembly.pop(&key);
@@ -594,10 +608,19 @@ impl Engine {
 
     fn is_suspect(&mut self, ip: IpAddr, now: Timestamp) -> bool {
         let Self { peers, actions, stats, .. } = self;
-        peers.is_suspect(ip, now, &mut |r| push_bounded(actions, Action::Store(r), &mut stats.actions_discarded))
+        peers.is_suspect(ip, now, &mut |r| {
+            push_bounded(actions, Action::Store(r), &mut stats.actions_discarded)
+        })
     }
 
-    fn learn_peer(&mut self, now: Timestamp, ip: IpAddr, port: Option<u16>, client: Option<IpAddr>, reason: Reason) {
+    fn learn_peer(
+        &mut self,
+        now: Timestamp,
+        ip: IpAddr,
+        port: Option<u16>,
+        client: Option<IpAddr>,
+        reason: Reason,
+    ) {
         if self.config.is_lan(ip) {
             return;
         }
@@ -611,7 +634,14 @@ impl Engine {
     }
 
     /// A tell was seen on `flow`: classify it, learn the peer, lock the client.
-    fn on_tell(&mut self, now: Timestamp, flow: &mut Flow, tell: Reason, parties: Parties, client_port: Option<u16>) {
+    fn on_tell(
+        &mut self,
+        now: Timestamp,
+        flow: &mut Flow,
+        tell: Reason,
+        parties: Parties,
+        client_port: Option<u16>,
+    ) {
         let newly_classified = matches!(flow.blocked, None | Some(Reason::Port1214));
         if newly_classified {
             flow.blocked = Some(tell);
@@ -687,7 +717,8 @@ impl Engine {
     /// re-armed. Anything else is ignored.
     pub fn handle_probe_answer(&mut self, now: Timestamp, from: SocketAddr, payload: &[u8]) -> bool {
         use signatures::udp;
-        let fasttrack = udp::pong(payload).is_some() || udp::nat_pong(payload).is_some() || udp::ping(payload).is_some();
+        let fasttrack =
+            udp::pong(payload).is_some() || udp::nat_pong(payload).is_some() || udp::ping(payload).is_some();
         if !fasttrack || !self.locks.is_locked(from.ip(), now) {
             return false;
         }
@@ -822,3 +853,6 @@ fn push_bounded<T>(queue: &mut VecDeque<T>, item: T, discarded: &mut u64) {
     }
     queue.push_back(item);
 }
+
+#[cfg(test)]
+mod tests;

@@ -43,7 +43,9 @@ pub(crate) struct PeerCache {
 /// True for addresses that can be an outside FastTrack peer at all.
 pub(crate) fn admissible(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_loopback() || v4.is_multicast() || v4.is_broadcast()),
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified() || v4.is_loopback() || v4.is_multicast() || v4.is_broadcast())
+        }
         IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_loopback() || v6.is_multicast()),
     }
 }
@@ -56,7 +58,12 @@ impl PeerCache {
         }
     }
 
-    pub(crate) fn reconfigure(&mut self, capacity: usize, expire_seconds: u64, store: &mut impl FnMut(StoreRecord)) {
+    pub(crate) fn reconfigure(
+        &mut self,
+        capacity: usize,
+        expire_seconds: u64,
+        store: &mut impl FnMut(StoreRecord),
+    ) {
         let capacity = NonZeroUsize::new(capacity.max(1)).expect("non-zero");
         while self.entries.len() > capacity.get() {
             if let Some((ip, _)) = self.entries.pop_lru() {
@@ -72,7 +79,12 @@ impl PeerCache {
     }
 
     /// True if `ip` is a live suspect peer at `now` (refreshes its recency, not its expiry).
-    pub(crate) fn is_suspect(&mut self, ip: IpAddr, now: Timestamp, store: &mut impl FnMut(StoreRecord)) -> bool {
+    pub(crate) fn is_suspect(
+        &mut self,
+        ip: IpAddr,
+        now: Timestamp,
+        store: &mut impl FnMut(StoreRecord),
+    ) -> bool {
         match self.entries.get(&ip) {
             None => false,
             Some(peer) if peer.expires.is_some_and(|e| e <= now) => {

@@ -1,0 +1,644 @@
+//! Engine behaviour tests over hand-built packets and a virtual clock.
+
+use super::*;
+use crate::config::{Config, MalformedPolicy, Mode};
+use crate::signatures::tcp::GIFT_OPENER;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+const CLIENT: &str = "192.0.2.10";
+const CLIENT_PORT: u16 = 3531;
+const PEER: &str = "198.51.100.20";
+const PEER_PORT: u16 = 2345;
+const KAZAA_PING: [u8; 12] = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
+const KAZAA_PONG: [u8; 17] =
+    [0x28, 0, 0, 0, 0xA9, 0, 0x0F, 0x59, 0xD9, 0x4E, 0xFA, b'K', b'a', b'Z', b'a', b'A', 0];
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const PSH_ACK: u8 = 0x18;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn at(secs: u64) -> Timestamp {
+    Timestamp::from_secs(secs)
+}
+
+fn config() -> Config {
+    let mut c = Config::default();
+    c.lan = vec!["192.0.2.0/24".parse().unwrap(), "2001:db8:1::/64".parse().unwrap()];
+    c
+}
+
+fn ip_packet(src: IpAddr, dst: IpAddr, protocol: u8, l4: &[u8]) -> Vec<u8> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let total = 20 + l4.len();
+            let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, protocol, 0, 0];
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+            p.extend_from_slice(l4);
+            p
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let len = l4.len();
+            let mut p = vec![0x60, 0, 0, 0, (len >> 8) as u8, len as u8, protocol, 64];
+            p.extend_from_slice(&s.octets());
+            p.extend_from_slice(&d.octets());
+            p.extend_from_slice(l4);
+            p
+        }
+        _ => panic!("mixed address families"),
+    }
+}
+
+fn udp(src: (&str, u16), dst: (&str, u16), payload: &[u8]) -> Vec<u8> {
+    let len = 8 + payload.len();
+    let mut l4 = vec![
+        (src.1 >> 8) as u8,
+        src.1 as u8,
+        (dst.1 >> 8) as u8,
+        dst.1 as u8,
+        (len >> 8) as u8,
+        len as u8,
+        0,
+        0,
+    ];
+    l4.extend_from_slice(payload);
+    ip_packet(ip(src.0), ip(dst.0), 17, &l4)
+}
+
+fn tcp(src: (&str, u16), dst: (&str, u16), seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut l4 = vec![(src.1 >> 8) as u8, src.1 as u8, (dst.1 >> 8) as u8, dst.1 as u8];
+    l4.extend_from_slice(&seq.to_be_bytes());
+    l4.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xFF, 0xFF, 0, 0, 0, 0]);
+    l4.extend_from_slice(payload);
+    ip_packet(ip(src.0), ip(dst.0), 6, &l4)
+}
+
+/// A TCP connection driver that keeps sequence numbers straight.
+struct Conn {
+    client: (&'static str, u16),
+    server: (&'static str, u16),
+    cseq: u32,
+    sseq: u32,
+}
+
+impl Conn {
+    fn new(client: (&'static str, u16), server: (&'static str, u16)) -> Self {
+        Self { client, server, cseq: 1000, sseq: 50_000 }
+    }
+    fn syn(&self) -> Vec<u8> {
+        tcp(self.client, self.server, self.cseq - 1, SYN, &[])
+    }
+    fn syn_ack(&self) -> Vec<u8> {
+        tcp(self.server, self.client, self.sseq - 1, SYN | ACK, &[])
+    }
+    fn ack(&self) -> Vec<u8> {
+        tcp(self.client, self.server, self.cseq, ACK, &[])
+    }
+    fn client_data(&mut self, data: &[u8]) -> Vec<u8> {
+        let p = tcp(self.client, self.server, self.cseq, PSH_ACK, data);
+        self.cseq += data.len() as u32;
+        p
+    }
+    fn server_data(&mut self, data: &[u8]) -> Vec<u8> {
+        let p = tcp(self.server, self.client, self.sseq, PSH_ACK, data);
+        self.sseq += data.len() as u32;
+        p
+    }
+    /// Runs the three-way handshake, asserting every packet is accepted as clean.
+    fn open(&self, e: &mut Engine, now: Timestamp) {
+        for p in [self.syn(), self.syn_ack(), self.ack()] {
+            assert_eq!(e.handle_packet(now, &p).reason, Reason::Clean);
+        }
+    }
+}
+
+fn events(e: &mut Engine) -> Vec<Event> {
+    std::iter::from_fn(|| e.poll_event()).collect()
+}
+
+fn actions(e: &mut Engine) -> Vec<Action> {
+    std::iter::from_fn(|| e.poll_action()).collect()
+}
+
+fn judge(e: &mut Engine, now: Timestamp, p: &[u8]) -> (Verdict, Reason) {
+    let d = e.handle_packet(now, p);
+    (d.verdict, d.reason)
+}
+
+#[test]
+fn ping_is_dropped_identifies_client_and_peer_and_spoofs_a_pong() {
+    let mut e = Engine::new(config());
+    let d = e.handle_packet(at(100), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    assert_eq!((d.verdict, d.reason), (Verdict::Drop, Reason::UdpPing));
+    let summary = d.packet.unwrap();
+    assert_eq!((summary.proto, summary.payload_len, summary.dst_port), (Proto::Udp, 12, Some(PEER_PORT)));
+
+    let ev = events(&mut e);
+    let client_sock = SocketAddr::new(ip(CLIENT), CLIENT_PORT);
+    let peer_sock = SocketAddr::new(ip(PEER), PEER_PORT);
+    assert!(ev.contains(&Event::FlowClassified {
+        proto: Proto::Udp,
+        client: client_sock,
+        peer: peer_sock,
+        reason: Reason::UdpPing
+    }));
+    assert!(ev.contains(&Event::PeerIdentified {
+        peer: ip(PEER),
+        port: Some(PEER_PORT),
+        client: Some(ip(CLIENT)),
+        reason: Reason::UdpPing
+    }));
+    assert!(ev.contains(&Event::ClientIdentified {
+        client: ip(CLIENT),
+        peer: peer_sock,
+        reason: Reason::UdpPing,
+        locked_until: Some(at(220))
+    }));
+
+    let acts = actions(&mut e);
+    let spoof = acts.iter().find_map(|a| match a {
+        Action::SendSpoofedPong { from, to, payload } => Some((*from, *to, payload.clone())),
+        _ => None,
+    });
+    let (from, to, payload) = spoof.expect("a spoofed pong");
+    assert_eq!((from, to), (peer_sock, client_sock));
+    assert_eq!(signatures::udp::pong(&payload), Some(Network::Kazaa));
+    assert!(acts.contains(&Action::Store(StoreRecord::Peer(PeerEntry {
+        addr: ip(PEER),
+        port: Some(PEER_PORT),
+        expires: Some(at(100 + 86_400))
+    }))));
+    assert!(acts.contains(&Action::Store(StoreRecord::Lock(LockEntry {
+        client: ip(CLIENT),
+        until: at(220),
+        port: Some(CLIENT_PORT)
+    }))));
+
+    // The pong coming back on the same flow is a tell too; a second ping re-arms silently.
+    let pong = udp((PEER, PEER_PORT), (CLIENT, CLIENT_PORT), &KAZAA_PONG);
+    assert_eq!(judge(&mut e, at(101), &pong), (Verdict::Drop, Reason::UdpPong));
+    let ping2 = udp((CLIENT, CLIENT_PORT), ("203.0.113.5", 4000), &KAZAA_PING);
+    assert_eq!(judge(&mut e, at(102), &ping2), (Verdict::Drop, Reason::UdpPing));
+    let ev = events(&mut e);
+    assert!(
+        !ev.iter().any(|x| matches!(x, Event::ClientIdentified { .. })),
+        "no second identification: {ev:?}"
+    );
+    assert_eq!(e.locked_clients().next().unwrap().until, at(222));
+    assert_eq!(e.peer_count(), 2);
+}
+
+#[test]
+fn outbound_traffic_to_suspect_peers_is_dropped_but_other_clients_elsewhere_pass() {
+    let mut e = Engine::new(config());
+    e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    // Another inside host: UDP and a SYN to the suspect peer (any port) are dropped.
+    let other = ("192.0.2.11", 40000);
+    assert_eq!(judge(&mut e, at(1), &udp(other, (PEER, 53), b"hello")), (Verdict::Drop, Reason::SuspectPeer));
+    let syn = tcp(other, (PEER, 80), 7, SYN, &[]);
+    assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Drop, Reason::SuspectPeer));
+    // Ordinary traffic of that host to somewhere else passes.
+    let syn = tcp(other, ("203.0.113.80", 443), 7, SYN, &[]);
+    assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Accept, Reason::Clean));
+    // Inbound from the suspect peer on a new flow is not dropped by the peer rule (only outbound is).
+    let inbound = udp((PEER, 9999), ("192.0.2.11", 5000), b"x");
+    assert_eq!(judge(&mut e, at(1), &inbound), (Verdict::Accept, Reason::Clean));
+}
+
+#[test]
+fn nat_pong_and_its_echo() {
+    let mut e = Engine::new(config());
+    let nat_pong = [0x29, 0, 0, 0, 0xA9, 0x01, 0x00, 0x00, 0x00, 0xDC, 0x93, 0xF0, 0x6B];
+    let echo = [0x2A, 0xDC, 0x93, 0xF0, 0x6B];
+    // An echo with no 0x29 before it is not a tell.
+    let lone = udp((CLIENT, CLIENT_PORT), ("203.0.113.9", 1000), &echo);
+    assert_eq!(judge(&mut e, at(0), &lone), (Verdict::Accept, Reason::Clean));
+    let p = udp(("203.0.113.7", 1214), (CLIENT, CLIENT_PORT), &nat_pong);
+    assert_eq!(judge(&mut e, at(0), &p), (Verdict::Drop, Reason::UdpPong));
+    let p = udp((CLIENT, CLIENT_PORT), ("203.0.113.7", 1214), &echo);
+    assert_eq!(judge(&mut e, at(0), &p), (Verdict::Drop, Reason::UdpPongAck));
+}
+
+#[test]
+fn address_echo_needs_the_destination_inside() {
+    let mut e = Engine::new(config());
+    let good = [0xC1, 0x88, 0x9D, 198, 51, 100, 23];
+    let p = udp((CLIENT, CLIENT_PORT), ("198.51.100.23", 1500), &good);
+    assert_eq!(judge(&mut e, at(0), &p), (Verdict::Drop, Reason::UdpAddressEcho));
+    let p = udp((CLIENT, CLIENT_PORT), ("198.51.100.24", 1500), &good);
+    assert_eq!(judge(&mut e, at(0), &p), (Verdict::Accept, Reason::Clean));
+}
+
+#[test]
+fn session_datagrams_count_only_on_classified_flows() {
+    let mut e = Engine::new(config());
+    let mut c0 = vec![0xC0, 0x28];
+    c0.extend_from_slice(&[0x7D; 411]);
+    let elsewhere = udp((CLIENT, CLIENT_PORT), ("203.0.113.60", 7000), &c0);
+    assert_eq!(judge(&mut e, at(0), &elsewhere), (Verdict::Accept, Reason::Clean));
+    assert_eq!(e.locked_count(), 0);
+    e.handle_packet(at(10), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    let on_flow = udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &c0);
+    assert_eq!(judge(&mut e, at(50), &on_flow), (Verdict::Drop, Reason::FasttrackFlow));
+    assert_eq!(e.locked_clients().next().unwrap().until, at(170), "re-armed by the C0 datagram");
+}
+
+#[test]
+fn skype_and_gtp_decoys_pass() {
+    let mut e = Engine::new(config());
+    let mut skype27 = vec![0x27, 0x4C, 0x02, 0xF6];
+    skype27.resize(18, 0x11);
+    let mut skype_c0 = vec![0xC0, 0x9A, 0x02, 0x51];
+    skype_c0.resize(18, 0x22);
+    let mut gtp = vec![0x27, 0, 0, 0, 0x02, 0x59, 0, 0, 0xC8, 0];
+    gtp.resize(39, 0);
+    for payload in [skype27, skype_c0, gtp] {
+        let p = udp((CLIENT, 40000), ("203.0.113.1", 33000), &payload);
+        assert_eq!(judge(&mut e, at(0), &p), (Verdict::Accept, Reason::Clean));
+    }
+    assert_eq!((e.peer_count(), e.locked_count()), (0, 0));
+}
+
+#[test]
+fn timelock_locks_rearms_probes_and_expires() {
+    let mut e = Engine::new(config());
+    e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    events(&mut e);
+    actions(&mut e);
+    assert_eq!(e.poll_timeout(), Some(at(60)), "half-expiry probe scheduled");
+
+    // Locked: new TCP to a random port is dropped, to an allowed port accepted.
+    let syn = tcp((CLIENT, 41000), ("203.0.113.77", 6346), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(30), &syn), (Verdict::Drop, Reason::ClientLocked));
+    let syn80 = tcp((CLIENT, 41001), ("203.0.113.77", 80), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(30), &syn80), (Verdict::Accept, Reason::Clean));
+    // Non-SYN packets of existing flows are not affected by the lock.
+    let data = tcp((CLIENT, 41001), ("203.0.113.77", 80), 2, PSH_ACK, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(judge(&mut e, at(30), &data), (Verdict::Accept, Reason::Clean));
+    // Another client is not locked.
+    let other = tcp(("192.0.2.11", 41000), ("203.0.113.77", 6346), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(30), &other), (Verdict::Accept, Reason::Clean));
+
+    // Half-expiry: a probe to the client's FastTrack port.
+    e.handle_timeout(at(59));
+    assert!(actions(&mut e).is_empty(), "nothing due before 60 s");
+    e.handle_timeout(at(60));
+    let acts = actions(&mut e);
+    let probe = acts.iter().find_map(|a| match a {
+        Action::SendProbe { to, payload } => Some((*to, payload.clone())),
+        _ => None,
+    });
+    let (to, payload) = probe.expect("probe");
+    assert_eq!(to, SocketAddr::new(ip(CLIENT), CLIENT_PORT));
+    assert_eq!(signatures::udp::ping(&payload), Some(Network::Kazaa));
+
+    // The client answers the probe: the lock is re-armed from 70 s.
+    assert!(!e.handle_probe_answer(at(70), SocketAddr::new(ip("192.0.2.99"), 1), &KAZAA_PONG), "not locked");
+    assert!(
+        !e.handle_probe_answer(at(70), SocketAddr::new(ip(CLIENT), CLIENT_PORT), b"hello"),
+        "not FastTrack"
+    );
+    assert!(e.handle_probe_answer(at(70), SocketAddr::new(ip(CLIENT), CLIENT_PORT), &KAZAA_PONG));
+    assert_eq!(e.locked_clients().next().unwrap().until, at(190));
+    assert_eq!(e.poll_timeout(), Some(at(130)));
+
+    // No more tells: probe at 130 unanswered, release at 190.
+    e.handle_timeout(at(130));
+    assert!(actions(&mut e).iter().any(|a| matches!(a, Action::SendProbe { .. })));
+    e.handle_timeout(at(189));
+    assert!(events(&mut e).is_empty());
+    assert_eq!(judge(&mut e, at(189), &syn), (Verdict::Drop, Reason::ClientLocked));
+    e.handle_timeout(at(190));
+    assert_eq!(events(&mut e), vec![Event::ClientReleased { client: ip(CLIENT) }]);
+    assert!(actions(&mut e).contains(&Action::Store(StoreRecord::LockRemoved(ip(CLIENT)))));
+    assert_eq!(e.poll_timeout(), None);
+    let syn_later = tcp((CLIENT, 41002), ("203.0.113.78", 6346), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(191), &syn_later), (Verdict::Accept, Reason::Clean));
+}
+
+#[test]
+fn every_tell_rearms_the_lock() {
+    let mut e = Engine::new(config());
+    e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    e.handle_packet(at(100), &udp((CLIENT, CLIENT_PORT), ("203.0.113.3", 999), &KAZAA_PING));
+    e.handle_timeout(at(150));
+    assert_eq!(e.locked_count(), 1, "re-armed at 100, so still locked at 150");
+    let mut conn = Conn::new((CLIENT, 42000), ("203.0.113.4", 443));
+    conn.open(&mut e, at(200));
+    let opener = conn.client_data(&GIFT_OPENER);
+    assert_eq!(judge(&mut e, at(200), &opener), (Verdict::Drop, Reason::TcpOpener));
+    assert_eq!(e.locked_clients().next().unwrap().until, at(320));
+}
+
+#[test]
+fn timelock_disabled() {
+    let mut c = config();
+    c.timelock.seconds = 0;
+    let mut e = Engine::new(c);
+    e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    assert_eq!(e.locked_count(), 0);
+    assert_eq!(e.poll_timeout(), None);
+    let ev = events(&mut e);
+    assert!(ev.contains(&Event::ClientIdentified {
+        client: ip(CLIENT),
+        peer: SocketAddr::new(ip(PEER), PEER_PORT),
+        reason: Reason::UdpPing,
+        locked_until: None
+    }));
+    let syn = tcp((CLIENT, 41000), ("203.0.113.77", 6346), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Accept, Reason::Clean));
+    // The peer is still blocked.
+    let syn = tcp((CLIENT, 41000), (PEER, 6346), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Drop, Reason::SuspectPeer));
+}
+
+#[test]
+fn constant_opener_classifies_the_whole_flow() {
+    let mut e = Engine::new(config());
+    let mut conn = Conn::new((CLIENT, 42000), ("203.0.113.4", 3000));
+    conn.open(&mut e, at(0));
+    let opener = conn.client_data(&GIFT_OPENER);
+    assert_eq!(judge(&mut e, at(0), &opener), (Verdict::Drop, Reason::TcpOpener));
+    let reply = conn
+        .server_data(&[0x7D, 0x95, 0x50, 0xBA, 0x52, 0x11, 0xA0, 0xC5, 0xA2, 0xD0, 0x44, 0x72, 0x14, 0x2E]);
+    assert_eq!(judge(&mut e, at(0), &reply), (Verdict::Drop, Reason::FasttrackFlow));
+    let name = conn.client_data(&[0xC4, 0x04, 0xDF, 0x84, 0x98, 0x83]);
+    assert_eq!(judge(&mut e, at(0), &name), (Verdict::Drop, Reason::FasttrackFlow));
+    // A retransmitted opener is still dropped (flow classified).
+    let again = tcp((CLIENT, 42000), ("203.0.113.4", 3000), 1000, PSH_ACK, &GIFT_OPENER);
+    assert_eq!(judge(&mut e, at(1), &again).0, Verdict::Drop);
+}
+
+fn shape_session(e: &mut Engine, now: Timestamp, conn: &mut Conn, split_reply: bool) -> Vec<Reason> {
+    let mut reasons = Vec::new();
+    let opener = conn.client_data(&[0x35, 0x3B, 0xD2, 0xBE, 1, 2, 3, 4, 5, 6, 7, 8]);
+    reasons.push(e.handle_packet(now, &opener).reason);
+    let reply: [u8; 14] =
+        [0x7D, 0x95, 0x50, 0xBA, 0x52, 0x11, 0xA0, 0xC5, 0xA2, 0xD0, 0x44, 0x72, 0x14, 0x2E];
+    if split_reply {
+        let p = conn.server_data(&reply[..8]);
+        reasons.push(e.handle_packet(now, &p).reason);
+        let p = conn.server_data(&reply[8..]);
+        reasons.push(e.handle_packet(now, &p).reason);
+    } else {
+        let p = conn.server_data(&reply);
+        reasons.push(e.handle_packet(now, &p).reason);
+    }
+    let name = conn.client_data(&[0xC4, 0x04, 0xDF, 0x84, 0x98, 0x83]);
+    reasons.push(e.handle_packet(now, &name).reason);
+    let more = conn.server_data(&[0x42; 300]);
+    reasons.push(e.handle_packet(now, &more).reason);
+    reasons
+}
+
+#[test]
+fn handshake_shape_needs_corroboration() {
+    use Reason::*;
+    // Port 1214 corroborates.
+    let mut e = Engine::new(config());
+    let mut conn = Conn::new((CLIENT, 42000), ("203.0.113.4", 1214));
+    conn.open(&mut e, at(0));
+    assert_eq!(
+        shape_session(&mut e, at(0), &mut conn, false),
+        vec![Clean, Clean, TcpHandshake, FasttrackFlow]
+    );
+    assert_eq!(e.locked_count(), 1);
+
+    // A random port with nothing else: only a hint, accepted.
+    let mut e = Engine::new(config());
+    let mut conn = Conn::new((CLIENT, 42001), ("203.0.113.4", 3456));
+    conn.open(&mut e, at(0));
+    assert_eq!(shape_session(&mut e, at(0), &mut conn, false), vec![Clean, Clean, Clean, Clean]);
+    assert_eq!(e.locked_count(), 0);
+
+    // A locked client on an allowed port: corroborated (reply split 8 + 6).
+    e.handle_packet(at(1), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    let mut conn = Conn::new((CLIENT, 42002), ("203.0.113.5", 443));
+    conn.open(&mut e, at(2));
+    assert_eq!(
+        shape_session(&mut e, at(2), &mut conn, true),
+        vec![Clean, Clean, Clean, TcpHandshake, FasttrackFlow]
+    );
+}
+
+const KAZAA_REQUEST: &str = "GET /.hash=0123456789abcdef0123456789abcdef01234567 HTTP/1.1\r\n\
+Host: 198.51.100.7:1977\r\n\
+UserAgent: KazaaClient Oct 28 2002 16:24:35\r\n\
+X-Kazaa-Username: alice\r\n\
+X-Kazaa-Network: KaZaA\r\n\
+X-Kazaa-IP: 192.0.2.40:1977\r\n\
+X-Kazaa-SupernodeIP: 203.0.113.50:3608\r\n\
+Range: bytes=3155006-4459308\r\n\
+Connection: close\r\n\r\n";
+
+#[test]
+fn http_request_split_across_segments_is_seen_and_teaches_peers() {
+    let mut e = Engine::new(config());
+    let client = ("192.0.2.40", 50000);
+    let mut conn = Conn::new(client, ("198.51.100.7", 1977));
+    conn.open(&mut e, at(0));
+    let (a, b) = KAZAA_REQUEST.as_bytes().split_at(8);
+    let first = conn.client_data(a);
+    assert_eq!(judge(&mut e, at(0), &first), (Verdict::Accept, Reason::Clean));
+    let second = conn.client_data(b);
+    assert_eq!(judge(&mut e, at(0), &second), (Verdict::Drop, Reason::HttpTransfer));
+    let response =
+        conn.server_data(b"HTTP/1.1 206 Partial Content\r\nServer: KazaaClient Nov  3 2002 20:29:03\r\n\r\n");
+    assert_eq!(judge(&mut e, at(0), &response), (Verdict::Drop, Reason::HttpTransfer));
+    let body = conn.server_data(&[0u8; 1000]);
+    assert_eq!(judge(&mut e, at(0), &body), (Verdict::Drop, Reason::FasttrackFlow));
+    // The supernode named in the header is now a suspect peer; the client's own X-Kazaa-IP gave
+    // its FastTrack port for probes and is not a peer.
+    let peers: Vec<IpAddr> = e.peers().map(|p| p.addr).collect();
+    assert!(peers.contains(&ip("203.0.113.50")) && peers.contains(&ip("198.51.100.7")), "{peers:?}");
+    assert!(!peers.contains(&ip("192.0.2.40")));
+    assert_eq!(e.locked_clients().next().unwrap().port, Some(1977));
+    let syn = tcp(("192.0.2.41", 40000), ("203.0.113.50", 3608), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Drop, Reason::SuspectPeer));
+}
+
+#[test]
+fn ordinary_http_and_text_protocols_pass() {
+    let mut e = Engine::new(config());
+    let mut conn = Conn::new((CLIENT, 50001), ("203.0.113.80", 80));
+    conn.open(&mut e, at(0));
+    let req = conn.client_data(b"GET / HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/8.0\r\n\r\n");
+    assert_eq!(judge(&mut e, at(0), &req).1, Reason::Clean);
+    let resp = conn.server_data(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\nX-Kazaa-Username: this is only body text",
+    );
+    assert_eq!(judge(&mut e, at(0), &resp).1, Reason::Clean);
+
+    let mut conn = Conn::new((CLIENT, 50002), ("203.0.113.81", 4000));
+    conn.open(&mut e, at(0));
+    let give_me = conn.client_data(b"GIVE me\r\n");
+    assert_eq!(judge(&mut e, at(0), &give_me).1, Reason::Clean);
+
+    let mut conn = Conn::new((CLIENT, 50003), ("203.0.113.82", 1214));
+    conn.open(&mut e, at(0));
+    let gnutella = conn.client_data(b"GNUTELLA CONNECT/0.6\r\nUser-Agent: LimeWire\r\n\r\n");
+    assert_eq!(judge(&mut e, at(0), &gnutella).1, Reason::Clean);
+    assert_eq!((e.peer_count(), e.locked_count()), (0, 0));
+}
+
+#[test]
+fn give_push_is_a_tell() {
+    let mut e = Engine::new(config());
+    let mut conn = Conn::new(("192.0.2.50", 50004), ("198.51.100.60", 2999));
+    conn.open(&mut e, at(0));
+    let give = conn.client_data(b"GIVE 4253679545\r\n");
+    assert_eq!(judge(&mut e, at(0), &give), (Verdict::Drop, Reason::GivePush));
+}
+
+#[test]
+fn monitor_mode_accepts_but_keeps_reasons_and_sends_nothing() {
+    let mut c = config();
+    c.mode = Mode::Monitor;
+    let mut e = Engine::new(c);
+    let d = e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    assert_eq!((d.verdict, d.reason), (Verdict::Accept, Reason::UdpPing));
+    assert!(!actions(&mut e).iter().any(|a| matches!(a, Action::SendSpoofedPong { .. })));
+    let syn = tcp((CLIENT, 41000), ("203.0.113.77", 6346), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Accept, Reason::ClientLocked));
+    assert_eq!(e.stats().dropped, 0);
+    assert_eq!(e.stats().count(Reason::ClientLocked), 1);
+}
+
+#[test]
+fn malformed_packets_follow_the_policy() {
+    let bogus_ihl = [0x4F, 0, 0, 20, 0, 0, 0, 0, 64, 6, 0, 0, 192, 0, 2, 10, 198, 51, 100, 20];
+    let mut e = Engine::new(config());
+    let d = e.handle_packet(at(0), &bogus_ihl);
+    assert_eq!((d.verdict, d.reason), (Verdict::Accept, Reason::Malformed));
+    assert_eq!(e.handle_packet(at(0), &[]).reason, Reason::Malformed);
+    let mut c = config();
+    c.malformed = MalformedPolicy::Drop;
+    let mut e = Engine::new(c);
+    assert_eq!(judge(&mut e, at(0), &bogus_ihl), (Verdict::Drop, Reason::Malformed));
+}
+
+#[test]
+fn port_1214_is_only_a_hint_unless_configured() {
+    let syn = tcp((CLIENT, 41000), ("203.0.113.77", 1214), 1, SYN, &[]);
+    let dgram = udp((CLIENT, 41000), ("203.0.113.78", 1214), b"ordinary");
+    let mut e = Engine::new(config());
+    assert_eq!(judge(&mut e, at(0), &syn).1, Reason::Clean);
+    assert_eq!(judge(&mut e, at(0), &dgram).1, Reason::Clean);
+    let mut c = config();
+    c.port_1214_blocks = true;
+    let mut e = Engine::new(c);
+    assert_eq!(judge(&mut e, at(0), &syn), (Verdict::Drop, Reason::Port1214));
+    assert_eq!(judge(&mut e, at(0), &dgram), (Verdict::Drop, Reason::Port1214));
+    assert_eq!(judge(&mut e, at(1), &dgram), (Verdict::Drop, Reason::Port1214), "the whole flow");
+    // Ephemeral source port 1214 is not "to port 1214".
+    let syn = tcp((CLIENT, 1214), ("203.0.113.79", 80), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(0), &syn).1, Reason::Clean);
+}
+
+#[test]
+fn ipv6_ping_and_lock() {
+    let mut e = Engine::new(config());
+    let c = ("2001:db8:1::10", 3531);
+    let p = ("2001:db8:2::20", 1214);
+    assert_eq!(judge(&mut e, at(0), &udp(c, p, &KAZAA_PING)), (Verdict::Drop, Reason::UdpPing));
+    let syn = tcp(("2001:db8:1::10", 40000), ("2001:db8:2::30", 5555), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Drop, Reason::ClientLocked));
+    assert_eq!(e.peers().next().unwrap().addr, IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x20)));
+}
+
+#[test]
+fn state_is_bounded_under_a_flood_of_distinct_flows() {
+    let mut c = config();
+    c.flows.capacity = 1000;
+    c.peers.capacity = 50;
+    c.timelock.capacity = 20;
+    let mut e = Engine::new(c);
+    for i in 0..20_000u32 {
+        let [a, b, x, y] = i.to_be_bytes();
+        let _ = (a, b);
+        let src = IpAddr::V4(Ipv4Addr::new(192, 0, 2, y));
+        let dst = IpAddr::V4(Ipv4Addr::new(203, 0, x, y));
+        let pkt = ip_packet(src, dst, 17, &{
+            let mut l4 = vec![0x10, 0x00, 0x04, 0xBE, 0, 20, 0, 0];
+            l4.extend_from_slice(&KAZAA_PING);
+            l4
+        });
+        assert_eq!(e.handle_packet(Timestamp::from_micros(u64::from(i)), &pkt).reason, Reason::UdpPing);
+        while e.poll_event().is_some() {}
+        while e.poll_action().is_some() {}
+    }
+    assert!(e.flow_count() <= 1000);
+    assert!(e.peer_count() <= 50);
+    assert!(e.locked_count() <= 20);
+    assert_eq!(e.stats().packets, 20_000);
+}
+
+#[test]
+fn undrained_queues_are_capped() {
+    let mut e = Engine::new(config());
+    for i in 0..(QUEUE_LIMIT as u32 / 2 + 10) {
+        let [_, _, x, y] = i.to_be_bytes();
+        let pkt = udp((CLIENT, CLIENT_PORT), (&format!("198.51.{x}.{y}"), 1214), &KAZAA_PING);
+        e.handle_packet(at(1), &pkt);
+    }
+    assert!(e.events.len() <= QUEUE_LIMIT && e.actions.len() <= QUEUE_LIMIT);
+    assert!(e.stats().events_discarded > 0 || e.stats().actions_discarded > 0);
+}
+
+#[test]
+fn snapshot_restore_and_reload_keep_state() {
+    let mut e = Engine::new(config());
+    e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    let snap = e.snapshot();
+    assert_eq!(snap.locks, vec![LockEntry { client: ip(CLIENT), until: at(120), port: Some(CLIENT_PORT) }]);
+    assert_eq!(snap.peers.len(), 1);
+
+    let mut restored = Engine::new(config());
+    restored.restore(at(10), &snap);
+    let syn = tcp((CLIENT, 41000), (PEER, 80), 1, SYN, &[]);
+    assert_eq!(judge(&mut restored, at(11), &syn), (Verdict::Drop, Reason::SuspectPeer));
+    let syn = tcp((CLIENT, 41001), ("203.0.113.9", 6000), 1, SYN, &[]);
+    assert_eq!(judge(&mut restored, at(11), &syn), (Verdict::Drop, Reason::ClientLocked));
+    assert_eq!(restored.poll_timeout(), Some(at(60)));
+
+    // Expired entries are not restored.
+    let mut late = Engine::new(config());
+    late.restore(at(121), &snap);
+    assert_eq!(late.locked_count(), 0);
+    assert_eq!(late.peer_count(), 1, "peers expire after a day");
+
+    // Reload: new allow list applies, lock and peers stay.
+    let mut c = config();
+    c.timelock.allow_ports.push(6000);
+    restored.set_config(c);
+    let syn = tcp((CLIENT, 41002), ("203.0.113.9", 6000), 1, SYN, &[]);
+    assert_eq!(judge(&mut restored, at(12), &syn), (Verdict::Accept, Reason::Clean));
+    assert_eq!((restored.locked_count(), restored.peer_count()), (1, 1));
+    assert!(restored.release_client(ip(CLIENT)));
+    assert!(restored.forget_peer(ip(PEER)));
+    assert_eq!((restored.locked_count(), restored.peer_count()), (0, 0));
+}
+
+#[test]
+fn lan_addresses_never_become_peers() {
+    let mut e = Engine::new(config());
+    // Both endpoints inside: the sender is treated as the client, the other is not a peer.
+    let p = udp((CLIENT, CLIENT_PORT), ("192.0.2.77", 1214), &KAZAA_PING);
+    assert_eq!(judge(&mut e, at(0), &p).1, Reason::UdpPing);
+    assert_eq!(e.peer_count(), 0);
+}
+
+#[test]
+fn stats_add_up() {
+    let mut e = Engine::new(config());
+    e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    e.handle_packet(at(0), &udp((CLIENT, 5000), ("203.0.113.1", 53), b"dns"));
+    e.handle_packet(at(0), &[0x45]);
+    let s = e.stats();
+    assert_eq!((s.packets, s.accepted, s.dropped), (3, 2, 1));
+    assert_eq!(s.by_reason().map(|(_, n)| n).sum::<u64>(), 3);
+}
