@@ -498,7 +498,10 @@ impl Engine {
                 tell = Some((Reason::GivePush, None));
             }
         }
+        // The handshake shape is a property of the whole flow: once the flow is classified
+        // (by the constant opener, say) it adds nothing.
         if tell.is_none()
+            && matches!(flow.blocked, None | Some(Reason::Port1214))
             && flow.saw_syn
             && dir == 0
             && count == 2

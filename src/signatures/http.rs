@@ -43,8 +43,234 @@ pub enum HttpScan {
     Kazaa(HttpMatch),
 }
 
+/// Longest method token accepted in a request line.
+const MAX_METHOD_LEN: usize = 16;
+
 /// Scans `stream_prefix`, the first bytes of one direction of a TCP stream (at most ~2 KiB).
+///
+/// Only the start line and the header lines before the first empty line are judged, and only
+/// complete lines (CRLF, or a bare LF). Body text never matches.
 pub fn scan(stream_prefix: &[u8]) -> HttpScan {
-    let _ = stream_prefix;
-    unimplemented!()
+    let (first, mut rest) = match stream_prefix.iter().position(|&b| b == b'\n') {
+        Some(i) => (trim_cr(&stream_prefix[..i]), Some(&stream_prefix[i + 1..])),
+        None => (stream_prefix, None),
+    };
+    match start_line(first, rest.is_some()) {
+        Start::NotHttp => return HttpScan::NotHttp,
+        Start::Partial => return HttpScan::Incomplete,
+        Start::Line => {}
+    }
+    let mut found = HttpMatch { tell: HttpTell::HashRequest, sender_addr: None, supernode_addr: None };
+    let mut tell = is_hash_request(first).then_some(HttpTell::HashRequest);
+    let mut complete = false;
+    while let Some(text) = rest {
+        let Some(i) = text.iter().position(|&b| b == b'\n') else { break };
+        let line = trim_cr(&text[..i]);
+        rest = Some(&text[i + 1..]);
+        if line.is_empty() {
+            complete = true;
+            break;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let name = &line[..colon];
+        let value = trim_start(&line[colon + 1..]);
+        let header_tell = if starts_with_ignore_case(name, b"x-kazaa-") {
+            if name.eq_ignore_ascii_case(b"x-kazaa-ip") {
+                found.sender_addr = found.sender_addr.or_else(|| parse_addr(value));
+            } else if name.eq_ignore_ascii_case(b"x-kazaa-supernodeip") {
+                found.supernode_addr = found.supernode_addr.or_else(|| parse_addr(value));
+            }
+            Some(HttpTell::KazaaHeader)
+        } else if name.eq_ignore_ascii_case(b"x-kazaatag") {
+            Some(HttpTell::KazaaTag)
+        } else if name.eq_ignore_ascii_case(b"useragent") && value.starts_with(b"KazaaClient") {
+            Some(HttpTell::KazaaClientAgent)
+        } else if name.eq_ignore_ascii_case(b"server") && value.starts_with(b"KazaaClient") {
+            Some(HttpTell::KazaaClientServer)
+        } else if name.eq_ignore_ascii_case(b"user-agent") && value.starts_with(b"PeerEnabler/") {
+            Some(HttpTell::PeerEnabler)
+        } else {
+            None
+        };
+        tell = tell.or(header_tell);
+    }
+    match tell {
+        Some(tell) => HttpScan::Kazaa(HttpMatch { tell, ..found }),
+        None if complete => HttpScan::Clean,
+        None => HttpScan::Incomplete,
+    }
+}
+
+enum Start {
+    NotHttp,
+    Partial,
+    Line,
+}
+
+/// Judges the start line (`complete` if its line end was seen): a request line begins with an
+/// upper-case method token and a space, a status line with `HTTP/`.
+fn start_line(line: &[u8], complete: bool) -> Start {
+    const STATUS: &[u8] = b"HTTP/";
+    if line.len() < STATUS.len() && STATUS.starts_with(line) && !complete {
+        return Start::Partial;
+    }
+    if line.starts_with(STATUS) {
+        return if complete { Start::Line } else { Start::Partial };
+    }
+    let method_len = line.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    if method_len > MAX_METHOD_LEN {
+        return Start::NotHttp;
+    }
+    match line.get(method_len) {
+        None if complete || method_len == 0 && !line.is_empty() => Start::NotHttp,
+        None => Start::Partial,
+        Some(b' ') if method_len > 0 => {
+            if complete {
+                Start::Line
+            } else {
+                Start::Partial
+            }
+        }
+        Some(_) => Start::NotHttp,
+    }
+}
+
+/// `GET /.hash=<40 hex> HTTP/1.0` or `HTTP/1.1`, exactly.
+fn is_hash_request(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(b"GET /.hash=") else { return false };
+    if rest.len() != 40 + 9 {
+        return false;
+    }
+    let (hash, version) = rest.split_at(40);
+    hash.iter().all(u8::is_ascii_hexdigit) && (version == b" HTTP/1.1" || version == b" HTTP/1.0")
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn trim_start(value: &[u8]) -> &[u8] {
+    let skip = value.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    &value[skip..]
+}
+
+fn starts_with_ignore_case(text: &[u8], prefix: &[u8]) -> bool {
+    text.len() >= prefix.len() && text[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// Parses `a.b.c.d:port` or `[v6]:port`.
+fn parse_addr(value: &[u8]) -> Option<SocketAddr> {
+    std::str::from_utf8(value).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KAZAA_REQUEST: &str = "GET /.hash=0123456789abcdef0123456789abcdef01234567 HTTP/1.1\r\n\
+Host: 192.0.2.10:1214\r\n\
+UserAgent: KazaaClient Oct 28 2002 16:24:35\r\n\
+X-Kazaa-Username: alice\r\n\
+X-Kazaa-Network: KaZaA\r\n\
+X-Kazaa-IP: 198.51.100.7:1977\r\n\
+X-Kazaa-SupernodeIP: 203.0.113.50:3608\r\n\
+Range: bytes=3155006-4459308\r\n\
+Connection: close\r\n\
+X-Kazaa-XferId: 14982743\r\n\
+X-Kazaa-XferUid: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\r\n\r\n";
+
+    fn kazaa(scan_result: HttpScan) -> HttpMatch {
+        match scan_result {
+            HttpScan::Kazaa(m) => m,
+            other => panic!("expected a FastTrack match, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn real_kazaa_request() {
+        let m = kazaa(scan(KAZAA_REQUEST.as_bytes()));
+        assert_eq!(m.tell, HttpTell::HashRequest);
+        assert_eq!(m.sender_addr, Some("198.51.100.7:1977".parse().unwrap()));
+        assert_eq!(m.supernode_addr, Some("203.0.113.50:3608".parse().unwrap()));
+    }
+
+    #[test]
+    fn gift_and_mldonkey_requests() {
+        let gift = "GET /.hash=0123456789ABCDEF0123456789abcdef01234567 HTTP/1.1\r\nUserAgent: giFT-FastTrack 0.8.9\r\nX-Kazaa-Network: KaZaA\r\nRange: bytes=0-99\r\n\r\n";
+        assert_eq!(kazaa(scan(gift.as_bytes())).tell, HttpTell::HashRequest);
+        // MLDonkey: HTTP/1.0 and a non-hash path would still be caught by its headers.
+        let mldonkey =
+            "GET /1234/song.mp3 HTTP/1.0\r\nX-Kazaa-Network: KaZaA\r\nConnection: Keep-Alive\r\n\r\n";
+        assert_eq!(kazaa(scan(mldonkey.as_bytes())).tell, HttpTell::KazaaHeader);
+        let hash10 = "GET /.hash=0123456789abcdef0123456789abcdef01234567 HTTP/1.0\r\n";
+        assert_eq!(
+            kazaa(scan(hash10.as_bytes())).tell,
+            HttpTell::HashRequest,
+            "the request line alone suffices"
+        );
+    }
+
+    #[test]
+    fn kazaa_responses() {
+        let ok = "HTTP/1.1 206 Partial Content\r\nContent-Type: audio/mpeg\r\nServer: KazaaClient Nov  3 2002 20:29:03\r\nX-KazaaTag: 3==AAAA\r\n\r\n";
+        assert_eq!(kazaa(scan(ok.as_bytes())).tell, HttpTell::KazaaClientServer);
+        let busy = "HTTP/1.0 503 Service Unavailable\r\nRetry-After: 60\r\nX-Kazaa-Username: alice\r\nX-Kazaa-Network: KaZaA\r\nX-Kazaa-IP: 198.51.100.135:1959\r\nX-Kazaa-SupernodeIP: 203.0.113.212:1214\r\n\r\n";
+        let m = kazaa(scan(busy.as_bytes()));
+        assert_eq!(m.tell, HttpTell::KazaaHeader);
+        assert_eq!(m.sender_addr, Some("198.51.100.135:1959".parse().unwrap()));
+        let tag = "HTTP/1.1 200 OK\r\nx-kazaatag: 5=Artist\r\n\r\n";
+        assert_eq!(kazaa(scan(tag.as_bytes())).tell, HttpTell::KazaaTag);
+        let pe = "GET /altnet HTTP/1.1\nUser-Agent: PeerEnabler/2.0\n\n";
+        assert_eq!(kazaa(scan(pe.as_bytes())).tell, HttpTell::PeerEnabler, "bare LF tolerated");
+    }
+
+    #[test]
+    fn split_requests_never_give_a_false_clean() {
+        let full = KAZAA_REQUEST.as_bytes();
+        for cut in 0..full.len() {
+            match scan(&full[..cut]) {
+                HttpScan::Incomplete | HttpScan::Kazaa(_) => {}
+                other => panic!("prefix of {cut} bytes gave {other:?}"),
+            }
+        }
+        // Once the request line is complete the tell is known.
+        let line_end = KAZAA_REQUEST.find('\n').unwrap() + 1;
+        assert!(matches!(scan(&full[..line_end]), HttpScan::Kazaa(_)));
+    }
+
+    #[test]
+    fn ordinary_http_is_clean() {
+        let req = "GET / HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n";
+        assert_eq!(scan(req.as_bytes()), HttpScan::Clean);
+        let resp = "HTTP/1.1 200 OK\r\nContent-Length: 25\r\n\r\nX-Kazaa-Username: alice\r\n";
+        assert_eq!(scan(resp.as_bytes()), HttpScan::Clean, "body text is not a header");
+        let hyphen = "GET / HTTP/1.1\r\nUser-Agent: KazaaClient\r\n\r\n";
+        assert_eq!(scan(hyphen.as_bytes()), HttpScan::Clean, "real Kazaa sends UserAgent without a hyphen");
+        let short_hash = "GET /.hash=0123456789abcdef0123456789abcdef0123456 HTTP/1.1\r\n\r\n";
+        assert_eq!(scan(short_hash.as_bytes()), HttpScan::Clean);
+        assert_eq!(scan(b"GET / HTTP/1.1\r\nHost: x\r\n"), HttpScan::Incomplete);
+    }
+
+    #[test]
+    fn not_http() {
+        assert_eq!(scan(&[0x16, 0x03, 0x01, 0x02, 0x00]), HttpScan::NotHttp, "TLS");
+        assert_eq!(scan(b"XYZ\x00"), HttpScan::NotHttp);
+        assert_eq!(scan(b"get / HTTP/1.1\r\n"), HttpScan::NotHttp);
+        assert_eq!(scan(b"SSH-2.0-OpenSSH_9.0\r\n"), HttpScan::NotHttp);
+        assert_eq!(scan(b"GIVE 1\r\n"), HttpScan::Incomplete, "request-like line, no header block yet");
+        assert_eq!(scan(b"ABCDEFGHIJKLMNOPQ / HTTP/1.1\r\n"), HttpScan::NotHttp, "method too long");
+        let gnutella = "GNUTELLA CONNECT/0.6\r\nUser-Agent: LimeWire\r\n\r\n";
+        assert_eq!(scan(gnutella.as_bytes()), HttpScan::Clean);
+    }
+
+    #[test]
+    fn partial_start_lines() {
+        assert_eq!(scan(b""), HttpScan::Incomplete);
+        assert_eq!(scan(b"G"), HttpScan::Incomplete);
+        assert_eq!(scan(b"GE"), HttpScan::Incomplete);
+        assert_eq!(scan(b"HTT"), HttpScan::Incomplete);
+        assert_eq!(scan(b"HTTP/1."), HttpScan::Incomplete);
+        assert_eq!(scan(b"GET /.ha"), HttpScan::Incomplete);
+        assert_eq!(scan(b"\r\n"), HttpScan::NotHttp);
+    }
 }

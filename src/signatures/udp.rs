@@ -12,52 +12,224 @@ pub struct NatPong {
     pub observed: Option<(Ipv4Addr, u16)>,
 }
 
+/// The `min_enc_type` low bytes FastTrack uses (0x29 Kazaa/giFT, 0xA9 MLDonkey and supernodes).
+fn is_min_enc(b: u8) -> bool {
+    b == 0x29 || b == 0xA9
+}
+
+/// The known network whose NUL-terminated name is exactly `tail`.
+fn trailing_name(tail: &[u8]) -> Option<Network> {
+    let (&nul, name) = tail.split_last()?;
+    if nul != 0 {
+        return None;
+    }
+    Network::from_wire(name)
+}
+
 /// 0x27 ping: `27 00 00 00 {29|A9} 80 <name>\0`, length exactly 7 + |name|.
 pub fn ping(payload: &[u8]) -> Option<Network> {
-    let _ = payload;
-    unimplemented!()
+    match payload {
+        [0x27, 0, 0, 0, enc, 0x80, rest @ ..] if is_min_enc(*enc) => trailing_name(rest),
+        _ => None,
+    }
 }
 
 /// 0x28 pong: length 12 + |name|, bytes 1-3 zero, byte 4 in {29, A9}, byte 5 zero, known name + NUL at the end.
 pub fn pong(payload: &[u8]) -> Option<Network> {
-    let _ = payload;
-    unimplemented!()
+    match payload {
+        [0x28, 0, 0, 0, enc, 0, _, _, _, _, _, rest @ ..] if is_min_enc(*enc) => trailing_name(rest),
+        _ => None,
+    }
 }
 
 /// 0x29 pong: length 13 (flag 0) or 21 (flag 1), bytes 1-3 zero, byte 4 in {29, A9}, flag byte 6
 /// consistent with the length, bytes 7-8 zero.
 pub fn nat_pong(payload: &[u8]) -> Option<NatPong> {
-    let _ = payload;
-    unimplemented!()
+    let [0x29, 0, 0, 0, enc, _, flag, 0, 0, a, b, c, d, rest @ ..] = payload else {
+        return None;
+    };
+    if !is_min_enc(*enc) {
+        return None;
+    }
+    let id = u32::from_be_bytes([*a, *b, *c, *d]);
+    match (flag, rest) {
+        (0, []) => Some(NatPong { id, observed: None }),
+        (1, [i0, i1, i2, i3, p0, p1, _, _]) => Some(NatPong {
+            id,
+            observed: Some((Ipv4Addr::new(*i0, *i1, *i2, *i3), u16::from_be_bytes([*p0, *p1]))),
+        }),
+        _ => None,
+    }
 }
 
 /// 0x2A: exactly 5 bytes; returns the echoed id. Only a tell when it equals the id of a 0x29
 /// seen on the same flow (the engine checks that).
 pub fn pong_ack(payload: &[u8]) -> Option<u32> {
-    let _ = payload;
-    unimplemented!()
+    match payload {
+        [0x2A, a, b, c, d] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
 }
 
 /// 0xC1 (7 bytes) or 0xC2 (11 bytes) whose bytes 3..7 equal the IPv4 destination `dst`.
 pub fn address_echo(payload: &[u8], dst: IpAddr) -> bool {
-    let _ = (payload, dst);
-    unimplemented!()
+    let IpAddr::V4(dst) = dst else { return false };
+    let embedded = match payload {
+        [0xC1, _, _, a, b, c, d] => [*a, *b, *c, *d],
+        [0xC2, _, _, a, b, c, d, _, _, _, _] => [*a, *b, *c, *d],
+        _ => return false,
+    };
+    embedded == dst.octets()
 }
 
 /// `C0 28 ...` or `C3 28 ...`: only meaningful on a flow already classified (the engine checks that).
 pub fn session_datagram(payload: &[u8]) -> bool {
-    let _ = payload;
-    unimplemented!()
+    matches!(payload, [0xC0 | 0xC3, 0x28, ..])
 }
 
 /// Builds a 0x27 ping for `network` with the given min_enc byte (0x29 Kazaa/giFT, 0xA9 MLDonkey).
 pub fn build_ping(network: Network, min_enc: u8) -> Vec<u8> {
-    let _ = (network, min_enc);
-    unimplemented!()
+    let mut p = vec![0x27, 0, 0, 0, min_enc, 0x80];
+    p.extend_from_slice(network.wire_name());
+    p.push(0);
+    p
 }
 
-/// Builds a 0x28 pong for `network` (min_enc 0xA9, plausible load bytes).
+/// Builds a 0x28 pong for `network`: min_enc 0xA9, a small time increment and a light load, as
+/// a real supernode with free slots answers.
 pub fn build_pong(network: Network) -> Vec<u8> {
-    let _ = network;
-    unimplemented!()
+    let mut p = vec![0x28, 0, 0, 0, 0xA9, 0, 0x0F, 0x59, 0xD9, 0x4E, 0xFA];
+    p.extend_from_slice(network.wire_name());
+    p.push(0);
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PING_KAZAA: [u8; 12] = [0x27, 0, 0, 0, 0x29, 0x80, 0x4B, 0x61, 0x5A, 0x61, 0x41, 0];
+    const PING_MLDONKEY: [u8; 12] = [0x27, 0, 0, 0, 0xA9, 0x80, 0x4B, 0x61, 0x5A, 0x61, 0x41, 0];
+    const PONG: [u8; 17] =
+        [0x28, 0, 0, 0, 0xA9, 0, 0x0F, 0x59, 0xD9, 0x4E, 0xFA, 0x4B, 0x61, 0x5A, 0x61, 0x41, 0];
+    const PONG_29: [u8; 17] =
+        [0x28, 0, 0, 0, 0x29, 0, 0x35, 0x1B, 0x8D, 0, 0xF0, 0x4B, 0x61, 0x5A, 0x61, 0x41, 0];
+    const PONG_IMESH: [u8; 21] = [
+        0x28, 0, 0, 0, 0x29, 0, 0x2D, 0xD5, 0x19, 0x02, 0xD8, 0x66, 0x69, 0x6C, 0x65, 0x73, 0x68, 0x61, 0x72,
+        0x65, 0,
+    ];
+    const NAT_PONG_FLAG1: [u8; 21] = [
+        0x29, 0, 0, 0, 0xA9, 0x02, 0x01, 0, 0, 0x37, 0x53, 0x75, 0xA6, 0xCB, 0x00, 0x71, 0x09, 0xB0, 0x8F, 0,
+        0,
+    ];
+    const NAT_PONG_FLAG0: [u8; 13] = [0x29, 0, 0, 0, 0xA9, 0x01, 0, 0, 0, 0xDC, 0x93, 0xF0, 0x6B];
+
+    fn padded(prefix: &[u8], len: usize) -> Vec<u8> {
+        let mut v = prefix.to_vec();
+        v.resize(len, 0x5A);
+        v
+    }
+
+    #[test]
+    fn pings() {
+        assert_eq!(ping(&PING_KAZAA), Some(Network::Kazaa));
+        assert_eq!(ping(&PING_MLDONKEY), Some(Network::Kazaa));
+        for n in Network::ALL {
+            assert_eq!(ping(&build_ping(n, 0x29)), Some(n));
+            assert_eq!(ping(&build_ping(n, 0xA9)), Some(n));
+            assert_eq!(build_ping(n, 0x29).len(), 7 + n.wire_name().len());
+        }
+        assert_eq!(build_ping(Network::Kazaa, 0x29), PING_KAZAA);
+    }
+
+    #[test]
+    fn ping_decoys() {
+        // Skype datagrams starting with 0x27, GTP starting 27 00 00 00 (a little-endian 39).
+        assert_eq!(ping(&padded(&[0x27, 0x4C, 0x02, 0xF6], 18)), None);
+        assert_eq!(ping(&padded(&[0x27, 0, 0, 0, 0x02, 0x59, 0, 0, 0xC8, 0], 39)), None);
+        let mut long = PING_KAZAA.to_vec();
+        long.push(0);
+        assert_eq!(ping(&long), None, "Ethernet padding must not pass");
+        assert_eq!(ping(&PING_KAZAA[..11]), None);
+        let mut wrong_enc = PING_KAZAA;
+        wrong_enc[4] = 0x2A;
+        assert_eq!(ping(&wrong_enc), None);
+        let mut wrong_flag = PING_KAZAA;
+        wrong_flag[5] = 0x00;
+        assert_eq!(ping(&wrong_flag), None);
+        let mut other_name = PING_KAZAA;
+        other_name[6] = b'k';
+        assert_eq!(ping(&other_name), None, "names are exact");
+        let mut no_nul = PING_KAZAA;
+        no_nul[11] = b'!';
+        assert_eq!(ping(&no_nul), None);
+        assert_eq!(ping(&[]), None);
+        assert_eq!(ping(&PONG), None);
+    }
+
+    #[test]
+    fn pongs() {
+        assert_eq!(pong(&PONG), Some(Network::Kazaa));
+        assert_eq!(pong(&PONG_29), Some(Network::Kazaa));
+        assert_eq!(pong(&PONG_IMESH), Some(Network::FileShare));
+        for n in Network::ALL {
+            assert_eq!(pong(&build_pong(n)), Some(n));
+            assert_eq!(build_pong(n).len(), 12 + n.wire_name().len());
+        }
+        assert_eq!(build_pong(Network::Kazaa), PONG);
+        let mut bad = PONG;
+        bad[5] = 1;
+        assert_eq!(pong(&bad), None);
+        assert_eq!(pong(&PONG[..16]), None);
+        assert_eq!(pong(&padded(&[0x28, 0, 0, 0, 0xA9, 0], 17)), None);
+        assert_eq!(pong(&PING_KAZAA), None);
+    }
+
+    #[test]
+    fn nat_pongs() {
+        let p = nat_pong(&NAT_PONG_FLAG1).unwrap();
+        assert_eq!(p.id, 0x3753_75A6);
+        assert_eq!(p.observed, Some((Ipv4Addr::new(203, 0, 113, 9), 45199)));
+        assert_eq!(nat_pong(&NAT_PONG_FLAG0), Some(NatPong { id: 0xDC93_F06B, observed: None }));
+        let mut inconsistent = NAT_PONG_FLAG0;
+        inconsistent[6] = 1;
+        assert_eq!(nat_pong(&inconsistent), None, "flag 1 needs 21 bytes");
+        let mut nonzero = NAT_PONG_FLAG1;
+        nonzero[7] = 1;
+        assert_eq!(nat_pong(&nonzero), None);
+        assert_eq!(nat_pong(&NAT_PONG_FLAG1[..20]), None);
+        assert_eq!(nat_pong(&padded(&[0x29, 0, 0, 0], 13)), None);
+    }
+
+    #[test]
+    fn pong_acks() {
+        assert_eq!(pong_ack(&[0x2A, 0xDB, 0xF0, 0xCA, 0xC9]), Some(0xDBF0_CAC9));
+        assert_eq!(pong_ack(&[0x2A, 0xDB, 0xF0, 0xCA]), None);
+        assert_eq!(pong_ack(&[0x2A, 0xDB, 0xF0, 0xCA, 0xC9, 0]), None);
+        assert_eq!(pong_ack(&[0x2B, 0xDB, 0xF0, 0xCA, 0xC9]), None);
+    }
+
+    #[test]
+    fn address_echoes() {
+        let to = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let c1 = [0xC1, 0x88, 0x9D, 0xC6, 0x33, 0x64, 0x17];
+        let c2 = [0xC2, 0x00, 0x0D, 0xC6, 0x33, 0x64, 0x18, 0x8B, 0x79, 0x6D, 0x50];
+        assert!(address_echo(&c1, to("198.51.100.23")));
+        assert!(address_echo(&c2, to("198.51.100.24")));
+        assert!(!address_echo(&c1, to("198.51.100.24")));
+        assert!(!address_echo(&c2, to("198.51.100.23")));
+        assert!(!address_echo(&c1[..6], to("198.51.100.23")));
+        assert!(!address_echo(&c1, to("2001:db8::1")));
+        let mut wrong_type = c1;
+        wrong_type[0] = 0xC2;
+        assert!(!address_echo(&wrong_type, to("198.51.100.23")), "0xC2 is 11 bytes");
+    }
+
+    #[test]
+    fn session_datagrams() {
+        assert!(session_datagram(&[0xC0, 0x28, 0x7D, 0x4E, 0xFC, 0x99, 0x88, 0x9D]));
+        assert!(session_datagram(&[0xC3, 0x28, 0x8B, 0x79, 0x6D, 0x50, 0x00, 0x0D]));
+        assert!(!session_datagram(&padded(&[0xC0, 0x9A, 0x02, 0x51], 18)), "Skype");
+        assert!(!session_datagram(&[0xC0]));
+    }
 }
