@@ -308,10 +308,8 @@ impl Engine {
                 return (key, src_is_low, *flow, false);
             }
         }
-        let inside_is_src = match (self.config.is_lan(src.ip), self.config.is_lan(dst.ip)) {
-            (false, true) => false,
-            _ => true,
-        };
+        // The sender is inside unless only the receiver is in the LAN.
+        let inside_is_src = self.config.is_lan(src.ip) || !self.config.is_lan(dst.ip);
         let flow = Flow::new(now, inside_is_src == src_is_low, src_is_low);
         self.flows.put(key, flow);
         self.reassembly.pop(&key);

@@ -26,9 +26,10 @@ fn at(secs: u64) -> Timestamp {
 }
 
 fn config() -> Config {
-    let mut c = Config::default();
-    c.lan = vec!["192.0.2.0/24".parse().unwrap(), "2001:db8:1::/64".parse().unwrap()];
-    c
+    Config {
+        lan: vec!["192.0.2.0/24".parse().unwrap(), "2001:db8:1::/64".parse().unwrap()],
+        ..Config::default()
+    }
 }
 
 fn ip_packet(src: IpAddr, dst: IpAddr, protocol: u8, l4: &[u8]) -> Vec<u8> {

@@ -169,7 +169,8 @@ fn parse_ipv4(buf: &[u8]) -> Result<Packet<'_>, Malformed> {
         addrs: None,
         protocol: None,
     })?;
-    let addrs = Some((IpAddr::V4(ip.get_source()), IpAddr::V4(ip.get_destination())));
+    let (src, dst) = (IpAddr::V4(ip.get_source()), IpAddr::V4(ip.get_destination()));
+    let addrs = Some((src, dst));
     let protocol = ip.get_next_level_protocol().0;
     let header_len = usize::from(ip.get_header_length()) * 4;
     if header_len < 20 || header_len > buf.len() {
@@ -182,7 +183,6 @@ fn parse_ipv4(buf: &[u8]) -> Result<Packet<'_>, Malformed> {
     // Bytes beyond the total length are link-layer padding; fewer bytes mean a truncated copy.
     let payload_len = total_len - header_len;
     let payload = &buf[header_len..buf.len().min(total_len)];
-    let (src, dst) = addrs.expect("set above");
     if ip.get_fragment_offset() != 0 {
         return Ok(Packet { src, dst, transport: Transport::LaterFragment { protocol } });
     }
