@@ -1,18 +1,346 @@
-//! `ftwall replay` (being written).
+//! `ftwall replay`: the engine over pcap / pcapng files.
+//!
+//! One engine for the whole invocation, files in the order given; capture timestamps are the
+//! engine clock, and engine timers run before each record whose timestamp reached them. Each
+//! file is read into memory and parsed with `pcap-file`'s slice parsers, so every error can name
+//! the byte offset of the record that failed. A failed file is reported and the others are still
+//! processed; the exit code is then 2.
 
+use anyhow::Context;
 use clap::Args;
-use std::path::PathBuf;
+use ftwall::capture;
+use ftwall::{Config, Decision, Engine, Event, Proto, Reason, Timestamp, Verdict};
+use ipnet::IpNet;
+use pcap_file::pcap::PcapParser;
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgParser};
+use pcap_file::{PcapError, TsResolution};
+use std::fmt::Write as _;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 /// Options of `ftwall replay`.
 #[derive(Debug, Args)]
 pub(crate) struct ReplayArgs {
+    /// Configuration file (TOML); default: built-in defaults.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Inside network (repeatable); replaces the configuration's `lan`.
+    #[arg(long, value_name = "CIDR")]
+    pub(crate) lan: Vec<IpNet>,
+    /// Print one JSON object per record instead of a table of drops.
+    #[arg(long)]
+    pub(crate) jsonl: bool,
     /// Capture files (pcap or pcapng), processed in order by one engine.
-    #[arg(required = true)]
+    #[arg(required = true, value_name = "FILE")]
     pub(crate) files: Vec<PathBuf>,
 }
 
+/// Why a file could not be (fully) replayed.
+#[derive(Debug)]
+struct FileError {
+    offset: usize,
+    message: String,
+}
+
+impl FileError {
+    fn at(offset: usize, message: impl Into<String>) -> Self {
+        Self { offset, message: message.into() }
+    }
+
+    fn parse(offset: usize, err: &PcapError) -> Self {
+        let message = match err {
+            PcapError::IncompleteBuffer => "truncated record".to_string(),
+            other => format!("corrupt record: {other}"),
+        };
+        Self::at(offset, message)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    files: usize,
+    failed_files: usize,
+    records: u64,
+    clients: u64,
+    peers: u64,
+}
+
+/// Writes records as JSON lines or as a table of drops.
+struct Output<W: Write> {
+    out: W,
+    jsonl: bool,
+    table_header_written: bool,
+    line: String,
+}
+
+impl<W: Write> Output<W> {
+    fn record(
+        &mut self,
+        file_json: &str,
+        file: &Path,
+        frame: u64,
+        decision: Option<&Decision>,
+    ) -> io::Result<()> {
+        self.line.clear();
+        if self.jsonl {
+            self.json_line(file_json, frame, decision);
+        } else if let Some(d) = decision.filter(|d| d.verdict == Verdict::Drop) {
+            if !self.table_header_written {
+                self.table_header_written = true;
+                writeln!(
+                    self.out,
+                    "{:<28} {:>7}  {:<18} {:<5} {:<45}  destination",
+                    "file", "frame", "reason", "proto", "source"
+                )?;
+            }
+            let (proto, src, dst) = addresses(d);
+            let name = file.display().to_string();
+            let _ = writeln!(
+                self.line,
+                "{name:<28} {frame:>7}  {:<18} {proto:<5} {src:<45}  {dst}",
+                d.reason.as_str()
+            );
+        }
+        self.out.write_all(self.line.as_bytes())
+    }
+
+    fn json_line(&mut self, file_json: &str, frame: u64, decision: Option<&Decision>) {
+        let l = &mut self.line;
+        let _ = write!(l, "{{\"file\":{file_json},\"frame\":{frame},");
+        match decision {
+            None => {
+                let _ = write!(
+                    l,
+                    "\"verdict\":\"accept\",\"reason\":\"{}\",\"proto\":\"other\",\"src\":null,\"dst\":null,\"payload_len\":0}}",
+                    Reason::NotIp.as_str()
+                );
+            }
+            Some(d) => {
+                let _ =
+                    write!(l, "\"verdict\":\"{}\",\"reason\":\"{}\",", d.verdict.as_str(), d.reason.as_str());
+                match d.packet {
+                    Some(_) => {
+                        let (proto, src, dst) = addresses(d);
+                        let len = d.packet.map_or(0, |p| p.payload_len);
+                        let _ = write!(l, "\"proto\":\"{proto}\",\"src\":\"{src}\",\"dst\":\"{dst}\",\"payload_len\":{len}}}");
+                    }
+                    None => {
+                        let _ =
+                            write!(l, "\"proto\":\"other\",\"src\":null,\"dst\":null,\"payload_len\":0}}");
+                    }
+                }
+            }
+        }
+        l.push('\n');
+    }
+}
+
+/// Protocol name and printable source / destination of a decision's packet.
+fn addresses(d: &Decision) -> (&'static str, String, String) {
+    let Some(p) = d.packet else { return (Proto::Other.as_str(), "-".into(), "-".into()) };
+    let show = |ip: std::net::IpAddr, port: Option<u16>| match port {
+        Some(port) => std::net::SocketAddr::new(ip, port).to_string(),
+        None => ip.to_string(),
+    };
+    (p.proto.as_str(), show(p.src, p.src_port), show(p.dst, p.dst_port))
+}
+
 pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    anyhow::bail!("not built yet")
+    let mut config = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Config::from_toml_str(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    if !args.lan.is_empty() {
+        config.lan = args.lan.clone();
+    }
+    let mut engine = Engine::new(config);
+    let mut output = Output {
+        out: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
+        jsonl: args.jsonl,
+        table_header_written: false,
+        line: String::new(),
+    };
+    let mut totals = Totals::default();
+    let started = Instant::now();
+    for path in &args.files {
+        totals.files += 1;
+        if let Err(err) = replay_file(&mut engine, path, &mut output, &mut totals) {
+            totals.failed_files += 1;
+            output.out.flush()?;
+            eprintln!("ftwall replay: {}: {} at byte offset {}", path.display(), err.message, err.offset);
+        }
+    }
+    output.out.flush()?;
+    print_summary(&engine, &totals, started.elapsed().as_secs_f64());
+    Ok(if totals.failed_files > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+fn replay_file<W: Write>(
+    engine: &mut Engine,
+    path: &Path,
+    output: &mut Output<W>,
+    totals: &mut Totals,
+) -> Result<(), FileError> {
+    let data = std::fs::read(path).map_err(|e| FileError::at(0, format!("cannot read: {e}")))?;
+    let file_json = serde_json::to_string(&path.display().to_string()).expect("strings serialise");
+    let mut frame = 0u64;
+    let mut on_record = |ts_micros: u64, link_type: u32, bytes: &[u8]| -> Result<(), FileError> {
+        frame += 1;
+        totals.records += 1;
+        let now = Timestamp::from_micros(ts_micros);
+        if engine.poll_timeout().is_some_and(|t| t <= now) {
+            engine.handle_timeout(now);
+        }
+        let decision = capture::l3_payload(link_type, bytes).ok().map(|l3| engine.handle_packet(now, l3));
+        while let Some(event) = engine.poll_event() {
+            match event {
+                Event::ClientIdentified { .. } => totals.clients += 1,
+                Event::PeerIdentified { .. } => totals.peers += 1,
+                _ => {}
+            }
+        }
+        // Replay sends nothing: actions (spoofed pongs, probes, store writes) are discarded.
+        while engine.poll_action().is_some() {}
+        output
+            .record(&file_json, path, frame, decision.as_ref())
+            .map_err(|e| FileError::at(0, format!("cannot write output: {e}")))
+    };
+    match data.get(..4) {
+        Some([0x0A, 0x0D, 0x0D, 0x0A]) => replay_pcapng(&data, &mut on_record),
+        Some(_) => replay_pcap(&data, &mut on_record),
+        None => Err(FileError::at(0, "not a pcap or pcapng file (too short)")),
+    }
+}
+
+type OnRecord<'a> = dyn FnMut(u64, u32, &[u8]) -> Result<(), FileError> + 'a;
+
+fn replay_pcap(data: &[u8], on_record: &mut OnRecord<'_>) -> Result<(), FileError> {
+    let (mut rest, parser) = PcapParser::new(data).map_err(|e| FileError::parse(0, &e))?;
+    let link_type = u32::from(parser.header().datalink);
+    if !capture::is_supported_link_type(link_type) {
+        return Err(FileError::at(20, format!("unsupported link type {link_type}")));
+    }
+    let nanosecond = parser.header().ts_resolution == TsResolution::NanoSecond;
+    while !rest.is_empty() {
+        let offset = data.len() - rest.len();
+        // Raw records, like libpcap: a fraction >= 1 s or orig_len < incl_len is tolerated.
+        let (next, packet) = parser.next_raw_packet(rest).map_err(|e| FileError::parse(offset, &e))?;
+        let frac_micros =
+            if nanosecond { u64::from(packet.ts_frac) / 1000 } else { u64::from(packet.ts_frac) };
+        let micros = u64::from(packet.ts_sec) * 1_000_000 + frac_micros;
+        on_record(micros, link_type, &packet.data)?;
+        rest = next;
+    }
+    Ok(())
+}
+
+/// Converts a pcapng timestamp (in units of the interface's `if_tsresol`, default 10^-6 s) to
+/// microseconds. pcap-file hands the raw 64-bit count over as if it were nanoseconds.
+fn pcapng_micros(raw: u128, tsresol: Option<u8>) -> u64 {
+    let micros = match tsresol.unwrap_or(6) {
+        r if r & 0x80 != 0 => {
+            let shift = u32::from(r & 0x7F);
+            if shift >= 64 {
+                0
+            } else {
+                (raw.saturating_mul(1_000_000)) >> shift
+            }
+        }
+        r => {
+            let r = u32::from(r);
+            if r >= 6 {
+                raw / 10u128.pow((r - 6).min(30))
+            } else {
+                raw.saturating_mul(10u128.pow(6 - r))
+            }
+        }
+    };
+    u64::try_from(micros).unwrap_or(u64::MAX)
+}
+
+fn replay_pcapng(data: &[u8], on_record: &mut OnRecord<'_>) -> Result<(), FileError> {
+    let (mut rest, mut parser) = PcapNgParser::new(data).map_err(|e| FileError::parse(0, &e))?;
+    while !rest.is_empty() {
+        let offset = data.len() - rest.len();
+        let (next, block) = parser.next_block(rest).map_err(|e| FileError::parse(offset, &e))?;
+        rest = next;
+        let (interface_id, raw_ts, bytes) = match &block {
+            Block::EnhancedPacket(p) => (p.interface_id, p.timestamp.as_nanos(), &p.data),
+            // Simple packet blocks carry no timestamp and always belong to interface 0.
+            Block::SimplePacket(p) => (0, 0, &p.data),
+            Block::Packet(p) => (u32::from(p.interface_id), u128::from(p.timestamp), &p.data),
+            _ => continue,
+        };
+        let Some(interface) = parser.interfaces().get(interface_id as usize) else {
+            return Err(FileError::at(
+                offset,
+                format!("packet refers to undeclared interface {interface_id}"),
+            ));
+        };
+        let link_type = u32::from(interface.linktype);
+        if !capture::is_supported_link_type(link_type) {
+            return Err(FileError::at(
+                offset,
+                format!("unsupported link type {link_type} (interface {interface_id})"),
+            ));
+        }
+        let tsresol = interface.options.iter().find_map(|o| match o {
+            InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+            _ => None,
+        });
+        on_record(pcapng_micros(raw_ts, tsresol), link_type, bytes)?;
+    }
+    Ok(())
+}
+
+fn print_summary(engine: &Engine, totals: &Totals, seconds: f64) {
+    let stats = engine.stats();
+    let rate = if seconds > 0.0 { totals.records as f64 / seconds } else { 0.0 };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "ftwall replay: {} file(s), {} record(s), {} packet(s) judged in {seconds:.3} s ({rate:.0} records/s)",
+        totals.files, totals.records, stats.packets
+    );
+    let _ = writeln!(s, "  drops: {}", stats.dropped);
+    for (reason, n) in stats.by_reason() {
+        if n > 0 && reason.natural_verdict() == Verdict::Drop {
+            let _ = writeln!(s, "    {:<18} {n}", reason.as_str());
+        }
+    }
+    let _ = writeln!(s, "  accepted: {}", stats.accepted);
+    for (reason, n) in stats.by_reason() {
+        if n > 0 && reason.natural_verdict() == Verdict::Accept {
+            let _ = writeln!(s, "    {:<18} {n}", reason.as_str());
+        }
+    }
+    let non_ip = totals.records - stats.packets;
+    if non_ip > 0 {
+        let _ = writeln!(s, "    {:<18} {non_ip}", Reason::NotIp.as_str());
+    }
+    let _ = writeln!(s, "  clients identified: {}, peers identified: {}", totals.clients, totals.peers);
+    if totals.failed_files > 0 {
+        let _ = writeln!(s, "  failed files: {}", totals.failed_files);
+    }
+    eprint!("{s}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcapng_timestamp_resolutions() {
+        assert_eq!(pcapng_micros(1_500_000, None), 1_500_000);
+        assert_eq!(pcapng_micros(1_500_000_000, Some(9)), 1_500_000);
+        assert_eq!(pcapng_micros(15, Some(1)), 1_500_000);
+        assert_eq!(pcapng_micros(3 << 20, Some(0x80 | 20)), 3_000_000);
+    }
 }

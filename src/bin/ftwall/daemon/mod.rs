@@ -8,7 +8,7 @@ use std::process::ExitCode;
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// Configuration file (default: /etc/ftwall/ftwall.toml if it exists, else built-in defaults).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub(crate) config: Option<PathBuf>,
 }
 
