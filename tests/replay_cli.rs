@@ -1,0 +1,118 @@
+//! `ftwall replay` as a command: output format, non-IP records, and per-file error handling.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn replay(args: &[&str], files: &[&Path]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ftwall")).arg("replay").args(args).args(files).output().unwrap()
+}
+
+/// A classic little-endian microsecond pcap header for `link_type`.
+fn pcap_header(link_type: u32) -> Vec<u8> {
+    let mut h = vec![0xD4, 0xC3, 0xB2, 0xA1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0];
+    h.extend_from_slice(&link_type.to_le_bytes());
+    h
+}
+
+fn pcap_record(data: &[u8]) -> Vec<u8> {
+    let mut r = vec![0x10, 0, 0, 0, 0x20, 0, 0, 0];
+    r.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    r.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    r.extend_from_slice(data);
+    r
+}
+
+const PING_FRAME: [u8; 54] = [
+    0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00, // Ethernet
+    0x45, 0, 0, 40, 0, 1, 0, 0, 64, 17, 0, 0, 192, 0, 2, 10, 198, 51, 100, 20, // IPv4
+    0x0D, 0xCB, 0x04, 0xBE, 0, 20, 0, 0, // UDP 3531 -> 1214
+    0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0,
+];
+
+fn arp_frame() -> Vec<u8> {
+    let mut f = vec![0xFF; 6];
+    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x08, 0x06]);
+    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    f.resize(60, 0);
+    f
+}
+
+#[test]
+fn jsonl_has_exact_keys_in_order_and_non_ip_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mixed.pcap");
+    let mut bytes = pcap_header(1);
+    bytes.extend(pcap_record(&PING_FRAME));
+    bytes.extend(pcap_record(&arp_frame()));
+    std::fs::write(&file, bytes).unwrap();
+    let out = replay(&["--jsonl", "--lan", "192.0.2.0/24"], &[&file]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let name = serde_json::to_string(&file.display().to_string()).unwrap();
+    assert_eq!(
+        lines,
+        vec![
+            format!("{{\"file\":{name},\"frame\":1,\"verdict\":\"drop\",\"reason\":\"udp_ping\",\"proto\":\"udp\",\"src\":\"192.0.2.10:3531\",\"dst\":\"198.51.100.20:1214\",\"payload_len\":12}}"),
+            format!("{{\"file\":{name},\"frame\":2,\"verdict\":\"accept\",\"reason\":\"not_ip\",\"proto\":\"other\",\"src\":null,\"dst\":null,\"payload_len\":0}}"),
+        ]
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("udp_ping") && stderr.contains("2 record(s)"), "summary: {stderr}");
+}
+
+#[test]
+fn table_output_lists_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ping.pcap");
+    let mut bytes = pcap_header(1);
+    bytes.extend(pcap_record(&PING_FRAME));
+    std::fs::write(&file, bytes).unwrap();
+    let out = replay(&["--lan", "192.0.2.0/24"], &[&file]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("udp_ping")
+            && stdout.contains("192.0.2.10:3531")
+            && stdout.contains("198.51.100.20:1214"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_files_are_named_with_offsets_and_others_still_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.pcap");
+    let truncated = dir.path().join("truncated.pcap");
+    let unknown = dir.path().join("unknown.pcap");
+    let garbage = dir.path().join("garbage.pcap");
+    let mut bytes = pcap_header(1);
+    bytes.extend(pcap_record(&PING_FRAME));
+    std::fs::write(&good, &bytes).unwrap();
+    let mut cut = bytes.clone();
+    cut.extend(pcap_record(&PING_FRAME));
+    cut.truncate(bytes.len() + 30);
+    std::fs::write(&truncated, &cut).unwrap();
+    std::fs::write(&unknown, pcap_header(147)).unwrap();
+    std::fs::write(&garbage, b"this is not a capture file at all").unwrap();
+
+    let out = replay(&["--jsonl", "--lan", "192.0.2.0/24"], &[&truncated, &unknown, &garbage, &good]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let truncated_offset = bytes.len();
+    assert!(
+        stderr.contains(&format!("truncated.pcap: truncated record at byte offset {truncated_offset}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown.pcap: unsupported link type 147 at byte offset 20"), "{stderr}");
+    assert!(stderr.contains("garbage.pcap:"), "{stderr}");
+    // The truncated file's complete record and the good file are still replayed.
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().filter(|l| l.contains("\"udp_ping\"")).count(), 2, "{stdout}");
+    assert!(stdout.contains("good.pcap"));
+
+    let missing = dir.path().join("missing.pcap");
+    let out = replay(&[], &[&missing]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pcap: cannot read"));
+}
