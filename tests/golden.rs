@@ -2,7 +2,6 @@
 //! the verdicts its generator (`examples/gen_fixtures.rs`) wrote down for it.
 
 #[path = "../examples/gen_fixtures.rs"]
-#[allow(dead_code)]
 mod gen_fixtures;
 
 use serde_json::Value;
