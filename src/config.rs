@@ -6,6 +6,7 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use thiserror::Error;
 
 /// Whether the engine enforces its verdicts.
@@ -82,6 +83,23 @@ impl Default for FlowsConfig {
     }
 }
 
+/// Log volume controls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// At most this many `packet_dropped` lines per (client, peer) pair per interval; the rest
+    /// are counted and reported as `suppressed` on the next line for that pair.
+    pub drop_burst: u32,
+    /// The rate-limit interval in seconds.
+    pub drop_interval_seconds: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { drop_burst: 5, drop_interval_seconds: 60 }
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -102,6 +120,20 @@ pub struct Config {
     pub timelock: TimelockConfig,
     /// Flow table.
     pub flows: FlowsConfig,
+    /// NFQUEUE number the daemon binds (daemon only; changing it needs a restart).
+    pub queue: u16,
+    /// Let the kernel accept packets when the queue or the socket buffer is full (daemon only).
+    pub fail_open: bool,
+    /// Kernel queue length (daemon only).
+    pub queue_maxlen: u32,
+    /// Bytes of each packet copied to the daemon: headers plus the first 2 KiB of payload.
+    pub copy_range: u16,
+    /// Where suspect peers and locked clients are kept across restarts (daemon only).
+    pub state_file: PathBuf,
+    /// Optional directory with one file per locked client, named by its address (daemon only).
+    pub client_dir: Option<PathBuf>,
+    /// Log rate limits.
+    pub log: LogConfig,
 }
 
 /// Default inside networks: RFC 1918, carrier-grade NAT, IPv6 unique local.
@@ -119,6 +151,13 @@ impl Default for Config {
             peers: PeersConfig::default(),
             timelock: TimelockConfig::default(),
             flows: FlowsConfig::default(),
+            queue: 0,
+            fail_open: true,
+            queue_maxlen: 4096,
+            copy_range: 2304,
+            state_file: PathBuf::from("/var/lib/ftwall/state"),
+            client_dir: None,
+            log: LogConfig::default(),
         }
     }
 }
@@ -170,6 +209,18 @@ impl Config {
                 key: "flows.idle_seconds",
                 problem: "must be at least 1".into(),
             });
+        }
+        if self.queue_maxlen == 0 {
+            return Err(ConfigError::Invalid { key: "queue_maxlen", problem: "must be at least 1".into() });
+        }
+        if self.copy_range < 128 {
+            return Err(ConfigError::Invalid {
+                key: "copy_range",
+                problem: "at least 128 bytes are needed to see the headers".into(),
+            });
+        }
+        if self.log.drop_interval_seconds == 0 {
+            return Err(ConfigError::Invalid { key: "log.drop_interval_seconds", problem: "must be at least 1".into() });
         }
         if self.timelock.seconds > 365 * 86_400 {
             return Err(ConfigError::Invalid { key: "timelock.seconds", problem: "at most one year".into() });

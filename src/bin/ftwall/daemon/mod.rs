@@ -1,8 +1,38 @@
-//! The live daemon (being written).
+//! The live daemon: NFQUEUE in, verdicts out, the engine in between.
+//!
+//! One thread, no async. The loop blocks in `recv` for at most [`queue::TICK`]; every packet it
+//! receives is judged by the engine and verdicted exactly once, before anything else happens.
+//! Housekeeping runs on each tick (and at least every tick under load): engine timers, probe
+//! answers, signals, the debounced state save, the systemd watchdog and kernel drop counters.
+//!
+//! The release build aborts on panic (`panic = "abort"`): a dead daemon releases its queue, and
+//! the `--queue-bypass` rules plus `fail_open` let traffic through until systemd restarts it.
 
+mod client_dir;
+mod config_file;
+mod logging;
+mod queue;
+mod spoof;
+mod store;
+mod time;
+
+use anyhow::Context;
 use clap::Args;
-use std::path::PathBuf;
+use client_dir::ClientDir;
+use ftwall::engine::StoreRecord;
+use ftwall::{Action, Config, Decision, Engine, Event, Timestamp, Verdict};
+use logging::{DropLimiter, LogFormat};
+use queue::{KernelCounters, NfQueue, TICK};
+use sd_notify::NotifyState;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::iterator::Signals;
+use spoof::{Prober, Spoofer};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use time::rfc3339;
+use tracing::{debug, error, info, warn};
 
 /// Options of `ftwall run`.
 #[derive(Debug, Args)]
@@ -10,19 +40,527 @@ pub(crate) struct RunArgs {
     /// Configuration file (default: /etc/ftwall/ftwall.toml if it exists, else built-in defaults).
     #[arg(long)]
     pub(crate) config: Option<PathBuf>,
+    /// Log format (default: json under systemd, text otherwise).
+    #[arg(long, value_enum)]
+    pub(crate) log_format: Option<LogFormat>,
+    /// Log level or tracing filter (error, warn, info, debug, trace).
+    #[arg(long, default_value = "info")]
+    pub(crate) log_level: String,
 }
 
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    anyhow::bail!("the daemon is not built yet")
+    logging::init(args.log_format, &args.log_level)?;
+    let (config, path) = config_file::load(args.config.as_deref())?;
+    let mut daemon = Daemon::start(config, path)?;
+    daemon.serve()
 }
 
 pub(crate) fn check_config(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let _ = file;
-    anyhow::bail!("not built yet")
+    let path = file.unwrap_or_else(|| PathBuf::from(config_file::DEFAULT_PATH));
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    config_file::parse(&path, &text)?;
+    println!("{}: ok", path.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) fn print_config(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let _ = file;
-    anyhow::bail!("not built yet")
+    let (config, path) = config_file::load(file.as_deref())?;
+    match path {
+        Some(p) => println!("# effective configuration from {}", p.display()),
+        None => println!("# effective configuration (built-in defaults)"),
+    }
+    print!("{}", config.to_toml_string());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Counters the shell keeps beside the engine's.
+#[derive(Debug, Default)]
+struct ShellCounters {
+    verdict_errors: u64,
+    recv_enobufs: u64,
+    recv_errors: u64,
+    spoofed_pongs: u64,
+    spoof_errors: u64,
+    probes_sent: u64,
+    probe_answers: u64,
+    state_saves: u64,
+    state_save_errors: u64,
+}
+
+struct Daemon {
+    engine: Engine,
+    config_path: Option<PathBuf>,
+    queue: NfQueue,
+    signals: Signals,
+    spoofer: Option<Spoofer>,
+    prober: Option<Prober>,
+    client_dir: Option<ClientDir>,
+    limiter: DropLimiter,
+    counters: ShellCounters,
+    store_dirty: bool,
+    last_save: Instant,
+    last_save_error: Option<Instant>,
+    last_tick: Instant,
+    last_flush: Instant,
+    watchdog: Option<Duration>,
+    last_watchdog: Instant,
+    kernel: Option<KernelCounters>,
+    last_kernel_read: Instant,
+    last_overflow_log: Option<Instant>,
+    last_error_log: Option<Instant>,
+}
+
+/// True at most once per `every` for the given last-time slot.
+fn every(slot: &mut Option<Instant>, every: Duration) -> bool {
+    if slot.is_some_and(|t| t.elapsed() < every) {
+        return false;
+    }
+    *slot = Some(Instant::now());
+    true
+}
+
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// The inside and outside address of a dropped packet, for logs.
+fn parties(config: &Config, d: &Decision) -> Option<(IpAddr, SocketAddr, SocketAddr)> {
+    let p = d.packet?;
+    let src = SocketAddr::new(p.src, p.src_port.unwrap_or(0));
+    let dst = SocketAddr::new(p.dst, p.dst_port.unwrap_or(0));
+    let client = if !config.is_lan(p.src) && config.is_lan(p.dst) { p.dst } else { p.src };
+    Some((client, src, dst))
+}
+
+impl Daemon {
+    fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Self> {
+        let queue = NfQueue::open(&config)?;
+        for w in &queue.warnings {
+            warn!(event = "queue_option_unsupported", detail = %w, "a queue option could not be set");
+        }
+        let signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1]).context("installing signal handlers")?;
+        let now = time::now();
+        let mut engine = Engine::new(config.clone());
+        match store::load(&config.state_file, now.as_secs()) {
+            store::Loaded::Missing => {}
+            store::Loaded::State(snapshot) => engine.restore(now, &snapshot),
+            store::Loaded::MovedAside { to, reason } => error!(
+                event = "state_corrupt",
+                file = %config.state_file.display(),
+                moved_to = %to.display(),
+                reason = %reason,
+                "state file unusable, moved aside; starting empty"
+            ),
+            store::Loaded::Unreadable(reason) => error!(
+                event = "state_corrupt",
+                file = %config.state_file.display(),
+                reason = %reason,
+                "state file unusable; starting empty"
+            ),
+        }
+        let client_dir = open_client_dir(config.client_dir.as_deref(), &engine);
+        let spoofer = if config.spoof_pongs { open_spoofer() } else { None };
+        let prober = match Prober::open() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                warn!(event = "probe_unavailable", error = %e, "half-expiry probes disabled");
+                None
+            }
+        };
+        let limiter = DropLimiter::new(config.log.drop_burst, config.log.drop_interval_seconds);
+        let daemon = Self {
+            config_path,
+            queue,
+            signals,
+            spoofer,
+            prober,
+            client_dir,
+            limiter,
+            counters: ShellCounters::default(),
+            store_dirty: false,
+            last_save: Instant::now(),
+            last_save_error: None,
+            last_tick: Instant::now(),
+            last_flush: Instant::now(),
+            watchdog: sd_notify::watchdog_enabled(),
+            last_watchdog: Instant::now(),
+            kernel: queue::kernel_counters(config.queue),
+            last_kernel_read: Instant::now(),
+            last_overflow_log: None,
+            last_error_log: None,
+            engine,
+        };
+        let status = format!("judging NFQUEUE {}", daemon.queue.number);
+        notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+        info!(
+            event = "daemon_started",
+            queue = daemon.queue.number,
+            mode = ?config.mode,
+            fail_open = config.fail_open,
+            peers_restored = daemon.engine.peer_count(),
+            locks_restored = daemon.engine.locked_count(),
+            state_file = %config.state_file.display(),
+            config = %daemon.config_path.as_deref().map_or("(defaults)".into(), |p| p.display().to_string()),
+            "ftwall started"
+        );
+        Ok(daemon)
+    }
+
+    /// The packet loop; returns on SIGTERM / SIGINT.
+    fn serve(&mut self) -> anyhow::Result<ExitCode> {
+        loop {
+            match self.queue.queue.recv() {
+                Ok(mut msg) => {
+                    let now = time::now();
+                    if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+                        self.engine.handle_timeout(now);
+                    }
+                    let decision = self.engine.handle_packet(now, msg.get_payload());
+                    msg.set_verdict(match decision.verdict {
+                        Verdict::Accept => nfq::Verdict::Accept,
+                        Verdict::Drop => nfq::Verdict::Drop,
+                    });
+                    // The one and only verdict for this packet.
+                    if let Err(e) = self.queue.queue.verdict(msg) {
+                        self.counters.verdict_errors += 1;
+                        if every(&mut self.last_error_log, Duration::from_secs(10)) {
+                            warn!(event = "verdict_error", error = %e, total = self.counters.verdict_errors, "verdict failed");
+                        }
+                    }
+                    if decision.reason.natural_verdict() == Verdict::Drop {
+                        self.log_drop(now, &decision);
+                    }
+                    self.drain();
+                    if self.last_tick.elapsed() >= TICK && self.tick()? {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                Err(e) => {
+                    match e.raw_os_error() {
+                        Some(libc::EAGAIN | libc::EINTR) => {}
+                        Some(libc::ENOBUFS) => {
+                            self.counters.recv_enobufs += 1;
+                            if every(&mut self.last_overflow_log, Duration::from_secs(10)) {
+                                warn!(
+                                    event = "queue_overflow",
+                                    socket_overflows = self.counters.recv_enobufs,
+                                    fail_open = self.engine.config().fail_open,
+                                    "the queue socket buffer overflowed; packets were accepted (fail_open) or dropped by the kernel"
+                                );
+                            }
+                        }
+                        Some(libc::ENOENT | libc::EINVAL | libc::ENOSPC) => {
+                            self.counters.recv_errors += 1;
+                            if every(&mut self.last_error_log, Duration::from_secs(10)) {
+                                warn!(event = "queue_error", error = %e, total = self.counters.recv_errors, "netlink error");
+                            }
+                        }
+                        _ => return Err(e).context("receiving from NFQUEUE"),
+                    }
+                    if self.tick()? {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+            }
+        }
+    }
+
+    fn log_drop(&mut self, now: Timestamp, d: &Decision) {
+        let config = self.engine.config();
+        let Some((client, src, dst)) = parties(config, d) else { return };
+        let peer = if src.ip() == client { dst } else { src };
+        let enforced = d.verdict == Verdict::Drop;
+        if let Some(suppressed) = self.limiter.admit(client, peer.ip(), now) {
+            info!(
+                event = "packet_dropped",
+                client = %client,
+                peer = %peer,
+                reason = d.reason.as_str(),
+                proto = d.packet.map_or("other", |p| p.proto.as_str()),
+                src = %src,
+                dst = %dst,
+                enforced,
+                suppressed,
+                "dropped FastTrack packet"
+            );
+        }
+    }
+
+    /// Drains engine events (to logs) and actions (to sockets and files).
+    fn drain(&mut self) {
+        while let Some(event) = self.engine.poll_event() {
+            match event {
+                Event::ClientIdentified { client, peer, reason, locked_until } => info!(
+                    event = "client_identified",
+                    client = %client,
+                    peer = %peer,
+                    reason = reason.as_str(),
+                    locked_until = %locked_until.map_or("none (time-lock disabled)".to_string(), |t| rfc3339(t.as_secs())),
+                    "FastTrack client identified"
+                ),
+                Event::PeerIdentified { peer, port, client, reason } => info!(
+                    event = "peer_identified",
+                    peer = %port.map_or(peer.to_string(), |p| SocketAddr::new(peer, p).to_string()),
+                    client = %client.map_or("-".to_string(), |c| c.to_string()),
+                    reason = reason.as_str(),
+                    "FastTrack peer identified"
+                ),
+                Event::ClientReleased { client } => {
+                    info!(event = "client_released", client = %client, "time-lock ended")
+                }
+                Event::FlowClassified { proto, client, peer, reason } => debug!(
+                    event = "flow_classified",
+                    proto = proto.as_str(),
+                    client = %client,
+                    peer = %peer,
+                    reason = reason.as_str(),
+                    "flow classified as FastTrack"
+                ),
+            }
+        }
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                Action::SendSpoofedPong { from, to, payload } => {
+                    if let Some(spoofer) = &self.spoofer {
+                        match spoofer.send(from, to, &payload) {
+                            Ok(()) => self.counters.spoofed_pongs += 1,
+                            Err(e) => {
+                                self.counters.spoof_errors += 1;
+                                if every(&mut self.last_error_log, Duration::from_secs(10)) {
+                                    warn!(event = "spoof_error", error = %e, to = %to, "forged pong not sent");
+                                }
+                            }
+                        }
+                    }
+                }
+                Action::SendProbe { to, payload } => {
+                    if let Some(prober) = &self.prober {
+                        match prober.send(to, &payload) {
+                            Ok(()) => {
+                                self.counters.probes_sent += 1;
+                                debug!(event = "probe_sent", client = %to, "half-expiry probe sent");
+                            }
+                            Err(e) => debug!(event = "probe_error", client = %to, error = %e, "probe not sent"),
+                        }
+                    }
+                }
+                Action::Store(record) => {
+                    self.store_dirty = true;
+                    if let Some(dir) = &self.client_dir {
+                        let result = match record {
+                            StoreRecord::Lock(lock) => dir.locked(&lock),
+                            StoreRecord::LockRemoved(client) => dir.released(client),
+                            _ => Ok(()),
+                        };
+                        if let Err(e) = result {
+                            warn!(event = "client_dir_error", error = %e, "client directory not updated");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Housekeeping. Returns true when the daemon must stop.
+    fn tick(&mut self) -> anyhow::Result<bool> {
+        self.last_tick = Instant::now();
+        let now = time::now();
+        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
+            self.engine.handle_timeout(now);
+        }
+        if let Some(prober) = &self.prober {
+            let engine = &mut self.engine;
+            let answers = &mut self.counters.probe_answers;
+            prober.drain(64, |from, payload| {
+                if engine.handle_probe_answer(now, from, payload) {
+                    *answers += 1;
+                    debug!(event = "probe_answered", client = %from, "locked client answered the probe");
+                }
+            });
+        }
+        self.drain();
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for signal in pending {
+            match signal {
+                SIGHUP => self.reload(),
+                SIGUSR1 => self.log_counters(),
+                SIGTERM | SIGINT => {
+                    self.stop(now);
+                    return Ok(true);
+                }
+                _ => {}
+            }
+        }
+        if self.store_dirty && self.last_save.elapsed() >= Duration::from_secs(1) {
+            self.save_state(now);
+        }
+        if self.last_flush.elapsed() >= Duration::from_secs(5) {
+            self.last_flush = Instant::now();
+            for (client, peer, suppressed) in self.limiter.flush(now) {
+                info!(event = "packet_dropped", client = %client, peer = %peer, suppressed, "further drops suppressed");
+            }
+        }
+        if let Some(interval) = self.watchdog {
+            if self.last_watchdog.elapsed() >= interval / 3 {
+                self.last_watchdog = Instant::now();
+                notify(&[NotifyState::Watchdog]);
+            }
+        }
+        if self.last_kernel_read.elapsed() >= Duration::from_secs(5) {
+            self.last_kernel_read = Instant::now();
+            self.check_kernel_counters();
+        }
+        Ok(false)
+    }
+
+    fn check_kernel_counters(&mut self) {
+        let Some(fresh) = queue::kernel_counters(self.queue.number) else { return };
+        if let Some(old) = self.kernel {
+            let queue_dropped = fresh.queue_dropped.saturating_sub(old.queue_dropped);
+            let user_dropped = fresh.user_dropped.saturating_sub(old.user_dropped);
+            if queue_dropped > 0 || user_dropped > 0 {
+                warn!(
+                    event = "queue_overflow",
+                    queue_dropped,
+                    user_dropped,
+                    queue_total = fresh.queue_total,
+                    fail_open = self.engine.config().fail_open,
+                    "the kernel could not queue every packet (accepted if fail_open, else dropped)"
+                );
+            }
+        }
+        self.kernel = Some(fresh);
+    }
+
+    fn save_state(&mut self, now: Timestamp) {
+        let path = self.engine.config().state_file.clone();
+        match store::save(&path, &self.engine.snapshot(), now.as_micros()) {
+            Ok(()) => {
+                self.store_dirty = false;
+                self.last_save = Instant::now();
+                self.counters.state_saves += 1;
+                debug!(
+                    event = "state_saved",
+                    file = %path.display(),
+                    peers = self.engine.peer_count(),
+                    locks = self.engine.locked_count(),
+                    "state saved"
+                );
+            }
+            Err(e) => {
+                // Keep the in-memory state and retry on a later tick.
+                self.last_save = Instant::now();
+                self.counters.state_save_errors += 1;
+                if every(&mut self.last_save_error, Duration::from_secs(60)) {
+                    error!(event = "state_save_failed", file = %path.display(), error = %e, "state not saved; will retry");
+                }
+            }
+        }
+    }
+
+    fn reload(&mut self) {
+        let mut reloading = vec![NotifyState::Reloading];
+        if let Ok(usec) = NotifyState::monotonic_usec_now() {
+            reloading.push(usec);
+        }
+        notify(&reloading);
+        let result = config_file::load(self.config_path.as_deref());
+        match result {
+            Ok((mut config, _)) => {
+                let old = self.engine.config().clone();
+                if config.queue != old.queue {
+                    warn!(
+                        event = "config_restart_required",
+                        old_queue = old.queue,
+                        new_queue = config.queue,
+                        "changing the queue number needs a restart; keeping the old queue"
+                    );
+                    config.queue = old.queue;
+                }
+                if config.client_dir != old.client_dir {
+                    self.client_dir = open_client_dir(config.client_dir.as_deref(), &self.engine);
+                }
+                if config.spoof_pongs && self.spoofer.is_none() {
+                    self.spoofer = open_spoofer();
+                } else if !config.spoof_pongs {
+                    self.spoofer = None;
+                }
+                self.limiter.reconfigure(config.log.drop_burst, config.log.drop_interval_seconds);
+                self.engine.set_config(config);
+                info!(
+                    event = "config_reloaded",
+                    peers = self.engine.peer_count(),
+                    locks = self.engine.locked_count(),
+                    "configuration reloaded; state kept"
+                );
+            }
+            Err(e) => error!(event = "config_reload_failed", error = %format!("{e:#}"), "new configuration rejected; keeping the old one"),
+        }
+        notify(&[NotifyState::Ready]);
+    }
+
+    fn log_counters(&self) {
+        let s = self.engine.stats();
+        let by_reason: String = s
+            .by_reason()
+            .filter(|&(_, n)| n > 0)
+            .map(|(r, n)| format!("{}={n}", r.as_str()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let c = &self.counters;
+        info!(
+            event = "counters",
+            packets = s.packets,
+            accepted = s.accepted,
+            dropped = s.dropped,
+            by_reason = %by_reason,
+            locked_clients = self.engine.locked_count(),
+            suspect_peers = self.engine.peer_count(),
+            flows = self.engine.flow_count(),
+            verdict_errors = c.verdict_errors,
+            socket_overflows = c.recv_enobufs,
+            spoofed_pongs = c.spoofed_pongs,
+            probes_sent = c.probes_sent,
+            probe_answers = c.probe_answers,
+            state_saves = c.state_saves,
+            state_save_errors = c.state_save_errors,
+            kernel_queue_dropped = self.kernel.map_or(0, |k| k.queue_dropped),
+            kernel_user_dropped = self.kernel.map_or(0, |k| k.user_dropped),
+            "counters"
+        );
+    }
+
+    fn stop(&mut self, now: Timestamp) {
+        notify(&[NotifyState::Stopping]);
+        info!(event = "daemon_stopping", "stopping: saving state and releasing the queue");
+        self.save_state(now);
+        if let Err(e) = self.queue.queue.unbind(self.queue.number) {
+            debug!(error = %e, "unbind failed");
+        }
+        self.log_counters();
+    }
+}
+
+fn open_client_dir(dir: Option<&Path>, engine: &Engine) -> Option<ClientDir> {
+    let dir = dir?;
+    match ClientDir::new(dir).and_then(|cd| {
+        let locks: Vec<_> = engine.locked_clients().collect();
+        cd.sync(&locks).map(|()| cd)
+    }) {
+        Ok(cd) => Some(cd),
+        Err(e) => {
+            warn!(event = "client_dir_error", dir = %dir.display(), error = %e, "client directory disabled");
+            None
+        }
+    }
+}
+
+fn open_spoofer() -> Option<Spoofer> {
+    let (spoofer, problems) = Spoofer::open();
+    for p in &problems {
+        warn!(event = "spoof_unavailable", detail = %p, "forged pongs disabled for this family (needs CAP_NET_RAW)");
+    }
+    Some(spoofer)
 }

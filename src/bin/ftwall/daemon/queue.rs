@@ -1,0 +1,145 @@
+//! The NFQUEUE socket: the `nfq` crate plus the socket options it does not expose.
+//!
+//! nfq 0.2.5 hides its netlink file descriptor. Right after `Queue::open()` we find it by
+//! scanning `/proc/self/fd` for a socket whose `SO_PROTOCOL` is `NETLINK_NETFILTER` (the method
+//! `nfqueue-practice.md` verified), and set on it:
+//! - `SO_RCVTIMEO`, so `recv` returns `EAGAIN` periodically: signal-hook installs its handlers
+//!   with `SA_RESTART`, so signals alone would never wake a blocking `recv`; the timeout gives the
+//!   packet loop its tick (timers, watchdog, signals, state saves);
+//! - `SO_RCVBUFFORCE` (falling back to `SO_RCVBUF`), sized for `queue_maxlen` packets.
+
+use anyhow::{bail, Context};
+use ftwall::Config;
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+const NETLINK_NETFILTER: libc::c_int = 12;
+
+/// How long `recv` blocks before the loop gets a tick.
+pub(crate) const TICK: Duration = Duration::from_millis(200);
+
+pub(crate) struct NfQueue {
+    pub(crate) queue: nfq::Queue,
+    pub(crate) number: u16,
+    pub(crate) warnings: Vec<String>,
+}
+
+fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> Option<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len point to valid, correctly sized storage.
+    let rc = unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut libc::c_int).cast(), &mut len) };
+    (rc == 0).then_some(value)
+}
+
+fn setsockopt<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: value points to a valid T for the length given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Finds the newest NETLINK_NETFILTER socket of this process.
+fn find_netfilter_fd() -> io::Result<RawFd> {
+    let mut best = None;
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let Ok(fd) = entry?.file_name().to_string_lossy().parse::<RawFd>() else { continue };
+        let is_netfilter = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN) == Some(libc::AF_NETLINK)
+            && getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL) == Some(NETLINK_NETFILTER);
+        if is_netfilter && best.is_none_or(|b| fd > b) {
+            best = Some(fd);
+        }
+    }
+    best.ok_or_else(|| io::Error::other("no NETLINK_NETFILTER socket found in /proc/self/fd"))
+}
+
+impl NfQueue {
+    /// Opens, binds and configures the queue. Unsupported optional flags become warnings.
+    pub(crate) fn open(config: &Config) -> anyhow::Result<Self> {
+        let number = config.queue;
+        let mut queue = match nfq::Queue::open() {
+            Ok(q) => q,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                bail!("opening the netfilter queue socket was refused: ftwall needs CAP_NET_ADMIN ({e})")
+            }
+            Err(e) => return Err(e).context("opening the netfilter queue socket"),
+        };
+        let fd = find_netfilter_fd().context("locating the NFQUEUE socket")?;
+        if let Err(e) = queue.bind(number) {
+            if e.raw_os_error() == Some(libc::EPERM) {
+                bail!(
+                    "binding NFQUEUE {number} was refused: ftwall needs CAP_NET_ADMIN, and no other process may hold \
+                     the queue ({e})"
+                );
+            }
+            return Err(e).with_context(|| format!("binding NFQUEUE {number}"));
+        }
+        let mut warnings = Vec::new();
+        let mut optional = |what: &str, r: io::Result<()>| {
+            if let Err(e) = r {
+                warnings.push(format!("{what}: {e}"));
+            }
+        };
+        optional("fail-open", queue.set_fail_open(number, config.fail_open));
+        optional("queue max length", queue.set_queue_max_len(number, config.queue_maxlen));
+        optional("copy range", queue.set_copy_range(number, config.copy_range));
+        optional("GSO", queue.set_recv_gso(number, true));
+        // Report socket-buffer overflows as ENOBUFS so they are counted, not silent.
+        optional("ENOBUFS reporting", queue.set_recv_enobufs(true));
+        let timeout = libc::timeval { tv_sec: 0, tv_usec: TICK.as_micros() as libc::suseconds_t };
+        optional("receive timeout", setsockopt(fd, libc::SO_RCVTIMEO, &timeout));
+        let per_packet = usize::from(config.copy_range) + 256;
+        let size = libc::c_int::try_from(config.queue_maxlen as usize * per_packet).unwrap_or(libc::c_int::MAX);
+        if setsockopt(fd, libc::SO_RCVBUFFORCE, &size).is_err() {
+            optional("receive buffer", setsockopt(fd, libc::SO_RCVBUF, &size));
+        }
+        Ok(Self { queue, number, warnings })
+    }
+}
+
+/// The kernel's counters for one queue, from `/proc/net/netfilter/nfnetlink_queue`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct KernelCounters {
+    pub(crate) queue_total: u64,
+    pub(crate) queue_dropped: u64,
+    pub(crate) user_dropped: u64,
+}
+
+/// Parses the proc file; None if the queue is not listed.
+pub(crate) fn parse_proc(text: &str, queue: u16) -> Option<KernelCounters> {
+    text.lines().find_map(|line| {
+        let f: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        (f.len() >= 7 && f[0] == u64::from(queue))
+            .then(|| KernelCounters { queue_total: f[2], queue_dropped: f[5], user_dropped: f[6] })
+    })
+}
+
+/// Reads the kernel counters (None if unreadable, e.g. without root).
+pub(crate) fn kernel_counters(queue: u16) -> Option<KernelCounters> {
+    parse_proc(&std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").ok()?, queue)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_file_is_parsed() {
+        let text = "    0  12345     3 2 2304     7    9  1000  1\n    1  12346     0 2 2304     0    0     0  1\n";
+        assert_eq!(parse_proc(text, 0), Some(KernelCounters { queue_total: 3, queue_dropped: 7, user_dropped: 9 }));
+        assert_eq!(parse_proc(text, 1).unwrap().queue_dropped, 0);
+        assert_eq!(parse_proc(text, 2), None);
+    }
+}
