@@ -1,0 +1,18 @@
+#!/bin/sh
+# Removes ftwall's iptables rules (the FTWALL chains and their FORWARD jumps). Idempotent.
+#   usage: uninstall.sh
+set -eu
+[ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ] && { echo "usage: $0"; exit 0; }
+[ "$(id -u)" -eq 0 ] || { echo "$0: must run as root" >&2; exit 1; }
+remove() { # tool
+    while "$1" -C FORWARD -j FTWALL 2>/dev/null; do "$1" -D FORWARD -j FTWALL; done
+    if "$1" -L FTWALL -n >/dev/null 2>&1; then
+        "$1" -F FTWALL
+        "$1" -X FTWALL
+    fi
+}
+remove iptables
+if command -v ip6tables >/dev/null 2>&1 && ip6tables -L -n >/dev/null 2>&1; then
+    remove ip6tables
+fi
+echo "ftwall rules removed"
