@@ -158,8 +158,9 @@ fn serve_tcp(mut stream: TcpStream) {
         let reply: Vec<u8> = match kind {
             "http_request" | "kazaa_http" => {
                 let body = b"hello from the responder\n";
-                let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
-                    .into_bytes();
+                let mut r =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+                        .into_bytes();
                 r.extend_from_slice(body);
                 let _ = stream.write_all(&r);
                 let _ = stream.shutdown(Shutdown::Write);
@@ -215,7 +216,12 @@ fn responder(udp: Vec<SocketAddr>, tcp_ports: Vec<u16>, tcp_bind: std::net::IpAd
     Ok(())
 }
 
-fn ping_flood(from_port: u16, bind: Option<std::net::IpAddr>, peers: Vec<SocketAddr>, timeout: Duration) -> std::io::Result<()> {
+fn ping_flood(
+    from_port: u16,
+    bind: Option<std::net::IpAddr>,
+    peers: Vec<SocketAddr>,
+    timeout: Duration,
+) -> std::io::Result<()> {
     let local = SocketAddr::new(bind.unwrap_or([0, 0, 0, 0].into()), from_port);
     let socket = UdpSocket::bind(local)?;
     let ping = udp::build_ping(Network::Kazaa, 0x29);
@@ -233,7 +239,9 @@ fn ping_flood(from_port: u16, bind: Option<std::net::IpAddr>, peers: Vec<SocketA
             Err(_) => break,
         }
     }
-    emit(serde_json::json!({"command": "ping-flood", "sent": peers.len(), "pongs": pongs.len(), "pongs_from": pongs}));
+    emit(
+        serde_json::json!({"command": "ping-flood", "sent": peers.len(), "pongs": pongs.len(), "pongs_from": pongs}),
+    );
     Ok(())
 }
 
@@ -251,7 +259,9 @@ fn connect(to: SocketAddr, bind: Option<std::net::IpAddr>, timeout: Duration) ->
                 })();
                 let _ = tx.send(result);
             });
-            rx.recv_timeout(timeout).unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")))
+            rx.recv_timeout(timeout).unwrap_or_else(|_| {
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
+            })
         }
     }
 }
@@ -282,7 +292,10 @@ impl BoundSocket {
         use std::os::fd::AsRawFd;
         let (storage, len) = sockaddr(to);
         // SAFETY: storage holds a valid sockaddr of length len.
-        if unsafe { libc::connect(self.0.as_raw_fd(), (&storage as *const libc::sockaddr_storage).cast(), len) } != 0 {
+        if unsafe {
+            libc::connect(self.0.as_raw_fd(), (&storage as *const libc::sockaddr_storage).cast(), len)
+        } != 0
+        {
             return Err(std::io::Error::last_os_error());
         }
         Ok(())
@@ -301,7 +314,8 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     match addr {
         SocketAddr::V4(v4) => {
             // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in.
-            let sin = unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin =
+                unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             sin.sin_family = libc::AF_INET as libc::sa_family_t;
             sin.sin_port = v4.port().to_be();
             sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
@@ -309,7 +323,8 @@ fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
         SocketAddr::V6(v6) => {
             // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in6.
-            let sin6 = unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 =
+                unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sin6.sin6_port = v6.port().to_be();
             sin6.sin6_addr.s6_addr = v6.ip().octets();
@@ -324,7 +339,9 @@ fn read_some(stream: &mut TcpStream, want: usize, timeout: Duration) -> Vec<u8> 
     let mut got = Vec::new();
     let mut buf = vec![0u8; 65536];
     while got.len() < want {
-        let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else { break };
+        let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+            break;
+        };
         let _ = stream.set_read_timeout(Some(left));
         match stream.read(&mut buf) {
             Ok(0) | Err(_) => break,
@@ -338,7 +355,9 @@ fn tcp(to: SocketAddr, bind: Option<std::net::IpAddr>, payload: Payload, timeout
     let mut stream = match connect(to, bind, timeout) {
         Ok(s) => s,
         Err(e) => {
-            emit(serde_json::json!({"command": "tcp", "to": to.to_string(), "connected": false, "error": e.to_string()}));
+            emit(
+                serde_json::json!({"command": "tcp", "to": to.to_string(), "connected": false, "error": e.to_string()}),
+            );
             return;
         }
     };
@@ -390,11 +409,19 @@ fn tcp(to: SocketAddr, bind: Option<std::net::IpAddr>, payload: Payload, timeout
             (data.len(), echoed.len(), echoed == data)
         }
     };
-    emit(serde_json::json!({"command": "tcp", "to": to.to_string(), "connected": true, "sent": sent, "received": received, "ok": ok}));
+    emit(
+        serde_json::json!({"command": "tcp", "to": to.to_string(), "connected": true, "sent": sent, "received": received, "ok": ok}),
+    );
 }
 
-fn udp_echo(to: SocketAddr, bind: Option<std::net::IpAddr>, bytes: usize, timeout: Duration) -> std::io::Result<()> {
-    let local = SocketAddr::new(bind.unwrap_or(if to.is_ipv4() { [0, 0, 0, 0].into() } else { [0u16; 8].into() }), 0);
+fn udp_echo(
+    to: SocketAddr,
+    bind: Option<std::net::IpAddr>,
+    bytes: usize,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let local =
+        SocketAddr::new(bind.unwrap_or(if to.is_ipv4() { [0, 0, 0, 0].into() } else { [0u16; 8].into() }), 0);
     let socket = UdpSocket::bind(local)?;
     let data: Vec<u8> = (0..bytes).map(|i| (i * 13 + 5) as u8).collect();
     socket.send_to(&data, to)?;
@@ -416,6 +443,8 @@ fn main() -> std::io::Result<()> {
             tcp(to, bind, payload, Duration::from_millis(timeout_ms));
             Ok(())
         }
-        Command::Udp { to, bind, bytes, timeout_ms } => udp_echo(to, bind, bytes, Duration::from_millis(timeout_ms)),
+        Command::Udp { to, bind, bytes, timeout_ms } => {
+            udp_echo(to, bind, bytes, Duration::from_millis(timeout_ms))
+        }
     }
 }

@@ -220,7 +220,10 @@ impl Config {
             });
         }
         if self.log.drop_interval_seconds == 0 {
-            return Err(ConfigError::Invalid { key: "log.drop_interval_seconds", problem: "must be at least 1".into() });
+            return Err(ConfigError::Invalid {
+                key: "log.drop_interval_seconds",
+                problem: "must be at least 1".into(),
+            });
         }
         if self.timelock.seconds > 365 * 86_400 {
             return Err(ConfigError::Invalid { key: "timelock.seconds", problem: "at most one year".into() });

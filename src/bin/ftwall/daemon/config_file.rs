@@ -46,7 +46,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> anyhow::Result<Config> {
 pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<(Config, Option<PathBuf>)> {
     match resolve(path) {
         Some(file) => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             Ok((parse(&file, &text)?, Some(file)))
         }
         None => Ok((Config::default(), None)),

@@ -27,8 +27,10 @@ fn under_systemd() -> bool {
 pub(crate) fn init(format: Option<LogFormat>, level: &str) -> anyhow::Result<()> {
     let systemd = under_systemd();
     let format = format.unwrap_or(if systemd { LogFormat::Json } else { LogFormat::Text });
-    let filter = EnvFilter::try_new(level).map_err(|e| anyhow::anyhow!("invalid --log-level {level:?}: {e}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let filter =
+        EnvFilter::try_new(level).map_err(|e| anyhow::anyhow!("invalid --log-level {level:?}: {e}"))?;
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
     let result = match (format, systemd) {
         (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
         (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
@@ -71,7 +73,8 @@ impl DropLimiter {
 
     /// Whether to log this drop now; if so, how many earlier drops of the pair were suppressed.
     pub(crate) fn admit(&mut self, client: IpAddr, peer: IpAddr, now: ftwall::Timestamp) -> Option<u64> {
-        let window = self.pairs.get_or_insert_mut((client, peer), || Window { start: now, logged: 0, suppressed: 0 });
+        let window =
+            self.pairs.get_or_insert_mut((client, peer), || Window { start: now, logged: 0, suppressed: 0 });
         if now.saturating_since(window.start) >= self.interval {
             window.start = now;
             window.logged = 0;
@@ -105,7 +108,8 @@ mod tests {
     #[test]
     fn limits_per_pair_and_reports_suppressed() {
         let mut l = DropLimiter::new(2, 60);
-        let (c, p, q) = ("192.0.2.10".parse().unwrap(), "198.51.100.1".parse().unwrap(), "198.51.100.2".parse().unwrap());
+        let (c, p, q) =
+            ("192.0.2.10".parse().unwrap(), "198.51.100.1".parse().unwrap(), "198.51.100.2".parse().unwrap());
         let t = Timestamp::from_secs;
         assert_eq!(l.admit(c, p, t(0)), Some(0));
         assert_eq!(l.admit(c, p, t(1)), Some(0));

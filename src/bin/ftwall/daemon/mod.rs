@@ -140,7 +140,8 @@ impl Daemon {
         for w in &queue.warnings {
             warn!(event = "queue_option_unsupported", detail = %w, "a queue option could not be set");
         }
-        let signals = Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1]).context("installing signal handlers")?;
+        let signals =
+            Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1]).context("installing signal handlers")?;
         let now = time::now();
         let mut engine = Engine::new(config.clone());
         match store::load(&config.state_file, now.as_secs()) {
@@ -342,7 +343,9 @@ impl Daemon {
                                 self.counters.probes_sent += 1;
                                 debug!(event = "probe_sent", client = %to, "half-expiry probe sent");
                             }
-                            Err(e) => debug!(event = "probe_error", client = %to, error = %e, "probe not sent"),
+                            Err(e) => {
+                                debug!(event = "probe_error", client = %to, error = %e, "probe not sent")
+                            }
                         }
                     }
                 }
@@ -496,7 +499,9 @@ impl Daemon {
                     "configuration reloaded; state kept"
                 );
             }
-            Err(e) => error!(event = "config_reload_failed", error = %format!("{e:#}"), "new configuration rejected; keeping the old one"),
+            Err(e) => {
+                error!(event = "config_reload_failed", error = %format!("{e:#}"), "new configuration rejected; keeping the old one")
+            }
         }
         notify(&[NotifyState::Ready]);
     }

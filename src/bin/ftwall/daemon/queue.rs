@@ -101,7 +101,8 @@ impl NfQueue {
         let timeout = libc::timeval { tv_sec: 0, tv_usec: TICK.as_micros() as libc::suseconds_t };
         optional("receive timeout", setsockopt(fd, libc::SO_RCVTIMEO, &timeout));
         let per_packet = usize::from(config.copy_range) + 256;
-        let size = libc::c_int::try_from(config.queue_maxlen as usize * per_packet).unwrap_or(libc::c_int::MAX);
+        let size =
+            libc::c_int::try_from(config.queue_maxlen as usize * per_packet).unwrap_or(libc::c_int::MAX);
         if setsockopt(fd, libc::SO_RCVBUFFORCE, &size).is_err() {
             optional("receive buffer", setsockopt(fd, libc::SO_RCVBUF, &size));
         }
@@ -121,8 +122,11 @@ pub(crate) struct KernelCounters {
 pub(crate) fn parse_proc(text: &str, queue: u16) -> Option<KernelCounters> {
     text.lines().find_map(|line| {
         let f: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
-        (f.len() >= 7 && f[0] == u64::from(queue))
-            .then(|| KernelCounters { queue_total: f[2], queue_dropped: f[5], user_dropped: f[6] })
+        (f.len() >= 7 && f[0] == u64::from(queue)).then(|| KernelCounters {
+            queue_total: f[2],
+            queue_dropped: f[5],
+            user_dropped: f[6],
+        })
     })
 }
 
@@ -137,8 +141,12 @@ mod tests {
 
     #[test]
     fn proc_file_is_parsed() {
-        let text = "    0  12345     3 2 2304     7    9  1000  1\n    1  12346     0 2 2304     0    0     0  1\n";
-        assert_eq!(parse_proc(text, 0), Some(KernelCounters { queue_total: 3, queue_dropped: 7, user_dropped: 9 }));
+        let text =
+            "    0  12345     3 2 2304     7    9  1000  1\n    1  12346     0 2 2304     0    0     0  1\n";
+        assert_eq!(
+            parse_proc(text, 0),
+            Some(KernelCounters { queue_total: 3, queue_dropped: 7, user_dropped: 9 })
+        );
         assert_eq!(parse_proc(text, 1).unwrap().queue_dropped, 0);
         assert_eq!(parse_proc(text, 2), None);
     }

@@ -13,7 +13,11 @@ pub(crate) fn checksum(chunks: &[&[u8]]) -> u16 {
     let mut sum = 0u32;
     for chunk in chunks {
         for pair in chunk.chunks(2) {
-            let word = if pair.len() == 2 { u16::from_be_bytes([pair[0], pair[1]]) } else { u16::from(pair[0]) << 8 };
+            let word = if pair.len() == 2 {
+                u16::from_be_bytes([pair[0], pair[1]])
+            } else {
+                u16::from(pair[0]) << 8
+            };
             sum += u32::from(word);
         }
     }
@@ -189,7 +193,10 @@ impl Prober {
 
     pub(crate) fn send(&self, to: SocketAddr, payload: &[u8]) -> io::Result<()> {
         let socket = if to.is_ipv4() { self.v4.as_ref() } else { self.v6.as_ref() };
-        socket.ok_or_else(|| io::Error::other("no probe socket for this family"))?.send_to(payload, to).map(|_| ())
+        socket
+            .ok_or_else(|| io::Error::other("no probe socket for this family"))?
+            .send_to(payload, to)
+            .map(|_| ())
     }
 
     /// Receives pending answers (non-blocking), at most `limit` datagrams.
@@ -213,7 +220,11 @@ mod tests {
     #[test]
     fn ipv4_datagram_checksums_verify() {
         let payload = [0x28, 0, 0, 0, 0xA9, 0, 0x0F, 0x59, 0xD9, 0x4E, 0xFA, b'K', b'a', b'Z', b'a', b'A', 0];
-        let p = ipv4_udp(("198.51.100.20".parse().unwrap(), 1214), ("192.0.2.10".parse().unwrap(), 3531), &payload);
+        let p = ipv4_udp(
+            ("198.51.100.20".parse().unwrap(), 1214),
+            ("192.0.2.10".parse().unwrap(), 3531),
+            &payload,
+        );
         assert_eq!(p.len(), 20 + 8 + 17);
         assert_eq!(checksum(&[&p[..20]]), 0, "IPv4 header checksum verifies");
         let mut pseudo = Vec::new();
@@ -227,7 +238,11 @@ mod tests {
 
     #[test]
     fn ipv6_datagram_checksum_verifies() {
-        let p = ipv6_udp(("2001:db8:2::20".parse().unwrap(), 1214), ("2001:db8:1::10".parse().unwrap(), 3531), b"abc");
+        let p = ipv6_udp(
+            ("2001:db8:2::20".parse().unwrap(), 1214),
+            ("2001:db8:1::10".parse().unwrap(), 3531),
+            b"abc",
+        );
         let mut pseudo = Vec::new();
         pseudo.extend_from_slice(&p[8..40]);
         pseudo.extend_from_slice(&[0, 0, 0, 11, 0, 0, 0, 17]);

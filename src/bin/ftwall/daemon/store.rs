@@ -65,12 +65,18 @@ fn move_aside(path: &Path, now_secs: u64, reason: String) -> Loaded {
 /// Writes the state file atomically.
 pub(crate) fn save(path: &Path, snapshot: &Snapshot, now_micros: u64) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "state_file has no file name"))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "state_file has no file name"))?;
     let mut tmp_name = name.to_owned();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = dir.join(tmp_name);
-    let body = serde_json::to_vec_pretty(&StateFile { version: FORMAT_VERSION, saved_at: now_micros, snapshot: snapshot.clone() })
-        .map_err(io::Error::other)?;
+    let body = serde_json::to_vec_pretty(&StateFile {
+        version: FORMAT_VERSION,
+        saved_at: now_micros,
+        snapshot: snapshot.clone(),
+    })
+    .map_err(io::Error::other)?;
     let result = (|| {
         let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
         file.write_all(&body)?;
@@ -93,7 +99,11 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         Snapshot {
-            peers: vec![PeerEntry { addr: "198.51.100.20".parse().unwrap(), port: Some(1214), expires: None }],
+            peers: vec![PeerEntry {
+                addr: "198.51.100.20".parse().unwrap(),
+                port: Some(1214),
+                expires: None,
+            }],
             locks: vec![LockEntry {
                 client: "192.0.2.10".parse().unwrap(),
                 until: Timestamp::from_secs(1_800_000_000),

@@ -1,0 +1,554 @@
+//! End-to-end tests on the real kernel: three network namespaces (`lan`, `gw`, `wan`) joined by
+//! veth pairs, the repository's `iptables/install.sh` applied in `gw`, the real `ftwall` daemon
+//! bound to the NFQUEUE in `gw`, and the FastTrack simulator (`examples/kazaa_sim.rs`) sending
+//! real packets from `lan` to a responder in `wan`. Addresses come from the documentation ranges.
+//!
+//! Needs root (and `ip`, `iptables`). Without them the test is skipped with a message, except
+//! when `CI=true`, where it fails.
+
+use serde_json::Value;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const LAN_CLIENT: &str = "192.0.2.10";
+const OTHER_CLIENT: &str = "192.0.2.11";
+/// Further simulated FastTrack clients, one per TCP tell, so that one tell's time-lock does not
+/// hide the next tell behind a `client_locked` drop.
+const TELL_CLIENTS: [&str; 3] = ["192.0.2.12", "192.0.2.13", "192.0.2.14"];
+const QUEUE: u16 = 7;
+const LOCK_SECONDS: u64 = 10;
+
+fn root_and_tools() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("not running as root".into());
+    }
+    for tool in ["ip", "iptables", "iptables-restore"] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Err(format!("{tool} not found"));
+        }
+    }
+    Ok(())
+}
+
+fn sim_path() -> PathBuf {
+    // Integration tests live in target/<profile>/deps; cargo test builds examples beside them.
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("examples").join("kazaa_sim")
+}
+
+fn run(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"))
+}
+
+fn must(cmd: &str, args: &[&str]) {
+    let out = run(cmd, args);
+    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The three namespaces and the processes started in them; torn down on drop.
+struct Lab {
+    prefix: &'static str,
+    dir: tempfile::TempDir,
+    daemon: Option<Child>,
+    children: Vec<Child>,
+    log_path: PathBuf,
+    config_path: PathBuf,
+}
+
+impl Lab {
+    fn ns(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    fn new(prefix: &'static str) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let lab = Lab {
+            prefix,
+            log_path: dir.path().join("ftwall.log"),
+            config_path: dir.path().join("ftwall.toml"),
+            dir,
+            daemon: None,
+            children: Vec::new(),
+        };
+        lab.teardown_namespaces();
+        let (lan, gw, wan) = (lab.ns("lan"), lab.ns("gw"), lab.ns("wan"));
+        for ns in [&lan, &gw, &wan] {
+            must("ip", &["netns", "add", ns]);
+            must("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        let (l0, g0, g1, w0) =
+            (format!("{prefix}l0"), format!("{prefix}g0"), format!("{prefix}g1"), format!("{prefix}w0"));
+        must("ip", &["link", "add", &l0, "netns", &lan, "type", "veth", "peer", "name", &g0, "netns", &gw]);
+        must("ip", &["link", "add", &w0, "netns", &wan, "type", "veth", "peer", "name", &g1, "netns", &gw]);
+        for a in [LAN_CLIENT, OTHER_CLIENT].iter().chain(&TELL_CLIENTS) {
+            must("ip", &["-n", &lan, "addr", "add", &format!("{a}/24"), "dev", &l0]);
+        }
+        must("ip", &["-n", &gw, "addr", "add", "192.0.2.1/24", "dev", &g0]);
+        must("ip", &["-n", &gw, "addr", "add", "198.51.100.1/24", "dev", &g1]);
+        for host in 20..=30 {
+            must("ip", &["-n", &wan, "addr", "add", &format!("198.51.100.{host}/24"), "dev", &w0]);
+        }
+        for host in 5..=9 {
+            must("ip", &["-n", &wan, "addr", "add", &format!("203.0.113.{host}/32"), "dev", "lo"]);
+        }
+        must("ip", &["-n", &lan, "link", "set", &l0, "up"]);
+        must("ip", &["-n", &gw, "link", "set", &g0, "up"]);
+        must("ip", &["-n", &gw, "link", "set", &g1, "up"]);
+        must("ip", &["-n", &wan, "link", "set", &w0, "up"]);
+        must("ip", &["-n", &lan, "route", "add", "default", "via", "192.0.2.1"]);
+        must("ip", &["-n", &wan, "route", "add", "default", "via", "198.51.100.1"]);
+        must("ip", &["-n", &gw, "route", "add", "203.0.113.0/24", "via", "198.51.100.20"]);
+        must("ip", &["netns", "exec", &gw, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        let install = Path::new(env!("CARGO_MANIFEST_DIR")).join("iptables/install.sh");
+        must("ip", &["netns", "exec", &gw, install.to_str().unwrap(), &g0, &QUEUE.to_string()]);
+        lab
+    }
+
+    fn teardown_namespaces(&self) {
+        for name in ["lan", "gw", "wan"] {
+            let _ = run("ip", &["netns", "del", &self.ns(name)]);
+        }
+    }
+
+    fn write_config(&self, extra_allow: &[u16], broken: bool) {
+        let mut allow = vec![53u16, 80, 443];
+        allow.extend_from_slice(extra_allow);
+        let dir = self.dir.path().display();
+        let mut text = format!(
+            "lan = [\"192.0.2.0/24\"]\nqueue = {QUEUE}\nstate_file = \"{dir}/state\"\nclient_dir = \"{dir}/clients\"\n\
+             [timelock]\nseconds = {LOCK_SECONDS}\nallow_ports = {allow:?}\n[log]\ndrop_burst = 1000\n"
+        );
+        if broken {
+            text.push_str("secnds = 3\n");
+        }
+        std::fs::write(&self.config_path, text).unwrap();
+    }
+
+    fn start_daemon(&mut self) {
+        let log = File::options().create(true).append(true).open(&self.log_path).unwrap();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns("gw"),
+                env!("CARGO_BIN_EXE_ftwall"),
+                "run",
+                "--log-format",
+                "json",
+            ])
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+    }
+
+    fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("daemon running").id()
+    }
+
+    fn signal_daemon(&self, signal: &str) {
+        must("kill", &[signal, &self.daemon_pid().to_string()]);
+    }
+
+    /// Log lines (JSON objects) written by the daemon so far.
+    fn log(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until the `n`-th log line matching `pred` appears.
+    fn wait_log(&self, what: &str, n: usize, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let matches: Vec<Value> = self.log().into_iter().filter(|v| pred(v)).collect();
+            if matches.len() >= n {
+                return matches[n - 1].clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; daemon log:\n{}",
+                    std::fs::read_to_string(&self.log_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn spawn_responder(&mut self, ns: &str, args: &[&str], out: &Path) {
+        let file = File::create(out).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(ns)])
+            .arg(sim_path())
+            .arg("responder")
+            .args(args)
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(out).unwrap_or_default().contains("\"ready\"") {
+            assert!(Instant::now() < deadline, "responder in {ns} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs a simulator command in `ns` and returns its JSON summary.
+    fn sim(&self, ns: &str, args: &[&str]) -> Value {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns(ns)])
+            .arg(sim_path())
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout.lines().last().unwrap_or_else(|| {
+            panic!("no output from kazaa_sim {args:?}: {}", String::from_utf8_lossy(&out.stderr))
+        });
+        serde_json::from_str(last).unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in self.daemon.iter_mut().chain(self.children.iter_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.teardown_namespaces();
+    }
+}
+
+fn responder_log(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn received(path: &Path, kind: &str, from_ip: &str) -> usize {
+    responder_log(path)
+        .iter()
+        .filter(|v| {
+            v["kind"] == kind && v["from"].as_str().is_some_and(|f| f.starts_with(&format!("{from_ip}:")))
+        })
+        .count()
+}
+
+fn tcp(lab: &Lab, from: &str, to: &str, payload: &str) -> Value {
+    lab.sim("lan", &["tcp", "--bind", from, "--to", to, "--payload", payload, "--timeout-ms", "1500"])
+}
+
+fn is_event(v: &Value, event: &str) -> bool {
+    v["event"] == event
+}
+
+#[test]
+fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
+    if let Err(why) = root_and_tools() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("end-to-end tests cannot run under CI: {why}");
+        }
+        eprintln!("skipping end-to-end tests: {why}");
+        return;
+    }
+    assert!(sim_path().exists(), "simulator not built at {}", sim_path().display());
+    let mut lab = Lab::new("fte");
+    let wan_log = lab.dir.path().join("wan.jsonl");
+    let lan_log = lab.dir.path().join("lan.jsonl");
+    let udp_endpoints = "198.51.100.20:1214,198.51.100.21:1214,198.51.100.22:1214,198.51.100.23:1214,198.51.100.24:1214,198.51.100.25:53";
+    lab.spawn_responder(
+        "wan",
+        &["--udp", udp_endpoints, "--tcp-ports", "80,443,1214,5555,6666,7777,8888"],
+        &wan_log,
+    );
+    lab.spawn_responder("lan", &["--tcp-ports", "2222"], &lan_log);
+
+    // Warm up ARP before anything is timed (no daemon yet: the queue is bypassed).
+    let warm = (0..5).any(|_| {
+        lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT])["echoed"] == true
+    });
+    assert!(warm, "plain forwarding through the gateway does not work");
+
+    lab.write_config(&[], false);
+    lab.start_daemon();
+    let started =
+        lab.wait_log("daemon_started", 1, Duration::from_secs(10), |v| is_event(v, "daemon_started"));
+    assert_eq!(started["queue"], QUEUE);
+
+    // 4. The other client's ordinary traffic passes byte for byte, including TCP on port 1214.
+    let http = tcp(&lab, OTHER_CLIENT, "198.51.100.26:80", "plain-http");
+    assert_eq!(http["ok"], true, "ordinary HTTP: {http}");
+    let dns = lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT, "--bytes", "40"]);
+    assert_eq!(dns["echoed"], true, "DNS-like UDP: {dns}");
+    let stream = tcp(&lab, OTHER_CLIENT, "198.51.100.26:1214", "stream");
+    assert_eq!(stream["ok"], true, "64 KiB TCP stream on port 1214: {stream}");
+
+    // 5. A new inbound connection from wan to lan is blocked.
+    let inbound =
+        lab.sim("wan", &["tcp", "--to", "192.0.2.11:2222", "--payload", "none", "--timeout-ms", "1500"]);
+    assert_eq!(inbound["connected"], false, "inbound connection: {inbound}");
+    assert_eq!(received(&lan_log, "tcp_connect", "198.51.100.20"), 0);
+
+    // 1. The ping flood is dropped and answered with forged pongs from each peer.
+    let peers: Vec<String> = (20..=24).map(|h| format!("198.51.100.{h}:1214")).collect();
+    let flood = lab.sim(
+        "lan",
+        &[
+            "ping-flood",
+            "--bind",
+            LAN_CLIENT,
+            "--from-port",
+            "3531",
+            "--peers",
+            &peers.join(","),
+            "--timeout-ms",
+            "1500",
+        ],
+    );
+    assert_eq!(received(&wan_log, "udp_ping", LAN_CLIENT), 0, "a ping reached wan");
+    let mut pongs: Vec<String> =
+        flood["pongs_from"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    pongs.sort();
+    assert_eq!(pongs, peers, "forged pongs from every pinged peer: {flood}");
+
+    // 8. The JSON log names the client, the peer and the reason.
+    let identified = lab.wait_log("client_identified", 1, Duration::from_secs(5), |v| {
+        is_event(v, "client_identified") && v["client"] == LAN_CLIENT
+    });
+    assert_eq!(identified["reason"], "udp_ping");
+    assert!(peers.iter().any(|p| identified["peer"] == p.as_str()), "{identified}");
+    assert!(identified["locked_until"].as_str().is_some_and(|s| s.ends_with('Z')), "{identified}");
+    let dropped = lab.wait_log("packet_dropped", 1, Duration::from_secs(5), |v| {
+        is_event(v, "packet_dropped") && v["client"] == LAN_CLIENT && v["peer"] == "198.51.100.20:1214"
+    });
+    assert_eq!(dropped["reason"], "udp_ping");
+    lab.wait_log("peer_identified", 5, Duration::from_secs(5), |v| is_event(v, "peer_identified"));
+
+    // 2. Supernode openers, the Kazaa download and GIVE never reach wan.
+    let [opener_client, give_client, shape_client] = TELL_CLIENTS;
+    let constant = tcp(&lab, opener_client, "198.51.100.27:5555", "constant-opener");
+    assert_eq!(constant["connected"], true, "{constant}");
+    assert_eq!(constant["ok"], false, "{constant}");
+    // The opener locked this client; port 80 is still allowed, and the request itself is dropped.
+    let download = tcp(&lab, opener_client, "198.51.100.28:80", "kazaa-http");
+    assert_eq!(download["connected"], true, "{download}");
+    assert_eq!(download["ok"], false, "{download}");
+    let give = tcp(&lab, give_client, "198.51.100.29:6666", "give");
+    assert_eq!(give["connected"], true, "{give}");
+    assert_eq!(give["ok"], false, "{give}");
+    let random = tcp(&lab, shape_client, "198.51.100.30:1214", "random-opener");
+    assert_eq!(random["connected"], true, "{random}");
+    assert_eq!(random["ok"], false, "the 6-byte name after a random opener on 1214 must not pass: {random}");
+    for kind in ["tcp_opener", "kazaa_http", "give"] {
+        for client in TELL_CLIENTS {
+            assert_eq!(received(&wan_log, kind, client), 0, "{kind} from {client} reached wan");
+        }
+    }
+    for (client, reason) in [
+        (opener_client, "tcp_opener"),
+        (opener_client, "http_transfer"),
+        (give_client, "give_push"),
+        (shape_client, "tcp_handshake"),
+    ] {
+        lab.wait_log(reason, 1, Duration::from_secs(5), |v| {
+            is_event(v, "packet_dropped") && v["client"] == client && v["reason"] == reason
+        });
+    }
+    let after_random_opener = responder_log(&wan_log)
+        .iter()
+        .filter(|v| v["to"] == "198.51.100.30:1214" && v["kind"] == "tcp_data")
+        .count();
+    assert_eq!(after_random_opener, 0, "the handshake's name message reached wan");
+
+    // 3. The first client is time-locked: random ports fail, web ports work, until the lock ends.
+    let locked = tcp(&lab, LAN_CLIENT, "203.0.113.5:7777", "none");
+    assert_eq!(locked["connected"], false, "locked client reached a random port: {locked}");
+    let web = tcp(&lab, LAN_CLIENT, "203.0.113.5:80", "plain-http");
+    assert_eq!(web["ok"], true, "locked client's web request: {web}");
+    lab.wait_log("client_released", 1, Duration::from_secs(LOCK_SECONDS + 10), |v| {
+        is_event(v, "client_released") && v["client"] == LAN_CLIENT
+    });
+    let released = tcp(&lab, LAN_CLIENT, "203.0.113.6:7777", "none");
+    assert_eq!(released["connected"], true, "after the lock: {released}");
+
+    // 7. SIGHUP applies a changed configuration and keeps the state; a broken one is refused.
+    lab.sim(
+        "lan",
+        &[
+            "ping-flood",
+            "--bind",
+            LAN_CLIENT,
+            "--from-port",
+            "3531",
+            "--peers",
+            "198.51.100.21:1214",
+            "--timeout-ms",
+            "300",
+        ],
+    );
+    lab.wait_log("client_identified again", 2, Duration::from_secs(5), |v| {
+        is_event(v, "client_identified") && v["client"] == LAN_CLIENT
+    });
+    lab.write_config(&[8888], false);
+    lab.signal_daemon("-HUP");
+    lab.wait_log("config_reloaded", 1, Duration::from_secs(5), |v| is_event(v, "config_reloaded"));
+    let newly_allowed = tcp(&lab, LAN_CLIENT, "203.0.113.7:8888", "none");
+    assert_eq!(newly_allowed["connected"], true, "newly allowed port after reload: {newly_allowed}");
+    let still_locked = tcp(&lab, LAN_CLIENT, "203.0.113.7:7777", "none");
+    assert_eq!(still_locked["connected"], false, "the lock survived the reload: {still_locked}");
+    lab.write_config(&[], true);
+    lab.signal_daemon("-HUP");
+    let failed = lab
+        .wait_log("config_reload_failed", 1, Duration::from_secs(5), |v| is_event(v, "config_reload_failed"));
+    assert!(failed["error"].as_str().unwrap().contains("secnds"), "{failed}");
+    let old_kept = tcp(&lab, LAN_CLIENT, "203.0.113.8:8888", "none");
+    assert_eq!(old_kept["connected"], true, "old configuration kept: {old_kept}");
+
+    // 6. kill -9: traffic bypasses the queue; a restart restores peers and locks from the state file.
+    lab.write_config(&[], false);
+    lab.sim(
+        "lan",
+        &[
+            "ping-flood",
+            "--bind",
+            LAN_CLIENT,
+            "--from-port",
+            "3531",
+            "--peers",
+            "198.51.100.22:1214",
+            "--timeout-ms",
+            "300",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1800)); // the state save is debounced to 1 s
+    let state = std::fs::read_to_string(lab.dir.path().join("state")).expect("state file written");
+    assert!(state.contains(LAN_CLIENT) && state.contains("198.51.100.22"), "{state}");
+    assert!(lab.dir.path().join("clients").join(LAN_CLIENT).exists(), "client directory entry");
+    must("kill", &["-9", &lab.daemon_pid().to_string()]);
+    let _ = lab.daemon.take().unwrap().wait();
+    let bypass = lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT]);
+    assert_eq!(bypass["echoed"], true, "ordinary traffic with the daemon dead: {bypass}");
+    let unlocked_while_dead = tcp(&lab, LAN_CLIENT, "203.0.113.9:5555", "none");
+    assert_eq!(
+        unlocked_while_dead["connected"], true,
+        "queue bypass while the daemon is dead: {unlocked_while_dead}"
+    );
+    lab.start_daemon();
+    let restarted =
+        lab.wait_log("second daemon_started", 2, Duration::from_secs(10), |v| is_event(v, "daemon_started"));
+    assert!(restarted["locks_restored"].as_u64().unwrap() >= 1, "{restarted}");
+    assert!(restarted["peers_restored"].as_u64().unwrap() >= 5, "{restarted}");
+    let relocked = tcp(&lab, LAN_CLIENT, "203.0.113.9:6666", "none");
+    assert_eq!(relocked["connected"], false, "restored lock: {relocked}");
+    let to_suspect = tcp(&lab, OTHER_CLIENT, "198.51.100.20:80", "none");
+    assert_eq!(to_suspect["connected"], false, "restored suspect peer: {to_suspect}");
+
+    // A clean stop saves the state and exits 0.
+    lab.signal_daemon("-TERM");
+    let status = lab.daemon.take().unwrap().wait().unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    assert!(lab.log().iter().any(|v| is_event(v, "daemon_stopping")));
+}
+
+#[test]
+fn install_scripts_are_idempotent() {
+    if let Err(why) = root_and_tools() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("rule tests cannot run under CI: {why}");
+        }
+        eprintln!("skipping: {why}");
+        return;
+    }
+    let ns = "ftr-rules";
+    let _ = run("ip", &["netns", "del", ns]);
+    must("ip", &["netns", "add", ns]);
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("iptables");
+    let install = scripts.join("install.sh");
+    let uninstall = scripts.join("uninstall.sh");
+    let in_ns = |script: &Path, args: &[&str]| {
+        let mut full = vec!["netns", "exec", ns, script.to_str().unwrap()];
+        full.extend_from_slice(args);
+        run("ip", &full)
+    };
+    let rules = |tool: &str| String::from_utf8(run("ip", &["netns", "exec", ns, tool, "-S"]).stdout).unwrap();
+    assert!(in_ns(&install, &["eth1", "3"]).status.success());
+    let once = (rules("iptables"), rules("ip6tables"));
+    assert!(in_ns(&install, &["eth1", "3"]).status.success());
+    assert_eq!((rules("iptables"), rules("ip6tables")), once, "installing twice changes nothing");
+    assert!(once.0.contains("-A FORWARD -j FTWALL"));
+    assert!(once.0.contains("-A FTWALL -i eth1 -p udp -j NFQUEUE --queue-num 3 --queue-bypass"));
+    assert!(once.0.contains("-A FTWALL -i eth1 -p tcp -j NFQUEUE --queue-num 3 --queue-bypass"));
+    assert!(once.1.contains("-A FTWALL -p ipv6-icmp -j RETURN"));
+    assert!(!in_ns(&install, &["eth1", "x"]).status.success(), "bad queue number rejected");
+    assert!(in_ns(&uninstall, &[]).status.success());
+    assert!(in_ns(&uninstall, &[]).status.success(), "uninstalling twice is fine");
+    assert!(!rules("iptables").contains("FTWALL"));
+    assert!(!rules("ip6tables").contains("FTWALL"));
+    must("ip", &["netns", "del", ns]);
+}
+
+#[test]
+fn systemd_unit_is_hardened_and_verifies() {
+    let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/ftwall.service"))
+        .unwrap();
+    for required in [
+        "Type=notify",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "WatchdogSec=",
+        "StateDirectory=ftwall",
+        "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW",
+        "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW",
+        "User=ftwall",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "RestrictAddressFamilies=AF_NETLINK AF_INET AF_INET6 AF_UNIX",
+    ] {
+        assert!(
+            unit.lines()
+                .any(|l| l.trim() == required || (required.ends_with('=') && l.starts_with(required))),
+            "missing {required}"
+        );
+    }
+    for forbidden in ["PrivateNetwork=", "PrivateUsers="] {
+        assert!(!unit.lines().any(|l| l.trim_start().starts_with(forbidden)), "{forbidden} must not be set");
+    }
+    let have_analyze = Command::new("sh")
+        .args(["-c", "command -v systemd-analyze"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_analyze {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "systemd-analyze is missing under CI");
+        eprintln!("skipping systemd-analyze verify: tool not found");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("ftwall.service");
+    let mut f = File::create(&copy).unwrap();
+    f.write_all(unit.replace("/usr/sbin/ftwall", env!("CARGO_BIN_EXE_ftwall")).as_bytes()).unwrap();
+    drop(f);
+    let out = run("systemd-analyze", &["verify", copy.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
