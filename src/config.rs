@@ -276,6 +276,12 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_is_valid_and_equals_the_defaults() {
+        let example = Config::from_toml_str(include_str!("../examples/ftwall.toml")).unwrap();
+        assert_eq!(example, Config::default());
+    }
+
+    #[test]
     fn round_trips_through_toml() {
         let c = Config::default();
         assert_eq!(Config::from_toml_str(&c.to_toml_string()).unwrap(), c);

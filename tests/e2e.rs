@@ -9,9 +9,14 @@
 use serde_json::Value;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// End-to-end tests share the kernel's netfilter state: run them one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 const LAN_CLIENT: &str = "192.0.2.10";
 const OTHER_CLIENT: &str = "192.0.2.11";
@@ -62,6 +67,9 @@ struct Lab {
     children: Vec<Child>,
     log_path: PathBuf,
     config_path: PathBuf,
+    /// Messages the daemon sent to its (fake) systemd notify socket.
+    notifications: Arc<Mutex<Vec<String>>>,
+    notify_path: PathBuf,
 }
 
 impl Lab {
@@ -71,6 +79,16 @@ impl Lab {
 
     fn new(prefix: &'static str) -> Lab {
         let dir = tempfile::tempdir().unwrap();
+        let notify_path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&notify_path).unwrap();
+        let notifications = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&notifications);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf) {
+                sink.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        });
         let lab = Lab {
             prefix,
             log_path: dir.path().join("ftwall.log"),
@@ -78,6 +96,8 @@ impl Lab {
             dir,
             daemon: None,
             children: Vec::new(),
+            notifications,
+            notify_path,
         };
         lab.teardown_namespaces();
         let (lan, gw, wan) = (lab.ns("lan"), lab.ns("gw"), lab.ns("wan"));
@@ -147,12 +167,18 @@ impl Lab {
             ])
             .arg("--config")
             .arg(&self.config_path)
+            .env("NOTIFY_SOCKET", &self.notify_path)
+            .env("WATCHDOG_USEC", "900000")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
         self.daemon = Some(child);
+    }
+
+    fn notified(&self, what: &str) -> usize {
+        self.notifications.lock().unwrap().iter().filter(|m| m.lines().any(|l| l.starts_with(what))).count()
     }
 
     fn daemon_pid(&self) -> u32 {
@@ -269,6 +295,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
         eprintln!("skipping end-to-end tests: {why}");
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     assert!(sim_path().exists(), "simulator not built at {}", sim_path().display());
     let mut lab = Lab::new("fte");
     let wan_log = lab.dir.path().join("wan.jsonl");
@@ -292,6 +319,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     let started =
         lab.wait_log("daemon_started", 1, Duration::from_secs(10), |v| is_event(v, "daemon_started"));
     assert_eq!(started["queue"], QUEUE);
+    assert_eq!(lab.notified("READY=1"), 1, "sd_notify READY after the queue is bound");
 
     // 4. The other client's ordinary traffic passes byte for byte, including TCP on port 1214.
     let http = tcp(&lab, OTHER_CLIENT, "198.51.100.26:80", "plain-http");
@@ -410,6 +438,10 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     lab.write_config(&[8888], false);
     lab.signal_daemon("-HUP");
     lab.wait_log("config_reloaded", 1, Duration::from_secs(5), |v| is_event(v, "config_reloaded"));
+    let reloading = lab.notifications.lock().unwrap().iter().find(|m| m.contains("RELOADING=1")).cloned();
+    assert!(reloading.is_some_and(|m| m.contains("MONOTONIC_USEC=")), "RELOADING=1 with MONOTONIC_USEC");
+    assert!(lab.notified("READY=1") >= 2, "READY=1 again after the reload");
+    assert!(lab.notified("WATCHDOG=1") >= 3, "watchdog pings from the packet loop");
     let newly_allowed = tcp(&lab, LAN_CLIENT, "203.0.113.7:8888", "none");
     assert_eq!(newly_allowed["connected"], true, "newly allowed port after reload: {newly_allowed}");
     let still_locked = tcp(&lab, LAN_CLIENT, "203.0.113.7:7777", "none");
@@ -466,6 +498,8 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     let status = lab.daemon.take().unwrap().wait().unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
     assert!(lab.log().iter().any(|v| is_event(v, "daemon_stopping")));
+    assert!(lab.log().iter().any(|v| is_event(v, "state_saved")));
+    assert_eq!(lab.notified("STOPPING=1"), 1);
 }
 
 #[test]
@@ -477,6 +511,7 @@ fn install_scripts_are_idempotent() {
         eprintln!("skipping: {why}");
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = "ftr-rules";
     let _ = run("ip", &["netns", "del", ns]);
     must("ip", &["netns", "add", ns]);

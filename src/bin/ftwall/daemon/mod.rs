@@ -444,7 +444,7 @@ impl Daemon {
                 self.store_dirty = false;
                 self.last_save = Instant::now();
                 self.counters.state_saves += 1;
-                debug!(
+                info!(
                     event = "state_saved",
                     file = %path.display(),
                     peers = self.engine.peer_count(),
