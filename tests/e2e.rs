@@ -44,6 +44,17 @@ fn root_and_tools() -> Result<(), String> {
     Ok(())
 }
 
+/// Serialises the kernel tests and returns the guard; None (test skipped, with a message) when
+/// they cannot run here. Under `CI=true` they must run, so that panics instead.
+fn kernel_test_guard() -> Option<std::sync::MutexGuard<'static, ()>> {
+    if let Err(why) = root_and_tools() {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "kernel tests cannot run under CI: {why}");
+        eprintln!("skipping kernel tests: {why}");
+        return None;
+    }
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 fn sim_path() -> PathBuf {
     // Integration tests live in target/<profile>/deps; cargo test builds examples beside them.
     let exe = std::env::current_exe().unwrap();
@@ -288,14 +299,7 @@ fn is_event(v: &Value, event: &str) -> bool {
 
 #[test]
 fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
-    if let Err(why) = root_and_tools() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("end-to-end tests cannot run under CI: {why}");
-        }
-        eprintln!("skipping end-to-end tests: {why}");
-        return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_serial) = kernel_test_guard() else { return };
     assert!(sim_path().exists(), "simulator not built at {}", sim_path().display());
     let mut lab = Lab::new("fte");
     let wan_log = lab.dir.path().join("wan.jsonl");
@@ -504,14 +508,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
 
 #[test]
 fn install_scripts_are_idempotent() {
-    if let Err(why) = root_and_tools() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("rule tests cannot run under CI: {why}");
-        }
-        eprintln!("skipping: {why}");
-        return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(_serial) = kernel_test_guard() else { return };
     let ns = "ftr-rules";
     let _ = run("ip", &["netns", "del", ns]);
     must("ip", &["netns", "add", ns]);
