@@ -13,6 +13,30 @@
 //! - [`config`]: the TOML configuration.
 //! - [`verdict`]: verdicts and reason codes.
 //! - [`time`]: the engine's notion of time.
+//!
+//! ## Example
+//!
+//! A client pings a supernode; the engine drops the ping, locks the client and asks the shell to
+//! answer with a forged pong:
+//!
+//! ```
+//! use ftwall::{Action, Config, Engine, Reason, Timestamp, Verdict};
+//!
+//! let config = Config { lan: vec!["192.0.2.0/24".parse().unwrap()], ..Config::default() };
+//! let mut engine = Engine::new(config);
+//! let ping: [u8; 40] = [
+//!     0x45, 0, 0, 40, 0, 1, 0, 0, 64, 17, 0, 0, 192, 0, 2, 10, 198, 51, 100, 20, // IPv4
+//!     0x0D, 0xCB, 0x04, 0xBE, 0, 20, 0, 0, // UDP 3531 -> 1214
+//!     0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0, // FastTrack ping
+//! ];
+//! let decision = engine.handle_packet(Timestamp::from_secs(1_000), &ping);
+//! assert_eq!((decision.verdict, decision.reason), (Verdict::Drop, Reason::UdpPing));
+//! assert_eq!(engine.locked_count(), 1);
+//! assert!(std::iter::from_fn(|| engine.poll_action())
+//!     .any(|a| matches!(a, Action::SendSpoofedPong { .. })));
+//! // Half-way through the 120 s lock the engine asks for a probe of the client.
+//! assert_eq!(engine.poll_timeout(), Some(Timestamp::from_secs(1_060)));
+//! ```
 
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
