@@ -11,6 +11,7 @@
 //!   `handle_*` / `poll_*` interface.
 //! - [`capture`]: link-layer decoding of capture records (pcap link types) down to L3.
 //! - [`config`]: the TOML configuration.
+//! - [`state`]: the state-file format (suspect peers and locks across restarts).
 //! - [`verdict`]: verdicts and reason codes.
 //! - [`time`]: the engine's notion of time.
 //!
@@ -45,6 +46,7 @@ pub mod capture;
 pub mod config;
 pub mod engine;
 pub mod signatures;
+pub mod state;
 pub mod time;
 pub mod verdict;
 pub mod wire;

@@ -7,23 +7,10 @@
 //! place.
 
 use ftwall::engine::Snapshot;
-use serde::{Deserialize, Serialize};
+use ftwall::{state, Timestamp};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-
-/// Current file format version.
-pub(crate) const FORMAT_VERSION: u32 = 1;
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StateFile {
-    version: u32,
-    /// Unix time of the save, in microseconds.
-    saved_at: u64,
-    #[serde(flatten)]
-    snapshot: Snapshot,
-}
 
 /// What loading found.
 #[derive(Debug)]
@@ -45,10 +32,9 @@ pub(crate) fn load(path: &Path, now_secs: u64) -> Loaded {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Missing,
         Err(e) => return move_aside(path, now_secs, format!("cannot read: {e}")),
     };
-    match serde_json::from_slice::<StateFile>(&text) {
-        Ok(file) if file.version == FORMAT_VERSION => Loaded::State(file.snapshot),
-        Ok(file) => move_aside(path, now_secs, format!("unknown format version {}", file.version)),
-        Err(e) => move_aside(path, now_secs, format!("corrupt: {e}")),
+    match state::decode(&text) {
+        Ok(snapshot) => Loaded::State(snapshot),
+        Err(e) => move_aside(path, now_secs, e.to_string()),
     }
 }
 
@@ -71,16 +57,10 @@ pub(crate) fn save(path: &Path, snapshot: &Snapshot, now_micros: u64) -> io::Res
     let mut tmp_name = name.to_owned();
     tmp_name.push(format!(".tmp-{}", std::process::id()));
     let tmp = dir.join(tmp_name);
-    let body = serde_json::to_vec_pretty(&StateFile {
-        version: FORMAT_VERSION,
-        saved_at: now_micros,
-        snapshot: snapshot.clone(),
-    })
-    .map_err(io::Error::other)?;
+    let body = state::encode(snapshot, Timestamp::from_micros(now_micros));
     let result = (|| {
         let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
         file.write_all(&body)?;
-        file.write_all(b"\n")?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
         File::open(dir)?.sync_all()

@@ -1,0 +1,97 @@
+//! The state-file format: suspect peers and locked clients, as persisted by the daemon.
+//!
+//! Pure encoding and decoding (the daemon does the file IO). The format is JSON:
+//! `{"version": 1, "saved_at": <unix µs>, "peers": [...], "locks": [...]}`. Decoding validates the
+//! version and rejects unknown fields; it never panics, whatever the bytes (a fuzz target checks).
+
+use crate::engine::Snapshot;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Current format version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Largest state file accepted, far above what the bounded engine state can produce.
+pub const MAX_STATE_BYTES: usize = 16 << 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    version: u32,
+    saved_at: Timestamp,
+    #[serde(flatten)]
+    snapshot: Snapshot,
+}
+
+/// Why a state file could not be decoded.
+#[derive(Debug, Error)]
+pub enum StateError {
+    /// Not valid JSON of the expected shape.
+    #[error("corrupt state file: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    /// Written by an unknown (newer) version.
+    #[error("unknown state file format version {0}")]
+    Version(u32),
+    /// Larger than [`MAX_STATE_BYTES`].
+    #[error("state file too large ({0} bytes)")]
+    TooLarge(usize),
+}
+
+/// Encodes `snapshot`, saved at `saved_at`.
+pub fn encode(snapshot: &Snapshot, saved_at: Timestamp) -> Vec<u8> {
+    let file = StateFile { version: FORMAT_VERSION, saved_at, snapshot: snapshot.clone() };
+    let mut bytes = serde_json::to_vec_pretty(&file).expect("state always serialises");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// Decodes a state file.
+pub fn decode(bytes: &[u8]) -> Result<Snapshot, StateError> {
+    if bytes.len() > MAX_STATE_BYTES {
+        return Err(StateError::TooLarge(bytes.len()));
+    }
+    let file: StateFile = serde_json::from_slice(bytes)?;
+    if file.version != FORMAT_VERSION {
+        return Err(StateError::Version(file.version));
+    }
+    Ok(file.snapshot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{LockEntry, PeerEntry};
+
+    #[test]
+    fn round_trip_and_rejections() {
+        let snapshot = Snapshot {
+            peers: vec![PeerEntry {
+                addr: "198.51.100.20".parse().unwrap(),
+                port: Some(1214),
+                expires: None,
+            }],
+            locks: vec![LockEntry {
+                client: "192.0.2.10".parse().unwrap(),
+                until: Timestamp::from_secs(9),
+                port: None,
+            }],
+        };
+        let bytes = encode(&snapshot, Timestamp::from_secs(1));
+        assert_eq!(decode(&bytes).unwrap(), snapshot);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(matches!(
+            decode(text.replace("\"version\": 1", "\"version\": 2").as_bytes()),
+            Err(StateError::Version(2))
+        ));
+        assert!(matches!(decode(&text.as_bytes()[..text.len() / 2]), Err(StateError::Corrupt(_))));
+        assert!(matches!(
+            decode(b"{\"version\":1,\"saved_at\":0,\"peers\":[],\"locks\":[],\"x\":1}"),
+            Err(StateError::Corrupt(_))
+        ));
+        assert!(decode(b"{\"version\":1,\"saved_at\":0,\"peers\":[],\"locks\":[]}")
+            .unwrap()
+            .peers
+            .is_empty());
+    }
+}
