@@ -17,6 +17,10 @@
 //! 5. A new flow to port 1214 when `port_1214_blocks`: `port_1214`.
 //! 6. Otherwise `clean`.
 //!
+//! A TCP connection first seen mid-stream (no SYN: the daemon restarted, or a flood evicted its
+//! flow entry) is judged like a new one at every packet: `suspect_peer` if its outside end is a
+//! suspect peer, `client_locked` if its inside end is locked and the outside port is not allowed.
+//!
 //! ## Direction
 //! The inside endpoint of a flow is the one in `lan`; when both or neither are, the sender of
 //! the flow's first packet is taken as inside. "Outbound" means sent by the inside endpoint.
@@ -372,14 +376,10 @@ impl Engine {
             }
             tell
         } else if let Some(blocked) = flow.blocked {
-            if blocked == Reason::Port1214 {
-                Reason::Port1214
-            } else {
-                if signatures::udp::session_datagram(payload) {
-                    self.rearm(now, parties, Some(parties.inside.port));
-                }
-                Reason::FasttrackFlow
+            if blocked.is_tell() && signatures::udp::session_datagram(payload) {
+                self.rearm(now, parties, Some(parties.inside.port));
             }
+            blocked_reason(blocked)
         } else if from_inside && self.is_suspect(parties.outside.ip, now) {
             Reason::SuspectPeer
         } else if new && from_inside && self.config.port_1214_blocks && d.dst_port == 1214 {
@@ -432,11 +432,25 @@ impl Engine {
             self.on_tell(now, &mut flow, tell, parties, client_port);
             tell
         } else if let Some(blocked) = flow.blocked {
-            if blocked == Reason::Port1214 {
-                Reason::Port1214
+            blocked_reason(blocked)
+        } else if !flow.saw_syn {
+            // A connection first seen mid-stream (the daemon restarted, or a flood evicted its
+            // flow entry): judged as if it were new, so a classified supernode session cannot
+            // slip through by losing its flow entry while its peer or its client is still known.
+            let outside_port = parties.outside.port;
+            let reason = if self.is_suspect(parties.outside.ip, now) {
+                Reason::SuspectPeer
+            } else if self.locks.is_locked(parties.inside.ip, now)
+                && !self.config.timelock.allow_ports.contains(&outside_port)
+            {
+                Reason::ClientLocked
             } else {
-                Reason::FasttrackFlow
+                Reason::Clean
+            };
+            if reason != Reason::Clean {
+                flow.blocked = Some(reason);
             }
+            reason
         } else if initial_syn && from_inside {
             if self.is_suspect(parties.outside.ip, now) {
                 Reason::SuspectPeer
@@ -499,7 +513,7 @@ impl Engine {
         // The handshake shape is a property of the whole flow: once the flow is classified
         // (by the constant opener, say) it adds nothing.
         if tell.is_none()
-            && matches!(flow.blocked, None | Some(Reason::Port1214))
+            && !flow.blocked.is_some_and(Reason::is_tell)
             && flow.saw_syn
             && dir == 0
             && count == 2
@@ -643,7 +657,7 @@ impl Engine {
         parties: Parties,
         client_port: Option<u16>,
     ) {
-        let newly_classified = matches!(flow.blocked, None | Some(Reason::Port1214));
+        let newly_classified = !flow.blocked.is_some_and(Reason::is_tell);
         if newly_classified {
             flow.blocked = Some(tell);
             self.push_event(Event::FlowClassified {
@@ -822,6 +836,11 @@ impl Engine {
         removed
     }
 
+    /// Number of flows currently holding an HTTP reassembly buffer.
+    pub fn reassembly_count(&self) -> usize {
+        self.reassembly.len()
+    }
+
     /// Number of flows currently tracked.
     pub fn flow_count(&self) -> usize {
         self.flows.len()
@@ -844,6 +863,15 @@ impl Engine {
         for &lock in &snapshot.locks {
             self.locks.restore(lock, now, period);
         }
+    }
+}
+
+/// The reason reported for a later packet of a blocked flow.
+fn blocked_reason(blocked: Reason) -> Reason {
+    if blocked.is_tell() {
+        Reason::FasttrackFlow
+    } else {
+        blocked
     }
 }
 

@@ -1,0 +1,41 @@
+//! A sequence of packets and time steps through one engine with small caches (so evictions,
+//! expiries, reassembly and probes all happen). Framing of the input, repeated:
+//! `step: u16 (ms, big-endian)`, `len: u8`, `len` bytes of packet.
+#![no_main]
+
+use ftwall::{Config, Engine, Timestamp};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut config = Config::default();
+    config.lan = vec!["192.0.2.0/24".parse().unwrap(), "2001:db8:1::/64".parse().unwrap()];
+    config.flows.capacity = 16;
+    config.flows.reassembly_capacity = 4;
+    config.peers.capacity = 8;
+    config.timelock.capacity = 4;
+    config.timelock.seconds = 10;
+    let mut engine = Engine::new(config);
+    let mut now = 1_000_000_000u64;
+    let mut rest = data;
+    let mut packets = 0u64;
+    while let [s0, s1, len, tail @ ..] = rest {
+        now += u64::from(u16::from_be_bytes([*s0, *s1])) * 1000;
+        let t = Timestamp::from_micros(now);
+        if engine.poll_timeout().is_some_and(|d| d <= t) {
+            engine.handle_timeout(t);
+        }
+        let n = usize::from(*len).min(tail.len());
+        engine.handle_packet(t, &tail[..n]);
+        packets += 1;
+        while engine.poll_event().is_some() {}
+        while engine.poll_action().is_some() {}
+        rest = &tail[n..];
+    }
+    let stats = engine.stats();
+    assert_eq!(stats.packets, packets);
+    assert_eq!(stats.accepted + stats.dropped, packets);
+    assert!(engine.flow_count() <= 16 && engine.peer_count() <= 8 && engine.locked_count() <= 4);
+    let snapshot = engine.snapshot();
+    let mut restored = Engine::new(Config::default());
+    restored.restore(Timestamp::from_micros(now), &snapshot);
+});
