@@ -65,9 +65,17 @@ fn main() {
     }
     let snapshot = Snapshot {
         peers: vec![PeerEntry { addr: "198.51.100.20".parse().unwrap(), port: Some(1214), expires: None }],
-        locks: vec![LockEntry { client: "192.0.2.10".parse().unwrap(), until: Timestamp::from_secs(99), port: Some(3531) }],
+        locks: vec![LockEntry {
+            client: "192.0.2.10".parse().unwrap(),
+            until: Timestamp::from_secs(99),
+            port: Some(3531),
+        }],
     };
     fs::write(corpus.join("state_file/seed"), state::encode(&snapshot, Timestamp::from_secs(1))).unwrap();
     fs::copy(root.join("examples/ftwall.toml"), corpus.join("config_file/example.toml")).unwrap();
-    println!("wrote {n} packet seeds, {} sequences, state and config seeds to {}", files.len(), corpus.display());
+    println!(
+        "wrote {n} packet seeds, {} sequences, state and config seeds to {}",
+        files.len(),
+        corpus.display()
+    );
 }
