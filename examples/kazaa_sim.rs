@@ -82,6 +82,9 @@ enum Command {
         /// Datagram size.
         #[arg(long, default_value_t = 64)]
         bytes: usize,
+        /// How many datagrams to send back to back (a burst); echoes are counted.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
         /// How long to wait for the echo.
         #[arg(long, default_value_t = 1500)]
         timeout_ms: u64,
@@ -418,17 +421,33 @@ fn udp_echo(
     to: SocketAddr,
     bind: Option<std::net::IpAddr>,
     bytes: usize,
+    count: usize,
     timeout: Duration,
 ) -> std::io::Result<()> {
     let local =
         SocketAddr::new(bind.unwrap_or(if to.is_ipv4() { [0, 0, 0, 0].into() } else { [0u16; 8].into() }), 0);
     let socket = UdpSocket::bind(local)?;
     let data: Vec<u8> = (0..bytes).map(|i| (i * 13 + 5) as u8).collect();
-    socket.send_to(&data, to)?;
-    socket.set_read_timeout(Some(timeout))?;
+    for _ in 0..count {
+        socket.send_to(&data, to)?;
+    }
+    let deadline = Instant::now() + timeout;
+    let mut echoes = 0;
     let mut buf = vec![0u8; 65536];
-    let echoed = matches!(socket.recv_from(&mut buf), Ok((n, from)) if from == to && buf[..n] == data[..]);
-    emit(serde_json::json!({"command": "udp", "to": to.to_string(), "sent": bytes, "echoed": echoed}));
+    while echoes < count {
+        let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+            break;
+        };
+        socket.set_read_timeout(Some(left))?;
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) if from == to && buf[..n] == data[..] => echoes += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    emit(
+        serde_json::json!({"command": "udp", "to": to.to_string(), "sent": count, "echoes": echoes, "echoed": echoes == count}),
+    );
     Ok(())
 }
 
@@ -443,8 +462,8 @@ fn main() -> std::io::Result<()> {
             tcp(to, bind, payload, Duration::from_millis(timeout_ms));
             Ok(())
         }
-        Command::Udp { to, bind, bytes, timeout_ms } => {
-            udp_echo(to, bind, bytes, Duration::from_millis(timeout_ms))
+        Command::Udp { to, bind, bytes, count, timeout_ms } => {
+            udp_echo(to, bind, bytes, count, Duration::from_millis(timeout_ms))
         }
     }
 }

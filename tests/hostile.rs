@@ -130,7 +130,11 @@ fn reassembly_buffers_are_bounded_by_their_own_cap() {
         assert_eq!(d.reason, Reason::Clean);
     }
     assert!(e.flow_count() <= 4096);
-    assert_eq!(e.reassembly_count(), 64, "capped at flows.reassembly_capacity; evicted buffers end inspection");
+    assert_eq!(
+        e.reassembly_count(),
+        64,
+        "capped at flows.reassembly_capacity; evicted buffers end inspection"
+    );
     assert_eq!(e.stats().packets, 40_000);
 }
 

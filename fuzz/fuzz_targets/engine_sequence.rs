@@ -6,7 +6,7 @@
 use ftwall::{Config, Engine, Timestamp};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+fn small_config() -> Config {
     let mut config = Config::default();
     config.lan = vec!["192.0.2.0/24".parse().unwrap(), "2001:db8:1::/64".parse().unwrap()];
     config.flows.capacity = 16;
@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
     config.peers.capacity = 8;
     config.timelock.capacity = 4;
     config.timelock.seconds = 10;
-    let mut engine = Engine::new(config);
+    config
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut engine = Engine::new(small_config());
     let mut now = 1_000_000_000u64;
     let mut rest = data;
     let mut packets = 0u64;
@@ -36,6 +40,6 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(stats.accepted + stats.dropped, packets);
     assert!(engine.flow_count() <= 16 && engine.peer_count() <= 8 && engine.locked_count() <= 4);
     let snapshot = engine.snapshot();
-    let mut restored = Engine::new(Config::default());
+    let mut restored = Engine::new(small_config());
     restored.restore(Timestamp::from_micros(now), &snapshot);
 });

@@ -443,6 +443,7 @@ impl Daemon {
             Ok(()) => {
                 self.store_dirty = false;
                 self.last_save = Instant::now();
+                self.last_save_error = None;
                 self.counters.state_saves += 1;
                 info!(
                     event = "state_saved",

@@ -1,0 +1,300 @@
+//! Shared harness of the real-kernel tests: three network namespaces (`lan`, `gw`, `wan`) joined
+//! by veth pairs, `iptables/install.sh` applied in `gw`, the real daemon, and the FastTrack
+//! simulator (`examples/kazaa_sim.rs`). Addresses come from the documentation ranges.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::fs::File;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// End-to-end tests share the kernel's netfilter state: run them one at a time.
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+pub const LAN_CLIENT: &str = "192.0.2.10";
+pub const OTHER_CLIENT: &str = "192.0.2.11";
+/// Further simulated FastTrack clients, one per TCP tell, so that one tell's time-lock does not
+/// hide the next tell behind a `client_locked` drop.
+pub const TELL_CLIENTS: [&str; 3] = ["192.0.2.12", "192.0.2.13", "192.0.2.14"];
+pub const QUEUE: u16 = 7;
+pub const LOCK_SECONDS: u64 = 10;
+
+pub fn root_and_tools() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("not running as root".into());
+    }
+    for tool in ["ip", "iptables", "iptables-restore"] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Err(format!("{tool} not found"));
+        }
+    }
+    Ok(())
+}
+
+/// Serialises the kernel tests and returns the guard; None (test skipped, with a message) when
+/// they cannot run here. Under `CI=true` they must run, so that panics instead.
+pub fn kernel_test_guard() -> Option<std::sync::MutexGuard<'static, ()>> {
+    if let Err(why) = root_and_tools() {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "kernel tests cannot run under CI: {why}");
+        eprintln!("skipping kernel tests: {why}");
+        return None;
+    }
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+pub fn sim_path() -> PathBuf {
+    // Integration tests live in target/<profile>/deps; cargo test builds examples beside them.
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("examples").join("kazaa_sim")
+}
+
+pub fn run(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"))
+}
+
+pub fn must(cmd: &str, args: &[&str]) {
+    let out = run(cmd, args);
+    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The three namespaces and the processes started in them; torn down on drop.
+pub struct Lab {
+    pub prefix: &'static str,
+    pub dir: tempfile::TempDir,
+    pub daemon: Option<Child>,
+    pub children: Vec<Child>,
+    pub log_path: PathBuf,
+    pub config_path: PathBuf,
+    /// Where the state file and client directory go (default: the lab's temporary directory).
+    pub state_dir: PathBuf,
+    /// Extra top-level configuration keys, e.g. `fail_open = false`.
+    pub extra_config: String,
+    /// Messages the daemon sent to its (fake) systemd notify socket.
+    pub notifications: Arc<Mutex<Vec<String>>>,
+    pub notify_path: PathBuf,
+}
+
+impl Lab {
+    pub fn ns(&self, name: &str) -> String {
+        format!("{}-{name}", self.prefix)
+    }
+
+    pub fn new(prefix: &'static str) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let notify_path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&notify_path).unwrap();
+        let notifications = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&notifications);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf) {
+                sink.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        });
+        let lab = Lab {
+            prefix,
+            log_path: dir.path().join("ftwall.log"),
+            config_path: dir.path().join("ftwall.toml"),
+            state_dir: dir.path().to_path_buf(),
+            extra_config: String::new(),
+            dir,
+            daemon: None,
+            children: Vec::new(),
+            notifications,
+            notify_path,
+        };
+        lab.teardown_namespaces();
+        let (lan, gw, wan) = (lab.ns("lan"), lab.ns("gw"), lab.ns("wan"));
+        for ns in [&lan, &gw, &wan] {
+            must("ip", &["netns", "add", ns]);
+            must("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        let (l0, g0, g1, w0) =
+            (format!("{prefix}l0"), format!("{prefix}g0"), format!("{prefix}g1"), format!("{prefix}w0"));
+        must("ip", &["link", "add", &l0, "netns", &lan, "type", "veth", "peer", "name", &g0, "netns", &gw]);
+        must("ip", &["link", "add", &w0, "netns", &wan, "type", "veth", "peer", "name", &g1, "netns", &gw]);
+        for a in [LAN_CLIENT, OTHER_CLIENT].iter().chain(&TELL_CLIENTS) {
+            must("ip", &["-n", &lan, "addr", "add", &format!("{a}/24"), "dev", &l0]);
+        }
+        must("ip", &["-n", &gw, "addr", "add", "192.0.2.1/24", "dev", &g0]);
+        must("ip", &["-n", &gw, "addr", "add", "198.51.100.1/24", "dev", &g1]);
+        for host in 20..=30 {
+            must("ip", &["-n", &wan, "addr", "add", &format!("198.51.100.{host}/24"), "dev", &w0]);
+        }
+        for host in 5..=9 {
+            must("ip", &["-n", &wan, "addr", "add", &format!("203.0.113.{host}/32"), "dev", "lo"]);
+        }
+        must("ip", &["-n", &lan, "link", "set", &l0, "up"]);
+        must("ip", &["-n", &gw, "link", "set", &g0, "up"]);
+        must("ip", &["-n", &gw, "link", "set", &g1, "up"]);
+        must("ip", &["-n", &wan, "link", "set", &w0, "up"]);
+        must("ip", &["-n", &lan, "route", "add", "default", "via", "192.0.2.1"]);
+        must("ip", &["-n", &wan, "route", "add", "default", "via", "198.51.100.1"]);
+        must("ip", &["-n", &gw, "route", "add", "203.0.113.0/24", "via", "198.51.100.20"]);
+        must("ip", &["netns", "exec", &gw, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        let install = Path::new(env!("CARGO_MANIFEST_DIR")).join("iptables/install.sh");
+        must("ip", &["netns", "exec", &gw, install.to_str().unwrap(), &g0, &QUEUE.to_string()]);
+        lab
+    }
+
+    pub fn teardown_namespaces(&self) {
+        for name in ["lan", "gw", "wan"] {
+            let _ = run("ip", &["netns", "del", &self.ns(name)]);
+        }
+    }
+
+    pub fn write_config(&self, extra_allow: &[u16], broken: bool) {
+        let mut allow = vec![53u16, 80, 443];
+        allow.extend_from_slice(extra_allow);
+        let dir = self.state_dir.display();
+        let extra = &self.extra_config;
+        let mut text = format!(
+            "{extra}\nlan = [\"192.0.2.0/24\"]\nqueue = {QUEUE}\nstate_file = \"{dir}/state\"\nclient_dir = \"{dir}/clients\"\n\
+             [timelock]\nseconds = {LOCK_SECONDS}\nallow_ports = {allow:?}\n[log]\ndrop_burst = 1000\n"
+        );
+        if broken {
+            text.push_str("secnds = 3\n");
+        }
+        std::fs::write(&self.config_path, text).unwrap();
+    }
+
+    pub fn start_daemon(&mut self) {
+        self.start_daemon_as(&[]);
+    }
+
+    /// Starts the daemon in `gw` behind `wrapper` (e.g. a `setpriv` command line).
+    pub fn start_daemon_as(&mut self, wrapper: &[&str]) {
+        let log = File::options().create(true).append(true).open(&self.log_path).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns("gw")])
+            .args(wrapper)
+            .args([env!("CARGO_BIN_EXE_ftwall"), "run", "--log-format", "json"])
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("NOTIFY_SOCKET", &self.notify_path)
+            .env("WATCHDOG_USEC", "900000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+    }
+
+    pub fn notified(&self, what: &str) -> usize {
+        self.notifications.lock().unwrap().iter().filter(|m| m.lines().any(|l| l.starts_with(what))).count()
+    }
+
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("daemon running").id()
+    }
+
+    pub fn signal_daemon(&self, signal: &str) {
+        must("kill", &[signal, &self.daemon_pid().to_string()]);
+    }
+
+    /// Log lines (JSON objects) written by the daemon so far.
+    pub fn log(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until the `n`-th log line matching `pred` appears.
+    pub fn wait_log(&self, what: &str, n: usize, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let matches: Vec<Value> = self.log().into_iter().filter(|v| pred(v)).collect();
+            if matches.len() >= n {
+                return matches[n - 1].clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; daemon log:\n{}",
+                    std::fs::read_to_string(&self.log_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn spawn_responder(&mut self, ns: &str, args: &[&str], out: &Path) {
+        let file = File::create(out).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(ns)])
+            .arg(sim_path())
+            .arg("responder")
+            .args(args)
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(out).unwrap_or_default().contains("\"ready\"") {
+            assert!(Instant::now() < deadline, "responder in {ns} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs a simulator command in `ns` and returns its JSON summary.
+    pub fn sim(&self, ns: &str, args: &[&str]) -> Value {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns(ns)])
+            .arg(sim_path())
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout.lines().last().unwrap_or_else(|| {
+            panic!("no output from kazaa_sim {args:?}: {}", String::from_utf8_lossy(&out.stderr))
+        });
+        serde_json::from_str(last).unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in self.daemon.iter_mut().chain(self.children.iter_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.teardown_namespaces();
+    }
+}
+
+pub fn responder_log(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+pub fn received(path: &Path, kind: &str, from_ip: &str) -> usize {
+    responder_log(path)
+        .iter()
+        .filter(|v| {
+            v["kind"] == kind && v["from"].as_str().is_some_and(|f| f.starts_with(&format!("{from_ip}:")))
+        })
+        .count()
+}
+
+pub fn tcp(lab: &Lab, from: &str, to: &str, payload: &str) -> Value {
+    lab.sim("lan", &["tcp", "--bind", from, "--to", to, "--payload", payload, "--timeout-ms", "1500"])
+}
+
+pub fn is_event(v: &Value, event: &str) -> bool {
+    v["event"] == event
+}
