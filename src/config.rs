@@ -128,6 +128,9 @@ pub struct Config {
     pub queue_maxlen: u32,
     /// Bytes of each packet copied to the daemon: headers plus the first 2 KiB of payload.
     pub copy_range: u16,
+    /// Receive buffer of the queue socket in bytes; 0 sizes it for `queue_maxlen` packets of
+    /// `copy_range` bytes (daemon only).
+    pub socket_buffer: u32,
     /// Where suspect peers and locked clients are kept across restarts (daemon only).
     pub state_file: PathBuf,
     /// Optional directory with one file per locked client, named by its address (daemon only).
@@ -155,6 +158,7 @@ impl Default for Config {
             fail_open: true,
             queue_maxlen: 4096,
             copy_range: 2304,
+            socket_buffer: 0,
             state_file: PathBuf::from("/var/lib/ftwall/state"),
             client_dir: None,
             log: LogConfig::default(),

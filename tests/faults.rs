@@ -215,6 +215,53 @@ fn queue_overflow_with_fail_open_on_and_off() {
     );
 }
 
+#[test]
+fn socket_buffer_overflow_is_counted_logged_and_survived() {
+    let Some(_serial) = kernel_test_guard() else { return };
+    let mut lab = Lab::new("ftf");
+    let wan_log = lab.dir.path().join("wan.jsonl");
+    lab.spawn_responder("wan", &["--udp", "198.51.100.25:53"], &wan_log);
+    let warm = (0..5).any(|_| {
+        lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT])["echoed"] == true
+    });
+    assert!(warm, "plain forwarding works");
+    // A deep queue but a tiny socket buffer: the netlink socket overflows first (ENOBUFS).
+    lab.extra_config = "fail_open = true\nqueue_maxlen = 1024\nsocket_buffer = 4096".into();
+    lab.write_config(&[], false);
+    lab.start_daemon();
+    lab.wait_log("daemon_started", 1, Duration::from_secs(10), |v| v["event"] == "daemon_started");
+    lab.signal_daemon("-STOP");
+    let burst = lab.sim(
+        "lan",
+        &[
+            "udp",
+            "--to",
+            "198.51.100.25:53",
+            "--bind",
+            OTHER_CLIENT,
+            "--count",
+            "60",
+            "--bytes",
+            "1000",
+            "--timeout-ms",
+            "1000",
+        ],
+    );
+    lab.signal_daemon("-CONT");
+    let overflow = lab.wait_log("queue_overflow", 1, Duration::from_secs(5), |v| {
+        v["event"] == "queue_overflow" && v["socket_overflows"].as_u64().is_some_and(|n| n >= 1)
+    });
+    assert_eq!(overflow["fail_open"], true);
+    assert!(burst["echoes"].as_u64().unwrap() > 0, "fail-open let overflowing packets through: {burst}");
+    assert_eq!(
+        lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT])["echoed"],
+        true,
+        "the loop survived ENOBUFS"
+    );
+    lab.signal_daemon("-TERM");
+    assert!(lab.daemon.take().unwrap().wait().unwrap().success());
+}
+
 fn setpriv(caps: &str) -> Vec<String> {
     vec![
         "setpriv".into(),

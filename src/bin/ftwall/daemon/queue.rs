@@ -6,7 +6,8 @@
 //! - `SO_RCVTIMEO`, so `recv` returns `EAGAIN` periodically: signal-hook installs its handlers
 //!   with `SA_RESTART`, so signals alone would never wake a blocking `recv`; the timeout gives the
 //!   packet loop its tick (timers, watchdog, signals, state saves);
-//! - `SO_RCVBUFFORCE` (falling back to `SO_RCVBUF`), sized for `queue_maxlen` packets.
+//! - `SO_RCVBUFFORCE` (falling back to `SO_RCVBUF`), sized for `queue_maxlen` packets (or
+//!   `socket_buffer` bytes).
 
 use anyhow::{bail, Context};
 use ftwall::Config;
@@ -101,8 +102,11 @@ impl NfQueue {
         let timeout = libc::timeval { tv_sec: 0, tv_usec: TICK.as_micros() as libc::suseconds_t };
         optional("receive timeout", setsockopt(fd, libc::SO_RCVTIMEO, &timeout));
         let per_packet = usize::from(config.copy_range) + 256;
-        let size =
-            libc::c_int::try_from(config.queue_maxlen as usize * per_packet).unwrap_or(libc::c_int::MAX);
+        let wanted = match config.socket_buffer {
+            0 => config.queue_maxlen as usize * per_packet,
+            explicit => explicit as usize,
+        };
+        let size = libc::c_int::try_from(wanted).unwrap_or(libc::c_int::MAX);
         if setsockopt(fd, libc::SO_RCVBUFFORCE, &size).is_err() {
             optional("receive buffer", setsockopt(fd, libc::SO_RCVBUF, &size));
         }
