@@ -128,6 +128,9 @@ pub struct Config {
     pub queue_maxlen: u32,
     /// Bytes of each packet copied to the daemon: headers plus the first 2 KiB of payload.
     pub copy_range: u16,
+    /// Accept verdicts sent as one batch message at most (1: one verdict per packet). A batch
+    /// is also flushed before any drop and whenever no more packets are waiting (daemon only).
+    pub verdict_batch: u32,
     /// Receive buffer of the queue socket in bytes; 0 sizes it for `queue_maxlen` packets of
     /// `copy_range` bytes (daemon only).
     pub socket_buffer: u32,
@@ -158,6 +161,7 @@ impl Default for Config {
             fail_open: true,
             queue_maxlen: 4096,
             copy_range: 2304,
+            verdict_batch: 64,
             socket_buffer: 0,
             state_file: PathBuf::from("/var/lib/ftwall/state"),
             client_dir: None,
@@ -221,6 +225,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "copy_range",
                 problem: "at least 128 bytes are needed to see the headers".into(),
+            });
+        }
+        if !(1..=1024).contains(&self.verdict_batch) {
+            return Err(ConfigError::Invalid {
+                key: "verdict_batch",
+                problem: "must be between 1 and 1024".into(),
             });
         }
         if self.log.drop_interval_seconds == 0 {

@@ -220,6 +220,9 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     let status = lab.daemon.take().unwrap().wait().unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
     assert!(lab.log().iter().any(|v| is_event(v, "daemon_stopping")));
+    let counters = lab.log().into_iter().rfind(|v| is_event(v, "counters")).expect("counters logged at exit");
+    assert!(counters["verdict_batches"].as_u64().unwrap() > 0, "accepts were batched: {counters}");
+    assert!(counters["dropped"].as_u64().unwrap() > 0, "{counters}");
     assert!(lab.log().iter().any(|v| is_event(v, "state_saved")));
     assert_eq!(lab.notified("STOPPING=1"), 1);
 }

@@ -77,6 +77,7 @@ pub(crate) fn print_config(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Default)]
 struct ShellCounters {
     verdict_errors: u64,
+    batches: u64,
     recv_enobufs: u64,
     recv_errors: u64,
     spoofed_pongs: u64,
@@ -87,8 +88,17 @@ struct ShellCounters {
     state_save_errors: u64,
 }
 
+/// Accept verdicts not sent yet (see [`Daemon::flush_batch`]).
+#[derive(Debug, Default)]
+struct Batch {
+    max_id: Option<u32>,
+    len: u32,
+    limit: u32,
+}
+
 struct Daemon {
     engine: Engine,
+    batch: Batch,
     config_path: Option<PathBuf>,
     queue: NfQueue,
     signals: Signals,
@@ -172,6 +182,7 @@ impl Daemon {
         };
         let limiter = DropLimiter::new(config.log.drop_burst, config.log.drop_interval_seconds);
         let daemon = Self {
+            batch: Batch { limit: config.verdict_batch, ..Batch::default() },
             config_path,
             queue,
             signals,
@@ -219,17 +230,27 @@ impl Daemon {
                         self.engine.handle_timeout(now);
                     }
                     let decision = self.engine.handle_packet(now, msg.get_payload());
-                    msg.set_verdict(match decision.verdict {
-                        Verdict::Accept => nfq::Verdict::Accept,
-                        Verdict::Drop => nfq::Verdict::Drop,
-                    });
-                    // The one and only verdict for this packet.
-                    if let Err(e) = self.queue.queue.verdict(msg) {
-                        self.counters.verdict_errors += 1;
-                        if every(&mut self.last_error_log, Duration::from_secs(10)) {
-                            warn!(event = "verdict_error", error = %e, total = self.counters.verdict_errors, "verdict failed");
+                    // The one and only verdict for this packet: accepts join the batch (one
+                    // message for many packets, flushed when full, before any drop, and as soon
+                    // as recv would block); drops are sent at once, after the batch (FIFO).
+                    if decision.verdict == Verdict::Accept && self.batch.limit > 1 {
+                        self.batch.max_id = Some(msg.get_packet_id());
+                        self.batch.len += 1;
+                        drop(msg);
+                        if self.batch.len >= self.batch.limit {
+                            self.flush_batch();
+                        }
+                    } else {
+                        self.flush_batch();
+                        msg.set_verdict(match decision.verdict {
+                            Verdict::Accept => nfq::Verdict::Accept,
+                            Verdict::Drop => nfq::Verdict::Drop,
+                        });
+                        if let Err(e) = self.queue.queue.verdict(msg) {
+                            self.verdict_error(&e);
                         }
                     }
+                    self.queue.queue.set_nonblocking(self.batch.len > 0);
                     if decision.reason.natural_verdict() == Verdict::Drop {
                         self.log_drop(now, &decision);
                     }
@@ -240,6 +261,14 @@ impl Daemon {
                 }
                 Err(e) => {
                     match e.raw_os_error() {
+                        Some(libc::EAGAIN | libc::EINTR) if self.batch.len > 0 => {
+                            // Nothing more to read right now: release the batch.
+                            self.flush_batch();
+                            self.queue.queue.set_nonblocking(false);
+                            if self.last_tick.elapsed() < TICK {
+                                continue;
+                            }
+                        }
                         Some(libc::EAGAIN | libc::EINTR) => {}
                         Some(libc::ENOBUFS) => {
                             self.counters.recv_enobufs += 1;
@@ -265,6 +294,24 @@ impl Daemon {
                     }
                 }
             }
+        }
+    }
+
+    /// Accepts every packet of the pending batch with one netlink message.
+    fn flush_batch(&mut self) {
+        if let Some(max_id) = self.batch.max_id.take() {
+            self.batch.len = 0;
+            self.counters.batches += 1;
+            if let Err(e) = self.queue.accept_up_to(max_id) {
+                self.verdict_error(&e);
+            }
+        }
+    }
+
+    fn verdict_error(&mut self, e: &std::io::Error) {
+        self.counters.verdict_errors += 1;
+        if every(&mut self.last_error_log, Duration::from_secs(10)) {
+            warn!(event = "verdict_error", error = %e, total = self.counters.verdict_errors, "verdict failed");
         }
     }
 
@@ -492,6 +539,8 @@ impl Daemon {
                     self.spoofer = None;
                 }
                 self.limiter.reconfigure(config.log.drop_burst, config.log.drop_interval_seconds);
+                self.flush_batch();
+                self.batch.limit = config.verdict_batch;
                 self.engine.set_config(config);
                 info!(
                     event = "config_reloaded",
@@ -526,6 +575,7 @@ impl Daemon {
             suspect_peers = self.engine.peer_count(),
             flows = self.engine.flow_count(),
             verdict_errors = c.verdict_errors,
+            verdict_batches = c.batches,
             socket_overflows = c.recv_enobufs,
             spoofed_pongs = c.spoofed_pongs,
             probes_sent = c.probes_sent,
@@ -539,6 +589,7 @@ impl Daemon {
     }
 
     fn stop(&mut self, now: Timestamp) {
+        self.flush_batch();
         notify(&[NotifyState::Stopping]);
         info!(event = "daemon_stopping", "stopping: saving state and releasing the queue");
         self.save_state(now);

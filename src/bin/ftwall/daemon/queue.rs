@@ -24,6 +24,29 @@ pub(crate) struct NfQueue {
     pub(crate) queue: nfq::Queue,
     pub(crate) number: u16,
     pub(crate) warnings: Vec<String>,
+    fd: RawFd,
+}
+
+/// `NFNL_SUBSYS_QUEUE << 8 | NFQNL_MSG_VERDICT_BATCH`.
+const VERDICT_BATCH_TYPE: u16 = (3 << 8) | 3;
+const NFQA_VERDICT_HDR: u16 = 2;
+/// `NF_ACCEPT`.
+pub(crate) const NF_ACCEPT: u32 = 1;
+
+/// The 32-byte netlink message that applies `verdict` to every packet of `queue` with an id up
+/// to `max_id` (`NFQNL_MSG_VERDICT_BATCH`; nfq 0.2.5 has no API for it).
+pub(crate) fn batch_verdict_message(queue: u16, verdict: u32, max_id: u32) -> [u8; 32] {
+    let mut m = [0u8; 32];
+    m[0..4].copy_from_slice(&32u32.to_ne_bytes()); // nlmsg_len
+    m[4..6].copy_from_slice(&VERDICT_BATCH_TYPE.to_ne_bytes()); // nlmsg_type
+    m[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes()); // nlmsg_flags
+                                                                          // nlmsg_seq, nlmsg_pid: 0. nfgenmsg: AF_UNSPEC, version 0, queue number (big-endian).
+    m[18..20].copy_from_slice(&queue.to_be_bytes());
+    m[20..22].copy_from_slice(&12u16.to_ne_bytes()); // nla_len
+    m[22..24].copy_from_slice(&NFQA_VERDICT_HDR.to_ne_bytes()); // nla_type
+    m[24..28].copy_from_slice(&verdict.to_be_bytes());
+    m[28..32].copy_from_slice(&max_id.to_be_bytes());
+    m
 }
 
 fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> Option<libc::c_int> {
@@ -110,7 +133,33 @@ impl NfQueue {
         if setsockopt(fd, libc::SO_RCVBUFFORCE, &size).is_err() {
             optional("receive buffer", setsockopt(fd, libc::SO_RCVBUF, &size));
         }
-        Ok(Self { queue, number, warnings })
+        Ok(Self { queue, number, warnings, fd })
+    }
+}
+
+impl NfQueue {
+    /// Accepts every still-queued packet with an id up to `max_id`, in one message.
+    pub(crate) fn accept_up_to(&self, max_id: u32) -> io::Result<()> {
+        let message = batch_verdict_message(self.number, NF_ACCEPT, max_id);
+        // SAFETY: sockaddr_nl is plain data; zeroed (pid 0 = the kernel) is valid.
+        let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: message and address are valid for the lengths given; fd is the queue socket.
+        let rc = unsafe {
+            libc::sendto(
+                self.fd,
+                message.as_ptr().cast(),
+                message.len(),
+                0,
+                (&to as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -142,6 +191,16 @@ pub(crate) fn kernel_counters(queue: u16) -> Option<KernelCounters> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_verdict_layout() {
+        let m = batch_verdict_message(7, NF_ACCEPT, 0x0102_0304);
+        assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()), 32);
+        assert_eq!(u16::from_ne_bytes(m[4..6].try_into().unwrap()), 0x0303, "type 3, not CONFIG (2)");
+        assert_eq!(&m[16..20], &[0, 0, 0, 7], "AF_UNSPEC, version 0, queue 7 big-endian");
+        assert_eq!(&m[20..24], &[12, 0, 2, 0][..], "NFQA_VERDICT_HDR of 12 bytes (little-endian host)");
+        assert_eq!(&m[24..32], &[0, 0, 0, 1, 1, 2, 3, 4]);
+    }
 
     #[test]
     fn proc_file_is_parsed() {
