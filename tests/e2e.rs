@@ -196,6 +196,15 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     let state = std::fs::read_to_string(lab.dir.path().join("state")).expect("state file written");
     assert!(state.contains(LAN_CLIENT) && state.contains("198.51.100.22"), "{state}");
     assert!(lab.dir.path().join("clients").join(LAN_CLIENT).exists(), "client directory entry");
+    // SIGUSR1: the counters, with accepts batched and drops verdicted one by one.
+    lab.signal_daemon("-USR1");
+    let counters = lab.wait_log("counters", 1, Duration::from_secs(5), |v| is_event(v, "counters"));
+    assert!(counters["verdict_batches"].as_u64().unwrap() > 0, "accepts were batched: {counters}");
+    assert!(
+        counters["accepted"].as_u64().unwrap() > 50 && counters["dropped"].as_u64().unwrap() > 10,
+        "{counters}"
+    );
+    assert_eq!(counters["verdict_errors"], 0, "{counters}");
     must("kill", &["-9", &lab.daemon_pid().to_string()]);
     let _ = lab.daemon.take().unwrap().wait();
     let bypass = lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT]);
@@ -220,9 +229,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     let status = lab.daemon.take().unwrap().wait().unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
     assert!(lab.log().iter().any(|v| is_event(v, "daemon_stopping")));
-    let counters = lab.log().into_iter().rfind(|v| is_event(v, "counters")).expect("counters logged at exit");
-    assert!(counters["verdict_batches"].as_u64().unwrap() > 0, "accepts were batched: {counters}");
-    assert!(counters["dropped"].as_u64().unwrap() > 0, "{counters}");
+    assert_eq!(lab.log().iter().filter(|v| is_event(v, "counters")).count(), 2, "SIGUSR1 and exit");
     assert!(lab.log().iter().any(|v| is_event(v, "state_saved")));
     assert_eq!(lab.notified("STOPPING=1"), 1);
 }
