@@ -100,6 +100,23 @@ impl Default for LogConfig {
     }
 }
 
+/// Handing decided flows over to the kernel (see `iptables/ftwall.rules`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OffloadConfig {
+    /// Mark decided flows (connmark 0x1 clean, 0x2 FastTrack, mask 0x3) so the kernel handles
+    /// the rest of them without queueing.
+    pub enabled: bool,
+    /// A UDP flow is judged clean after this many datagrams without a tell.
+    pub udp_after_packets: u8,
+}
+
+impl Default for OffloadConfig {
+    fn default() -> Self {
+        Self { enabled: true, udp_after_packets: 8 }
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -140,6 +157,8 @@ pub struct Config {
     pub client_dir: Option<PathBuf>,
     /// Log rate limits.
     pub log: LogConfig,
+    /// Connmark offload of decided flows.
+    pub offload: OffloadConfig,
 }
 
 /// Default inside networks: RFC 1918, carrier-grade NAT, IPv6 unique local.
@@ -166,6 +185,7 @@ impl Default for Config {
             state_file: PathBuf::from("/var/lib/ftwall/state"),
             client_dir: None,
             log: LogConfig::default(),
+            offload: OffloadConfig::default(),
         }
     }
 }
@@ -231,6 +251,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "verdict_batch",
                 problem: "must be between 1 and 1024".into(),
+            });
+        }
+        if self.offload.udp_after_packets == 0 {
+            return Err(ConfigError::Invalid {
+                key: "offload.udp_after_packets",
+                problem: "must be at least 1".into(),
             });
         }
         if self.log.drop_interval_seconds == 0 {

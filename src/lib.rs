@@ -54,4 +54,4 @@ pub mod wire;
 pub use config::Config;
 pub use engine::{Action, Engine, Event};
 pub use time::Timestamp;
-pub use verdict::{Decision, PacketSummary, Proto, Reason, Verdict};
+pub use verdict::{Decision, PacketSummary, Proto, Reason, Settled, Verdict};

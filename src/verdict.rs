@@ -176,6 +176,17 @@ pub struct PacketSummary {
     pub payload_len: usize,
 }
 
+/// A flow decided for good, which the shell may hand over to the kernel (connmark offload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Settled {
+    /// Nothing FastTrack-like, and every byte the tells need has been inspected: the rest of
+    /// the flow can be accepted without inspection.
+    Clean,
+    /// Classified as FastTrack (enforce mode only): the rest of the flow can be dropped.
+    FastTrack,
+}
+
 /// The engine's answer for one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
@@ -185,4 +196,6 @@ pub struct Decision {
     pub reason: Reason,
     /// Addresses of the packet, when its IP header could be read.
     pub packet: Option<PacketSummary>,
+    /// Set when this packet's flow is decided for good (only with `offload.enabled`).
+    pub settled: Option<Settled>,
 }

@@ -51,6 +51,19 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     let stream = tcp(&lab, OTHER_CLIENT, "198.51.100.26:1214", "stream");
     assert_eq!(stream["ok"], true, "64 KiB TCP stream on port 1214: {stream}");
 
+    // Offload: once a flow is decided the kernel handles it. 60 request/response datagrams on
+    // one UDP flow reach the daemon only until the flow is judged clean (8 packets).
+    lab.signal_daemon("-USR1");
+    let before = lab.wait_log("counters", 1, Duration::from_secs(5), |v| is_event(v, "counters"));
+    let echoes =
+        lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT, "--count", "60"]);
+    assert_eq!(echoes["echoes"], 60, "{echoes}");
+    lab.signal_daemon("-USR1");
+    let after = lab.wait_log("counters", 2, Duration::from_secs(5), |v| is_event(v, "counters"));
+    let judged = after["packets"].as_u64().unwrap() - before["packets"].as_u64().unwrap();
+    assert!(judged <= 10, "{judged} of 120 packets queued despite offload");
+    assert!(after["flows_offloaded"].as_u64().unwrap() >= 3, "{after}");
+
     // 5. A new inbound connection from wan to lan is blocked.
     let inbound =
         lab.sim("wan", &["tcp", "--to", "192.0.2.11:2222", "--payload", "none", "--timeout-ms", "1500"]);
@@ -198,7 +211,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     assert!(lab.dir.path().join("clients").join(LAN_CLIENT).exists(), "client directory entry");
     // SIGUSR1: the counters, with accepts batched and drops verdicted one by one.
     lab.signal_daemon("-USR1");
-    let counters = lab.wait_log("counters", 1, Duration::from_secs(5), |v| is_event(v, "counters"));
+    let counters = lab.wait_log("counters", 3, Duration::from_secs(5), |v| is_event(v, "counters"));
     assert!(counters["verdict_batches"].as_u64().unwrap() > 0, "accepts were batched: {counters}");
     assert!(
         counters["accepted"].as_u64().unwrap() > 50 && counters["dropped"].as_u64().unwrap() > 10,
@@ -229,7 +242,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     let status = lab.daemon.take().unwrap().wait().unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
     assert!(lab.log().iter().any(|v| is_event(v, "daemon_stopping")));
-    assert_eq!(lab.log().iter().filter(|v| is_event(v, "counters")).count(), 2, "SIGUSR1 and exit");
+    assert_eq!(lab.log().iter().filter(|v| is_event(v, "counters")).count(), 4, "three SIGUSR1 and exit");
     assert!(lab.log().iter().any(|v| is_event(v, "state_saved")));
     assert_eq!(lab.notified("STOPPING=1"), 1);
 }

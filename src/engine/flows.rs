@@ -80,6 +80,8 @@ pub(crate) struct Flow {
     pub(crate) inspecting: bool,
     /// Id of the last 0x29 pong seen on this flow (for the 0x2A echo).
     pub(crate) nat_pong_id: Option<u32>,
+    /// Packets seen (saturating), for UDP offload.
+    pub(crate) packets: u8,
     pub(crate) tcp: [TcpDirection; 2],
 }
 
@@ -93,6 +95,7 @@ impl Flow {
             blocked: None,
             inspecting: true,
             nat_pong_id: None,
+            packets: 0,
             tcp: [TcpDirection::default(); 2],
         }
     }

@@ -40,7 +40,7 @@ pub use stats::EngineStats;
 use crate::config::{Config, MalformedPolicy, Mode};
 use crate::signatures::{self, http::HttpScan, Network};
 use crate::time::Timestamp;
-use crate::verdict::{Decision, PacketSummary, Proto, Reason, Verdict};
+use crate::verdict::{Decision, PacketSummary, Proto, Reason, Settled, Verdict};
 use crate::wire::{self, Packet, TcpSegment, Transport, UdpDatagram};
 use flows::{seq_before, Endpoint, Flow, FlowKey, Reassembly, REASSEMBLY_LIMIT, TCP, UDP};
 use locks::{Armed, ClientLocks, Due};
@@ -248,10 +248,11 @@ impl Engine {
     /// Judges one L3 packet (IP header first) seen at `now`. Never panics; every call is counted
     /// in [`Engine::stats`] under exactly one reason.
     pub fn handle_packet(&mut self, now: Timestamp, packet: &[u8]) -> Decision {
-        let (reason, summary) = match wire::parse(packet) {
+        let (reason, settled, summary) = match wire::parse(packet) {
             Ok(parsed) => {
                 let summary = summarize(&parsed);
-                (self.judge(now, &parsed), Some(summary))
+                let (reason, settled) = self.judge(now, &parsed);
+                (reason, settled, Some(summary))
             }
             Err(bad) => {
                 let summary = bad.addrs.map(|(src, dst)| PacketSummary {
@@ -262,12 +263,13 @@ impl Engine {
                     dst_port: None,
                     payload_len: 0,
                 });
-                (Reason::Malformed, summary)
+                (Reason::Malformed, None, summary)
             }
         };
         let verdict = self.verdict_for(reason);
         self.stats.record(verdict, reason);
-        Decision { verdict, reason, packet: summary }
+        let settled = settled.filter(|_| self.config.offload.enabled);
+        Decision { verdict, reason, packet: summary, settled }
     }
 
     fn verdict_for(&self, reason: Reason) -> Verdict {
@@ -287,12 +289,22 @@ impl Engine {
         self.config.mode == Mode::Enforce
     }
 
-    fn judge(&mut self, now: Timestamp, packet: &Packet<'_>) -> Reason {
+    fn judge(&mut self, now: Timestamp, packet: &Packet<'_>) -> (Reason, Option<Settled>) {
         match packet.transport {
             Transport::Udp(d) => self.judge_udp(now, packet.src, packet.dst, d),
             Transport::Tcp(s) => self.judge_tcp(now, packet.src, packet.dst, s),
-            Transport::LaterFragment { .. } => Reason::LaterFragment,
-            Transport::Other { .. } => Reason::OtherProtocol,
+            Transport::LaterFragment { .. } => (Reason::LaterFragment, None),
+            Transport::Other { .. } => (Reason::OtherProtocol, None),
+        }
+    }
+
+    /// Whether `flow` (after this packet) is decided for good. `clean_done` says whether
+    /// everything the tells need has been seen.
+    fn settled(&self, flow: &Flow, reason: Reason, clean_done: bool) -> Option<Settled> {
+        match flow.blocked {
+            Some(b) if b.is_tell() && self.enforcing() => Some(Settled::FastTrack),
+            None if reason == Reason::Clean && clean_done => Some(Settled::Clean),
+            _ => None,
         }
     }
 
@@ -334,10 +346,17 @@ impl Engine {
         }
     }
 
-    fn judge_udp(&mut self, now: Timestamp, src: IpAddr, dst: IpAddr, d: UdpDatagram<'_>) -> Reason {
+    fn judge_udp(
+        &mut self,
+        now: Timestamp,
+        src: IpAddr,
+        dst: IpAddr,
+        d: UdpDatagram<'_>,
+    ) -> (Reason, Option<Settled>) {
         let src_ep = Endpoint { ip: src, port: d.src_port };
         let dst_ep = Endpoint { ip: dst, port: d.dst_port };
         let (key, src_is_low, mut flow, new) = self.lookup(now, UDP, src_ep, dst_ep);
+        flow.packets = flow.packets.saturating_add(1);
         let from_inside = flow.inside_is_low == src_is_low;
         let parties = Self::parties(&flow, &key, Proto::Udp);
         // Exact-shape tells need the whole datagram.
@@ -389,10 +408,17 @@ impl Engine {
             Reason::Clean
         };
         self.store_flow(&key, flow);
-        reason
+        let settled = self.settled(&flow, reason, flow.packets >= self.config.offload.udp_after_packets);
+        (reason, settled)
     }
 
-    fn judge_tcp(&mut self, now: Timestamp, src: IpAddr, dst: IpAddr, s: TcpSegment<'_>) -> Reason {
+    fn judge_tcp(
+        &mut self,
+        now: Timestamp,
+        src: IpAddr,
+        dst: IpAddr,
+        s: TcpSegment<'_>,
+    ) -> (Reason, Option<Settled>) {
         let src_ep = Endpoint { ip: src, port: s.src_port };
         let dst_ep = Endpoint { ip: dst, port: s.dst_port };
         let (key, src_is_low, mut flow, new) = self.lookup(now, TCP, src_ep, dst_ep);
@@ -468,7 +494,7 @@ impl Engine {
             Reason::Clean
         };
         self.store_flow(&key, flow);
-        reason
+        (reason, self.settled(&flow, reason, !flow.inspecting))
     }
 
     /// Looks for TCP tells in a payload-carrying segment of direction `dir` (0 = initiator).

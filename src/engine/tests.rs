@@ -643,3 +643,57 @@ fn stats_add_up() {
     assert_eq!((s.packets, s.accepted, s.dropped), (3, 2, 1));
     assert_eq!(s.by_reason().map(|(_, n)| n).sum::<u64>(), 3);
 }
+
+#[test]
+fn flows_settle_only_when_decided() {
+    use crate::verdict::Settled;
+    let mut e = Engine::new(config());
+    // A TLS connection: clean once both directions' first payloads were inspected.
+    let mut conn = Conn::new((CLIENT, 50010), ("203.0.113.90", 443));
+    for p in [conn.syn(), conn.syn_ack(), conn.ack()] {
+        assert_eq!(e.handle_packet(at(0), &p).settled, None, "nothing inspected yet");
+    }
+    let hello = conn.client_data(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 0, 0, 1, 0]);
+    assert_eq!(e.handle_packet(at(0), &hello).settled, None, "the server has not spoken");
+    let reply = conn.server_data(&[0x16, 0x03, 0x03, 0x00, 0x05, 2, 0, 0, 1, 0]);
+    assert_eq!(e.handle_packet(at(0), &reply).settled, Some(Settled::Clean));
+
+    // A client whose first payload is 12 bytes may still complete the handshake shape: not yet.
+    let mut shaped = Conn::new((CLIENT, 50011), ("203.0.113.91", 3000));
+    shaped.open(&mut e, at(0));
+    let p = shaped.client_data(&[7u8; 12]);
+    assert_eq!(e.handle_packet(at(0), &p).settled, None);
+    let p = shaped.server_data(&[9u8; 40]);
+    assert_eq!(e.handle_packet(at(0), &p).settled, None, "client's second payload still pending");
+    let p = shaped.client_data(&[1u8; 100]);
+    assert_eq!(e.handle_packet(at(0), &p).settled, Some(Settled::Clean));
+
+    // FastTrack flows settle as FastTrack at their tell.
+    let d = e.handle_packet(at(1), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    assert_eq!(d.settled, Some(Settled::FastTrack));
+
+    // UDP: clean after offload.udp_after_packets datagrams.
+    let dns = udp(("192.0.2.11", 5353), ("203.0.113.53", 53), b"query");
+    for i in 1..=8 {
+        let expect = if i < 8 { None } else { Some(Settled::Clean) };
+        assert_eq!(e.handle_packet(at(2), &dns).settled, expect, "datagram {i}");
+    }
+}
+
+#[test]
+fn nothing_settles_without_offload_and_fasttrack_never_in_monitor_mode() {
+    use crate::verdict::Settled;
+    let mut c = config();
+    c.offload.enabled = false;
+    let mut e = Engine::new(c);
+    let d = e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    assert_eq!(d.settled, None);
+    let mut c = config();
+    c.mode = Mode::Monitor;
+    let mut e = Engine::new(c);
+    let d = e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    assert_eq!(d.settled, None, "monitor mode never hands a drop to the kernel");
+    let dns = udp(("192.0.2.11", 5353), ("203.0.113.53", 53), b"query");
+    let last = (0..8).map(|_| e.handle_packet(at(0), &dns).settled).last().unwrap();
+    assert_eq!(last, Some(Settled::Clean), "clean offload is fine in monitor mode");
+}

@@ -20,7 +20,7 @@ use anyhow::Context;
 use clap::Args;
 use client_dir::ClientDir;
 use ftwall::engine::StoreRecord;
-use ftwall::{Action, Config, Decision, Engine, Event, Timestamp, Verdict};
+use ftwall::{Action, Config, Decision, Engine, Event, Settled, Timestamp, Verdict};
 use logging::{DropLimiter, LogFormat};
 use queue::{KernelCounters, NfQueue, TICK};
 use sd_notify::NotifyState;
@@ -73,11 +73,19 @@ pub(crate) fn print_config(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Packet mark (and connmark, saved by the rules) of a flow offloaded as clean.
+const OFFLOAD_CLEAN_MARK: u32 = 0x1;
+/// Packet mark (and connmark) of a flow offloaded as FastTrack.
+const OFFLOAD_FASTTRACK_MARK: u32 = 0x2;
+/// The mark bits ftwall owns; other bits are left to other mark users.
+const OFFLOAD_MASK: u32 = 0x3;
+
 /// Counters the shell keeps beside the engine's.
 #[derive(Debug, Default)]
 struct ShellCounters {
     verdict_errors: u64,
     batches: u64,
+    offloaded: u64,
     recv_enobufs: u64,
     recv_errors: u64,
     spoofed_pongs: u64,
@@ -233,7 +241,21 @@ impl Daemon {
                     // The one and only verdict for this packet: accepts join the batch (one
                     // message for many packets, flushed when full, before any drop, and as soon
                     // as recv would block); drops are sent at once, after the batch (FIFO).
-                    if decision.verdict == Verdict::Accept && self.batch.limit > 1 {
+                    if let Some(settled) = decision.settled {
+                        // Decided for good: mark the packet and let it traverse the rules again;
+                        // they save the mark to the connection, which the kernel then handles.
+                        self.flush_batch();
+                        let mark = match settled {
+                            Settled::Clean => OFFLOAD_CLEAN_MARK,
+                            Settled::FastTrack => OFFLOAD_FASTTRACK_MARK,
+                        };
+                        msg.set_nfmark((msg.get_nfmark() & !OFFLOAD_MASK) | mark);
+                        msg.set_verdict(nfq::Verdict::Repeat);
+                        self.counters.offloaded += 1;
+                        if let Err(e) = self.queue.queue.verdict(msg) {
+                            self.verdict_error(&e);
+                        }
+                    } else if decision.verdict == Verdict::Accept && self.batch.limit > 1 {
                         self.batch.max_id = Some(msg.get_packet_id());
                         self.batch.len += 1;
                         drop(msg);
@@ -576,6 +598,7 @@ impl Daemon {
             flows = self.engine.flow_count(),
             verdict_errors = c.verdict_errors,
             verdict_batches = c.batches,
+            flows_offloaded = c.offloaded,
             socket_overflows = c.recv_enobufs,
             spoofed_pongs = c.spoofed_pongs,
             probes_sent = c.probes_sent,
