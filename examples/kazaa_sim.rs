@@ -89,6 +89,15 @@ enum Command {
         #[arg(long, default_value_t = 1500)]
         timeout_ms: u64,
     },
+    /// Measure UDP round trips: `count` sequential request/echo pairs; prints percentiles in µs.
+    Latency {
+        /// Echo server (the responder echoes non-FastTrack UDP).
+        #[arg(long)]
+        to: SocketAddr,
+        /// Round trips to time.
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+    },
 }
 
 /// TCP payloads.
@@ -451,6 +460,40 @@ fn udp_echo(
     Ok(())
 }
 
+fn latency(to: SocketAddr, count: usize) -> std::io::Result<()> {
+    let local = SocketAddr::new(if to.is_ipv4() { [0, 0, 0, 0].into() } else { [0u16; 8].into() }, 0);
+    let socket = UdpSocket::bind(local)?;
+    socket.connect(to)?;
+    socket.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut rtts = Vec::with_capacity(count);
+    let mut buf = [0u8; 256];
+    let mut lost = 0;
+    for i in 0..count {
+        let payload = (i as u64).to_be_bytes();
+        let start = Instant::now();
+        socket.send(&payload)?;
+        loop {
+            match socket.recv(&mut buf) {
+                Ok(n) if buf[..n] == payload => {
+                    rtts.push(start.elapsed().as_secs_f64() * 1e6);
+                    break;
+                }
+                Ok(_) => continue,
+                Err(_) => {
+                    lost += 1;
+                    break;
+                }
+            }
+        }
+    }
+    rtts.sort_by(f64::total_cmp);
+    let pct = |p: f64| rtts.get(((rtts.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(f64::NAN);
+    emit(
+        serde_json::json!({"command": "latency", "to": to.to_string(), "count": count, "lost": lost, "p50_us": pct(0.5), "p99_us": pct(0.99)}),
+    );
+    Ok(())
+}
+
 fn main() -> std::io::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -462,6 +505,7 @@ fn main() -> std::io::Result<()> {
             tcp(to, bind, payload, Duration::from_millis(timeout_ms));
             Ok(())
         }
+        Command::Latency { to, count } => latency(to, count),
         Command::Udp { to, bind, bytes, count, timeout_ms } => {
             udp_echo(to, bind, bytes, count, Duration::from_millis(timeout_ms))
         }

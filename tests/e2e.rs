@@ -51,13 +51,12 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     let stream = tcp(&lab, OTHER_CLIENT, "198.51.100.26:1214", "stream");
     assert_eq!(stream["ok"], true, "64 KiB TCP stream on port 1214: {stream}");
 
-    // Offload: once a flow is decided the kernel handles it. 60 request/response datagrams on
-    // one UDP flow reach the daemon only until the flow is judged clean (8 packets).
+    // Offload: once a flow is decided the kernel handles it. 60 sequential request/response
+    // pairs on one UDP flow reach the daemon only until the flow is judged clean (8 packets).
     lab.signal_daemon("-USR1");
     let before = lab.wait_log("counters", 1, Duration::from_secs(5), |v| is_event(v, "counters"));
-    let echoes =
-        lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT, "--count", "60"]);
-    assert_eq!(echoes["echoes"], 60, "{echoes}");
+    let pairs = lab.sim("lan", &["latency", "--to", "198.51.100.25:53", "--count", "60"]);
+    assert_eq!(pairs["lost"], 0, "{pairs}");
     lab.signal_daemon("-USR1");
     let after = lab.wait_log("counters", 2, Duration::from_secs(5), |v| is_event(v, "counters"));
     let judged = after["packets"].as_u64().unwrap() - before["packets"].as_u64().unwrap();

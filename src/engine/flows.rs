@@ -60,6 +60,8 @@ pub(crate) struct TcpDirection {
     pub(crate) inspected: u32,
     /// No more HTTP inspection needed in this direction.
     pub(crate) http_done: bool,
+    /// This direction's stream does not start like HTTP at all.
+    pub(crate) not_http: bool,
     /// A reassembly buffer was started for this direction.
     pub(crate) buffering: bool,
 }

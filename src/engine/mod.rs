@@ -575,8 +575,13 @@ impl Engine {
                 tell = Some((Reason::HttpTransfer, client_port));
             }
         }
+        // Inspection ends once no tell can follow: the initiator's HTTP prefix was judged, the
+        // handshake shape is ruled out, and the responder's prefix was judged too, unless the
+        // initiator's stream is not HTTP at all (a FastTrack HTTP response only answers an HTTP
+        // request, so a silent responder, like a bulk upload's, cannot hold the flow back).
         let (a, b) = (&flow.tcp[0], &flow.tcp[1]);
-        if a.http_done && b.http_done && (!flow.saw_syn || a.payloads >= 2 || a.first_len != 12) {
+        let shape_pending = flow.saw_syn && a.payloads < 2 && a.first_len == 12;
+        if a.http_done && (b.http_done || a.not_http) && !shape_pending {
             flow.inspecting = false;
         }
         tell
@@ -614,7 +619,11 @@ impl Engine {
         d.inspected = d.inspected.saturating_add(take.len() as u32);
         let (done, found) = match result {
             HttpScan::Kazaa(m) => (true, Some(m)),
-            HttpScan::NotHttp | HttpScan::Clean => (true, None),
+            HttpScan::NotHttp => {
+                d.not_http = true;
+                (true, None)
+            }
+            HttpScan::Clean => (true, None),
             HttpScan::Incomplete => (truncated || d.inspected as usize >= REASSEMBLY_LIMIT, None),
         };
         if done {

@@ -654,9 +654,15 @@ fn flows_settle_only_when_decided() {
         assert_eq!(e.handle_packet(at(0), &p).settled, None, "nothing inspected yet");
     }
     let hello = conn.client_data(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 0, 0, 1, 0]);
-    assert_eq!(e.handle_packet(at(0), &hello).settled, None, "the server has not spoken");
-    let reply = conn.server_data(&[0x16, 0x03, 0x03, 0x00, 0x05, 2, 0, 0, 1, 0]);
-    assert_eq!(e.handle_packet(at(0), &reply).settled, Some(Settled::Clean));
+    assert_eq!(e.handle_packet(at(0), &hello).settled, Some(Settled::Clean), "not HTTP, no shape: done");
+
+    // An HTTP request: the server's response headers must be seen first.
+    let mut web = Conn::new((CLIENT, 50012), ("203.0.113.92", 80));
+    web.open(&mut e, at(0));
+    let req = web.client_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(e.handle_packet(at(0), &req).settled, None, "the response may still carry Kazaa headers");
+    let resp = web.server_data(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(e.handle_packet(at(0), &resp).settled, Some(Settled::Clean));
 
     // A client whose first payload is 12 bytes may still complete the handshake shape: not yet.
     let mut shaped = Conn::new((CLIENT, 50011), ("203.0.113.91", 3000));

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Live benchmark: one namespace topology (lan -> gw -> wan), four gateways in turn:
+#   kernel          plain forwarding, no queue rule (the physical limit here)
+#   accept_all      every LAN packet queued to a trivial accept-all consumer (examples/accept_all.rs)
+#   ftwall          the daemon with every packet queued (offload disabled)
+#   ftwall_offload  the daemon with connmark offload (the default)
+# For each: small-UDP packets/s (iperf3 -u -l 64), bulk TCP throughput (iperf3), and UDP echo
+# round-trip p50/p99 (examples/kazaa_sim latency). Then `ftwall replay` vs `ndpiReader` on the
+# shared corpus. Root only; test traffic stays inside the namespaces this script creates, on
+# documentation addresses.
+#
+#   benches/live.sh            full run (about 2 minutes)
+#   benches/live.sh --smoke    1-second measurements, debug binaries: checks that it works (CI)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+smoke=0
+[ "${1:-}" = "--smoke" ] && smoke=1
+[ "$(id -u)" -eq 0 ] || { echo "live.sh: must run as root" >&2; exit 1; }
+if [ $smoke -eq 1 ]; then dur=1; echoes=200; profile=debug; else dur=5; echoes=3000; profile=release; fi
+
+need=()
+command -v iperf3 >/dev/null || need+=(iperf3)
+command -v ndpiReader >/dev/null || need+=(libndpi-bin)
+command -v iptables >/dev/null || need+=(iptables)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if [ $profile = release ]; then
+    cargo build -q --release --bin ftwall --example accept_all --example kazaa_sim
+else
+    cargo build -q --bin ftwall --example accept_all --example kazaa_sim
+fi
+bin=target/$profile
+work=$(mktemp -d)
+p=ftb
+cleanup() {
+    for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
+    [ -f "$work/iperf.pid" ] && kill "$(cat "$work/iperf.pid")" 2>/dev/null || true
+    for n in lan gw wan; do ip netns del $p-$n 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+for n in lan gw wan; do ip netns del $p-$n 2>/dev/null || true; ip netns add $p-$n; ip -n $p-$n link set lo up; done
+ip link add ${p}l0 netns $p-lan type veth peer name ${p}g0 netns $p-gw
+ip link add ${p}w0 netns $p-wan type veth peer name ${p}g1 netns $p-gw
+ip -n $p-lan addr add 192.0.2.10/24 dev ${p}l0
+ip -n $p-gw addr add 192.0.2.1/24 dev ${p}g0
+ip -n $p-gw addr add 198.51.100.1/24 dev ${p}g1
+ip -n $p-wan addr add 198.51.100.20/24 dev ${p}w0
+for l in "lan ${p}l0" "gw ${p}g0" "gw ${p}g1" "wan ${p}w0"; do set -- $l; ip -n $p-$1 link set $2 up; done
+ip -n $p-lan route add default via 192.0.2.1
+ip -n $p-wan route add default via 198.51.100.1
+ip netns exec $p-gw sysctl -qw net.ipv4.ip_forward=1
+nsx() { local n=$1; shift; ip netns exec $p-$n "$@"; }
+
+nsx wan iperf3 -s -D --pidfile "$work/iperf.pid" >/dev/null
+nsx wan $bin/examples/kazaa_sim responder --udp 198.51.100.20:7 > "$work/responder.log" &
+sleep 0.5
+nsx lan $bin/examples/kazaa_sim udp --to 198.51.100.20:7 >/dev/null   # ARP warm-up
+
+measure() { # name -> prints a row, records figures in $work/<name>
+    local name=$1
+    sleep 0.3
+    local udp tcp lat
+    udp=$(nsx lan iperf3 -c 198.51.100.20 -u -b 0 -l 64 -t $dur -J | python3 -c '
+import json,sys; s=json.load(sys.stdin)["end"]["sum"]; print(int((s["packets"]-s["lost_packets"])/s["seconds"]))')
+    tcp=$(nsx lan iperf3 -c 198.51.100.20 -t $dur -J | python3 -c '
+import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9,3))')
+    lat=$(nsx lan $bin/examples/kazaa_sim latency --to 198.51.100.20:7 --count $echoes | python3 -c '
+import json,sys; d=json.load(sys.stdin); print("%.1f %.1f" % (d["p50_us"], d["p99_us"]))')
+    echo "$udp $tcp $lat" > "$work/$name"
+    printf '%-16s %12s pps %9s Gbit/s   p50 %7s us  p99 %7s us\n' "$name" "$udp" "$tcp" ${lat}
+}
+
+config() { # offload on|off -> config file path
+    printf 'lan = ["192.0.2.0/24"]\nstate_file = "%s/state"\n[offload]\nenabled = %s\n' "$work" "$1" > "$work/ftwall-$1.toml"
+    echo "$work/ftwall-$1.toml"
+}
+
+run_consumer() { # name command... : start the consumer in gw, measure, stop it
+    local name=$1; shift
+    nsx gw "$@" > "$work/$name.out" 2>&1 &
+    local pid=$!
+    sleep 1
+    measure "$name"
+    kill -TERM $pid 2>/dev/null || true
+    wait $pid 2>/dev/null || true
+}
+
+echo "machine: $(nproc) CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(uname -r); $dur s per measurement"
+measure kernel
+nsx gw iptables/install.sh ${p}g0 0 >/dev/null
+run_consumer accept_all $bin/examples/accept_all 0
+run_consumer ftwall $bin/ftwall run --config "$(config false)" --log-level warn
+run_consumer ftwall_offload $bin/ftwall run --config "$(config true)" --log-level warn
+
+ratio() { python3 -c "print('%.2f' % ($1 / $2 if $2 else 0))"; }
+field() { cut -d' ' -f"$2" "$work/$1"; }
+added=$(python3 -c "print('%.1f' % ($(field ftwall 3) - $(field kernel 3)))")
+echo "added p50 latency per queued packet (ftwall - kernel): $added us"
+
+corpus=../shared/corpus/ndpi
+if [ -d $corpus ]; then
+    files=($corpus/*)
+    [ $smoke -eq 1 ] && files=("${files[@]:0:40}")
+    start=$(date +%s.%N)
+    $bin/ftwall replay "${files[@]}" >/dev/null 2>"$work/replay.err" || true
+    replay_s=$(python3 -c "print($(date +%s.%N) - $start)")
+    records=$(grep -o '[0-9]* record(s)' "$work/replay.err" | cut -d' ' -f1)
+    start=$(date +%s.%N)
+    for f in "${files[@]}"; do ndpiReader -q -i "$f" >/dev/null 2>&1 || true; done
+    ndpi_s=$(python3 -c "print($(date +%s.%N) - $start)")
+    echo "replay: $records records in $(printf %.3f "$replay_s") s; ndpiReader: same files in $(printf %.3f "$ndpi_s") s"
+    echo "ratio replay/ndpiReader: $(python3 -c "print('%.1f' % ($ndpi_s / $replay_s))")"
+fi
+echo "ratio ftwall/accept_all pps: $(ratio "$(field ftwall 1)" "$(field accept_all 1)")"
+echo "ratio ftwall_offload/kernel tcp: $(ratio "$(field ftwall_offload 2)" "$(field kernel 2)")"
