@@ -31,15 +31,10 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     lab.spawn_responder("lan", &["--tcp-ports", "2222"], &lan_log);
 
     // Warm up ARP before anything is timed (no daemon yet: the queue is bypassed).
-    let warm = (0..5).any(|_| {
-        lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT])["echoed"] == true
-    });
-    assert!(warm, "plain forwarding through the gateway does not work");
+    lab.warm_up();
 
     lab.write_config(&[], false);
-    lab.start_daemon();
-    let started =
-        lab.wait_log("daemon_started", 1, Duration::from_secs(10), |v| is_event(v, "daemon_started"));
+    let started = lab.start_and_wait(&[]);
     assert_eq!(started["queue"], QUEUE);
     assert_eq!(lab.notified("READY=1"), 1, "sd_notify READY after the queue is bound");
 

@@ -72,10 +72,7 @@ fn sigkill_during_state_writes_always_leaves_a_valid_state_file() {
     let state = lab.dir.path().join("state");
     let mut file_after_kill = Vec::new();
     for round in 0..6u16 {
-        lab.start_daemon();
-        lab.wait_log("daemon_started", usize::from(round) + 1, Duration::from_secs(10), |v| {
-            v["event"] == "daemon_started"
-        });
+        lab.start_and_wait(&[]);
         flood(&lab, round);
         // Saves are debounced to one a second while state changes: kill at varying points.
         std::thread::sleep(Duration::from_millis(500 + 250 * u64::from(round)));
@@ -94,8 +91,7 @@ fn sigkill_during_state_writes_always_leaves_a_valid_state_file() {
     let valid = file_after_kill.iter().filter(|&&v| v).count();
     assert!(valid >= 3, "the state file was written and valid after {valid} of 6 kills");
     // Every restart after a kill that left a file restored its state.
-    lab.start_daemon();
-    lab.wait_log("daemon_started", 7, Duration::from_secs(10), |v| v["event"] == "daemon_started");
+    lab.start_and_wait(&[]);
     let restored: Vec<u64> = lab
         .log()
         .iter()
@@ -120,8 +116,7 @@ fn full_disk_and_read_only_state_directory_keep_the_daemon_and_its_state() {
     let mount = Tmpfs::mount(&lab.dir.path().join("statefs"), "8k");
     lab.state_dir = mount.0.clone();
     lab.write_config(&[], false);
-    lab.start_daemon();
-    lab.wait_log("daemon_started", 1, Duration::from_secs(10), |v| v["event"] == "daemon_started");
+    lab.start_and_wait(&[]);
 
     // 150 peers do not fit in 8 KiB: the save fails, is logged, and the daemon keeps judging.
     let first = flood(&lab, 0);
@@ -173,16 +168,12 @@ fn queue_overflow_with_fail_open_on_and_off() {
             ],
         )
     };
-    let warm = (0..5).any(|_| {
-        lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT])["echoed"] == true
-    });
-    assert!(warm, "plain forwarding works");
+    lab.warm_up();
 
     // fail_open = true: with the daemon stopped and a 4-packet queue, the kernel lets the rest through.
     lab.extra_config = "fail_open = true\nqueue_maxlen = 4".into();
     lab.write_config(&[], false);
-    lab.start_daemon();
-    lab.wait_log("daemon_started", 1, Duration::from_secs(10), |v| v["event"] == "daemon_started");
+    lab.start_and_wait(&[]);
     lab.signal_daemon("-STOP");
     let open = burst(&lab);
     lab.signal_daemon("-CONT");
@@ -198,8 +189,7 @@ fn queue_overflow_with_fail_open_on_and_off() {
     // fail_open = false: beyond the queue the kernel drops, counts, and the daemon logs it.
     lab.extra_config = "fail_open = false\nqueue_maxlen = 4".into();
     lab.write_config(&[], false);
-    lab.start_daemon();
-    lab.wait_log("daemon_started", 2, Duration::from_secs(10), |v| v["event"] == "daemon_started");
+    lab.start_and_wait(&[]);
     lab.signal_daemon("-STOP");
     let closed = burst(&lab);
     lab.signal_daemon("-CONT");
@@ -221,15 +211,11 @@ fn socket_buffer_overflow_is_counted_logged_and_survived() {
     let mut lab = Lab::new("ftf");
     let wan_log = lab.dir.path().join("wan.jsonl");
     lab.spawn_responder("wan", &["--udp", "198.51.100.25:53"], &wan_log);
-    let warm = (0..5).any(|_| {
-        lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT])["echoed"] == true
-    });
-    assert!(warm, "plain forwarding works");
+    lab.warm_up();
     // A deep queue but a tiny socket buffer: the netlink socket overflows first (ENOBUFS).
     lab.extra_config = "fail_open = true\nqueue_maxlen = 1024\nsocket_buffer = 4096".into();
     lab.write_config(&[], false);
-    lab.start_daemon();
-    lab.wait_log("daemon_started", 1, Duration::from_secs(10), |v| v["event"] == "daemon_started");
+    lab.start_and_wait(&[]);
     lab.signal_daemon("-STOP");
     let burst = lab.sim(
         "lan",
@@ -301,8 +287,7 @@ fn runs_unprivileged_with_only_its_capabilities_and_fails_clearly_without() {
 
     // CAP_NET_ADMIN alone: runs, without forged pongs (warned once).
     let wrapper = setpriv(",+net_admin");
-    lab.start_daemon_as(&wrapper.iter().map(String::as_str).collect::<Vec<_>>());
-    lab.wait_log("daemon_started", 1, Duration::from_secs(10), |v| v["event"] == "daemon_started");
+    lab.start_and_wait(&wrapper.iter().map(String::as_str).collect::<Vec<_>>());
     lab.wait_log("spoof_unavailable", 1, Duration::from_secs(5), |v| v["event"] == "spoof_unavailable");
     let no_raw = lab.sim(
         "lan",
@@ -314,8 +299,7 @@ fn runs_unprivileged_with_only_its_capabilities_and_fails_clearly_without() {
 
     // CAP_NET_ADMIN + CAP_NET_RAW as uid 65534: the full service.
     let wrapper = setpriv(",+net_admin,+net_raw");
-    lab.start_daemon_as(&wrapper.iter().map(String::as_str).collect::<Vec<_>>());
-    lab.wait_log("daemon_started", 2, Duration::from_secs(10), |v| v["event"] == "daemon_started");
+    lab.start_and_wait(&wrapper.iter().map(String::as_str).collect::<Vec<_>>());
     let flood = lab.sim(
         "lan",
         &["ping-flood", "--bind", LAN_CLIENT, "--peers", "198.51.100.20:1214", "--timeout-ms", "1500"],

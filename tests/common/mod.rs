@@ -194,6 +194,23 @@ impl Lab {
         self.notifications.lock().unwrap().iter().filter(|m| m.lines().any(|l| l.starts_with(what))).count()
     }
 
+    /// Starts the daemon (behind `wrapper`, possibly empty) and waits for its `daemon_started`.
+    pub fn start_and_wait(&mut self, wrapper: &[&str]) -> Value {
+        let started = self.log().iter().filter(|v| v["event"] == "daemon_started").count();
+        self.start_daemon_as(wrapper);
+        self.wait_log("daemon_started", started + 1, Duration::from_secs(10), |v| {
+            v["event"] == "daemon_started"
+        })
+    }
+
+    /// Sends datagrams through the gateway until one is echoed (ARP and routes warm), or panics.
+    pub fn warm_up(&self) {
+        let warm = (0..5).any(|_| {
+            self.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT])["echoed"] == true
+        });
+        assert!(warm, "plain forwarding through the gateway does not work");
+    }
+
     pub fn daemon_pid(&self) -> u32 {
         self.daemon.as_ref().expect("daemon running").id()
     }
