@@ -161,6 +161,12 @@ impl Daemon {
         let signals =
             Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1]).context("installing signal handlers")?;
         let now = time::now();
+        if let Some(dir) = config.state_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Running by hand (not under systemd's StateDirectory=): create the directory.
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                warn!(event = "state_dir_unavailable", dir = %dir.display(), error = %e, "state will not be saved until it exists");
+            }
+        }
         let mut engine = Engine::new(config.clone());
         match store::load(&config.state_file, now.as_secs()) {
             store::Loaded::Missing => {}
