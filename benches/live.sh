@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Live benchmark: one namespace topology (lan -> gw -> wan), four gateways in turn:
-#   kernel          plain forwarding, no queue rule (the physical limit here)
+#   kernel_bare     plain forwarding, no rules at all
+#   kernel          ftwall's rule set without its queue rules (conntrack, connmark, inbound drop)
 #   accept_all      every LAN packet queued to a trivial accept-all consumer (examples/accept_all.rs)
 #   ftwall          the daemon with every packet queued (offload disabled)
 #   ftwall_offload  the daemon with connmark offload (the default)
@@ -91,6 +92,13 @@ run_consumer() { # name command... : start the consumer in gw, measure, stop it
 }
 
 echo "machine: $(nproc) CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(uname -r); $dur s per measurement"
+measure kernel_bare
+# "kernel": ftwall's own rule set (conntrack, connmark, inbound blocking) minus its NFQUEUE rules,
+# so the offload row is compared with the same per-packet kernel work.
+no_queue=$work/rules
+mkdir -p "$no_queue"
+for f in ftwall.rules ftwall6.rules; do grep -v NFQUEUE iptables/$f > "$no_queue/$f"; done
+FTWALL_RULES_DIR=$no_queue nsx gw iptables/install.sh ${p}g0 0 >/dev/null
 measure kernel
 nsx gw iptables/install.sh ${p}g0 0 >/dev/null
 run_consumer accept_all $bin/examples/accept_all 0
