@@ -16,7 +16,7 @@ use std::sync::Arc;
 fn main() -> anyhow::Result<()> {
     let queue_number = std::env::args().nth(1).map(|q| q.parse()).transpose()?.unwrap_or(0);
     let config = ftwall::Config { queue: queue_number, ..ftwall::Config::default() };
-    let mut q = queue::NfQueue::open(&config)?;
+    let mut q = queue::NfQueue::open(&config, config.queue)?;
     for w in &q.warnings {
         eprintln!("accept_all: warning: {w}");
     }

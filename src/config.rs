@@ -137,8 +137,11 @@ pub struct Config {
     pub timelock: TimelockConfig,
     /// Flow table.
     pub flows: FlowsConfig,
-    /// NFQUEUE number the daemon binds (daemon only; changing it needs a restart).
+    /// First NFQUEUE number the daemon binds (daemon only; changing it needs a restart).
     pub queue: u16,
+    /// Number of queues (`queue` .. `queue + queues - 1`), one thread each, sharing one engine;
+    /// pair with `--queue-balance` rules (`iptables/install.sh LAN_IF FIRST:LAST`).
+    pub queues: u16,
     /// Let the kernel accept packets when the queue or the socket buffer is full (daemon only).
     pub fail_open: bool,
     /// Kernel queue length (daemon only).
@@ -177,6 +180,7 @@ impl Default for Config {
             timelock: TimelockConfig::default(),
             flows: FlowsConfig::default(),
             queue: 0,
+            queues: 1,
             fail_open: true,
             queue_maxlen: 4096,
             copy_range: 2304,
@@ -236,6 +240,12 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "flows.idle_seconds",
                 problem: "must be at least 1".into(),
+            });
+        }
+        if !(1..=64).contains(&self.queues) || u32::from(self.queue) + u32::from(self.queues) > 65_536 {
+            return Err(ConfigError::Invalid {
+                key: "queues",
+                problem: "between 1 and 64 queues, numbered within 0-65535".into(),
             });
         }
         if self.queue_maxlen == 0 {

@@ -30,6 +30,8 @@ use spoof::{Prober, Spoofer};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use time::rfc3339;
 use tracing::{debug, error, info, warn};
@@ -51,8 +53,148 @@ pub(crate) struct RunArgs {
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     logging::init(args.log_format, &args.log_level)?;
     let (config, path) = config_file::load(args.config.as_deref())?;
-    let mut daemon = Daemon::start(config, path)?;
-    daemon.serve()
+    let (daemon, workers) = Daemon::start(config, path)?;
+    let core = Mutex::new(daemon);
+    let stop = AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        let mut handles = Vec::new();
+        let mut main = None;
+        for worker in workers {
+            if worker.main {
+                main = Some(worker);
+            } else {
+                let (core, stop) = (&core, &stop);
+                handles.push(scope.spawn(move || worker.serve(core, stop)));
+            }
+        }
+        let result = main.expect("queue 0 has a worker").serve(&core, &stop);
+        stop.store(true, Ordering::Relaxed);
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("a queue thread panicked"))??;
+        }
+        result
+    });
+    // Queues released; save the state whatever ended the loop.
+    lock(&core).stop(time::now());
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+fn lock(core: &Mutex<Daemon>) -> std::sync::MutexGuard<'_, Daemon> {
+    // A panic aborts the process (panic = "abort"), so a poisoned lock is never observed in
+    // release builds; in debug builds the state is still consistent enough to save.
+    core.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Worker {
+    /// The packet loop of one queue. Every packet is verdicted exactly once: accepts join the
+    /// batch (one message for many packets, flushed when full, before any drop, and as soon as
+    /// recv would block), drops and offload marks are sent at once, after the batch (FIFO).
+    /// The main worker also runs the housekeeping; returns when the daemon must stop.
+    fn serve(mut self, core: &Mutex<Daemon>, stop: &AtomicBool) -> anyhow::Result<()> {
+        let mut last_tick = Instant::now();
+        loop {
+            if !self.main && stop.load(Ordering::Relaxed) {
+                break;
+            }
+            match self.queue.queue.recv() {
+                Ok(mut msg) => {
+                    let now = time::now();
+                    let decision = {
+                        let mut d = lock(core);
+                        if d.engine.poll_timeout().is_some_and(|t| t <= now) {
+                            d.engine.handle_timeout(now);
+                        }
+                        let decision = d.engine.handle_packet(now, msg.get_payload());
+                        if decision.reason.natural_verdict() == Verdict::Drop {
+                            d.log_drop(now, &decision);
+                        }
+                        d.drain();
+                        self.batch.limit = d.engine.config().verdict_batch;
+                        decision
+                    };
+                    if let Some(settled) = decision.settled {
+                        // Decided for good: mark the packet and let it traverse the rules again;
+                        // they save the mark to the connection, which the kernel then handles.
+                        self.flush_batch(core);
+                        let mark = match settled {
+                            Settled::Clean => OFFLOAD_CLEAN_MARK,
+                            Settled::FastTrack => OFFLOAD_FASTTRACK_MARK,
+                        };
+                        msg.set_nfmark((msg.get_nfmark() & !OFFLOAD_MASK) | mark);
+                        msg.set_verdict(nfq::Verdict::Repeat);
+                        let result = self.queue.queue.verdict(msg);
+                        let mut d = lock(core);
+                        d.counters.offloaded += 1;
+                        if let Err(e) = result {
+                            d.verdict_error(&e);
+                        }
+                    } else if decision.verdict == Verdict::Accept && self.batch.limit > 1 {
+                        self.batch.max_id = Some(msg.get_packet_id());
+                        self.batch.len += 1;
+                        drop(msg);
+                        if self.batch.len >= self.batch.limit {
+                            self.flush_batch(core);
+                        }
+                    } else {
+                        self.flush_batch(core);
+                        msg.set_verdict(match decision.verdict {
+                            Verdict::Accept => nfq::Verdict::Accept,
+                            Verdict::Drop => nfq::Verdict::Drop,
+                        });
+                        if let Err(e) = self.queue.queue.verdict(msg) {
+                            lock(core).verdict_error(&e);
+                        }
+                    }
+                    self.queue.queue.set_nonblocking(self.batch.len > 0);
+                }
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EAGAIN | libc::EINTR) if self.batch.len > 0 => {
+                        // Nothing more to read right now: release the batch.
+                        self.flush_batch(core);
+                        self.queue.queue.set_nonblocking(false);
+                    }
+                    Some(libc::EAGAIN | libc::EINTR) => {}
+                    Some(libc::ENOBUFS) => lock(core).socket_overflow(),
+                    Some(libc::ENOENT | libc::EINVAL | libc::ENOSPC) => lock(core).queue_error(&e),
+                    _ => {
+                        self.release();
+                        return Err(e).context("receiving from NFQUEUE");
+                    }
+                },
+            }
+            if self.main && last_tick.elapsed() >= TICK {
+                last_tick = Instant::now();
+                if lock(core).tick()? {
+                    break;
+                }
+            }
+        }
+        self.release();
+        Ok(())
+    }
+
+    /// Accepts every packet of the pending batch with one netlink message.
+    fn flush_batch(&mut self, core: &Mutex<Daemon>) {
+        if let Some(max_id) = self.batch.max_id.take() {
+            self.batch.len = 0;
+            let result = self.queue.accept_up_to(max_id);
+            let mut d = lock(core);
+            d.counters.batches += 1;
+            if let Err(e) = result {
+                d.verdict_error(&e);
+            }
+        }
+    }
+
+    /// Flushes the batch and releases the queue (the kernel then bypasses or drops per rule).
+    fn release(&mut self) {
+        if let Some(max_id) = self.batch.max_id.take() {
+            let _ = self.queue.accept_up_to(max_id);
+        }
+        if let Err(e) = self.queue.queue.unbind(self.queue.number) {
+            debug!(queue = self.queue.number, error = %e, "unbind failed");
+        }
+    }
 }
 
 pub(crate) fn check_config(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -104,11 +246,19 @@ struct Batch {
     limit: u32,
 }
 
+/// One queue's socket and pending batch, owned by the thread that serves it.
+struct Worker {
+    queue: NfQueue,
+    batch: Batch,
+    /// The main worker also does the housekeeping (signals, timers, saves, watchdog).
+    main: bool,
+}
+
+/// State shared by the queue threads (behind a mutex; see [`Worker::serve`]).
 struct Daemon {
     engine: Engine,
-    batch: Batch,
     config_path: Option<PathBuf>,
-    queue: NfQueue,
+    queue_numbers: Vec<u16>,
     signals: Signals,
     spoofer: Option<Spoofer>,
     prober: Option<Prober>,
@@ -118,7 +268,6 @@ struct Daemon {
     store_dirty: bool,
     last_save: Instant,
     last_save_error: Option<Instant>,
-    last_tick: Instant,
     last_flush: Instant,
     watchdog: Option<Duration>,
     last_watchdog: Instant,
@@ -153,10 +302,19 @@ fn parties(config: &Config, d: &Decision) -> Option<(IpAddr, SocketAddr, SocketA
 }
 
 impl Daemon {
-    fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Self> {
-        let queue = NfQueue::open(&config)?;
-        for w in &queue.warnings {
-            warn!(event = "queue_option_unsupported", detail = %w, "a queue option could not be set");
+    fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(Self, Vec<Worker>)> {
+        let queue_numbers: Vec<u16> = (0..config.queues).map(|i| config.queue.saturating_add(i)).collect();
+        let mut workers = Vec::with_capacity(queue_numbers.len());
+        for (i, &number) in queue_numbers.iter().enumerate() {
+            let queue = NfQueue::open(&config, number)?;
+            for w in &queue.warnings {
+                warn!(event = "queue_option_unsupported", queue = number, detail = %w, "a queue option could not be set");
+            }
+            workers.push(Worker {
+                queue,
+                batch: Batch { limit: config.verdict_batch, ..Batch::default() },
+                main: i == 0,
+            });
         }
         let signals =
             Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1]).context("installing signal handlers")?;
@@ -196,9 +354,9 @@ impl Daemon {
         };
         let limiter = DropLimiter::new(config.log.drop_burst, config.log.drop_interval_seconds);
         let daemon = Self {
-            batch: Batch { limit: config.verdict_batch, ..Batch::default() },
             config_path,
-            queue,
+            kernel: queue::kernel_counters(queue_numbers[0]),
+            queue_numbers,
             signals,
             spoofer,
             prober,
@@ -208,21 +366,20 @@ impl Daemon {
             store_dirty: false,
             last_save: Instant::now(),
             last_save_error: None,
-            last_tick: Instant::now(),
             last_flush: Instant::now(),
             watchdog: sd_notify::watchdog_enabled(),
             last_watchdog: Instant::now(),
-            kernel: queue::kernel_counters(config.queue),
             last_kernel_read: Instant::now(),
             last_overflow_log: None,
             last_error_log: None,
             engine,
         };
-        let status = format!("judging NFQUEUE {}", daemon.queue.number);
+        let status = format!("judging NFQUEUE {:?}", daemon.queue_numbers);
         notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
         info!(
             event = "daemon_started",
-            queue = daemon.queue.number,
+            queue = daemon.queue_numbers[0],
+            queues = daemon.queue_numbers.len(),
             mode = ?config.mode,
             fail_open = config.fail_open,
             peers_restored = daemon.engine.peer_count(),
@@ -231,115 +388,32 @@ impl Daemon {
             config = %daemon.config_path.as_deref().map_or("(defaults)".into(), |p| p.display().to_string()),
             "ftwall started"
         );
-        Ok(daemon)
-    }
-
-    /// The packet loop; returns on SIGTERM / SIGINT.
-    fn serve(&mut self) -> anyhow::Result<ExitCode> {
-        loop {
-            match self.queue.queue.recv() {
-                Ok(mut msg) => {
-                    let now = time::now();
-                    if self.engine.poll_timeout().is_some_and(|t| t <= now) {
-                        self.engine.handle_timeout(now);
-                    }
-                    let decision = self.engine.handle_packet(now, msg.get_payload());
-                    // The one and only verdict for this packet: accepts join the batch (one
-                    // message for many packets, flushed when full, before any drop, and as soon
-                    // as recv would block); drops are sent at once, after the batch (FIFO).
-                    if let Some(settled) = decision.settled {
-                        // Decided for good: mark the packet and let it traverse the rules again;
-                        // they save the mark to the connection, which the kernel then handles.
-                        self.flush_batch();
-                        let mark = match settled {
-                            Settled::Clean => OFFLOAD_CLEAN_MARK,
-                            Settled::FastTrack => OFFLOAD_FASTTRACK_MARK,
-                        };
-                        msg.set_nfmark((msg.get_nfmark() & !OFFLOAD_MASK) | mark);
-                        msg.set_verdict(nfq::Verdict::Repeat);
-                        self.counters.offloaded += 1;
-                        if let Err(e) = self.queue.queue.verdict(msg) {
-                            self.verdict_error(&e);
-                        }
-                    } else if decision.verdict == Verdict::Accept && self.batch.limit > 1 {
-                        self.batch.max_id = Some(msg.get_packet_id());
-                        self.batch.len += 1;
-                        drop(msg);
-                        if self.batch.len >= self.batch.limit {
-                            self.flush_batch();
-                        }
-                    } else {
-                        self.flush_batch();
-                        msg.set_verdict(match decision.verdict {
-                            Verdict::Accept => nfq::Verdict::Accept,
-                            Verdict::Drop => nfq::Verdict::Drop,
-                        });
-                        if let Err(e) = self.queue.queue.verdict(msg) {
-                            self.verdict_error(&e);
-                        }
-                    }
-                    self.queue.queue.set_nonblocking(self.batch.len > 0);
-                    if decision.reason.natural_verdict() == Verdict::Drop {
-                        self.log_drop(now, &decision);
-                    }
-                    self.drain();
-                    if self.last_tick.elapsed() >= TICK && self.tick()? {
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                }
-                Err(e) => {
-                    match e.raw_os_error() {
-                        Some(libc::EAGAIN | libc::EINTR) if self.batch.len > 0 => {
-                            // Nothing more to read right now: release the batch.
-                            self.flush_batch();
-                            self.queue.queue.set_nonblocking(false);
-                            if self.last_tick.elapsed() < TICK {
-                                continue;
-                            }
-                        }
-                        Some(libc::EAGAIN | libc::EINTR) => {}
-                        Some(libc::ENOBUFS) => {
-                            self.counters.recv_enobufs += 1;
-                            if every(&mut self.last_overflow_log, Duration::from_secs(10)) {
-                                warn!(
-                                    event = "queue_overflow",
-                                    socket_overflows = self.counters.recv_enobufs,
-                                    fail_open = self.engine.config().fail_open,
-                                    "the queue socket buffer overflowed; packets were accepted (fail_open) or dropped by the kernel"
-                                );
-                            }
-                        }
-                        Some(libc::ENOENT | libc::EINVAL | libc::ENOSPC) => {
-                            self.counters.recv_errors += 1;
-                            if every(&mut self.last_error_log, Duration::from_secs(10)) {
-                                warn!(event = "queue_error", error = %e, total = self.counters.recv_errors, "netlink error");
-                            }
-                        }
-                        _ => return Err(e).context("receiving from NFQUEUE"),
-                    }
-                    if self.tick()? {
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Accepts every packet of the pending batch with one netlink message.
-    fn flush_batch(&mut self) {
-        if let Some(max_id) = self.batch.max_id.take() {
-            self.batch.len = 0;
-            self.counters.batches += 1;
-            if let Err(e) = self.queue.accept_up_to(max_id) {
-                self.verdict_error(&e);
-            }
-        }
+        Ok((daemon, workers))
     }
 
     fn verdict_error(&mut self, e: &std::io::Error) {
         self.counters.verdict_errors += 1;
         if every(&mut self.last_error_log, Duration::from_secs(10)) {
             warn!(event = "verdict_error", error = %e, total = self.counters.verdict_errors, "verdict failed");
+        }
+    }
+
+    fn socket_overflow(&mut self) {
+        self.counters.recv_enobufs += 1;
+        if every(&mut self.last_overflow_log, Duration::from_secs(10)) {
+            warn!(
+                event = "queue_overflow",
+                socket_overflows = self.counters.recv_enobufs,
+                fail_open = self.engine.config().fail_open,
+                "the queue socket buffer overflowed; packets were accepted (fail_open) or dropped by the kernel"
+            );
+        }
+    }
+
+    fn queue_error(&mut self, e: &std::io::Error) {
+        self.counters.recv_errors += 1;
+        if every(&mut self.last_error_log, Duration::from_secs(10)) {
+            warn!(event = "queue_error", error = %e, total = self.counters.recv_errors, "netlink error");
         }
     }
 
@@ -443,7 +517,6 @@ impl Daemon {
 
     /// Housekeeping. Returns true when the daemon must stop.
     fn tick(&mut self) -> anyhow::Result<bool> {
-        self.last_tick = Instant::now();
         let now = time::now();
         if self.engine.poll_timeout().is_some_and(|t| t <= now) {
             self.engine.handle_timeout(now);
@@ -464,10 +537,8 @@ impl Daemon {
             match signal {
                 SIGHUP => self.reload(),
                 SIGUSR1 => self.log_counters(),
-                SIGTERM | SIGINT => {
-                    self.stop(now);
-                    return Ok(true);
-                }
+                // The caller releases the queues, then calls `stop`.
+                SIGTERM | SIGINT => return Ok(true),
                 _ => {}
             }
         }
@@ -494,7 +565,14 @@ impl Daemon {
     }
 
     fn check_kernel_counters(&mut self) {
-        let Some(fresh) = queue::kernel_counters(self.queue.number) else { return };
+        // Summed over this daemon's queues.
+        let mut fresh = KernelCounters::default();
+        for &number in &self.queue_numbers {
+            let Some(k) = queue::kernel_counters(number) else { return };
+            fresh.queue_total += k.queue_total;
+            fresh.queue_dropped += k.queue_dropped;
+            fresh.user_dropped += k.user_dropped;
+        }
         if let Some(old) = self.kernel {
             let queue_dropped = fresh.queue_dropped.saturating_sub(old.queue_dropped);
             let user_dropped = fresh.user_dropped.saturating_sub(old.user_dropped);
@@ -549,14 +627,17 @@ impl Daemon {
         match result {
             Ok((mut config, _)) => {
                 let old = self.engine.config().clone();
-                if config.queue != old.queue {
+                if (config.queue, config.queues) != (old.queue, old.queues) {
                     warn!(
                         event = "config_restart_required",
                         old_queue = old.queue,
                         new_queue = config.queue,
-                        "changing the queue number needs a restart; keeping the old queue"
+                        old_queues = old.queues,
+                        new_queues = config.queues,
+                        "changing the queues needs a restart; keeping the old ones"
                     );
                     config.queue = old.queue;
+                    config.queues = old.queues;
                 }
                 if config.client_dir != old.client_dir {
                     self.client_dir = open_client_dir(config.client_dir.as_deref(), &self.engine);
@@ -567,8 +648,6 @@ impl Daemon {
                     self.spoofer = None;
                 }
                 self.limiter.reconfigure(config.log.drop_burst, config.log.drop_interval_seconds);
-                self.flush_batch();
-                self.batch.limit = config.verdict_batch;
                 self.engine.set_config(config);
                 info!(
                     event = "config_reloaded",
@@ -618,13 +697,9 @@ impl Daemon {
     }
 
     fn stop(&mut self, now: Timestamp) {
-        self.flush_batch();
         notify(&[NotifyState::Stopping]);
         info!(event = "daemon_stopping", "stopping: saving state and releasing the queue");
         self.save_state(now);
-        if let Err(e) = self.queue.queue.unbind(self.queue.number) {
-            debug!(error = %e, "unbind failed");
-        }
         self.log_counters();
     }
 }

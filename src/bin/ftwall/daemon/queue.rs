@@ -91,8 +91,7 @@ fn find_netfilter_fd() -> io::Result<RawFd> {
 
 impl NfQueue {
     /// Opens, binds and configures the queue. Unsupported optional flags become warnings.
-    pub(crate) fn open(config: &Config) -> anyhow::Result<Self> {
-        let number = config.queue;
+    pub(crate) fn open(config: &Config, number: u16) -> anyhow::Result<Self> {
         let mut queue = match nfq::Queue::open() {
             Ok(q) => q,
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
