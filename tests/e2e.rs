@@ -319,3 +319,58 @@ fn systemd_unit_is_hardened_and_verifies() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn two_queues_share_one_engine() {
+    let Some(_serial) = kernel_test_guard() else { return };
+    let mut lab = Lab::new("ftq");
+    let wan_log = lab.dir.path().join("wan.jsonl");
+    lab.spawn_responder("wan", &["--udp", "198.51.100.20:1214,198.51.100.21:1214,198.51.100.22:1214,198.51.100.23:1214,198.51.100.24:1214,198.51.100.25:53", "--tcp-ports", "80,7777"], &wan_log);
+    lab.warm_up();
+    // Balance over queues 7 and 8 (the installer replaces the single-queue rules).
+    let install = Path::new(env!("CARGO_MANIFEST_DIR")).join("iptables/install.sh");
+    must(
+        "ip",
+        &["netns", "exec", &lab.ns("gw"), install.to_str().unwrap(), &format!("{}g0", lab.prefix), "7:8"],
+    );
+    lab.extra_config = "queues = 2".into();
+    lab.write_config(&[], false);
+    let started = lab.start_and_wait(&[]);
+    assert_eq!(started["queues"], 2, "{started}");
+
+    // Pings from five clients to five peers: spread over both queues by address pair.
+    let clients = [LAN_CLIENT, OTHER_CLIENT, TELL_CLIENTS[0], TELL_CLIENTS[1], TELL_CLIENTS[2]];
+    for (i, client) in clients.iter().enumerate() {
+        let peer = format!("198.51.100.{}:1214", 20 + i);
+        let flood = lab.sim(
+            "lan",
+            &["ping-flood", "--bind", client, "--from-port", "3531", "--peers", &peer, "--timeout-ms", "600"],
+        );
+        assert_eq!(flood["pongs"], 1, "forged pong for {client}: {flood}");
+        assert_eq!(received(&wan_log, "udp_ping", client), 0, "ping from {client} reached wan");
+    }
+    let proc_file = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("gw"), "cat", "/proc/net/netfilter/nfnetlink_queue"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&proc_file.stdout);
+    let packets_seen = |queue: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(queue))
+            .and_then(|l| l.split_whitespace().nth(7)?.parse::<u64>().ok())
+    };
+    assert!(packets_seen("7").is_some_and(|n| n > 0), "queue 7 idle:\n{text}");
+    assert!(packets_seen("8").is_some_and(|n| n > 0), "queue 8 idle:\n{text}");
+
+    // Every client is locked in the one shared engine, whichever queue its next packets use.
+    for client in clients {
+        let locked = tcp(&lab, client, "203.0.113.5:7777", "none");
+        assert_eq!(locked["connected"], false, "{client} not locked: {locked}");
+    }
+    let web = tcp(&lab, OTHER_CLIENT, "203.0.113.6:80", "plain-http");
+    assert_eq!(web["ok"], true, "{web}");
+    lab.signal_daemon("-TERM");
+    assert!(lab.daemon.take().unwrap().wait().unwrap().success());
+    let stopped = lab.log().iter().filter(|v| is_event(v, "daemon_stopping")).count();
+    assert_eq!(stopped, 1);
+}
