@@ -1,9 +1,12 @@
 //! The live daemon: NFQUEUE in, verdicts out, the engine in between.
 //!
-//! One thread, no async. The loop blocks in `recv` for at most [`queue::TICK`]; every packet it
-//! receives is judged by the engine and verdicted exactly once, before anything else happens.
-//! Housekeeping runs on each tick (and at least every tick under load): engine timers, probe
-//! answers, signals, the debounced state save, the systemd watchdog and kernel drop counters.
+//! No async: one thread per queue ([`Worker`]), all sharing one engine and its side state
+//! ([`Daemon`], behind a mutex held only while a packet is judged). Each loop blocks in `recv`
+//! for at most [`queue::TICK`]; every packet it receives is judged and verdicted exactly once.
+//! The first queue's thread also runs the housekeeping at every tick (and at least every tick
+//! under load): engine timers, probe answers, signals, the debounced state save, the systemd
+//! watchdog and kernel drop counters. On SIGTERM every worker flushes its batch and releases its
+//! queue, then the state is saved.
 //!
 //! The release build aborts on panic (`panic = "abort"`): a dead daemon releases its queue, and
 //! the `--queue-bypass` rules plus `fail_open` let traffic through until systemd restarts it.
@@ -238,7 +241,7 @@ struct ShellCounters {
     state_save_errors: u64,
 }
 
-/// Accept verdicts not sent yet (see [`Daemon::flush_batch`]).
+/// Accept verdicts not sent yet (see [`Worker::flush_batch`]).
 #[derive(Debug, Default)]
 struct Batch {
     max_id: Option<u32>,
