@@ -66,20 +66,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
 
     // 1. The ping flood is dropped and answered with forged pongs from each peer.
     let peers: Vec<String> = (20..=24).map(|h| format!("198.51.100.{h}:1214")).collect();
-    let flood = lab.sim(
-        "lan",
-        &[
-            "ping-flood",
-            "--bind",
-            LAN_CLIENT,
-            "--from-port",
-            "3531",
-            "--peers",
-            &peers.join(","),
-            "--timeout-ms",
-            "1500",
-        ],
-    );
+    let flood = lab.ping_flood(LAN_CLIENT, &peers.join(","), 1500);
     assert_eq!(received(&wan_log, "udp_ping", LAN_CLIENT), 0, "a ping reached wan");
     let mut pongs: Vec<String> =
         flood["pongs_from"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
@@ -147,20 +134,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     assert_eq!(released["connected"], true, "after the lock: {released}");
 
     // 7. SIGHUP applies a changed configuration and keeps the state; a broken one is refused.
-    lab.sim(
-        "lan",
-        &[
-            "ping-flood",
-            "--bind",
-            LAN_CLIENT,
-            "--from-port",
-            "3531",
-            "--peers",
-            "198.51.100.21:1214",
-            "--timeout-ms",
-            "300",
-        ],
-    );
+    lab.ping_flood(LAN_CLIENT, "198.51.100.21:1214", 300);
     lab.wait_log("client_identified again", 2, Duration::from_secs(5), |v| {
         is_event(v, "client_identified") && v["client"] == LAN_CLIENT
     });
@@ -185,20 +159,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
 
     // 6. kill -9: traffic bypasses the queue; a restart restores peers and locks from the state file.
     lab.write_config(&[], false);
-    lab.sim(
-        "lan",
-        &[
-            "ping-flood",
-            "--bind",
-            LAN_CLIENT,
-            "--from-port",
-            "3531",
-            "--peers",
-            "198.51.100.22:1214",
-            "--timeout-ms",
-            "300",
-        ],
-    );
+    lab.ping_flood(LAN_CLIENT, "198.51.100.22:1214", 300);
     std::thread::sleep(Duration::from_millis(1800)); // the state save is debounced to 1 s
     let state = std::fs::read_to_string(lab.dir.path().join("state")).expect("state file written");
     assert!(state.contains(LAN_CLIENT) && state.contains("198.51.100.22"), "{state}");
@@ -342,10 +303,7 @@ fn two_queues_share_one_engine() {
     let clients = [LAN_CLIENT, OTHER_CLIENT, TELL_CLIENTS[0], TELL_CLIENTS[1], TELL_CLIENTS[2]];
     for (i, client) in clients.iter().enumerate() {
         let peer = format!("198.51.100.{}:1214", 20 + i);
-        let flood = lab.sim(
-            "lan",
-            &["ping-flood", "--bind", client, "--from-port", "3531", "--peers", &peer, "--timeout-ms", "600"],
-        );
+        let flood = lab.ping_flood(client, &peer, 600);
         assert_eq!(flood["pongs"], 1, "forged pong for {client}: {flood}");
         assert_eq!(received(&wan_log, "udp_ping", client), 0, "ping from {client} reached wan");
     }

@@ -24,20 +24,7 @@ fn peers(round: u16) -> String {
 }
 
 fn flood(lab: &Lab, round: u16) -> serde_json::Value {
-    lab.sim(
-        "lan",
-        &[
-            "ping-flood",
-            "--bind",
-            LAN_CLIENT,
-            "--from-port",
-            "3531",
-            "--peers",
-            &peers(round),
-            "--timeout-ms",
-            "400",
-        ],
-    )
+    lab.ping_flood(LAN_CLIENT, &peers(round), 400)
 }
 
 /// A tmpfs mounted for the duration of a test.
@@ -289,10 +276,7 @@ fn runs_unprivileged_with_only_its_capabilities_and_fails_clearly_without() {
     let wrapper = setpriv(",+net_admin");
     lab.start_and_wait(&wrapper.iter().map(String::as_str).collect::<Vec<_>>());
     lab.wait_log("spoof_unavailable", 1, Duration::from_secs(5), |v| v["event"] == "spoof_unavailable");
-    let no_raw = lab.sim(
-        "lan",
-        &["ping-flood", "--bind", LAN_CLIENT, "--peers", "198.51.100.20:1214", "--timeout-ms", "800"],
-    );
+    let no_raw = lab.ping_flood(LAN_CLIENT, "198.51.100.20:1214", 800);
     assert_eq!(no_raw["pongs"], 0, "no forged pong without CAP_NET_RAW: {no_raw}");
     lab.signal_daemon("-TERM");
     assert!(lab.daemon.take().unwrap().wait().unwrap().success());
@@ -300,10 +284,7 @@ fn runs_unprivileged_with_only_its_capabilities_and_fails_clearly_without() {
     // CAP_NET_ADMIN + CAP_NET_RAW as uid 65534: the full service.
     let wrapper = setpriv(",+net_admin,+net_raw");
     lab.start_and_wait(&wrapper.iter().map(String::as_str).collect::<Vec<_>>());
-    let flood = lab.sim(
-        "lan",
-        &["ping-flood", "--bind", LAN_CLIENT, "--peers", "198.51.100.20:1214", "--timeout-ms", "1500"],
-    );
+    let flood = lab.ping_flood(LAN_CLIENT, "198.51.100.20:1214", 1500);
     assert_eq!(flood["pongs"], 1, "forged pong as an unprivileged user: {flood}");
     assert_eq!(received(&wan_log, "udp_ping", LAN_CLIENT), 0, "the ping was dropped");
     lab.wait_log("state_saved", 1, Duration::from_secs(5), |v| v["event"] == "state_saved");

@@ -203,6 +203,26 @@ impl Lab {
         })
     }
 
+    /// Runs the simulator's ping flood from `client` (FastTrack port 3531) to `peers`
+    /// (comma-separated ip:port) and returns its summary (`pongs`, `pongs_from`).
+    pub fn ping_flood(&self, client: &str, peers: &str, timeout_ms: u32) -> Value {
+        let timeout = timeout_ms.to_string();
+        self.sim(
+            "lan",
+            &[
+                "ping-flood",
+                "--bind",
+                client,
+                "--from-port",
+                "3531",
+                "--peers",
+                peers,
+                "--timeout-ms",
+                &timeout,
+            ],
+        )
+    }
+
     /// Sends datagrams through the gateway until one is echoed (ARP and routes warm), or panics.
     pub fn warm_up(&self) {
         let warm = (0..5).any(|_| {
