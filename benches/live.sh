@@ -5,6 +5,8 @@
 #   accept_all      every LAN packet queued to a trivial accept-all consumer (examples/accept_all.rs)
 #   ftwall          the daemon with every packet queued (offload disabled)
 #   ftwall_offload  the daemon with connmark offload (the default)
+#   ftwall_1q/_2q   the daemon (offload off) on one queue, then two (--queue-balance), fed by two
+#                   senders on two address pairs (examples/kazaa_sim blast -> sink)
 # For each: small-UDP packets/s (iperf3 -u -l 64), bulk TCP throughput (iperf3), and UDP echo
 # round-trip p50/p99 (examples/kazaa_sim latency). Then `ftwall replay` vs `ndpiReader` on the
 # shared corpus. Root only; test traffic stays inside the namespaces this script creates, on
@@ -48,9 +50,11 @@ for n in lan gw wan; do ip netns del $p-$n 2>/dev/null || true; ip netns add $p-
 ip link add ${p}l0 netns $p-lan type veth peer name ${p}g0 netns $p-gw
 ip link add ${p}w0 netns $p-wan type veth peer name ${p}g1 netns $p-gw
 ip -n $p-lan addr add 192.0.2.10/24 dev ${p}l0
+ip -n $p-lan addr add 192.0.2.11/24 dev ${p}l0
 ip -n $p-gw addr add 192.0.2.1/24 dev ${p}g0
 ip -n $p-gw addr add 198.51.100.1/24 dev ${p}g1
 ip -n $p-wan addr add 198.51.100.20/24 dev ${p}w0
+ip -n $p-wan addr add 198.51.100.21/24 dev ${p}w0
 for l in "lan ${p}l0" "gw ${p}g0" "gw ${p}g1" "wan ${p}w0"; do set -- $l; ip -n $p-$1 link set $2 up; done
 ip -n $p-lan route add default via 192.0.2.1
 ip -n $p-wan route add default via 198.51.100.1
@@ -76,9 +80,29 @@ import json,sys; d=json.load(sys.stdin); print("%.1f %.1f" % (d["p50_us"], d["p9
     printf '%-16s %12s pps %9s Gbit/s   p50 %7s us  p99 %7s us\n' "$name" "$udp" "$tcp" ${lat}
 }
 
-config() { # offload on|off -> config file path
-    printf 'lan = ["192.0.2.0/24"]\nstate_file = "%s/state"\n[offload]\nenabled = %s\n' "$work" "$1" > "$work/ftwall-$1.toml"
-    echo "$work/ftwall-$1.toml"
+config() { # offload true|false [queues] -> config file path
+    local queues=${2:-1}
+    printf 'lan = ["192.0.2.0/24"]\nqueues = %s\nstate_file = "%s/state"\n[offload]\nenabled = %s\n' \
+        "$queues" "$work" "$1" > "$work/ftwall-$1-$queues.toml"
+    echo "$work/ftwall-$1-$queues.toml"
+}
+
+two_pairs() { # name command... : the consumer in gw; two senders (two address pairs) into a sink
+    local name=$1; shift
+    nsx gw "$@" > "$work/$name.out" 2>&1 &
+    local pid=$!
+    sleep 1
+    nsx wan $bin/examples/kazaa_sim sink --udp 198.51.100.20:9000,198.51.100.21:9000 --seconds $dur > "$work/$name.sink" &
+    local sink=$!
+    sleep 0.5
+    nsx lan $bin/examples/kazaa_sim blast --to 198.51.100.20:9000 --bind 192.0.2.10 --seconds $((dur + 1)) >/dev/null &
+    local a=$!
+    nsx lan $bin/examples/kazaa_sim blast --to 198.51.100.21:9000 --bind 192.0.2.11 --seconds $((dur + 1)) >/dev/null &
+    wait $a $! $sink
+    python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["pps"])' "$work/$name.sink" > "$work/$name"
+    printf '%-16s %12s pps (two address pairs, 64 B UDP, offload off)\n' "$name" "$(cat "$work/$name")"
+    kill -TERM $pid 2>/dev/null || true
+    wait $pid 2>/dev/null || true
 }
 
 run_consumer() { # name command... : start the consumer in gw, measure, stop it
@@ -104,6 +128,10 @@ nsx gw iptables/install.sh ${p}g0 0 >/dev/null
 run_consumer accept_all $bin/examples/accept_all 0
 run_consumer ftwall $bin/ftwall run --config "$(config false)" --log-level warn
 run_consumer ftwall_offload $bin/ftwall run --config "$(config true)" --log-level warn
+# Queue scaling: --queue-balance hashes source and destination addresses, so two pairs.
+two_pairs ftwall_1q $bin/ftwall run --config "$(config false 1)" --log-level warn
+nsx gw iptables/install.sh ${p}g0 0:1 >/dev/null
+two_pairs ftwall_2q $bin/ftwall run --config "$(config false 2)" --log-level warn
 
 ratio() { python3 -c "print('%.2f' % ($1 / $2 if $2 else 0))"; }
 field() { cut -d' ' -f"$2" "$work/$1"; }
@@ -124,5 +152,6 @@ if [ -d $corpus ]; then
     echo "replay: $records records in $(printf %.3f "$replay_s") s; ndpiReader: same files in $(printf %.3f "$ndpi_s") s"
     echo "ratio replay/ndpiReader: $(python3 -c "print('%.1f' % ($ndpi_s / $replay_s))")"
 fi
+echo "ratio ftwall 2 queues/1 queue pps: $(ratio "$(cat "$work/ftwall_2q")" "$(cat "$work/ftwall_1q")")"
 echo "ratio ftwall/accept_all pps: $(ratio "$(field ftwall 1)" "$(field accept_all 1)")"
 echo "ratio ftwall_offload/kernel tcp: $(ratio "$(field ftwall_offload 2)" "$(field kernel 2)")"

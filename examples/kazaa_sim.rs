@@ -89,6 +89,30 @@ enum Command {
         #[arg(long, default_value_t = 1500)]
         timeout_ms: u64,
     },
+    /// Send small UDP datagrams as fast as possible for a while (a load generator).
+    Blast {
+        /// Destination.
+        #[arg(long)]
+        to: SocketAddr,
+        /// Local address to send from.
+        #[arg(long)]
+        bind: Option<std::net::IpAddr>,
+        /// Datagram size.
+        #[arg(long, default_value_t = 64)]
+        bytes: usize,
+        /// How long to send.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Count UDP datagrams arriving on the given endpoints for a while (the load's sink).
+    Sink {
+        /// Endpoints to listen on (ip:port, comma separated).
+        #[arg(long, value_delimiter = ',')]
+        udp: Vec<SocketAddr>,
+        /// How long to count, from the first datagram on each endpoint.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// Measure UDP round trips: `count` sequential request/echo pairs; prints percentiles in µs.
     Latency {
         /// Echo server (the responder echoes non-FastTrack UDP).
@@ -460,6 +484,57 @@ fn udp_echo(
     Ok(())
 }
 
+fn blast(to: SocketAddr, bind: Option<std::net::IpAddr>, bytes: usize, seconds: u64) -> std::io::Result<()> {
+    let local =
+        SocketAddr::new(bind.unwrap_or(if to.is_ipv4() { [0, 0, 0, 0].into() } else { [0u16; 8].into() }), 0);
+    let socket = UdpSocket::bind(local)?;
+    socket.connect(to)?;
+    let data = vec![0x5Au8; bytes];
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut sent = 0u64;
+    while Instant::now() < deadline {
+        for _ in 0..64 {
+            if socket.send(&data).is_ok() {
+                sent += 1;
+            }
+        }
+    }
+    emit(serde_json::json!({"command": "blast", "to": to.to_string(), "sent": sent, "seconds": seconds}));
+    Ok(())
+}
+
+fn sink(endpoints: Vec<SocketAddr>, seconds: u64) -> std::io::Result<()> {
+    let threads: Vec<_> = endpoints
+        .into_iter()
+        .map(|addr| {
+            std::thread::spawn(move || -> std::io::Result<(SocketAddr, u64, f64)> {
+                let socket = UdpSocket::bind(addr)?;
+                let mut buf = [0u8; 2048];
+                socket.recv(&mut buf)?;
+                let start = Instant::now();
+                let window = Duration::from_secs(seconds);
+                socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+                let mut received = 1u64;
+                while start.elapsed() < window {
+                    if socket.recv(&mut buf).is_ok() {
+                        received += 1;
+                    }
+                }
+                Ok((addr, received, start.elapsed().as_secs_f64()))
+            })
+        })
+        .collect();
+    emit(serde_json::json!({"kind": "ready"}));
+    let mut pps = 0.0;
+    for t in threads {
+        let (_, received, elapsed) =
+            t.join().map_err(|_| std::io::Error::other("sink thread panicked"))??;
+        pps += received as f64 / elapsed;
+    }
+    emit(serde_json::json!({"command": "sink", "pps": pps as u64}));
+    Ok(())
+}
+
 fn latency(to: SocketAddr, count: usize) -> std::io::Result<()> {
     let local = SocketAddr::new(if to.is_ipv4() { [0, 0, 0, 0].into() } else { [0u16; 8].into() }, 0);
     let socket = UdpSocket::bind(local)?;
@@ -506,6 +581,8 @@ fn main() -> std::io::Result<()> {
             Ok(())
         }
         Command::Latency { to, count } => latency(to, count),
+        Command::Blast { to, bind, bytes, seconds } => blast(to, bind, bytes, seconds),
+        Command::Sink { udp, seconds } => sink(udp, seconds),
         Command::Udp { to, bind, bytes, count, timeout_ms } => {
             udp_echo(to, bind, bytes, count, Duration::from_millis(timeout_ms))
         }
