@@ -41,7 +41,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     // 4. The other client's ordinary traffic passes byte for byte, including TCP on port 1214.
     let http = tcp(&lab, OTHER_CLIENT, "198.51.100.26:80", "plain-http");
     assert_eq!(http["ok"], true, "ordinary HTTP: {http}");
-    let dns = lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT, "--bytes", "40"]);
+    let dns = lab.dns_echo(&["--bytes", "40"]);
     assert_eq!(dns["echoed"], true, "DNS-like UDP: {dns}");
     let stream = tcp(&lab, OTHER_CLIENT, "198.51.100.26:1214", "stream");
     assert_eq!(stream["ok"], true, "64 KiB TCP stream on port 1214: {stream}");
@@ -175,7 +175,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     assert_eq!(counters["verdict_errors"], 0, "{counters}");
     must("kill", &["-9", &lab.daemon_pid().to_string()]);
     let _ = lab.daemon.take().unwrap().wait();
-    let bypass = lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT]);
+    let bypass = lab.dns_echo(&[]);
     assert_eq!(bypass["echoed"], true, "ordinary traffic with the daemon dead: {bypass}");
     let unlocked_while_dead = tcp(&lab, LAN_CLIENT, "203.0.113.9:5555", "none");
     assert_eq!(

@@ -139,22 +139,7 @@ fn queue_overflow_with_fail_open_on_and_off() {
     let mut lab = Lab::new("ftf");
     let wan_log = lab.dir.path().join("wan.jsonl");
     lab.spawn_responder("wan", &["--udp", "198.51.100.25:53"], &wan_log);
-    let burst = |lab: &Lab| {
-        lab.sim(
-            "lan",
-            &[
-                "udp",
-                "--to",
-                "198.51.100.25:53",
-                "--bind",
-                OTHER_CLIENT,
-                "--count",
-                "40",
-                "--timeout-ms",
-                "1500",
-            ],
-        )
-    };
+    let burst = |lab: &Lab| lab.dns_echo(&["--count", "40", "--timeout-ms", "1500"]);
     lab.warm_up();
 
     // fail_open = true: with the daemon stopped and a 4-packet queue, the kernel lets the rest through.
@@ -165,11 +150,7 @@ fn queue_overflow_with_fail_open_on_and_off() {
     let open = burst(&lab);
     lab.signal_daemon("-CONT");
     assert!(open["echoes"].as_u64().unwrap() >= 36, "fail-open burst: {open}");
-    assert_eq!(
-        lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT])["echoed"],
-        true,
-        "no hang after the stall"
-    );
+    assert_eq!(lab.dns_echo(&[])["echoed"], true, "no hang after the stall");
     lab.signal_daemon("-TERM");
     assert!(lab.daemon.take().unwrap().wait().unwrap().success());
 
@@ -185,11 +166,7 @@ fn queue_overflow_with_fail_open_on_and_off() {
         v["event"] == "queue_overflow" && v["queue_dropped"].as_u64().is_some_and(|n| n >= 30)
     });
     assert_eq!(overflow["fail_open"], false);
-    assert_eq!(
-        lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT])["echoed"],
-        true,
-        "no hang after the stall"
-    );
+    assert_eq!(lab.dns_echo(&[])["echoed"], true, "no hang after the stall");
 }
 
 #[test]
@@ -204,33 +181,14 @@ fn socket_buffer_overflow_is_counted_logged_and_survived() {
     lab.write_config(&[], false);
     lab.start_and_wait(&[]);
     lab.signal_daemon("-STOP");
-    let burst = lab.sim(
-        "lan",
-        &[
-            "udp",
-            "--to",
-            "198.51.100.25:53",
-            "--bind",
-            OTHER_CLIENT,
-            "--count",
-            "60",
-            "--bytes",
-            "1000",
-            "--timeout-ms",
-            "1000",
-        ],
-    );
+    let burst = lab.dns_echo(&["--count", "60", "--bytes", "1000", "--timeout-ms", "1000"]);
     lab.signal_daemon("-CONT");
     let overflow = lab.wait_log("queue_overflow", 1, Duration::from_secs(5), |v| {
         v["event"] == "queue_overflow" && v["socket_overflows"].as_u64().is_some_and(|n| n >= 1)
     });
     assert_eq!(overflow["fail_open"], true);
     assert!(burst["echoes"].as_u64().unwrap() > 0, "fail-open let overflowing packets through: {burst}");
-    assert_eq!(
-        lab.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT])["echoed"],
-        true,
-        "the loop survived ENOBUFS"
-    );
+    assert_eq!(lab.dns_echo(&[])["echoed"], true, "the loop survived ENOBUFS");
     lab.signal_daemon("-TERM");
     assert!(lab.daemon.take().unwrap().wait().unwrap().success());
 }

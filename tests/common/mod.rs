@@ -223,11 +223,17 @@ impl Lab {
         )
     }
 
+    /// The ordinary client's DNS-like UDP to the `wan` echo responder (198.51.100.25:53), with
+    /// extra simulator options (`--count`, `--bytes`, `--timeout-ms`); returns its summary.
+    pub fn dns_echo(&self, extra: &[&str]) -> Value {
+        let mut args = vec!["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT];
+        args.extend_from_slice(extra);
+        self.sim("lan", &args)
+    }
+
     /// Sends datagrams through the gateway until one is echoed (ARP and routes warm), or panics.
     pub fn warm_up(&self) {
-        let warm = (0..5).any(|_| {
-            self.sim("lan", &["udp", "--to", "198.51.100.25:53", "--bind", OTHER_CLIENT])["echoed"] == true
-        });
+        let warm = (0..5).any(|_| self.dns_echo(&[])["echoed"] == true);
         assert!(warm, "plain forwarding through the gateway does not work");
     }
 
