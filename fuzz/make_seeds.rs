@@ -2,7 +2,7 @@
 //! `cargo run --manifest-path fuzz/Cargo.toml --bin make_seeds` (from the project root), which
 //! fills `fuzz/corpus/<target>/`.
 
-use ftwall::engine::{LockEntry, PeerEntry, Snapshot};
+use ftwall::engine::{BanEntry, LockEntry, PeerEntry, Snapshot};
 use ftwall::{capture, state, Timestamp};
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
@@ -70,6 +70,7 @@ fn main() {
             until: Timestamp::from_secs(99),
             port: Some(3531),
         }],
+    bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None }],
     };
     fs::write(corpus.join("state_file/seed"), state::encode(&snapshot, Timestamp::from_secs(1))).unwrap();
     fs::copy(root.join("examples/ftwall.toml"), corpus.join("config_file/example.toml")).unwrap();

@@ -61,7 +61,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{LockEntry, PeerEntry};
+    use crate::engine::{BanEntry, LockEntry, PeerEntry};
 
     #[test]
     fn round_trip_and_rejections() {
@@ -76,6 +76,7 @@ mod tests {
                 until: Timestamp::from_secs(9),
                 port: None,
             }],
+            bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None }],
         };
         let bytes = encode(&snapshot, Timestamp::from_secs(1));
         assert_eq!(decode(&bytes).unwrap(), snapshot);

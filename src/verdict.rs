@@ -85,6 +85,8 @@ reasons! {
     ClientLocked => "client_locked",
     /// A new flow to destination port 1214 while `port_1214_blocks = true`.
     Port1214 => "port_1214",
+    /// Traffic to or from an address the operator banned (`ftwall ctl ban`).
+    Banned => "banned",
 }
 
 impl Reason {

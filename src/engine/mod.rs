@@ -7,6 +7,9 @@
 //! [`Engine::handle_timeout`] (lock probes and expiries). It performs no IO and reads no clock.
 //!
 //! ## Decision order for one packet
+//! 0. A TCP/UDP packet to or from an address the operator banned ([`Engine::ban`]): `banned`.
+//!    A banned inside address (in `lan`) keeps the time-lock's `allow_ports` (DNS, web); a
+//!    banned outside address loses everything.
 //! 1. A FastTrack tell in this very packet (`udp_ping`, `udp_pong`, `udp_pong_ack`,
 //!    `udp_address_echo`, `tcp_opener`, `tcp_handshake`, `http_transfer`, `give_push`): the flow
 //!    is classified, the peer learned, the inside client (re-)locked.
@@ -26,15 +29,18 @@
 //! the flow's first packet is taken as inside. "Outbound" means sent by the inside endpoint.
 //!
 //! ## Bounds
-//! Flows, reassembly buffers, suspect peers and locks each live in a fixed-capacity LRU; the event
+//! Flows, reassembly buffers, suspect peers and locks each live in a fixed-capacity LRU, operator
+//! bans in a table capped at [`MAX_BANS`] that only the operator fills; the event
 //! and action queues are capped at [`QUEUE_LIMIT`] entries (the oldest are discarded and
 //! counted). Memory therefore does not grow with attacker-chosen input.
 
+mod bans;
 mod flows;
 mod locks;
 mod peers;
 mod stats;
 
+pub use bans::{BanError, MAX_BANS};
 pub use stats::EngineStats;
 
 use crate::config::{Config, MalformedPolicy, Mode};
@@ -42,6 +48,7 @@ use crate::signatures::{self, http::HttpScan, Network};
 use crate::time::Timestamp;
 use crate::verdict::{Decision, PacketSummary, Proto, Reason, Settled, Verdict};
 use crate::wire::{self, Packet, TcpSegment, Transport, UdpDatagram};
+use bans::Bans;
 use flows::{seq_before, Endpoint, Flow, FlowKey, Reassembly, REASSEMBLY_LIMIT, TCP, UDP};
 use locks::{Armed, ClientLocks, Due};
 use lru::LruCache;
@@ -85,6 +92,11 @@ pub enum Event {
         /// The inside host.
         client: IpAddr,
     },
+    /// An operator ban reached its expiry and was lifted.
+    BanExpired {
+        /// The address no longer banned.
+        addr: IpAddr,
+    },
     /// A flow was classified as FastTrack: all its later packets are dropped.
     FlowClassified {
         /// Transport protocol.
@@ -109,6 +121,10 @@ pub enum StoreRecord {
     Lock(LockEntry),
     /// A client's lock ended.
     LockRemoved(IpAddr),
+    /// An operator ban was added or changed.
+    Ban(BanEntry),
+    /// An operator ban was lifted or expired.
+    BanRemoved(IpAddr),
 }
 
 /// Something the shell must do. Drained with [`Engine::poll_action`].
@@ -158,6 +174,15 @@ pub struct LockEntry {
     pub port: Option<u16>,
 }
 
+/// An operator ban, as persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanEntry {
+    /// The banned address (inside or outside).
+    pub addr: IpAddr,
+    /// When the ban ends (None: when the operator lifts it).
+    pub until: Option<Timestamp>,
+}
+
 /// Engine state that survives restarts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -165,6 +190,10 @@ pub struct Snapshot {
     pub peers: Vec<PeerEntry>,
     /// Locked clients.
     pub locks: Vec<LockEntry>,
+    /// Operator bans, by address. Omitted when empty, so files without bans stay readable by
+    /// versions that predate them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bans: Vec<BanEntry>,
 }
 
 /// The verdict engine. See the module documentation for the decision order.
@@ -177,6 +206,7 @@ pub struct Engine {
     reassembly: LruCache<FlowKey, Reassembly>,
     peers: PeerCache,
     locks: ClientLocks,
+    bans: Bans,
     events: VecDeque<Event>,
     actions: VecDeque<Action>,
     stats: EngineStats,
@@ -220,6 +250,7 @@ impl Engine {
             reassembly: LruCache::new(non_zero(config.flows.reassembly_capacity)),
             peers: PeerCache::new(config.peers.capacity, config.peers.expire_seconds),
             locks: ClientLocks::new(config.timelock.capacity),
+            bans: Bans::default(),
             events: VecDeque::new(),
             actions: VecDeque::new(),
             stats: EngineStats::default(),
@@ -290,12 +321,29 @@ impl Engine {
     }
 
     fn judge(&mut self, now: Timestamp, packet: &Packet<'_>) -> (Reason, Option<Settled>) {
+        if !self.bans.is_empty() && self.is_banned_traffic(now, packet) {
+            return (Reason::Banned, None);
+        }
         match packet.transport {
             Transport::Udp(d) => self.judge_udp(now, packet.src, packet.dst, d),
             Transport::Tcp(s) => self.judge_tcp(now, packet.src, packet.dst, s),
             Transport::LaterFragment { .. } => (Reason::LaterFragment, None),
             Transport::Other { .. } => (Reason::OtherProtocol, None),
         }
+    }
+
+    /// Whether a TCP/UDP packet is to or from a banned address (see the module documentation).
+    fn is_banned_traffic(&self, now: Timestamp, packet: &Packet<'_>) -> bool {
+        let (src_port, dst_port) = match packet.transport {
+            Transport::Tcp(s) => (s.src_port, s.dst_port),
+            Transport::Udp(d) => (d.src_port, d.dst_port),
+            Transport::LaterFragment { .. } | Transport::Other { .. } => return false,
+        };
+        let hit = |addr: IpAddr, other_port: u16| {
+            self.bans.is_banned(addr, now)
+                && !(self.config.is_lan(addr) && self.config.timelock.allow_ports.contains(&other_port))
+        };
+        hit(packet.src, dst_port) || hit(packet.dst, src_port)
     }
 
     /// Whether `flow` (after this packet) is decided for good. `clean_done` says whether
@@ -794,7 +842,10 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] should next be called (None: no timer pending).
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        self.locks.next_deadline()
+        match (self.locks.next_deadline(), self.bans.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Runs the probes and lock expiries due at `now`. Spurious calls do nothing.
@@ -811,6 +862,10 @@ impl Engine {
                 }
                 Due::Released(client) => self.release_event(client),
             }
+        }
+        while let Some(addr) = self.bans.pop_expired(now) {
+            push_bounded(&mut self.events, Event::BanExpired { addr }, &mut self.stats.events_discarded);
+            self.push_action(Action::Store(StoreRecord::BanRemoved(addr)));
         }
     }
 
@@ -871,6 +926,35 @@ impl Engine {
         removed
     }
 
+    /// Bans `addr` (operator action) until `until`, or until [`Engine::unban`] when None;
+    /// replaces an existing ban of the same address. Its traffic is dropped as `banned` from
+    /// the next packet on (connections the kernel already offloaded as clean are not revisited).
+    pub fn ban(&mut self, addr: IpAddr, until: Option<Timestamp>) -> Result<(), BanError> {
+        self.bans.insert(addr, until)?;
+        self.push_action(Action::Store(StoreRecord::Ban(BanEntry { addr, until })));
+        Ok(())
+    }
+
+    /// Lifts the ban of `addr` (operator action); returns whether it was banned.
+    pub fn unban(&mut self, addr: IpAddr) -> bool {
+        let removed = self.bans.remove(addr);
+        if removed {
+            self.push_action(Action::Store(StoreRecord::BanRemoved(addr)));
+        }
+        removed
+    }
+
+    /// Operator bans, ordered by address (expired ones may linger until the next
+    /// [`Engine::handle_timeout`]).
+    pub fn bans(&self) -> Vec<BanEntry> {
+        self.bans.entries()
+    }
+
+    /// Number of operator bans.
+    pub fn ban_count(&self) -> usize {
+        self.bans.len()
+    }
+
     /// Number of flows currently holding an HTTP reassembly buffer.
     pub fn reassembly_count(&self) -> usize {
         self.reassembly.len()
@@ -881,9 +965,9 @@ impl Engine {
         self.flows.len()
     }
 
-    /// The state to persist: suspect peers and locked clients.
+    /// The state to persist: suspect peers, locked clients and operator bans.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot { peers: self.peers().collect(), locks: self.locked_clients().collect() }
+        Snapshot { peers: self.peers().collect(), locks: self.locked_clients().collect(), bans: self.bans() }
     }
 
     /// Loads persisted state (entries already expired at `now` are skipped). Existing state is
@@ -897,6 +981,10 @@ impl Engine {
         let period = Duration::from_secs(self.config.timelock.seconds);
         for &lock in &snapshot.locks {
             self.locks.restore(lock, now, period);
+        }
+        for ban in snapshot.bans.iter().filter(|b| b.until.is_none_or(|u| u > now)) {
+            // A snapshot larger than the cap can only come from a hand-edited file: keep the first.
+            let _ = self.bans.insert(ban.addr, ban.until);
         }
     }
 }

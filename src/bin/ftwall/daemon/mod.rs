@@ -463,6 +463,9 @@ impl Daemon {
                 Event::ClientReleased { client } => {
                     info!(event = "client_released", client = %client, "time-lock ended")
                 }
+                Event::BanExpired { addr } => {
+                    info!(event = "ban_expired", addr = %addr, "operator ban expired")
+                }
                 Event::FlowClassified { proto, client, peer, reason } => debug!(
                     event = "flow_classified",
                     proto = proto.as_str(),

@@ -74,7 +74,7 @@ pub(crate) fn save(path: &Path, snapshot: &Snapshot, now_micros: u64) -> io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ftwall::engine::{LockEntry, PeerEntry};
+    use ftwall::engine::{BanEntry, LockEntry, PeerEntry};
     use ftwall::Timestamp;
 
     fn snapshot() -> Snapshot {
@@ -89,6 +89,7 @@ mod tests {
                 until: Timestamp::from_secs(1_800_000_000),
                 port: Some(3531),
             }],
+            bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None }],
         }
     }
 
