@@ -117,6 +117,38 @@ impl Default for OffloadConfig {
     }
 }
 
+/// The control socket of `ftwall ctl` (daemon only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Serve `ftwall ctl` requests.
+    pub enabled: bool,
+    /// The Unix socket, created with mode 0600; only root and the daemon's own user may use it.
+    pub socket: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self { enabled: true, socket: PathBuf::from("/run/ftwall/control.sock") }
+    }
+}
+
+/// The Prometheus textfile (node_exporter textfile collector format; daemon only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where to write the metrics (atomically: a temporary file renamed over it); unset: none.
+    pub file: Option<PathBuf>,
+    /// Seconds between writes.
+    pub interval_seconds: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { file: None, interval_seconds: 15 }
+    }
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -162,6 +194,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Connmark offload of decided flows.
     pub offload: OffloadConfig,
+    /// The `ftwall ctl` control socket.
+    pub control: ControlConfig,
+    /// The Prometheus textfile.
+    pub metrics: MetricsConfig,
 }
 
 /// Default inside networks: RFC 1918, carrier-grade NAT, IPv6 unique local.
@@ -190,6 +226,8 @@ impl Default for Config {
             client_dir: None,
             log: LogConfig::default(),
             offload: OffloadConfig::default(),
+            control: ControlConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -233,6 +271,12 @@ impl Config {
             }
         };
         positive("peers.capacity", self.peers.capacity)?;
+        if self.metrics.interval_seconds == 0 || self.metrics.interval_seconds > 86_400 {
+            return Err(ConfigError::Invalid {
+                key: "metrics.interval_seconds",
+                problem: "must be between 1 and 86400".into(),
+            });
+        }
         positive("timelock.capacity", self.timelock.capacity)?;
         positive("flows.capacity", self.flows.capacity)?;
         positive("flows.reassembly_capacity", self.flows.reassembly_capacity)?;

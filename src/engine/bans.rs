@@ -48,11 +48,10 @@ impl Bans {
     /// Bans `addr` until `until` (None: until lifted), replacing an existing ban of `addr`.
     pub(crate) fn insert(&mut self, addr: IpAddr, until: Option<Timestamp>) -> Result<(), BanError> {
         match self.bans.get(&addr) {
-            Some(old) => {
-                if let Some(old) = *old {
-                    self.expiries.remove(&(old, addr));
-                }
+            Some(&Some(old)) => {
+                self.expiries.remove(&(old, addr));
             }
+            Some(None) => {}
             None if self.bans.len() >= MAX_BANS => return Err(BanError::Full),
             None => {}
         }
@@ -66,12 +65,11 @@ impl Bans {
     /// Lifts the ban of `addr`; returns whether there was one.
     pub(crate) fn remove(&mut self, addr: IpAddr) -> bool {
         match self.bans.remove(&addr) {
-            Some(until) => {
-                if let Some(until) = until {
-                    self.expiries.remove(&(until, addr));
-                }
+            Some(Some(until)) => {
+                self.expiries.remove(&(until, addr));
                 true
             }
+            Some(None) => true,
             None => false,
         }
     }

@@ -159,7 +159,8 @@ impl Lab {
         let extra = &self.extra_config;
         let mut text = format!(
             "{extra}\nlan = [\"192.0.2.0/24\"]\nqueue = {QUEUE}\nstate_file = \"{dir}/state\"\nclient_dir = \"{dir}/clients\"\n\
-             [timelock]\nseconds = {LOCK_SECONDS}\nallow_ports = {allow:?}\n[log]\ndrop_burst = 1000\n"
+             [timelock]\nseconds = {LOCK_SECONDS}\nallow_ports = {allow:?}\n[log]\ndrop_burst = 1000\n\
+             [control]\nsocket = \"{dir}/control.sock\"\n[metrics]\nfile = \"{dir}/ftwall.prom\"\ninterval_seconds = 1\n"
         );
         if broken {
             text.push_str("secnds = 3\n");
@@ -235,6 +236,33 @@ impl Lab {
     pub fn warm_up(&self) {
         let warm = (0..5).any(|_| self.dns_echo(&[])["echoed"] == true);
         assert!(warm, "plain forwarding through the gateway does not work");
+    }
+
+    pub fn control_socket(&self) -> PathBuf {
+        self.state_dir.join("control.sock")
+    }
+
+    /// Runs `ftwall ctl --socket <lab socket> ARGS` (behind `wrapper`, possibly empty).
+    pub fn ctl_as(&self, wrapper: &[&str], args: &[&str]) -> Output {
+        let mut cmd = if wrapper.is_empty() {
+            Command::new(env!("CARGO_BIN_EXE_ftwall"))
+        } else {
+            let mut c = Command::new(wrapper[0]);
+            c.args(&wrapper[1..]).arg(env!("CARGO_BIN_EXE_ftwall"));
+            c
+        };
+        cmd.arg("ctl").arg("--socket").arg(self.control_socket()).args(args).output().unwrap()
+    }
+
+    /// `ftwall ctl --json ARGS`, which must succeed; returns the answer.
+    pub fn ctl(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl_as(&[], &all);
+        let answer: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("ctl {args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert!(out.status.success() && answer["ok"] == true, "ctl {args:?}: {answer}");
+        answer
     }
 
     pub fn daemon_pid(&self) -> u32 {

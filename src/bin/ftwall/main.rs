@@ -4,8 +4,12 @@
 //! - `ftwall replay`: the same engine over pcap/pcapng files (`replay.rs`).
 //! - `ftwall check-config` / `ftwall config`: validate / print the configuration.
 
+mod ctl;
 mod daemon;
 mod replay;
+
+/// The version reported by `ftwall --version` and `ftwall ctl status`.
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -33,6 +37,8 @@ enum Command {
         /// The file (default: /etc/ftwall/ftwall.toml).
         file: Option<PathBuf>,
     },
+    /// Ask the running daemon: status, clients, peers, bans; release, ban, unban an address.
+    Ctl(ctl::CtlArgs),
     /// Print the effective configuration as TOML.
     Config {
         /// The file (default: /etc/ftwall/ftwall.toml if it exists, else built-in defaults).
@@ -49,6 +55,7 @@ fn main() -> ExitCode {
         Some(Command::Replay(args)) => replay::run(args),
         Some(Command::CheckConfig { file }) => daemon::check_config(file),
         Some(Command::Config { config }) => daemon::print_config(config),
+        Some(Command::Ctl(args)) => ctl::run(args),
     };
     match result {
         Ok(code) => code,

@@ -13,7 +13,9 @@
 
 mod client_dir;
 mod config_file;
+mod control;
 mod logging;
+mod metrics;
 mod queue;
 mod spoof;
 mod store;
@@ -22,9 +24,11 @@ mod time;
 use anyhow::Context;
 use clap::Args;
 use client_dir::ClientDir;
+use control::ControlSocket;
 use ftwall::engine::StoreRecord;
 use ftwall::{Action, Config, Decision, Engine, Event, Settled, Timestamp, Verdict};
 use logging::{DropLimiter, LogFormat};
+use metrics::{LatencyHistogram, MetricsInput};
 use queue::{KernelCounters, NfQueue, TICK};
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
@@ -34,7 +38,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use time::rfc3339;
 use tracing::{debug, error, info, warn};
@@ -56,10 +60,15 @@ pub(crate) struct RunArgs {
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     logging::init(args.log_format, &args.log_level)?;
     let (config, path) = config_file::load(args.config.as_deref())?;
+    let control = config.control.enabled.then(|| open_control(&config.control.socket)).flatten();
     let (daemon, workers) = Daemon::start(config, path)?;
     let core = Mutex::new(daemon);
     let stop = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
+        if let Some(control) = &control {
+            let (core, stop) = (&core, &stop);
+            scope.spawn(move || control.serve(core, stop));
+        }
         let mut handles = Vec::new();
         let mut main = None;
         for worker in workers {
@@ -82,6 +91,24 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     result.map(|()| ExitCode::SUCCESS)
 }
 
+/// Loads the configuration file (`ftwall ctl` uses it to find the control socket).
+pub(crate) fn load_config(path: Option<&Path>) -> anyhow::Result<(Config, Option<PathBuf>)> {
+    config_file::load(path)
+}
+
+fn open_control(path: &Path) -> Option<ControlSocket> {
+    match ControlSocket::bind(path) {
+        Ok(socket) => {
+            info!(event = "control_listening", socket = %path.display(), "ftwall ctl socket ready");
+            Some(socket)
+        }
+        Err(e) => {
+            warn!(event = "control_unavailable", socket = %path.display(), error = %e, "ftwall ctl disabled");
+            None
+        }
+    }
+}
+
 fn lock(core: &Mutex<Daemon>) -> std::sync::MutexGuard<'_, Daemon> {
     // A panic aborts the process (panic = "abort"), so a poisoned lock is never observed in
     // release builds; in debug builds the state is still consistent enough to save.
@@ -101,6 +128,7 @@ impl Worker {
             }
             match self.queue.queue.recv() {
                 Ok(mut msg) => {
+                    let received = Instant::now();
                     let now = time::now();
                     let decision = {
                         let mut d = lock(core);
@@ -126,6 +154,7 @@ impl Worker {
                         msg.set_nfmark((msg.get_nfmark() & !OFFLOAD_MASK) | mark);
                         msg.set_verdict(nfq::Verdict::Repeat);
                         let result = self.queue.queue.verdict(msg);
+                        self.latency.record(received.elapsed());
                         let mut d = lock(core);
                         d.counters.offloaded += 1;
                         if let Err(e) = result {
@@ -134,6 +163,7 @@ impl Worker {
                     } else if decision.verdict == Verdict::Accept && self.batch.limit > 1 {
                         self.batch.max_id = Some(msg.get_packet_id());
                         self.batch.len += 1;
+                        self.batch.received.push(received);
                         drop(msg);
                         if self.batch.len >= self.batch.limit {
                             self.flush_batch(core);
@@ -144,7 +174,9 @@ impl Worker {
                             Verdict::Accept => nfq::Verdict::Accept,
                             Verdict::Drop => nfq::Verdict::Drop,
                         });
-                        if let Err(e) = self.queue.queue.verdict(msg) {
+                        let result = self.queue.queue.verdict(msg);
+                        self.latency.record(received.elapsed());
+                        if let Err(e) = result {
                             lock(core).verdict_error(&e);
                         }
                     }
@@ -181,6 +213,9 @@ impl Worker {
         if let Some(max_id) = self.batch.max_id.take() {
             self.batch.len = 0;
             let result = self.queue.accept_up_to(max_id);
+            for received in self.batch.received.drain(..) {
+                self.latency.record(received.elapsed());
+            }
             let mut d = lock(core);
             d.counters.batches += 1;
             if let Err(e) = result {
@@ -193,6 +228,7 @@ impl Worker {
     fn release(&mut self) {
         if let Some(max_id) = self.batch.max_id.take() {
             let _ = self.queue.accept_up_to(max_id);
+            self.batch.received.clear();
         }
         if let Err(e) = self.queue.queue.unbind(self.queue.number) {
             debug!(queue = self.queue.number, error = %e, "unbind failed");
@@ -247,12 +283,15 @@ struct Batch {
     max_id: Option<u32>,
     len: u32,
     limit: u32,
+    /// When each pending packet arrived (for the latency histogram).
+    received: Vec<Instant>,
 }
 
 /// One queue's socket and pending batch, owned by the thread that serves it.
 struct Worker {
     queue: NfQueue,
     batch: Batch,
+    latency: Arc<LatencyHistogram>,
     /// The main worker also does the housekeeping (signals, timers, saves, watchdog).
     main: bool,
 }
@@ -278,6 +317,12 @@ struct Daemon {
     last_kernel_read: Instant,
     last_overflow_log: Option<Instant>,
     last_error_log: Option<Instant>,
+    /// When the daemon started (monotonic, for uptime; wall clock, for display).
+    started: Instant,
+    started_at: Timestamp,
+    latency: Arc<LatencyHistogram>,
+    last_metrics: Option<Instant>,
+    last_metrics_error: Option<Instant>,
 }
 
 /// True at most once per `every` for the given last-time slot.
@@ -307,6 +352,7 @@ fn parties(config: &Config, d: &Decision) -> Option<(IpAddr, SocketAddr, SocketA
 impl Daemon {
     fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(Self, Vec<Worker>)> {
         let queue_numbers: Vec<u16> = (0..config.queues).map(|i| config.queue.saturating_add(i)).collect();
+        let latency = Arc::new(LatencyHistogram::default());
         let mut workers = Vec::with_capacity(queue_numbers.len());
         for (i, &number) in queue_numbers.iter().enumerate() {
             let queue = NfQueue::open(&config, number)?;
@@ -315,7 +361,12 @@ impl Daemon {
             }
             workers.push(Worker {
                 queue,
-                batch: Batch { limit: config.verdict_batch, ..Batch::default() },
+                batch: Batch {
+                    limit: config.verdict_batch,
+                    received: Vec::with_capacity(config.verdict_batch as usize),
+                    ..Batch::default()
+                },
+                latency: Arc::clone(&latency),
                 main: i == 0,
             });
         }
@@ -375,6 +426,11 @@ impl Daemon {
             last_kernel_read: Instant::now(),
             last_overflow_log: None,
             last_error_log: None,
+            started: Instant::now(),
+            started_at: now,
+            latency,
+            last_metrics: None,
+            last_metrics_error: None,
             engine,
         };
         let status = format!("judging NFQUEUE {:?}", daemon.queue_numbers);
@@ -563,6 +619,10 @@ impl Daemon {
                 notify(&[NotifyState::Watchdog]);
             }
         }
+        let interval = Duration::from_secs(self.engine.config().metrics.interval_seconds);
+        if self.engine.config().metrics.file.is_some() && every(&mut self.last_metrics, interval) {
+            self.write_metrics();
+        }
         if self.last_kernel_read.elapsed() >= Duration::from_secs(5) {
             self.last_kernel_read = Instant::now();
             self.check_kernel_counters();
@@ -594,6 +654,49 @@ impl Daemon {
             }
         }
         self.kernel = Some(fresh);
+    }
+
+    fn write_metrics(&mut self) {
+        let Some(path) = self.engine.config().metrics.file.clone() else { return };
+        let c = &self.counters;
+        let counters = vec![
+            (
+                "ftwall_flows_offloaded_total",
+                "Flows handed to the kernel by a mark (clean or FastTrack).",
+                c.offloaded,
+            ),
+            ("ftwall_verdict_batches_total", "Batch accept messages sent.", c.batches),
+            ("ftwall_verdict_errors_total", "Verdicts the kernel refused.", c.verdict_errors),
+            ("ftwall_socket_overflows_total", "ENOBUFS on the queue socket.", c.recv_enobufs),
+            ("ftwall_spoofed_pongs_total", "Forged pongs sent to pinging clients.", c.spoofed_pongs),
+            ("ftwall_probes_sent_total", "Half-expiry probes sent to locked clients.", c.probes_sent),
+            ("ftwall_probe_answers_total", "Probes a locked client answered.", c.probe_answers),
+            ("ftwall_state_saves_total", "State file saves.", c.state_saves),
+            ("ftwall_state_save_errors_total", "Failed state file saves.", c.state_save_errors),
+            (
+                "ftwall_events_discarded_total",
+                "Engine events discarded undrained.",
+                self.engine.stats().events_discarded,
+            ),
+        ];
+        let now = time::now();
+        let text = metrics::render(&MetricsInput {
+            version: crate::VERSION,
+            start_time_seconds: self.started_at.as_secs(),
+            stats: self.engine.stats(),
+            locked_clients: self.engine.locked_clients().filter(|l| l.until > now).count(),
+            suspect_peers: self.engine.peer_count(),
+            bans: self.engine.ban_count(),
+            flows: self.engine.flow_count(),
+            counters,
+            kernel: self.queue_numbers.iter().map(|&q| (q, queue::kernel_counters(q))).collect(),
+            latency: &self.latency,
+        });
+        if let Err(e) = metrics::write_atomic(&path, &text) {
+            if every(&mut self.last_metrics_error, Duration::from_secs(300)) {
+                warn!(event = "metrics_write_failed", file = %path.display(), error = %e, "metrics file not written");
+            }
+        }
     }
 
     fn save_state(&mut self, now: Timestamp) {
@@ -706,6 +809,7 @@ impl Daemon {
         notify(&[NotifyState::Stopping]);
         info!(event = "daemon_stopping", "stopping: saving state and releasing the queue");
         self.save_state(now);
+        self.write_metrics();
         self.log_counters();
     }
 }

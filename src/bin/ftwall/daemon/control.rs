@@ -1,0 +1,257 @@
+//! The control socket behind `ftwall ctl` (protocol: see `ctl.rs`).
+//!
+//! One plain thread accepts connections one at a time and answers each request while holding the
+//! daemon lock for as long as the engine call takes (microseconds; a full listing is bounded by
+//! the LRU caps). A slow or silent client cannot stall it for more than [`IO_TIMEOUT`].
+//!
+//! Access: the socket is created mode 0600 (umask set around `bind`, so there is no window with
+//! looser permissions) and every connection's `SO_PEERCRED` must be root or the daemon's own
+//! user. Operator changes are saved to the state file before the answer is sent.
+
+use super::{lock, time, Daemon};
+use crate::ctl::{Request, MAX_REQUEST};
+use serde_json::{json, Value};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+use tracing::{debug, info, warn};
+
+/// Longest time one connection may take to send its request or read the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The bound control socket; the socket file is removed on drop.
+pub(super) struct ControlSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ControlSocket {
+    /// Binds `path` with mode 0600. A stale socket file (no daemon answering) is replaced; a
+    /// live one is an error, so two daemons never fight over it.
+    pub(super) fn bind(path: &Path) -> io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is served by another process", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        // SAFETY: umask only swaps the process file-creation mask; restored right after bind.
+        let old = unsafe { libc::umask(0o177) };
+        let bound = UnixListener::bind(path);
+        // SAFETY: as above.
+        unsafe { libc::umask(old) };
+        let listener = bound?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        listener.set_nonblocking(true)?;
+        Ok(Self { listener, path: path.to_path_buf() })
+    }
+
+    /// Serves requests until `stop` is set.
+    pub(super) fn serve(&self, core: &Mutex<Daemon>, stop: &AtomicBool) {
+        let mut fds = libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        while !stop.load(Ordering::Relaxed) {
+            // SAFETY: one valid pollfd for the duration of the call.
+            let ready = unsafe { libc::poll(&mut fds, 1, 200) };
+            if ready <= 0 {
+                continue;
+            }
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if let Err(e) = answer(stream, core) {
+                        debug!(event = "control_error", error = %e, "control request failed");
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    warn!(event = "control_error", error = %e, "accept on the control socket failed");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The uid of the process at the other end of `stream`.
+fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
+    let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes of the sizes passed.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+fn answer(stream: UnixStream, core: &Mutex<Daemon>) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let uid = peer_uid(&stream)?;
+    // SAFETY: geteuid has no preconditions.
+    let own = unsafe { libc::geteuid() };
+    // Read the request first, whoever sent it, so the client is never cut off mid-write.
+    let mut line = String::new();
+    BufReader::new((&stream).take(MAX_REQUEST as u64)).read_line(&mut line)?;
+    let reply = if uid != 0 && uid != own {
+        warn!(event = "control_refused", uid, "control request from an unauthorised user refused");
+        json!({"ok": false, "error": "permission denied: only root and the daemon's user may control ftwall"})
+    } else {
+        match Request::parse(line.trim_end_matches(['\r', '\n'])) {
+            Ok(request) => lock(core).control(request, uid),
+            Err(e) => json!({"ok": false, "error": e}),
+        }
+    };
+    let mut text = reply.to_string();
+    text.push('\n');
+    (&stream).write_all(text.as_bytes())
+}
+
+fn iso(t: ftwall::Timestamp) -> String {
+    time::rfc3339(t.as_secs())
+}
+
+impl Daemon {
+    /// Executes one control request and returns the answer.
+    fn control(&mut self, request: Request, uid: u32) -> Value {
+        let now = time::now();
+        match request {
+            Request::Status => json!({"ok": true, "status": self.status(now)}),
+            Request::Clients => {
+                let clients: Vec<Value> = self
+                    .engine
+                    .locked_clients()
+                    .filter(|l| l.until > now)
+                    .map(|l| {
+                        json!({
+                            "client": l.client,
+                            "locked_until": iso(l.until),
+                            "remaining_seconds": l.until.saturating_since(now).as_secs(),
+                            "port": l.port,
+                        })
+                    })
+                    .collect();
+                json!({"ok": true, "clients": clients})
+            }
+            Request::Peers => {
+                let peers: Vec<Value> = self
+                    .engine
+                    .peers()
+                    .map(|p| json!({"peer": p.addr, "port": p.port, "expires": p.expires.map(iso)}))
+                    .collect();
+                json!({"ok": true, "peers": peers})
+            }
+            Request::Bans => {
+                let bans: Vec<Value> = self
+                    .engine
+                    .bans()
+                    .into_iter()
+                    .map(|b| json!({"addr": b.addr, "until": b.until.map(iso)}))
+                    .collect();
+                json!({"ok": true, "bans": bans})
+            }
+            Request::Release(addr) => {
+                let released = self.engine.release_client(addr);
+                let forgotten = self.engine.forget_peer(addr);
+                if !released && !forgotten {
+                    return json!({"ok": false, "error": format!("{addr} is neither a locked client nor a suspect peer")});
+                }
+                info!(event = "operator_release", addr = %addr, client_released = released, peer_forgotten = forgotten, uid, "released by the operator");
+                let what = match (released, forgotten) {
+                    (true, true) => "time-lock ended and suspect peer forgotten",
+                    (true, false) => "time-lock ended",
+                    _ => "suspect peer forgotten",
+                };
+                self.persisted(now, json!({"message": format!("{addr}: {what}"), "client_released": released, "peer_forgotten": forgotten}))
+            }
+            Request::Ban(addr, seconds) => {
+                let until = seconds.map(|s| now.saturating_add(Duration::from_secs(s)));
+                if let Err(e) = self.engine.ban(addr, until) {
+                    return json!({"ok": false, "error": e.to_string()});
+                }
+                let until_text = until.map_or("until unbanned".to_string(), |u| format!("until {}", iso(u)));
+                info!(event = "operator_ban", addr = %addr, until = %until_text, inside = self.engine.config().is_lan(addr), uid, "banned by the operator");
+                self.persisted(
+                    now,
+                    json!({"message": format!("{addr}: banned {until_text}"), "until": until.map(iso)}),
+                )
+            }
+            Request::Unban(addr) => {
+                if !self.engine.unban(addr) {
+                    return json!({"ok": false, "error": format!("{addr} is not banned")});
+                }
+                info!(event = "operator_unban", addr = %addr, uid, "ban lifted by the operator");
+                self.persisted(now, json!({"message": format!("{addr}: ban lifted")}))
+            }
+        }
+    }
+
+    /// Saves an operator change at once and adds `"ok"` and `"saved"` to the answer.
+    fn persisted(&mut self, now: ftwall::Timestamp, mut answer: Value) -> Value {
+        self.drain();
+        self.save_state(now);
+        answer["ok"] = json!(true);
+        answer["saved"] = json!(!self.store_dirty);
+        answer
+    }
+
+    fn status(&self, now: ftwall::Timestamp) -> Value {
+        let s = self.engine.stats();
+        let config = self.engine.config();
+        let reasons: serde_json::Map<String, Value> =
+            s.by_reason().filter(|&(_, n)| n > 0).map(|(r, n)| (r.as_str().to_string(), json!(n))).collect();
+        let c = &self.counters;
+        json!({
+            "version": crate::VERSION,
+            "pid": std::process::id(),
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "started_at": iso(self.started_at),
+            "mode": config.mode,
+            "queues": self.queue_numbers,
+            "config": self.config_path.as_deref().map_or("(defaults)".into(), |p| p.display().to_string()),
+            "state_file": config.state_file.display().to_string(),
+            "packets": s.packets,
+            "accepted": s.accepted,
+            "dropped": s.dropped,
+            "reasons": reasons,
+            "locked_clients": self.engine.locked_clients().filter(|l| l.until > now).count(),
+            "suspect_peers": self.engine.peer_count(),
+            "bans": self.engine.ban_count(),
+            "flows": self.engine.flow_count(),
+            "flows_offloaded": c.offloaded,
+            "verdict_batches": c.batches,
+            "verdict_errors": c.verdict_errors,
+            "socket_overflows": c.recv_enobufs,
+            "spoofed_pongs": c.spoofed_pongs,
+            "state_saves": c.state_saves,
+            "state_save_errors": c.state_save_errors,
+            "kernel_queue_dropped": self.kernel.map(|k| k.queue_dropped),
+            "kernel_user_dropped": self.kernel.map(|k| k.user_dropped),
+        })
+    }
+}

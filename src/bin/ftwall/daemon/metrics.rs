@@ -1,0 +1,265 @@
+//! Prometheus metrics in the node_exporter textfile-collector format.
+//!
+//! Every `metrics.interval_seconds` the main worker renders the counters ([`render`]) and writes
+//! them next to the target as a temporary file that is then renamed over it ([`write_atomic`]),
+//! so the collector never reads a half-written file. Metric names are stable; the README lists
+//! them.
+//!
+//! The verdict latency histogram is shared by the queue threads as relaxed atomics: one
+//! `fetch_add` per packet, no lock.
+
+use super::queue::KernelCounters;
+use ftwall::engine::EngineStats;
+use ftwall::Reason;
+use std::fmt::Write as _;
+use std::io::{self, Write as _};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in nanoseconds (`+Inf` is implicit).
+const BOUNDS_NS: [u64; 12] = [
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// Time from a packet's arrival in the daemon (recv returned) to its verdict being sent to
+/// the kernel (for batched accepts: the batch message).
+#[derive(Debug, Default)]
+pub(crate) struct LatencyHistogram {
+    /// Per-bucket (non-cumulative) counts; the last slot is `+Inf`.
+    buckets: [AtomicU64; BOUNDS_NS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub(crate) fn record(&self, latency: Duration) {
+        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        let slot = BOUNDS_NS.iter().position(|&b| ns <= b).unwrap_or(BOUNDS_NS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Cumulative bucket counts (the last is the total) and the sum in nanoseconds.
+    fn cumulative(&self) -> (Vec<u64>, u64) {
+        let mut total = 0;
+        let counts = self
+            .buckets
+            .iter()
+            .map(|b| {
+                total += b.load(Ordering::Relaxed);
+                total
+            })
+            .collect();
+        (counts, self.sum_ns.load(Ordering::Relaxed))
+    }
+}
+
+/// Everything one metrics file reports.
+pub(crate) struct MetricsInput<'a> {
+    pub(crate) version: &'a str,
+    pub(crate) start_time_seconds: u64,
+    pub(crate) stats: &'a EngineStats,
+    pub(crate) locked_clients: usize,
+    pub(crate) suspect_peers: usize,
+    pub(crate) bans: usize,
+    pub(crate) flows: usize,
+    /// (name, help, value) of the shell's own counters.
+    pub(crate) counters: Vec<(&'static str, &'static str, u64)>,
+    /// Kernel counters per queue number (None: /proc unreadable for this queue).
+    pub(crate) kernel: Vec<(u16, Option<KernelCounters>)>,
+    pub(crate) latency: &'a LatencyHistogram,
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The metrics file's text.
+pub(crate) fn render(m: &MetricsInput<'_>) -> String {
+    let mut out = String::with_capacity(4096);
+    family(&mut out, "ftwall_build_info", "gauge", "Version of the running ftwall.");
+    let _ = writeln!(out, "ftwall_build_info{{version=\"{}\"}} 1", m.version.replace(['\\', '"', '\n'], "_"));
+    family(&mut out, "ftwall_start_time_seconds", "gauge", "Unix time the daemon started.");
+    let _ = writeln!(out, "ftwall_start_time_seconds {}", m.start_time_seconds);
+
+    family(&mut out, "ftwall_packets_total", "counter", "Packets judged, by verdict.");
+    let _ = writeln!(out, "ftwall_packets_total{{verdict=\"accept\"}} {}", m.stats.accepted);
+    let _ = writeln!(out, "ftwall_packets_total{{verdict=\"drop\"}} {}", m.stats.dropped);
+    family(
+        &mut out,
+        "ftwall_packets_by_reason_total",
+        "counter",
+        "Packets judged, by reason (in monitor mode drop reasons are reported but accepted).",
+    );
+    for (reason, n) in m.stats.by_reason() {
+        let verdict = Reason::natural_verdict(reason).as_str();
+        let _ =
+            writeln!(out, "ftwall_packets_by_reason_total{{reason=\"{reason}\",verdict=\"{verdict}\"}} {n}");
+    }
+
+    for (name, help, value) in [
+        ("ftwall_locked_clients", "Inside clients under a time-lock.", m.locked_clients),
+        ("ftwall_suspect_peers", "Outside peers in the suspect-peer cache.", m.suspect_peers),
+        ("ftwall_bans", "Addresses banned by the operator.", m.bans),
+        ("ftwall_flows", "Flows tracked by the engine.", m.flows),
+    ] {
+        family(&mut out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    for (name, help, value) in &m.counters {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+
+    let kernel: Vec<(u16, KernelCounters)> = m.kernel.iter().filter_map(|&(q, k)| Some((q, k?))).collect();
+    if !kernel.is_empty() {
+        for (name, kind, help, get) in [
+            (
+                "ftwall_queue_waiting",
+                "gauge",
+                "Packets waiting in the kernel queue for a verdict.",
+                (|k: &KernelCounters| k.queue_total) as fn(&KernelCounters) -> u64,
+            ),
+            (
+                "ftwall_queue_dropped_total",
+                "counter",
+                "Packets the kernel could not queue because the queue was full.",
+                |k| k.queue_dropped,
+            ),
+            (
+                "ftwall_queue_user_dropped_total",
+                "counter",
+                "Packets the kernel could not deliver because the socket buffer was full.",
+                |k| k.user_dropped,
+            ),
+        ] {
+            family(&mut out, name, kind, help);
+            for (queue, k) in &kernel {
+                let _ = writeln!(out, "{name}{{queue=\"{queue}\"}} {}", get(k));
+            }
+        }
+    }
+
+    let name = "ftwall_verdict_latency_seconds";
+    family(&mut out, name, "histogram", "Time from a packet's arrival in the daemon to its verdict.");
+    let (cumulative, sum_ns) = m.latency.cumulative();
+    for (bound, count) in BOUNDS_NS.iter().zip(&cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {count}", *bound as f64 / 1e9);
+    }
+    let total = *cumulative.last().unwrap_or(&0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum {}", sum_ns as f64 / 1e9);
+    let _ = writeln!(out, "{name}_count {total}");
+    out
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory and a rename, so
+/// readers see either the old or the new file, never a partial one. The file is mode 0644.
+pub(crate) fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| io::Error::other("metrics file has no name"))?;
+    // A leading dot and no .prom suffix: the collector ignores the temporary file.
+    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut file =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_data()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (EngineStats, LatencyHistogram) {
+        let mut engine = ftwall::Engine::new(ftwall::Config::default());
+        engine.handle_packet(ftwall::Timestamp::ZERO, b"\x45garbage");
+        let latency = LatencyHistogram::default();
+        latency.record(Duration::from_nanos(800));
+        latency.record(Duration::from_micros(7));
+        latency.record(Duration::from_secs(1));
+        (engine.stats().clone(), latency)
+    }
+
+    #[test]
+    fn renders_valid_exposition_text() {
+        let (stats, latency) = sample();
+        let text = render(&MetricsInput {
+            version: "0.1.0 (git abc)",
+            start_time_seconds: 1_795_000_000,
+            stats: &stats,
+            locked_clients: 2,
+            suspect_peers: 3,
+            bans: 1,
+            flows: 4,
+            counters: vec![("ftwall_flows_offloaded_total", "Flows handed to the kernel.", 9)],
+            kernel: vec![
+                (0, Some(KernelCounters { queue_total: 1, queue_dropped: 2, user_dropped: 3 })),
+                (1, None),
+            ],
+            latency: &latency,
+        });
+        // Every sample belongs to a family declared just before with HELP and TYPE.
+        let mut declared = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                declared.push(rest.split(' ').next().unwrap().to_string());
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            let name = series.split('{').next().unwrap();
+            let family = declared.last().unwrap();
+            assert!(
+                name == family || name.strip_prefix(family.as_str()).is_some_and(|s| s.starts_with('_')),
+                "{line}"
+            );
+        }
+        assert!(text.contains("ftwall_packets_by_reason_total{reason=\"malformed\",verdict=\"accept\"} 1\n"));
+        assert!(text.contains("ftwall_packets_by_reason_total{reason=\"banned\",verdict=\"drop\"} 0\n"));
+        assert!(text.contains("ftwall_packets_total{verdict=\"accept\"} 1\n"));
+        assert!(text.contains("ftwall_locked_clients 2\n"));
+        assert!(text.contains("ftwall_queue_user_dropped_total{queue=\"0\"} 3\n"));
+        assert!(!text.contains("queue=\"1\""), "an unreadable queue is left out");
+        assert!(text.contains("ftwall_verdict_latency_seconds_bucket{le=\"0.000001\"} 1\n"));
+        assert!(text.contains("ftwall_verdict_latency_seconds_bucket{le=\"0.00001\"} 2\n"));
+        assert!(text.contains("ftwall_verdict_latency_seconds_bucket{le=\"0.1\"} 2\n"));
+        assert!(text.contains("ftwall_verdict_latency_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("ftwall_verdict_latency_seconds_count 3\n"));
+        assert!(text.contains("ftwall_build_info{version=\"0.1.0 (git abc)\"} 1\n"));
+    }
+
+    #[test]
+    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ftwall.prom");
+        write_atomic(&path, "a 1\n").unwrap();
+        write_atomic(&path, "a 2\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a 2\n");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("ftwall.prom")]);
+        assert!(write_atomic(&dir.path().join("missing/ftwall.prom"), "x").is_err());
+    }
+}

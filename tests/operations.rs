@@ -1,0 +1,162 @@
+//! Operations on the real kernel: `ftwall ctl` against the running daemon (status, clients,
+//! peers, release, ban, unban, persistence across a restart, access control) and the Prometheus
+//! textfile. Same three-namespace lab as `e2e.rs`; needs root, and fails under `CI=true`
+//! instead of skipping.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+/// The value of the first sample of `series` (exact name and labels) in a metrics file.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn addresses(answer: &Value, list: &str, key: &str) -> Vec<String> {
+    answer[list].as_array().unwrap().iter().map(|v| v[key].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn ctl_inspects_and_changes_the_running_daemon_and_metrics_are_written() {
+    let Some(_serial) = kernel_test_guard() else { return };
+    assert!(sim_path().exists(), "simulator not built at {}", sim_path().display());
+    let mut lab = Lab::new("ftc");
+    let wan_log = lab.dir.path().join("wan.jsonl");
+    lab.spawn_responder(
+        "wan",
+        &["--udp", "198.51.100.20:1214,198.51.100.25:53", "--tcp-ports", "80,5555"],
+        &wan_log,
+    );
+    lab.warm_up();
+    lab.write_config(&[], false);
+    lab.start_and_wait(&[]);
+
+    // The socket is root-only.
+    let socket = lab.control_socket();
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "control socket mode");
+
+    // A FastTrack client locks itself and reveals its peer.
+    lab.ping_flood(LAN_CLIENT, "198.51.100.20:1214", 800);
+    let clients = lab.ctl(&["clients"]);
+    assert_eq!(addresses(&clients, "clients", "client"), vec![LAN_CLIENT]);
+    let remaining = clients["clients"][0]["remaining_seconds"].as_u64().unwrap();
+    assert!(remaining <= LOCK_SECONDS, "{clients}");
+    assert_eq!(clients["clients"][0]["port"], 3531);
+    let peers = lab.ctl(&["peers"]);
+    assert_eq!(addresses(&peers, "peers", "peer"), vec!["198.51.100.20"]);
+    let status = lab.ctl(&["status"]);
+    assert_eq!(status["status"]["locked_clients"], 1, "{status}");
+    assert!(status["status"]["reasons"]["udp_ping"].as_u64().unwrap() >= 1, "{status}");
+    assert_eq!(status["status"]["mode"], "enforce");
+
+    // Text output for people.
+    let text = lab.ctl_as(&[], &["clients"]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.starts_with("CLIENT") && text.contains(LAN_CLIENT) && text.contains("(1 clients)"),
+        "{text}"
+    );
+
+    // Locked: a new connection to an ordinary port is refused; released: it passes.
+    assert_eq!(tcp(&lab, LAN_CLIENT, "198.51.100.26:5555", "plain-http")["connected"], false);
+    let released = lab.ctl(&["release", LAN_CLIENT]);
+    assert_eq!(released["client_released"], true, "{released}");
+    assert_eq!(released["saved"], true);
+    assert!(lab.ctl(&["clients"])["clients"].as_array().unwrap().is_empty());
+    let after = tcp(&lab, LAN_CLIENT, "198.51.100.26:5555", "plain-http");
+    assert_eq!(after["ok"], true, "released client: {after}");
+    // Releasing a suspect peer forgets it; releasing an unknown address is an error.
+    assert_eq!(lab.ctl(&["release", "198.51.100.20"])["peer_forgotten"], true);
+    let unknown = lab.ctl_as(&[], &["release", "198.51.100.99"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("neither a locked client nor a suspect peer"));
+
+    // A ban drops an outside address entirely, survives a restart, and unban lifts it.
+    assert_eq!(lab.dns_echo(&[])["echoed"], true);
+    let banned = lab.ctl(&["ban", "198.51.100.25"]);
+    assert_eq!(banned["saved"], true, "{banned}");
+    assert_eq!(lab.dns_echo(&["--timeout-ms", "500"])["echoed"], false, "banned peer answered");
+    let state = std::fs::read_to_string(lab.state_dir.join("state")).unwrap();
+    assert!(state.contains("\"bans\"") && state.contains("198.51.100.25"), "{state}");
+    lab.signal_daemon("-TERM");
+    assert!(lab.daemon.take().unwrap().wait().unwrap().success());
+    assert!(!socket.exists(), "socket removed on exit");
+    lab.start_and_wait(&[]);
+    assert_eq!(addresses(&lab.ctl(&["bans"]), "bans", "addr"), vec!["198.51.100.25"]);
+    assert_eq!(lab.dns_echo(&["--timeout-ms", "500"])["echoed"], false, "ban lost in the restart");
+    let dropped = lab.wait_log("banned drop", 1, Duration::from_secs(5), |v| {
+        is_event(v, "packet_dropped") && v["reason"] == "banned"
+    });
+    assert_eq!(dropped["peer"].as_str().unwrap().split(':').next(), Some("198.51.100.25"));
+    lab.ctl(&["unban", "198.51.100.25"]);
+    assert_eq!(lab.dns_echo(&[])["echoed"], true, "unbanned");
+    assert!(!lab.ctl_as(&[], &["unban", "198.51.100.25"]).status.success(), "second unban is an error");
+    // A timed ban of an inside client keeps its allowed ports.
+    let timed = lab.ctl(&["ban", OTHER_CLIENT, "--seconds", "30"]);
+    assert!(timed["until"].as_str().unwrap().ends_with('Z'), "{timed}");
+    assert_eq!(tcp(&lab, OTHER_CLIENT, "198.51.100.26:80", "plain-http")["ok"], true, "allowed port");
+    assert_eq!(
+        tcp(&lab, OTHER_CLIENT, "198.51.100.26:5555", "plain-http")["connected"],
+        false,
+        "banned client"
+    );
+    lab.ctl(&["unban", OTHER_CLIENT]);
+
+    // Other users are refused even if the socket's mode is loosened (SO_PEERCRED check), and
+    // with the normal mode they cannot even connect.
+    let nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"];
+    let refused = lab.ctl_as(&nobody, &["status"]);
+    assert!(!refused.status.success());
+    std::fs::set_permissions(lab.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let refused = lab.ctl_as(&nobody, &["status"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot reach the daemon"), "{refused:?}");
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let refused = lab.ctl_as(&nobody, &["--json", "status"]);
+    assert!(!refused.status.success());
+    let answer: Value = serde_json::from_slice(&refused.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&refused.stderr)));
+    assert!(answer["error"].as_str().unwrap().contains("permission denied"), "{answer}");
+    lab.wait_log("control_refused", 1, Duration::from_secs(5), |v| is_event(v, "control_refused"));
+
+    // Metrics: the textfile is rewritten every second and adds up.
+    let path = lab.state_dir.join("ftwall.prom");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let banned_drops =
+            sample(&text, "ftwall_packets_by_reason_total{reason=\"banned\",verdict=\"drop\"}");
+        // Written after the last unban: banned drops counted, no ban left.
+        if banned_drops.unwrap_or(0.0) > 0.0 && sample(&text, "ftwall_bans") == Some(0.0) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "metrics never showed the banned drops:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let accepted = sample(&text, "ftwall_packets_total{verdict=\"accept\"}").unwrap();
+    let dropped = sample(&text, "ftwall_packets_total{verdict=\"drop\"}").unwrap();
+    assert!(accepted > 0.0 && dropped > 0.0, "{text}");
+    let by_reason: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("ftwall_packets_by_reason_total{"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(by_reason, accepted + dropped, "per-reason counts add up");
+    let count = sample(&text, "ftwall_verdict_latency_seconds_count").unwrap();
+    assert_eq!(sample(&text, "ftwall_verdict_latency_seconds_bucket{le=\"+Inf\"}"), Some(count));
+    assert!(count > 0.0 && count <= accepted + dropped, "{text}");
+    assert_eq!(
+        sample(&text, &format!("ftwall_queue_dropped_total{{queue=\"{QUEUE}\"}}")),
+        Some(0.0),
+        "{text}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&lab.state_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary metrics files left: {leftovers:?}");
+}
