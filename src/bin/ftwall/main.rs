@@ -7,6 +7,7 @@
 mod ctl;
 mod daemon;
 mod replay;
+mod sim;
 
 /// The version reported by `ftwall --version` and `ftwall ctl status`.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -37,6 +38,8 @@ enum Command {
         /// The file (default: /etc/ftwall/ftwall.toml).
         file: Option<PathBuf>,
     },
+    /// FastTrack client simulator and responder, to check a deployment end to end.
+    Sim(sim::SimArgs),
     /// Ask the running daemon: status, clients, peers, bans; release, ban, unban an address.
     Ctl(ctl::CtlArgs),
     /// Print the effective configuration as TOML.
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => daemon::check_config(file),
         Some(Command::Config { config }) => daemon::print_config(config),
         Some(Command::Ctl(args)) => ctl::run(args),
+        Some(Command::Sim(args)) => sim::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,591 @@
+//! `ftwall sim`: a FastTrack client simulator and peer/supernode responder, with real sockets.
+//!
+//! Used by `ftwall lab`, by the end-to-end tests (built as the `kazaa_sim` example from this
+//! very file), and by operators to check a deployment: run `responder` on a host outside the
+//! gateway and the client commands on a host inside; with ftwall in between the FastTrack
+//! commands must fail and the ordinary ones succeed.
+//!
+//! ```sh
+//! ftwall sim responder --udp 198.51.100.20:1214 --tcp-ports 80,1214,5555
+//! ftwall sim ping-flood --from-port 3531 --peers 198.51.100.20:1214,198.51.100.21:1214
+//! ftwall sim tcp --to 198.51.100.20:1214 --payload constant-opener
+//! ftwall sim tcp --to 198.51.100.20:80 --payload plain-http
+//! ```
+//!
+//! Every command prints one JSON object per line on stdout (the responder: one per thing it
+//! received), so scripts and tests can check the outcome.
+
+use clap::{Args, Subcommand, ValueEnum};
+use ftwall::signatures::{tcp::GIFT_OPENER, udp, Network};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// Options of `ftwall sim`.
+#[derive(Debug, Args)]
+pub(crate) struct SimArgs {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Answer pings with pongs, accept TCP, serve HTTP, and log what arrives.
+    Responder {
+        /// UDP endpoints to answer on (ip:port, comma separated).
+        #[arg(long, value_delimiter = ',')]
+        udp: Vec<SocketAddr>,
+        /// TCP ports to accept on (all local addresses, comma separated).
+        #[arg(long, value_delimiter = ',')]
+        tcp_ports: Vec<u16>,
+        /// Local address to bind the TCP ports on.
+        #[arg(long, default_value = "0.0.0.0")]
+        tcp_bind: std::net::IpAddr,
+    },
+    /// Send FastTrack pings from one UDP port to many peers and report the pongs received.
+    PingFlood {
+        /// The client's FastTrack listen port (pings go out from it, pongs come back to it).
+        #[arg(long, default_value_t = 3531)]
+        from_port: u16,
+        /// Local address to send from.
+        #[arg(long)]
+        bind: Option<std::net::IpAddr>,
+        /// Peers to ping (ip:port, comma separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        peers: Vec<SocketAddr>,
+        /// How long to wait for pongs.
+        #[arg(long, default_value_t = 1500)]
+        timeout_ms: u64,
+    },
+    /// Open a TCP connection, send a payload, and report what happened.
+    Tcp {
+        /// Peer to connect to.
+        #[arg(long)]
+        to: SocketAddr,
+        /// Local address to connect from.
+        #[arg(long)]
+        bind: Option<std::net::IpAddr>,
+        /// What to send.
+        #[arg(long, value_enum)]
+        payload: Payload,
+        /// Connect and I/O timeout.
+        #[arg(long, default_value_t = 1500)]
+        timeout_ms: u64,
+    },
+    /// Send a UDP datagram and wait for its echo (the responder echoes non-FastTrack UDP).
+    Udp {
+        /// Peer to send to.
+        #[arg(long)]
+        to: SocketAddr,
+        /// Local address to send from.
+        #[arg(long)]
+        bind: Option<std::net::IpAddr>,
+        /// Datagram size.
+        #[arg(long, default_value_t = 64)]
+        bytes: usize,
+        /// How many datagrams to send back to back (a burst); echoes are counted.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// How long to wait for the echo.
+        #[arg(long, default_value_t = 1500)]
+        timeout_ms: u64,
+    },
+    /// Send small UDP datagrams as fast as possible for a while (a load generator).
+    Blast {
+        /// Destination.
+        #[arg(long)]
+        to: SocketAddr,
+        /// Local address to send from.
+        #[arg(long)]
+        bind: Option<std::net::IpAddr>,
+        /// Datagram size.
+        #[arg(long, default_value_t = 64)]
+        bytes: usize,
+        /// How long to send.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Count UDP datagrams arriving on the given endpoints for a while (the load's sink).
+    Sink {
+        /// Endpoints to listen on (ip:port, comma separated).
+        #[arg(long, value_delimiter = ',')]
+        udp: Vec<SocketAddr>,
+        /// How long to count, from the first datagram on each endpoint.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Measure UDP round trips: `count` sequential request/echo pairs; prints percentiles in µs.
+    Latency {
+        /// Echo server (the responder echoes non-FastTrack UDP).
+        #[arg(long)]
+        to: SocketAddr,
+        /// Round trips to time.
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+    },
+}
+
+/// TCP payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Payload {
+    /// No data: just connect.
+    None,
+    /// The giFT / MLDonkey constant 12-byte opener.
+    ConstantOpener,
+    /// Real Kazaa's random 12-byte opener, then the 6-byte encrypted network name after the reply.
+    RandomOpener,
+    /// A FastTrack HTTP download request with X-Kazaa headers.
+    KazaaHttp,
+    /// A GIVE push.
+    Give,
+    /// An ordinary HTTP request.
+    PlainHttp,
+    /// 64 KiB of data, echoed back byte for byte.
+    Stream,
+}
+
+fn emit(value: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+const KAZAA_REQUEST: &str = "GET /.hash=0123456789abcdef0123456789abcdef01234567 HTTP/1.1\r\n\
+Host: 198.51.100.20:1214\r\n\
+UserAgent: KazaaClient Oct 28 2002 16:24:35\r\n\
+X-Kazaa-Username: alice\r\n\
+X-Kazaa-Network: KaZaA\r\n\
+X-Kazaa-IP: 192.0.2.10:3531\r\n\
+X-Kazaa-SupernodeIP: 203.0.113.50:3608\r\n\
+Range: bytes=0-1023\r\n\
+Connection: close\r\n\r\n";
+
+/// What a responder connection received first, by shape.
+fn classify(first: &[u8]) -> &'static str {
+    if first.starts_with(&GIFT_OPENER) {
+        "tcp_opener"
+    } else if first.starts_with(b"GIVE ") {
+        "give"
+    } else if first.starts_with(b"GET ") && first.windows(8).any(|w| w.eq_ignore_ascii_case(b"x-kazaa-")) {
+        "kazaa_http"
+    } else if first.starts_with(b"GET ") {
+        "http_request"
+    } else if first.len() == 12 {
+        "opener_like"
+    } else {
+        "tcp_data"
+    }
+}
+
+fn serve_tcp(mut stream: TcpStream) {
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let local = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    emit(serde_json::json!({"kind": "tcp_connect", "from": peer, "to": local}));
+    let mut buf = vec![0u8; 65536];
+    let mut first = true;
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let data = &buf[..n];
+        let kind = if first { classify(data) } else { "tcp_data" };
+        emit(serde_json::json!({"kind": kind, "from": peer, "to": local, "bytes": n}));
+        let reply: Vec<u8> = match kind {
+            "http_request" | "kazaa_http" => {
+                let body = b"hello from the responder\n";
+                let mut r =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+                        .into_bytes();
+                r.extend_from_slice(body);
+                let _ = stream.write_all(&r);
+                let _ = stream.shutdown(Shutdown::Write);
+                break;
+            }
+            // A supernode answers the 12-byte opener with its 8-byte seed/enc-type and the
+            // 6-byte encrypted network name.
+            "opener_like" | "tcp_opener" if first => {
+                vec![0x7D, 0x95, 0x50, 0xBA, 0x52, 0x11, 0xA0, 0xC5, 0xA2, 0xD0, 0x44, 0x72, 0x14, 0x2E]
+            }
+            _ => data.to_vec(),
+        };
+        first = false;
+        if stream.write_all(&reply).is_err() {
+            break;
+        }
+    }
+}
+
+fn responder(udp: Vec<SocketAddr>, tcp_ports: Vec<u16>, tcp_bind: std::net::IpAddr) -> std::io::Result<()> {
+    let mut handles = Vec::new();
+    for addr in udp {
+        let socket = UdpSocket::bind(addr)?;
+        handles.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                let data = &buf[..n];
+                match udp::ping(data) {
+                    Some(network) => {
+                        emit(serde_json::json!({"kind": "udp_ping", "from": from.to_string(), "to": addr.to_string(), "bytes": n}));
+                        let _ = socket.send_to(&udp::build_pong(network), from);
+                    }
+                    None => {
+                        emit(serde_json::json!({"kind": "udp_data", "from": from.to_string(), "to": addr.to_string(), "bytes": n}));
+                        let _ = socket.send_to(data, from);
+                    }
+                }
+            }
+        }));
+    }
+    for port in tcp_ports {
+        let listener = TcpListener::bind(SocketAddr::new(tcp_bind, port))?;
+        handles.push(std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || serve_tcp(stream));
+            }
+        }));
+    }
+    emit(serde_json::json!({"kind": "ready"}));
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(())
+}
+
+fn ping_flood(
+    from_port: u16,
+    bind: Option<std::net::IpAddr>,
+    peers: Vec<SocketAddr>,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let local = SocketAddr::new(bind.unwrap_or([0, 0, 0, 0].into()), from_port);
+    let socket = UdpSocket::bind(local)?;
+    let ping = udp::build_ping(Network::Kazaa, 0x29);
+    for peer in &peers {
+        socket.send_to(&ping, peer)?;
+    }
+    let mut pongs = Vec::new();
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 2048];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        socket.set_read_timeout(Some(left))?;
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) if udp::pong(&buf[..n]).is_some() => pongs.push(from.to_string()),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    emit(
+        serde_json::json!({"command": "ping-flood", "sent": peers.len(), "pongs": pongs.len(), "pongs_from": pongs}),
+    );
+    Ok(())
+}
+
+fn connect(to: SocketAddr, bind: Option<std::net::IpAddr>, timeout: Duration) -> std::io::Result<TcpStream> {
+    match bind {
+        None => TcpStream::connect_timeout(&to, timeout),
+        Some(ip) => {
+            // std has no bind-before-connect; do it with a blocking connect in a helper thread.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let result = (|| {
+                    let socket = BoundSocket::new(ip, to)?;
+                    socket.connect(to)?;
+                    Ok::<_, std::io::Error>(socket.into())
+                })();
+                let _ = tx.send(result);
+            });
+            rx.recv_timeout(timeout).unwrap_or_else(|_| {
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
+            })
+        }
+    }
+}
+
+/// Minimal bind-then-connect TCP socket over libc (std cannot bind before connecting).
+struct BoundSocket(std::os::fd::OwnedFd);
+
+impl BoundSocket {
+    fn new(ip: std::net::IpAddr, to: SocketAddr) -> std::io::Result<Self> {
+        use std::os::fd::FromRawFd;
+        let domain = if to.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+        // SAFETY: plain socket(2); the descriptor is owned by OwnedFd right away.
+        let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fd is fresh and owned by nobody else.
+        let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let (storage, len) = sockaddr(SocketAddr::new(ip, 0));
+        // SAFETY: storage holds a valid sockaddr of length len.
+        if unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Self(owned))
+    }
+
+    fn connect(&self, to: SocketAddr) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let (storage, len) = sockaddr(to);
+        // SAFETY: storage holds a valid sockaddr of length len.
+        if unsafe {
+            libc::connect(self.0.as_raw_fd(), (&storage as *const libc::sockaddr_storage).cast(), len)
+        } != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl From<BoundSocket> for TcpStream {
+    fn from(s: BoundSocket) -> Self {
+        TcpStream::from(s.0)
+    }
+}
+
+fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; zeroed is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match addr {
+        SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in.
+            let sin =
+                unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = v4.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
+            (storage, std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in6.
+            let sin6 =
+                unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = v6.port().to_be();
+            sin6.sin6_addr.s6_addr = v6.ip().octets();
+            (storage, std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+        }
+    }
+}
+
+/// Reads until `want` bytes arrived, EOF, or the timeout; returns what arrived.
+fn read_some(stream: &mut TcpStream, want: usize, timeout: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while got.len() < want {
+        let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+            break;
+        };
+        let _ = stream.set_read_timeout(Some(left));
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    got
+}
+
+fn tcp(to: SocketAddr, bind: Option<std::net::IpAddr>, payload: Payload, timeout: Duration) {
+    let mut stream = match connect(to, bind, timeout) {
+        Ok(s) => s,
+        Err(e) => {
+            emit(
+                serde_json::json!({"command": "tcp", "to": to.to_string(), "connected": false, "error": e.to_string()}),
+            );
+            return;
+        }
+    };
+    let _ = stream.set_write_timeout(Some(timeout));
+    let (sent, received, ok) = match payload {
+        Payload::None => (0, 0, true),
+        Payload::ConstantOpener | Payload::RandomOpener => {
+            let opener: Vec<u8> = if payload == Payload::ConstantOpener {
+                GIFT_OPENER.to_vec()
+            } else {
+                vec![0x35, 0x3B, 0xD2, 0xBE, 0x98, 0x62, 0xE6, 0x52, 0xE5, 0x3A, 0xBE, 0x3F]
+            };
+            let _ = stream.write_all(&opener);
+            let reply = read_some(&mut stream, 14, timeout);
+            let mut sent = opener.len();
+            if reply.len() >= 8 {
+                let _ = stream.write_all(&[0xC4, 0x04, 0xDF, 0x84, 0x98, 0x83]);
+                sent += 6;
+                // The supernode would now send its list; the responder echoes our name.
+                let more = read_some(&mut stream, 6, timeout);
+                (sent, reply.len() + more.len(), !more.is_empty())
+            } else {
+                (sent, reply.len(), false)
+            }
+        }
+        Payload::KazaaHttp | Payload::PlainHttp => {
+            let request = if payload == Payload::KazaaHttp {
+                KAZAA_REQUEST.to_string()
+            } else {
+                format!("GET / HTTP/1.1\r\nHost: {to}\r\nUser-Agent: kazaa_sim\r\nConnection: close\r\n\r\n")
+            };
+            let _ = stream.write_all(request.as_bytes());
+            let reply = read_some(&mut stream, usize::MAX, timeout);
+            (request.len(), reply.len(), reply.starts_with(b"HTTP/1.1 200"))
+        }
+        Payload::Give => {
+            let give = b"GIVE 4253679545\r\n";
+            let _ = stream.write_all(give);
+            let reply = read_some(&mut stream, give.len(), timeout);
+            (give.len(), reply.len(), reply == give)
+        }
+        Payload::Stream => {
+            let data: Vec<u8> = (0..65536u32).map(|i| (i * 7 + 3) as u8).collect();
+            let mut reader = stream.try_clone().expect("clone stream");
+            let expect = data.len();
+            let t = std::thread::spawn(move || read_some(&mut reader, expect, timeout * 4));
+            let _ = stream.write_all(&data);
+            let echoed = t.join().unwrap_or_default();
+            (data.len(), echoed.len(), echoed == data)
+        }
+    };
+    emit(
+        serde_json::json!({"command": "tcp", "to": to.to_string(), "connected": true, "sent": sent, "received": received, "ok": ok}),
+    );
+}
+
+fn udp_echo(
+    to: SocketAddr,
+    bind: Option<std::net::IpAddr>,
+    bytes: usize,
+    count: usize,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let local =
+        SocketAddr::new(bind.unwrap_or(if to.is_ipv4() { [0, 0, 0, 0].into() } else { [0u16; 8].into() }), 0);
+    let socket = UdpSocket::bind(local)?;
+    let data: Vec<u8> = (0..bytes).map(|i| (i * 13 + 5) as u8).collect();
+    for _ in 0..count {
+        socket.send_to(&data, to)?;
+    }
+    let deadline = Instant::now() + timeout;
+    let mut echoes = 0;
+    let mut buf = vec![0u8; 65536];
+    while echoes < count {
+        let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+            break;
+        };
+        socket.set_read_timeout(Some(left))?;
+        match socket.recv_from(&mut buf) {
+            Ok((n, from)) if from == to && buf[..n] == data[..] => echoes += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    emit(
+        serde_json::json!({"command": "udp", "to": to.to_string(), "sent": count, "echoes": echoes, "echoed": echoes == count}),
+    );
+    Ok(())
+}
+
+fn blast(to: SocketAddr, bind: Option<std::net::IpAddr>, bytes: usize, seconds: u64) -> std::io::Result<()> {
+    let local =
+        SocketAddr::new(bind.unwrap_or(if to.is_ipv4() { [0, 0, 0, 0].into() } else { [0u16; 8].into() }), 0);
+    let socket = UdpSocket::bind(local)?;
+    socket.connect(to)?;
+    let data = vec![0x5Au8; bytes];
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut sent = 0u64;
+    while Instant::now() < deadline {
+        for _ in 0..64 {
+            if socket.send(&data).is_ok() {
+                sent += 1;
+            }
+        }
+    }
+    emit(serde_json::json!({"command": "blast", "to": to.to_string(), "sent": sent, "seconds": seconds}));
+    Ok(())
+}
+
+fn sink(endpoints: Vec<SocketAddr>, seconds: u64) -> std::io::Result<()> {
+    let threads: Vec<_> = endpoints
+        .into_iter()
+        .map(|addr| {
+            std::thread::spawn(move || -> std::io::Result<(SocketAddr, u64, f64)> {
+                let socket = UdpSocket::bind(addr)?;
+                let mut buf = [0u8; 2048];
+                socket.recv(&mut buf)?;
+                let start = Instant::now();
+                let window = Duration::from_secs(seconds);
+                socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+                let mut received = 1u64;
+                while start.elapsed() < window {
+                    if socket.recv(&mut buf).is_ok() {
+                        received += 1;
+                    }
+                }
+                Ok((addr, received, start.elapsed().as_secs_f64()))
+            })
+        })
+        .collect();
+    emit(serde_json::json!({"kind": "ready"}));
+    let mut pps = 0.0;
+    for t in threads {
+        let (_, received, elapsed) =
+            t.join().map_err(|_| std::io::Error::other("sink thread panicked"))??;
+        pps += received as f64 / elapsed;
+    }
+    emit(serde_json::json!({"command": "sink", "pps": pps as u64}));
+    Ok(())
+}
+
+fn latency(to: SocketAddr, count: usize) -> std::io::Result<()> {
+    let local = SocketAddr::new(if to.is_ipv4() { [0, 0, 0, 0].into() } else { [0u16; 8].into() }, 0);
+    let socket = UdpSocket::bind(local)?;
+    socket.connect(to)?;
+    socket.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut rtts = Vec::with_capacity(count);
+    let mut buf = [0u8; 256];
+    let mut lost = 0;
+    for i in 0..count {
+        let payload = (i as u64).to_be_bytes();
+        let start = Instant::now();
+        socket.send(&payload)?;
+        loop {
+            match socket.recv(&mut buf) {
+                Ok(n) if buf[..n] == payload => {
+                    rtts.push(start.elapsed().as_secs_f64() * 1e6);
+                    break;
+                }
+                Ok(_) => continue,
+                Err(_) => {
+                    lost += 1;
+                    break;
+                }
+            }
+        }
+    }
+    rtts.sort_by(f64::total_cmp);
+    let pct = |p: f64| rtts.get(((rtts.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or(f64::NAN);
+    emit(
+        serde_json::json!({"command": "latency", "to": to.to_string(), "count": count, "lost": lost, "p50_us": pct(0.5), "p99_us": pct(0.99)}),
+    );
+    Ok(())
+}
+
+/// Runs one simulator command; its results go to stdout as JSON lines.
+pub(crate) fn run(args: SimArgs) -> std::io::Result<()> {
+    match args.command {
+        Command::Responder { udp, tcp_ports, tcp_bind } => responder(udp, tcp_ports, tcp_bind),
+        Command::PingFlood { from_port, bind, peers, timeout_ms } => {
+            ping_flood(from_port, bind, peers, Duration::from_millis(timeout_ms))
+        }
+        Command::Tcp { to, bind, payload, timeout_ms } => {
+            tcp(to, bind, payload, Duration::from_millis(timeout_ms));
+            Ok(())
+        }
+        Command::Latency { to, count } => latency(to, count),
+        Command::Blast { to, bind, bytes, seconds } => blast(to, bind, bytes, seconds),
+        Command::Sink { udp, seconds } => sink(udp, seconds),
+        Command::Udp { to, bind, bytes, count, timeout_ms } => {
+            udp_echo(to, bind, bytes, count, Duration::from_millis(timeout_ms))
+        }
+    }
+}
