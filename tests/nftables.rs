@@ -2,7 +2,8 @@
 //! throw-away network namespace. Kernels without the native nft `queue` statement
 //! (CONFIG_NFT_QUEUE unset, as on the machines this was written on) reject any rule with `queue`,
 //! even under `nft -c`; so the file is validated and loaded with `queue` swapped for `accept`, and
-//! the unmodified file must either load or fail only at its `queue` statements.
+//! the unmodified file must either load or fail only at its `queue` statements. The last test
+//! passes traffic through the accept version in the end-to-end lab to exercise `ft_clients`.
 //! Root, `ip`, `iptables` and `nft` are needed: skipped (with a message) otherwise, except under
 //! `CI=true`, where they must run.
 
@@ -288,4 +289,64 @@ fn installer_nft_backend_through_a_queue_shim() {
     assert!(out.status.success());
     assert!(!ns.run(&["nft", "list", "table", "inet", "ftwall"]).status.success(), "nft table removed");
     assert!(ns.must(&["iptables", "-S", "FTWALL"]).contains("--queue-num 3"));
+}
+
+/// Traffic through ftwall.nft (queue swapped for accept, no daemon) in the end-to-end lab, with
+/// the iptables rules removed so that only the nft table filters: ordinary traffic passes, new
+/// connections into the LAN are dropped, and a client in `ft_clients` is blocked in the kernel
+/// except to the allowed ports, until its element times out.
+#[test]
+fn ft_clients_blocks_a_locked_client_in_the_kernel() {
+    let Some(_serial) = nft_guard() else { return };
+    assert!(common::sim_path().exists(), "simulator not built at {}", common::sim_path().display());
+    let mut lab = common::Lab::new("ftn");
+    let gw = lab.ns("gw");
+    let in_gw = |args: &[&str]| {
+        let mut full = vec!["netns", "exec", gw.as_str()];
+        full.extend_from_slice(args);
+        let out = run("ip", &full);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    in_gw(&["sh", scripts().join("uninstall.sh").to_str().unwrap()]);
+    assert!(!in_gw(&["iptables", "-S"]).contains("FTWALL"));
+    let text = std::fs::read_to_string(scripts().join("ftwall.nft")).unwrap();
+    let file = lab.dir.path().join("ftwall-accept.nft");
+    std::fs::write(
+        &file,
+        text.replace("@LAN_IF@", &format!("{}g0", lab.prefix)).replace("@QUEUE@", "accept"),
+    )
+    .unwrap();
+    in_gw(&["nft", "-f", file.to_str().unwrap()]);
+
+    let wan_log = lab.dir.path().join("wan.jsonl");
+    let lan_log = lab.dir.path().join("lan.jsonl");
+    lab.spawn_responder(
+        "wan",
+        &["--udp", "198.51.100.25:53,198.51.100.25:5353", "--tcp-ports", "80,7777"],
+        &wan_log,
+    );
+    lab.spawn_responder("lan", &["--tcp-ports", "2222"], &lan_log);
+    lab.warm_up();
+    let udp = |client: &str, to: &str| {
+        lab.sim("lan", &["udp", "--to", to, "--bind", client, "--timeout-ms", "800"])["echoed"] == true
+    };
+    let tcp = |client: &str, to: &str| common::tcp(&lab, client, to, "plain-http")["connected"] == true;
+    let client = common::LAN_CLIENT;
+    assert!(udp(client, "198.51.100.25:5353") && tcp(client, "198.51.100.26:7777"), "before the lock");
+    let inbound =
+        lab.sim("wan", &["tcp", "--to", "192.0.2.11:2222", "--payload", "none", "--timeout-ms", "1500"]);
+    assert_eq!(inbound["connected"], false, "inbound connection: {inbound}");
+
+    in_gw(&["nft", "add", "element", "inet", "ftwall", "ft_clients", &format!("{{ {client} timeout 4s }}")]);
+    assert!(!udp(client, "198.51.100.25:5353"), "locked client, UDP to a port outside allow_ports");
+    assert!(!tcp(client, "198.51.100.26:7777"), "locked client, TCP to a port outside allow_ports");
+    assert!(udp(client, "198.51.100.25:53"), "locked client, UDP to port 53");
+    assert!(tcp(client, "198.51.100.26:80"), "locked client, TCP to port 80");
+    assert!(udp(common::OTHER_CLIENT, "198.51.100.25:5353"), "another client is not locked");
+
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let set = in_gw(&["nft", "list", "set", "inet", "ftwall", "ft_clients"]);
+    assert!(!set.contains(client), "element expired: {set}");
+    assert!(udp(client, "198.51.100.25:5353") && tcp(client, "198.51.100.26:7777"), "after the lock");
 }
