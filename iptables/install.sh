@@ -1,6 +1,12 @@
 #!/bin/sh
-# Installs ftwall's iptables rules: a chain FTWALL (IPv4 and IPv6) jumped to from FORWARD.
-# Idempotent: running it again replaces the chain's rules and keeps a single jump.
+# Installs ftwall's rules, with one of two backends:
+#   nft       the table `inet ftwall` from ftwall.nft (IPv4 and IPv6), loaded with `nft -f`;
+#   iptables  a chain FTWALL (IPv4 and IPv6) jumped to from FORWARD (ftwall.rules, ftwall6.rules).
+# By default the kernel is probed: nft when `nft` exists and the kernel has the native nftables
+# `queue` statement (CONFIG_NFT_QUEUE), otherwise iptables (which works with the nft backend).
+# FTWALL_BACKEND=nft or FTWALL_BACKEND=iptables forces one. Installing one backend removes the
+# other's ftwall rules, so that packets are never queued twice.
+# Idempotent: running it again replaces the rules (and keeps a single jump).
 #   usage: install.sh LAN_IF [QUEUE]     QUEUE: a number (default 0), or FIRST:LAST to balance
 #                                        over several queues (ftwall's `queue`/`queues` keys)
 set -eu
@@ -16,35 +22,86 @@ case $queue in
         case "$first$last" in *[!0-9]*|"") echo "bad queue range: $queue" >&2; exit 2;; esac
         [ -n "$first" ] && [ -n "$last" ] && [ "$first" -lt "$last" ] && [ "$last" -le 65535 ] ||
             { echo "queue range must be FIRST:LAST with FIRST < LAST <= 65535" >&2; exit 2; }
-        target="--queue-balance $first:$last" ;;
+        target="--queue-balance $first:$last"
+        nft_queue="queue num $first-$last bypass" ;;
     *[!0-9]*|"") echo "bad queue number: $queue" >&2; exit 2 ;;
     *)
         [ "$queue" -le 65535 ] || { echo "queue number must be 0-65535" >&2; exit 2; }
-        target="--queue-num $queue" ;;
+        target="--queue-num $queue"
+        nft_queue="queue num $queue bypass" ;;
 esac
+backend=${FTWALL_BACKEND:-}
+case $backend in ""|nft|iptables) ;; *) echo "FTWALL_BACKEND must be nft or iptables, not: $backend" >&2; exit 2;; esac
 [ "$(id -u)" -eq 0 ] || { echo "$0: must run as root" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
 rules_dir=${FTWALL_RULES_DIR:-$here}
 
 modprobe nfnetlink_queue 2>/dev/null || true
-modprobe xt_NFQUEUE 2>/dev/null || true
 
-if command -v nft >/dev/null 2>&1 && ! nft -c -f - >/dev/null 2>&1 <<'NFT'
-table inet ftwall_probe { chain c { type filter hook forward priority 0; queue num 0 bypass; } }
+# Does this kernel have nft's native queue statement? `nft -c` checks through the kernel without
+# committing anything, so a missing statement fails here.
+nft_queue_works() {
+    command -v nft >/dev/null 2>&1 || return 1
+    modprobe nft_queue 2>/dev/null || true
+    nft -c -f - >/dev/null 2>&1 <<'NFT'
+table inet ftwall_probe {
+    chain c {
+        type filter hook forward priority filter; policy accept;
+        queue num 0 bypass
+    }
+}
 NFT
-then
-    echo "note: this kernel has no native nftables queue statement; using iptables (nft backend) rules" >&2
-fi
+}
+
+case $backend in
+    nft)
+        command -v nft >/dev/null 2>&1 ||
+            { echo "$0: FTWALL_BACKEND=nft, but nft is not installed" >&2; exit 1; }
+        nft_queue_works || {
+            echo "$0: FTWALL_BACKEND=nft, but this kernel has no native nftables queue statement" \
+                "(CONFIG_NFT_QUEUE); use FTWALL_BACKEND=iptables, or leave it unset" >&2
+            exit 1
+        } ;;
+    iptables) ;;
+    *)
+        if nft_queue_works; then
+            backend=nft
+        else
+            backend=iptables
+            if command -v nft >/dev/null 2>&1; then
+                echo "note: this kernel has no native nftables queue statement; using iptables (nft backend) rules" >&2
+            fi
+        fi ;;
+esac
 
 apply() { # tool rules-file
     sed -e "s/@LAN_IF@/$lan_if/g" -e "s/@QUEUE_TARGET@/$target/g" "$rules_dir/$2" | "$1-restore" --noflush
     "$1" -C FORWARD -j FTWALL 2>/dev/null || "$1" -I FORWARD 1 -j FTWALL
 }
 
-apply iptables ftwall.rules
-if command -v ip6tables >/dev/null 2>&1 && ip6tables -L -n >/dev/null 2>&1; then
-    apply ip6tables ftwall6.rules
+remove_chain() { # tool
+    command -v "$1" >/dev/null 2>&1 && "$1" -L -n >/dev/null 2>&1 || return 0
+    while "$1" -C FORWARD -j FTWALL 2>/dev/null; do "$1" -D FORWARD -j FTWALL; done
+    if "$1" -L FTWALL -n >/dev/null 2>&1; then
+        "$1" -F FTWALL
+        "$1" -X FTWALL
+    fi
+}
+
+if [ "$backend" = nft ]; then
+    sed -e "s/@LAN_IF@/$lan_if/g" -e "s/@QUEUE@/$nft_queue/g" "$rules_dir/ftwall.nft" | nft -f -
+    remove_chain iptables
+    remove_chain ip6tables
 else
-    echo "note: ip6tables unavailable; IPv6 rules not installed" >&2
+    modprobe xt_NFQUEUE 2>/dev/null || true
+    apply iptables ftwall.rules
+    if command -v ip6tables >/dev/null 2>&1 && ip6tables -L -n >/dev/null 2>&1; then
+        apply ip6tables ftwall6.rules
+    else
+        echo "note: ip6tables unavailable; IPv6 rules not installed" >&2
+    fi
+    if command -v nft >/dev/null 2>&1 && nft list table inet ftwall >/dev/null 2>&1; then
+        nft delete table inet ftwall
+    fi
 fi
-echo "ftwall rules installed: LAN interface $lan_if, NFQUEUE $queue"
+echo "ftwall rules installed ($backend): LAN interface $lan_if, NFQUEUE $queue"

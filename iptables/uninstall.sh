@@ -1,5 +1,6 @@
 #!/bin/sh
-# Removes ftwall's iptables rules (the FTWALL chains and their FORWARD jumps). Idempotent.
+# Removes ftwall's rules: the iptables FTWALL chains and their FORWARD jumps, and the nftables
+# table `inet ftwall` (with its ft_clients sets). Idempotent.
 #   usage: uninstall.sh
 set -eu
 [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ] && { echo "usage: $0"; exit 0; }
@@ -14,5 +15,8 @@ remove() { # tool
 remove iptables
 if command -v ip6tables >/dev/null 2>&1 && ip6tables -L -n >/dev/null 2>&1; then
     remove ip6tables
+fi
+if command -v nft >/dev/null 2>&1 && nft list table inet ftwall >/dev/null 2>&1; then
+    nft delete table inet ftwall
 fi
 echo "ftwall rules removed"

@@ -1,0 +1,352 @@
+//! The nftables rule set (`iptables/ftwall.nft`) and the installer's choice of backend, each in a
+//! throw-away network namespace. Kernels without the native nft `queue` statement
+//! (CONFIG_NFT_QUEUE unset, as on the machines this was written on) reject any rule with `queue`,
+//! even under `nft -c`; so the file is validated and loaded with `queue` swapped for `accept`, and
+//! the unmodified file must either load or fail only at its `queue` statements. The last test
+//! passes traffic through the accept version in the end-to-end lab to exercise `ft_clients`.
+//! Root, `ip`, `iptables` and `nft` are needed: skipped (with a message) otherwise, except under
+//! `CI=true`, where they must run.
+
+mod common;
+
+use common::{kernel_test_guard, must, run};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::MutexGuard;
+
+/// The kernel-test guard, plus `nft`.
+fn nft_guard() -> Option<MutexGuard<'static, ()>> {
+    let guard = kernel_test_guard()?;
+    if !run("sh", &["-c", "command -v nft"]).status.success() {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "nftables tests cannot run under CI: no nft");
+        eprintln!("skipping nftables tests: nft not found");
+        return None;
+    }
+    Some(guard)
+}
+
+/// A network namespace with a distinctive name, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("ftwall-nft-test-{}-{n}-{tag}", std::process::id());
+        let _ = run("ip", &["netns", "del", &name]);
+        must("ip", &["netns", "add", &name]);
+        Netns(name)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.0]).args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn must(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.0]);
+    }
+}
+
+fn scripts() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("iptables")
+}
+
+/// ftwall.nft with its placeholders substituted, written to `dir`.
+fn nft_file(dir: &Path, name: &str, queue: &str) -> String {
+    let text = std::fs::read_to_string(scripts().join("ftwall.nft")).unwrap();
+    assert!(text.contains("@LAN_IF@") && text.contains("@QUEUE@"), "placeholders present");
+    let text = text.replace("@LAN_IF@", "veth0").replace("@QUEUE@", queue);
+    assert!(!text.contains("@LAN_IF@") && !text.contains("@QUEUE@"));
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// Whether this kernel has nft's native `queue` statement (the installer's probe, checked here).
+fn kernel_has_nft_queue(ns: &Netns, dir: &Path) -> bool {
+    let probe = dir.join("probe.nft");
+    std::fs::write(
+        &probe,
+        "table inet ftwall_probe {\n chain c {\n  type filter hook forward priority filter; policy accept;\n  \
+         queue num 0 bypass\n }\n}\n",
+    )
+    .unwrap();
+    ns.run(&["nft", "-c", "-f", probe.to_str().unwrap()]).status.success()
+}
+
+/// Lines of an nft file outside comments containing `needle`.
+fn rules_with(text: &str, needle: &str) -> usize {
+    text.lines().filter(|l| !l.trim_start().starts_with('#') && l.contains(needle)).count()
+}
+
+/// Index of the first line of `listing` containing `needle`, or a panic naming it.
+fn line_of(listing: &str, needle: &str) -> usize {
+    listing
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("`{needle}` not in the listing:\n{listing}"))
+}
+
+#[test]
+fn nft_file_checks_and_loads_with_queue_swapped_for_accept() {
+    let Some(_serial) = nft_guard() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Netns::new("load");
+    let file = nft_file(dir.path(), "ftwall-accept.nft", "accept");
+
+    // Another table, which loading and removing ftwall's must leave alone.
+    ns.must(&["nft", "add", "table", "inet", "other"]);
+    ns.must(&["nft", "add", "chain", "inet", "other", "keep", "{ type filter hook forward priority 10; }"]);
+    ns.must(&["nft", "add", "rule", "inet", "other", "keep", "tcp", "dport", "22", "accept"]);
+    let other = ns.must(&["nft", "list", "table", "inet", "other"]);
+
+    ns.must(&["nft", "-c", "-f", &file]);
+    ns.must(&["nft", "-f", &file]);
+    let once = ns.must(&["nft", "list", "table", "inet", "ftwall"]);
+    ns.must(&["nft", "-f", &file]);
+    assert_eq!(ns.must(&["nft", "list", "table", "inet", "ftwall"]), once, "loading twice changes nothing");
+    assert_eq!(ns.must(&["nft", "list", "table", "inet", "other"]), other, "other tables untouched");
+    let tables = ns.must(&["nft", "list", "tables"]);
+    assert_eq!(tables.lines().collect::<Vec<_>>(), ["table inet other", "table inet ftwall"], "{tables}");
+
+    // The sets, and the rules in the order of ftwall.rules / ftwall6.rules.
+    for needle in ["set ft_clients {", "set ft_clients6 {", "type ipv4_addr", "type ipv6_addr", "timeout 2m"]
+    {
+        line_of(&once, needle);
+    }
+    line_of(&once, "type filter hook forward priority filter; policy accept;");
+    let order = [
+        "meta mark & 0x00000003 == 0x00000001 ct mark set ct mark",
+        "meta mark & 0x00000003 == 0x00000002 ct mark set ct mark",
+        "ct mark & 0x00000003 == 0x00000001 accept",
+        "ct mark & 0x00000003 == 0x00000002 drop",
+        "meta l4proto ipv6-icmp return",
+        "oifname \"veth0\" iifname != \"veth0\" ct state established ct reply packets 1-8 accept",
+        "oifname \"veth0\" ct state established,related accept",
+        "oifname \"veth0\" iifname != \"veth0\" ct state invalid,new drop",
+        "iifname \"veth0\" ip saddr @ft_clients meta l4proto { tcp, udp } th dport != { 53, 80, 443 } drop",
+        "iifname \"veth0\" ip6 saddr @ft_clients6 meta l4proto { tcp, udp } th dport != { 53, 80, 443 } drop",
+        "iifname \"veth0\" meta l4proto tcp accept",
+        "iifname \"veth0\" meta l4proto udp accept",
+    ];
+    let lines: Vec<usize> = order.iter().map(|needle| line_of(&once, needle)).collect();
+    assert!(lines.windows(2).all(|w| w[0] < w[1]), "rules out of order:\n{once}");
+
+    // What the daemon will do to lock a client in the kernel.
+    ns.must(&["nft", "add", "element", "inet", "ftwall", "ft_clients", "{ 192.0.2.10 timeout 5s }"]);
+    ns.must(&["nft", "add", "element", "inet", "ftwall", "ft_clients6", "{ 2001:db8::10 timeout 5s }"]);
+    ns.must(&["nft", "add", "element", "inet", "ftwall", "ft_clients", "{ 198.51.100.7 }"]);
+    let set = ns.must(&["nft", "list", "set", "inet", "ftwall", "ft_clients"]);
+    assert!(set.contains("192.0.2.10 timeout 5s expires"), "{set}");
+    assert!(set.contains("198.51.100.7 expires"), "default timeout applies: {set}");
+    let set6 = ns.must(&["nft", "list", "set", "inet", "ftwall", "ft_clients6"]);
+    assert!(set6.contains("2001:db8::10 timeout 5s expires"), "{set6}");
+
+    // uninstall.sh removes the table (twice is fine) and nothing else.
+    let uninstall = scripts().join("uninstall.sh");
+    for _ in 0..2 {
+        ns.must(&["sh", uninstall.to_str().unwrap()]);
+    }
+    assert!(!ns.run(&["nft", "list", "table", "inet", "ftwall"]).status.success(), "table removed");
+    assert_eq!(ns.must(&["nft", "list", "table", "inet", "other"]), other, "other tables untouched");
+}
+
+#[test]
+fn nft_file_with_queue_loads_or_fails_only_at_queue() {
+    let Some(_serial) = nft_guard() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Netns::new("queue");
+    let has_queue = kernel_has_nft_queue(&ns, dir.path());
+    for (name, queue) in [("single.nft", "queue num 0 bypass"), ("balance.nft", "queue num 0-1 bypass")] {
+        let file = nft_file(dir.path(), name, queue);
+        let check = ns.run(&["nft", "-c", "-f", &file]);
+        let stderr = String::from_utf8_lossy(&check.stderr);
+        if has_queue {
+            assert!(check.status.success(), "{queue}: {stderr}");
+            ns.must(&["nft", "-f", &file]);
+            let listing = ns.must(&["nft", "list", "table", "inet", "ftwall"]);
+            assert_eq!(listing.matches(queue).count(), 3, "{listing}");
+            continue;
+        }
+        assert!(!check.status.success(), "{queue} accepted although the probe failed");
+        // nft prints, per error: `file:line:cols: Error: ...`, the source line, then carets.
+        let lines: Vec<&str> = stderr.lines().collect();
+        let errors: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains("Error:")).collect();
+        assert_eq!(errors.len(), 3, "one error per queue rule, nothing else:\n{stderr}");
+        for i in errors {
+            let (source, carets) = (lines[i + 1], lines[i + 2]);
+            let at = carets.find('^').unwrap_or_else(|| panic!("no carets:\n{stderr}"));
+            assert!(source[at..].starts_with("queue"), "error not at a queue statement:\n{stderr}");
+            assert!(source.contains(queue), "{source}");
+        }
+        assert!(!ns.run(&["nft", "list", "table", "inet", "ftwall"]).status.success(), "nothing committed");
+    }
+}
+
+#[test]
+fn installer_probes_the_kernel_and_falls_back_to_iptables() {
+    let Some(_serial) = nft_guard() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Netns::new("probe");
+    let install = scripts().join("install.sh");
+    let install = install.to_str().unwrap();
+    let out = ns.cmd(&["sh", install, "veth0", "0"]).env_remove("FTWALL_BACKEND").output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    if kernel_has_nft_queue(&ns, dir.path()) {
+        eprintln!("this kernel has the nft queue statement: the installer picked nft");
+        assert!(stdout.contains("installed (nft)"), "{stdout}");
+        assert!(ns.run(&["nft", "list", "table", "inet", "ftwall"]).status.success());
+        return;
+    }
+    let note = "note: this kernel has no native nftables queue statement; using iptables (nft backend) rules";
+    assert!(stderr.contains(note), "{stderr}");
+    assert!(stdout.contains("installed (iptables)"), "{stdout}");
+    let chain = ns.must(&["iptables", "-S", "FTWALL"]);
+    assert!(chain.contains("-A FTWALL -i veth0 -p tcp -j NFQUEUE --queue-num 0 --queue-bypass"), "{chain}");
+    assert!(ns.must(&["iptables", "-S", "FORWARD"]).contains("-A FORWARD -j FTWALL"));
+    assert!(!ns.run(&["nft", "list", "table", "inet", "ftwall"]).status.success(), "no nft table");
+
+    // Forcing nft on this kernel fails clearly and changes nothing.
+    let forced = ns.cmd(&["sh", install, "veth0", "0"]).env("FTWALL_BACKEND", "nft").output().unwrap();
+    let stderr = String::from_utf8_lossy(&forced.stderr);
+    assert_eq!(forced.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("FTWALL_BACKEND=nft, but this kernel has no native nftables queue statement"));
+    assert_eq!(ns.must(&["iptables", "-S", "FTWALL"]), chain, "iptables rules kept");
+    assert!(!ns.run(&["nft", "list", "table", "inet", "ftwall"]).status.success(), "no nft table");
+
+    let bad = ns.cmd(&["sh", install, "veth0", "0"]).env("FTWALL_BACKEND", "pf").output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("FTWALL_BACKEND must be nft or iptables"));
+}
+
+/// The installer's nft path, run against a stand-in `nft` that swaps `queue` for `accept` (so it
+/// works on kernels without the queue statement) and keeps a copy of what it was given.
+#[test]
+fn installer_nft_backend_through_a_queue_shim() {
+    let Some(_serial) = nft_guard() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Netns::new("shim");
+    let real = String::from_utf8(run("sh", &["-c", "command -v nft"]).stdout).unwrap();
+    let seen = dir.path().join("seen.nft");
+    let shim_dir = dir.path().join("bin");
+    std::fs::create_dir(&shim_dir).unwrap();
+    let shim = format!(
+        "#!/bin/sh\ncase \" $* \" in\n*\" -f - \"*) tee '{}' | sed -E 's/queue num [0-9]+(-[0-9]+)? bypass/accept/' | \
+         exec '{}' \"$@\" ;;\n*) exec '{}' \"$@\" ;;\nesac\n",
+        seen.display(),
+        real.trim(),
+        real.trim()
+    );
+    std::fs::write(shim_dir.join("nft"), shim).unwrap();
+    must("chmod", &["755", shim_dir.join("nft").to_str().unwrap()]);
+    let path = format!("{}:{}", shim_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let install = scripts().join("install.sh");
+    let install = install.to_str().unwrap();
+    let installer = |args: &[&str]| {
+        let mut full = vec!["sh", install];
+        full.extend_from_slice(args);
+        let out = ns.cmd(&full).env("PATH", &path).env_remove("FTWALL_BACKEND").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    // Installed over the iptables rules, the nft rules replace them.
+    ns.cmd(&["sh", install, "veth0", "3"]).env("FTWALL_BACKEND", "iptables").output().unwrap();
+    assert!(ns.must(&["iptables", "-S"]).contains("FTWALL"));
+    assert!(installer(&["veth0", "3:4"]).contains("installed (nft)"));
+    let given = std::fs::read_to_string(&seen).unwrap();
+    assert_eq!(rules_with(&given, "queue num 3-4 bypass"), 3, "{given}");
+    assert!(given.contains("oifname \"veth0\" iifname != \"veth0\"") && !given.contains("@LAN_IF@"));
+    let once = ns.must(&["nft", "list", "table", "inet", "ftwall"]);
+    assert!(!ns.must(&["iptables", "-S"]).contains("FTWALL"), "iptables chain removed");
+    assert!(installer(&["veth0", "3:4"]).contains("installed (nft)"));
+    assert_eq!(
+        ns.must(&["nft", "list", "table", "inet", "ftwall"]),
+        once,
+        "installing twice changes nothing"
+    );
+    installer(&["veth0", "5"]);
+    assert_eq!(rules_with(&std::fs::read_to_string(&seen).unwrap(), "queue num 5 bypass"), 3);
+
+    // And back: the iptables backend removes the nft table.
+    let out = ns.cmd(&["sh", install, "veth0", "3"]).env("FTWALL_BACKEND", "iptables").output().unwrap();
+    assert!(out.status.success());
+    assert!(!ns.run(&["nft", "list", "table", "inet", "ftwall"]).status.success(), "nft table removed");
+    assert!(ns.must(&["iptables", "-S", "FTWALL"]).contains("--queue-num 3"));
+}
+
+/// Traffic through ftwall.nft (queue swapped for accept, no daemon) in the end-to-end lab, with
+/// the iptables rules removed so that only the nft table filters: ordinary traffic passes, new
+/// connections into the LAN are dropped, and a client in `ft_clients` is blocked in the kernel
+/// except to the allowed ports, until its element times out.
+#[test]
+fn ft_clients_blocks_a_locked_client_in_the_kernel() {
+    let Some(_serial) = nft_guard() else { return };
+    assert!(common::sim_path().exists(), "simulator not built at {}", common::sim_path().display());
+    let mut lab = common::Lab::new("ftn");
+    let gw = lab.ns("gw");
+    let in_gw = |args: &[&str]| {
+        let mut full = vec!["netns", "exec", gw.as_str()];
+        full.extend_from_slice(args);
+        let out = run("ip", &full);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    in_gw(&["sh", scripts().join("uninstall.sh").to_str().unwrap()]);
+    assert!(!in_gw(&["iptables", "-S"]).contains("FTWALL"));
+    let text = std::fs::read_to_string(scripts().join("ftwall.nft")).unwrap();
+    let file = lab.dir.path().join("ftwall-accept.nft");
+    std::fs::write(
+        &file,
+        text.replace("@LAN_IF@", &format!("{}g0", lab.prefix)).replace("@QUEUE@", "accept"),
+    )
+    .unwrap();
+    in_gw(&["nft", "-f", file.to_str().unwrap()]);
+
+    let wan_log = lab.dir.path().join("wan.jsonl");
+    let lan_log = lab.dir.path().join("lan.jsonl");
+    lab.spawn_responder(
+        "wan",
+        &["--udp", "198.51.100.25:53,198.51.100.25:5353", "--tcp-ports", "80,7777"],
+        &wan_log,
+    );
+    lab.spawn_responder("lan", &["--tcp-ports", "2222"], &lan_log);
+    lab.warm_up();
+    let udp = |client: &str, to: &str| {
+        lab.sim("lan", &["udp", "--to", to, "--bind", client, "--timeout-ms", "800"])["echoed"] == true
+    };
+    let tcp = |client: &str, to: &str| common::tcp(&lab, client, to, "plain-http")["connected"] == true;
+    let client = common::LAN_CLIENT;
+    assert!(udp(client, "198.51.100.25:5353") && tcp(client, "198.51.100.26:7777"), "before the lock");
+    let inbound =
+        lab.sim("wan", &["tcp", "--to", "192.0.2.11:2222", "--payload", "none", "--timeout-ms", "1500"]);
+    assert_eq!(inbound["connected"], false, "inbound connection: {inbound}");
+
+    in_gw(&["nft", "add", "element", "inet", "ftwall", "ft_clients", &format!("{{ {client} timeout 4s }}")]);
+    assert!(!udp(client, "198.51.100.25:5353"), "locked client, UDP to a port outside allow_ports");
+    assert!(!tcp(client, "198.51.100.26:7777"), "locked client, TCP to a port outside allow_ports");
+    assert!(udp(client, "198.51.100.25:53"), "locked client, UDP to port 53");
+    assert!(tcp(client, "198.51.100.26:80"), "locked client, TCP to port 80");
+    assert!(udp(common::OTHER_CLIENT, "198.51.100.25:5353"), "another client is not locked");
+
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let set = in_gw(&["nft", "list", "set", "inet", "ftwall", "ft_clients"]);
+    assert!(!set.contains(client), "element expired: {set}");
+    assert!(udp(client, "198.51.100.25:5353") && tcp(client, "198.51.100.26:7777"), "after the lock");
+}
