@@ -6,6 +6,7 @@
 
 mod ctl;
 mod daemon;
+mod lab;
 mod replay;
 mod sim;
 
@@ -38,6 +39,9 @@ enum Command {
         /// The file (default: /etc/ftwall/ftwall.toml).
         file: Option<PathBuf>,
     },
+    /// Build a throw-away gateway in network namespaces, run ftwall and FastTrack traffic
+    /// through it, print what was blocked, and clean up (root; the newcomer's first command).
+    Lab(lab::LabArgs),
     /// FastTrack client simulator and responder, to check a deployment end to end.
     Sim(sim::SimArgs),
     /// Ask the running daemon: status, clients, peers, bans; release, ban, unban an address.
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { file }) => daemon::check_config(file),
         Some(Command::Config { config }) => daemon::print_config(config),
         Some(Command::Ctl(args)) => ctl::run(args),
+        Some(Command::Lab(args)) => lab::run(args),
         Some(Command::Sim(args)) => sim::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into),
     };
     match result {
