@@ -57,11 +57,15 @@ pub struct TimelockConfig {
     pub allow_ports: Vec<u16>,
     /// Maximum number of locked clients tracked at once.
     pub capacity: usize,
+    /// Also put locked clients into the nftables sets `inet ftwall ft_clients` /
+    /// `ft_clients6` (from `iptables/ftwall.nft`), so the kernel drops their traffic to other
+    /// ports before queueing it (daemon only; runs `nft`).
+    pub kernel_set: bool,
 }
 
 impl Default for TimelockConfig {
     fn default() -> Self {
-        Self { seconds: 120, allow_ports: vec![53, 80, 443], capacity: 4096 }
+        Self { seconds: 120, allow_ports: vec![53, 80, 443], capacity: 4096, kernel_set: false }
     }
 }
 

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::MutexGuard;
+use std::time::{Duration, Instant};
 
 /// The kernel-test guard, plus `nft`.
 fn nft_guard() -> Option<MutexGuard<'static, ()>> {
@@ -349,4 +350,65 @@ fn ft_clients_blocks_a_locked_client_in_the_kernel() {
     let set = in_gw(&["nft", "list", "set", "inet", "ftwall", "ft_clients"]);
     assert!(!set.contains(client), "element expired: {set}");
     assert!(udp(client, "198.51.100.25:5353") && tcp(client, "198.51.100.26:7777"), "after the lock");
+}
+
+/// `timelock.kernel_set = true`: the daemon (queueing through the iptables rules, as on this
+/// kernel) mirrors its locks into `ft_clients`, with the lock's remaining time as the element's
+/// timeout, and removes them when the operator releases the client.
+#[test]
+fn daemon_mirrors_locks_into_ft_clients() {
+    let Some(_serial) = nft_guard() else { return };
+    assert!(common::sim_path().exists(), "simulator not built at {}", common::sim_path().display());
+    let mut lab = common::Lab::new("ftk");
+    let gw = lab.ns("gw");
+    let in_gw = |args: &[&str]| {
+        let mut full = vec!["netns", "exec", gw.as_str()];
+        full.extend_from_slice(args);
+        let out = run("ip", &full);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = std::fs::read_to_string(scripts().join("ftwall.nft")).unwrap();
+    let file = lab.dir.path().join("ftwall-accept.nft");
+    std::fs::write(
+        &file,
+        text.replace("@LAN_IF@", &format!("{}g0", lab.prefix)).replace("@QUEUE@", "accept"),
+    )
+    .unwrap();
+    in_gw(&["nft", "-f", file.to_str().unwrap()]);
+    let wan_log = lab.dir.path().join("wan.jsonl");
+    lab.spawn_responder("wan", &["--udp", "198.51.100.20:1214,198.51.100.25:53"], &wan_log);
+    lab.warm_up();
+    lab.write_config(&[], false);
+    let config = std::fs::read_to_string(&lab.config_path).unwrap();
+    std::fs::write(&lab.config_path, config.replace("[timelock]\n", "[timelock]\nkernel_set = true\n"))
+        .unwrap();
+    lab.start_and_wait(&[]);
+    lab.wait_log("kernel_set_enabled", 1, Duration::from_secs(5), |v| v["event"] == "kernel_set_enabled");
+
+    let set = || in_gw(&["nft", "list", "set", "inet", "ftwall", "ft_clients"]);
+    let wait_set = |want: bool| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let listing = set();
+            if listing.contains(common::LAN_CLIENT) == want {
+                return listing;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ft_clients never {}: {listing}",
+                if want { "filled" } else { "emptied" }
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    lab.ping_flood(common::LAN_CLIENT, "198.51.100.20:1214", 500);
+    let listing = wait_set(true);
+    // The element's timeout is the lock's remaining time (LOCK_SECONDS), not the set default.
+    let timeout = format!("timeout {}s", common::LOCK_SECONDS);
+    let almost = format!("timeout {}s", common::LOCK_SECONDS - 1);
+    assert!(listing.contains(&timeout) || listing.contains(&almost), "{listing}");
+    assert!(!listing.contains(common::OTHER_CLIENT));
+    lab.ctl(&["release", common::LAN_CLIENT]);
+    wait_set(false);
 }

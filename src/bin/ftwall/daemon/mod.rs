@@ -14,6 +14,7 @@
 mod client_dir;
 mod config_file;
 mod control;
+mod kernel_set;
 mod logging;
 mod metrics;
 mod queue;
@@ -27,6 +28,7 @@ use client_dir::ClientDir;
 use control::ControlSocket;
 use ftwall::engine::StoreRecord;
 use ftwall::{Action, Config, Decision, Engine, Event, Settled, Timestamp, Verdict};
+use kernel_set::KernelLockSet;
 use logging::{DropLimiter, LogFormat};
 use metrics::{LatencyHistogram, MetricsInput};
 use queue::{KernelCounters, NfQueue, TICK};
@@ -275,6 +277,7 @@ struct ShellCounters {
     probe_answers: u64,
     state_saves: u64,
     state_save_errors: u64,
+    kernel_set_errors: u64,
 }
 
 /// Accept verdicts not sent yet (see [`Worker::flush_batch`]).
@@ -321,6 +324,9 @@ struct Daemon {
     started: Instant,
     started_at: Timestamp,
     latency: Arc<LatencyHistogram>,
+    /// Mirrors locks into the nftables sets (`timelock.kernel_set`).
+    kernel_set: Option<KernelLockSet>,
+    last_kernel_set_error: Option<Instant>,
     last_metrics: Option<Instant>,
     last_metrics_error: Option<Instant>,
 }
@@ -407,7 +413,7 @@ impl Daemon {
             }
         };
         let limiter = DropLimiter::new(config.log.drop_burst, config.log.drop_interval_seconds);
-        let daemon = Self {
+        let mut daemon = Self {
             config_path,
             kernel: queue::kernel_counters(queue_numbers[0]),
             queue_numbers,
@@ -429,10 +435,13 @@ impl Daemon {
             started: Instant::now(),
             started_at: now,
             latency,
+            kernel_set: None,
+            last_kernel_set_error: None,
             last_metrics: None,
             last_metrics_error: None,
             engine,
         };
+        daemon.sync_kernel_set();
         let status = format!("judging NFQUEUE {:?}", daemon.queue_numbers);
         notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
         info!(
@@ -562,6 +571,18 @@ impl Daemon {
                 }
                 Action::Store(record) => {
                     self.store_dirty = true;
+                    if let Some(set) = &mut self.kernel_set {
+                        match record {
+                            StoreRecord::Lock(lock) => set.apply(&kernel_set::lock_script(
+                                lock.client,
+                                lock.until.saturating_since(time::now()),
+                            )),
+                            StoreRecord::LockRemoved(client) => {
+                                set.apply(&kernel_set::release_script(client))
+                            }
+                            _ => {}
+                        }
+                    }
                     if let Some(dir) = &self.client_dir {
                         let result = match record {
                             StoreRecord::Lock(lock) => dir.locked(&lock),
@@ -619,6 +640,7 @@ impl Daemon {
                 notify(&[NotifyState::Watchdog]);
             }
         }
+        self.check_kernel_set(false);
         let interval = Duration::from_secs(self.engine.config().metrics.interval_seconds);
         if self.engine.config().metrics.file.is_some() && every(&mut self.last_metrics, interval) {
             self.write_metrics();
@@ -656,6 +678,43 @@ impl Daemon {
         self.kernel = Some(fresh);
     }
 
+    /// Starts or stops mirroring locks into the nftables sets per `timelock.kernel_set`; when
+    /// starting, loads every current lock.
+    fn sync_kernel_set(&mut self) {
+        if !self.engine.config().timelock.kernel_set {
+            self.kernel_set = None;
+            return;
+        }
+        if self.kernel_set.is_some() {
+            return;
+        }
+        let mut set = KernelLockSet::default();
+        let now = time::now();
+        for lock in self.engine.locked_clients().filter(|l| l.until > now) {
+            set.apply(&kernel_set::lock_script(lock.client, lock.until.saturating_since(now)));
+        }
+        info!(
+            event = "kernel_set_enabled",
+            locks = self.engine.locked_count(),
+            "locked clients mirrored into nft sets inet ftwall ft_clients/ft_clients6"
+        );
+        self.kernel_set = Some(set);
+    }
+
+    fn check_kernel_set(&mut self, finishing: bool) {
+        let Some(set) = &mut self.kernel_set else { return };
+        let failed = if finishing { set.finish() } else { set.reap() };
+        self.counters.kernel_set_errors += failed;
+        if failed > 0 && every(&mut self.last_kernel_set_error, Duration::from_secs(60)) {
+            warn!(
+                event = "kernel_set_failed",
+                failed,
+                total = self.counters.kernel_set_errors,
+                "nft could not update inet ftwall ft_clients (is iptables/ftwall.nft loaded? is nft installed?)"
+            );
+        }
+    }
+
     fn write_metrics(&mut self) {
         let Some(path) = self.engine.config().metrics.file.clone() else { return };
         let c = &self.counters;
@@ -673,6 +732,11 @@ impl Daemon {
             ("ftwall_probe_answers_total", "Probes a locked client answered.", c.probe_answers),
             ("ftwall_state_saves_total", "State file saves.", c.state_saves),
             ("ftwall_state_save_errors_total", "Failed state file saves.", c.state_save_errors),
+            (
+                "ftwall_kernel_set_errors_total",
+                "Failed updates of the nft ft_clients sets.",
+                c.kernel_set_errors,
+            ),
             (
                 "ftwall_events_discarded_total",
                 "Engine events discarded undrained.",
@@ -758,6 +822,8 @@ impl Daemon {
                 }
                 self.limiter.reconfigure(config.log.drop_burst, config.log.drop_interval_seconds);
                 self.engine.set_config(config);
+                self.drain();
+                self.sync_kernel_set();
                 info!(
                     event = "config_reloaded",
                     peers = self.engine.peer_count(),
@@ -809,6 +875,7 @@ impl Daemon {
         notify(&[NotifyState::Stopping]);
         info!(event = "daemon_stopping", "stopping: saving state and releasing the queue");
         self.save_state(now);
+        self.check_kernel_set(true);
         self.write_metrics();
         self.log_counters();
     }
