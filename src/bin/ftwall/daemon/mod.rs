@@ -182,15 +182,24 @@ impl Worker {
                             lock(core).verdict_error(&e);
                         }
                     }
-                    self.queue.queue.set_nonblocking(self.batch.len > 0);
+                    self.spin_until = (!self.busy_poll.is_zero()).then(|| Instant::now() + self.busy_poll);
+                    self.queue.queue.set_nonblocking(self.batch.len > 0 || self.spin_until.is_some());
                 }
                 Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN | libc::EINTR) if self.batch.len > 0 => {
-                        // Nothing more to read right now: release the batch.
-                        self.flush_batch(core);
-                        self.queue.queue.set_nonblocking(false);
+                    Some(libc::EAGAIN | libc::EINTR) => {
+                        if self.batch.len > 0 {
+                            // Nothing more to read right now: release the batch.
+                            self.flush_batch(core);
+                        }
+                        // Busy polling: keep asking without sleeping until the window closes,
+                        // so the next packet does not wait for this thread to be woken up.
+                        if self.spin_until.is_some_and(|t| Instant::now() < t) {
+                            std::hint::spin_loop();
+                        } else {
+                            self.spin_until = None;
+                            self.queue.queue.set_nonblocking(false);
+                        }
                     }
-                    Some(libc::EAGAIN | libc::EINTR) => {}
                     Some(libc::ENOBUFS) => lock(core).socket_overflow(),
                     Some(libc::ENOENT | libc::EINVAL | libc::ENOSPC) => lock(core).queue_error(&e),
                     _ => {
@@ -295,6 +304,9 @@ struct Worker {
     queue: NfQueue,
     batch: Batch,
     latency: Arc<LatencyHistogram>,
+    /// `busy_poll_us`: how long to keep polling without sleeping after a packet.
+    busy_poll: Duration,
+    spin_until: Option<Instant>,
     /// The main worker also does the housekeeping (signals, timers, saves, watchdog).
     main: bool,
 }
@@ -373,6 +385,8 @@ impl Daemon {
                     ..Batch::default()
                 },
                 latency: Arc::clone(&latency),
+                busy_poll: Duration::from_micros(u64::from(config.busy_poll_us)),
+                spin_until: None,
                 main: i == 0,
             });
         }
