@@ -13,7 +13,8 @@ use std::process::ExitCode;
 
 /// Stops FastTrack (Kazaa, KazaaLite, iMesh, Grokster) traffic at a Linux gateway.
 #[derive(Debug, Parser)]
-#[command(name = "ftwall", version, about, long_about = None)]
+// FTWALL_VERSION: the package version plus git describe and commit date (build.rs).
+#[command(name = "ftwall", version = env!("FTWALL_VERSION"), about, long_about = None)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
