@@ -1,4 +1,5 @@
-//! `ftwall --version` carries git information (build.rs).
+//! `ftwall --version` carries git information (build.rs), and the hidden `ftwall man` renders the
+//! man pages from the clap definition.
 
 use std::path::Path;
 use std::process::Command;
@@ -43,4 +44,48 @@ fn version_names_the_commit_and_its_date() {
         "commit date {date:?} is not YYYY-MM-DD"
     );
     assert_eq!(Some(date.to_string()), git(&["log", "-1", "--date=short", "--format=%cd"]));
+}
+
+/// Visible subcommands, from `ftwall --help`.
+fn subcommands() -> Vec<String> {
+    let help = ftwall(&["--help"]);
+    let list = help.split("Commands:\n").nth(1).expect("a Commands: section");
+    list.lines()
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn man_page_covers_every_subcommand() {
+    let page = ftwall(&["man"]);
+    assert!(page.contains("\n.TH ftwall 8 "), "not a section 8 roff page: {page:.200}");
+    for section in ["NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "SUBCOMMANDS", "FILES", "SEE ALSO"] {
+        assert!(page.contains(&format!(".SH {section}")), "missing {section}");
+    }
+    let subs = subcommands();
+    assert!(subs.iter().any(|s| s == "run") && subs.iter().any(|s| s == "replay"), "{subs:?}");
+    assert!(!subs.iter().any(|s| s == "man"), "`man` is hidden");
+    for sub in &subs {
+        let roff_name = format!("ftwall-{sub}(8)").replace('-', "\\-");
+        assert!(page.contains(&roff_name), "main page lacks {roff_name}");
+    }
+    assert!(!page.contains("ftwall\\-man") && !page.contains("ftwall\\-help"));
+
+    let dir = tempfile::tempdir().unwrap();
+    ftwall(&["man", "--dir", dir.path().to_str().unwrap()]);
+    let mut files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    let mut want: Vec<String> = subs.iter().map(|s| format!("ftwall-{s}.8")).collect();
+    want.push("ftwall.8".into());
+    want.sort();
+    assert_eq!(files, want);
+    assert_eq!(std::fs::read_to_string(dir.path().join("ftwall.8")).unwrap(), page);
+    let run = std::fs::read_to_string(dir.path().join("ftwall-run.8")).unwrap();
+    assert!(run.contains("\n.TH ftwall-run 8 ") && run.contains("\\-\\-config"), "{run:.300}");
 }

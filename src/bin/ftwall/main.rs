@@ -3,8 +3,10 @@
 //! - `ftwall run` (default): the live NFQUEUE daemon (`daemon/`).
 //! - `ftwall replay`: the same engine over pcap/pcapng files (`replay.rs`).
 //! - `ftwall check-config` / `ftwall config`: validate / print the configuration.
+//! - `ftwall man` (hidden): the man page, for packaging (`man.rs`).
 
 mod daemon;
+mod man;
 mod replay;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +42,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the man page (roff, section 8), or write all pages with --dir.
+    #[command(hide = true)]
+    Man(man::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
         Some(Command::Replay(args)) => replay::run(args),
         Some(Command::CheckConfig { file }) => daemon::check_config(file),
         Some(Command::Config { config }) => daemon::print_config(config),
+        Some(Command::Man(args)) => man::run(args),
     };
     match result {
         Ok(code) => code,
