@@ -2,9 +2,9 @@
 //! `0.1.0 (git 14587f7, 2026-11-23)`, or `0.1.0 (git unknown)` when git or the repository is
 //! missing (a build from a crate tarball). Dependency-free on purpose.
 //!
-//! It reruns when HEAD moves (HEAD, the ref it points to, packed-refs) or the index changes, not on
-//! every build; a worktree edit that was never staged can therefore leave `-dirty` stale until the
-//! next commit or `git add`.
+//! It reruns when HEAD moves (HEAD, the ref it points to, packed-refs), not on every build: a change
+//! of FTWALL_VERSION recompiles every target of the package. So `-dirty` tells the state at the last
+//! commit or checkout that this target directory saw, not of later edits.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,7 +39,8 @@ fn git_info(manifest_dir: &Path) -> Option<String> {
     })
 }
 
-/// Rerun when HEAD, the branch it points to, packed-refs or the index change. Paths come from git
+/// Rerun when HEAD, the branch it points to or packed-refs change (not the index, which `git status`
+/// rewrites often). Paths come from git
 /// because `.git` may be a file (worktrees, submodules) rather than a directory.
 fn watch_git_files(dir: &Path) {
     // `--git-path` answers relative to `dir` (or absolute); a path that does not exist is skipped,
@@ -51,7 +52,7 @@ fn watch_git_files(dir: &Path) {
             }
         }
     };
-    for what in ["HEAD", "index", "packed-refs"] {
+    for what in ["HEAD", "packed-refs"] {
         watch(what);
     }
     if let Some(head_ref) = git(dir, &["symbolic-ref", "-q", "HEAD"]) {
