@@ -3,15 +3,21 @@
 //! - `ftwall run` (default): the live NFQUEUE daemon (`daemon/`).
 //! - `ftwall replay`: the same engine over pcap/pcapng files (`replay.rs`).
 //! - `ftwall check-config` / `ftwall config`: validate / print the configuration.
+//! - `ftwall ctl`: ask the running daemon over its control socket (`ctl.rs`, `daemon/control.rs`).
+//! - `ftwall lab`: a throw-away namespace gateway demo (`lab.rs`); `ftwall sim`: the FastTrack
+//!   simulator it and the end-to-end tests use (`sim.rs`).
+//! - `ftwall man` (hidden): the man page, for packaging (`man.rs`).
 
 mod ctl;
 mod daemon;
 mod lab;
+mod man;
 mod replay;
 mod sim;
 
-/// The version reported by `ftwall --version` and `ftwall ctl status`.
-pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The version reported by `ftwall --version`, `ftwall ctl status` and the metrics: the package
+/// version plus git describe and commit date (build.rs).
+pub(crate) const VERSION: &str = env!("FTWALL_VERSION");
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -19,7 +25,7 @@ use std::process::ExitCode;
 
 /// Stops FastTrack (Kazaa, KazaaLite, iMesh, Grokster) traffic at a Linux gateway.
 #[derive(Debug, Parser)]
-#[command(name = "ftwall", version, about, long_about = None)]
+#[command(name = "ftwall", version = VERSION, about, long_about = None)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -52,6 +58,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print the man page (roff, section 8), or write all pages with --dir.
+    #[command(hide = true)]
+    Man(man::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +74,7 @@ fn main() -> ExitCode {
         Some(Command::Ctl(args)) => ctl::run(args),
         Some(Command::Lab(args)) => lab::run(args),
         Some(Command::Sim(args)) => sim::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into),
+        Some(Command::Man(args)) => man::run(args),
     };
     match result {
         Ok(code) => code,
