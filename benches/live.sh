@@ -41,7 +41,7 @@ work=$(mktemp -d)
 p=ftb
 cleanup() {
     for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
-    [ -f "$work/iperf.pid" ] && kill "$(cat "$work/iperf.pid")" 2>/dev/null || true
+    for f in iperf.pid responder.pid; do [ -f "$work/$f" ] && kill "$(cat "$work/$f")" 2>/dev/null || true; done
     for n in lan gw wan; do ip netns del $p-$n 2>/dev/null || true; done
     rm -rf "$work"
 }
@@ -61,9 +61,21 @@ ip -n $p-lan route add default via 192.0.2.1
 ip -n $p-wan route add default via 198.51.100.1
 ip netns exec $p-gw sysctl -qw net.ipv4.ip_forward=1
 nsx() { local n=$1; shift; ip netns exec $p-$n "$@"; }
+# Background consumers are started with `ip netns exec` itself in the background (not through
+# nsx, whose subshell would take the signal while the consumer kept its queue bound), so that
+# $! is the consumer's own pid (ip execs it).
+start_consumer() { # out-file command... -> sets $consumer; fails loudly if it does not stay up
+    local out=$1; shift
+    ip netns exec $p-gw "$@" > "$out" 2>&1 &
+    consumer=$!
+    sleep 1
+    kill -0 $consumer 2>/dev/null || { echo "live.sh: consumer '$*' exited:" >&2; cat "$out" >&2; exit 1; }
+}
+stop_consumer() { kill -TERM $consumer 2>/dev/null || true; wait $consumer 2>/dev/null || true; }
 
 nsx wan iperf3 -s -D --pidfile "$work/iperf.pid" >/dev/null
-nsx wan $bin/examples/kazaa_sim responder --udp 198.51.100.20:7 > "$work/responder.log" &
+ip netns exec $p-wan $bin/examples/kazaa_sim responder --udp 198.51.100.20:7 > "$work/responder.log" &
+echo $! > "$work/responder.pid"
 sleep 0.5
 nsx lan $bin/examples/kazaa_sim udp --to 198.51.100.20:7 >/dev/null   # ARP warm-up
 
@@ -90,9 +102,7 @@ config() { # offload true|false [queues] [busy_poll_us] -> config file path
 
 two_pairs() { # name command... : the consumer in gw; two senders (two address pairs) into a sink
     local name=$1; shift
-    nsx gw "$@" > "$work/$name.out" 2>&1 &
-    local pid=$!
-    sleep 1
+    start_consumer "$work/$name.out" "$@"
     nsx wan $bin/examples/kazaa_sim sink --udp 198.51.100.20:9000,198.51.100.21:9000 --seconds $dur > "$work/$name.sink" &
     local sink=$!
     sleep 0.5
@@ -102,18 +112,14 @@ two_pairs() { # name command... : the consumer in gw; two senders (two address p
     wait $a $! $sink
     python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["pps"])' "$work/$name.sink" > "$work/$name"
     printf '%-16s %12s pps (two address pairs, 64 B UDP, offload off)\n' "$name" "$(cat "$work/$name")"
-    kill -TERM $pid 2>/dev/null || true
-    wait $pid 2>/dev/null || true
+    stop_consumer
 }
 
 run_consumer() { # name command... : start the consumer in gw, measure, stop it
     local name=$1; shift
-    nsx gw "$@" > "$work/$name.out" 2>&1 &
-    local pid=$!
-    sleep 1
+    start_consumer "$work/$name.out" "$@"
     measure "$name"
-    kill -TERM $pid 2>/dev/null || true
-    wait $pid 2>/dev/null || true
+    stop_consumer
 }
 
 echo "machine: $(nproc) CPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(uname -r); $dur s per measurement"
@@ -147,12 +153,9 @@ for _ in $(seq $reps); do
     sleep 0.3
     tcp_once >> "$work/tcp_kernel"
     nsx gw iptables/install.sh ${p}g0 0 >/dev/null 2>&1
-    nsx gw $bin/ftwall run --config "$(config true)" --log-level warn > "$work/tcp_ftwall.out" 2>&1 &
-    daemon=$!
-    sleep 1
+    start_consumer "$work/tcp_ftwall.out" $bin/ftwall run --config "$(config true)" --log-level warn
     tcp_once >> "$work/tcp_offload"
-    kill -TERM $daemon 2>/dev/null || true
-    wait $daemon 2>/dev/null || true
+    stop_consumer
 done
 median() { sort -n "$1" | python3 -c 'import sys; v=[float(l) for l in sys.stdin]; print(v[len(v)//2])'; }
 tcp_kernel=$(median "$work/tcp_kernel"); tcp_offload=$(median "$work/tcp_offload")
