@@ -46,16 +46,23 @@ fn version_names_the_commit_and_its_date() {
     assert_eq!(Some(date.to_string()), git(&["log", "-1", "--date=short", "--format=%cd"]));
 }
 
-/// Visible subcommands, from `ftwall --help`.
-fn subcommands() -> Vec<String> {
-    let help = ftwall(&["--help"]);
-    let list = help.split("Commands:\n").nth(1).expect("a Commands: section");
+/// Visible subcommands of `ftwall ARGS`, from its `--help`.
+fn subcommands_of(args: &[&str]) -> Vec<String> {
+    let mut all = args.to_vec();
+    all.push("--help");
+    let help = ftwall(&all);
+    let Some(list) = help.split("Commands:\n").nth(1) else { return Vec::new() };
     list.lines()
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next())
         .filter(|c| *c != "help")
         .map(String::from)
         .collect()
+}
+
+/// Visible subcommands, from `ftwall --help`.
+fn subcommands() -> Vec<String> {
+    subcommands_of(&[])
 }
 
 #[test]
@@ -81,7 +88,12 @@ fn man_page_covers_every_subcommand() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     files.sort();
+    // One page per subcommand, and per nested subcommand (`ftwall ctl ban` -> ftwall-ctl-ban.8).
     let mut want: Vec<String> = subs.iter().map(|s| format!("ftwall-{s}.8")).collect();
+    for sub in &subs {
+        want.extend(subcommands_of(&[sub]).iter().map(|n| format!("ftwall-{sub}-{n}.8")));
+    }
+    assert!(want.iter().any(|w| w == "ftwall-ctl-ban.8"), "{want:?}");
     want.push("ftwall.8".into());
     want.sort();
     assert_eq!(files, want);

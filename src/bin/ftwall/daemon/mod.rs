@@ -118,9 +118,12 @@ fn lock(core: &Mutex<Daemon>) -> std::sync::MutexGuard<'_, Daemon> {
 }
 
 impl Worker {
-    /// The packet loop of one queue. Every packet is verdicted exactly once: accepts join the
-    /// batch (one message for many packets, flushed when full, before any drop, and as soon as
-    /// recv would block), drops and offload marks are sent at once, after the batch (FIFO).
+    /// The packet loop of one queue. Every packet is verdicted exactly once: accepts that
+    /// arrive back to back join the batch (one message for many packets, flushed when full,
+    /// before any drop, and as soon as recv would block), drops and offload marks are sent at
+    /// once, after the batch (FIFO). A packet that arrives while the loop was waiting (the queue
+    /// was empty) is answered at once: batching it would only add the recv that finds the queue
+    /// empty to its latency.
     /// The main worker also runs the housekeeping; returns when the daemon must stop.
     fn serve(mut self, core: &Mutex<Daemon>, stop: &AtomicBool) -> anyhow::Result<()> {
         let mut last_tick = Instant::now();
@@ -128,6 +131,7 @@ impl Worker {
             if !self.main && stop.load(Ordering::Relaxed) {
                 break;
             }
+            let waited = !self.polling;
             match self.queue.queue.recv() {
                 Ok(mut msg) => {
                     let received = Instant::now();
@@ -162,7 +166,7 @@ impl Worker {
                         if let Err(e) = result {
                             d.verdict_error(&e);
                         }
-                    } else if decision.verdict == Verdict::Accept && self.batch.limit > 1 {
+                    } else if decision.verdict == Verdict::Accept && self.batch.limit > 1 && !waited {
                         self.batch.max_id = Some(msg.get_packet_id());
                         self.batch.len += 1;
                         self.batch.received.push(received);
@@ -183,7 +187,9 @@ impl Worker {
                         }
                     }
                     self.spin_until = (!self.busy_poll.is_zero()).then(|| Instant::now() + self.busy_poll);
-                    self.queue.queue.set_nonblocking(self.batch.len > 0 || self.spin_until.is_some());
+                    // Look for a next packet without sleeping: one waiting means a burst, whose
+                    // accepts are batched.
+                    self.set_polling(true);
                 }
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN | libc::EINTR) => {
@@ -197,7 +203,7 @@ impl Worker {
                             std::hint::spin_loop();
                         } else {
                             self.spin_until = None;
-                            self.queue.queue.set_nonblocking(false);
+                            self.set_polling(false);
                         }
                     }
                     Some(libc::ENOBUFS) => lock(core).socket_overflow(),
@@ -217,6 +223,14 @@ impl Worker {
         }
         self.release();
         Ok(())
+    }
+
+    /// Switches recv between non-blocking (polling for a burst or busy polling) and blocking.
+    fn set_polling(&mut self, polling: bool) {
+        if polling != self.polling {
+            self.polling = polling;
+            self.queue.queue.set_nonblocking(polling);
+        }
     }
 
     /// Accepts every packet of the pending batch with one netlink message.
@@ -307,6 +321,8 @@ struct Worker {
     /// `busy_poll_us`: how long to keep polling without sleeping after a packet.
     busy_poll: Duration,
     spin_until: Option<Instant>,
+    /// Whether recv is non-blocking (see [`Worker::serve`]).
+    polling: bool,
     /// The main worker also does the housekeeping (signals, timers, saves, watchdog).
     main: bool,
 }
@@ -387,6 +403,7 @@ impl Daemon {
                 latency: Arc::clone(&latency),
                 busy_poll: Duration::from_micros(u64::from(config.busy_poll_us)),
                 spin_until: None,
+                polling: false,
                 main: i == 0,
             });
         }
