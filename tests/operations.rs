@@ -160,3 +160,74 @@ fn ctl_inspects_and_changes_the_running_daemon_and_metrics_are_written() {
         .collect();
     assert!(leftovers.is_empty(), "temporary metrics files left: {leftovers:?}");
 }
+
+/// Under systemd with stderr on the journal (`JOURNAL_STREAM` names stderr's device and inode),
+/// log lines carry the sd-daemon priority prefix and no timestamp of their own; with stderr
+/// elsewhere they keep their timestamp and no prefix.
+#[test]
+fn journal_output_has_priorities_and_no_timestamps() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(_serial) = kernel_test_guard() else { return };
+    let ns = format!("ftj-{}", std::process::id());
+    must("ip", &["netns", "add", &ns]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ftwall.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "queue = 3\nstate_file = \"{d}/state\"\n[control]\nsocket = \"{d}/control.sock\"\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let run_daemon = |log: &std::path::Path, journal: bool| -> String {
+        let file = std::fs::File::create(log).unwrap();
+        let meta = file.metadata().unwrap();
+        let stream = if journal { format!("{}:{}", meta.dev(), meta.ino()) } else { "1:1".to_string() };
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_ftwall"), "run", "--config"])
+            .arg(&config)
+            .env("JOURNAL_STREAM", stream)
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(log).unwrap().contains("daemon_started") {
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not start: {}",
+                std::fs::read_to_string(log).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        must("kill", &["-TERM", &child.id().to_string()]);
+        assert!(child.wait().unwrap().success());
+        std::fs::read_to_string(log).unwrap()
+    };
+    let journal = run_daemon(&dir.path().join("journal.log"), true);
+    let plain = run_daemon(&dir.path().join("plain.log"), false);
+    let _ = run("ip", &["netns", "del", &ns]);
+
+    // The journal gets JSON (the default there) behind a priority, without timestamps.
+    let lines: Vec<&str> = journal.lines().collect();
+    assert!(lines.len() >= 3, "{journal}");
+    for line in &lines {
+        let (prefix, json) = line.split_at(3);
+        assert!(["<3>", "<4>", "<6>", "<7>"].contains(&prefix), "{line}");
+        let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v.get("timestamp").is_none(), "{line}");
+        assert!(v["event"].is_string(), "{line}");
+        let want = match v["level"].as_str().unwrap() {
+            "ERROR" => "<3>",
+            "WARN" => "<4>",
+            "INFO" => "<6>",
+            _ => "<7>",
+        };
+        assert_eq!(prefix, want, "{line}");
+    }
+    assert!(lines.iter().any(|l| l.starts_with("<6>") && l.contains("\"daemon_started\"")), "{journal}");
+    // Elsewhere: text (the default off the journal) with a timestamp and no prefix.
+    let first = plain.lines().next().unwrap();
+    assert!(!first.starts_with('<') && first.starts_with("20"), "{plain}");
+    assert!(plain.contains("daemon_started"), "{plain}");
+}
