@@ -296,21 +296,18 @@ fn installer_nft_backend_through_a_queue_shim() {
 /// the iptables rules removed so that only the nft table filters: ordinary traffic passes, new
 /// connections into the LAN are dropped, and a client in `ft_clients` is blocked in the kernel
 /// except to the allowed ports, until its element times out.
-#[test]
-fn ft_clients_blocks_a_locked_client_in_the_kernel() {
-    let Some(_serial) = nft_guard() else { return };
-    assert!(common::sim_path().exists(), "simulator not built at {}", common::sim_path().display());
-    let mut lab = common::Lab::new("ftn");
-    let gw = lab.ns("gw");
-    let in_gw = |args: &[&str]| {
-        let mut full = vec!["netns", "exec", gw.as_str()];
-        full.extend_from_slice(args);
-        let out = run("ip", &full);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
-    in_gw(&["sh", scripts().join("uninstall.sh").to_str().unwrap()]);
-    assert!(!in_gw(&["iptables", "-S"]).contains("FTWALL"));
+/// Runs `args` in namespace `ns`; must succeed; returns stdout.
+fn in_ns(ns: &str, args: &[&str]) -> String {
+    let mut full = vec!["netns", "exec", ns];
+    full.extend_from_slice(args);
+    let out = run("ip", &full);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Loads ftwall.nft into the lab's gateway, its LAN interface filled in and `queue` swapped for
+/// `accept` (this kernel has no nft queue statement).
+fn load_accept_copy(lab: &common::Lab) {
     let text = std::fs::read_to_string(scripts().join("ftwall.nft")).unwrap();
     let file = lab.dir.path().join("ftwall-accept.nft");
     std::fs::write(
@@ -318,7 +315,19 @@ fn ft_clients_blocks_a_locked_client_in_the_kernel() {
         text.replace("@LAN_IF@", &format!("{}g0", lab.prefix)).replace("@QUEUE@", "accept"),
     )
     .unwrap();
-    in_gw(&["nft", "-f", file.to_str().unwrap()]);
+    in_ns(&lab.ns("gw"), &["nft", "-f", file.to_str().unwrap()]);
+}
+
+#[test]
+fn ft_clients_blocks_a_locked_client_in_the_kernel() {
+    let Some(_serial) = nft_guard() else { return };
+    assert!(common::sim_path().exists(), "simulator not built at {}", common::sim_path().display());
+    let mut lab = common::Lab::new("ftn");
+    let gw = lab.ns("gw");
+    let in_gw = |args: &[&str]| in_ns(&gw, args);
+    in_gw(&["sh", scripts().join("uninstall.sh").to_str().unwrap()]);
+    assert!(!in_gw(&["iptables", "-S"]).contains("FTWALL"));
+    load_accept_copy(&lab);
 
     let wan_log = lab.dir.path().join("wan.jsonl");
     let lan_log = lab.dir.path().join("lan.jsonl");
@@ -361,21 +370,8 @@ fn daemon_mirrors_locks_into_ft_clients() {
     assert!(common::sim_path().exists(), "simulator not built at {}", common::sim_path().display());
     let mut lab = common::Lab::new("ftk");
     let gw = lab.ns("gw");
-    let in_gw = |args: &[&str]| {
-        let mut full = vec!["netns", "exec", gw.as_str()];
-        full.extend_from_slice(args);
-        let out = run("ip", &full);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let text = std::fs::read_to_string(scripts().join("ftwall.nft")).unwrap();
-    let file = lab.dir.path().join("ftwall-accept.nft");
-    std::fs::write(
-        &file,
-        text.replace("@LAN_IF@", &format!("{}g0", lab.prefix)).replace("@QUEUE@", "accept"),
-    )
-    .unwrap();
-    in_gw(&["nft", "-f", file.to_str().unwrap()]);
+    let in_gw = |args: &[&str]| in_ns(&gw, args);
+    load_accept_copy(&lab);
     let wan_log = lab.dir.path().join("wan.jsonl");
     lab.spawn_responder("wan", &["--udp", "198.51.100.20:1214,198.51.100.25:53"], &wan_log);
     lab.warm_up();
