@@ -6,9 +6,18 @@
 //! ```sh
 //! cargo run --release --example soak -- 10000000
 //! ```
+//!
+//! With `--pcap FILE` the same packets (TCP payloads cut to 64 bytes to keep the file near
+//! 1 GiB) are written to a raw-IP pcap instead, for `ftwall replay`'s memory check:
+//!
+//! ```sh
+//! cargo run --release --example soak -- 10000000 --pcap /tmp/flood.pcap
+//! /usr/bin/time -v target/release/ftwall replay /tmp/flood.pcap   # "Maximum resident set size"
+//! ```
 
 use ftwall::{Config, Engine, Reason, Timestamp, Verdict};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
@@ -42,7 +51,20 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn main() {
-    let total: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(10_000_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let total: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(10_000_000);
+    let mut pcap = args.iter().position(|a| a == "--pcap").map(|i| {
+        let path = args.get(i + 1).expect("--pcap needs a file name");
+        let mut file =
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("create pcap"));
+        // Classic pcap, microseconds, snaplen 65535, link type 101 (raw IP).
+        file.write_all(&[
+            0xD4, 0xC3, 0xB2, 0xA1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0, 101, 0, 0, 0,
+        ])
+        .expect("write pcap");
+        file
+    });
+    let tcp_payload = if pcap.is_some() { 64 } else { 1200 };
     // Inside: 10.0.0.0/8 (default LAN). Ordinary clients are 10.1.x.y, FastTrack clients 10.9.x.y.
     let mut engine = Engine::new(Config::default());
     let ping = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
@@ -86,12 +108,22 @@ fn main() {
                 l4.extend_from_slice(&443u16.to_be_bytes());
                 l4.extend_from_slice(&(r as u32).to_be_bytes());
                 l4.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x18, 0xFF, 0xFF, 0, 0, 0, 0]);
-                l4.extend_from_slice(&[0x17; 1200]);
+                l4.extend_from_slice(&[0x17; 1200][..tcp_payload]);
                 ipv4(client, Ipv4Addr::new(203, 0, 113, (r >> 40) as u8), 6, &l4, &mut packet);
                 Reason::Clean
             }
         };
         *expected.entry(reason).or_default() += 1;
+        if let Some(out) = &mut pcap {
+            let micros = now.as_micros();
+            let len = (packet.len() as u32).to_le_bytes();
+            out.write_all(&((micros / 1_000_000) as u32).to_le_bytes()).expect("write pcap");
+            out.write_all(&((micros % 1_000_000) as u32).to_le_bytes()).expect("write pcap");
+            out.write_all(&len).expect("write pcap");
+            out.write_all(&len).expect("write pcap");
+            out.write_all(&packet).expect("write pcap");
+            continue;
+        }
         let timed = i % 997 == 0;
         let t0 = timed.then(Instant::now);
         if engine.poll_timeout().is_some_and(|t| t <= now) {
@@ -105,6 +137,11 @@ fn main() {
         assert_eq!(d.verdict, if reason == Reason::Clean { Verdict::Accept } else { Verdict::Drop });
         while engine.poll_event().is_some() {}
         while engine.poll_action().is_some() {}
+    }
+    if let Some(mut out) = pcap {
+        out.flush().expect("write pcap");
+        println!("wrote {total} packets; expected verdicts: {expected:?}");
+        return;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let stats = engine.stats();

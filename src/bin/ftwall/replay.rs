@@ -2,9 +2,10 @@
 //!
 //! One engine for the whole invocation, files in the order given; capture timestamps are the
 //! engine clock, and engine timers run before each record whose timestamp reached them. Each
-//! file is read into memory and parsed with `pcap-file`'s slice parsers, so every error can name
-//! the byte offset of the record that failed. A failed file is reported and the others are still
-//! processed; the exit code is then 2.
+//! file is streamed through a [`Window`] (read in 1 MiB chunks; memory is bounded by one chunk
+//! plus the largest record, itself capped at [`MAX_RECORD`], never by the file size) and parsed
+//! with `pcap-file`'s slice parsers, so every error can name the byte offset of the record that
+//! failed. A failed file is reported and the others are still processed; the exit code is then 2.
 
 use anyhow::Context;
 use clap::Args;
@@ -16,7 +17,7 @@ use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption
 use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::{PcapError, TsResolution};
 use std::fmt::Write as _;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -36,6 +37,73 @@ pub(crate) struct ReplayArgs {
     /// Capture files (pcap or pcapng), processed in order by one engine.
     #[arg(required = true, value_name = "FILE")]
     pub(crate) files: Vec<PathBuf>,
+}
+
+/// How much of a file is read at a time.
+const CHUNK: usize = 1 << 20;
+/// Largest record (pcap packet or pcapng block) accepted; a larger one is reported as corrupt
+/// instead of being buffered whole.
+const MAX_RECORD: usize = 16 << 20;
+
+/// A sliding window over a file: the parsers see `data()`, consumed bytes are dropped when more
+/// is read, and the file offset of `data()`'s first byte is tracked for error messages.
+struct Window<R> {
+    reader: R,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already consumed.
+    start: usize,
+    /// File offset of `buf[0]`.
+    base: usize,
+    /// Bytes read at a time ([`CHUNK`]; tests cut files finer).
+    chunk: usize,
+}
+
+impl<R: Read> Window<R> {
+    fn new(reader: R) -> Self {
+        Self::with_chunk(reader, CHUNK)
+    }
+
+    fn with_chunk(reader: R, chunk: usize) -> Self {
+        Self { reader, buf: Vec::with_capacity(chunk), start: 0, base: 0, chunk }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// File offset of the first unconsumed byte.
+    fn offset(&self) -> usize {
+        self.base + self.start
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+    }
+
+    /// Reads more of the file after what is buffered. Ok(false) at the end of the file; an
+    /// error when the pending record alone would exceed [`MAX_RECORD`].
+    fn fill(&mut self) -> Result<bool, FileError> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.base += self.start;
+            self.start = 0;
+        }
+        if self.buf.len() >= MAX_RECORD {
+            return Err(FileError::at(self.base, format!("record larger than {} MiB", MAX_RECORD >> 20)));
+        }
+        let old = self.buf.len();
+        let read = (&mut self.reader)
+            .take(self.chunk as u64)
+            .read_to_end(&mut self.buf)
+            .map_err(|e| FileError::at(self.base + old, format!("cannot read: {e}")))?;
+        Ok(read > 0)
+    }
+
+    /// Reads until at least `n` bytes are buffered or the file ends.
+    fn fill_to(&mut self, n: usize) -> Result<(), FileError> {
+        while self.data().len() < n && self.fill()? {}
+        Ok(())
+    }
 }
 
 /// Why a file could not be (fully) replayed.
@@ -188,7 +256,9 @@ fn replay_file<W: Write>(
     output: &mut Output<W>,
     totals: &mut Totals,
 ) -> Result<(), FileError> {
-    let data = std::fs::read(path).map_err(|e| FileError::at(0, format!("cannot read: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| FileError::at(0, format!("cannot read: {e}")))?;
+    let mut window = Window::new(file);
+    window.fill_to(4)?;
     let file_json = serde_json::to_string(&path.display().to_string()).expect("strings serialise");
     let mut frame = 0u64;
     let mut on_record = |ts_micros: u64, link_type: u32, bytes: &[u8]| -> Result<(), FileError> {
@@ -212,33 +282,65 @@ fn replay_file<W: Write>(
             .record(&file_json, path, frame, decision.as_ref())
             .map_err(|e| FileError::at(0, format!("cannot write output: {e}")))
     };
-    match data.get(..4) {
-        Some([0x0A, 0x0D, 0x0D, 0x0A]) => replay_pcapng(&data, &mut on_record),
-        Some(_) => replay_pcap(&data, &mut on_record),
+    match window.data().get(..4) {
+        Some([0x0A, 0x0D, 0x0D, 0x0A]) => replay_pcapng(&mut window, &mut on_record),
+        Some(_) => replay_pcap(&mut window, &mut on_record),
         None => Err(FileError::at(0, "not a pcap or pcapng file (too short)")),
+    }
+}
+
+/// Runs `parse` over the window until it yields a value, reading more while the buffered bytes
+/// end mid-record. `parse` returns the value and how many bytes it used.
+fn next_in<R: Read, T>(
+    window: &mut Window<R>,
+    mut parse: impl FnMut(&[u8]) -> Result<(usize, T), PcapError>,
+) -> Result<Option<T>, FileError> {
+    loop {
+        if window.data().is_empty() && !window.fill()? {
+            return Ok(None);
+        }
+        match parse(window.data()) {
+            Ok((used, value)) => {
+                window.consume(used);
+                return Ok(Some(value));
+            }
+            Err(PcapError::IncompleteBuffer) => {
+                if !window.fill()? {
+                    return Err(FileError::parse(window.offset(), &PcapError::IncompleteBuffer));
+                }
+            }
+            Err(e) => return Err(FileError::parse(window.offset(), &e)),
+        }
     }
 }
 
 type OnRecord<'a> = dyn FnMut(u64, u32, &[u8]) -> Result<(), FileError> + 'a;
 
-fn replay_pcap(data: &[u8], on_record: &mut OnRecord<'_>) -> Result<(), FileError> {
-    let (mut rest, parser) = PcapParser::new(data).map_err(|e| FileError::parse(0, &e))?;
+fn replay_pcap<R: Read>(window: &mut Window<R>, on_record: &mut OnRecord<'_>) -> Result<(), FileError> {
+    let parser = next_in(window, |data| PcapParser::new(data).map(|(rest, p)| (data.len() - rest.len(), p)))?
+        .ok_or_else(|| FileError::parse(0, &PcapError::IncompleteBuffer))?;
     let link_type = u32::from(parser.header().datalink);
     if !capture::is_supported_link_type(link_type) {
         return Err(FileError::at(20, format!("unsupported link type {link_type}")));
     }
     let nanosecond = parser.header().ts_resolution == TsResolution::NanoSecond;
-    while !rest.is_empty() {
-        let offset = data.len() - rest.len();
-        // Raw records, like libpcap: a fraction >= 1 s or orig_len < incl_len is tolerated.
-        let (next, packet) = parser.next_raw_packet(rest).map_err(|e| FileError::parse(offset, &e))?;
-        let frac_micros =
-            if nanosecond { u64::from(packet.ts_frac) / 1000 } else { u64::from(packet.ts_frac) };
-        let micros = u64::from(packet.ts_sec) * 1_000_000 + frac_micros;
-        on_record(micros, link_type, &packet.data)?;
-        rest = next;
+    // Raw records, like libpcap: a fraction >= 1 s or orig_len < incl_len is tolerated. The
+    // record is handed on while it is still in the window (no copy); its outcome comes out.
+    loop {
+        let mut result = Ok(());
+        let found = next_in(window, |data| {
+            let (rest, packet) = parser.next_raw_packet(data)?;
+            let frac_micros =
+                if nanosecond { u64::from(packet.ts_frac) / 1000 } else { u64::from(packet.ts_frac) };
+            let micros = u64::from(packet.ts_sec) * 1_000_000 + frac_micros;
+            result = on_record(micros, link_type, &packet.data);
+            Ok((data.len() - rest.len(), ()))
+        })?;
+        result?;
+        if found.is_none() {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 /// Converts a pcapng timestamp (in units of the interface's `if_tsresol`, default 10^-6 s) to
@@ -265,39 +367,55 @@ fn pcapng_micros(raw: u128, tsresol: Option<u8>) -> u64 {
     u64::try_from(micros).unwrap_or(u64::MAX)
 }
 
-fn replay_pcapng(data: &[u8], on_record: &mut OnRecord<'_>) -> Result<(), FileError> {
-    let (mut rest, mut parser) = PcapNgParser::new(data).map_err(|e| FileError::parse(0, &e))?;
-    while !rest.is_empty() {
-        let offset = data.len() - rest.len();
-        let (next, block) = parser.next_block(rest).map_err(|e| FileError::parse(offset, &e))?;
-        rest = next;
-        let (interface_id, raw_ts, bytes) = match &block {
-            Block::EnhancedPacket(p) => (p.interface_id, p.timestamp.as_nanos(), &p.data),
-            // Simple packet blocks carry no timestamp and always belong to interface 0.
-            Block::SimplePacket(p) => (0, 0, &p.data),
-            Block::Packet(p) => (u32::from(p.interface_id), u128::from(p.timestamp), &p.data),
-            _ => continue,
-        };
-        let Some(interface) = parser.interfaces().get(interface_id as usize) else {
-            return Err(FileError::at(
-                offset,
-                format!("packet refers to undeclared interface {interface_id}"),
-            ));
-        };
-        let link_type = u32::from(interface.linktype);
-        if !capture::is_supported_link_type(link_type) {
-            return Err(FileError::at(
-                offset,
-                format!("unsupported link type {link_type} (interface {interface_id})"),
-            ));
+fn replay_pcapng<R: Read>(window: &mut Window<R>, on_record: &mut OnRecord<'_>) -> Result<(), FileError> {
+    let mut parser =
+        next_in(window, |data| PcapNgParser::new(data).map(|(rest, p)| (data.len() - rest.len(), p)))?
+            .ok_or_else(|| FileError::parse(0, &PcapError::IncompleteBuffer))?;
+    loop {
+        let offset = window.offset();
+        // The block is judged while it is still in the window (no copy); its outcome comes out.
+        let mut result = Ok(());
+        let found = next_in(window, |data| {
+            let (rest, block) = parser.next_block(data)?;
+            result = pcapng_record(&parser, &block, offset, on_record);
+            Ok((data.len() - rest.len(), ()))
+        })?;
+        result?;
+        if found.is_none() {
+            return Ok(());
         }
-        let tsresol = interface.options.iter().find_map(|o| match o {
-            InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
-            _ => None,
-        });
-        on_record(pcapng_micros(raw_ts, tsresol), link_type, bytes)?;
     }
-    Ok(())
+}
+
+/// Hands one pcapng block to `on_record` if it is a packet.
+fn pcapng_record(
+    parser: &PcapNgParser,
+    block: &Block<'_>,
+    offset: usize,
+    on_record: &mut OnRecord<'_>,
+) -> Result<(), FileError> {
+    let (interface_id, raw_ts, bytes) = match block {
+        Block::EnhancedPacket(p) => (p.interface_id, p.timestamp.as_nanos(), &p.data),
+        // Simple packet blocks carry no timestamp and always belong to interface 0.
+        Block::SimplePacket(p) => (0, 0, &p.data),
+        Block::Packet(p) => (u32::from(p.interface_id), u128::from(p.timestamp), &p.data),
+        _ => return Ok(()),
+    };
+    let Some(interface) = parser.interfaces().get(interface_id as usize) else {
+        return Err(FileError::at(offset, format!("packet refers to undeclared interface {interface_id}")));
+    };
+    let link_type = u32::from(interface.linktype);
+    if !capture::is_supported_link_type(link_type) {
+        return Err(FileError::at(
+            offset,
+            format!("unsupported link type {link_type} (interface {interface_id})"),
+        ));
+    }
+    let tsresol = interface.options.iter().find_map(|o| match o {
+        InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+        _ => None,
+    });
+    on_record(pcapng_micros(raw_ts, tsresol), link_type, bytes)
 }
 
 fn print_summary(engine: &Engine, totals: &Totals, seconds: f64) {
@@ -335,6 +453,53 @@ fn print_summary(engine: &Engine, totals: &Totals, seconds: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (timestamp, link type, bytes) of every record of a capture read through `reader`.
+    fn records(reader: impl Read, chunk: usize) -> Result<Vec<(u64, u32, Vec<u8>)>, String> {
+        let mut window = Window::with_chunk(reader, chunk);
+        window.fill_to(4).map_err(|e| e.message)?;
+        let mut out = Vec::new();
+        let mut on_record = |ts: u64, link: u32, bytes: &[u8]| {
+            out.push((ts, link, bytes.to_vec()));
+            Ok(())
+        };
+        let pcapng = window.data().starts_with(&[0x0A, 0x0D, 0x0D, 0x0A]);
+        let result = if pcapng {
+            replay_pcapng(&mut window, &mut on_record)
+        } else {
+            replay_pcap(&mut window, &mut on_record)
+        };
+        result.map_err(|e| format!("{} at {}", e.message, e.offset))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn streaming_gives_the_same_records_however_the_file_is_cut() {
+        for name in ["startup.pcap", "http_split.pcapng", "decoys.pcapng"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+            let bytes = std::fs::read(path).unwrap();
+            let whole = records(&bytes[..], CHUNK).unwrap();
+            assert!(!whole.is_empty(), "{name}");
+            for chunk in [1, 7, 100, 4096] {
+                assert_eq!(records(&bytes[..], chunk).unwrap(), whole, "{name}, {chunk}-byte reads");
+            }
+            // A cut inside the last record is named at that record's offset.
+            let cut = &bytes[..bytes.len() - 3];
+            let err = records(cut, 5).unwrap_err();
+            assert!(err.starts_with("truncated record at "), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_oversized_record_is_refused_not_buffered() {
+        // A pcap header, then a record header claiming 4 GiB of data, then a lot of bytes.
+        let mut bytes =
+            vec![0xD4, 0xC3, 0xB2, 0xA1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0, 1, 0, 0, 0];
+        bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+        let endless = bytes.as_slice().chain(io::repeat(0));
+        let err = records(endless, CHUNK).unwrap_err();
+        assert_eq!(err, format!("record larger than 16 MiB at 24"));
+    }
 
     #[test]
     fn pcapng_timestamp_resolutions() {
