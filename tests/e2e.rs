@@ -36,7 +36,8 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     lab.write_config(&[], false);
     let started = lab.start_and_wait(&[]);
     assert_eq!(started["queue"], QUEUE);
-    assert_eq!(lab.notified("READY=1"), 1, "sd_notify READY after the queue is bound");
+    lab.wait_notified("READY=1", 1, Duration::from_secs(5));
+    assert_eq!(lab.notified("READY=1"), 1, "sd_notify READY once the queue is bound");
 
     // 4. The other client's ordinary traffic passes byte for byte, including TCP on port 1214.
     let http = tcp(&lab, OTHER_CLIENT, "198.51.100.26:80", "plain-http");
@@ -141,10 +142,10 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     lab.write_config(&[8888], false);
     lab.signal_daemon("-HUP");
     lab.wait_log("config_reloaded", 1, Duration::from_secs(5), |v| is_event(v, "config_reloaded"));
-    let reloading = lab.notifications.lock().unwrap().iter().find(|m| m.contains("RELOADING=1")).cloned();
-    assert!(reloading.is_some_and(|m| m.contains("MONOTONIC_USEC=")), "RELOADING=1 with MONOTONIC_USEC");
-    assert!(lab.notified("READY=1") >= 2, "READY=1 again after the reload");
-    assert!(lab.notified("WATCHDOG=1") >= 3, "watchdog pings from the packet loop");
+    let reloading = lab.wait_notified("RELOADING=1", 1, Duration::from_secs(5));
+    assert!(reloading[0].contains("MONOTONIC_USEC="), "RELOADING=1 with MONOTONIC_USEC: {reloading:?}");
+    lab.wait_notified("READY=1", 2, Duration::from_secs(5));
+    lab.wait_notified("WATCHDOG=1", 3, Duration::from_secs(5));
     let newly_allowed = tcp(&lab, LAN_CLIENT, "203.0.113.7:8888", "none");
     assert_eq!(newly_allowed["connected"], true, "newly allowed port after reload: {newly_allowed}");
     let still_locked = tcp(&lab, LAN_CLIENT, "203.0.113.7:7777", "none");
@@ -199,7 +200,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     assert!(lab.log().iter().any(|v| is_event(v, "daemon_stopping")));
     assert_eq!(lab.log().iter().filter(|v| is_event(v, "counters")).count(), 4, "three SIGUSR1 and exit");
     assert!(lab.log().iter().any(|v| is_event(v, "state_saved")));
-    assert_eq!(lab.notified("STOPPING=1"), 1);
+    assert_eq!(lab.wait_notified("STOPPING=1", 1, Duration::from_secs(5)).len(), 1);
 }
 
 #[test]

@@ -195,6 +195,28 @@ impl Lab {
         self.notifications.lock().unwrap().iter().filter(|m| m.lines().any(|l| l.starts_with(what))).count()
     }
 
+    /// Waits until `n` notify messages with a line starting with `what` were received (they
+    /// arrive through a socket read by another thread, so a log line can overtake them), and
+    /// returns the messages.
+    pub fn wait_notified(&self, what: &str, n: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found: Vec<String> = self
+                .notifications
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|m| m.lines().any(|l| l.starts_with(what)))
+                .cloned()
+                .collect();
+            if found.len() >= n {
+                return found;
+            }
+            assert!(Instant::now() < deadline, "only {} of {n} {what} notifications", found.len());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts the daemon (behind `wrapper`, possibly empty) and waits for its `daemon_started`.
     pub fn start_and_wait(&mut self, wrapper: &[&str]) -> Value {
         let started = self.log().iter().filter(|v| v["event"] == "daemon_started").count();
