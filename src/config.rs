@@ -143,7 +143,8 @@ impl Default for ControlConfig {
 pub struct MetricsConfig {
     /// Where to write the metrics (atomically: a temporary file renamed over it); unset: none.
     pub file: Option<PathBuf>,
-    /// Seconds between writes.
+    /// Seconds between writes (`interval` is accepted as another name).
+    #[serde(alias = "interval")]
     pub interval_seconds: u64,
 }
 
@@ -357,6 +358,16 @@ mod tests {
         assert!(c.is_lan("100.64.0.1".parse().unwrap()));
         assert!(c.is_lan("fd00::1".parse().unwrap()));
         assert!(!c.is_lan("198.51.100.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn metrics_interval_has_two_names_and_a_range() {
+        let a = Config::from_toml_str("[metrics]\ninterval = 30\n").unwrap();
+        let b = Config::from_toml_str("[metrics]\ninterval_seconds = 30\n").unwrap();
+        assert_eq!(a.metrics.interval_seconds, 30);
+        assert_eq!(a, b);
+        assert!(Config::from_toml_str("[metrics]\ninterval = 0\n").is_err());
+        assert!(Config::from_toml_str("busy_poll_us = 10001\n").is_err());
     }
 
     #[test]
