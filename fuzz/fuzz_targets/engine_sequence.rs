@@ -1,6 +1,8 @@
 //! A sequence of packets and time steps through one engine with small caches (so evictions,
 //! expiries, reassembly and probes all happen). Framing of the input, repeated:
-//! `step: u16 (ms, big-endian)`, `len: u8`, `len` bytes of packet.
+//! `step: u16 (ms, big-endian)`, `len: u8`, `len` bytes of packet; `len = 255` is instead an
+//! operator action on an IPv4 address: `op: u8`, `addr: [u8; 4]` (op % 4: ban, timed ban,
+//! unban, release + forget).
 #![no_main]
 
 use ftwall::{Config, Engine, Timestamp};
@@ -28,6 +30,20 @@ fuzz_target!(|data: &[u8]| {
         if engine.poll_timeout().is_some_and(|d| d <= t) {
             engine.handle_timeout(t);
         }
+        if *len == 255 {
+            let [op, a, b, c, d, after @ ..] = tail else { break };
+            let addr = std::net::IpAddr::from([*a, *b, *c, *d]);
+            match op % 4 {
+                0 => drop(engine.ban(addr, None)),
+                1 => drop(engine.ban(addr, Some(Timestamp::from_micros(now + u64::from(*op) * 1_000_000)))),
+                2 => drop(engine.unban(addr)),
+                _ => drop((engine.release_client(addr), engine.forget_peer(addr))),
+            }
+            while engine.poll_event().is_some() {}
+            while engine.poll_action().is_some() {}
+            rest = after;
+            continue;
+        }
         let n = usize::from(*len).min(tail.len());
         engine.handle_packet(t, &tail[..n]);
         packets += 1;
@@ -42,4 +58,8 @@ fuzz_target!(|data: &[u8]| {
     let snapshot = engine.snapshot();
     let mut restored = Engine::new(small_config());
     restored.restore(Timestamp::from_micros(now), &snapshot);
+    // Bans still in force survive the round trip exactly.
+    let t = Timestamp::from_micros(now);
+    let live: Vec<_> = snapshot.bans.iter().filter(|b| b.until.is_none_or(|u| u > t)).copied().collect();
+    assert_eq!(restored.bans(), live);
 });
