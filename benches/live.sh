@@ -141,18 +141,25 @@ two_pairs ftwall_1q $bin/ftwall run --config "$(config false 1)" --log-level war
 nsx gw iptables/install.sh ${p}g0 0:1 >/dev/null
 two_pairs ftwall_2q $bin/ftwall run --config "$(config false 2)" --log-level warn
 
-# Bulk TCP, kernel vs ftwall with offload, alternating, several times: single 5-second runs on
-# two shared vCPUs vary by 10-15 %, as much as the difference being measured. The offload ratio
-# is the ratio of the medians.
+# Bulk TCP (kernel vs ftwall with offload) and UDP echo latency (kernel vs ftwall with every
+# packet queued), alternating, several times: single runs on two shared vCPUs vary by 10-15 %
+# (latency by far more when a neighbour is busy), as much as the difference being measured. The
+# offload ratio is the ratio of the medians, the added latency the difference of the medians.
 reps=5; [ $smoke -eq 1 ] && reps=1
 tcp_once() { nsx lan iperf3 -c 198.51.100.20 -t $dur -J | python3 -c '
 import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9,3))'; }
-: > "$work/tcp_kernel"; : > "$work/tcp_offload"
+lat_once() { nsx lan $bin/examples/kazaa_sim latency --to 198.51.100.20:7 --count $echoes | python3 -c '
+import json,sys; print("%.1f" % json.load(sys.stdin)["p50_us"])'; }
+: > "$work/tcp_kernel"; : > "$work/tcp_offload"; : > "$work/lat_kernel"; : > "$work/lat_ftwall"
 for _ in $(seq $reps); do
     FTWALL_RULES_DIR=$no_queue nsx gw iptables/install.sh ${p}g0 0 >/dev/null 2>&1
     sleep 0.3
     tcp_once >> "$work/tcp_kernel"
+    lat_once >> "$work/lat_kernel"
     nsx gw iptables/install.sh ${p}g0 0 >/dev/null 2>&1
+    start_consumer "$work/lat_ftwall.out" $bin/ftwall run --config "$(config false)" --log-level warn
+    lat_once >> "$work/lat_ftwall"
+    stop_consumer
     start_consumer "$work/tcp_ftwall.out" $bin/ftwall run --config "$(config true)" --log-level warn
     tcp_once >> "$work/tcp_offload"
     stop_consumer
@@ -160,11 +167,12 @@ done
 median() { sort -n "$1" | python3 -c 'import sys; v=[float(l) for l in sys.stdin]; print(v[len(v)//2])'; }
 tcp_kernel=$(median "$work/tcp_kernel"); tcp_offload=$(median "$work/tcp_offload")
 echo "bulk TCP, $reps alternating runs: kernel $(paste -sd' ' "$work/tcp_kernel") Gbit/s; ftwall_offload $(paste -sd' ' "$work/tcp_offload") Gbit/s; medians $tcp_kernel / $tcp_offload"
+lat_kernel=$(median "$work/lat_kernel"); lat_ftwall=$(median "$work/lat_ftwall")
+echo "UDP echo p50, $reps alternating runs: kernel $(paste -sd' ' "$work/lat_kernel") us; ftwall $(paste -sd' ' "$work/lat_ftwall") us; medians $lat_kernel / $lat_ftwall"
 
 ratio() { python3 -c "print('%.2f' % ($1 / $2 if $2 else 0))"; }
 field() { cut -d' ' -f"$2" "$work/$1"; }
-added=$(python3 -c "print('%.1f' % ($(field ftwall 3) - $(field kernel 3)))")
-echo "added p50 latency per queued packet (ftwall - kernel): $added us"
+echo "added p50 latency per queued packet (median ftwall - median kernel): $(python3 -c "print('%.1f' % ($lat_ftwall - $lat_kernel))") us"
 echo "added p50 latency with busy_poll_us = 200 (ftwall_busypoll - kernel): $(python3 -c "print('%.1f' % ($(field ftwall_busypoll 3) - $(field kernel 3)))") us"
 
 corpus=../shared/corpus/ndpi

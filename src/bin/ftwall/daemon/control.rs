@@ -32,12 +32,19 @@ pub(super) struct ControlSocket {
 
 impl ControlSocket {
     /// Binds `path` with mode 0600. A stale socket file (no daemon answering) is replaced; a
-    /// live one is an error, so two daemons never fight over it.
+    /// live one, or anything that is not a socket, is an error (never deleted).
     pub(super) fn bind(path: &Path) -> io::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        if path.exists() {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            if !meta.file_type().is_socket() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket; not replacing it", path.display()),
+                ));
+            }
             if UnixStream::connect(path).is_ok() {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
@@ -253,5 +260,32 @@ impl Daemon {
             "kernel_queue_dropped": self.kernel.map(|k| k.queue_dropped),
             "kernel_user_dropped": self.kernel.map(|k| k.user_dropped),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_is_0600_replaces_stale_sockets_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/control.sock");
+        let socket = ControlSocket::bind(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // A live socket is not taken over.
+        assert_eq!(ControlSocket::bind(&path).err().map(|e| e.kind()), Some(io::ErrorKind::AddrInUse));
+        // A stale one (its listener gone, file left behind) is replaced.
+        let stale = UnixListener::bind(dir.path().join("stale.sock")).unwrap();
+        drop(stale);
+        assert!(ControlSocket::bind(&dir.path().join("stale.sock")).is_ok());
+        // Removed on drop.
+        drop(socket);
+        assert!(!path.exists());
+        // Anything else at the path is left alone.
+        let file = dir.path().join("precious");
+        std::fs::write(&file, "keep").unwrap();
+        assert_eq!(ControlSocket::bind(&file).err().map(|e| e.kind()), Some(io::ErrorKind::AlreadyExists));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
     }
 }
