@@ -13,7 +13,7 @@
 # shared corpus. Root only; test traffic stays inside the namespaces this script creates, on
 # documentation addresses.
 #
-#   benches/live.sh            full run (about 3 minutes)
+#   benches/live.sh            full run (about 5 minutes)
 #   benches/live.sh --smoke    1-second measurements, debug binaries: checks that it works (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
