@@ -20,6 +20,10 @@ pub const OTHER_CLIENT: &str = "192.0.2.11";
 /// hide the next tell behind a `client_locked` drop.
 pub const TELL_CLIENTS: [&str; 3] = ["192.0.2.12", "192.0.2.13", "192.0.2.14"];
 pub const QUEUE: u16 = 7;
+/// IPv6 twins of the clients (LAN 2001:db8:1::/64) and the outside hosts (2001:db8:2::/64).
+pub const LAN_CLIENT6: &str = "2001:db8:1::10";
+pub const OTHER_CLIENT6: &str = "2001:db8:1::11";
+pub const TELL_CLIENT6: &str = "2001:db8:1::12";
 pub const LOCK_SECONDS: u64 = 10;
 
 pub fn root_and_tools() -> Result<(), String> {
@@ -139,6 +143,18 @@ impl Lab {
         must("ip", &["-n", &wan, "link", "set", &w0, "up"]);
         must("ip", &["-n", &lan, "route", "add", "default", "via", "192.0.2.1"]);
         must("ip", &["-n", &wan, "route", "add", "default", "via", "198.51.100.1"]);
+        // IPv6 beside IPv4 (nodad: usable at once).
+        for a in [LAN_CLIENT6, OTHER_CLIENT6, TELL_CLIENT6] {
+            must("ip", &["-n", &lan, "addr", "add", &format!("{a}/64"), "dev", &l0, "nodad"]);
+        }
+        must("ip", &["-n", &gw, "addr", "add", "2001:db8:1::1/64", "dev", &g0, "nodad"]);
+        must("ip", &["-n", &gw, "addr", "add", "2001:db8:2::1/64", "dev", &g1, "nodad"]);
+        for host in 20..=26 {
+            must("ip", &["-n", &wan, "addr", "add", &format!("2001:db8:2::{host}/64"), "dev", &w0, "nodad"]);
+        }
+        must("ip", &["-n", &lan, "-6", "route", "add", "default", "via", "2001:db8:1::1"]);
+        must("ip", &["-n", &wan, "-6", "route", "add", "default", "via", "2001:db8:2::1"]);
+        must("ip", &["netns", "exec", &gw, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
         must("ip", &["-n", &gw, "route", "add", "203.0.113.0/24", "via", "198.51.100.20"]);
         must("ip", &["netns", "exec", &gw, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         let install = Path::new(env!("CARGO_MANIFEST_DIR")).join("iptables/install.sh");
@@ -158,7 +174,7 @@ impl Lab {
         let dir = self.state_dir.display();
         let extra = &self.extra_config;
         let mut text = format!(
-            "{extra}\nlan = [\"192.0.2.0/24\"]\nqueue = {QUEUE}\nstate_file = \"{dir}/state\"\nclient_dir = \"{dir}/clients\"\n\
+            "{extra}\nlan = [\"192.0.2.0/24\", \"2001:db8:1::/64\"]\nqueue = {QUEUE}\nstate_file = \"{dir}/state\"\nclient_dir = \"{dir}/clients\"\n\
              [timelock]\nseconds = {LOCK_SECONDS}\nallow_ports = {allow:?}\n[log]\ndrop_burst = 1000\n\
              [control]\nsocket = \"{dir}/control.sock\"\n[metrics]\nfile = \"{dir}/ftwall.prom\"\ninterval_seconds = 1\n"
         );
