@@ -53,7 +53,11 @@ fn ctl_inspects_and_changes_the_running_daemon_and_metrics_are_written() {
     assert!(status["status"]["reasons"]["udp_ping"].as_u64().unwrap() >= 1, "{status}");
     assert_eq!(status["status"]["mode"], "enforce");
 
-    // Text output for people.
+    // Text output for people: status in a fixed order, version first.
+    let status_text = String::from_utf8(lab.ctl_as(&[], &["status"]).stdout).unwrap();
+    let keys: Vec<&str> = status_text.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(keys[..3], ["version", "pid", "uptime_seconds"], "{status_text}");
+    assert!(status_text.contains("udp_ping="), "{status_text}");
     let text = lab.ctl_as(&[], &["clients"]);
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(
