@@ -1,6 +1,6 @@
 //! Shared harness of the real-kernel tests: three network namespaces (`lan`, `gw`, `wan`) joined
 //! by veth pairs, `iptables/install.sh` applied in `gw`, the real daemon, and the FastTrack
-//! simulator (`examples/kazaa_sim.rs`). Addresses come from the documentation ranges.
+//! simulator (`src/bin/ftwall/sim.rs`, built as the `kazaa_sim` example). Addresses come from the documentation ranges.
 #![allow(dead_code)]
 
 use serde_json::Value;
