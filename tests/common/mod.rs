@@ -1,6 +1,7 @@
 //! Shared harness of the real-kernel tests: three network namespaces (`lan`, `gw`, `wan`) joined
 //! by veth pairs, `iptables/install.sh` applied in `gw`, the real daemon, and the FastTrack
-//! simulator (`src/bin/ftwall/sim.rs`, built as the `kazaa_sim` example). Addresses come from the documentation ranges.
+//! simulator (`src/bin/ftwall/sim.rs`, built as the `kazaa_sim` example). Addresses come from
+//! the documentation ranges (IPv4, and IPv6 in 2001:db8::/32).
 #![allow(dead_code)]
 
 use serde_json::Value;
