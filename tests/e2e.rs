@@ -50,13 +50,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
 
     // Offload: once a flow is decided the kernel handles it. 60 sequential request/response
     // pairs on one UDP flow reach the daemon only until the flow is judged clean (8 packets).
-    lab.signal_daemon("-USR1");
-    let before = lab.wait_log("counters", 1, Duration::from_secs(5), |v| is_event(v, "counters"));
-    let pairs = lab.sim("lan", &["latency", "--to", "198.51.100.25:53", "--count", "60"]);
-    assert_eq!(pairs["lost"], 0, "{pairs}");
-    lab.signal_daemon("-USR1");
-    let after = lab.wait_log("counters", 2, Duration::from_secs(5), |v| is_event(v, "counters"));
-    let judged = after["packets"].as_u64().unwrap() - before["packets"].as_u64().unwrap();
+    let (judged, after) = lab.offload_check("198.51.100.25:53");
     assert!(judged <= 10, "{judged} of 120 packets queued despite offload");
     assert!(after["flows_offloaded"].as_u64().unwrap() >= 3, "{after}");
 
@@ -383,13 +377,7 @@ fn ipv6_gateway_blocks_fasttrack_and_offloads_clean_flows() {
     assert_eq!(web["ok"], true, "ordinary IPv6 HTTP: {web}");
 
     // Offload over IPv6: 60 request/response pairs, at most the first few packets queued.
-    lab.signal_daemon("-USR1");
-    let before = lab.wait_log("counters", 1, Duration::from_secs(5), |v| is_event(v, "counters"));
-    let pairs = lab.sim("lan", &["latency", "--to", "[2001:db8:2::25]:53", "--count", "60"]);
-    assert_eq!(pairs["lost"], 0, "{pairs}");
-    lab.signal_daemon("-USR1");
-    let after = lab.wait_log("counters", 2, Duration::from_secs(5), |v| is_event(v, "counters"));
-    let judged = after["packets"].as_u64().unwrap() - before["packets"].as_u64().unwrap();
+    let (judged, _) = lab.offload_check("[2001:db8:2::25]:53");
     assert!(judged <= 10, "{judged} of 120 IPv6 packets queued despite offload");
 
     // Pings are dropped and answered with forged IPv6 pongs.

@@ -304,6 +304,21 @@ impl Lab {
         answer
     }
 
+    /// Sends 60 sequential request/response pairs on one UDP flow to the echo responder at `to`
+    /// (none may be lost) and returns how many packets the daemon judged meanwhile, from two
+    /// SIGUSR1 `counters` lines, and the second of them.
+    pub fn offload_check(&self, to: &str) -> (u64, Value) {
+        let counters = |v: &Value| v["event"] == "counters";
+        let seen = self.log().iter().filter(|v| counters(v)).count();
+        self.signal_daemon("-USR1");
+        let before = self.wait_log("counters", seen + 1, Duration::from_secs(5), counters);
+        let pairs = self.sim("lan", &["latency", "--to", to, "--count", "60"]);
+        assert_eq!(pairs["lost"], 0, "{pairs}");
+        self.signal_daemon("-USR1");
+        let after = self.wait_log("counters", seen + 2, Duration::from_secs(5), counters);
+        (after["packets"].as_u64().unwrap() - before["packets"].as_u64().unwrap(), after)
+    }
+
     pub fn daemon_pid(&self) -> u32 {
         self.daemon.as_ref().expect("daemon running").id()
     }
