@@ -105,6 +105,19 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// Send one small UDP datagram to each of `count` distinct addresses (`prefix` + 1, + 2, ...):
+    /// a flood of distinct flows, for memory checks.
+    Flood {
+        /// First address minus one (IPv6), e.g. `2001:db8:3::`.
+        #[arg(long)]
+        prefix: std::net::Ipv6Addr,
+        /// Destination port.
+        #[arg(long, default_value_t = 9)]
+        port: u16,
+        /// How many datagrams (= distinct destinations).
+        #[arg(long)]
+        count: u64,
+    },
     /// Count UDP datagrams arriving on the given endpoints for a while (the load's sink).
     Sink {
         /// Endpoints to listen on (ip:port, comma separated).
@@ -504,6 +517,30 @@ fn blast(to: SocketAddr, bind: Option<std::net::IpAddr>, bytes: usize, seconds: 
     Ok(())
 }
 
+fn flood(prefix: std::net::Ipv6Addr, port: u16, count: u64) -> std::io::Result<()> {
+    let socket = UdpSocket::bind(SocketAddr::new([0u16; 8].into(), 0))?;
+    let base = u128::from(prefix);
+    let data = [0x5Au8; 32];
+    let started = Instant::now();
+    let mut sent = 0u64;
+    for i in 1..=u128::from(count) {
+        let to = SocketAddr::new(std::net::Ipv6Addr::from(base.wrapping_add(i)).into(), port);
+        // A full socket buffer (ENOBUFS) is retried: every destination is sent once.
+        while let Err(e) = socket.send_to(&data, to) {
+            match e.raw_os_error() {
+                Some(libc::ENOBUFS | libc::EAGAIN) => std::thread::yield_now(),
+                _ => return Err(e),
+            }
+        }
+        sent += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    emit(
+        serde_json::json!({"command": "flood", "sent": sent, "seconds": seconds, "pps": (sent as f64 / seconds) as u64}),
+    );
+    Ok(())
+}
+
 fn sink(endpoints: Vec<SocketAddr>, seconds: u64) -> std::io::Result<()> {
     let threads: Vec<_> = endpoints
         .into_iter()
@@ -583,6 +620,7 @@ pub(crate) fn run(args: SimArgs) -> std::io::Result<()> {
         }
         Command::Latency { to, count } => latency(to, count),
         Command::Blast { to, bind, bytes, seconds } => blast(to, bind, bytes, seconds),
+        Command::Flood { prefix, port, count } => flood(prefix, port, count),
         Command::Sink { udp, seconds } => sink(udp, seconds),
         Command::Udp { to, bind, bytes, count, timeout_ms } => {
             udp_echo(to, bind, bytes, count, Duration::from_millis(timeout_ms))
