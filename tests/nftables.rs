@@ -140,8 +140,8 @@ fn nft_file_checks_and_loads_with_queue_swapped_for_accept() {
         "oifname \"veth0\" iifname != \"veth0\" ct state established ct reply packets 1-8 accept",
         "oifname \"veth0\" ct state established,related accept",
         "oifname \"veth0\" iifname != \"veth0\" ct state invalid,new drop",
-        "iifname \"veth0\" ip saddr @ft_clients meta l4proto { tcp, udp } th dport != { 53, 80, 443 } drop",
-        "iifname \"veth0\" ip6 saddr @ft_clients6 meta l4proto { tcp, udp } th dport != { 53, 80, 443 } drop",
+        "iifname \"veth0\" ip saddr @ft_clients ct state new tcp dport != { 53, 80, 443 } drop",
+        "iifname \"veth0\" ip6 saddr @ft_clients6 ct state new tcp dport != { 53, 80, 443 } drop",
         "iifname \"veth0\" meta l4proto tcp accept",
         "iifname \"veth0\" meta l4proto udp accept",
     ];
@@ -292,10 +292,6 @@ fn installer_nft_backend_through_a_queue_shim() {
     assert!(ns.must(&["iptables", "-S", "FTWALL"]).contains("--queue-num 3"));
 }
 
-/// Traffic through ftwall.nft (queue swapped for accept, no daemon) in the end-to-end lab, with
-/// the iptables rules removed so that only the nft table filters: ordinary traffic passes, new
-/// connections into the LAN are dropped, and a client in `ft_clients` is blocked in the kernel
-/// except to the allowed ports, until its element times out.
 /// Runs `args` in namespace `ns`; must succeed; returns stdout.
 fn in_ns(ns: &str, args: &[&str]) -> String {
     let mut full = vec!["netns", "exec", ns];
@@ -318,6 +314,11 @@ fn load_accept_copy(lab: &common::Lab) {
     in_ns(&lab.ns("gw"), &["nft", "-f", file.to_str().unwrap()]);
 }
 
+/// Traffic through ftwall.nft (queue swapped for accept, no daemon) in the end-to-end lab, with
+/// the iptables rules removed so that only the nft table filters: ordinary traffic passes, new
+/// connections into the LAN are dropped, and a client in `ft_clients` is blocked in the kernel
+/// (new TCP connections, as in the daemon's time-lock) except to the allowed ports, until its
+/// element times out.
 #[test]
 fn ft_clients_blocks_a_locked_client_in_the_kernel() {
     let Some(_serial) = nft_guard() else { return };
@@ -349,8 +350,9 @@ fn ft_clients_blocks_a_locked_client_in_the_kernel() {
     assert_eq!(inbound["connected"], false, "inbound connection: {inbound}");
 
     in_gw(&["nft", "add", "element", "inet", "ftwall", "ft_clients", &format!("{{ {client} timeout 4s }}")]);
-    assert!(!udp(client, "198.51.100.25:5353"), "locked client, UDP to a port outside allow_ports");
-    assert!(!tcp(client, "198.51.100.26:7777"), "locked client, TCP to a port outside allow_ports");
+    assert!(!tcp(client, "198.51.100.26:7777"), "locked client, new TCP to a port outside allow_ports");
+    // As in the daemon's time-lock, UDP is not refused by the lock itself.
+    assert!(udp(client, "198.51.100.25:5353"), "locked client, UDP");
     assert!(udp(client, "198.51.100.25:53"), "locked client, UDP to port 53");
     assert!(tcp(client, "198.51.100.26:80"), "locked client, TCP to port 80");
     assert!(udp(common::OTHER_CLIENT, "198.51.100.25:5353"), "another client is not locked");
