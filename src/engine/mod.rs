@@ -892,6 +892,12 @@ impl Engine {
         self.locks.entries()
     }
 
+    /// Clients whose lock is still in force at `now` (an expired lock stays listed by
+    /// [`Engine::locked_clients`] until [`Engine::handle_timeout`] removes it).
+    pub fn locked_clients_at(&self, now: Timestamp) -> impl Iterator<Item = LockEntry> + '_ {
+        self.locks.entries().filter(move |l| l.until > now)
+    }
+
     /// Suspect peers, least recently used first.
     pub fn peers(&self) -> impl Iterator<Item = PeerEntry> + '_ {
         self.peers.entries()

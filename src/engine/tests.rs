@@ -775,3 +775,14 @@ fn monitor_mode_reports_bans_without_dropping() {
         (Verdict::Accept, Reason::Banned)
     );
 }
+
+#[test]
+fn locked_clients_at_leaves_out_expired_locks_not_yet_removed() {
+    let mut e = Engine::new(config());
+    e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    let until = e.locked_clients().next().unwrap().until;
+    assert_eq!(e.locked_clients_at(at(1)).count(), 1);
+    // Past the expiry but before handle_timeout: still listed, no longer in force.
+    assert_eq!(e.locked_clients().count(), 1);
+    assert_eq!(e.locked_clients_at(until).count(), 0);
+}

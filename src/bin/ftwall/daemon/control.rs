@@ -152,8 +152,7 @@ impl Daemon {
             Request::Clients => {
                 let clients: Vec<Value> = self
                     .engine
-                    .locked_clients()
-                    .filter(|l| l.until > now)
+                    .locked_clients_at(now)
                     .map(|l| {
                         json!({
                             "client": l.client,
@@ -246,7 +245,7 @@ impl Daemon {
             "accepted": s.accepted,
             "dropped": s.dropped,
             "reasons": reasons,
-            "locked_clients": self.engine.locked_clients().filter(|l| l.until > now).count(),
+            "locked_clients": self.engine.locked_clients_at(now).count(),
             "suspect_peers": self.engine.peer_count(),
             "bans": self.engine.ban_count(),
             "flows": self.engine.flow_count(),

@@ -8,20 +8,22 @@
 //! every housekeeping tick. Elements carry the lock's remaining time as their timeout, so the
 //! kernel forgets a client when the daemon does, even if the daemon is gone.
 
+use ftwall::engine::LockEntry;
+use ftwall::Timestamp;
 use std::io::Write;
 use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 /// Most `nft` runs in flight at once.
 const MAX_PENDING: usize = 16;
 
-/// The nft script that sets `client`'s element to expire after `timeout`. `add` of an existing
-/// element keeps its old timeout, so the script adds (a no-op if present), deletes and adds
-/// again, in one transaction (nft 1.0.6 has no `destroy`).
-pub(crate) fn lock_script(client: IpAddr, timeout: Duration) -> String {
+/// The nft script that sets the locked client's element to expire when its lock does, as seen
+/// at `now`. `add` of an existing element keeps its old timeout, so the script adds (a no-op if
+/// present), deletes and adds again, in one transaction (nft 1.0.6 has no `destroy`).
+pub(crate) fn lock_script(lock: &LockEntry, now: Timestamp) -> String {
+    let client = lock.client;
     let set = set_name(client);
-    let secs = timeout.as_secs().max(1);
+    let secs = lock.until.saturating_since(now).as_secs().max(1);
     format!(
         "add element inet ftwall {set} {{ {client} }}\n\
          delete element inet ftwall {set} {{ {client} }}\n\
@@ -118,12 +120,17 @@ mod tests {
         let v4: IpAddr = "192.0.2.10".parse().unwrap();
         let v6: IpAddr = "2001:db8::10".parse().unwrap();
         assert_eq!(
-            lock_script(v4, Duration::from_millis(119_600)),
+            lock_script(
+                &LockEntry { client: v4, until: Timestamp::from_micros(119_600_000), port: None },
+                Timestamp::ZERO
+            ),
             "add element inet ftwall ft_clients { 192.0.2.10 }\n\
              delete element inet ftwall ft_clients { 192.0.2.10 }\n\
              add element inet ftwall ft_clients { 192.0.2.10 timeout 119s }\n"
         );
-        assert!(lock_script(v6, Duration::ZERO).ends_with("ft_clients6 { 2001:db8::10 timeout 1s }\n"));
+        let expired = LockEntry { client: v6, until: Timestamp::from_secs(5), port: Some(3531) };
+        assert!(lock_script(&expired, Timestamp::from_secs(9))
+            .ends_with("ft_clients6 { 2001:db8::10 timeout 1s }\n"));
         assert_eq!(
             release_script(v6),
             "add element inet ftwall ft_clients6 { 2001:db8::10 }\n\

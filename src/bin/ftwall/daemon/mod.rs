@@ -604,10 +604,9 @@ impl Daemon {
                     self.store_dirty = true;
                     if let Some(set) = &mut self.kernel_set {
                         match record {
-                            StoreRecord::Lock(lock) => set.apply(&kernel_set::lock_script(
-                                lock.client,
-                                lock.until.saturating_since(time::now()),
-                            )),
+                            StoreRecord::Lock(lock) => {
+                                set.apply(&kernel_set::lock_script(&lock, time::now()))
+                            }
                             StoreRecord::LockRemoved(client) => {
                                 set.apply(&kernel_set::release_script(client))
                             }
@@ -721,8 +720,8 @@ impl Daemon {
         }
         let mut set = KernelLockSet::default();
         let now = time::now();
-        for lock in self.engine.locked_clients().filter(|l| l.until > now) {
-            set.apply(&kernel_set::lock_script(lock.client, lock.until.saturating_since(now)));
+        for lock in self.engine.locked_clients_at(now) {
+            set.apply(&kernel_set::lock_script(&lock, now));
         }
         info!(
             event = "kernel_set_enabled",
@@ -779,7 +778,7 @@ impl Daemon {
             version: crate::VERSION,
             start_time_seconds: self.started_at.as_secs(),
             stats: self.engine.stats(),
-            locked_clients: self.engine.locked_clients().filter(|l| l.until > now).count(),
+            locked_clients: self.engine.locked_clients_at(now).count(),
             suspect_peers: self.engine.peer_count(),
             bans: self.engine.ban_count(),
             flows: self.engine.flow_count(),
