@@ -314,6 +314,23 @@ fn next_in<R: Read, T>(
     }
 }
 
+/// Parses and handles records until the file ends. `record` gets the window's bytes and the
+/// file offset of their first byte, parses one record and handles it while it is still in the
+/// window (no copy), returning the bytes used and the handling's outcome; the first error of
+/// either kind ends the file.
+fn each_in<R: Read>(
+    window: &mut Window<R>,
+    mut record: impl FnMut(&[u8], usize) -> Result<(usize, Result<(), FileError>), PcapError>,
+) -> Result<(), FileError> {
+    loop {
+        let offset = window.offset();
+        match next_in(window, |data| record(data, offset))? {
+            Some(handled) => handled?,
+            None => return Ok(()),
+        }
+    }
+}
+
 type OnRecord<'a> = dyn FnMut(u64, u32, &[u8]) -> Result<(), FileError> + 'a;
 
 fn replay_pcap<R: Read>(window: &mut Window<R>, on_record: &mut OnRecord<'_>) -> Result<(), FileError> {
@@ -324,23 +341,14 @@ fn replay_pcap<R: Read>(window: &mut Window<R>, on_record: &mut OnRecord<'_>) ->
         return Err(FileError::at(20, format!("unsupported link type {link_type}")));
     }
     let nanosecond = parser.header().ts_resolution == TsResolution::NanoSecond;
-    // Raw records, like libpcap: a fraction >= 1 s or orig_len < incl_len is tolerated. The
-    // record is handed on while it is still in the window (no copy); its outcome comes out.
-    loop {
-        let mut result = Ok(());
-        let found = next_in(window, |data| {
-            let (rest, packet) = parser.next_raw_packet(data)?;
-            let frac_micros =
-                if nanosecond { u64::from(packet.ts_frac) / 1000 } else { u64::from(packet.ts_frac) };
-            let micros = u64::from(packet.ts_sec) * 1_000_000 + frac_micros;
-            result = on_record(micros, link_type, &packet.data);
-            Ok((data.len() - rest.len(), ()))
-        })?;
-        result?;
-        if found.is_none() {
-            return Ok(());
-        }
-    }
+    // Raw records, like libpcap: a fraction >= 1 s or orig_len < incl_len is tolerated.
+    each_in(window, |data, _| {
+        let (rest, packet) = parser.next_raw_packet(data)?;
+        let frac_micros =
+            if nanosecond { u64::from(packet.ts_frac) / 1000 } else { u64::from(packet.ts_frac) };
+        let micros = u64::from(packet.ts_sec) * 1_000_000 + frac_micros;
+        Ok((data.len() - rest.len(), on_record(micros, link_type, &packet.data)))
+    })
 }
 
 /// Converts a pcapng timestamp (in units of the interface's `if_tsresol`, default 10^-6 s) to
@@ -371,20 +379,10 @@ fn replay_pcapng<R: Read>(window: &mut Window<R>, on_record: &mut OnRecord<'_>) 
     let mut parser =
         next_in(window, |data| PcapNgParser::new(data).map(|(rest, p)| (data.len() - rest.len(), p)))?
             .ok_or_else(|| FileError::parse(0, &PcapError::IncompleteBuffer))?;
-    loop {
-        let offset = window.offset();
-        // The block is judged while it is still in the window (no copy); its outcome comes out.
-        let mut result = Ok(());
-        let found = next_in(window, |data| {
-            let (rest, block) = parser.next_block(data)?;
-            result = pcapng_record(&parser, &block, offset, on_record);
-            Ok((data.len() - rest.len(), ()))
-        })?;
-        result?;
-        if found.is_none() {
-            return Ok(());
-        }
-    }
+    each_in(window, |data, offset| {
+        let (rest, block) = parser.next_block(data)?;
+        Ok((data.len() - rest.len(), pcapng_record(&parser, &block, offset, on_record)))
+    })
 }
 
 /// Hands one pcapng block to `on_record` if it is a packet.
