@@ -9,6 +9,7 @@
 #   benches/flood.sh [N]      default N = 10000000 (about 1 minute)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/topology.sh
 count=${1:-10000000}
 [ "$(id -u)" -eq 0 ] || { echo "flood.sh: must run as root" >&2; exit 1; }
 cargo build -q --release --bin ftwall
@@ -18,19 +19,16 @@ work=$(mktemp -d)
 daemon=
 cleanup() {
     [ -n "$daemon" ] && kill "$daemon" 2>/dev/null || true
-    for n in lan gw wan; do ip netns del $p-$n 2>/dev/null || true; done
+    topology_down
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-for n in lan gw wan; do ip netns del $p-$n 2>/dev/null || true; ip netns add $p-$n; ip -n $p-$n link set lo up; done
-ip link add ${p}l0 netns $p-lan type veth peer name ${p}g0 netns $p-gw
-ip link add ${p}w0 netns $p-wan type veth peer name ${p}g1 netns $p-gw
+topology_up
 ip -n $p-lan addr add 2001:db8:1::10/64 dev ${p}l0 nodad
 ip -n $p-gw addr add 2001:db8:1::1/64 dev ${p}g0 nodad
 ip -n $p-gw addr add 2001:db8:2::1/64 dev ${p}g1 nodad
 ip -n $p-wan addr add 2001:db8:2::20/64 dev ${p}w0 nodad
-for l in "lan ${p}l0" "gw ${p}g0" "gw ${p}g1" "wan ${p}w0"; do set -- $l; ip -n $p-$1 link set $2 up; done
 ip -n $p-lan -6 route add default via 2001:db8:1::1
 ip -n $p-gw -6 route add 2001:db8:3::/48 via 2001:db8:2::20
 ip netns exec $p-gw sysctl -qw net.ipv6.conf.all.forwarding=1

@@ -17,6 +17,7 @@
 #   benches/live.sh --smoke    1-second measurements, debug binaries: checks that it works (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/topology.sh
 
 smoke=0
 [ "${1:-}" = "--smoke" ] && smoke=1
@@ -42,21 +43,18 @@ p=ftb
 cleanup() {
     for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
     for f in iperf.pid responder.pid; do [ -f "$work/$f" ] && kill "$(cat "$work/$f")" 2>/dev/null || true; done
-    for n in lan gw wan; do ip netns del $p-$n 2>/dev/null || true; done
+    topology_down
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-for n in lan gw wan; do ip netns del $p-$n 2>/dev/null || true; ip netns add $p-$n; ip -n $p-$n link set lo up; done
-ip link add ${p}l0 netns $p-lan type veth peer name ${p}g0 netns $p-gw
-ip link add ${p}w0 netns $p-wan type veth peer name ${p}g1 netns $p-gw
+topology_up
 ip -n $p-lan addr add 192.0.2.10/24 dev ${p}l0
 ip -n $p-lan addr add 192.0.2.11/24 dev ${p}l0
 ip -n $p-gw addr add 192.0.2.1/24 dev ${p}g0
 ip -n $p-gw addr add 198.51.100.1/24 dev ${p}g1
 ip -n $p-wan addr add 198.51.100.20/24 dev ${p}w0
 ip -n $p-wan addr add 198.51.100.21/24 dev ${p}w0
-for l in "lan ${p}l0" "gw ${p}g0" "gw ${p}g1" "wan ${p}w0"; do set -- $l; ip -n $p-$1 link set $2 up; done
 ip -n $p-lan route add default via 192.0.2.1
 ip -n $p-wan route add default via 198.51.100.1
 ip netns exec $p-gw sysctl -qw net.ipv4.ip_forward=1
