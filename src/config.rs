@@ -96,11 +96,14 @@ pub struct LogConfig {
     pub drop_burst: u32,
     /// The rate-limit interval in seconds.
     pub drop_interval_seconds: u64,
+    /// At most this many `packet_dropped` lines per second over all pairs (daemon only); the
+    /// rest are counted in `drop_lines_suppressed`.
+    pub drop_max_per_second: u32,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { drop_burst: 5, drop_interval_seconds: 60 }
+        Self { drop_burst: 5, drop_interval_seconds: 60, drop_max_per_second: 50 }
     }
 }
 
@@ -206,6 +209,10 @@ pub struct Config {
     pub control: ControlConfig,
     /// The Prometheus textfile.
     pub metrics: MetricsConfig,
+    /// The gateway's inside interfaces (daemon only). When set, a forged pong is sent only for a
+    /// ping that arrived on one of them; empty: not checked (the shipped rules queue outbound
+    /// packets from the LAN interface only).
+    pub lan_interfaces: Vec<String>,
 }
 
 /// Default inside networks: RFC 1918, carrier-grade NAT, IPv6 unique local.
@@ -237,6 +244,7 @@ impl Default for Config {
             offload: OffloadConfig::default(),
             control: ControlConfig::default(),
             metrics: MetricsConfig::default(),
+            lan_interfaces: Vec::new(),
         }
     }
 }
@@ -329,6 +337,20 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "log.drop_interval_seconds",
                 problem: "must be at least 1".into(),
+            });
+        }
+        if self.log.drop_max_per_second == 0 {
+            return Err(ConfigError::Invalid {
+                key: "log.drop_max_per_second",
+                problem: "must be at least 1".into(),
+            });
+        }
+        if let Some(bad) =
+            self.lan_interfaces.iter().find(|n| n.is_empty() || n.len() > 15 || n.contains(['/', '\0']))
+        {
+            return Err(ConfigError::Invalid {
+                key: "lan_interfaces",
+                problem: format!("{bad:?} is not an interface name (1-15 characters, no '/')"),
             });
         }
         if self.timelock.seconds > 365 * 86_400 {

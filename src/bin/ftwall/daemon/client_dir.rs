@@ -19,6 +19,11 @@ impl ClientDir {
         Ok(Self { dir: dir.to_path_buf() })
     }
 
+    /// The directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn path(&self, client: IpAddr) -> PathBuf {
         self.dir.join(client.to_string())
     }

@@ -2,13 +2,15 @@
 //!
 //! One plain thread accepts connections one at a time and answers each request while holding the
 //! daemon lock for as long as the engine call takes (microseconds; a full listing is bounded by
-//! the LRU caps). A slow or silent client cannot stall it for more than [`IO_TIMEOUT`].
+//! the LRU caps). A slow or silent client cannot stall it for more than [`IO_TIMEOUT`]. An
+//! operator change is saved by the writer thread after the lock is released; the answer waits
+//! for that save, the packet threads never do.
 //!
 //! Access: the socket is created mode 0600 (umask set around `bind`, so there is no window with
 //! looser permissions) and every connection's `SO_PEERCRED` must be root or the daemon's own
 //! user. Operator changes are saved to the state file before the answer is sent.
 
-use super::{lock, time, Daemon};
+use super::{lock, time, Daemon, Shared, SHUTDOWN_WAIT};
 use crate::ctl::{Request, MAX_REQUEST};
 use serde_json::{json, Value};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -16,8 +18,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
@@ -64,18 +65,18 @@ impl ControlSocket {
         Ok(Self { listener, path: path.to_path_buf() })
     }
 
-    /// Serves requests until `stop` is set.
-    pub(super) fn serve(&self, core: &Mutex<Daemon>, stop: &AtomicBool) {
+    /// Serves requests until [`Shared::control_stop`] is set.
+    pub(super) fn serve(&self, shared: &Shared) {
         let mut fds = libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        while !stop.load(Ordering::Relaxed) {
+        while !shared.control_stop.load(Ordering::Relaxed) {
             // SAFETY: one valid pollfd for the duration of the call.
-            let ready = unsafe { libc::poll(&mut fds, 1, 200) };
+            let ready = unsafe { libc::poll(&mut fds, 1, 50) };
             if ready <= 0 {
                 continue;
             }
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    if let Err(e) = answer(stream, core) {
+                    if let Err(e) = answer(stream, shared) {
                         debug!(event = "control_error", error = %e, "control request failed");
                     }
                 }
@@ -115,7 +116,7 @@ fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
     Ok(cred.uid)
 }
 
-fn answer(stream: UnixStream, core: &Mutex<Daemon>) -> io::Result<()> {
+fn answer(stream: UnixStream, shared: &Shared) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -130,7 +131,17 @@ fn answer(stream: UnixStream, core: &Mutex<Daemon>) -> io::Result<()> {
         json!({"ok": false, "error": "permission denied: only root and the daemon's user may control ftwall"})
     } else {
         match Request::parse(line.trim_end_matches(['\r', '\n'])) {
-            Ok(request) => lock(core).control(request, uid),
+            Ok(request) => {
+                let (mut reply, save) = lock(&shared.core).control(request, uid, shared);
+                if save {
+                    // Saved before the answer goes out, by the writer thread, outside the lock.
+                    let (path, snapshot) = shared.take_snapshot();
+                    let saved =
+                        shared.writer.save_and_wait(path, snapshot, time::now().as_micros(), SHUTDOWN_WAIT);
+                    reply["saved"] = json!(saved.is_ok());
+                }
+                reply
+            }
             Err(e) => json!({"ok": false, "error": e}),
         }
     };
@@ -144,11 +155,12 @@ fn iso(t: ftwall::Timestamp) -> String {
 }
 
 impl Daemon {
-    /// Executes one control request and returns the answer.
-    fn control(&mut self, request: Request, uid: u32) -> Value {
+    /// Executes one control request; returns the answer and whether the state must be saved
+    /// before it is sent.
+    fn control(&mut self, request: Request, uid: u32, shared: &Shared) -> (Value, bool) {
         let now = time::now();
-        match request {
-            Request::Status => json!({"ok": true, "status": self.status(now)}),
+        let answer = match request {
+            Request::Status => json!({"ok": true, "status": self.status(now, shared)}),
             Request::Clients => {
                 let clients: Vec<Value> = self
                     .engine
@@ -185,7 +197,10 @@ impl Daemon {
                 let released = self.engine.release_client(addr);
                 let forgotten = self.engine.forget_peer(addr);
                 if !released && !forgotten {
-                    return json!({"ok": false, "error": format!("{addr} is neither a locked client nor a suspect peer")});
+                    return (
+                        json!({"ok": false, "error": format!("{addr} is neither a locked client nor a suspect peer")}),
+                        false,
+                    );
                 }
                 info!(event = "operator_release", addr = %addr, client_released = released, peer_forgotten = forgotten, uid, "released by the operator");
                 let what = match (released, forgotten) {
@@ -193,53 +208,63 @@ impl Daemon {
                     (true, false) => "time-lock ended",
                     _ => "suspect peer forgotten",
                 };
-                self.persisted(now, json!({"message": format!("{addr}: {what}"), "client_released": released, "peer_forgotten": forgotten}))
+                return (self.persisted(shared, json!({"message": format!("{addr}: {what}"), "client_released": released, "peer_forgotten": forgotten})), true);
             }
             Request::Ban(addr, seconds) => {
                 let until = seconds.map(|s| now.saturating_add(Duration::from_secs(s)));
                 if let Err(e) = self.engine.ban(addr, until) {
-                    return json!({"ok": false, "error": e.to_string()});
+                    return (json!({"ok": false, "error": e.to_string()}), false);
                 }
                 let until_text = until.map_or("until unbanned".to_string(), |u| format!("until {}", iso(u)));
                 info!(event = "operator_ban", addr = %addr, until = %until_text, inside = self.engine.config().is_lan(addr), uid, "banned by the operator");
-                self.persisted(
-                    now,
-                    json!({"message": format!("{addr}: banned {until_text}"), "until": until.map(iso)}),
-                )
+                return (
+                    self.persisted(
+                        shared,
+                        json!({"message": format!("{addr}: banned {until_text}"), "until": until.map(iso)}),
+                    ),
+                    true,
+                );
             }
             Request::Unban(addr) => {
                 if !self.engine.unban(addr) {
-                    return json!({"ok": false, "error": format!("{addr} is not banned")});
+                    return (json!({"ok": false, "error": format!("{addr} is not banned")}), false);
                 }
                 info!(event = "operator_unban", addr = %addr, uid, "ban lifted by the operator");
-                self.persisted(now, json!({"message": format!("{addr}: ban lifted")}))
+                return (self.persisted(shared, json!({"message": format!("{addr}: ban lifted")})), true);
             }
-        }
+        };
+        (answer, false)
     }
 
-    /// Saves an operator change at once and adds `"ok"` and `"saved"` to the answer.
-    fn persisted(&mut self, now: ftwall::Timestamp, mut answer: Value) -> Value {
-        self.drain();
-        self.save_state(now);
+    /// An operator change: its effects go to their queues now, and the caller saves the state
+    /// before answering (`"saved"` is added then).
+    fn persisted(&mut self, shared: &Shared, mut answer: Value) -> Value {
+        self.drain(shared, None);
         answer["ok"] = json!(true);
-        answer["saved"] = json!(!self.store_dirty);
         answer
     }
 
-    fn status(&self, now: ftwall::Timestamp) -> Value {
+    fn status(&self, now: ftwall::Timestamp, shared: &Shared) -> Value {
         let s = self.engine.stats();
         let config = self.engine.config();
         let reasons: serde_json::Map<String, Value> =
             s.by_reason().filter(|&(_, n)| n > 0).map(|(r, n)| (r.as_str().to_string(), json!(n))).collect();
-        let c = &self.counters;
-        json!({
+        let mut status = json!({
             "version": crate::VERSION,
             "pid": std::process::id(),
-            "uptime_seconds": self.started.elapsed().as_secs(),
-            "started_at": iso(self.started_at),
+            "uptime_seconds": shared.started.elapsed().as_secs(),
+            "started_at": iso(shared.started_at),
             "mode": config.mode,
-            "queues": self.queue_numbers,
-            "config": self.config_path.as_deref().map_or("(defaults)".into(), |p| p.display().to_string()),
+            "health": shared.health.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            "offload": if shared.offload_rules_missing.load(Ordering::Relaxed) {
+                "off: marked packets came back (offload rules missing)"
+            } else if config.offload.enabled {
+                "on"
+            } else {
+                "off"
+            },
+            "queues": shared.queue_numbers,
+            "config": shared.config_path.as_deref().map_or("(defaults)".into(), |p| p.display().to_string()),
             "state_file": config.state_file.display().to_string(),
             "packets": s.packets,
             "accepted": s.accepted,
@@ -249,16 +274,11 @@ impl Daemon {
             "suspect_peers": self.engine.peer_count(),
             "bans": self.engine.ban_count(),
             "flows": self.engine.flow_count(),
-            "flows_offloaded": c.offloaded,
-            "verdict_batches": c.batches,
-            "verdict_errors": c.verdict_errors,
-            "socket_overflows": c.recv_enobufs,
-            "spoofed_pongs": c.spoofed_pongs,
-            "state_saves": c.state_saves,
-            "state_save_errors": c.state_save_errors,
-            "kernel_queue_dropped": self.kernel.map(|k| k.queue_dropped),
-            "kernel_user_dropped": self.kernel.map(|k| k.user_dropped),
-        })
+        });
+        for (key, _, _, value) in shared.counters.table() {
+            status[key] = json!(value);
+        }
+        status
     }
 }
 

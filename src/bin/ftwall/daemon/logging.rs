@@ -2,6 +2,12 @@
 //!
 //! Every ftwall log line carries an `event` field naming it (see the README's log schema).
 //!
+//! Logging never blocks the thread that logs: each formatted line goes into a bounded queue
+//! ([`LOG_QUEUE_LINES`]) that one thread writes to stderr. When stderr stalls (a full pipe, a
+//! slow journald) and the queue is full, lines are discarded and counted
+//! ([`lines_discarded`]); the count is reported in `ftwall ctl status`, the metrics and the
+//! `counters` event.
+//!
 //! When stderr is the journal (`JOURNAL_STREAM` names stderr's device and inode, as systemd
 //! documents), lines carry no timestamp (journald stamps them) and start with the sd-daemon
 //! priority prefix (`<3>` error, `<4>` warning, `<6>` info, `<7>` debug), which journald strips
@@ -12,6 +18,9 @@ use lru::LruCache;
 use std::io::Write;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
@@ -54,35 +63,106 @@ fn priority_prefix(level: &Level) -> &'static [u8] {
     }
 }
 
-/// Writes each formatted event to stderr behind its priority prefix, in one write.
-struct JournalWriter;
+/// Most log lines waiting for the writer thread.
+pub(crate) const LOG_QUEUE_LINES: usize = 8192;
 
-/// One event's writer (see [`JournalWriter`]).
-struct PrefixedStderr(&'static [u8]);
+/// Lines discarded because the queue was full.
+static DISCARDED: AtomicU64 = AtomicU64::new(0);
 
-impl Write for PrefixedStderr {
+/// What the writer thread receives: a line, or a request to confirm all earlier lines are out.
+enum LogItem {
+    Line(Vec<u8>),
+    Flush(SyncSender<()>),
+}
+
+/// The sending end of the queue (set once by [`init`]).
+static QUEUE: OnceLock<SyncSender<LogItem>> = OnceLock::new();
+
+/// Copies the number of lines discarded since start (stderr could not keep up) into `counter`.
+pub(crate) fn count_discarded(counter: &AtomicU64) {
+    counter.store(DISCARDED.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// Waits (at most `timeout`) until every line logged so far has been written (at exit).
+pub(crate) fn flush(timeout: Duration) {
+    let Some(queue) = QUEUE.get() else { return };
+    let (done, wait) = sync_channel(1);
+    if queue.try_send(LogItem::Flush(done)).is_ok() {
+        let _ = wait.recv_timeout(timeout);
+    }
+}
+
+fn writer_thread(lines: Receiver<LogItem>) {
+    let stderr = std::io::stderr();
+    for item in lines {
+        match item {
+            // Nothing to do about a failed write to stderr: the line is lost.
+            LogItem::Line(line) => drop(stderr.lock().write_all(&line)),
+            LogItem::Flush(done) => drop(done.try_send(())),
+        }
+    }
+}
+
+/// Queues one line without waiting.
+fn enqueue(line: Vec<u8>) {
+    let Some(queue) = QUEUE.get() else {
+        // Before init (never in practice): write directly.
+        let _ = std::io::stderr().lock().write_all(&line);
+        return;
+    };
+    if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = queue.try_send(LogItem::Line(line)) {
+        DISCARDED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The `MakeWriter` of every format: each event becomes one queued line, behind the sd-daemon
+/// priority prefix when stderr is the journal.
+struct QueuedWriter {
+    journal: bool,
+}
+
+/// One event's writer (see [`QueuedWriter`]).
+struct QueuedLine(&'static [u8]);
+
+impl Write for QueuedLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let mut line = Vec::with_capacity(self.0.len() + buf.len());
         line.extend_from_slice(self.0);
         line.extend_from_slice(buf);
-        std::io::stderr().lock().write_all(&line)?;
+        enqueue(line);
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        Ok(())
     }
 }
 
-impl<'a> MakeWriter<'a> for JournalWriter {
-    type Writer = PrefixedStderr;
+impl<'a> MakeWriter<'a> for QueuedWriter {
+    type Writer = QueuedLine;
 
     fn make_writer(&'a self) -> Self::Writer {
-        PrefixedStderr(b"<6>")
+        QueuedLine(if self.journal { b"<6>" } else { b"" })
     }
 
     fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
-        PrefixedStderr(priority_prefix(meta.level()))
+        QueuedLine(if self.journal { priority_prefix(meta.level()) } else { b"" })
+    }
+}
+
+/// Guards the one-time start of the writer thread.
+static STARTED: Mutex<bool> = Mutex::new(false);
+
+fn start_writer() {
+    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+    if *started {
+        return;
+    }
+    let (tx, rx) = sync_channel(LOG_QUEUE_LINES);
+    if QUEUE.set(tx).is_ok()
+        && std::thread::Builder::new().name("ftwall-log".into()).spawn(move || writer_thread(rx)).is_ok()
+    {
+        *started = true;
     }
 }
 
@@ -93,28 +173,42 @@ pub(crate) fn init(format: Option<LogFormat>, level: &str) -> anyhow::Result<()>
     let format = format.unwrap_or(if journal { LogFormat::Json } else { LogFormat::Text });
     let filter =
         EnvFilter::try_new(level).map_err(|e| anyhow::anyhow!("invalid --log-level {level:?}: {e}"))?;
+    start_writer();
+    let writer = QueuedWriter { journal };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(false);
     let result = match (format, journal) {
         (LogFormat::Json, true) => {
-            builder.with_writer(JournalWriter).without_time().json().flatten_event(true).try_init()
+            builder.with_writer(writer).without_time().json().flatten_event(true).try_init()
         }
-        (LogFormat::Json, false) => {
-            builder.with_writer(std::io::stderr).json().flatten_event(true).try_init()
-        }
-        (LogFormat::Text, true) => {
-            builder.with_writer(JournalWriter).without_time().with_level(false).try_init()
-        }
-        (LogFormat::Text, false) => builder.with_writer(std::io::stderr).try_init(),
+        (LogFormat::Json, false) => builder.with_writer(writer).json().flatten_event(true).try_init(),
+        (LogFormat::Text, true) => builder.with_writer(writer).without_time().with_level(false).try_init(),
+        (LogFormat::Text, false) => builder.with_writer(writer).try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
 }
 
 /// Per (client, peer) limit: at most `burst` lines per `interval`; the rest are counted and the
-/// count is reported on the pair's next line (or by [`DropLimiter::flush`]).
+/// count is reported on the pair's next line (or by [`DropLimiter::flush`]). Over all pairs,
+/// at most `max_per_second` lines per second: when many pairs churn (more than the pair table
+/// holds), the global limit still caps the volume; lines it refuses are only counted.
 pub(crate) struct DropLimiter {
     pairs: LruCache<(IpAddr, IpAddr), Window>,
     burst: u32,
     interval: Duration,
+    max_per_second: u32,
+    /// The current one-second window of the global limit: (start, lines logged).
+    global: (ftwall::Timestamp, u32),
+}
+
+/// What [`DropLimiter::admit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admit {
+    /// Log it; the pair's earlier suppressed drops are reported with it.
+    Log(u64),
+    /// Over the pair's budget: counted for the pair's next line.
+    PairLimited,
+    /// Over the global budget: only counted in `drop_lines_suppressed`.
+    GlobalLimited,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -128,34 +222,43 @@ struct Window {
 const MAX_PAIRS: usize = 4096;
 
 impl DropLimiter {
-    pub(crate) fn new(burst: u32, interval_seconds: u64) -> Self {
+    pub(crate) fn new(burst: u32, interval_seconds: u64, max_per_second: u32) -> Self {
         Self {
             pairs: LruCache::new(NonZeroUsize::new(MAX_PAIRS).expect("non-zero")),
             burst,
             interval: Duration::from_secs(interval_seconds.max(1)),
+            max_per_second,
+            global: (ftwall::Timestamp::ZERO, 0),
         }
     }
 
-    pub(crate) fn reconfigure(&mut self, burst: u32, interval_seconds: u64) {
+    pub(crate) fn reconfigure(&mut self, burst: u32, interval_seconds: u64, max_per_second: u32) {
         self.burst = burst;
         self.interval = Duration::from_secs(interval_seconds.max(1));
+        self.max_per_second = max_per_second;
     }
 
-    /// Whether to log this drop now; if so, how many earlier drops of the pair were suppressed.
-    pub(crate) fn admit(&mut self, client: IpAddr, peer: IpAddr, now: ftwall::Timestamp) -> Option<u64> {
+    /// Whether to log this drop now (see [`Admit`]).
+    pub(crate) fn admit(&mut self, client: IpAddr, peer: IpAddr, now: ftwall::Timestamp) -> Admit {
         let window =
             self.pairs.get_or_insert_mut((client, peer), || Window { start: now, logged: 0, suppressed: 0 });
         if now.saturating_since(window.start) >= self.interval {
             window.start = now;
             window.logged = 0;
         }
-        if window.logged < self.burst {
-            window.logged += 1;
-            Some(std::mem::take(&mut window.suppressed))
-        } else {
+        if window.logged >= self.burst {
             window.suppressed += 1;
-            None
+            return Admit::PairLimited;
         }
+        if now.saturating_since(self.global.0) >= Duration::from_secs(1) {
+            self.global = (now, 0);
+        }
+        if self.global.1 >= self.max_per_second {
+            return Admit::GlobalLimited;
+        }
+        self.global.1 += 1;
+        window.logged += 1;
+        Admit::Log(std::mem::take(&mut window.suppressed))
     }
 
     /// Pairs whose window ended with suppressed drops: (client, peer, count). They are reset.
@@ -177,17 +280,17 @@ mod tests {
 
     #[test]
     fn limits_per_pair_and_reports_suppressed() {
-        let mut l = DropLimiter::new(2, 60);
+        let mut l = DropLimiter::new(2, 60, 100);
         let (c, p, q) =
             ("192.0.2.10".parse().unwrap(), "198.51.100.1".parse().unwrap(), "198.51.100.2".parse().unwrap());
         let t = Timestamp::from_secs;
-        assert_eq!(l.admit(c, p, t(0)), Some(0));
-        assert_eq!(l.admit(c, p, t(1)), Some(0));
-        assert_eq!(l.admit(c, p, t(2)), None);
-        assert_eq!(l.admit(c, p, t(3)), None);
-        assert_eq!(l.admit(c, q, t(3)), Some(0), "another pair has its own budget");
+        assert_eq!(l.admit(c, p, t(0)), Admit::Log(0));
+        assert_eq!(l.admit(c, p, t(1)), Admit::Log(0));
+        assert_eq!(l.admit(c, p, t(2)), Admit::PairLimited);
+        assert_eq!(l.admit(c, p, t(3)), Admit::PairLimited);
+        assert_eq!(l.admit(c, q, t(3)), Admit::Log(0), "another pair has its own budget");
         assert!(l.flush(t(30)).is_empty());
-        assert_eq!(l.admit(c, p, t(61)), Some(2), "the next window reports what was suppressed");
+        assert_eq!(l.admit(c, p, t(61)), Admit::Log(2), "the next window reports what was suppressed");
         for s in 62..70 {
             l.admit(c, p, t(s));
         }
@@ -206,8 +309,26 @@ mod tests {
     }
 
     #[test]
+    fn churning_pairs_hit_the_global_limit() {
+        // 24,000 pings over 12,000 pairs (more than the pair table holds) in 12 s: at most
+        // max_per_second lines a second, whatever the pair table forgets.
+        let mut l = DropLimiter::new(5, 60, 50);
+        let client: IpAddr = "192.0.2.10".parse().unwrap();
+        let mut logged = 0;
+        for i in 0..24_000u32 {
+            let peer = IpAddr::from((0xC633_6400u32 + i % 12_000).to_be_bytes());
+            let now = Timestamp::from_micros(u64::from(i) * 500);
+            if matches!(l.admit(client, peer, now), Admit::Log(_)) {
+                logged += 1;
+            }
+        }
+        assert!(logged <= 12 * 50 + 50, "{logged} lines");
+        assert!(logged >= 11 * 50, "{logged} lines");
+    }
+
+    #[test]
     fn memory_is_bounded() {
-        let mut l = DropLimiter::new(1, 60);
+        let mut l = DropLimiter::new(1, 60, 1000);
         for i in 0..20_000u32 {
             let peer = IpAddr::from(i.to_be_bytes());
             l.admit("192.0.2.10".parse().unwrap(), peer, Timestamp::ZERO);

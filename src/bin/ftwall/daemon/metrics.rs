@@ -8,6 +8,7 @@
 //! The verdict latency histogram is shared by the queue threads as relaxed atomics: one
 //! `fetch_add` per packet, no lock.
 
+use super::health::HealthReport;
 use super::queue::KernelCounters;
 use ftwall::engine::EngineStats;
 use ftwall::Reason;
@@ -79,6 +80,7 @@ pub(crate) struct MetricsInput<'a> {
     /// Kernel counters per queue number (None: /proc unreadable for this queue).
     pub(crate) kernel: Vec<(u16, Option<KernelCounters>)>,
     pub(crate) latency: &'a LatencyHistogram,
+    pub(crate) health: &'a HealthReport,
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -152,6 +154,37 @@ pub(crate) fn render(m: &MetricsInput<'_>) -> String {
         }
     }
 
+    family(
+        &mut out,
+        "ftwall_health",
+        "gauge",
+        "0 judging normally, 1 degraded (packets may pass unjudged or effects are lost), 2 stalled.",
+    );
+    let _ = writeln!(out, "ftwall_health {}", m.health.state.level());
+    for (name, help, get) in [
+        (
+            "ftwall_queue_unread",
+            "Packets the kernel has queued that the daemon has not received yet.",
+            (|q: &super::health::QueueHealth| q.unread) as fn(&super::health::QueueHealth) -> Option<u64>,
+        ),
+        (
+            "ftwall_queue_verdict_lag_microseconds",
+            "Age of the last packet when the daemon received it.",
+            |q| q.verdict_lag_us,
+        ),
+        ("ftwall_queue_since_last_verdict_milliseconds", "Time since the last verdict on the queue.", |q| {
+            q.since_last_verdict_ms
+        }),
+    ] {
+        let rows: Vec<_> = m.health.queues.iter().filter_map(|q| Some((q.queue, get(q)?))).collect();
+        if !rows.is_empty() {
+            family(&mut out, name, "gauge", help);
+            for (queue, value) in rows {
+                let _ = writeln!(out, "{name}{{queue=\"{queue}\"}} {value}");
+            }
+        }
+    }
+
     let name = "ftwall_verdict_latency_seconds";
     family(&mut out, name, "histogram", "Time from a packet's arrival in the daemon to its verdict.");
     let (cumulative, sum_ns) = m.latency.cumulative();
@@ -213,10 +246,19 @@ mod tests {
             flows: 4,
             counters: vec![("ftwall_flows_offloaded_total", "Flows handed to the kernel.", 9)],
             kernel: vec![
-                (0, Some(KernelCounters { queue_total: 1, queue_dropped: 2, user_dropped: 3 })),
+                (
+                    0,
+                    Some(KernelCounters {
+                        queue_total: 1,
+                        queue_dropped: 2,
+                        user_dropped: 3,
+                        id_sequence: 9,
+                    }),
+                ),
                 (1, None),
             ],
             latency: &latency,
+            health: &HealthReport::default(),
         });
         // Every sample belongs to a family declared just before with HELP and TYPE.
         let mut declared = Vec::new();

@@ -1,12 +1,27 @@
 //! The live daemon: NFQUEUE in, verdicts out, the engine in between.
 //!
-//! No async: one thread per queue ([`Worker`]), all sharing one engine and its side state
-//! ([`Daemon`], behind a mutex held only while a packet is judged). Each loop blocks in `recv`
-//! for at most [`queue::TICK`]; every packet it receives is judged and verdicted exactly once.
-//! The first queue's thread also runs the housekeeping at every tick (and at least every tick
-//! under load): engine timers, probe answers, signals, the debounced state save, the systemd
-//! watchdog and kernel drop counters. On SIGTERM every worker flushes its batch and releases its
-//! queue, then the state is saved.
+//! No async. The threads, each owning one job:
+//! - one **packet thread per queue** ([`worker`]): receive, judge, verdict, nothing else;
+//! - the **housekeeping** (the main thread): engine timers, signals, reloads, the debounced state
+//!   save, the systemd watchdog, the health state ([`health`]) and the metrics;
+//! - the **control** thread (`ftwall ctl`, [`control`]);
+//! - the **effects** threads ([`effects`]): forged pongs and probes, and the lock mirrors (client
+//!   directory, kernel sets);
+//! - the **writer** ([`writer`]): state and metrics files;
+//! - the **log** writer (`logging`).
+//!
+//! They share one engine behind a mutex ([`Shared::core`]). Invariant: whoever holds it does
+//! in-memory work only — judging one packet, draining the engine's outputs into bounded queues,
+//! copying a snapshot — never IO, so the verdict path cannot be stalled by a disk, a pipe, a
+//! slow neighbour or a child process. Every queue a packet thread writes to is bounded and
+//! written with `try_send`; what does not fit is counted and shows in the health state.
+//!
+//! Shutdown (SIGTERM/SIGINT): while the packet threads keep judging, the housekeeping saves the
+//! state, applies the pending kernel-set updates and stops the control thread; only then do the
+//! packet threads release their queues, so the window in which `--queue-bypass` lets packets
+//! through unjudged is as short as the process exit (it is logged as `queue_released` /
+//! `daemon_stopped`, `released_ms`). What ftwall knows stays enforced in the kernel sets while
+//! no daemon is bound.
 //!
 //! The release build aborts on panic (`panic = "abort"`): a dead daemon releases its queue, and
 //! the `--queue-bypass` rules plus `fail_open` let traffic through until systemd restarts it.
@@ -14,6 +29,9 @@
 mod client_dir;
 mod config_file;
 mod control;
+mod counters;
+mod effects;
+mod health;
 mod kernel_set;
 mod logging;
 mod metrics;
@@ -21,21 +39,23 @@ mod queue;
 mod spoof;
 mod store;
 mod time;
+mod worker;
+mod writer;
 
 use anyhow::Context;
 use clap::Args;
-use client_dir::ClientDir;
 use control::ControlSocket;
-use ftwall::engine::StoreRecord;
-use ftwall::{Action, Config, Decision, Engine, Event, Settled, Timestamp, Verdict};
-use kernel_set::KernelLockSet;
+use counters::Counters;
+use effects::{every, Effects, MirrorJob, Outgoing};
+use ftwall::{Action, Config, Decision, Engine, Event, Timestamp, Verdict};
+use health::{HealthMonitor, HealthReport, HealthState, KernelQueue, QueueProgress, Sample};
 use logging::{DropLimiter, LogFormat};
 use metrics::{LatencyHistogram, MetricsInput};
 use queue::{KernelCounters, NfQueue, TICK};
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
-use spoof::{Prober, Spoofer};
+use spoof::Prober;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +64,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use time::rfc3339;
 use tracing::{debug, error, info, warn};
+use worker::Worker;
+use writer::Writer;
 
 /// Options of `ftwall run`.
 #[derive(Debug, Args)]
@@ -59,37 +81,47 @@ pub(crate) struct RunArgs {
     pub(crate) log_level: String,
 }
 
+/// How long shutdown waits for the final state save and the kernel-set updates.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     logging::init(args.log_format, &args.log_level)?;
+    let result = run_daemon(args);
+    logging::flush(Duration::from_secs(2));
+    result
+}
+
+fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (config, path) = config_file::load(args.config.as_deref())?;
     let control = config.control.enabled.then(|| open_control(&config.control.socket)).flatten();
-    let (daemon, workers) = Daemon::start(config, path)?;
-    let core = Mutex::new(daemon);
-    let stop = AtomicBool::new(false);
+    let (shared, workers, mut housekeeping) = Shared::start(config, path)?;
     let result = std::thread::scope(|scope| {
-        if let Some(control) = &control {
-            let (core, stop) = (&core, &stop);
-            scope.spawn(move || control.serve(core, stop));
+        let shared = &shared;
+        let control_thread = control.as_ref().map(|control| scope.spawn(move || control.serve(shared)));
+        let handles: Vec<_> = workers.into_iter().map(|w| scope.spawn(move || w.serve(shared))).collect();
+        // Runs until SIGTERM/SIGINT or a packet thread ends.
+        let stopped_by = housekeeping.run(shared, &handles);
+        // Shutdown, in the order of the module documentation.
+        housekeeping.finish(shared);
+        shared.control_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = control_thread {
+            let _ = t.join();
         }
-        let mut handles = Vec::new();
-        let mut main = None;
-        for worker in workers {
-            if worker.main {
-                main = Some(worker);
-            } else {
-                let (core, stop) = (&core, &stop);
-                handles.push(scope.spawn(move || worker.serve(core, stop)));
-            }
-        }
-        let result = main.expect("queue 0 has a worker").serve(&core, &stop);
-        stop.store(true, Ordering::Relaxed);
+        shared.release.store(true, Ordering::Relaxed);
+        let mut result = stopped_by;
         for h in handles {
-            h.join().map_err(|_| anyhow::anyhow!("a queue thread panicked"))??;
+            let ended = h.join().map_err(|_| anyhow::anyhow!("a queue thread panicked")).and_then(|r| r);
+            if result.is_ok() {
+                result = ended;
+            }
         }
         result
     });
-    // Queues released; save the state whatever ended the loop.
-    lock(&core).stop(time::now());
+    let Shared { effects, writer, released_at, .. } = shared;
+    effects.stop();
+    writer.stop();
+    let released_ms = released_at.lock().unwrap_or_else(|e| e.into_inner()).map(|t| t.elapsed().as_millis());
+    info!(event = "daemon_stopped", released_ms = released_ms.unwrap_or(0) as u64, "ftwall stopped");
     result.map(|()| ExitCode::SUCCESS)
 }
 
@@ -117,150 +149,6 @@ fn lock(core: &Mutex<Daemon>) -> std::sync::MutexGuard<'_, Daemon> {
     core.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Worker {
-    /// The packet loop of one queue. Every packet is verdicted exactly once: accepts that
-    /// arrive back to back join the batch (one message for many packets, flushed when full,
-    /// before any drop, and as soon as recv would block), drops and offload marks are sent at
-    /// once, after the batch (FIFO). A packet that arrives while the loop was waiting (the queue
-    /// was empty) is answered at once: batching it would only add the recv that finds the queue
-    /// empty to its latency.
-    /// The main worker also runs the housekeeping; returns when the daemon must stop.
-    fn serve(mut self, core: &Mutex<Daemon>, stop: &AtomicBool) -> anyhow::Result<()> {
-        let mut last_tick = Instant::now();
-        loop {
-            if !self.main && stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let waited = !self.polling;
-            match self.queue.queue.recv() {
-                Ok(mut msg) => {
-                    let received = Instant::now();
-                    let now = time::now();
-                    let decision = {
-                        let mut d = lock(core);
-                        if d.engine.poll_timeout().is_some_and(|t| t <= now) {
-                            d.engine.handle_timeout(now);
-                        }
-                        let decision = d.engine.handle_packet(now, msg.get_payload());
-                        if decision.reason.natural_verdict() == Verdict::Drop {
-                            d.log_drop(now, &decision);
-                        }
-                        d.drain();
-                        self.batch.limit = d.engine.config().verdict_batch;
-                        decision
-                    };
-                    if let Some(settled) = decision.settled {
-                        // Decided for good: mark the packet and let it traverse the rules again;
-                        // they save the mark to the connection, which the kernel then handles.
-                        self.flush_batch(core);
-                        let mark = match settled {
-                            Settled::Clean => OFFLOAD_CLEAN_MARK,
-                            Settled::FastTrack => OFFLOAD_FASTTRACK_MARK,
-                        };
-                        msg.set_nfmark((msg.get_nfmark() & !OFFLOAD_MASK) | mark);
-                        msg.set_verdict(nfq::Verdict::Repeat);
-                        let result = self.queue.queue.verdict(msg);
-                        self.latency.record(received.elapsed());
-                        let mut d = lock(core);
-                        d.counters.offloaded += 1;
-                        if let Err(e) = result {
-                            d.verdict_error(&e);
-                        }
-                    } else if decision.verdict == Verdict::Accept && self.batch.limit > 1 && !waited {
-                        self.batch.max_id = Some(msg.get_packet_id());
-                        self.batch.len += 1;
-                        self.batch.received.push(received);
-                        drop(msg);
-                        if self.batch.len >= self.batch.limit {
-                            self.flush_batch(core);
-                        }
-                    } else {
-                        self.flush_batch(core);
-                        msg.set_verdict(match decision.verdict {
-                            Verdict::Accept => nfq::Verdict::Accept,
-                            Verdict::Drop => nfq::Verdict::Drop,
-                        });
-                        let result = self.queue.queue.verdict(msg);
-                        self.latency.record(received.elapsed());
-                        if let Err(e) = result {
-                            lock(core).verdict_error(&e);
-                        }
-                    }
-                    self.spin_until = (!self.busy_poll.is_zero()).then(|| Instant::now() + self.busy_poll);
-                    // Look for a next packet without sleeping: one waiting means a burst, whose
-                    // accepts are batched.
-                    self.set_polling(true);
-                }
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN | libc::EINTR) => {
-                        if self.batch.len > 0 {
-                            // Nothing more to read right now: release the batch.
-                            self.flush_batch(core);
-                        }
-                        // Busy polling: keep asking without sleeping until the window closes,
-                        // so the next packet does not wait for this thread to be woken up.
-                        if self.spin_until.is_some_and(|t| Instant::now() < t) {
-                            std::hint::spin_loop();
-                        } else {
-                            self.spin_until = None;
-                            self.set_polling(false);
-                        }
-                    }
-                    Some(libc::ENOBUFS) => lock(core).socket_overflow(),
-                    Some(libc::ENOENT | libc::EINVAL | libc::ENOSPC) => lock(core).queue_error(&e),
-                    _ => {
-                        self.release();
-                        return Err(e).context("receiving from NFQUEUE");
-                    }
-                },
-            }
-            if self.main && last_tick.elapsed() >= TICK {
-                last_tick = Instant::now();
-                if lock(core).tick()? {
-                    break;
-                }
-            }
-        }
-        self.release();
-        Ok(())
-    }
-
-    /// Switches recv between non-blocking (polling for a burst or busy polling) and blocking.
-    fn set_polling(&mut self, polling: bool) {
-        if polling != self.polling {
-            self.polling = polling;
-            self.queue.queue.set_nonblocking(polling);
-        }
-    }
-
-    /// Accepts every packet of the pending batch with one netlink message.
-    fn flush_batch(&mut self, core: &Mutex<Daemon>) {
-        if let Some(max_id) = self.batch.max_id.take() {
-            self.batch.len = 0;
-            let result = self.queue.accept_up_to(max_id);
-            for received in self.batch.received.drain(..) {
-                self.latency.record(received.elapsed());
-            }
-            let mut d = lock(core);
-            d.counters.batches += 1;
-            if let Err(e) = result {
-                d.verdict_error(&e);
-            }
-        }
-    }
-
-    /// Flushes the batch and releases the queue (the kernel then bypasses or drops per rule).
-    fn release(&mut self) {
-        if let Some(max_id) = self.batch.max_id.take() {
-            let _ = self.queue.accept_up_to(max_id);
-            self.batch.received.clear();
-        }
-        if let Err(e) = self.queue.queue.unbind(self.queue.number) {
-            debug!(queue = self.queue.number, error = %e, "unbind failed");
-        }
-    }
-}
-
 pub(crate) fn check_config(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let path = file.unwrap_or_else(|| PathBuf::from(config_file::DEFAULT_PATH));
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -286,92 +174,41 @@ const OFFLOAD_FASTTRACK_MARK: u32 = 0x2;
 /// The mark bits ftwall owns; other bits are left to other mark users.
 const OFFLOAD_MASK: u32 = 0x3;
 
-/// Counters the shell keeps beside the engine's.
-#[derive(Debug, Default)]
-struct ShellCounters {
-    verdict_errors: u64,
-    batches: u64,
-    offloaded: u64,
-    recv_enobufs: u64,
-    recv_errors: u64,
-    spoofed_pongs: u64,
-    spoof_errors: u64,
-    probes_sent: u64,
-    probe_answers: u64,
-    state_saves: u64,
-    state_save_errors: u64,
-    kernel_set_errors: u64,
-}
-
-/// Accept verdicts not sent yet (see [`Worker::flush_batch`]).
-#[derive(Debug, Default)]
-struct Batch {
-    max_id: Option<u32>,
-    len: u32,
-    limit: u32,
-    /// When each pending packet arrived (for the latency histogram).
-    received: Vec<Instant>,
-}
-
-/// One queue's socket and pending batch, owned by the thread that serves it.
-struct Worker {
-    queue: NfQueue,
-    batch: Batch,
+/// What every thread shares (see the module documentation).
+pub(crate) struct Shared {
+    /// The engine and what must change with it atomically.
+    core: Mutex<Daemon>,
+    counters: Arc<Counters>,
+    effects: Effects,
+    writer: Writer,
+    /// One per queue, in `queue_numbers` order.
+    progress: Vec<QueueProgress>,
     latency: Arc<LatencyHistogram>,
-    /// `busy_poll_us`: how long to keep polling without sleeping after a packet.
-    busy_poll: Duration,
-    spin_until: Option<Instant>,
-    /// Whether recv is non-blocking (see [`Worker::serve`]).
-    polling: bool,
-    /// The main worker also does the housekeeping (signals, timers, saves, watchdog).
-    main: bool,
-}
-
-/// State shared by the queue threads (behind a mutex; see [`Worker::serve`]).
-struct Daemon {
-    engine: Engine,
-    config_path: Option<PathBuf>,
+    health: Mutex<HealthReport>,
+    /// Marked packets came back: offload is off for the rest of the run (see [`worker`]).
+    offload_rules_missing: AtomicBool,
+    /// Tells the packet threads to release their queues and return.
+    release: AtomicBool,
+    /// Tells the control thread to return.
+    control_stop: AtomicBool,
+    /// When the first queue was released (for `daemon_stopped`).
+    released_at: Mutex<Option<Instant>>,
     queue_numbers: Vec<u16>,
-    signals: Signals,
-    spoofer: Option<Spoofer>,
-    prober: Option<Prober>,
-    client_dir: Option<ClientDir>,
-    limiter: DropLimiter,
-    counters: ShellCounters,
-    store_dirty: bool,
-    last_save: Instant,
-    last_save_error: Option<Instant>,
-    last_flush: Instant,
-    watchdog: Option<Duration>,
-    last_watchdog: Instant,
-    kernel: Option<KernelCounters>,
-    last_kernel_read: Instant,
-    last_overflow_log: Option<Instant>,
-    last_error_log: Option<Instant>,
-    /// When the daemon started (monotonic, for uptime; wall clock, for display).
+    config_path: Option<PathBuf>,
     started: Instant,
     started_at: Timestamp,
-    latency: Arc<LatencyHistogram>,
-    /// Mirrors locks into the nftables sets (`timelock.kernel_set`).
-    kernel_set: Option<KernelLockSet>,
-    last_kernel_set_error: Option<Instant>,
-    last_metrics: Option<Instant>,
-    last_metrics_error: Option<Instant>,
+    /// Rate limit of the error logs of the packet threads.
+    last_error_log: Mutex<Option<Instant>>,
 }
 
-/// True at most once per `every` for the given last-time slot.
-fn every(slot: &mut Option<Instant>, every: Duration) -> bool {
-    if slot.is_some_and(|t| t.elapsed() < every) {
-        return false;
-    }
-    *slot = Some(Instant::now());
-    true
-}
-
-fn notify(states: &[NotifyState]) {
-    if let Err(e) = sd_notify::notify(states) {
-        debug!(error = %e, "sd_notify failed");
-    }
+/// State behind [`Shared::core`].
+pub(crate) struct Daemon {
+    engine: Engine,
+    limiter: DropLimiter,
+    /// The engine changed persistent state since the last save was handed to the writer.
+    store_dirty: bool,
+    /// Interface indexes of `lan_interfaces` (None: not configured, no check).
+    lan_ifindex: Option<Vec<u32>>,
 }
 
 /// The inside and outside address of a dropped packet, for logs.
@@ -383,8 +220,40 @@ fn parties(config: &Config, d: &Decision) -> Option<(IpAddr, SocketAddr, SocketA
     Some((client, src, dst))
 }
 
-impl Daemon {
-    fn start(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<(Self, Vec<Worker>)> {
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// Resolves `lan_interfaces` to interface indexes (None when none are configured).
+fn resolve_interfaces(names: &[String]) -> Option<Vec<u32>> {
+    if names.is_empty() {
+        return None;
+    }
+    let mut found = Vec::new();
+    for name in names {
+        let index = std::ffi::CString::new(name.as_str())
+            // SAFETY: a valid NUL-terminated string for the duration of the call.
+            .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) })
+            .unwrap_or(0);
+        if index == 0 {
+            warn!(event = "lan_interface_missing", interface = %name, "a lan_interfaces entry does not exist; no forged pong leaves through it");
+        } else {
+            found.push(index);
+        }
+    }
+    Some(found)
+}
+
+impl Shared {
+    /// Binds the queues first (packets wait there while the state loads), restores the state
+    /// and starts the effect and writer threads.
+    fn start(
+        config: Config,
+        config_path: Option<PathBuf>,
+    ) -> anyhow::Result<(Self, Vec<Worker>, Housekeeping)> {
+        let started = Instant::now();
         let queue_numbers: Vec<u16> = (0..config.queues).map(|i| config.queue.saturating_add(i)).collect();
         let latency = Arc::new(LatencyHistogram::default());
         let mut workers = Vec::with_capacity(queue_numbers.len());
@@ -393,20 +262,15 @@ impl Daemon {
             for w in &queue.warnings {
                 warn!(event = "queue_option_unsupported", queue = number, detail = %w, "a queue option could not be set");
             }
-            workers.push(Worker {
+            workers.push(Worker::new(
                 queue,
-                batch: Batch {
-                    limit: config.verdict_batch,
-                    received: Vec::with_capacity(config.verdict_batch as usize),
-                    ..Batch::default()
-                },
-                latency: Arc::clone(&latency),
-                busy_poll: Duration::from_micros(u64::from(config.busy_poll_us)),
-                spin_until: None,
-                polling: false,
-                main: i == 0,
-            });
+                config.verdict_batch,
+                config.busy_poll_us,
+                Arc::clone(&latency),
+                i,
+            ));
         }
+        let bound_ms = started.elapsed().as_millis() as u64;
         let signals =
             Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1]).context("installing signal handlers")?;
         let now = time::now();
@@ -434,8 +298,6 @@ impl Daemon {
                 "state file unusable; starting empty"
             ),
         }
-        let client_dir = open_client_dir(config.client_dir.as_deref(), &engine);
-        let spoofer = if config.spoof_pongs { open_spoofer() } else { None };
         let prober = match Prober::open() {
             Ok(p) => Some(p),
             Err(e) => {
@@ -443,86 +305,159 @@ impl Daemon {
                 None
             }
         };
-        let limiter = DropLimiter::new(config.log.drop_burst, config.log.drop_interval_seconds);
-        let mut daemon = Self {
-            config_path,
-            kernel: queue::kernel_counters(queue_numbers[0]),
-            queue_numbers,
-            signals,
-            spoofer,
-            prober,
-            client_dir,
-            limiter,
-            counters: ShellCounters::default(),
+        let probe_sender = prober.as_ref().and_then(|p| p.try_clone().ok());
+        let counters = Arc::new(Counters::default());
+        let effects = Effects::start(
+            Arc::clone(&counters),
+            config.spoof_pongs,
+            probe_sender,
+            config.client_dir.clone(),
+            config.timelock.kernel_set,
+            engine.locked_clients().collect(),
+        )
+        .context("starting the effects threads")?;
+        let writer = Writer::start(Arc::clone(&counters)).context("starting the writer thread")?;
+        let daemon = Daemon {
+            limiter: DropLimiter::new(
+                config.log.drop_burst,
+                config.log.drop_interval_seconds,
+                config.log.drop_max_per_second,
+            ),
             store_dirty: false,
+            lan_ifindex: resolve_interfaces(&config.lan_interfaces),
+            engine,
+        };
+        let shared = Self {
+            core: Mutex::new(daemon),
+            counters,
+            effects,
+            writer,
+            progress: queue_numbers.iter().map(|&q| QueueProgress::new(q, started)).collect(),
+            latency,
+            health: Mutex::new(HealthReport::default()),
+            offload_rules_missing: AtomicBool::new(false),
+            release: AtomicBool::new(false),
+            control_stop: AtomicBool::new(false),
+            released_at: Mutex::new(None),
+            queue_numbers,
+            config_path,
+            started,
+            started_at: now,
+            last_error_log: Mutex::new(None),
+        };
+        let housekeeping = Housekeeping {
+            signals,
+            prober,
             last_save: Instant::now(),
-            last_save_error: None,
             last_flush: Instant::now(),
             watchdog: sd_notify::watchdog_enabled(),
             last_watchdog: Instant::now(),
-            last_kernel_read: Instant::now(),
-            last_overflow_log: None,
-            last_error_log: None,
-            started: Instant::now(),
-            started_at: now,
-            latency,
-            kernel_set: None,
-            last_kernel_set_error: None,
             last_metrics: None,
-            last_metrics_error: None,
-            engine,
+            kernel: None,
+            last_kernel_read: None,
+            health: HealthMonitor::new(config.queue_maxlen, config.fail_open),
         };
-        daemon.sync_kernel_set();
-        let status = format!("judging NFQUEUE {:?}", daemon.queue_numbers);
+        let status = format!("judging NFQUEUE {:?}", shared.queue_numbers);
         notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
-        info!(
-            event = "daemon_started",
-            queue = daemon.queue_numbers[0],
-            queues = daemon.queue_numbers.len(),
-            mode = ?config.mode,
-            fail_open = config.fail_open,
-            peers_restored = daemon.engine.peer_count(),
-            locks_restored = daemon.engine.locked_count(),
-            state_file = %config.state_file.display(),
-            config = %daemon.config_path.as_deref().map_or("(defaults)".into(), |p| p.display().to_string()),
-            "ftwall started"
-        );
-        Ok((daemon, workers))
+        {
+            let d = lock(&shared.core);
+            info!(
+                event = "daemon_started",
+                queue = shared.queue_numbers[0],
+                queues = shared.queue_numbers.len(),
+                mode = ?config.mode,
+                fail_open = config.fail_open,
+                peers_restored = d.engine.peer_count(),
+                locks_restored = d.engine.locked_count(),
+                bound_ms,
+                state_file = %config.state_file.display(),
+                config = %shared.config_path.as_deref().map_or("(defaults)".into(), |p| p.display().to_string()),
+                "ftwall started"
+            );
+        }
+        Ok((shared, workers, housekeeping))
     }
 
-    fn verdict_error(&mut self, e: &std::io::Error) {
-        self.counters.verdict_errors += 1;
-        if every(&mut self.last_error_log, Duration::from_secs(10)) {
-            warn!(event = "verdict_error", error = %e, total = self.counters.verdict_errors, "verdict failed");
+    fn log_error_now(&self) -> bool {
+        every(&mut self.last_error_log.lock().unwrap_or_else(|e| e.into_inner()), Duration::from_secs(10))
+    }
+
+    fn verdict_error(&self, e: &std::io::Error) {
+        Counters::bump(&self.counters.verdict_errors);
+        if self.log_error_now() {
+            warn!(event = "verdict_error", error = %e, total = Counters::get(&self.counters.verdict_errors), "verdict failed");
         }
     }
 
-    fn socket_overflow(&mut self) {
-        self.counters.recv_enobufs += 1;
-        if every(&mut self.last_overflow_log, Duration::from_secs(10)) {
+    fn socket_overflow(&self) {
+        Counters::bump(&self.counters.socket_overflows);
+        if self.log_error_now() {
             warn!(
                 event = "queue_overflow",
-                socket_overflows = self.counters.recv_enobufs,
-                fail_open = self.engine.config().fail_open,
+                socket_overflows = Counters::get(&self.counters.socket_overflows),
                 "the queue socket buffer overflowed; packets were accepted (fail_open) or dropped by the kernel"
             );
         }
     }
 
-    fn queue_error(&mut self, e: &std::io::Error) {
-        self.counters.recv_errors += 1;
-        if every(&mut self.last_error_log, Duration::from_secs(10)) {
-            warn!(event = "queue_error", error = %e, total = self.counters.recv_errors, "netlink error");
+    fn queue_error(&self, e: &std::io::Error) {
+        Counters::bump(&self.counters.queue_errors);
+        if self.log_error_now() {
+            warn!(event = "queue_error", error = %e, total = Counters::get(&self.counters.queue_errors), "netlink error");
         }
     }
 
-    fn log_drop(&mut self, now: Timestamp, d: &Decision) {
+    /// A packet came back carrying ftwall's own offload mark (see [`worker`]).
+    fn marked_return(&self, mark: u32, packet_id: u32) {
+        Counters::bump(&self.counters.marked_returns);
+        if !self.offload_rules_missing.swap(true, Ordering::Relaxed) {
+            error!(
+                event = "offload_rules_missing",
+                mark = format!("{mark:#x}"),
+                packet_id,
+                "a packet came back already marked by ftwall: the rules that consume the offload mark are missing. \
+                 Offload is off until restart (every packet is judged, none loops). Load iptables/install.sh, or put \
+                 these before your NFQUEUE rule: `-m mark --mark 0x1/0x3 -j ACCEPT` and `-m mark --mark 0x2/0x3 -j DROP`"
+            );
+        }
+    }
+
+    fn queue_released(&self) {
+        let mut at = self.released_at.lock().unwrap_or_else(|e| e.into_inner());
+        if at.is_none() {
+            *at = Some(Instant::now());
+            info!(event = "queue_released", queues = ?self.queue_numbers, "queues released: packets now pass per the rules' bypass until a daemon binds");
+        }
+    }
+
+    /// Snapshot of the engine's persistent state, for a save (taken under the lock).
+    fn take_snapshot(&self) -> (PathBuf, ftwall::engine::Snapshot) {
+        let mut d = lock(&self.core);
+        d.drain(self, None);
+        d.store_dirty = false;
+        (d.engine.config().state_file.clone(), d.engine.snapshot())
+    }
+}
+
+impl Daemon {
+    /// Judges one packet: engine, drop log, outputs into their queues. In-memory only.
+    fn judge(&mut self, shared: &Shared, packet: &[u8], indev: u32) -> Decision {
+        let now = time::now();
+        let decision = self.engine.handle_packet(now, packet);
+        if decision.reason.natural_verdict() == Verdict::Drop {
+            self.log_drop(now, &decision, &shared.counters);
+        }
+        self.drain(shared, Some(indev));
+        decision
+    }
+
+    fn log_drop(&mut self, now: Timestamp, d: &Decision, counters: &Counters) {
         let config = self.engine.config();
         let Some((client, src, dst)) = parties(config, d) else { return };
         let peer = if src.ip() == client { dst } else { src };
         let enforced = d.verdict == Verdict::Drop;
-        if let Some(suppressed) = self.limiter.admit(client, peer.ip(), now) {
-            info!(
+        match self.limiter.admit(client, peer.ip(), now) {
+            logging::Admit::Log(suppressed) => info!(
                 event = "packet_dropped",
                 client = %client,
                 peer = %peer,
@@ -533,134 +468,156 @@ impl Daemon {
                 enforced,
                 suppressed,
                 "dropped FastTrack packet"
-            );
+            ),
+            logging::Admit::PairLimited => {}
+            logging::Admit::GlobalLimited => Counters::bump(&counters.drop_lines_suppressed),
         }
     }
 
-    /// Drains engine events (to logs) and actions (to sockets and files).
-    fn drain(&mut self) {
+    /// Drains engine events (to the log queue) and actions (to the effect queues). `ingress`:
+    /// the interface the packet being judged arrived on, if any.
+    fn drain(&mut self, shared: &Shared, ingress: Option<u32>) {
         while let Some(event) = self.engine.poll_event() {
-            match event {
-                Event::ClientIdentified { client, peer, reason, locked_until } => info!(
-                    event = "client_identified",
-                    client = %client,
-                    peer = %peer,
-                    reason = reason.as_str(),
-                    locked_until = %locked_until.map_or("none (time-lock disabled)".to_string(), |t| rfc3339(t.as_secs())),
-                    "FastTrack client identified"
-                ),
-                Event::PeerIdentified { peer, port, client, reason } => info!(
-                    event = "peer_identified",
-                    peer = %port.map_or(peer.to_string(), |p| SocketAddr::new(peer, p).to_string()),
-                    client = %client.map_or("-".to_string(), |c| c.to_string()),
-                    reason = reason.as_str(),
-                    "FastTrack peer identified"
-                ),
-                Event::ClientReleased { client } => {
-                    info!(event = "client_released", client = %client, "time-lock ended")
-                }
-                Event::BanExpired { addr } => {
-                    info!(event = "ban_expired", addr = %addr, "operator ban expired")
-                }
-                Event::FlowClassified { proto, client, peer, reason } => debug!(
-                    event = "flow_classified",
-                    proto = proto.as_str(),
-                    client = %client,
-                    peer = %peer,
-                    reason = reason.as_str(),
-                    "flow classified as FastTrack"
-                ),
-            }
+            log_event(event);
         }
         while let Some(action) = self.engine.poll_action() {
             match action {
                 Action::SendSpoofedPong { from, to, payload } => {
-                    if let Some(spoofer) = &self.spoofer {
-                        match spoofer.send(from, to, &payload) {
-                            Ok(()) => self.counters.spoofed_pongs += 1,
-                            Err(e) => {
-                                self.counters.spoof_errors += 1;
-                                if every(&mut self.last_error_log, Duration::from_secs(10)) {
-                                    warn!(event = "spoof_error", error = %e, to = %to, "forged pong not sent");
-                                }
-                            }
-                        }
+                    let from_lan_side = match (&self.lan_ifindex, ingress) {
+                        (None, _) => true,
+                        (Some(lan), Some(indev)) => lan.contains(&indev),
+                        (Some(_), None) => false,
+                    };
+                    if from_lan_side {
+                        shared.effects.send(Outgoing::Pong { from, to, payload });
+                    } else {
+                        Counters::bump(&shared.counters.pongs_wrong_interface);
                     }
                 }
-                Action::SendProbe { to, payload } => {
-                    if let Some(prober) = &self.prober {
-                        match prober.send(to, &payload) {
-                            Ok(()) => {
-                                self.counters.probes_sent += 1;
-                                debug!(event = "probe_sent", client = %to, "half-expiry probe sent");
-                            }
-                            Err(e) => {
-                                debug!(event = "probe_error", client = %to, error = %e, "probe not sent")
-                            }
-                        }
-                    }
-                }
+                Action::SendProbe { to, payload } => shared.effects.send(Outgoing::Probe { to, payload }),
                 Action::Store(record) => {
                     self.store_dirty = true;
-                    if let Some(set) = &mut self.kernel_set {
-                        match record {
-                            StoreRecord::Lock(lock) => {
-                                set.apply(&kernel_set::lock_script(&lock, time::now()))
-                            }
-                            StoreRecord::LockRemoved(client) => {
-                                set.apply(&kernel_set::release_script(client))
-                            }
-                            _ => {}
-                        }
-                    }
-                    if let Some(dir) = &self.client_dir {
-                        let result = match record {
-                            StoreRecord::Lock(lock) => dir.locked(&lock),
-                            StoreRecord::LockRemoved(client) => dir.released(client),
-                            _ => Ok(()),
-                        };
-                        if let Err(e) = result {
-                            warn!(event = "client_dir_error", error = %e, "client directory not updated");
-                        }
-                    }
+                    shared.effects.mirror(MirrorJob::Record(record));
                 }
             }
         }
     }
+}
 
-    /// Housekeeping. Returns true when the daemon must stop.
-    fn tick(&mut self) -> anyhow::Result<bool> {
+fn log_event(event: Event) {
+    match event {
+        Event::ClientIdentified { client, peer, reason, locked_until } => info!(
+            event = "client_identified",
+            client = %client,
+            peer = %peer,
+            reason = reason.as_str(),
+            locked_until = %locked_until.map_or("none (time-lock disabled)".to_string(), |t| rfc3339(t.as_secs())),
+            "FastTrack client identified"
+        ),
+        Event::PeerIdentified { peer, port, client, reason } => info!(
+            event = "peer_identified",
+            peer = %port.map_or(peer.to_string(), |p| SocketAddr::new(peer, p).to_string()),
+            client = %client.map_or("-".to_string(), |c| c.to_string()),
+            reason = reason.as_str(),
+            "FastTrack peer identified"
+        ),
+        Event::ClientReleased { client } => {
+            info!(event = "client_released", client = %client, "time-lock ended")
+        }
+        Event::BanExpired { addr } => {
+            info!(event = "ban_expired", addr = %addr, "operator ban expired")
+        }
+        Event::FlowClassified { proto, client, peer, reason } => debug!(
+            event = "flow_classified",
+            proto = proto.as_str(),
+            client = %client,
+            peer = %peer,
+            reason = reason.as_str(),
+            "flow classified as FastTrack"
+        ),
+    }
+}
+
+/// The main thread's periodic work (see the module documentation).
+struct Housekeeping {
+    signals: Signals,
+    /// Receives probe answers (the sender thread sends the probes through a clone).
+    prober: Option<Prober>,
+    last_save: Instant,
+    last_flush: Instant,
+    watchdog: Option<Duration>,
+    last_watchdog: Instant,
+    last_metrics: Option<Instant>,
+    /// Last reading of the kernel's queue counters, summed (for `queue_overflow`).
+    kernel: Option<KernelCounters>,
+    last_kernel_read: Option<Instant>,
+    health: HealthMonitor,
+}
+
+impl Housekeeping {
+    /// Ticks until SIGTERM/SIGINT (Ok) or until a packet thread ended (its error comes from
+    /// the join).
+    fn run(
+        &mut self,
+        shared: &Shared,
+        workers: &[std::thread::ScopedJoinHandle<'_, anyhow::Result<()>>],
+    ) -> anyhow::Result<()> {
+        loop {
+            std::thread::sleep(TICK / 2);
+            if workers.iter().any(|w| w.is_finished()) {
+                return Ok(());
+            }
+            if self.tick(shared) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One tick. Returns true when the daemon must stop.
+    fn tick(&mut self, shared: &Shared) -> bool {
         let now = time::now();
-        if self.engine.poll_timeout().is_some_and(|t| t <= now) {
-            self.engine.handle_timeout(now);
+        {
+            let mut d = lock(&shared.core);
+            if d.engine.poll_timeout().is_some_and(|t| t <= now) {
+                d.engine.handle_timeout(now);
+            }
+            if let Some(prober) = &self.prober {
+                let engine = &mut d.engine;
+                prober.drain(64, |from, payload| {
+                    if engine.handle_probe_answer(now, from, payload) {
+                        debug!(event = "probe_answered", client = %from, "locked client answered the probe");
+                    }
+                });
+            }
+            d.drain(shared, None);
         }
-        if let Some(prober) = &self.prober {
-            let engine = &mut self.engine;
-            let answers = &mut self.counters.probe_answers;
-            prober.drain(64, |from, payload| {
-                if engine.handle_probe_answer(now, from, payload) {
-                    *answers += 1;
-                    debug!(event = "probe_answered", client = %from, "locked client answered the probe");
-                }
-            });
-        }
-        self.drain();
         let pending: Vec<i32> = self.signals.pending().collect();
         for signal in pending {
             match signal {
-                SIGHUP => self.reload(),
-                SIGUSR1 => self.log_counters(),
-                // The caller releases the queues, then calls `stop`.
-                SIGTERM | SIGINT => return Ok(true),
+                SIGHUP => self.reload(shared),
+                SIGUSR1 => log_counters(shared),
+                SIGTERM | SIGINT => return true,
                 _ => {}
             }
         }
-        if self.store_dirty && self.last_save.elapsed() >= Duration::from_secs(1) {
-            self.save_state(now);
+        if shared.writer.take_failed() {
+            lock(&shared.core).store_dirty = true;
+        }
+        if self.last_save.elapsed() >= Duration::from_secs(1) && lock(&shared.core).store_dirty {
+            let (path, snapshot) = shared.take_snapshot();
+            if shared.writer.save(path, snapshot, now.as_micros(), None) {
+                self.last_save = Instant::now();
+            } else {
+                lock(&shared.core).store_dirty = true;
+            }
+        }
+        if shared.effects.take_resync_needed() {
+            let locks = lock(&shared.core).engine.locked_clients_at(now).collect();
+            shared.effects.mirror(MirrorJob::Resync(locks));
         }
         if self.last_flush.elapsed() >= Duration::from_secs(5) {
             self.last_flush = Instant::now();
-            for (client, peer, suppressed) in self.limiter.flush(now) {
+            for (client, peer, suppressed) in lock(&shared.core).limiter.flush(now) {
                 info!(event = "packet_dropped", client = %client, peer = %peer, suppressed, "further drops suppressed");
             }
         }
@@ -670,23 +627,79 @@ impl Daemon {
                 notify(&[NotifyState::Watchdog]);
             }
         }
-        self.check_kernel_set(false);
-        let interval = Duration::from_secs(self.engine.config().metrics.interval_seconds);
-        if self.engine.config().metrics.file.is_some() && every(&mut self.last_metrics, interval) {
-            self.write_metrics();
+        self.check_health(shared);
+        let (interval, metrics_file) = {
+            let d = lock(&shared.core);
+            (
+                Duration::from_secs(d.engine.config().metrics.interval_seconds),
+                d.engine.config().metrics.file.clone(),
+            )
+        };
+        if let Some(path) = metrics_file {
+            if every(&mut self.last_metrics, interval) {
+                shared.writer.metrics(path, render_metrics(shared, &self.kernel_readings(shared)));
+            }
         }
-        if self.last_kernel_read.elapsed() >= Duration::from_secs(5) {
-            self.last_kernel_read = Instant::now();
-            self.check_kernel_counters();
-        }
-        Ok(false)
+        false
     }
 
-    fn check_kernel_counters(&mut self) {
-        // Summed over this daemon's queues.
+    fn kernel_readings(&self, shared: &Shared) -> Vec<(u16, Option<KernelCounters>)> {
+        shared.queue_numbers.iter().map(|&q| (q, queue::kernel_counters(q))).collect()
+    }
+
+    /// Samples the queues and the loss counters; logs `health_changed` and `queue_overflow`.
+    fn check_health(&mut self, shared: &Shared) {
+        let readings = self.kernel_readings(shared);
+        let kernel: Vec<Option<KernelQueue>> = readings
+            .iter()
+            .map(|(_, k)| {
+                k.map(|k| KernelQueue {
+                    waiting: k.queue_total,
+                    id_sequence: k.id_sequence,
+                    queue_dropped: k.queue_dropped,
+                    user_dropped: k.user_dropped,
+                })
+            })
+            .collect();
+        let c = &shared.counters;
+        logging::count_discarded(&c.log_lines_discarded);
+        let sample = Sample {
+            kernel,
+            socket_overflows: Counters::get(&c.socket_overflows),
+            effects_discarded: Counters::get(&c.effects_discarded),
+            log_lines_discarded: Counters::get(&c.log_lines_discarded),
+            verdict_errors: Counters::get(&c.verdict_errors),
+            offload_rules_missing: shared.offload_rules_missing.load(Ordering::Relaxed),
+        };
+        let progress: Vec<&QueueProgress> = shared.progress.iter().collect();
+        if let Some(old) = self.health.update(Instant::now(), &progress, sample) {
+            let report = self.health.report();
+            if report.state == HealthState::Ok {
+                info!(
+                    event = "health_changed",
+                    state = report.state.as_str(),
+                    previous = old.as_str(),
+                    "judging normally again"
+                );
+            } else {
+                warn!(
+                    event = "health_changed",
+                    state = report.state.as_str(),
+                    previous = old.as_str(),
+                    reasons = %report.reasons.join("; "),
+                    "packets may pass unjudged or effects are lost"
+                );
+            }
+        }
+        *shared.health.lock().unwrap_or_else(|e| e.into_inner()) = self.health.report().clone();
+        // The kernel's drop counters, summed over this daemon's queues, every 5 s.
+        if self.last_kernel_read.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+            return;
+        }
+        self.last_kernel_read = Some(Instant::now());
         let mut fresh = KernelCounters::default();
-        for &number in &self.queue_numbers {
-            let Some(k) = queue::kernel_counters(number) else { return };
+        for (_, k) in &readings {
+            let Some(k) = k else { return };
             fresh.queue_total += k.queue_total;
             fresh.queue_dropped += k.queue_dropped;
             fresh.user_dropped += k.user_dropped;
@@ -695,12 +708,13 @@ impl Daemon {
             let queue_dropped = fresh.queue_dropped.saturating_sub(old.queue_dropped);
             let user_dropped = fresh.user_dropped.saturating_sub(old.user_dropped);
             if queue_dropped > 0 || user_dropped > 0 {
+                let fail_open = lock(&shared.core).engine.config().fail_open;
                 warn!(
                     event = "queue_overflow",
                     queue_dropped,
                     user_dropped,
                     queue_total = fresh.queue_total,
-                    fail_open = self.engine.config().fail_open,
+                    fail_open,
                     "the kernel could not queue every packet (accepted if fail_open, else dropped)"
                 );
             }
@@ -708,128 +722,16 @@ impl Daemon {
         self.kernel = Some(fresh);
     }
 
-    /// Starts or stops mirroring locks into the nftables sets per `timelock.kernel_set`; when
-    /// starting, loads every current lock.
-    fn sync_kernel_set(&mut self) {
-        if !self.engine.config().timelock.kernel_set {
-            self.kernel_set = None;
-            return;
-        }
-        if self.kernel_set.is_some() {
-            return;
-        }
-        let mut set = KernelLockSet::default();
-        let now = time::now();
-        for lock in self.engine.locked_clients_at(now) {
-            set.apply(&kernel_set::lock_script(&lock, now));
-        }
-        info!(
-            event = "kernel_set_enabled",
-            locks = self.engine.locked_count(),
-            "locked clients mirrored into nft sets inet ftwall ft_clients/ft_clients6"
-        );
-        self.kernel_set = Some(set);
-    }
-
-    fn check_kernel_set(&mut self, finishing: bool) {
-        let Some(set) = &mut self.kernel_set else { return };
-        let failed = if finishing { set.finish() } else { set.reap() };
-        self.counters.kernel_set_errors += failed;
-        if failed > 0 && every(&mut self.last_kernel_set_error, Duration::from_secs(60)) {
-            warn!(
-                event = "kernel_set_failed",
-                failed,
-                total = self.counters.kernel_set_errors,
-                "nft could not update inet ftwall ft_clients (is iptables/ftwall.nft loaded? is nft installed?)"
-            );
-        }
-    }
-
-    fn write_metrics(&mut self) {
-        let Some(path) = self.engine.config().metrics.file.clone() else { return };
-        let c = &self.counters;
-        let counters = vec![
-            (
-                "ftwall_flows_offloaded_total",
-                "Flows handed to the kernel by a mark (clean or FastTrack).",
-                c.offloaded,
-            ),
-            ("ftwall_verdict_batches_total", "Batch accept messages sent.", c.batches),
-            ("ftwall_verdict_errors_total", "Verdicts the kernel refused.", c.verdict_errors),
-            ("ftwall_socket_overflows_total", "ENOBUFS on the queue socket.", c.recv_enobufs),
-            ("ftwall_spoofed_pongs_total", "Forged pongs sent to pinging clients.", c.spoofed_pongs),
-            ("ftwall_probes_sent_total", "Half-expiry probes sent to locked clients.", c.probes_sent),
-            ("ftwall_probe_answers_total", "Probes a locked client answered.", c.probe_answers),
-            ("ftwall_state_saves_total", "State file saves.", c.state_saves),
-            ("ftwall_state_save_errors_total", "Failed state file saves.", c.state_save_errors),
-            (
-                "ftwall_kernel_set_errors_total",
-                "Failed updates of the nft ft_clients sets.",
-                c.kernel_set_errors,
-            ),
-            (
-                "ftwall_events_discarded_total",
-                "Engine events discarded undrained.",
-                self.engine.stats().events_discarded,
-            ),
-        ];
-        let now = time::now();
-        let text = metrics::render(&MetricsInput {
-            version: crate::VERSION,
-            start_time_seconds: self.started_at.as_secs(),
-            stats: self.engine.stats(),
-            locked_clients: self.engine.locked_clients_at(now).count(),
-            suspect_peers: self.engine.peer_count(),
-            bans: self.engine.ban_count(),
-            flows: self.engine.flow_count(),
-            counters,
-            kernel: self.queue_numbers.iter().map(|&q| (q, queue::kernel_counters(q))).collect(),
-            latency: &self.latency,
-        });
-        if let Err(e) = metrics::write_atomic(&path, &text) {
-            if every(&mut self.last_metrics_error, Duration::from_secs(300)) {
-                warn!(event = "metrics_write_failed", file = %path.display(), error = %e, "metrics file not written");
-            }
-        }
-    }
-
-    fn save_state(&mut self, now: Timestamp) {
-        let path = self.engine.config().state_file.clone();
-        match store::save(&path, &self.engine.snapshot(), now.as_micros()) {
-            Ok(()) => {
-                self.store_dirty = false;
-                self.last_save = Instant::now();
-                self.last_save_error = None;
-                self.counters.state_saves += 1;
-                info!(
-                    event = "state_saved",
-                    file = %path.display(),
-                    peers = self.engine.peer_count(),
-                    locks = self.engine.locked_count(),
-                    "state saved"
-                );
-            }
-            Err(e) => {
-                // Keep the in-memory state and retry on a later tick.
-                self.last_save = Instant::now();
-                self.counters.state_save_errors += 1;
-                if every(&mut self.last_save_error, Duration::from_secs(60)) {
-                    error!(event = "state_save_failed", file = %path.display(), error = %e, "state not saved; will retry");
-                }
-            }
-        }
-    }
-
-    fn reload(&mut self) {
+    fn reload(&mut self, shared: &Shared) {
         let mut reloading = vec![NotifyState::Reloading];
         if let Ok(usec) = NotifyState::monotonic_usec_now() {
             reloading.push(usec);
         }
         notify(&reloading);
-        let result = config_file::load(self.config_path.as_deref());
-        match result {
+        match config_file::load(shared.config_path.as_deref()) {
             Ok((mut config, _)) => {
-                let old = self.engine.config().clone();
+                let mut d = lock(&shared.core);
+                let old = d.engine.config().clone();
                 if (config.queue, config.queues) != (old.queue, old.queues) {
                     warn!(
                         event = "config_restart_required",
@@ -842,22 +744,31 @@ impl Daemon {
                     config.queue = old.queue;
                     config.queues = old.queues;
                 }
-                if config.client_dir != old.client_dir {
-                    self.client_dir = open_client_dir(config.client_dir.as_deref(), &self.engine);
+                if config.spoof_pongs != old.spoof_pongs {
+                    shared.effects.send(Outgoing::Configure { spoof_pongs: config.spoof_pongs });
                 }
-                if config.spoof_pongs && self.spoofer.is_none() {
-                    self.spoofer = open_spoofer();
-                } else if !config.spoof_pongs {
-                    self.spoofer = None;
+                d.lan_ifindex = resolve_interfaces(&config.lan_interfaces);
+                d.limiter.reconfigure(
+                    config.log.drop_burst,
+                    config.log.drop_interval_seconds,
+                    config.log.drop_max_per_second,
+                );
+                let mirrors_changed = (&config.client_dir, config.timelock.kernel_set)
+                    != (&old.client_dir, old.timelock.kernel_set);
+                d.engine.set_config(config);
+                d.drain(shared, None);
+                if mirrors_changed {
+                    let config = d.engine.config();
+                    shared.effects.mirror(MirrorJob::Configure {
+                        client_dir: config.client_dir.clone(),
+                        kernel_set: config.timelock.kernel_set,
+                        locks: d.engine.locked_clients().collect(),
+                    });
                 }
-                self.limiter.reconfigure(config.log.drop_burst, config.log.drop_interval_seconds);
-                self.engine.set_config(config);
-                self.drain();
-                self.sync_kernel_set();
                 info!(
                     event = "config_reloaded",
-                    peers = self.engine.peer_count(),
-                    locks = self.engine.locked_count(),
+                    peers = d.engine.peer_count(),
+                    locks = d.engine.locked_count(),
                     "configuration reloaded; state kept"
                 );
             }
@@ -868,67 +779,83 @@ impl Daemon {
         notify(&[NotifyState::Ready]);
     }
 
-    fn log_counters(&self) {
-        let s = self.engine.stats();
-        let by_reason: String = s
-            .by_reason()
-            .filter(|&(_, n)| n > 0)
-            .map(|(r, n)| format!("{}={n}", r.as_str()))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let c = &self.counters;
-        info!(
-            event = "counters",
-            packets = s.packets,
-            accepted = s.accepted,
-            dropped = s.dropped,
-            by_reason = %by_reason,
-            locked_clients = self.engine.locked_count(),
-            suspect_peers = self.engine.peer_count(),
-            flows = self.engine.flow_count(),
-            verdict_errors = c.verdict_errors,
-            verdict_batches = c.batches,
-            flows_offloaded = c.offloaded,
-            socket_overflows = c.recv_enobufs,
-            spoofed_pongs = c.spoofed_pongs,
-            probes_sent = c.probes_sent,
-            probe_answers = c.probe_answers,
-            state_saves = c.state_saves,
-            state_save_errors = c.state_save_errors,
-            kernel_queue_dropped = self.kernel.map_or(0, |k| k.queue_dropped),
-            kernel_user_dropped = self.kernel.map_or(0, |k| k.user_dropped),
-            "counters"
-        );
-    }
-
-    fn stop(&mut self, now: Timestamp) {
+    /// Shutdown, while the packet threads still judge: the final save, the kernel-set updates,
+    /// the metrics and the counters.
+    fn finish(&mut self, shared: &Shared) {
         notify(&[NotifyState::Stopping]);
-        info!(event = "daemon_stopping", "stopping: saving state and releasing the queue");
-        self.save_state(now);
-        self.check_kernel_set(true);
-        self.write_metrics();
-        self.log_counters();
-    }
-}
-
-fn open_client_dir(dir: Option<&Path>, engine: &Engine) -> Option<ClientDir> {
-    let dir = dir?;
-    match ClientDir::new(dir).and_then(|cd| {
-        let locks: Vec<_> = engine.locked_clients().collect();
-        cd.sync(&locks).map(|()| cd)
-    }) {
-        Ok(cd) => Some(cd),
-        Err(e) => {
-            warn!(event = "client_dir_error", dir = %dir.display(), error = %e, "client directory disabled");
-            None
+        info!(event = "daemon_stopping", "stopping: saving state, then releasing the queues");
+        let (path, snapshot) = shared.take_snapshot();
+        if let Err(e) = shared.writer.save_and_wait(path, snapshot, time::now().as_micros(), SHUTDOWN_WAIT) {
+            error!(event = "state_save_failed", error = %e, "final state not saved");
         }
+        if !shared.effects.finish_mirrors(SHUTDOWN_WAIT) {
+            warn!(
+                event = "kernel_set_failed",
+                failed = 1u64,
+                total = Counters::get(&shared.counters.kernel_set_errors),
+                "lock mirrors not flushed before exit"
+            );
+        }
+        let metrics_file = lock(&shared.core).engine.config().metrics.file.clone();
+        if let Some(path) = metrics_file {
+            shared.writer.metrics(path, render_metrics(shared, &self.kernel_readings(shared)));
+        }
+        log_counters(shared);
     }
 }
 
-fn open_spoofer() -> Option<Spoofer> {
-    let (spoofer, problems) = Spoofer::open();
-    for p in &problems {
-        warn!(event = "spoof_unavailable", detail = %p, "forged pongs disabled for this family (needs CAP_NET_RAW)");
-    }
-    Some(spoofer)
+fn render_metrics(shared: &Shared, kernel: &[(u16, Option<KernelCounters>)]) -> String {
+    let now = time::now();
+    let health = shared.health.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let d = lock(&shared.core);
+    let counters: Vec<(&str, &str, u64)> =
+        shared.counters.table().into_iter().map(|(_, m, h, v)| (m, h, v)).collect();
+    let mut counters = counters;
+    counters.push((
+        "ftwall_events_discarded_total",
+        "Engine events discarded undrained.",
+        d.engine.stats().events_discarded,
+    ));
+    metrics::render(&MetricsInput {
+        version: crate::VERSION,
+        start_time_seconds: shared.started_at.as_secs(),
+        stats: d.engine.stats(),
+        locked_clients: d.engine.locked_clients_at(now).count(),
+        suspect_peers: d.engine.peer_count(),
+        bans: d.engine.ban_count(),
+        flows: d.engine.flow_count(),
+        counters,
+        kernel: kernel.to_vec(),
+        latency: &shared.latency,
+        health: &health,
+    })
+}
+
+fn log_counters(shared: &Shared) {
+    let d = lock(&shared.core);
+    let s = d.engine.stats();
+    let by_reason: String = s
+        .by_reason()
+        .filter(|&(_, n)| n > 0)
+        .map(|(r, n)| format!("{}={n}", r.as_str()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let own: String =
+        shared.counters.table().iter().map(|(k, _, _, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+    let health = shared.health.lock().unwrap_or_else(|e| e.into_inner()).state;
+    info!(
+        event = "counters",
+        packets = s.packets,
+        accepted = s.accepted,
+        dropped = s.dropped,
+        by_reason = %by_reason,
+        locked_clients = d.engine.locked_count(),
+        suspect_peers = d.engine.peer_count(),
+        flows = d.engine.flow_count(),
+        health = health.as_str(),
+        daemon = %own,
+        spoofed_pongs = Counters::get(&shared.counters.spoofed_pongs),
+        state_saves = Counters::get(&shared.counters.state_saves),
+        "counters"
+    );
 }

@@ -168,6 +168,8 @@ pub(crate) struct KernelCounters {
     pub(crate) queue_total: u64,
     pub(crate) queue_dropped: u64,
     pub(crate) user_dropped: u64,
+    /// The id of the last packet the kernel queued.
+    pub(crate) id_sequence: u32,
 }
 
 /// Parses the proc file; None if the queue is not listed.
@@ -178,6 +180,7 @@ pub(crate) fn parse_proc(text: &str, queue: u16) -> Option<KernelCounters> {
             queue_total: f[2],
             queue_dropped: f[5],
             user_dropped: f[6],
+            id_sequence: f.get(7).and_then(|&n| u32::try_from(n).ok()).unwrap_or(0),
         })
     })
 }
@@ -207,7 +210,7 @@ mod tests {
             "    0  12345     3 2 2304     7    9  1000  1\n    1  12346     0 2 2304     0    0     0  1\n";
         assert_eq!(
             parse_proc(text, 0),
-            Some(KernelCounters { queue_total: 3, queue_dropped: 7, user_dropped: 9 })
+            Some(KernelCounters { queue_total: 3, queue_dropped: 7, user_dropped: 9, id_sequence: 1000 })
         );
         assert_eq!(parse_proc(text, 1).unwrap().queue_dropped, 0);
         assert_eq!(parse_proc(text, 2), None);

@@ -3,6 +3,10 @@
 //! A forged pong goes from the peer's address and port to the client, so the client believes
 //! its UDP discovery works and stays in the easy-to-see UDP mode. Raw sockets need CAP_NET_RAW;
 //! without it spoofing is disabled with one warning and everything else keeps working.
+//!
+//! Every send is non-blocking (`MSG_DONTWAIT`): when the socket buffer is full (datagrams to a
+//! LAN address whose neighbour never answers wait in the ARP/NDP queue), `send` fails with
+//! `WouldBlock` at once and the caller counts it.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
@@ -107,7 +111,7 @@ fn send_raw(fd: &OwnedFd, packet: &[u8], to: IpAddr) -> io::Result<()> {
                     fd.as_raw_fd(),
                     packet.as_ptr().cast(),
                     packet.len(),
-                    0,
+                    libc::MSG_DONTWAIT,
                     (&sa as *const libc::sockaddr_in).cast(),
                     std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
                 )
@@ -124,7 +128,7 @@ fn send_raw(fd: &OwnedFd, packet: &[u8], to: IpAddr) -> io::Result<()> {
                     fd.as_raw_fd(),
                     packet.as_ptr().cast(),
                     packet.len(),
-                    0,
+                    libc::MSG_DONTWAIT,
                     (&sa as *const libc::sockaddr_in6).cast(),
                     std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
                 )
@@ -189,6 +193,12 @@ impl Prober {
             return Err(io::Error::other("cannot bind a UDP probe socket"));
         }
         Ok(Self { v4, v6 })
+    }
+
+    /// A second handle on the same sockets (one thread sends, another reads answers).
+    pub(crate) fn try_clone(&self) -> io::Result<Self> {
+        let clone = |s: &Option<UdpSocket>| s.as_ref().map(UdpSocket::try_clone).transpose();
+        Ok(Self { v4: clone(&self.v4)?, v6: clone(&self.v6)? })
     }
 
     pub(crate) fn send(&self, to: SocketAddr, payload: &[u8]) -> io::Result<()> {

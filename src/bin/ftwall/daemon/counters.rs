@@ -1,0 +1,77 @@
+//! The daemon's own counters (beside the engine's packet counts), shared by every thread as
+//! relaxed atomics, and the one table that names them for `ftwall ctl status`, the metrics file
+//! and the `counters` event.
+//!
+//! Invariant: every counter appears exactly once in [`Counters::table`], with its status key,
+//! metric name and help text, so the three views cannot drift apart.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $field:ident, $metric:literal, $help:literal; )*) => {
+        /// See the module documentation.
+        #[derive(Debug, Default)]
+        pub(crate) struct Counters {
+            $( pub(crate) $field: AtomicU64, )*
+        }
+
+        impl Counters {
+            /// (status key, metric name, help, value) of every counter.
+            pub(crate) fn table(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
+                vec![$( (stringify!($field), $metric, $help, self.$field.load(Ordering::Relaxed)), )*]
+            }
+        }
+    };
+}
+
+counters! {
+    flows_offloaded, "ftwall_flows_offloaded_total", "Flows handed to the kernel by a mark (clean or FastTrack).";
+    verdict_batches, "ftwall_verdict_batches_total", "Batch accept messages sent.";
+    verdict_errors, "ftwall_verdict_errors_total", "Verdicts the kernel refused.";
+    socket_overflows, "ftwall_socket_overflows_total", "ENOBUFS on the queue socket: packets the kernel could not deliver.";
+    queue_errors, "ftwall_queue_errors_total", "Netlink errors reading the queue.";
+    marked_returns, "ftwall_marked_returns_total", "Packets that came back to the daemon already carrying its offload mark (rules missing).";
+    spoofed_pongs, "ftwall_spoofed_pongs_total", "Forged pongs sent to pinging clients.";
+    spoof_errors, "ftwall_spoof_errors_total", "Forged pongs or probes not sent (socket busy or error).";
+    pongs_wrong_interface, "ftwall_pongs_wrong_interface_total", "Forged pongs refused because the ping did not arrive on a LAN interface.";
+    probes_sent, "ftwall_probes_sent_total", "Half-expiry probes sent to locked clients.";
+    effects_discarded, "ftwall_effects_discarded_total", "Side effects (pongs, probes, mirror updates) discarded because their queue was full.";
+    mirror_resyncs, "ftwall_mirror_resyncs_total", "Full resyncs of the lock mirrors after discarded updates.";
+    client_dir_errors, "ftwall_client_dir_errors_total", "Failed updates of the client directory.";
+    kernel_set_errors, "ftwall_kernel_set_errors_total", "Failed updates of the kernel sets.";
+    state_saves, "ftwall_state_saves_total", "State file saves.";
+    state_save_errors, "ftwall_state_save_errors_total", "Failed state file saves.";
+    metrics_writes_skipped, "ftwall_metrics_writes_skipped_total", "Metrics writes skipped because the writer was still busy.";
+    log_lines_discarded, "ftwall_log_lines_discarded_total", "Log lines discarded because stderr could not keep up.";
+    drop_lines_suppressed, "ftwall_drop_lines_suppressed_total", "packet_dropped lines suppressed by the global log limit.";
+}
+
+impl Counters {
+    /// Adds one to `counter`.
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current value of `counter`.
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_every_counter_once_with_metric_names() {
+        let c = Counters::default();
+        Counters::bump(&c.spoofed_pongs);
+        let table = c.table();
+        let mut keys: Vec<_> = table.iter().map(|r| r.0).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), table.len());
+        assert!(table.iter().all(|r| r.1.starts_with("ftwall_") && r.1.ends_with("_total")));
+        assert_eq!(table.iter().find(|r| r.0 == "spoofed_pongs").map(|r| r.3), Some(1));
+    }
+}

@@ -1,0 +1,328 @@
+//! The engine's side effects, off the verdict path.
+//!
+//! The packet threads never send, write or spawn anything themselves: what the engine asks for
+//! goes into one of two bounded queues, each served by its own thread:
+//! - the **sender** ([`Outgoing`]): forged pongs and half-expiry probes, through non-blocking
+//!   raw sockets (`MSG_DONTWAIT`; a full socket buffer, e.g. towards a LAN address whose
+//!   neighbour entry never resolves, is a counted error, never a wait);
+//! - the **mirror** ([`MirrorJob`]): the lock mirrors that live outside the process (the client
+//!   directory and the kernel sets), which may touch a slow disk or run `nft`.
+//!
+//! Invariants: [`Effects::send`] and [`Effects::mirror`] never block (`try_send`); a job that
+//! does not fit is discarded and counted in `effects_discarded`. A discarded mirror update sets
+//! [`Effects::resync_needed`], and the housekeeping then sends the whole lock table
+//! ([`MirrorJob::Resync`]), so the mirrors converge again once the queue drains.
+
+use super::client_dir::ClientDir;
+use super::counters::Counters;
+use super::kernel_set::{self, KernelLockSet};
+use super::spoof::{Prober, Spoofer};
+use super::time;
+use ftwall::engine::{LockEntry, StoreRecord};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// Most packets waiting for the sender thread.
+pub(crate) const OUTGOING_QUEUE: usize = 4096;
+/// Most jobs waiting for the mirror thread.
+pub(crate) const MIRROR_QUEUE: usize = 16_384;
+
+/// A packet the sender thread sends.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// A forged pong from the pinged peer to the client.
+    Pong { from: SocketAddr, to: SocketAddr, payload: Vec<u8> },
+    /// A half-expiry probe to a locked client.
+    Probe { to: SocketAddr, payload: Vec<u8> },
+    /// Open or close the raw sockets (`spoof_pongs` changed).
+    Configure { spoof_pongs: bool },
+}
+
+/// Work for the mirror thread.
+#[derive(Debug)]
+pub(crate) enum MirrorJob {
+    /// One change of the engine's persistent state.
+    Record(StoreRecord),
+    /// Make the mirrors hold exactly these locks (after discarded updates, or a reconfiguration).
+    Resync(Vec<LockEntry>),
+    /// The mirror settings changed: reopen what changed, then resync with the locks given.
+    Configure { client_dir: Option<PathBuf>, kernel_set: bool, locks: Vec<LockEntry> },
+    /// Apply everything queued so far, wait for `nft`, then answer (at shutdown).
+    Finish(SyncSender<()>),
+}
+
+/// The sending ends of the two queues, plus the threads behind them.
+pub(crate) struct Effects {
+    outgoing: SyncSender<Outgoing>,
+    mirror: SyncSender<MirrorJob>,
+    counters: Arc<Counters>,
+    resync_needed: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Effects {
+    /// Starts both threads. `prober` sends probes (the daemon's own UDP socket).
+    pub(crate) fn start(
+        counters: Arc<Counters>,
+        spoof_pongs: bool,
+        prober: Option<Prober>,
+        client_dir: Option<PathBuf>,
+        kernel_set: bool,
+        locks: Vec<LockEntry>,
+    ) -> std::io::Result<Self> {
+        let (outgoing, outgoing_rx) = sync_channel(OUTGOING_QUEUE);
+        let (mirror, mirror_rx) = sync_channel(MIRROR_QUEUE);
+        let resync_needed = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let counters = Arc::clone(&counters);
+            let spoofer = spoof_pongs.then(open_spoofer);
+            std::thread::Builder::new()
+                .name("ftwall-send".into())
+                .spawn(move || sender_thread(outgoing_rx, spoofer, prober, &counters))?
+        };
+        let mirror_thread = {
+            let counters = Arc::clone(&counters);
+            let mut state = Mirrors { client_dir: None, kernel_set: None, counters };
+            state.configure(client_dir, kernel_set, &locks);
+            std::thread::Builder::new().name("ftwall-mirror".into()).spawn(move || state.serve(mirror_rx))?
+        };
+        Ok(Self { outgoing, mirror, counters, resync_needed, threads: vec![sender, mirror_thread] })
+    }
+
+    /// Queues a packet to send; never blocks.
+    pub(crate) fn send(&self, packet: Outgoing) {
+        if self.outgoing.try_send(packet).is_err() {
+            Counters::bump(&self.counters.effects_discarded);
+        }
+    }
+
+    /// Queues a mirror job; never blocks. A discarded job asks for a resync.
+    pub(crate) fn mirror(&self, job: MirrorJob) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.mirror.try_send(job) {
+            Counters::bump(&self.counters.effects_discarded);
+            self.resync_needed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether updates were discarded since the last call (the caller then sends a resync).
+    pub(crate) fn take_resync_needed(&self) -> bool {
+        self.resync_needed.swap(false, Ordering::Relaxed)
+    }
+
+    /// Waits (at most `timeout`) until every mirror job queued so far is applied.
+    pub(crate) fn finish_mirrors(&self, timeout: Duration) -> bool {
+        let (done, wait) = sync_channel(1);
+        let deadline = Instant::now() + timeout;
+        let mut job = MirrorJob::Finish(done);
+        // At shutdown waiting is allowed: retry while the queue is full.
+        loop {
+            match self.mirror.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    job = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return false,
+            }
+        }
+        wait.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok()
+    }
+
+    /// Closes the queues and joins both threads (they finish what is queued first).
+    pub(crate) fn stop(self) {
+        let Self { outgoing, mirror, threads, .. } = self;
+        drop(outgoing);
+        drop(mirror);
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn open_spoofer() -> Spoofer {
+    let (spoofer, problems) = Spoofer::open();
+    for p in &problems {
+        warn!(event = "spoof_unavailable", detail = %p, "forged pongs disabled for this family (needs CAP_NET_RAW)");
+    }
+    spoofer
+}
+
+/// True at most once per `every` for the given last-time slot.
+pub(crate) fn every(slot: &mut Option<Instant>, every: Duration) -> bool {
+    if slot.is_some_and(|t| t.elapsed() < every) {
+        return false;
+    }
+    *slot = Some(Instant::now());
+    true
+}
+
+fn sender_thread(
+    jobs: Receiver<Outgoing>,
+    mut spoofer: Option<Spoofer>,
+    prober: Option<Prober>,
+    counters: &Counters,
+) {
+    let mut last_error_log = None;
+    for job in jobs {
+        let (result, to) = match job {
+            Outgoing::Configure { spoof_pongs } => {
+                if spoof_pongs && spoofer.is_none() {
+                    spoofer = Some(open_spoofer());
+                } else if !spoof_pongs {
+                    spoofer = None;
+                }
+                continue;
+            }
+            Outgoing::Pong { from, to, payload } => {
+                let Some(spoofer) = &spoofer else { continue };
+                let result = spoofer.send(from, to, &payload);
+                if result.is_ok() {
+                    Counters::bump(&counters.spoofed_pongs);
+                }
+                (result, to)
+            }
+            Outgoing::Probe { to, payload } => {
+                let Some(prober) = &prober else { continue };
+                let result = prober.send(to, &payload);
+                if result.is_ok() {
+                    Counters::bump(&counters.probes_sent);
+                    debug!(event = "probe_sent", client = %to, "half-expiry probe sent");
+                }
+                (result, to)
+            }
+        };
+        if let Err(e) = result {
+            Counters::bump(&counters.spoof_errors);
+            if every(&mut last_error_log, Duration::from_secs(10)) {
+                warn!(
+                    event = "spoof_error",
+                    error = %e,
+                    to = %to,
+                    total = Counters::get(&counters.spoof_errors),
+                    "forged packet not sent (counted; never retried)"
+                );
+            }
+        }
+    }
+}
+
+/// The mirror thread's state.
+struct Mirrors {
+    client_dir: Option<ClientDir>,
+    kernel_set: Option<KernelLockSet>,
+    counters: Arc<Counters>,
+}
+
+impl Mirrors {
+    fn serve(mut self, jobs: Receiver<MirrorJob>) {
+        let mut last_kernel_error = None;
+        loop {
+            match jobs.recv_timeout(Duration::from_millis(200)) {
+                Ok(MirrorJob::Record(record)) => self.record(&record),
+                Ok(MirrorJob::Resync(locks)) => {
+                    Counters::bump(&self.counters.mirror_resyncs);
+                    self.resync(&locks);
+                }
+                Ok(MirrorJob::Configure { client_dir, kernel_set, locks }) => {
+                    self.configure(client_dir, kernel_set, &locks)
+                }
+                Ok(MirrorJob::Finish(done)) => {
+                    self.reap(true, &mut last_kernel_error);
+                    let _ = done.try_send(());
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.reap(true, &mut last_kernel_error);
+                    return;
+                }
+            }
+            self.reap(false, &mut last_kernel_error);
+        }
+    }
+
+    fn configure(&mut self, client_dir: Option<PathBuf>, kernel_set: bool, locks: &[LockEntry]) {
+        let same_dir = match (&self.client_dir, &client_dir) {
+            (Some(open), Some(wanted)) => open.dir() == wanted.as_path(),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_dir {
+            self.client_dir = client_dir.as_deref().and_then(|dir| match ClientDir::new(dir) {
+                Ok(cd) => Some(cd),
+                Err(e) => {
+                    warn!(event = "client_dir_error", dir = %dir.display(), error = %e, "client directory disabled");
+                    None
+                }
+            });
+        }
+        if !kernel_set {
+            self.kernel_set = None;
+        } else if self.kernel_set.is_none() {
+            info!(
+                event = "kernel_set_enabled",
+                locks = locks.len(),
+                "locked clients mirrored into nft sets inet ftwall ft_clients/ft_clients6"
+            );
+            self.kernel_set = Some(KernelLockSet::default());
+        }
+        self.resync(locks);
+    }
+
+    fn record(&mut self, record: &StoreRecord) {
+        if let Some(set) = &mut self.kernel_set {
+            match record {
+                StoreRecord::Lock(lock) => set.apply(&kernel_set::lock_script(lock, time::now())),
+                StoreRecord::LockRemoved(client) => set.apply(&kernel_set::release_script(*client)),
+                _ => {}
+            }
+        }
+        if let Some(dir) = &self.client_dir {
+            let result = match record {
+                StoreRecord::Lock(lock) => dir.locked(lock),
+                StoreRecord::LockRemoved(client) => dir.released(*client),
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                Counters::bump(&self.counters.client_dir_errors);
+                warn!(event = "client_dir_error", error = %e, "client directory not updated");
+            }
+        }
+    }
+
+    fn resync(&mut self, locks: &[LockEntry]) {
+        if let Some(set) = &mut self.kernel_set {
+            let now = time::now();
+            for lock in locks.iter().filter(|l| l.until > now) {
+                set.apply(&kernel_set::lock_script(lock, now));
+            }
+        }
+        if let Some(dir) = &self.client_dir {
+            if let Err(e) = dir.sync(locks) {
+                Counters::bump(&self.counters.client_dir_errors);
+                warn!(event = "client_dir_error", error = %e, "client directory not synchronised");
+            }
+        }
+    }
+
+    fn reap(&mut self, finishing: bool, last_error: &mut Option<Instant>) {
+        let Some(set) = &mut self.kernel_set else { return };
+        let failed = if finishing { set.finish() } else { set.reap() };
+        if failed > 0 {
+            self.counters.kernel_set_errors.fetch_add(failed, Ordering::Relaxed);
+            if every(last_error, Duration::from_secs(60)) {
+                warn!(
+                    event = "kernel_set_failed",
+                    failed,
+                    total = Counters::get(&self.counters.kernel_set_errors),
+                    "nft could not update inet ftwall ft_clients (is iptables/ftwall.nft loaded? is nft installed?)"
+                );
+            }
+        }
+    }
+}
