@@ -20,8 +20,38 @@ macro_rules! counters {
             pub(crate) fn table(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
                 vec![$( (stringify!($field), $metric, $help, self.$field.load(Ordering::Relaxed)), )*]
             }
+
+            /// Logs the `counters` event: the engine's figures given, then every counter as a
+            /// field of its own.
+            pub(crate) fn log(&self, engine: &EngineFigures<'_>) {
+                tracing::info!(
+                    event = "counters",
+                    packets = engine.packets,
+                    accepted = engine.accepted,
+                    dropped = engine.dropped,
+                    by_reason = %engine.by_reason,
+                    locked_clients = engine.locked_clients,
+                    suspect_peers = engine.suspect_peers,
+                    flows = engine.flows,
+                    health = engine.health,
+                    $( $field = self.$field.load(Ordering::Relaxed), )*
+                    "counters"
+                );
+            }
         }
     };
+}
+
+/// The engine's figures in the `counters` event.
+pub(crate) struct EngineFigures<'a> {
+    pub(crate) packets: u64,
+    pub(crate) accepted: u64,
+    pub(crate) dropped: u64,
+    pub(crate) by_reason: &'a str,
+    pub(crate) locked_clients: usize,
+    pub(crate) suspect_peers: usize,
+    pub(crate) flows: usize,
+    pub(crate) health: &'a str,
 }
 
 counters! {

@@ -194,6 +194,8 @@ pub(crate) struct Shared {
     /// When the first queue was released (for `daemon_stopped`).
     released_at: Mutex<Option<Instant>>,
     queue_numbers: Vec<u16>,
+    /// `fail_open` as the queues were bound with (a reload cannot change it).
+    fail_open: bool,
     config_path: Option<PathBuf>,
     started: Instant,
     started_at: Timestamp,
@@ -340,12 +342,13 @@ impl Shared {
             control_stop: AtomicBool::new(false),
             released_at: Mutex::new(None),
             queue_numbers,
+            fail_open: config.fail_open,
             config_path,
             started,
             started_at: now,
             last_error_log: Mutex::new(None),
         };
-        let housekeeping = Housekeeping {
+        let mut housekeeping = Housekeeping {
             signals,
             prober,
             last_save: Instant::now(),
@@ -357,6 +360,8 @@ impl Shared {
             last_kernel_read: None,
             health: HealthMonitor::new(config.queue_maxlen, config.fail_open),
         };
+        // The baselines of the kernel's drop counters, before anything can overflow.
+        housekeeping.check_health(&shared);
         let status = format!("judging NFQUEUE {:?}", shared.queue_numbers);
         notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
         {
@@ -395,6 +400,7 @@ impl Shared {
             warn!(
                 event = "queue_overflow",
                 socket_overflows = Counters::get(&self.counters.socket_overflows),
+                fail_open = self.fail_open,
                 "the queue socket buffer overflowed; packets were accepted (fail_open) or dropped by the kernel"
             );
         }
@@ -840,22 +846,15 @@ fn log_counters(shared: &Shared) {
         .map(|(r, n)| format!("{}={n}", r.as_str()))
         .collect::<Vec<_>>()
         .join(" ");
-    let own: String =
-        shared.counters.table().iter().map(|(k, _, _, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
     let health = shared.health.lock().unwrap_or_else(|e| e.into_inner()).state;
-    info!(
-        event = "counters",
-        packets = s.packets,
-        accepted = s.accepted,
-        dropped = s.dropped,
-        by_reason = %by_reason,
-        locked_clients = d.engine.locked_count(),
-        suspect_peers = d.engine.peer_count(),
-        flows = d.engine.flow_count(),
-        health = health.as_str(),
-        daemon = %own,
-        spoofed_pongs = Counters::get(&shared.counters.spoofed_pongs),
-        state_saves = Counters::get(&shared.counters.state_saves),
-        "counters"
-    );
+    shared.counters.log(&counters::EngineFigures {
+        packets: s.packets,
+        accepted: s.accepted,
+        dropped: s.dropped,
+        by_reason: &by_reason,
+        locked_clients: d.engine.locked_count(),
+        suspect_peers: d.engine.peer_count(),
+        flows: d.engine.flow_count(),
+        health: health.as_str(),
+    });
 }

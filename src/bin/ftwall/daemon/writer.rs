@@ -113,6 +113,8 @@ fn serve(jobs: Receiver<Job>, failed: &AtomicBool, counters: &Counters) {
                 let result = store::save(&path, &snapshot, saved_at_micros);
                 match &result {
                     Ok(()) => {
+                        // The next failure after a success is logged at once.
+                        last_save_error = None;
                         Counters::bump(&counters.state_saves);
                         info!(
                             event = "state_saved",
