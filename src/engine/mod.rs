@@ -20,6 +20,13 @@
 //! 5. A new flow to port 1214 when `port_1214_blocks`: `port_1214`.
 //! 6. Otherwise `clean`.
 //!
+//! Packets without a transport header to judge are accepted as `other_protocol` (not TCP/UDP,
+//! including IPv6 ESP and No Next Header) or `later_fragment`. A well-formed packet whose TCP/UDP
+//! header could not be reached, because it lies beyond the captured bytes (a long IPv6
+//! extension-header chain past `copy_range`) or beyond an IPv6 first fragment, is dropped as
+//! `transport_unreachable`: the receiver would still deliver it, tell and all. A broken header
+//! chain is `malformed` and follows the `malformed` policy (see [`crate::wire`]).
+//!
 //! A TCP connection first seen mid-stream (no SYN: the daemon restarted, or a flood evicted its
 //! flow entry) is judged like a new one at every packet: `suspect_peer` if its outside end is a
 //! suspect peer, `client_locked` if its inside end is locked and the outside port is not allowed.
@@ -232,7 +239,9 @@ fn summarize(packet: &Packet<'_>) -> PacketSummary {
     let (proto, src_port, dst_port, payload_len) = match packet.transport {
         Transport::Tcp(s) => (Proto::Tcp, Some(s.src_port), Some(s.dst_port), s.payload_len),
         Transport::Udp(d) => (Proto::Udp, Some(d.src_port), Some(d.dst_port), d.payload_len),
-        Transport::LaterFragment { protocol } => (Proto::from_ip_protocol(protocol), None, None, 0),
+        Transport::LaterFragment { protocol } | Transport::Unreachable { protocol } => {
+            (Proto::from_ip_protocol(protocol), None, None, 0)
+        }
         Transport::Other { protocol, payload_len } => {
             (Proto::from_ip_protocol(protocol), None, None, payload_len)
         }
@@ -328,6 +337,7 @@ impl Engine {
             Transport::Udp(d) => self.judge_udp(now, packet.src, packet.dst, d),
             Transport::Tcp(s) => self.judge_tcp(now, packet.src, packet.dst, s),
             Transport::LaterFragment { .. } => (Reason::LaterFragment, None),
+            Transport::Unreachable { .. } => (Reason::TransportUnreachable, None),
             Transport::Other { .. } => (Reason::OtherProtocol, None),
         }
     }
@@ -337,7 +347,9 @@ impl Engine {
         let (src_port, dst_port) = match packet.transport {
             Transport::Tcp(s) => (s.src_port, s.dst_port),
             Transport::Udp(d) => (d.src_port, d.dst_port),
-            Transport::LaterFragment { .. } | Transport::Other { .. } => return false,
+            Transport::LaterFragment { .. } | Transport::Unreachable { .. } | Transport::Other { .. } => {
+                return false
+            }
         };
         let hit = |addr: IpAddr, other_port: u16| {
             self.bans.is_banned(addr, now)

@@ -786,3 +786,86 @@ fn locked_clients_at_leaves_out_expired_locks_not_yet_removed() {
     assert_eq!(e.locked_clients().count(), 1);
     assert_eq!(e.locked_clients_at(until).count(), 0);
 }
+
+/// `packet` (IPv6, no extension headers) with `ext` inserted after the fixed header; `ext` must
+/// end with a header whose next-header byte names the original transport.
+fn with_ipv6_ext(packet: &[u8], first: u8, ext: &[u8]) -> Vec<u8> {
+    let mut p = packet[..40].to_vec();
+    let len = u16::from_be_bytes([p[4], p[5]]) + ext.len() as u16;
+    p[4..6].copy_from_slice(&len.to_be_bytes());
+    p[6] = first;
+    p.extend_from_slice(ext);
+    p.extend_from_slice(&packet[40..]);
+    p
+}
+
+/// `n` 8-byte destination-options headers, the last naming `last`.
+fn dest_opts(n: usize, last: u8) -> Vec<u8> {
+    (0..n).flat_map(|i| [if i + 1 == n { last } else { 60 }, 0, 1, 4, 0, 0, 0, 0]).collect()
+}
+
+const CLIENT6: &str = "2001:db8:1::11";
+const PEER6: &str = "2001:db8:2::21";
+
+#[test]
+fn ipv6_pings_behind_any_number_of_destination_options_are_seen() {
+    for n in [0, 8, 9, 12, 24] {
+        let mut e = Engine::new(config());
+        let ping = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
+        let p = if n == 0 { ping } else { with_ipv6_ext(&ping, 60, &dest_opts(n, 17)) };
+        assert_eq!(judge(&mut e, at(0), &p), (Verdict::Drop, Reason::UdpPing), "{n} headers");
+        assert_eq!(e.locked_count(), 1, "{n} headers: client locked");
+    }
+}
+
+#[test]
+fn ipv6_transport_beyond_the_capture_is_dropped_not_accepted() {
+    let mut e = Engine::new(config());
+    let ping = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
+    // 300 headers: 2,400 bytes of chain, more than the default copy_range of 2,304.
+    let full = with_ipv6_ext(&ping, 60, &dest_opts(300, 17));
+    let captured = &full[..usize::from(e.config().copy_range)];
+    let d = e.handle_packet(at(0), captured);
+    assert_eq!((d.verdict, d.reason), (Verdict::Drop, Reason::TransportUnreachable));
+    assert_eq!(d.settled, None);
+    assert_eq!(d.packet.map(|s| (s.src, s.dst)), Some((ip(CLIENT6), ip(PEER6))));
+    assert_eq!(e.stats().count(Reason::TransportUnreachable), 1);
+    // The whole packet is judged by its contents; a chain that overruns its own length is
+    // malformed (the receiver cannot parse it either) and keeps the `malformed` policy.
+    assert_eq!(judge(&mut e, at(1), &full), (Verdict::Drop, Reason::UdpPing));
+    let mut overrun = full.clone();
+    overrun[4..6].copy_from_slice(&100u16.to_be_bytes());
+    assert_eq!(judge(&mut e, at(2), &overrun), (Verdict::Accept, Reason::Malformed));
+    let mut strict = Engine::new(Config { malformed: MalformedPolicy::Drop, ..config() });
+    assert_eq!(judge(&mut strict, at(2), &overrun), (Verdict::Drop, Reason::Malformed));
+    // Monitor mode reports it and accepts.
+    let mut monitor = Engine::new(Config { mode: Mode::Monitor, ..config() });
+    assert_eq!(judge(&mut monitor, at(0), captured), (Verdict::Accept, Reason::TransportUnreachable));
+}
+
+#[test]
+fn ipv6_esp_and_no_next_header_are_other_protocols() {
+    let mut e = Engine::new(config());
+    let ping = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
+    for last in [50u8, 59] {
+        // The bytes after the chain are not a transport header to judge.
+        let p = with_ipv6_ext(&ping, 60, &dest_opts(2, last));
+        assert_eq!(judge(&mut e, at(0), &p), (Verdict::Accept, Reason::OtherProtocol), "next header {last}");
+    }
+    assert_eq!(e.locked_count(), 0);
+}
+
+#[test]
+fn ipv6_fragments_first_is_judged_later_is_not() {
+    let mut e = Engine::new(config());
+    let ping = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
+    let first = with_ipv6_ext(&ping, 44, &[17, 0, 0x00, 0x00, 0, 0, 0, 1]);
+    assert_eq!(judge(&mut e, at(0), &first), (Verdict::Drop, Reason::UdpPing));
+    let later = with_ipv6_ext(&ping, 44, &[17, 0, 0x00, 0x11, 0, 0, 0, 2]);
+    assert_eq!(judge(&mut e, at(0), &later), (Verdict::Accept, Reason::LaterFragment));
+    // A first fragment whose chain continues in the next fragment: dropped.
+    let mut ext = vec![60, 0, 0x00, 0x01, 0, 0, 0, 3];
+    ext.extend_from_slice(&[17, 4, 1, 2, 0, 0, 0, 0]);
+    let cut = with_ipv6_ext(&ping[..40], 44, &ext);
+    assert_eq!(judge(&mut e, at(0), &cut), (Verdict::Drop, Reason::TransportUnreachable));
+}
