@@ -45,6 +45,7 @@ mod bans;
 mod flows;
 mod locks;
 mod peers;
+mod pongs;
 mod stats;
 
 pub use bans::{BanError, MAX_BANS};
@@ -60,6 +61,7 @@ use flows::{seq_before, Endpoint, Flow, FlowKey, Reassembly, REASSEMBLY_LIMIT, T
 use locks::{Armed, ClientLocks, Due};
 use lru::LruCache;
 use peers::{Learned, PeerCache};
+use pongs::PongLimiter;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -138,7 +140,9 @@ pub enum StoreRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send `payload` as a UDP datagram from `from` (the peer the client pinged) to `to` (the
-    /// client), through a raw socket, so the client believes UDP works.
+    /// client), through a raw socket, so the client believes UDP works. Queued at most once per
+    /// dropped ping, only when the client is in `lan` and the peer is not, within the `pongs`
+    /// rate limits (refusals are counted in [`EngineStats`]).
     SendSpoofedPong {
         /// Forged source: the peer.
         from: SocketAddr,
@@ -214,6 +218,7 @@ pub struct Engine {
     peers: PeerCache,
     locks: ClientLocks,
     bans: Bans,
+    pongs: PongLimiter,
     events: VecDeque<Event>,
     actions: VecDeque<Action>,
     stats: EngineStats,
@@ -260,6 +265,11 @@ impl Engine {
             peers: PeerCache::new(config.peers.capacity, config.peers.expire_seconds),
             locks: ClientLocks::new(config.timelock.capacity),
             bans: Bans::default(),
+            pongs: PongLimiter::new(
+                config.pongs.per_client_per_second,
+                config.pongs.max_per_second,
+                config.timelock.capacity,
+            ),
             events: VecDeque::new(),
             actions: VecDeque::new(),
             stats: EngineStats::default(),
@@ -446,11 +456,7 @@ impl Engine {
             self.on_tell(now, &mut flow, tell, parties, Some(parties.inside.port));
             if let (Some(network), true) = (ping_network, from_inside) {
                 if self.config.spoof_pongs && self.enforcing() {
-                    self.push_action(Action::SendSpoofedPong {
-                        from: socket(parties.outside),
-                        to: socket(parties.inside),
-                        payload: signatures::udp::build_pong(network),
-                    });
+                    self.forge_pong(now, parties, network);
                 }
             }
             tell
@@ -809,6 +815,24 @@ impl Engine {
         }
     }
 
+    /// Queues one forged pong for a dropped ping, if the client is inside, the peer outside, and
+    /// the rate limits allow it.
+    fn forge_pong(&mut self, now: Timestamp, parties: Parties, network: Network) {
+        if !self.config.is_lan(parties.inside.ip) || self.config.is_lan(parties.outside.ip) {
+            self.stats.pongs_refused_not_lan += 1;
+            return;
+        }
+        if self.pongs.allow(parties.inside.ip, now).is_err() {
+            self.stats.pongs_rate_limited += 1;
+            return;
+        }
+        self.push_action(Action::SendSpoofedPong {
+            from: socket(parties.outside),
+            to: socket(parties.inside),
+            payload: signatures::udp::build_pong(network),
+        });
+    }
+
     fn release_event(&mut self, client: IpAddr) {
         self.push_event(Event::ClientReleased { client });
         self.push_action(Action::Store(StoreRecord::LockRemoved(client)));
@@ -895,6 +919,11 @@ impl Engine {
         }
         self.flows.resize(non_zero(config.flows.capacity));
         self.reassembly.resize(non_zero(config.flows.reassembly_capacity));
+        self.pongs.reconfigure(
+            config.pongs.per_client_per_second,
+            config.pongs.max_per_second,
+            config.timelock.capacity,
+        );
         self.config = config;
         self.apply_derived();
     }

@@ -869,3 +869,87 @@ fn ipv6_fragments_first_is_judged_later_is_not() {
     let cut = with_ipv6_ext(&ping[..40], 44, &ext);
     assert_eq!(judge(&mut e, at(0), &cut), (Verdict::Drop, Reason::TransportUnreachable));
 }
+
+fn pongs(e: &mut Engine) -> Vec<(SocketAddr, SocketAddr)> {
+    actions(e)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::SendSpoofedPong { from, to, .. } => Some((from, to)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn pongs_are_forged_only_for_lan_clients_pinging_outside() {
+    let mut e = Engine::new(config());
+    // A ping with a spoofed outside source: dropped, but the gateway sends nothing anywhere.
+    let spoofed = udp(("203.0.113.77", 4444), ("198.51.100.21", 1214), &KAZAA_PING);
+    assert_eq!(judge(&mut e, at(0), &spoofed), (Verdict::Drop, Reason::UdpPing));
+    assert_eq!(pongs(&mut e), vec![]);
+    assert_eq!(e.stats().pongs_refused_not_lan, 1);
+    // A ping between two LAN hosts: no pong either.
+    let inside = udp((CLIENT, CLIENT_PORT), ("192.0.2.99", 1214), &KAZAA_PING);
+    assert_eq!(judge(&mut e, at(0), &inside), (Verdict::Drop, Reason::UdpPing));
+    assert_eq!(pongs(&mut e), vec![]);
+    assert_eq!(e.stats().pongs_refused_not_lan, 2);
+    // A LAN client pinging an outside peer: exactly one pong, from the peer to the client.
+    let ping = udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING);
+    assert_eq!(judge(&mut e, at(0), &ping), (Verdict::Drop, Reason::UdpPing));
+    let client = SocketAddr::new(ip(CLIENT), CLIENT_PORT);
+    assert_eq!(pongs(&mut e), vec![(SocketAddr::new(ip(PEER), PEER_PORT), client)]);
+    // An inbound ping (outside to inside) is not answered.
+    let inbound = udp((PEER, PEER_PORT), ("192.0.2.12", 1214), &KAZAA_PING);
+    assert_eq!(judge(&mut e, at(0), &inbound), (Verdict::Drop, Reason::UdpPing));
+    assert_eq!(pongs(&mut e), vec![]);
+    assert_eq!((e.stats().pongs_refused_not_lan, e.stats().pongs_rate_limited), (2, 0));
+    // IPv6 the same way.
+    let ping6 = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
+    assert_eq!(judge(&mut e, at(0), &ping6), (Verdict::Drop, Reason::UdpPing));
+    assert_eq!(pongs(&mut e).len(), 1);
+}
+
+#[test]
+fn pongs_are_rate_limited_per_client_and_in_total() {
+    let mut e = Engine::new(config());
+    let ping_to = |client: &'static str, i: u16| udp((client, CLIENT_PORT), (PEER, 2000 + i), &KAZAA_PING);
+    // A burst of 20 pings at one instant: the default per-client burst (5) gets pongs.
+    for i in 0..20 {
+        e.handle_packet(at(10), &ping_to(CLIENT, i));
+    }
+    assert_eq!(pongs(&mut e).len(), 5);
+    assert_eq!(e.stats().pongs_rate_limited, 15);
+    assert_eq!(e.stats().count(Reason::UdpPing), 20, "every ping is still dropped");
+    // 200 ms later one more token; a second later the whole burst again.
+    e.handle_packet(Timestamp::from_micros(10_200_000), &ping_to(CLIENT, 100));
+    e.handle_packet(Timestamp::from_micros(10_200_000), &ping_to(CLIENT, 101));
+    assert_eq!(pongs(&mut e).len(), 1);
+    for i in 0..10 {
+        e.handle_packet(at(12), &ping_to(CLIENT, 200 + i));
+    }
+    assert_eq!(pongs(&mut e).len(), 5);
+    assert_eq!(e.stats().pongs_rate_limited, 15 + 1 + 5);
+
+    // The total: 3 per second over all clients, no per-client limit.
+    let mut c = config();
+    c.pongs = crate::config::PongsConfig { per_client_per_second: 0, max_per_second: 3 };
+    let mut e = Engine::new(c);
+    for (i, client) in
+        ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"].into_iter().enumerate()
+    {
+        e.handle_packet(at(0), &ping_to(client, i as u16));
+    }
+    assert_eq!(pongs(&mut e).len(), 3);
+    assert_eq!(e.stats().pongs_rate_limited, 2);
+    e.handle_packet(at(1), &ping_to("192.0.2.4", 50));
+    assert_eq!(pongs(&mut e).len(), 1, "allowed again after time passes");
+
+    // 0 turns both limits off; reloading applies new limits to the running engine.
+    let mut c = config();
+    c.pongs = crate::config::PongsConfig { per_client_per_second: 0, max_per_second: 0 };
+    e.set_config(c);
+    for i in 0..50 {
+        e.handle_packet(at(1), &ping_to(CLIENT, 300 + i));
+    }
+    assert_eq!(pongs(&mut e).len(), 50);
+}
