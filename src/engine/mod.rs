@@ -31,6 +31,20 @@
 //! flow entry) is judged like a new one at every packet: `suspect_peer` if its outside end is a
 //! suspect peer, `client_locked` if its inside end is locked and the outside port is not allowed.
 //!
+//! ## Forged packets
+//! The engine never sends anything itself; it asks the shell to, with two actions:
+//! - [`Action::SendSpoofedPong`]: one pong per dropped ping, only for a ping from a client in
+//!   `lan` to a peer outside it (so the gateway is never a reflector towards outside hosts),
+//!   within the `pongs` token buckets (per client and in total). Refusals are counted in
+//!   [`EngineStats`] (`pongs_refused_not_lan`, `pongs_rate_limited`).
+//! - [`Action::SendProbe`]: at half expiry of a lock, a ping forged from the last outside peer
+//!   the client pinged to the client's FastTrack port. The client answers a node it pinged
+//!   itself; its pong to the peer is judged here like any other packet (a `udp_pong` tell that
+//!   re-arms the lock, counted in [`EngineStats::probe_answers`]). Locks without a known peer (TCP
+//!   tells only, older state files) get no probe.
+//!
+//! Neither is queued in monitor mode or with `spoof_pongs = false`.
+//!
 //! ## Direction
 //! The inside endpoint of a flow is the one in `lan`; when both or neither are, the sender of
 //! the flow's first packet is taken as inside. "Outbound" means sent by the inside endpoint.
@@ -151,9 +165,15 @@ pub enum Action {
         /// A 0x28 pong.
         payload: Vec<u8>,
     },
-    /// Half-expiry keep-alive: send `payload` (a 0x27 ping) from the daemon's own UDP socket to
-    /// the client's FastTrack port; a FastTrack answer goes to [`Engine::handle_probe_answer`].
+    /// Half-expiry keep-alive: send `payload` (a 0x27 ping) as a UDP datagram forged from `from`
+    /// (the outside peer the client last pinged) to `to` (the client's FastTrack port), through
+    /// the same raw socket as forged pongs. The client answers a node it pinged itself: its 0x28
+    /// pong to the peer crosses the gateway, is judged a `udp_pong` tell, re-arms the lock and is
+    /// dropped. Only for locked clients in `lan` whose peer is known and outside `lan`, in enforce
+    /// mode with `spoof_pongs`.
     SendProbe {
+        /// Forged source: the peer the client pinged.
+        from: SocketAddr,
         /// The client's FastTrack UDP port.
         to: SocketAddr,
         /// A 0x27 ping.
@@ -183,6 +203,10 @@ pub struct LockEntry {
     pub until: Timestamp,
     /// The client's FastTrack UDP port (for probes), when known.
     pub port: Option<u16>,
+    /// The last outside peer the client pinged, from which the half-expiry probe is forged;
+    /// None for locks by other tells only, and in state files that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<SocketAddr>,
 }
 
 /// An operator ban, as persisted.
@@ -453,7 +477,19 @@ impl Engine {
         };
 
         let reason = if let Some(tell) = tell {
-            self.on_tell(now, &mut flow, tell, parties, Some(parties.inside.port));
+            // A ping from a LAN client to an outside peer names the peer to forge probes from.
+            let probe_peer = (tell == Reason::UdpPing
+                && from_inside
+                && self.config.is_lan(parties.inside.ip)
+                && !self.config.is_lan(parties.outside.ip))
+            .then(|| socket(parties.outside));
+            if tell == Reason::UdpPong
+                && from_inside
+                && self.locks.answers_probe(parties.inside.ip, socket(parties.outside), now)
+            {
+                self.stats.probe_answers += 1;
+            }
+            self.on_tell(now, &mut flow, tell, parties, Some(parties.inside.port), probe_peer);
             if let (Some(network), true) = (ping_network, from_inside) {
                 if self.config.spoof_pongs && self.enforcing() {
                     self.forge_pong(now, parties, network);
@@ -521,7 +557,7 @@ impl Engine {
         };
 
         let reason = if let Some((tell, client_port)) = tell {
-            self.on_tell(now, &mut flow, tell, parties, client_port);
+            self.on_tell(now, &mut flow, tell, parties, client_port, None);
             tell
         } else if let Some(blocked) = flow.blocked {
             blocked_reason(blocked)
@@ -749,7 +785,8 @@ impl Engine {
         }
     }
 
-    /// A tell was seen on `flow`: classify it, learn the peer, lock the client.
+    /// A tell was seen on `flow`: classify it, learn the peer, lock the client. `probe_peer`: the
+    /// outside peer a LAN client just pinged, remembered with its lock for probes.
     fn on_tell(
         &mut self,
         now: Timestamp,
@@ -757,6 +794,7 @@ impl Engine {
         tell: Reason,
         parties: Parties,
         client_port: Option<u16>,
+        probe_peer: Option<SocketAddr>,
     ) {
         let newly_classified = !flow.blocked.is_some_and(Reason::is_tell);
         if newly_classified {
@@ -770,7 +808,7 @@ impl Engine {
         }
         self.learn_peer(now, parties.outside.ip, Some(parties.outside.port), Some(parties.inside.ip), tell);
         match self.lock_period {
-            Some(_) => self.arm_lock(now, parties, client_port, tell),
+            Some(_) => self.arm_lock(now, parties, client_port, probe_peer, tell),
             None if newly_classified => self.push_event(Event::ClientIdentified {
                 client: parties.inside.ip,
                 peer: socket(parties.outside),
@@ -784,14 +822,21 @@ impl Engine {
     /// Re-arms the lock of the client of a classified flow (a later FastTrack datagram).
     fn rearm(&mut self, now: Timestamp, parties: Parties, client_port: Option<u16>) {
         if self.lock_period.is_some() {
-            self.arm_lock(now, parties, client_port, Reason::FasttrackFlow);
+            self.arm_lock(now, parties, client_port, None, Reason::FasttrackFlow);
         }
     }
 
-    fn arm_lock(&mut self, now: Timestamp, parties: Parties, client_port: Option<u16>, reason: Reason) {
+    fn arm_lock(
+        &mut self,
+        now: Timestamp,
+        parties: Parties,
+        client_port: Option<u16>,
+        probe_peer: Option<SocketAddr>,
+        reason: Reason,
+    ) {
         let Some(period) = self.lock_period else { return };
         let client = parties.inside.ip;
-        let (armed, evicted) = self.locks.arm(client, client_port, now, period);
+        let (armed, evicted) = self.locks.arm(client, client_port, probe_peer, now, period);
         if let Some(evicted) = evicted {
             self.release_event(evicted);
         }
@@ -846,25 +891,6 @@ impl Engine {
         push_bounded(&mut self.actions, action, &mut self.stats.actions_discarded);
     }
 
-    /// A datagram received by the daemon's probe socket from `from` at `now`. Returns true if it
-    /// was a FastTrack answer (ping or pong shape) from a locked client, whose lock is then
-    /// re-armed. Anything else is ignored.
-    pub fn handle_probe_answer(&mut self, now: Timestamp, from: SocketAddr, payload: &[u8]) -> bool {
-        use signatures::udp;
-        let fasttrack =
-            udp::pong(payload).is_some() || udp::nat_pong(payload).is_some() || udp::ping(payload).is_some();
-        if !fasttrack || !self.locks.is_locked(from.ip(), now) {
-            return false;
-        }
-        let Some(period) = self.lock_period else { return false };
-        let (_, evicted) = self.locks.arm(from.ip(), Some(from.port()), now, period);
-        debug_assert!(evicted.is_none(), "re-arming an existing lock never evicts");
-        if let Some(entry) = self.locks.entry(from.ip()) {
-            self.push_action(Action::Store(StoreRecord::Lock(entry)));
-        }
-        true
-    }
-
     /// The next event, if any. Events are queued by [`Engine::handle_packet`],
     /// [`Engine::handle_timeout`] and [`Engine::set_config`]; drain them after each call.
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -888,10 +914,17 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         while let Some(due) = self.locks.pop_due(now) {
             match due {
-                Due::Probe(client, port) => {
-                    if self.enforcing() {
+                Due::Probe { client, peer } => {
+                    // A restored lock's peer comes from a file: check it again.
+                    let probe = self.enforcing()
+                        && self.config.spoof_pongs
+                        && self.config.is_lan(client.ip())
+                        && !self.config.is_lan(peer.ip());
+                    if probe {
+                        self.locks.mark_probed(client.ip());
                         self.push_action(Action::SendProbe {
-                            to: SocketAddr::new(client, port),
+                            from: peer,
+                            to: client,
                             payload: signatures::udp::build_ping(Network::Kazaa, 0x29),
                         });
                     }

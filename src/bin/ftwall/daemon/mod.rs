@@ -35,7 +35,7 @@ use queue::{KernelCounters, NfQueue, TICK};
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
-use spoof::{Prober, Spoofer};
+use spoof::Spoofer;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -297,7 +297,6 @@ struct ShellCounters {
     spoofed_pongs: u64,
     spoof_errors: u64,
     probes_sent: u64,
-    probe_answers: u64,
     state_saves: u64,
     state_save_errors: u64,
     kernel_set_errors: u64,
@@ -334,7 +333,6 @@ struct Daemon {
     queue_numbers: Vec<u16>,
     signals: Signals,
     spoofer: Option<Spoofer>,
-    prober: Option<Prober>,
     client_dir: Option<ClientDir>,
     limiter: DropLimiter,
     counters: ShellCounters,
@@ -436,13 +434,6 @@ impl Daemon {
         }
         let client_dir = open_client_dir(config.client_dir.as_deref(), &engine);
         let spoofer = if config.spoof_pongs { open_spoofer() } else { None };
-        let prober = match Prober::open() {
-            Ok(p) => Some(p),
-            Err(e) => {
-                warn!(event = "probe_unavailable", error = %e, "half-expiry probes disabled");
-                None
-            }
-        };
         let limiter = DropLimiter::new(config.log.drop_burst, config.log.drop_interval_seconds);
         let mut daemon = Self {
             config_path,
@@ -450,7 +441,6 @@ impl Daemon {
             queue_numbers,
             signals,
             spoofer,
-            prober,
             client_dir,
             limiter,
             counters: ShellCounters::default(),
@@ -587,9 +577,9 @@ impl Daemon {
                         }
                     }
                 }
-                Action::SendProbe { to, payload } => {
-                    if let Some(prober) = &self.prober {
-                        match prober.send(to, &payload) {
+                Action::SendProbe { from, to, payload } => {
+                    if let Some(spoofer) = &self.spoofer {
+                        match spoofer.send(from, to, &payload) {
                             Ok(()) => {
                                 self.counters.probes_sent += 1;
                                 debug!(event = "probe_sent", client = %to, "half-expiry probe sent");
@@ -633,16 +623,6 @@ impl Daemon {
         let now = time::now();
         if self.engine.poll_timeout().is_some_and(|t| t <= now) {
             self.engine.handle_timeout(now);
-        }
-        if let Some(prober) = &self.prober {
-            let engine = &mut self.engine;
-            let answers = &mut self.counters.probe_answers;
-            prober.drain(64, |from, payload| {
-                if engine.handle_probe_answer(now, from, payload) {
-                    *answers += 1;
-                    debug!(event = "probe_answered", client = %from, "locked client answered the probe");
-                }
-            });
         }
         self.drain();
         let pending: Vec<i32> = self.signals.pending().collect();
@@ -759,7 +739,11 @@ impl Daemon {
             ("ftwall_socket_overflows_total", "ENOBUFS on the queue socket.", c.recv_enobufs),
             ("ftwall_spoofed_pongs_total", "Forged pongs sent to pinging clients.", c.spoofed_pongs),
             ("ftwall_probes_sent_total", "Half-expiry probes sent to locked clients.", c.probes_sent),
-            ("ftwall_probe_answers_total", "Probes a locked client answered.", c.probe_answers),
+            (
+                "ftwall_probe_answers_total",
+                "Probes a locked client answered.",
+                self.engine.stats().probe_answers,
+            ),
             ("ftwall_state_saves_total", "State file saves.", c.state_saves),
             ("ftwall_state_save_errors_total", "Failed state file saves.", c.state_save_errors),
             (
@@ -892,7 +876,7 @@ impl Daemon {
             socket_overflows = c.recv_enobufs,
             spoofed_pongs = c.spoofed_pongs,
             probes_sent = c.probes_sent,
-            probe_answers = c.probe_answers,
+            probe_answers = s.probe_answers,
             state_saves = c.state_saves,
             state_save_errors = c.state_save_errors,
             kernel_queue_dropped = self.kernel.map_or(0, |k| k.queue_dropped),
