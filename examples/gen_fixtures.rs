@@ -579,6 +579,57 @@ fn decoys(rng: &mut Rng) -> Capture {
     cap
 }
 
+/// `packet` (IPv6 without extension headers) with the chain `ext` inserted after the fixed
+/// header; `first` is the fixed header's next header, `ext` ends naming the original transport.
+fn with_ipv6_ext(packet: &[u8], first: u8, ext: &[u8]) -> Vec<u8> {
+    let mut p = packet[..40].to_vec();
+    let len = u16::from_be_bytes([p[4], p[5]]) + ext.len() as u16;
+    p[4..6].copy_from_slice(&len.to_be_bytes());
+    p[6] = first;
+    p.extend_from_slice(ext);
+    p.extend_from_slice(&packet[40..]);
+    p
+}
+
+/// `n` 8-byte destination-options headers (PadN), the last naming `last`.
+fn dest_opts(n: usize, last: u8) -> Vec<u8> {
+    (0..n).flat_map(|i| [if i + 1 == n { last } else { 60 }, 0, 1, 4, 0, 0, 0, 0]).collect()
+}
+
+/// IPv6 pings behind long extension-header chains (review F9): every one is seen, whatever the
+/// number of headers; a chain cut by the copy range is dropped; ESP and later fragments pass.
+fn ipv6_ext() -> Capture {
+    let mut cap = Capture::new("ipv6_ext", Link::Ethernet);
+    let client = ("2001:db8:1::11", 3531);
+    let ping = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
+    for (i, n) in [0usize, 8, 9, 12, 24].into_iter().enumerate() {
+        let peer = (leak(format!("2001:db8:2::{}", 0x21 + i)), 1214);
+        let p = udp_packet(client, peer, &ping);
+        cap.push(if n == 0 { p } else { with_ipv6_ext(&p, 60, &dest_opts(n, 17)) }, "udp_ping");
+    }
+    // 300 headers (2,400 bytes) seen through the default copy range of 2,304 bytes.
+    let p = udp_packet(client, ("2001:db8:2::30", 1214), &ping);
+    let mut cut = with_ipv6_ext(&p, 60, &dest_opts(300, 17));
+    cut.truncate(2304);
+    cap.push(cut, "transport_unreachable");
+    // A chain that overruns the packet's own length: malformed (accepted by default).
+    let mut overrun = with_ipv6_ext(&p, 60, &dest_opts(4, 17));
+    overrun[4..6].copy_from_slice(&20u16.to_be_bytes());
+    overrun.truncate(60);
+    cap.push(overrun, "malformed");
+    // ESP and No Next Header behind destination options: nothing to judge.
+    let other = ("2001:db8:1::12", 40000);
+    let esp = with_ipv6_ext(&udp_packet(other, ("2001:db8:2::31", 4500), &[0xAA; 24]), 60, &dest_opts(2, 50));
+    cap.push(esp, "other_protocol");
+    let none = with_ipv6_ext(&udp_packet(other, ("2001:db8:2::31", 4501), &[0; 8]), 60, &dest_opts(1, 59));
+    cap.push(none, "other_protocol");
+    // Fragments: the first carries the ping, a later one carries no transport header.
+    let p = udp_packet(("2001:db8:1::13", 3531), ("2001:db8:2::32", 1214), &ping);
+    cap.push(with_ipv6_ext(&p, 44, &[17, 0, 0x00, 0x01, 0, 0, 0, 7]), "udp_ping");
+    cap.push(with_ipv6_ext(&p, 44, &[17, 0, 0x00, 0x10, 0, 0, 0, 7]), "later_fragment");
+    cap
+}
+
 /// Writes every fixture into `dir`.
 pub fn write_all(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
@@ -591,6 +642,7 @@ pub fn write_all(dir: &Path) -> std::io::Result<()> {
         http_split(&mut rng),
         give(&mut rng),
         decoys(&mut rng),
+        ipv6_ext(),
     ];
     for cap in &captures {
         cap.write(dir)?;

@@ -69,6 +69,7 @@ fn main() {
             client: "192.0.2.10".parse().unwrap(),
             until: Timestamp::from_secs(99),
             port: Some(3531),
+            peer: Some("198.51.100.20:1214".parse().unwrap()),
         }],
     bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None }],
     };

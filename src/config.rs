@@ -47,6 +47,25 @@ impl Default for PeersConfig {
     }
 }
 
+/// Rate limits on forged pongs (`spoof_pongs`). Each limit is a token bucket refilled at its
+/// rate per second with a burst of the same size; 0 turns that limit off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PongsConfig {
+    /// Forged pongs per second to one client (burst the same); 0 = no per-client limit. The
+    /// per-client buckets are kept for at most `timelock.capacity` clients (least recently used
+    /// evicted; an evicted client starts again with a full bucket).
+    pub per_client_per_second: u32,
+    /// Forged pongs per second to all clients together (burst the same); 0 = no total limit.
+    pub max_per_second: u32,
+}
+
+impl Default for PongsConfig {
+    fn default() -> Self {
+        Self { per_client_per_second: 5, max_per_second: 200 }
+    }
+}
+
 /// The per-client time-lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -169,8 +188,11 @@ pub struct Config {
     pub malformed: MalformedPolicy,
     /// Drop every new TCP/UDP flow to destination port 1214 (the old, false-positive-prone rule).
     pub port_1214_blocks: bool,
-    /// When a ping is dropped, ask the shell to send the client a forged pong from the peer.
+    /// When a ping from a client in `lan` to a peer outside it is dropped, ask the shell to send
+    /// the client a forged pong from the peer (rate-limited by `pongs`).
     pub spoof_pongs: bool,
+    /// Rate limits on forged pongs.
+    pub pongs: PongsConfig,
     /// Suspect peers.
     pub peers: PeersConfig,
     /// Client time-lock.
@@ -227,6 +249,7 @@ impl Default for Config {
             malformed: MalformedPolicy::Accept,
             port_1214_blocks: false,
             spoof_pongs: true,
+            pongs: PongsConfig::default(),
             peers: PeersConfig::default(),
             timelock: TimelockConfig::default(),
             flows: FlowsConfig::default(),
@@ -353,6 +376,14 @@ impl Config {
                 problem: format!("{bad:?} is not an interface name (1-15 characters, no '/')"),
             });
         }
+        for (key, rate) in [
+            ("pongs.per_client_per_second", self.pongs.per_client_per_second),
+            ("pongs.max_per_second", self.pongs.max_per_second),
+        ] {
+            if rate > 1_000_000 {
+                return Err(ConfigError::Invalid { key, problem: "at most 1000000 (0 = no limit)".into() });
+            }
+        }
         if self.timelock.seconds > 365 * 86_400 {
             return Err(ConfigError::Invalid { key: "timelock.seconds", problem: "at most one year".into() });
         }
@@ -403,6 +434,11 @@ mod tests {
     #[test]
     fn values_are_validated() {
         assert!(Config::from_toml_str("[peers]\ncapacity = 0\n").is_err());
+        assert!(Config::from_toml_str("[pongs]\nmax_per_second = 1000001\n").is_err());
+        assert!(Config::from_toml_str("[pongs]\nper_client_per_second = -1\n").is_err());
+        let p = Config::from_toml_str("[pongs]\nper_client_per_second = 0\nmax_per_second = 0\n").unwrap();
+        assert_eq!((p.pongs.per_client_per_second, p.pongs.max_per_second), (0, 0));
+        assert_eq!(Config::default().pongs, PongsConfig { per_client_per_second: 5, max_per_second: 200 });
         assert!(Config::from_toml_str("lan = [\"not a cidr\"]\n").is_err());
         assert!(Config::from_toml_str("mode = \"sometimes\"\n").is_err());
         let c =

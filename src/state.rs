@@ -74,7 +74,8 @@ mod tests {
             locks: vec![LockEntry {
                 client: "192.0.2.10".parse().unwrap(),
                 until: Timestamp::from_secs(9),
-                port: None,
+                port: Some(3531),
+                peer: Some("198.51.100.20:1214".parse().unwrap()),
             }],
             bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None }],
         };
@@ -90,6 +91,9 @@ mod tests {
             decode(b"{\"version\":1,\"saved_at\":0,\"peers\":[],\"locks\":[],\"x\":1}"),
             Err(StateError::Corrupt(_))
         ));
+        // A lock saved before `peer` existed still loads (no peer: no probe).
+        let old = br#"{"version":1,"saved_at":0,"peers":[],"locks":[{"client":"192.0.2.10","until":9000000,"port":null}]}"#;
+        assert_eq!(decode(old).unwrap().locks[0].peer, None);
         assert!(decode(b"{\"version\":1,\"saved_at\":0,\"peers\":[],\"locks\":[]}")
             .unwrap()
             .peers

@@ -87,6 +87,10 @@ reasons! {
     Port1214 => "port_1214",
     /// Traffic to or from an address the operator banned (`ftwall ctl ban`).
     Banned => "banned",
+    /// A well-formed packet whose transport header could not be inspected: it lies beyond the
+    /// bytes the daemon received (a long IPv6 extension-header chain past the copy range) or
+    /// beyond an IPv6 first fragment. The receiver would still get it, so a tell could hide there.
+    TransportUnreachable => "transport_unreachable",
 }
 
 impl Reason {

@@ -121,5 +121,5 @@ fn generator_is_deterministic_and_fixtures_are_current() {
         );
         compared += 1;
     }
-    assert_eq!(compared, 14);
+    assert_eq!(compared, 16);
 }

@@ -1,8 +1,11 @@
 //! Per-client time-locks and their timers.
 //!
 //! A client (inside host) that shows a FastTrack tell is locked until `now + T`; every further
-//! tell re-arms the lock. When a lock is half expired and the client's FastTrack UDP port is
-//! known, the engine asks the shell to probe the client once; a FastTrack answer re-arms it.
+//! tell re-arms the lock. Each lock remembers the client's FastTrack UDP port and the last
+//! outside peer the client pinged. When a lock is half expired and both are known, the engine
+//! asks the shell to probe the client once: a ping forged from that peer to the client's port.
+//! The client answers a node it pinged itself; its pong crosses the gateway as a tell and re-arms
+//! the lock.
 //!
 //! Invariants:
 //! - At most `capacity` locked clients (least recently re-armed evicted first, with a release).
@@ -14,7 +17,7 @@ use super::LockEntry;
 use crate::time::Timestamp;
 use lru::LruCache;
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -24,11 +27,27 @@ struct Lock {
     /// When the current arming started (probe time = armed + T/2).
     armed: Timestamp,
     port: Option<u16>,
+    /// The last outside peer the client pinged (the probe's forged source).
+    peer: Option<SocketAddr>,
+    /// No probe is pending for the current arming (sent, or none due).
     probe_sent: bool,
+    /// A probe was actually sent for the current arming (see [`ClientLocks::mark_probed`]).
+    probed: bool,
     /// The deadline currently registered in the timer index.
     deadline: Timestamp,
     /// The expiry last written to the store.
     stored_until: Timestamp,
+}
+
+impl Lock {
+    /// The client's FastTrack port and the peer to forge the probe from, when both are known.
+    fn probe_target(&self) -> Option<(u16, SocketAddr)> {
+        self.port.zip(self.peer)
+    }
+
+    fn entry(&self, client: IpAddr) -> LockEntry {
+        LockEntry { client, until: self.until, port: self.port, peer: self.peer }
+    }
 }
 
 /// What a call to [`ClientLocks::arm`] did.
@@ -46,8 +65,13 @@ pub(crate) enum Armed {
 /// Something due at a deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Due {
-    /// Send a probe to `client:port`.
-    Probe(IpAddr, u16),
+    /// Send a probe forged from `peer` to the client's FastTrack port `client`.
+    Probe {
+        /// The client's address and FastTrack UDP port.
+        client: SocketAddr,
+        /// The outside peer the client last pinged.
+        peer: SocketAddr,
+    },
     /// The client's lock expired.
     Released(IpAddr),
 }
@@ -89,12 +113,14 @@ impl ClientLocks {
         self.locks.peek(&client).is_some_and(|l| l.until > now)
     }
 
-    /// Locks or re-arms `client` for `period`. `port` is its FastTrack UDP port when known.
+    /// Locks or re-arms `client` for `period`. `port` is its FastTrack UDP port when known,
+    /// `peer` the outside peer it just pinged (the caller checked it is a probe target).
     /// Returns what happened and, if the table was full, the client evicted to make room.
     pub(crate) fn arm(
         &mut self,
         client: IpAddr,
         port: Option<u16>,
+        peer: Option<SocketAddr>,
         now: Timestamp,
         period: Duration,
     ) -> (Armed, Option<IpAddr>) {
@@ -106,16 +132,23 @@ impl ClientLocks {
                 if port.is_some() && lock.port.is_none() {
                     lock.port = port;
                 }
+                if peer.is_some() {
+                    lock.peer = peer;
+                }
                 return (Armed::Rearmed { persist: false }, None);
             }
             self.timers.remove(&(lock.deadline, client));
             lock.until = until;
             lock.armed = now;
             lock.probe_sent = false;
+            lock.probed = false;
             if port.is_some() {
                 lock.port = port;
             }
-            lock.deadline = if lock.port.is_some() { probe_at } else { until };
+            if peer.is_some() {
+                lock.peer = peer;
+            }
+            lock.deadline = if lock.probe_target().is_some() { probe_at } else { until };
             self.timers.insert((lock.deadline, client));
             let persist = until.saturating_since(lock.stored_until) >= Duration::from_secs(1);
             if persist {
@@ -123,8 +156,17 @@ impl ClientLocks {
             }
             return (Armed::Rearmed { persist }, None);
         }
-        let deadline = if port.is_some() { probe_at } else { until };
-        let lock = Lock { until, armed: now, port, probe_sent: false, deadline, stored_until: until };
+        let deadline = if port.is_some() && peer.is_some() { probe_at } else { until };
+        let lock = Lock {
+            until,
+            armed: now,
+            port,
+            peer,
+            probe_sent: false,
+            probed: false,
+            deadline,
+            stored_until: until,
+        };
         let evicted = self.locks.push(client, lock).map(|(ip, old)| {
             self.timers.remove(&(old.deadline, ip));
             ip
@@ -163,12 +205,12 @@ impl ClientLocks {
             self.locks.pop(&client);
             return Some(Due::Released(client));
         }
-        match lock.port {
-            Some(port) if !lock.probe_sent => {
+        match lock.probe_target() {
+            Some((port, peer)) if !lock.probe_sent => {
                 lock.probe_sent = true;
                 lock.deadline = lock.until;
                 self.timers.insert((lock.until, client));
-                Some(Due::Probe(client, port))
+                Some(Due::Probe { client: SocketAddr::new(client, port), peer })
             }
             _ => {
                 // Not expired yet (should not happen): reschedule at the expiry.
@@ -179,14 +221,27 @@ impl ClientLocks {
         }
     }
 
+    /// Records that the probe [`ClientLocks::pop_due`] returned for `client` was sent.
+    pub(crate) fn mark_probed(&mut self, client: IpAddr) {
+        if let Some(lock) = self.locks.peek_mut(&client) {
+            lock.probed = true;
+        }
+    }
+
+    /// True if `client` is locked at `now`, a probe was sent for its current arming, and `to` is
+    /// the peer the probe was forged from: a pong from the client to `to` answers the probe.
+    pub(crate) fn answers_probe(&self, client: IpAddr, to: SocketAddr, now: Timestamp) -> bool {
+        self.locks.peek(&client).is_some_and(|l| l.probed && l.until > now && l.peer == Some(to))
+    }
+
     /// The lock of `client`, if any.
     pub(crate) fn entry(&self, client: IpAddr) -> Option<LockEntry> {
-        self.locks.peek(&client).map(|l| LockEntry { client, until: l.until, port: l.port })
+        self.locks.peek(&client).map(|l| l.entry(client))
     }
 
     /// Locked clients, least recently armed first.
     pub(crate) fn entries(&self) -> impl Iterator<Item = LockEntry> + '_ {
-        self.locks.iter().rev().map(|(&client, l)| LockEntry { client, until: l.until, port: l.port })
+        self.locks.iter().rev().map(|(&client, l)| l.entry(client))
     }
 
     /// Loads a persisted lock (skipped if expired at `now`). `period` is the configured lock time,
@@ -197,7 +252,8 @@ impl ClientLocks {
         }
         let armed = Timestamp::from_micros(entry.until.as_micros().saturating_sub(period.as_micros() as u64));
         let probe_at = armed.saturating_add(period / 2).max(now);
-        let deadline = if entry.port.is_some() && probe_at < entry.until { probe_at } else { entry.until };
+        let probe = entry.port.is_some() && entry.peer.is_some();
+        let deadline = if probe && probe_at < entry.until { probe_at } else { entry.until };
         if let Some(old) = self.locks.peek(&entry.client) {
             self.timers.remove(&(old.deadline, entry.client));
         }
@@ -205,7 +261,9 @@ impl ClientLocks {
             until: entry.until,
             armed,
             port: entry.port,
+            peer: entry.peer,
             probe_sent: deadline == entry.until,
+            probed: false,
             deadline,
             stored_until: entry.until,
         };
@@ -232,16 +290,25 @@ mod tests {
         Timestamp::from_secs(secs)
     }
 
+    fn sock(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn lock_probe_and_expiry() {
         let mut locks = ClientLocks::new(8);
         let c = ip("192.0.2.10");
-        assert_eq!(locks.arm(c, Some(3531), at(0), T), (Armed::New, None));
+        let peer = sock("198.51.100.20:1214");
+        assert_eq!(locks.arm(c, Some(3531), Some(peer), at(0), T), (Armed::New, None));
         assert!(locks.is_locked(c, at(119)));
         assert!(!locks.is_locked(c, at(120)));
         assert_eq!(locks.next_deadline(), Some(at(60)));
         assert_eq!(locks.pop_due(at(59)), None);
-        assert_eq!(locks.pop_due(at(60)), Some(Due::Probe(c, 3531)));
+        assert_eq!(locks.pop_due(at(60)), Some(Due::Probe { client: SocketAddr::new(c, 3531), peer }));
+        assert!(!locks.answers_probe(c, peer, at(61)), "not sent yet");
+        locks.mark_probed(c);
+        assert!(locks.answers_probe(c, peer, at(61)));
+        assert!(!locks.answers_probe(c, sock("198.51.100.21:1214"), at(61)), "another peer");
         assert_eq!(locks.next_deadline(), Some(at(120)));
         assert_eq!(locks.pop_due(at(119)), None);
         assert_eq!(locks.pop_due(at(120)), Some(Due::Released(c)));
@@ -253,11 +320,11 @@ mod tests {
     fn rearm_moves_both_deadlines() {
         let mut locks = ClientLocks::new(8);
         let c = ip("192.0.2.10");
-        locks.arm(c, None, at(0), T);
+        locks.arm(c, None, None, at(0), T);
         assert_eq!(locks.next_deadline(), Some(at(120)), "no port: no probe");
-        assert_eq!(locks.arm(c, None, at(100), T), (Armed::Rearmed { persist: true }, None));
+        assert_eq!(locks.arm(c, None, None, at(100), T), (Armed::Rearmed { persist: true }, None));
         assert_eq!(locks.next_deadline(), Some(at(220)));
-        assert_eq!(locks.arm(c, None, at(100), T), (Armed::Rearmed { persist: false }, None));
+        assert_eq!(locks.arm(c, None, None, at(100), T), (Armed::Rearmed { persist: false }, None));
         assert_eq!(locks.pop_due(at(219)), None);
         assert_eq!(locks.pop_due(at(220)), Some(Due::Released(c)));
     }
@@ -265,9 +332,9 @@ mod tests {
     #[test]
     fn eviction_keeps_timers_consistent() {
         let mut locks = ClientLocks::new(2);
-        locks.arm(ip("192.0.2.1"), None, at(0), T);
-        locks.arm(ip("192.0.2.2"), None, at(1), T);
-        let (armed, evicted) = locks.arm(ip("192.0.2.3"), None, at(2), T);
+        locks.arm(ip("192.0.2.1"), None, None, at(0), T);
+        locks.arm(ip("192.0.2.2"), None, None, at(1), T);
+        let (armed, evicted) = locks.arm(ip("192.0.2.3"), None, None, at(2), T);
         assert_eq!((armed, evicted), (Armed::New, Some(ip("192.0.2.1"))));
         assert_eq!(locks.timers.len(), 2);
         assert_eq!(locks.next_deadline(), Some(at(121)));
@@ -277,14 +344,36 @@ mod tests {
     }
 
     #[test]
+    fn a_port_without_a_peer_gets_no_probe_until_a_ping_names_one() {
+        let mut locks = ClientLocks::new(8);
+        let c = ip("192.0.2.10");
+        locks.arm(c, Some(3531), None, at(0), T);
+        assert_eq!(locks.next_deadline(), Some(at(120)), "TCP-locked: no probe");
+        let peer = sock("198.51.100.20:2345");
+        locks.arm(c, Some(3531), Some(peer), at(10), T);
+        assert_eq!(locks.next_deadline(), Some(at(70)));
+        // A later tell without a peer keeps the one known.
+        locks.arm(c, None, None, at(20), T);
+        assert_eq!(locks.entry(c).unwrap().peer, Some(peer));
+        assert_eq!(locks.pop_due(at(80)), Some(Due::Probe { client: SocketAddr::new(c, 3531), peer }));
+    }
+
+    #[test]
     fn restore_places_probe_and_skips_expired() {
         let mut locks = ClientLocks::new(8);
-        locks.restore(LockEntry { client: ip("192.0.2.5"), until: at(100), port: Some(1214) }, at(100), T);
+        let peer = sock("198.51.100.20:1214");
+        let entry =
+            |client, until, peer| LockEntry { client: ip(client), until: at(until), port: Some(1214), peer };
+        locks.restore(entry("192.0.2.5", 100, Some(peer)), at(100), T);
         assert_eq!(locks.len(), 0);
         // Armed at 50 (until 170): probe due at 110.
-        locks.restore(LockEntry { client: ip("192.0.2.6"), until: at(170), port: Some(1214) }, at(100), T);
+        locks.restore(entry("192.0.2.6", 170, Some(peer)), at(100), T);
         assert_eq!(locks.next_deadline(), Some(at(110)));
-        assert_eq!(locks.pop_due(at(110)), Some(Due::Probe(ip("192.0.2.6"), 1214)));
+        assert_eq!(locks.pop_due(at(110)), Some(Due::Probe { client: sock("192.0.2.6:1214"), peer }));
         assert_eq!(locks.pop_due(at(170)), Some(Due::Released(ip("192.0.2.6"))));
+        // From an older state file (no peer): no probe, only the expiry.
+        locks.restore(entry("192.0.2.7", 170, None), at(100), T);
+        assert_eq!(locks.next_deadline(), Some(at(170)));
+        assert_eq!(locks.pop_due(at(170)), Some(Due::Released(ip("192.0.2.7"))));
     }
 }

@@ -20,9 +20,30 @@
 //! 5. A new flow to port 1214 when `port_1214_blocks`: `port_1214`.
 //! 6. Otherwise `clean`.
 //!
+//! Packets without a transport header to judge are accepted as `other_protocol` (not TCP/UDP,
+//! including IPv6 ESP and No Next Header) or `later_fragment`. A well-formed packet whose TCP/UDP
+//! header could not be reached, because it lies beyond the captured bytes (a long IPv6
+//! extension-header chain past `copy_range`) or beyond an IPv6 first fragment, is dropped as
+//! `transport_unreachable`: the receiver would still deliver it, tell and all. A broken header
+//! chain is `malformed` and follows the `malformed` policy (see [`crate::wire`]).
+//!
 //! A TCP connection first seen mid-stream (no SYN: the daemon restarted, or a flood evicted its
 //! flow entry) is judged like a new one at every packet: `suspect_peer` if its outside end is a
 //! suspect peer, `client_locked` if its inside end is locked and the outside port is not allowed.
+//!
+//! ## Forged packets
+//! The engine never sends anything itself; it asks the shell to, with two actions:
+//! - [`Action::SendSpoofedPong`]: one pong per dropped ping, only for a ping from a client in
+//!   `lan` to a peer outside it (so the gateway is never a reflector towards outside hosts),
+//!   within the `pongs` token buckets (per client and in total). Refusals are counted in
+//!   [`EngineStats`] (`pongs_refused_not_lan`, `pongs_rate_limited`).
+//! - [`Action::SendProbe`]: at half expiry of a lock, a ping forged from the last outside peer
+//!   the client pinged to the client's FastTrack port. The client answers a node it pinged
+//!   itself; its pong to the peer is judged here like any other packet (a `udp_pong` tell that
+//!   re-arms the lock, counted in [`EngineStats::probe_answers`]). Locks without a known peer (TCP
+//!   tells only, older state files) get no probe.
+//!
+//! Neither is queued in monitor mode or with `spoof_pongs = false`.
 //!
 //! ## Direction
 //! The inside endpoint of a flow is the one in `lan`; when both or neither are, the sender of
@@ -38,6 +59,7 @@ mod bans;
 mod flows;
 mod locks;
 mod peers;
+mod pongs;
 mod stats;
 
 pub use bans::{BanError, MAX_BANS};
@@ -53,6 +75,7 @@ use flows::{seq_before, Endpoint, Flow, FlowKey, Reassembly, REASSEMBLY_LIMIT, T
 use locks::{Armed, ClientLocks, Due};
 use lru::LruCache;
 use peers::{Learned, PeerCache};
+use pongs::PongLimiter;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -131,7 +154,9 @@ pub enum StoreRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send `payload` as a UDP datagram from `from` (the peer the client pinged) to `to` (the
-    /// client), through a raw socket, so the client believes UDP works.
+    /// client), through a raw socket, so the client believes UDP works. Queued at most once per
+    /// dropped ping, only when the client is in `lan` and the peer is not, within the `pongs`
+    /// rate limits (refusals are counted in [`EngineStats`]).
     SendSpoofedPong {
         /// Forged source: the peer.
         from: SocketAddr,
@@ -140,9 +165,15 @@ pub enum Action {
         /// A 0x28 pong.
         payload: Vec<u8>,
     },
-    /// Half-expiry keep-alive: send `payload` (a 0x27 ping) from the daemon's own UDP socket to
-    /// the client's FastTrack port; a FastTrack answer goes to [`Engine::handle_probe_answer`].
+    /// Half-expiry keep-alive: send `payload` (a 0x27 ping) as a UDP datagram forged from `from`
+    /// (the outside peer the client last pinged) to `to` (the client's FastTrack port), through
+    /// the same raw socket as forged pongs. The client answers a node it pinged itself: its 0x28
+    /// pong to the peer crosses the gateway, is judged a `udp_pong` tell, re-arms the lock and is
+    /// dropped. Only for locked clients in `lan` whose peer is known and outside `lan`, in enforce
+    /// mode with `spoof_pongs`.
     SendProbe {
+        /// Forged source: the peer the client pinged.
+        from: SocketAddr,
         /// The client's FastTrack UDP port.
         to: SocketAddr,
         /// A 0x27 ping.
@@ -172,6 +203,10 @@ pub struct LockEntry {
     pub until: Timestamp,
     /// The client's FastTrack UDP port (for probes), when known.
     pub port: Option<u16>,
+    /// The last outside peer the client pinged, from which the half-expiry probe is forged;
+    /// None for locks by other tells only, and in state files that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<SocketAddr>,
 }
 
 /// An operator ban, as persisted.
@@ -207,6 +242,7 @@ pub struct Engine {
     peers: PeerCache,
     locks: ClientLocks,
     bans: Bans,
+    pongs: PongLimiter,
     events: VecDeque<Event>,
     actions: VecDeque<Action>,
     stats: EngineStats,
@@ -232,7 +268,9 @@ fn summarize(packet: &Packet<'_>) -> PacketSummary {
     let (proto, src_port, dst_port, payload_len) = match packet.transport {
         Transport::Tcp(s) => (Proto::Tcp, Some(s.src_port), Some(s.dst_port), s.payload_len),
         Transport::Udp(d) => (Proto::Udp, Some(d.src_port), Some(d.dst_port), d.payload_len),
-        Transport::LaterFragment { protocol } => (Proto::from_ip_protocol(protocol), None, None, 0),
+        Transport::LaterFragment { protocol } | Transport::Unreachable { protocol } => {
+            (Proto::from_ip_protocol(protocol), None, None, 0)
+        }
         Transport::Other { protocol, payload_len } => {
             (Proto::from_ip_protocol(protocol), None, None, payload_len)
         }
@@ -251,6 +289,11 @@ impl Engine {
             peers: PeerCache::new(config.peers.capacity, config.peers.expire_seconds),
             locks: ClientLocks::new(config.timelock.capacity),
             bans: Bans::default(),
+            pongs: PongLimiter::new(
+                config.pongs.per_client_per_second,
+                config.pongs.max_per_second,
+                config.timelock.capacity,
+            ),
             events: VecDeque::new(),
             actions: VecDeque::new(),
             stats: EngineStats::default(),
@@ -328,6 +371,7 @@ impl Engine {
             Transport::Udp(d) => self.judge_udp(now, packet.src, packet.dst, d),
             Transport::Tcp(s) => self.judge_tcp(now, packet.src, packet.dst, s),
             Transport::LaterFragment { .. } => (Reason::LaterFragment, None),
+            Transport::Unreachable { .. } => (Reason::TransportUnreachable, None),
             Transport::Other { .. } => (Reason::OtherProtocol, None),
         }
     }
@@ -337,7 +381,9 @@ impl Engine {
         let (src_port, dst_port) = match packet.transport {
             Transport::Tcp(s) => (s.src_port, s.dst_port),
             Transport::Udp(d) => (d.src_port, d.dst_port),
-            Transport::LaterFragment { .. } | Transport::Other { .. } => return false,
+            Transport::LaterFragment { .. } | Transport::Unreachable { .. } | Transport::Other { .. } => {
+                return false
+            }
         };
         let hit = |addr: IpAddr, other_port: u16| {
             self.bans.is_banned(addr, now)
@@ -431,14 +477,22 @@ impl Engine {
         };
 
         let reason = if let Some(tell) = tell {
-            self.on_tell(now, &mut flow, tell, parties, Some(parties.inside.port));
+            // A ping from a LAN client to an outside peer names the peer to forge probes from.
+            let probe_peer = (tell == Reason::UdpPing
+                && from_inside
+                && self.config.is_lan(parties.inside.ip)
+                && !self.config.is_lan(parties.outside.ip))
+            .then(|| socket(parties.outside));
+            if tell == Reason::UdpPong
+                && from_inside
+                && self.locks.answers_probe(parties.inside.ip, socket(parties.outside), now)
+            {
+                self.stats.probe_answers += 1;
+            }
+            self.on_tell(now, &mut flow, tell, parties, Some(parties.inside.port), probe_peer);
             if let (Some(network), true) = (ping_network, from_inside) {
                 if self.config.spoof_pongs && self.enforcing() {
-                    self.push_action(Action::SendSpoofedPong {
-                        from: socket(parties.outside),
-                        to: socket(parties.inside),
-                        payload: signatures::udp::build_pong(network),
-                    });
+                    self.forge_pong(now, parties, network);
                 }
             }
             tell
@@ -503,7 +557,7 @@ impl Engine {
         };
 
         let reason = if let Some((tell, client_port)) = tell {
-            self.on_tell(now, &mut flow, tell, parties, client_port);
+            self.on_tell(now, &mut flow, tell, parties, client_port, None);
             tell
         } else if let Some(blocked) = flow.blocked {
             blocked_reason(blocked)
@@ -731,7 +785,8 @@ impl Engine {
         }
     }
 
-    /// A tell was seen on `flow`: classify it, learn the peer, lock the client.
+    /// A tell was seen on `flow`: classify it, learn the peer, lock the client. `probe_peer`: the
+    /// outside peer a LAN client just pinged, remembered with its lock for probes.
     fn on_tell(
         &mut self,
         now: Timestamp,
@@ -739,6 +794,7 @@ impl Engine {
         tell: Reason,
         parties: Parties,
         client_port: Option<u16>,
+        probe_peer: Option<SocketAddr>,
     ) {
         let newly_classified = !flow.blocked.is_some_and(Reason::is_tell);
         if newly_classified {
@@ -752,7 +808,7 @@ impl Engine {
         }
         self.learn_peer(now, parties.outside.ip, Some(parties.outside.port), Some(parties.inside.ip), tell);
         match self.lock_period {
-            Some(_) => self.arm_lock(now, parties, client_port, tell),
+            Some(_) => self.arm_lock(now, parties, client_port, probe_peer, tell),
             None if newly_classified => self.push_event(Event::ClientIdentified {
                 client: parties.inside.ip,
                 peer: socket(parties.outside),
@@ -766,14 +822,21 @@ impl Engine {
     /// Re-arms the lock of the client of a classified flow (a later FastTrack datagram).
     fn rearm(&mut self, now: Timestamp, parties: Parties, client_port: Option<u16>) {
         if self.lock_period.is_some() {
-            self.arm_lock(now, parties, client_port, Reason::FasttrackFlow);
+            self.arm_lock(now, parties, client_port, None, Reason::FasttrackFlow);
         }
     }
 
-    fn arm_lock(&mut self, now: Timestamp, parties: Parties, client_port: Option<u16>, reason: Reason) {
+    fn arm_lock(
+        &mut self,
+        now: Timestamp,
+        parties: Parties,
+        client_port: Option<u16>,
+        probe_peer: Option<SocketAddr>,
+        reason: Reason,
+    ) {
         let Some(period) = self.lock_period else { return };
         let client = parties.inside.ip;
-        let (armed, evicted) = self.locks.arm(client, client_port, now, period);
+        let (armed, evicted) = self.locks.arm(client, client_port, probe_peer, now, period);
         if let Some(evicted) = evicted {
             self.release_event(evicted);
         }
@@ -797,6 +860,24 @@ impl Engine {
         }
     }
 
+    /// Queues one forged pong for a dropped ping, if the client is inside, the peer outside, and
+    /// the rate limits allow it.
+    fn forge_pong(&mut self, now: Timestamp, parties: Parties, network: Network) {
+        if !self.config.is_lan(parties.inside.ip) || self.config.is_lan(parties.outside.ip) {
+            self.stats.pongs_refused_not_lan += 1;
+            return;
+        }
+        if self.pongs.allow(parties.inside.ip, now).is_err() {
+            self.stats.pongs_rate_limited += 1;
+            return;
+        }
+        self.push_action(Action::SendSpoofedPong {
+            from: socket(parties.outside),
+            to: socket(parties.inside),
+            payload: signatures::udp::build_pong(network),
+        });
+    }
+
     fn release_event(&mut self, client: IpAddr) {
         self.push_event(Event::ClientReleased { client });
         self.push_action(Action::Store(StoreRecord::LockRemoved(client)));
@@ -808,25 +889,6 @@ impl Engine {
 
     fn push_action(&mut self, action: Action) {
         push_bounded(&mut self.actions, action, &mut self.stats.actions_discarded);
-    }
-
-    /// A datagram received by the daemon's probe socket from `from` at `now`. Returns true if it
-    /// was a FastTrack answer (ping or pong shape) from a locked client, whose lock is then
-    /// re-armed. Anything else is ignored.
-    pub fn handle_probe_answer(&mut self, now: Timestamp, from: SocketAddr, payload: &[u8]) -> bool {
-        use signatures::udp;
-        let fasttrack =
-            udp::pong(payload).is_some() || udp::nat_pong(payload).is_some() || udp::ping(payload).is_some();
-        if !fasttrack || !self.locks.is_locked(from.ip(), now) {
-            return false;
-        }
-        let Some(period) = self.lock_period else { return false };
-        let (_, evicted) = self.locks.arm(from.ip(), Some(from.port()), now, period);
-        debug_assert!(evicted.is_none(), "re-arming an existing lock never evicts");
-        if let Some(entry) = self.locks.entry(from.ip()) {
-            self.push_action(Action::Store(StoreRecord::Lock(entry)));
-        }
-        true
     }
 
     /// The next event, if any. Events are queued by [`Engine::handle_packet`],
@@ -852,10 +914,17 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         while let Some(due) = self.locks.pop_due(now) {
             match due {
-                Due::Probe(client, port) => {
-                    if self.enforcing() {
+                Due::Probe { client, peer } => {
+                    // A restored lock's peer comes from a file: check it again.
+                    let probe = self.enforcing()
+                        && self.config.spoof_pongs
+                        && self.config.is_lan(client.ip())
+                        && !self.config.is_lan(peer.ip());
+                    if probe {
+                        self.locks.mark_probed(client.ip());
                         self.push_action(Action::SendProbe {
-                            to: SocketAddr::new(client, port),
+                            from: peer,
+                            to: client,
                             payload: signatures::udp::build_ping(Network::Kazaa, 0x29),
                         });
                     }
@@ -883,6 +952,11 @@ impl Engine {
         }
         self.flows.resize(non_zero(config.flows.capacity));
         self.reassembly.resize(non_zero(config.flows.reassembly_capacity));
+        self.pongs.reconfigure(
+            config.pongs.per_client_per_second,
+            config.pongs.max_per_second,
+            config.timelock.capacity,
+        );
         self.config = config;
         self.apply_derived();
     }

@@ -17,6 +17,14 @@ pub struct EngineStats {
     pub events_discarded: u64,
     /// Actions discarded because the shell did not drain [`super::Engine::poll_action`] in time.
     pub actions_discarded: u64,
+    /// Forged pongs not sent because the pinging client is not in `lan` or the pinged peer is
+    /// (the gateway never forges packets towards outside hosts).
+    pub pongs_refused_not_lan: u64,
+    /// Forged pongs not sent because a `pongs` rate limit (per client or total) was reached.
+    pub pongs_rate_limited: u64,
+    /// Locked clients that answered a half-expiry probe: a pong from the client to the peer the
+    /// probe was forged from, after the probe was sent.
+    pub probe_answers: u64,
     by_reason: [u64; Reason::ALL.len()],
 }
 

@@ -176,7 +176,8 @@ fn ping_is_dropped_identifies_client_and_peer_and_spoofs_a_pong() {
     assert!(acts.contains(&Action::Store(StoreRecord::Lock(LockEntry {
         client: ip(CLIENT),
         until: at(220),
-        port: Some(CLIENT_PORT)
+        port: Some(CLIENT_PORT),
+        peer: Some(peer_sock),
     }))));
 
     // The pong coming back on the same flow is a tell too; a second ping re-arms silently.
@@ -284,28 +285,28 @@ fn timelock_locks_rearms_probes_and_expires() {
     let other = tcp(("192.0.2.11", 41000), ("203.0.113.77", 6346), 1, SYN, &[]);
     assert_eq!(judge(&mut e, at(30), &other), (Verdict::Accept, Reason::Clean));
 
-    // Half-expiry: a probe to the client's FastTrack port.
+    // Half-expiry: a ping forged from the pinged peer to the client's FastTrack port.
     e.handle_timeout(at(59));
     assert!(actions(&mut e).is_empty(), "nothing due before 60 s");
     e.handle_timeout(at(60));
     let acts = actions(&mut e);
     let probe = acts.iter().find_map(|a| match a {
-        Action::SendProbe { to, payload } => Some((*to, payload.clone())),
+        Action::SendProbe { from, to, payload } => Some((*from, *to, payload.clone())),
         _ => None,
     });
-    let (to, payload) = probe.expect("probe");
-    assert_eq!(to, SocketAddr::new(ip(CLIENT), CLIENT_PORT));
+    let (from, to, payload) = probe.expect("probe");
+    assert_eq!((from, to), (SocketAddr::new(ip(PEER), PEER_PORT), SocketAddr::new(ip(CLIENT), CLIENT_PORT)));
     assert_eq!(signatures::udp::ping(&payload), Some(Network::Kazaa));
 
-    // The client answers the probe: the lock is re-armed from 70 s.
-    assert!(!e.handle_probe_answer(at(70), SocketAddr::new(ip("192.0.2.99"), 1), &KAZAA_PONG), "not locked");
-    assert!(
-        !e.handle_probe_answer(at(70), SocketAddr::new(ip(CLIENT), CLIENT_PORT), b"hello"),
-        "not FastTrack"
-    );
-    assert!(e.handle_probe_answer(at(70), SocketAddr::new(ip(CLIENT), CLIENT_PORT), &KAZAA_PONG));
+    // The client answers the probe with a pong to that peer, through the gateway: a tell that
+    // re-arms the lock from 70 s, dropped.
+    let answer = udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PONG);
+    assert_eq!(judge(&mut e, at(70), &answer), (Verdict::Drop, Reason::UdpPong));
+    assert_eq!(e.stats().probe_answers, 1);
     assert_eq!(e.locked_clients().next().unwrap().until, at(190));
     assert_eq!(e.poll_timeout(), Some(at(130)));
+    assert_eq!(judge(&mut e, at(70), &answer), (Verdict::Drop, Reason::UdpPong));
+    assert_eq!(e.stats().probe_answers, 1, "one answer per probe");
 
     // No more tells: probe at 130 unanswered, release at 190.
     e.handle_timeout(at(130));
@@ -595,7 +596,11 @@ fn snapshot_restore_and_reload_keep_state() {
     let mut e = Engine::new(config());
     e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
     let snap = e.snapshot();
-    assert_eq!(snap.locks, vec![LockEntry { client: ip(CLIENT), until: at(120), port: Some(CLIENT_PORT) }]);
+    let peer = Some(SocketAddr::new(ip(PEER), PEER_PORT));
+    assert_eq!(
+        snap.locks,
+        vec![LockEntry { client: ip(CLIENT), until: at(120), port: Some(CLIENT_PORT), peer }]
+    );
     assert_eq!(snap.peers.len(), 1);
 
     let mut restored = Engine::new(config());
@@ -785,4 +790,273 @@ fn locked_clients_at_leaves_out_expired_locks_not_yet_removed() {
     // Past the expiry but before handle_timeout: still listed, no longer in force.
     assert_eq!(e.locked_clients().count(), 1);
     assert_eq!(e.locked_clients_at(until).count(), 0);
+}
+
+/// `packet` (IPv6, no extension headers) with `ext` inserted after the fixed header; `ext` must
+/// end with a header whose next-header byte names the original transport.
+fn with_ipv6_ext(packet: &[u8], first: u8, ext: &[u8]) -> Vec<u8> {
+    let mut p = packet[..40].to_vec();
+    let len = u16::from_be_bytes([p[4], p[5]]) + ext.len() as u16;
+    p[4..6].copy_from_slice(&len.to_be_bytes());
+    p[6] = first;
+    p.extend_from_slice(ext);
+    p.extend_from_slice(&packet[40..]);
+    p
+}
+
+/// `n` 8-byte destination-options headers, the last naming `last`.
+fn dest_opts(n: usize, last: u8) -> Vec<u8> {
+    (0..n).flat_map(|i| [if i + 1 == n { last } else { 60 }, 0, 1, 4, 0, 0, 0, 0]).collect()
+}
+
+const CLIENT6: &str = "2001:db8:1::11";
+const PEER6: &str = "2001:db8:2::21";
+
+#[test]
+fn ipv6_pings_behind_any_number_of_destination_options_are_seen() {
+    for n in [0, 8, 9, 12, 24] {
+        let mut e = Engine::new(config());
+        let ping = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
+        let p = if n == 0 { ping } else { with_ipv6_ext(&ping, 60, &dest_opts(n, 17)) };
+        assert_eq!(judge(&mut e, at(0), &p), (Verdict::Drop, Reason::UdpPing), "{n} headers");
+        assert_eq!(e.locked_count(), 1, "{n} headers: client locked");
+    }
+}
+
+#[test]
+fn ipv6_transport_beyond_the_capture_is_dropped_not_accepted() {
+    let mut e = Engine::new(config());
+    let ping = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
+    // 300 headers: 2,400 bytes of chain, more than the default copy_range of 2,304.
+    let full = with_ipv6_ext(&ping, 60, &dest_opts(300, 17));
+    let captured = &full[..usize::from(e.config().copy_range)];
+    let d = e.handle_packet(at(0), captured);
+    assert_eq!((d.verdict, d.reason), (Verdict::Drop, Reason::TransportUnreachable));
+    assert_eq!(d.settled, None);
+    assert_eq!(d.packet.map(|s| (s.src, s.dst)), Some((ip(CLIENT6), ip(PEER6))));
+    assert_eq!(e.stats().count(Reason::TransportUnreachable), 1);
+    // The whole packet is judged by its contents; a chain that overruns its own length is
+    // malformed (the receiver cannot parse it either) and keeps the `malformed` policy.
+    assert_eq!(judge(&mut e, at(1), &full), (Verdict::Drop, Reason::UdpPing));
+    let mut overrun = full.clone();
+    overrun[4..6].copy_from_slice(&100u16.to_be_bytes());
+    assert_eq!(judge(&mut e, at(2), &overrun), (Verdict::Accept, Reason::Malformed));
+    let mut strict = Engine::new(Config { malformed: MalformedPolicy::Drop, ..config() });
+    assert_eq!(judge(&mut strict, at(2), &overrun), (Verdict::Drop, Reason::Malformed));
+    // Monitor mode reports it and accepts.
+    let mut monitor = Engine::new(Config { mode: Mode::Monitor, ..config() });
+    assert_eq!(judge(&mut monitor, at(0), captured), (Verdict::Accept, Reason::TransportUnreachable));
+}
+
+#[test]
+fn ipv6_esp_and_no_next_header_are_other_protocols() {
+    let mut e = Engine::new(config());
+    let ping = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
+    for last in [50u8, 59] {
+        // The bytes after the chain are not a transport header to judge.
+        let p = with_ipv6_ext(&ping, 60, &dest_opts(2, last));
+        assert_eq!(judge(&mut e, at(0), &p), (Verdict::Accept, Reason::OtherProtocol), "next header {last}");
+    }
+    assert_eq!(e.locked_count(), 0);
+}
+
+#[test]
+fn ipv6_fragments_first_is_judged_later_is_not() {
+    let mut e = Engine::new(config());
+    let ping = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
+    let first = with_ipv6_ext(&ping, 44, &[17, 0, 0x00, 0x00, 0, 0, 0, 1]);
+    assert_eq!(judge(&mut e, at(0), &first), (Verdict::Drop, Reason::UdpPing));
+    let later = with_ipv6_ext(&ping, 44, &[17, 0, 0x00, 0x11, 0, 0, 0, 2]);
+    assert_eq!(judge(&mut e, at(0), &later), (Verdict::Accept, Reason::LaterFragment));
+    // A first fragment whose chain continues in the next fragment: dropped.
+    let mut ext = vec![60, 0, 0x00, 0x01, 0, 0, 0, 3];
+    ext.extend_from_slice(&[17, 4, 1, 2, 0, 0, 0, 0]);
+    let cut = with_ipv6_ext(&ping[..40], 44, &ext);
+    assert_eq!(judge(&mut e, at(0), &cut), (Verdict::Drop, Reason::TransportUnreachable));
+}
+
+fn pongs(e: &mut Engine) -> Vec<(SocketAddr, SocketAddr)> {
+    actions(e)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::SendSpoofedPong { from, to, .. } => Some((from, to)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn pongs_are_forged_only_for_lan_clients_pinging_outside() {
+    let mut e = Engine::new(config());
+    // A ping with a spoofed outside source: dropped, but the gateway sends nothing anywhere.
+    let spoofed = udp(("203.0.113.77", 4444), ("198.51.100.21", 1214), &KAZAA_PING);
+    assert_eq!(judge(&mut e, at(0), &spoofed), (Verdict::Drop, Reason::UdpPing));
+    assert_eq!(pongs(&mut e), vec![]);
+    assert_eq!(e.stats().pongs_refused_not_lan, 1);
+    // A ping between two LAN hosts: no pong either.
+    let inside = udp((CLIENT, CLIENT_PORT), ("192.0.2.99", 1214), &KAZAA_PING);
+    assert_eq!(judge(&mut e, at(0), &inside), (Verdict::Drop, Reason::UdpPing));
+    assert_eq!(pongs(&mut e), vec![]);
+    assert_eq!(e.stats().pongs_refused_not_lan, 2);
+    // A LAN client pinging an outside peer: exactly one pong, from the peer to the client.
+    let ping = udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING);
+    assert_eq!(judge(&mut e, at(0), &ping), (Verdict::Drop, Reason::UdpPing));
+    let client = SocketAddr::new(ip(CLIENT), CLIENT_PORT);
+    assert_eq!(pongs(&mut e), vec![(SocketAddr::new(ip(PEER), PEER_PORT), client)]);
+    // An inbound ping (outside to inside) is not answered.
+    let inbound = udp((PEER, PEER_PORT), ("192.0.2.12", 1214), &KAZAA_PING);
+    assert_eq!(judge(&mut e, at(0), &inbound), (Verdict::Drop, Reason::UdpPing));
+    assert_eq!(pongs(&mut e), vec![]);
+    assert_eq!((e.stats().pongs_refused_not_lan, e.stats().pongs_rate_limited), (2, 0));
+    // IPv6 the same way.
+    let ping6 = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
+    assert_eq!(judge(&mut e, at(0), &ping6), (Verdict::Drop, Reason::UdpPing));
+    assert_eq!(pongs(&mut e).len(), 1);
+}
+
+#[test]
+fn pongs_are_rate_limited_per_client_and_in_total() {
+    let mut e = Engine::new(config());
+    let ping_to = |client: &'static str, i: u16| udp((client, CLIENT_PORT), (PEER, 2000 + i), &KAZAA_PING);
+    // A burst of 20 pings at one instant: the default per-client burst (5) gets pongs.
+    for i in 0..20 {
+        e.handle_packet(at(10), &ping_to(CLIENT, i));
+    }
+    assert_eq!(pongs(&mut e).len(), 5);
+    assert_eq!(e.stats().pongs_rate_limited, 15);
+    assert_eq!(e.stats().count(Reason::UdpPing), 20, "every ping is still dropped");
+    // 200 ms later one more token; a second later the whole burst again.
+    e.handle_packet(Timestamp::from_micros(10_200_000), &ping_to(CLIENT, 100));
+    e.handle_packet(Timestamp::from_micros(10_200_000), &ping_to(CLIENT, 101));
+    assert_eq!(pongs(&mut e).len(), 1);
+    for i in 0..10 {
+        e.handle_packet(at(12), &ping_to(CLIENT, 200 + i));
+    }
+    assert_eq!(pongs(&mut e).len(), 5);
+    assert_eq!(e.stats().pongs_rate_limited, 15 + 1 + 5);
+
+    // The total: 3 per second over all clients, no per-client limit.
+    let mut c = config();
+    c.pongs = crate::config::PongsConfig { per_client_per_second: 0, max_per_second: 3 };
+    let mut e = Engine::new(c);
+    for (i, client) in
+        ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"].into_iter().enumerate()
+    {
+        e.handle_packet(at(0), &ping_to(client, i as u16));
+    }
+    assert_eq!(pongs(&mut e).len(), 3);
+    assert_eq!(e.stats().pongs_rate_limited, 2);
+    e.handle_packet(at(1), &ping_to("192.0.2.4", 50));
+    assert_eq!(pongs(&mut e).len(), 1, "allowed again after time passes");
+
+    // 0 turns both limits off; reloading applies new limits to the running engine.
+    let mut c = config();
+    c.pongs = crate::config::PongsConfig { per_client_per_second: 0, max_per_second: 0 };
+    e.set_config(c);
+    for i in 0..50 {
+        e.handle_packet(at(1), &ping_to(CLIENT, 300 + i));
+    }
+    assert_eq!(pongs(&mut e).len(), 50);
+}
+
+fn probes(e: &mut Engine) -> Vec<(SocketAddr, SocketAddr)> {
+    actions(e)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::SendProbe { from, to, .. } => Some((from, to)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn probe_is_forged_from_the_last_pinged_peer_and_its_answer_rearms_the_lock() {
+    let mut e = Engine::new(config());
+    let client = SocketAddr::new(ip(CLIENT), CLIENT_PORT);
+    // The client pings two peers; the lock remembers the last one.
+    e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), ("203.0.113.5", 4000), &KAZAA_PING));
+    e.handle_packet(at(10), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    let peer = SocketAddr::new(ip(PEER), PEER_PORT);
+    assert_eq!(e.locked_clients().next().unwrap().peer, Some(peer));
+    actions(&mut e);
+    assert_eq!(e.poll_timeout(), Some(at(70)));
+    e.handle_timeout(at(70));
+    assert_eq!(probes(&mut e), vec![(peer, client)]);
+    // The forged ping is the daemon's own packet and never crosses the queue; the client's pong
+    // to the peer does: judged a tell from inside, dropped, and the lock moves.
+    let answer = udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PONG);
+    let d = e.handle_packet(at(75), &answer);
+    assert_eq!((d.verdict, d.reason), (Verdict::Drop, Reason::UdpPong));
+    assert_eq!(e.locked_clients().next().unwrap().until, at(195));
+    assert_eq!(e.stats().probe_answers, 1);
+    assert!(actions(&mut e)
+        .iter()
+        .any(|a| matches!(a, Action::Store(StoreRecord::Lock(l)) if l.until == at(195))));
+    // The next probe half-way through the new arming, from the same peer.
+    assert_eq!(e.poll_timeout(), Some(at(135)));
+    e.handle_timeout(at(135));
+    assert_eq!(probes(&mut e), vec![(peer, client)]);
+}
+
+#[test]
+fn no_probe_without_a_pinged_outside_peer() {
+    // Locked by a TCP tell: no peer to forge from, so no probe; the lock just expires.
+    let mut e = Engine::new(config());
+    let mut conn = Conn::new((CLIENT, 41000), (PEER, 2999));
+    conn.open(&mut e, at(0));
+    assert_eq!(judge(&mut e, at(0), &conn.client_data(&GIFT_OPENER)).1, Reason::TcpOpener);
+    assert_eq!(e.locked_clients().next().unwrap().peer, None);
+    assert_eq!(e.poll_timeout(), Some(at(120)));
+    e.handle_timeout(at(60));
+    e.handle_timeout(at(120));
+    assert_eq!(probes(&mut e), vec![]);
+    assert_eq!(e.locked_count(), 0);
+
+    // A ping between LAN hosts, or from a client outside `lan`: no probe target.
+    let mut e = Engine::new(config());
+    e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), ("192.0.2.77", 1214), &KAZAA_PING));
+    e.handle_packet(at(0), &udp(("203.0.113.77", 4444), ("198.51.100.21", 1214), &KAZAA_PING));
+    assert!(e.locked_clients().all(|l| l.peer.is_none()));
+    e.handle_timeout(at(60));
+    assert_eq!(probes(&mut e), vec![]);
+
+    // A lock from an older state file (no peer) gets no probe; a planted peer inside `lan` or a
+    // client outside it neither.
+    let snapshot = Snapshot {
+        locks: vec![
+            LockEntry { client: ip(CLIENT), until: at(100), port: Some(CLIENT_PORT), peer: None },
+            LockEntry {
+                client: ip("192.0.2.11"),
+                until: at(100),
+                port: Some(CLIENT_PORT),
+                peer: Some(SocketAddr::new(ip("192.0.2.12"), 1214)),
+            },
+            LockEntry {
+                client: ip("203.0.113.9"),
+                until: at(100),
+                port: Some(CLIENT_PORT),
+                peer: Some(SocketAddr::new(ip(PEER), PEER_PORT)),
+            },
+        ],
+        ..Snapshot::default()
+    };
+    let old: Snapshot = serde_json::from_str(
+        r#"{"peers":[],"locks":[{"client":"192.0.2.10","until":100000000,"port":3531}]}"#,
+    )
+    .unwrap();
+    assert_eq!(old.locks, snapshot.locks[..1]);
+    let mut e = Engine::new(config());
+    e.restore(at(0), &snapshot);
+    for t in [40, 60, 80, 100] {
+        e.handle_timeout(at(t));
+    }
+    assert_eq!(probes(&mut e), vec![]);
+
+    // Monitor mode and spoof_pongs = false send no forged packets, probes included.
+    for c in [Config { mode: Mode::Monitor, ..config() }, Config { spoof_pongs: false, ..config() }] {
+        let mut e = Engine::new(c);
+        e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+        e.handle_timeout(at(60));
+        assert_eq!(probes(&mut e), vec![]);
+    }
 }

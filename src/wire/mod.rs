@@ -8,9 +8,29 @@
 //! - Payload lengths come from the IP total length / IPv6 payload length and the UDP length
 //!   field, never from the buffer size, so Ethernet padding never becomes payload.
 //! - A returned payload slice may be *shorter* than the length announced by the headers only when
-//!   the buffer was truncated (NFQUEUE copy range); `payload_len` keeps the announced length.
+//!   the buffer was truncated (NFQUEUE copy range), or for the UDP datagram of an IPv6 first
+//!   fragment (the rest is in later fragments); `payload_len` keeps the announced length.
 //! - Only first fragments (offset 0) carry a transport header; later fragments are reported as
 //!   [`Transport::LaterFragment`].
+//!
+//! ## IPv6 extension headers
+//! The chain is walked as far as a receiving Linux kernel would walk it to deliver the packet,
+//! bounded by the payload length, not by a count of headers (each header is at least 8 bytes):
+//! - hop-by-hop options (0) only right after the fixed header (elsewhere: malformed, and the
+//!   receiver discards the packet too); routing (43) and destination options (60), length in
+//!   8-octet units; AH (51), length in 4-octet units;
+//! - a fragment header (44) with offset 0 continues the walk (a first fragment); any other offset
+//!   is a [`Transport::LaterFragment`];
+//! - TCP and UDP are parsed; ESP (50), No Next Header (59), ICMPv6 and any other value end the
+//!   walk as [`Transport::Other`]: there is no transport header to judge.
+//!
+//! Where the walk stops decides the outcome:
+//! - a header that overruns the payload length is a broken chain: [`MalformedKind::BadExtensionHeaders`]
+//!   (the `malformed` policy applies; the receiver cannot parse it either);
+//! - a header within the payload length but beyond the bytes captured (NFQUEUE copies only
+//!   `copy_range` bytes), or, in a first fragment, beyond the fragment (RFC 7112 forbids such
+//!   first fragments, and the transport header could follow in the next one), is
+//!   [`Transport::Unreachable`]: well-formed as far as it goes, but not inspectable.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -84,7 +104,17 @@ pub enum Transport<'a> {
         /// IP protocol / final IPv6 next-header.
         protocol: u8,
     },
-    /// Any other upper-layer protocol (ICMP, GRE, ...), not inspected.
+    /// IPv6 only: the transport header lies beyond the bytes received (NFQUEUE's copy range cut
+    /// the packet short, after a long extension-header chain), or, in a first fragment,
+    /// beyond the fragment. The packet is well-formed as far as it could be read, and the
+    /// receiver would still get its transport header: the engine drops it
+    /// (`transport_unreachable`) rather than let an uninspected tell through.
+    Unreachable {
+        /// The IP protocol / IPv6 next-header value at which the walk stopped (an extension
+        /// header or the transport protocol).
+        protocol: u8,
+    },
+    /// Any other upper-layer protocol (ICMP, GRE, ESP, No Next Header, ...), not inspected.
     Other {
         /// IP protocol / final IPv6 next-header.
         protocol: u8,
@@ -116,11 +146,13 @@ pub enum MalformedKind {
     BadIhl,
     /// IPv4 total length < header length, or IPv6 payload length inconsistent.
     BadTotalLength,
-    /// IPv6 extension header chain truncated, too long, or malformed.
+    /// IPv6 extension header overrunning the payload length, or hop-by-hop options not first.
     BadExtensionHeaders,
-    /// TCP header truncated or data offset < 5 / beyond the segment.
+    /// TCP header longer than the IP payload, or data offset < 5 / beyond the segment; over IPv4
+    /// also a TCP header cut off by the capture (over IPv6 that is [`Transport::Unreachable`]).
     BadTcpHeader,
-    /// UDP header truncated, or UDP length < 8 or beyond the IP payload.
+    /// UDP header longer than the IP payload, or UDP length < 8 or beyond the IP payload; over
+    /// IPv4 also a UDP header cut off by the capture (over IPv6: [`Transport::Unreachable`]).
     BadUdpHeader,
 }
 
@@ -142,9 +174,6 @@ impl fmt::Display for Malformed {
 }
 
 impl std::error::Error for Malformed {}
-
-/// Most IPv6 extension headers walked before giving up.
-pub const MAX_IPV6_EXTENSION_HEADERS: usize = 8;
 
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
@@ -186,11 +215,15 @@ fn parse_ipv4(buf: &[u8]) -> Result<Packet<'_>, Malformed> {
     if ip.get_fragment_offset() != 0 {
         return Ok(Packet { src, dst, transport: Transport::LaterFragment { protocol } });
     }
-    let transport = transport(protocol, payload, payload_len).map_err(|kind| Malformed {
-        kind,
-        addrs,
-        protocol: Some(protocol),
-    })?;
+    let transport = match transport(protocol, payload, payload_len, false) {
+        // An IPv4 header with options plus a TCP header with options (120 bytes) always fits in
+        // the smallest copy range (128 bytes): only a capture's snap length cuts them short, and
+        // such a record stays malformed.
+        Ok(Transport::Unreachable { .. }) if protocol == PROTO_TCP => Err(MalformedKind::BadTcpHeader),
+        Ok(Transport::Unreachable { .. }) => Err(MalformedKind::BadUdpHeader),
+        other => other,
+    };
+    let transport = transport.map_err(|kind| Malformed { kind, addrs, protocol: Some(protocol) })?;
     Ok(Packet { src, dst, transport })
 }
 
@@ -213,61 +246,109 @@ fn parse_ipv6(buf: &[u8]) -> Result<Packet<'_>, Malformed> {
         // Zero means a jumbogram (hop-by-hop option), which never crosses an Ethernet gateway.
         return Err(bad(MalformedKind::BadTotalLength, Some(next)));
     }
-    let end = buf.len().min(40 + announced);
+    // `claimed` ends the packet as its header says; `end` ends the bytes captured (NFQUEUE's
+    // copy range may cut the packet short; link-layer padding beyond `claimed` is ignored).
+    let claimed = 40 + announced;
+    let end = buf.len().min(claimed);
     let mut offset = 40;
-    for _ in 0..=MAX_IPV6_EXTENSION_HEADERS {
+    // Inside a first fragment with more to come: the rest of the datagram is in later fragments.
+    let mut fragmented = false;
+    // A header that needs `size` bytes from `offset`: beyond the claimed length the chain is
+    // broken (malformed), unless this is a first fragment whose chain goes on in the next one;
+    // within the claimed length but beyond the captured bytes, the transport header is out of
+    // reach.
+    let reach = |offset: usize, size: usize, protocol: u8, fragmented: bool| {
+        if offset + size > claimed {
+            if fragmented {
+                Err(Ok(Transport::Unreachable { protocol }))
+            } else {
+                Err(Err(bad(MalformedKind::BadExtensionHeaders, Some(protocol))))
+            }
+        } else if offset + size > end {
+            Err(Ok(Transport::Unreachable { protocol }))
+        } else {
+            Ok(())
+        }
+    };
+    // Each extension header is at least 8 bytes long, so the walk ends within `claimed / 8` steps.
+    let transport = loop {
         match next {
-            // Hop-by-hop, routing, destination options: next header, length in 8-octet units.
-            0 | 43 | 60 => {
-                let header = buf.get(offset..offset + 2).filter(|_| offset + 2 <= end);
-                let Some(&[nh, len]) = header else {
-                    return Err(bad(MalformedKind::BadExtensionHeaders, Some(next)));
-                };
-                let size = (usize::from(len) + 1) * 8;
-                if offset + size > end || offset + size > 40 + announced {
+            // Hop-by-hop options are only valid right after the fixed header; elsewhere the
+            // receiver discards the packet.
+            0 if offset != 40 => return Err(bad(MalformedKind::BadExtensionHeaders, Some(next))),
+            // Hop-by-hop, routing, destination options (length in 8-octet units beyond the
+            // first 8) and AH (length in 4-octet units beyond the first 8).
+            0 | 43 | 60 | 51 => {
+                if let Err(stop) = reach(offset, 2, next, fragmented) {
+                    break stop;
+                }
+                let (nh, len) = (buf[offset], usize::from(buf[offset + 1]));
+                let size = if next == 51 { (len + 2) * 4 } else { (len + 1) * 8 };
+                if offset + size > claimed {
+                    if fragmented {
+                        break Ok(Transport::Unreachable { protocol: next });
+                    }
                     return Err(bad(MalformedKind::BadExtensionHeaders, Some(next)));
                 }
                 next = nh;
                 offset += size;
             }
-            // Fragment header: 8 bytes, offset in the upper 13 bits of bytes 2..4.
+            // Fragment header: 8 bytes, offset in the upper 13 bits of bytes 2..4, M flag in bit 0.
             44 => {
-                let Some(frag) = buf.get(offset..offset + 8).filter(|_| offset + 8 <= end) else {
-                    return Err(bad(MalformedKind::BadExtensionHeaders, Some(next)));
-                };
+                if let Err(stop) = reach(offset, 8, next, fragmented) {
+                    break stop;
+                }
+                let frag = &buf[offset..offset + 8];
                 let nh = frag[0];
                 let fragment_offset = u16::from_be_bytes([frag[2], frag[3]]) >> 3;
-                offset += 8;
                 if fragment_offset != 0 {
                     return Ok(Packet { src, dst, transport: Transport::LaterFragment { protocol: nh } });
                 }
+                fragmented |= frag[3] & 1 == 1;
+                offset += 8;
                 next = nh;
             }
             protocol => {
-                let payload_len = (40 + announced).saturating_sub(offset);
                 let payload = &buf[offset.min(end)..end];
-                let transport =
-                    transport(protocol, payload, payload_len).map_err(|kind| bad(kind, Some(protocol)))?;
-                return Ok(Packet { src, dst, transport });
+                break match transport(protocol, payload, claimed - offset, fragmented) {
+                    Err(_) if fragmented => Ok(Transport::Unreachable { protocol }),
+                    other => other.map_err(|kind| bad(kind, Some(protocol))),
+                };
             }
         }
-    }
-    Err(bad(MalformedKind::BadExtensionHeaders, Some(next)))
+    };
+    Ok(Packet { src, dst, transport: transport? })
 }
 
 /// Parses the transport header. `payload` holds the bytes present (possibly truncated),
-/// `announced` the IP payload length from the headers.
-fn transport(protocol: u8, payload: &[u8], announced: usize) -> Result<Transport<'_>, MalformedKind> {
+/// `announced` the IP payload length from the headers. `first_fragment`: the packet is the first
+/// fragment of a larger datagram, so a UDP length beyond `announced` is not an error (the rest
+/// of the datagram is in later fragments; `payload_len` keeps the UDP length).
+///
+/// A header that fits in `announced` but not in the bytes present is out of reach:
+/// [`Transport::Unreachable`]. A header that does not even fit in `announced` is malformed.
+fn transport(
+    protocol: u8,
+    payload: &[u8],
+    announced: usize,
+    first_fragment: bool,
+) -> Result<Transport<'_>, MalformedKind> {
     match protocol {
         PROTO_TCP => {
             use pnet_packet::tcp::TcpPacket;
-            if payload.len() < 20 || announced < 20 {
+            if announced < 20 {
                 return Err(MalformedKind::BadTcpHeader);
+            }
+            if payload.len() < 20 {
+                return Ok(Transport::Unreachable { protocol });
             }
             let tcp = TcpPacket::new(payload).ok_or(MalformedKind::BadTcpHeader)?;
             let header_len = usize::from(tcp.get_data_offset()) * 4;
-            if header_len < 20 || header_len > payload.len() || header_len > announced {
+            if header_len < 20 || header_len > announced {
                 return Err(MalformedKind::BadTcpHeader);
+            }
+            if header_len > payload.len() {
+                return Ok(Transport::Unreachable { protocol });
             }
             Ok(Transport::Tcp(TcpSegment {
                 src_port: tcp.get_source(),
@@ -280,18 +361,22 @@ fn transport(protocol: u8, payload: &[u8], announced: usize) -> Result<Transport
         }
         PROTO_UDP => {
             use pnet_packet::udp::UdpPacket;
-            if payload.len() < 8 || announced < 8 {
+            if announced < 8 {
                 return Err(MalformedKind::BadUdpHeader);
+            }
+            if payload.len() < 8 {
+                return Ok(Transport::Unreachable { protocol });
             }
             let udp = UdpPacket::new(payload).ok_or(MalformedKind::BadUdpHeader)?;
             let udp_len = usize::from(udp.get_length());
-            if udp_len < 8 || udp_len > announced {
+            if udp_len < 8 || (udp_len > announced && !first_fragment) {
                 return Err(MalformedKind::BadUdpHeader);
             }
+            let present = payload.len().min(udp_len).min(announced);
             Ok(Transport::Udp(UdpDatagram {
                 src_port: udp.get_source(),
                 dst_port: udp.get_destination(),
-                payload: &payload[8..payload.len().min(udp_len)],
+                payload: &payload[8..present],
                 payload_len: udp_len - 8,
             }))
         }
@@ -421,6 +506,9 @@ mod tests {
         let frame = ipv4(17, &udp_l4(&payload));
         let Transport::Udp(d) = parse(&frame[..60]).unwrap().transport else { panic!("udp") };
         assert_eq!((d.payload.len(), d.payload_len), (32, 100));
+        // IPv4 headers always fit in the copy range: a header cut short is a capture artefact.
+        assert_eq!(kind(&frame[..25]), MalformedKind::BadUdpHeader);
+        assert_eq!(kind(&ipv4(6, &tcp_l4(5, 0x10, b""))[..30]), MalformedKind::BadTcpHeader);
     }
 
     #[test]
@@ -471,9 +559,7 @@ mod tests {
             parse(&ipv6(44, &later, &l4)).unwrap().transport,
             Transport::LaterFragment { protocol: 17 }
         );
-        assert_eq!(kind(&ipv6(0, &[60, 4, 0, 0], &[])), MalformedKind::BadExtensionHeaders, "truncated");
-        let chain: Vec<u8> = (0..10).flat_map(|_| [60u8, 0, 1, 4, 0, 0, 0, 0]).collect();
-        assert_eq!(kind(&ipv6(60, &chain, &l4)), MalformedKind::BadExtensionHeaders, "too many");
+        assert_eq!(kind(&ipv6(0, &[60, 4, 0, 0], &[])), MalformedKind::BadExtensionHeaders, "overrun");
         let mut v6 = ipv6(17, &[], &l4);
         v6.extend_from_slice(&[0; 6]);
         let Transport::Udp(d) = parse(&v6).unwrap().transport else { panic!("udp") };
@@ -483,5 +569,114 @@ mod tests {
         jumbo[5] = 0;
         assert_eq!(kind(&jumbo), MalformedKind::BadTotalLength);
         assert_eq!(kind(&ipv6(17, &[], &l4)[..39]), MalformedKind::TruncatedIpHeader);
+    }
+
+    /// `n` destination-options headers (8 bytes each, PadN) in front of `l4` (`last` next header).
+    fn dest_opts(n: usize, last: u8) -> Vec<u8> {
+        (0..n).flat_map(|i| [if i + 1 == n { last } else { 60 }, 0, 1, 4, 0, 0, 0, 0]).collect()
+    }
+
+    fn v6_udp_behind(n: usize, l4: &[u8]) -> Vec<u8> {
+        if n == 0 {
+            ipv6(17, &[], l4)
+        } else {
+            ipv6(60, &dest_opts(n, 17), l4)
+        }
+    }
+
+    #[test]
+    fn ipv6_chains_are_walked_to_the_end_not_counted() {
+        let ping = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
+        for n in [0, 1, 8, 9, 12, 24, 200] {
+            let frame = v6_udp_behind(n, &udp_l4(&ping));
+            let Transport::Udp(d) = parse(&frame).unwrap().transport else { panic!("{n}: udp") };
+            assert_eq!((d.dst_port, d.payload), (1214, &ping[..]), "{n} headers");
+        }
+        // Routing, AH (length in 4-octet units: 2 -> 16 bytes) and hop-by-hop first.
+        let mut ext = vec![43, 0, 1, 4, 0, 0, 0, 0, 51, 0, 0, 0, 0, 0, 0, 0, 17, 2, 0, 0];
+        ext.extend_from_slice(&[0; 12]);
+        let frame = ipv6(0, &ext, &udp_l4(b"x"));
+        assert!(matches!(parse(&frame).unwrap().transport, Transport::Udp(d) if d.payload == b"x"));
+        // Hop-by-hop anywhere but first is discarded by the receiver: malformed.
+        let frame = ipv6(60, &[0, 0, 1, 4, 0, 0, 0, 0, 17, 0, 1, 4, 0, 0, 0, 0], &udp_l4(b"x"));
+        assert_eq!(kind(&frame), MalformedKind::BadExtensionHeaders);
+    }
+
+    #[test]
+    fn ipv6_chain_beyond_the_capture_is_unreachable_beyond_the_length_malformed() {
+        let l4 = udp_l4(b"ping");
+        let frame = v6_udp_behind(24, &l4);
+        assert_eq!(frame.len(), 40 + 24 * 8 + 12);
+        // Cut inside the chain, at its end, inside the UDP header: all out of reach.
+        for cut in [41, 100, 40 + 24 * 8, 40 + 24 * 8 + 7] {
+            let p = parse(&frame[..cut]).unwrap();
+            assert!(matches!(p.transport, Transport::Unreachable { .. }), "cut at {cut}: {p:?}");
+        }
+        assert_eq!(parse(&frame[..100]).unwrap().transport, Transport::Unreachable { protocol: 60 });
+        assert_eq!(parse(&frame[..40 + 24 * 8]).unwrap().transport, Transport::Unreachable { protocol: 17 });
+        // The UDP header captured, its payload cut: an ordinary truncated datagram.
+        let Transport::Udp(d) = parse(&frame[..40 + 24 * 8 + 9]).unwrap().transport else { panic!("udp") };
+        assert_eq!((d.payload, d.payload_len), (&b"p"[..], 4));
+        // A chain overrunning the announced length is broken, whatever was captured.
+        let mut overrun = frame.clone();
+        overrun[4..6].copy_from_slice(&((24 * 8 - 4) as u16).to_be_bytes());
+        assert_eq!(kind(&overrun), MalformedKind::BadExtensionHeaders);
+        // Cut short, the overrun cannot be seen: what was captured is a well-formed prefix.
+        assert_eq!(parse(&overrun[..100]).unwrap().transport, Transport::Unreachable { protocol: 60 });
+        let mut short_l4 = v6_udp_behind(2, &l4);
+        short_l4[4..6].copy_from_slice(&(16 + 4u16).to_be_bytes());
+        assert_eq!(kind(&short_l4), MalformedKind::BadUdpHeader, "UDP header beyond the payload length");
+        // The same for TCP: header cut by the capture vs. longer than the payload.
+        let tcp = ipv6(6, &[], &tcp_l4(8, 0x18, b"data"));
+        assert_eq!(parse(&tcp[..40 + 24]).unwrap().transport, Transport::Unreachable { protocol: 6 });
+        assert_eq!(parse(&tcp[..40 + 10]).unwrap().transport, Transport::Unreachable { protocol: 6 });
+        assert!(matches!(parse(&tcp).unwrap().transport, Transport::Tcp(_)));
+    }
+
+    #[test]
+    fn ipv6_no_transport_to_judge() {
+        for (next, proto) in [(50u8, 50u8), (59, 59), (58, 58), (135, 135), (253, 253)] {
+            let frame = ipv6(60, &dest_opts(3, next), &[0xAA; 16]);
+            assert_eq!(
+                parse(&frame).unwrap().transport,
+                Transport::Other { protocol: proto, payload_len: 16 },
+                "next header {next}"
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_fragments() {
+        let ping = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
+        // First fragment (offset 0, M set) holding the whole ping: parsed.
+        let first = [17, 0, 0x00, 0x01, 0, 0, 0, 9];
+        let frame = ipv6(44, &first, &udp_l4(&ping));
+        assert!(matches!(parse(&frame).unwrap().transport, Transport::Udp(d) if d.payload == ping));
+        // First fragment of a longer datagram: the UDP length exceeds the fragment.
+        let mut l4 = udp_header(8 + 600);
+        l4.extend_from_slice(&ping);
+        let frame = ipv6(44, &first, &l4);
+        let Transport::Udp(d) = parse(&frame).unwrap().transport else { panic!("udp") };
+        assert_eq!((d.payload, d.payload_len), (&ping[..], 600));
+        // Later fragment.
+        let later = [17, 0, 0x00, 0x11, 0, 0, 0, 9];
+        assert_eq!(
+            parse(&ipv6(44, &later, &ping)).unwrap().transport,
+            Transport::LaterFragment { protocol: 17 }
+        );
+        // A later fragment behind destination options.
+        let mut ext = dest_opts(2, 44);
+        ext.extend_from_slice(&later);
+        assert_eq!(
+            parse(&ipv6(60, &ext, &ping)).unwrap().transport,
+            Transport::LaterFragment { protocol: 17 }
+        );
+        // A first fragment whose chain goes on in the next fragment (RFC 7112): out of reach.
+        let mut ext = vec![60, 0, 0x00, 0x01, 0, 0, 0, 9];
+        ext.extend_from_slice(&[17, 3, 1, 4, 0, 0]);
+        assert_eq!(parse(&ipv6(44, &ext, &[])).unwrap().transport, Transport::Unreachable { protocol: 60 });
+        // A first fragment cut inside the UDP header.
+        let frame = ipv6(44, &first, &udp_l4(&ping)[..4]);
+        assert_eq!(parse(&frame).unwrap().transport, Transport::Unreachable { protocol: 17 });
     }
 }

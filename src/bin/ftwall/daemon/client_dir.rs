@@ -66,8 +66,12 @@ mod tests {
         fs::write(dir.path().join("192.0.2.99"), "stale").unwrap();
         fs::write(dir.path().join("README"), "not a client").unwrap();
         let cd = ClientDir::new(dir.path()).unwrap();
-        let lock =
-            LockEntry { client: "192.0.2.10".parse().unwrap(), until: Timestamp::from_secs(0), port: None };
+        let lock = LockEntry {
+            client: "192.0.2.10".parse().unwrap(),
+            until: Timestamp::from_secs(0),
+            port: None,
+            peer: None,
+        };
         cd.sync(&[lock]).unwrap();
         assert!(!dir.path().join("192.0.2.99").exists());
         assert!(dir.path().join("README").exists());

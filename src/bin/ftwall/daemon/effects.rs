@@ -2,7 +2,8 @@
 //!
 //! The packet threads never send, write or spawn anything themselves: what the engine asks for
 //! goes into one of two bounded queues, each served by its own thread:
-//! - the **sender** ([`Outgoing`]): forged pongs and half-expiry probes, through non-blocking
+//! - the **sender** ([`Outgoing`]): forged pongs and half-expiry probes (pings forged from the
+//!   peer the client last pinged), through non-blocking
 //!   raw sockets (`MSG_DONTWAIT`; a full socket buffer, e.g. towards a LAN address whose
 //!   neighbour entry never resolves, is a counted error, never a wait);
 //! - the **mirror** ([`MirrorJob`]): the lock mirrors that live outside the process (the client
@@ -16,7 +17,7 @@
 use super::client_dir::ClientDir;
 use super::counters::Counters;
 use super::kernel_set::{self, KernelLockSet};
-use super::spoof::{Prober, Spoofer};
+use super::spoof::Spoofer;
 use super::time;
 use ftwall::engine::{LockEntry, StoreRecord};
 use std::net::SocketAddr;
@@ -38,8 +39,8 @@ pub(crate) const MIRROR_QUEUE: usize = 16_384;
 pub(crate) enum Outgoing {
     /// A forged pong from the pinged peer to the client.
     Pong { from: SocketAddr, to: SocketAddr, payload: Vec<u8> },
-    /// A half-expiry probe to a locked client.
-    Probe { to: SocketAddr, payload: Vec<u8> },
+    /// A half-expiry probe to a locked client: a ping forged from the peer it last pinged.
+    Probe { from: SocketAddr, to: SocketAddr, payload: Vec<u8> },
     /// Open or close the raw sockets (`spoof_pongs` changed).
     Configure { spoof_pongs: bool },
 }
@@ -67,11 +68,10 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
-    /// Starts both threads. `prober` sends probes (the daemon's own UDP socket).
+    /// Starts both threads.
     pub(crate) fn start(
         counters: Arc<Counters>,
         spoof_pongs: bool,
-        prober: Option<Prober>,
         client_dir: Option<PathBuf>,
         kernel_set: bool,
         locks: Vec<LockEntry>,
@@ -84,7 +84,7 @@ impl Effects {
             let spoofer = spoof_pongs.then(open_spoofer);
             std::thread::Builder::new()
                 .name("ftwall-send".into())
-                .spawn(move || sender_thread(outgoing_rx, spoofer, prober, &counters))?
+                .spawn(move || sender_thread(outgoing_rx, spoofer, &counters))?
         };
         let mirror_thread = {
             let counters = Arc::clone(&counters);
@@ -162,12 +162,7 @@ pub(crate) fn every(slot: &mut Option<Instant>, every: Duration) -> bool {
     true
 }
 
-fn sender_thread(
-    jobs: Receiver<Outgoing>,
-    mut spoofer: Option<Spoofer>,
-    prober: Option<Prober>,
-    counters: &Counters,
-) {
+fn sender_thread(jobs: Receiver<Outgoing>, mut spoofer: Option<Spoofer>, counters: &Counters) {
     let mut last_error_log = None;
     for job in jobs {
         let (result, to) = match job {
@@ -187,9 +182,9 @@ fn sender_thread(
                 }
                 (result, to)
             }
-            Outgoing::Probe { to, payload } => {
-                let Some(prober) = &prober else { continue };
-                let result = prober.send(to, &payload);
+            Outgoing::Probe { from, to, payload } => {
+                let Some(spoofer) = &spoofer else { continue };
+                let result = spoofer.send(from, to, &payload);
                 if result.is_ok() {
                     Counters::bump(&counters.probes_sent);
                     debug!(event = "probe_sent", client = %to, "half-expiry probe sent");

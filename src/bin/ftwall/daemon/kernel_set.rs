@@ -168,7 +168,7 @@ mod tests {
         let mut set = KernelLockSet::with_program(recorder(dir.path(), &log));
         let a: IpAddr = "192.0.2.10".parse().unwrap();
         let b: IpAddr = "192.0.2.11".parse().unwrap();
-        let lock = |client| LockEntry { client, until: Timestamp::from_secs(60), port: None };
+        let lock = |client| LockEntry { client, until: Timestamp::from_secs(60), port: None, peer: None };
         set.apply(&lock_script(&lock(a), Timestamp::ZERO));
         set.apply(&release_script(a));
         set.apply(&lock_script(&lock(b), Timestamp::ZERO));
@@ -202,14 +202,14 @@ mod tests {
         let v6: IpAddr = "2001:db8::10".parse().unwrap();
         assert_eq!(
             lock_script(
-                &LockEntry { client: v4, until: Timestamp::from_micros(119_600_000), port: None },
+                &LockEntry { client: v4, until: Timestamp::from_micros(119_600_000), port: None, peer: None },
                 Timestamp::ZERO
             ),
             "add element inet ftwall ft_clients { 192.0.2.10 }\n\
              delete element inet ftwall ft_clients { 192.0.2.10 }\n\
              add element inet ftwall ft_clients { 192.0.2.10 timeout 119s }\n"
         );
-        let expired = LockEntry { client: v6, until: Timestamp::from_secs(5), port: Some(3531) };
+        let expired = LockEntry { client: v6, until: Timestamp::from_secs(5), port: Some(3531), peer: None };
         assert!(lock_script(&expired, Timestamp::from_secs(9))
             .ends_with("ft_clients6 { 2001:db8::10 timeout 1s }\n"));
         assert_eq!(

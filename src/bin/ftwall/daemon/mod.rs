@@ -55,7 +55,6 @@ use queue::{KernelCounters, NfQueue, TICK};
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
-use spoof::Prober;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -300,19 +299,10 @@ impl Shared {
                 "state file unusable; starting empty"
             ),
         }
-        let prober = match Prober::open() {
-            Ok(p) => Some(p),
-            Err(e) => {
-                warn!(event = "probe_unavailable", error = %e, "half-expiry probes disabled");
-                None
-            }
-        };
-        let probe_sender = prober.as_ref().and_then(|p| p.try_clone().ok());
         let counters = Arc::new(Counters::default());
         let effects = Effects::start(
             Arc::clone(&counters),
             config.spoof_pongs,
-            probe_sender,
             config.client_dir.clone(),
             config.timelock.kernel_set,
             engine.locked_clients().collect(),
@@ -350,7 +340,6 @@ impl Shared {
         };
         let mut housekeeping = Housekeeping {
             signals,
-            prober,
             last_save: Instant::now(),
             last_flush: Instant::now(),
             watchdog: sd_notify::watchdog_enabled(),
@@ -500,7 +489,9 @@ impl Daemon {
                         Counters::bump(&shared.counters.pongs_wrong_interface);
                     }
                 }
-                Action::SendProbe { to, payload } => shared.effects.send(Outgoing::Probe { to, payload }),
+                Action::SendProbe { from, to, payload } => {
+                    shared.effects.send(Outgoing::Probe { from, to, payload })
+                }
                 Action::Store(record) => {
                     self.store_dirty = true;
                     shared.effects.mirror(MirrorJob::Record(record));
@@ -547,8 +538,6 @@ fn log_event(event: Event) {
 /// The main thread's periodic work (see the module documentation).
 struct Housekeeping {
     signals: Signals,
-    /// Receives probe answers (the sender thread sends the probes through a clone).
-    prober: Option<Prober>,
     last_save: Instant,
     last_flush: Instant,
     watchdog: Option<Duration>,
@@ -586,14 +575,6 @@ impl Housekeeping {
             let mut d = lock(&shared.core);
             if d.engine.poll_timeout().is_some_and(|t| t <= now) {
                 d.engine.handle_timeout(now);
-            }
-            if let Some(prober) = &self.prober {
-                let engine = &mut d.engine;
-                prober.drain(64, |from, payload| {
-                    if engine.handle_probe_answer(now, from, payload) {
-                        debug!(event = "probe_answered", client = %from, "locked client answered the probe");
-                    }
-                });
             }
             d.drain(shared, None);
         }
@@ -814,14 +795,11 @@ fn render_metrics(shared: &Shared, kernel: &[(u16, Option<KernelCounters>)]) -> 
     let now = time::now();
     let health = shared.health.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let d = lock(&shared.core);
-    let counters: Vec<(&str, &str, u64)> =
-        shared.counters.table().into_iter().map(|(_, m, h, v)| (m, h, v)).collect();
-    let mut counters = counters;
-    counters.push((
-        "ftwall_events_discarded_total",
-        "Engine events discarded undrained.",
-        d.engine.stats().events_discarded,
-    ));
+    let mut counters: Vec<(&str, &str, u64)> =
+        shared.counters.table().into_iter().map(|(_, metric, help, value)| (metric, help, value)).collect();
+    counters.extend(
+        engine_counters(d.engine.stats()).into_iter().map(|(_, metric, help, value)| (metric, help, value)),
+    );
     metrics::render(&MetricsInput {
         version: crate::VERSION,
         start_time_seconds: shared.started_at.as_secs(),
@@ -835,6 +813,42 @@ fn render_metrics(shared: &Shared, kernel: &[(u16, Option<KernelCounters>)]) -> 
         latency: &shared.latency,
         health: &health,
     })
+}
+
+/// The engine's own counters beside the packet counts: (status key, metric, help, value).
+fn engine_counters(s: &ftwall::engine::EngineStats) -> [(&'static str, &'static str, &'static str, u64); 5] {
+    [
+        (
+            "events_discarded",
+            "ftwall_events_discarded_total",
+            "Engine events discarded undrained.",
+            s.events_discarded,
+        ),
+        (
+            "actions_discarded",
+            "ftwall_actions_discarded_total",
+            "Engine actions discarded undrained.",
+            s.actions_discarded,
+        ),
+        (
+            "pongs_refused_not_lan",
+            "ftwall_pongs_refused_not_lan_total",
+            "Forged pongs refused: the pinging client is not in lan, or the pinged peer is.",
+            s.pongs_refused_not_lan,
+        ),
+        (
+            "pongs_rate_limited",
+            "ftwall_pongs_rate_limited_total",
+            "Forged pongs refused by the pongs rate limits.",
+            s.pongs_rate_limited,
+        ),
+        (
+            "probe_answers",
+            "ftwall_probe_answers_total",
+            "Half-expiry probes a locked client answered.",
+            s.probe_answers,
+        ),
+    ]
 }
 
 fn log_counters(shared: &Shared) {

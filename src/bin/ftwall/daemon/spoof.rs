@@ -1,4 +1,4 @@
-//! Forged pongs (raw sockets) and half-expiry probes (a plain UDP socket).
+//! Forged pongs and half-expiry probes (pings forged from the peer), through raw sockets.
 //!
 //! A forged pong goes from the peer's address and port to the client, so the client believes
 //! its UDP discovery works and stays in the easy-to-see UDP mode. Raw sockets need CAP_NET_RAW;
@@ -9,7 +9,7 @@
 //! `WouldBlock` at once and the caller counts it.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Internet checksum over `chunks`, as if concatenated (every chunk but the last has even length).
@@ -169,56 +169,6 @@ impl Spoofer {
                 send_raw(fd, &ipv6_udp((*f.ip(), f.port()), (*t.ip(), t.port()), payload), to.ip())
             }
             _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "mixed address families")),
-        }
-    }
-}
-
-/// The daemon's own UDP sockets for half-expiry probes and their answers.
-pub(crate) struct Prober {
-    v4: Option<UdpSocket>,
-    v6: Option<UdpSocket>,
-}
-
-impl Prober {
-    pub(crate) fn open() -> io::Result<Self> {
-        let bind = |addr: &str| {
-            UdpSocket::bind(addr).and_then(|s| {
-                s.set_nonblocking(true)?;
-                Ok(s)
-            })
-        };
-        let v4 = bind("0.0.0.0:0").ok();
-        let v6 = bind("[::]:0").ok();
-        if v4.is_none() && v6.is_none() {
-            return Err(io::Error::other("cannot bind a UDP probe socket"));
-        }
-        Ok(Self { v4, v6 })
-    }
-
-    /// A second handle on the same sockets (one thread sends, another reads answers).
-    pub(crate) fn try_clone(&self) -> io::Result<Self> {
-        let clone = |s: &Option<UdpSocket>| s.as_ref().map(UdpSocket::try_clone).transpose();
-        Ok(Self { v4: clone(&self.v4)?, v6: clone(&self.v6)? })
-    }
-
-    pub(crate) fn send(&self, to: SocketAddr, payload: &[u8]) -> io::Result<()> {
-        let socket = if to.is_ipv4() { self.v4.as_ref() } else { self.v6.as_ref() };
-        socket
-            .ok_or_else(|| io::Error::other("no probe socket for this family"))?
-            .send_to(payload, to)
-            .map(|_| ())
-    }
-
-    /// Receives pending answers (non-blocking), at most `limit` datagrams.
-    pub(crate) fn drain(&self, limit: usize, mut on_answer: impl FnMut(SocketAddr, &[u8])) {
-        let mut buf = [0u8; 2048];
-        for socket in [self.v4.as_ref(), self.v6.as_ref()].into_iter().flatten() {
-            for _ in 0..limit {
-                match socket.recv_from(&mut buf) {
-                    Ok((n, from)) => on_answer(from, &buf[..n]),
-                    Err(_) => break,
-                }
-            }
         }
     }
 }

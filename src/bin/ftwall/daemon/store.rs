@@ -88,6 +88,7 @@ mod tests {
                 client: "192.0.2.10".parse().unwrap(),
                 until: Timestamp::from_secs(1_800_000_000),
                 port: Some(3531),
+                peer: None,
             }],
             bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None }],
         }
