@@ -97,7 +97,11 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     let result = std::thread::scope(|scope| {
         let shared = &shared;
         let control_thread = control.as_ref().map(|control| scope.spawn(move || control.serve(shared)));
-        let handles: Vec<_> = workers.into_iter().map(|w| scope.spawn(move || w.serve(shared))).collect();
+        let mut handles = Vec::with_capacity(workers.len());
+        for (w, number) in workers.into_iter().zip(&shared.queue_numbers) {
+            let named = std::thread::Builder::new().name(format!("ftwall-q{number}"));
+            handles.push(named.spawn_scoped(scope, move || w.serve(shared)).context("starting a queue thread")?);
+        }
         // Runs until SIGTERM/SIGINT or a packet thread ends.
         let stopped_by = housekeeping.run(shared, &handles);
         // Shutdown, in the order of the module documentation.
