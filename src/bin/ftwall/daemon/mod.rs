@@ -28,7 +28,7 @@ use client_dir::ClientDir;
 use control::ControlSocket;
 use ftwall::engine::StoreRecord;
 use ftwall::{Action, Config, Decision, Engine, Event, Settled, Timestamp, Verdict};
-use kernel_set::KernelLockSet;
+use kernel_set::KernelSets;
 use logging::{DropLimiter, LogFormat};
 use metrics::{LatencyHistogram, MetricsInput};
 use queue::{KernelCounters, NfQueue, TICK};
@@ -352,8 +352,8 @@ struct Daemon {
     started: Instant,
     started_at: Timestamp,
     latency: Arc<LatencyHistogram>,
-    /// Mirrors locks into the nftables sets (`timelock.kernel_set`).
-    kernel_set: Option<KernelLockSet>,
+    /// Mirrors locks, suspect peers and allowed ports into the kernel sets (`kernel_sets`).
+    kernel_set: Option<KernelSets>,
     last_kernel_set_error: Option<Instant>,
     last_metrics: Option<Instant>,
     last_metrics_error: Option<Instant>,
@@ -603,15 +603,7 @@ impl Daemon {
                 Action::Store(record) => {
                     self.store_dirty = true;
                     if let Some(set) = &mut self.kernel_set {
-                        match record {
-                            StoreRecord::Lock(lock) => {
-                                set.apply(&kernel_set::lock_script(&lock, time::now()))
-                            }
-                            StoreRecord::LockRemoved(client) => {
-                                set.apply(&kernel_set::release_script(client))
-                            }
-                            _ => {}
-                        }
+                        set.record(&record, time::now());
                     }
                     if let Some(dir) = &self.client_dir {
                         let result = match record {
@@ -708,27 +700,28 @@ impl Daemon {
         self.kernel = Some(fresh);
     }
 
-    /// Starts or stops mirroring locks into the nftables sets per `timelock.kernel_set`; when
-    /// starting, loads every current lock.
+    /// Starts or stops mirroring into the kernel sets per `kernel_sets` (detecting the backend
+    /// when starting), and loads the allowed ports, every current lock and every suspect peer.
     fn sync_kernel_set(&mut self) {
-        if !self.engine.config().timelock.kernel_set {
+        if !self.engine.config().kernel_sets_enabled() {
             self.kernel_set = None;
             return;
         }
-        if self.kernel_set.is_some() {
-            return;
+        if self.kernel_set.is_none() {
+            self.kernel_set = KernelSets::detect(self.engine.config());
+            if let Some(set) = &self.kernel_set {
+                info!(
+                    event = "kernel_set_enabled",
+                    backend = set.backend().as_str(),
+                    locks = self.engine.locked_count(),
+                    peers = self.engine.peer_count(),
+                    "locked clients, suspect peers and allowed ports mirrored into the kernel sets"
+                );
+            }
         }
-        let mut set = KernelLockSet::default();
-        let now = time::now();
-        for lock in self.engine.locked_clients_at(now) {
-            set.apply(&kernel_set::lock_script(&lock, now));
-        }
-        info!(
-            event = "kernel_set_enabled",
-            locks = self.engine.locked_count(),
-            "locked clients mirrored into nft sets inet ftwall ft_clients/ft_clients6"
-        );
-        self.kernel_set = Some(set);
+        let Some(set) = &mut self.kernel_set else { return };
+        set.allow_ports(&self.engine.config().timelock.allow_ports);
+        set.sync(&self.engine.snapshot(), time::now());
     }
 
     fn check_kernel_set(&mut self, finishing: bool) {
@@ -740,7 +733,7 @@ impl Daemon {
                 event = "kernel_set_failed",
                 failed,
                 total = self.counters.kernel_set_errors,
-                "nft could not update inet ftwall ft_clients (is iptables/ftwall.nft loaded? is nft installed?)"
+                "the kernel sets could not be updated (were the rules re-installed or removed?)"
             );
         }
     }
@@ -764,7 +757,7 @@ impl Daemon {
             ("ftwall_state_save_errors_total", "Failed state file saves.", c.state_save_errors),
             (
                 "ftwall_kernel_set_errors_total",
-                "Failed updates of the nft ft_clients sets.",
+                "Failed updates of the kernel sets (nft sets or ipsets).",
                 c.kernel_set_errors,
             ),
             (
