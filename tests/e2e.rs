@@ -201,7 +201,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
 #[test]
 fn install_scripts_are_idempotent() {
     let Some(_serial) = kernel_test_guard() else { return };
-    let ns = "ftr-rules";
+    let ns = &format!("ftr-rules-{}", std::process::id());
     let _ = run("ip", &["netns", "del", ns]);
     must("ip", &["netns", "add", ns]);
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("iptables");
