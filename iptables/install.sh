@@ -1,7 +1,10 @@
 #!/bin/sh
 # Installs ftwall's rules, with one of two backends:
 #   nft       the table `inet ftwall` from ftwall.nft (IPv4 and IPv6), loaded with `nft -f`;
-#   iptables  a chain FTWALL (IPv4 and IPv6) jumped to from FORWARD (ftwall.rules, ftwall6.rules).
+#   iptables  a chain FTWALL (IPv4 and IPv6) jumped to from FORWARD (ftwall.rules, ftwall6.rules),
+#             and the ipsets ftwall_clients, ftwall_clients6, ftwall_peers, ftwall_peers6 and
+#             ftwall_allow_ports, which the daemon fills (`kernel_sets`); without `ipset`, the
+#             rules that use them are left out, with a note.
 # By default the kernel is probed: nft when `nft` exists and the kernel has the native nftables
 # `queue` statement (CONFIG_NFT_QUEUE), otherwise iptables (which works with the nft backend).
 # FTWALL_BACKEND=nft or FTWALL_BACKEND=iptables forces one. Installing one backend removes the
@@ -74,8 +77,29 @@ case $backend in
         fi ;;
 esac
 
+# The kernel sets of the iptables backend: what ftwall knows (locked clients, suspect peers)
+# stays enforced while the daemon restarts. Element timeouts are set by the daemon per element;
+# the defaults are ftwall's `timelock.seconds` and `peers.expire_seconds`. `-exist`: an existing
+# set (and its elements) is kept, so re-installing does not forget what the daemon loaded.
+ipsets="ftwall_clients ftwall_clients6 ftwall_peers ftwall_peers6 ftwall_allow_ports"
+create_ipsets() {
+    ipset create -exist ftwall_clients hash:ip timeout 120
+    ipset create -exist ftwall_clients6 hash:ip family inet6 timeout 120
+    ipset create -exist ftwall_peers hash:ip timeout 86400
+    ipset create -exist ftwall_peers6 hash:ip family inet6 timeout 86400
+    ipset create -exist ftwall_allow_ports bitmap:port range 0-65535
+}
+
+destroy_ipsets() { # after the rules that use them are gone
+    command -v ipset >/dev/null 2>&1 || return 0
+    for set in $ipsets ftwall_allow_ports_new; do
+        if ipset list -n "$set" >/dev/null 2>&1; then ipset destroy "$set"; fi
+    done
+}
+
 apply() { # tool rules-file
-    sed -e "s/@LAN_IF@/$lan_if/g" -e "s/@QUEUE_TARGET@/$target/g" "$rules_dir/$2" | "$1-restore" --noflush
+    sed -e "s/@LAN_IF@/$lan_if/g" -e "s/@QUEUE_TARGET@/$target/g" -e "$set_filter" "$rules_dir/$2" |
+        "$1-restore" --noflush
     "$1" -C FORWARD -j FTWALL 2>/dev/null || "$1" -I FORWARD 1 -j FTWALL
 }
 
@@ -92,8 +116,16 @@ if [ "$backend" = nft ]; then
     sed -e "s/@LAN_IF@/$lan_if/g" -e "s/@QUEUE@/$nft_queue/g" "$rules_dir/ftwall.nft" | nft -f -
     remove_chain iptables
     remove_chain ip6tables
+    destroy_ipsets
 else
     modprobe xt_NFQUEUE 2>/dev/null || true
+    if command -v ipset >/dev/null 2>&1; then
+        create_ipsets
+        set_filter=""
+    else
+        echo "note: ipset is not installed; the kernel sets (locks kept across restarts) are left out" >&2
+        set_filter="/-m set/d"
+    fi
     apply iptables ftwall.rules
     if command -v ip6tables >/dev/null 2>&1 && ip6tables -L -n >/dev/null 2>&1; then
         apply ip6tables ftwall6.rules

@@ -76,16 +76,29 @@ pub struct TimelockConfig {
     pub allow_ports: Vec<u16>,
     /// Maximum number of locked clients tracked at once.
     pub capacity: usize,
-    /// Also put locked clients into the nftables sets `inet ftwall ft_clients` /
-    /// `ft_clients6` (from `iptables/ftwall.nft`), so the kernel drops their traffic to other
-    /// ports before queueing it (daemon only; runs `nft`).
-    pub kernel_set: bool,
+    /// The old name of the top-level `kernel_sets` switch, still honoured: `false` turns the
+    /// kernel sets off, `true` is the default (`kernel_sets = "auto"`). Unset by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_set: Option<bool>,
 }
 
 impl Default for TimelockConfig {
     fn default() -> Self {
-        Self { seconds: 120, allow_ports: vec![53, 80, 443], capacity: 4096, kernel_set: false }
+        Self { seconds: 120, allow_ports: vec![53, 80, 443], capacity: 4096, kernel_set: None }
     }
+}
+
+/// Whether the daemon mirrors locked clients, suspect peers and `timelock.allow_ports` into the
+/// kernel sets of the installed rules (nft sets or ipsets), which keep them enforced across
+/// restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelSetsMode {
+    /// Use whichever backend's sets exist (warned once if none does).
+    #[default]
+    Auto,
+    /// Do not touch the kernel sets.
+    Off,
 }
 
 /// The flow table.
@@ -193,6 +206,8 @@ pub struct Config {
     pub spoof_pongs: bool,
     /// Rate limits on forged pongs.
     pub pongs: PongsConfig,
+    /// Mirror what ftwall knows into the kernel sets (daemon only; runs `nft` or `ipset`).
+    pub kernel_sets: KernelSetsMode,
     /// Suspect peers.
     pub peers: PeersConfig,
     /// Client time-lock.
@@ -250,6 +265,7 @@ impl Default for Config {
             port_1214_blocks: false,
             spoof_pongs: true,
             pongs: PongsConfig::default(),
+            kernel_sets: KernelSetsMode::Auto,
             peers: PeersConfig::default(),
             timelock: TimelockConfig::default(),
             flows: FlowsConfig::default(),
@@ -384,10 +400,22 @@ impl Config {
                 return Err(ConfigError::Invalid { key, problem: "at most 1000000 (0 = no limit)".into() });
             }
         }
+        if self.kernel_sets == KernelSetsMode::Off && self.timelock.kernel_set == Some(true) {
+            return Err(ConfigError::Invalid {
+                key: "timelock.kernel_set",
+                problem: "`true` contradicts `kernel_sets = \"off\"`; drop the old key".into(),
+            });
+        }
         if self.timelock.seconds > 365 * 86_400 {
             return Err(ConfigError::Invalid { key: "timelock.seconds", problem: "at most one year".into() });
         }
         Ok(())
+    }
+
+    /// True if the daemon mirrors its state into the kernel sets: `kernel_sets = "auto"` and
+    /// the old `timelock.kernel_set` not `false`.
+    pub fn kernel_sets_enabled(&self) -> bool {
+        self.kernel_sets == KernelSetsMode::Auto && self.timelock.kernel_set != Some(false)
     }
 
     /// True if `ip` belongs to one of the `lan` networks.
@@ -447,6 +475,21 @@ mod tests {
         assert_eq!(c.mode, Mode::Monitor);
         assert_eq!(c.timelock.seconds, 0);
         assert!(c.is_lan("192.0.2.10".parse().unwrap()));
+    }
+
+    #[test]
+    fn kernel_sets_default_on_and_the_old_key_still_works() {
+        assert!(Config::default().kernel_sets_enabled());
+        let off = Config::from_toml_str("kernel_sets = \"off\"\n").unwrap();
+        assert!(!off.kernel_sets_enabled());
+        let old_off = Config::from_toml_str("[timelock]\nkernel_set = false\n").unwrap();
+        assert!(!old_off.kernel_sets_enabled());
+        let old_on = Config::from_toml_str("[timelock]\nkernel_set = true\n").unwrap();
+        assert!(old_on.kernel_sets_enabled());
+        assert_eq!(Config::from_toml_str(&old_on.to_toml_string()).unwrap(), old_on);
+        let both = Config::from_toml_str("kernel_sets = \"off\"\n[timelock]\nkernel_set = true\n");
+        assert!(both.unwrap_err().to_string().contains("timelock.kernel_set"));
+        assert!(Config::from_toml_str("kernel_sets = \"nft\"\n").is_err());
     }
 
     #[test]

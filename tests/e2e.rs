@@ -153,7 +153,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     let old_kept = tcp(&lab, LAN_CLIENT, "203.0.113.8:8888", "none");
     assert_eq!(old_kept["connected"], true, "old configuration kept: {old_kept}");
 
-    // 6. kill -9: traffic bypasses the queue; a restart restores peers and locks from the state file.
+    // 6. kill -9: traffic bypasses the queue, except what the kernel sets block; a restart restores peers and locks from the state file.
     lab.write_config(&[], false);
     lab.ping_flood(LAN_CLIENT, "198.51.100.22:1214", 300);
     std::thread::sleep(Duration::from_millis(1800)); // the state save is debounced to 1 s
@@ -173,10 +173,16 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     let _ = lab.daemon.take().unwrap().wait();
     let bypass = lab.dns_echo(&[]);
     assert_eq!(bypass["echoed"], true, "ordinary traffic with the daemon dead: {bypass}");
-    let unlocked_while_dead = tcp(&lab, LAN_CLIENT, "203.0.113.9:5555", "none");
+    let unjudged_while_dead = tcp(&lab, OTHER_CLIENT, "203.0.113.9:5555", "none");
     assert_eq!(
-        unlocked_while_dead["connected"], true,
-        "queue bypass while the daemon is dead: {unlocked_while_dead}"
+        unjudged_while_dead["connected"], true,
+        "queue bypass while the daemon is dead: {unjudged_while_dead}"
+    );
+    // ...but the kernel sets (`kernel_sets = "auto"`) keep the lock in force meanwhile.
+    let locked_while_dead = tcp(&lab, LAN_CLIENT, "203.0.113.9:5555", "none");
+    assert_eq!(
+        locked_while_dead["connected"], false,
+        "lock kept while the daemon is dead: {locked_while_dead}"
     );
     lab.start_daemon();
     let restarted =
@@ -201,7 +207,7 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
 #[test]
 fn install_scripts_are_idempotent() {
     let Some(_serial) = kernel_test_guard() else { return };
-    let ns = "ftr-rules";
+    let ns = &format!("ftr-rules-{}", std::process::id());
     let _ = run("ip", &["netns", "del", ns]);
     must("ip", &["netns", "add", ns]);
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("iptables");

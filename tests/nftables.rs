@@ -126,22 +126,39 @@ fn nft_file_checks_and_loads_with_queue_swapped_for_accept() {
     assert_eq!(tables.lines().collect::<Vec<_>>(), ["table inet other", "table inet ftwall"], "{tables}");
 
     // The sets, and the rules in the order of ftwall.rules / ftwall6.rules.
-    for needle in ["set ft_clients {", "set ft_clients6 {", "type ipv4_addr", "type ipv6_addr", "timeout 2m"]
-    {
+    for needle in [
+        "set ft_clients {",
+        "set ft_clients6 {",
+        "set ft_peers {",
+        "set ft_peers6 {",
+        "set ft_allow_ports {",
+        "type inet_service",
+        "type ipv4_addr",
+        "type ipv6_addr",
+        "timeout 2m",
+    ] {
         line_of(&once, needle);
     }
     line_of(&once, "type filter hook forward priority filter; policy accept;");
     let order = [
         "meta mark & 0x00000003 == 0x00000001 ct mark set ct mark",
         "meta mark & 0x00000003 == 0x00000002 ct mark set ct mark",
+        "meta mark & 0x00000003 == 0x00000001 accept",
+        "meta mark & 0x00000003 == 0x00000002 drop",
+        "meta l4proto ipv6-icmp return",
+        "oifname \"veth0\" iifname != \"veth0\" ct state invalid,new drop",
+        "meta l4proto udp @th,64,8 0x27-0x29 @th,72,24 0x0 accept",
+        "udp length 13 @th,64,8 0x2a accept",
+        "udp length 15 @th,64,8 0xc1 accept",
+        "udp length 19 @th,64,8 0xc2 accept",
+        "iifname \"veth0\" ip saddr @ft_clients ct state new tcp dport != @ft_allow_ports drop",
+        "iifname \"veth0\" ip6 saddr @ft_clients6 ct state new tcp dport != @ft_allow_ports drop",
+        "iifname \"veth0\" ip daddr @ft_peers ct state new meta l4proto { tcp, udp } drop",
+        "iifname \"veth0\" ip6 daddr @ft_peers6 ct state new meta l4proto { tcp, udp } drop",
         "ct mark & 0x00000003 == 0x00000001 accept",
         "ct mark & 0x00000003 == 0x00000002 drop",
-        "meta l4proto ipv6-icmp return",
         "oifname \"veth0\" iifname != \"veth0\" ct state established ct reply packets 1-8 accept",
         "oifname \"veth0\" ct state established,related accept",
-        "oifname \"veth0\" iifname != \"veth0\" ct state invalid,new drop",
-        "iifname \"veth0\" ip saddr @ft_clients ct state new tcp dport != { 53, 80, 443 } drop",
-        "iifname \"veth0\" ip6 saddr @ft_clients6 ct state new tcp dport != { 53, 80, 443 } drop",
         "iifname \"veth0\" meta l4proto tcp accept",
         "iifname \"veth0\" meta l4proto udp accept",
     ];
@@ -157,6 +174,11 @@ fn nft_file_checks_and_loads_with_queue_swapped_for_accept() {
     assert!(set.contains("198.51.100.7 expires"), "default timeout applies: {set}");
     let set6 = ns.must(&["nft", "list", "set", "inet", "ftwall", "ft_clients6"]);
     assert!(set6.contains("2001:db8::10 timeout 5s expires"), "{set6}");
+    ns.must(&["nft", "add", "element", "inet", "ftwall", "ft_peers", "{ 198.51.100.20 }"]);
+    ns.must(&["nft", "add", "element", "inet", "ftwall", "ft_peers6", "{ 2001:db8::20 timeout 1d }"]);
+    ns.must(&["nft", "add", "element", "inet", "ftwall", "ft_allow_ports", "{ 53, 80, 443 }"]);
+    let peers = ns.must(&["nft", "list", "set", "inet", "ftwall", "ft_peers"]);
+    assert!(peers.contains("elements = { 198.51.100.20 }"), "no timeout unless given: {peers}");
 
     // uninstall.sh removes the table (twice is fine) and nothing else.
     let uninstall = scripts().join("uninstall.sh");
@@ -181,14 +203,14 @@ fn nft_file_with_queue_loads_or_fails_only_at_queue() {
             assert!(check.status.success(), "{queue}: {stderr}");
             ns.must(&["nft", "-f", &file]);
             let listing = ns.must(&["nft", "list", "table", "inet", "ftwall"]);
-            assert_eq!(listing.matches(queue).count(), 3, "{listing}");
+            assert_eq!(listing.matches(queue).count(), 7, "{listing}");
             continue;
         }
         assert!(!check.status.success(), "{queue} accepted although the probe failed");
         // nft prints, per error: `file:line:cols: Error: ...`, the source line, then carets.
         let lines: Vec<&str> = stderr.lines().collect();
         let errors: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains("Error:")).collect();
-        assert_eq!(errors.len(), 3, "one error per queue rule, nothing else:\n{stderr}");
+        assert_eq!(errors.len(), 7, "one error per queue rule, nothing else:\n{stderr}");
         for i in errors {
             let (source, carets) = (lines[i + 1], lines[i + 2]);
             let at = carets.find('^').unwrap_or_else(|| panic!("no carets:\n{stderr}"));
@@ -272,7 +294,7 @@ fn installer_nft_backend_through_a_queue_shim() {
     assert!(ns.must(&["iptables", "-S"]).contains("FTWALL"));
     assert!(installer(&["veth0", "3:4"]).contains("installed (nft)"));
     let given = std::fs::read_to_string(&seen).unwrap();
-    assert_eq!(rules_with(&given, "queue num 3-4 bypass"), 3, "{given}");
+    assert_eq!(rules_with(&given, "queue num 3-4 bypass"), 7, "{given}");
     assert!(given.contains("oifname \"veth0\" iifname != \"veth0\"") && !given.contains("@LAN_IF@"));
     let once = ns.must(&["nft", "list", "table", "inet", "ftwall"]);
     assert!(!ns.must(&["iptables", "-S"]).contains("FTWALL"), "iptables chain removed");
@@ -283,7 +305,7 @@ fn installer_nft_backend_through_a_queue_shim() {
         "installing twice changes nothing"
     );
     installer(&["veth0", "5"]);
-    assert_eq!(rules_with(&std::fs::read_to_string(&seen).unwrap(), "queue num 5 bypass"), 3);
+    assert_eq!(rules_with(&std::fs::read_to_string(&seen).unwrap(), "queue num 5 bypass"), 7);
 
     // And back: the iptables backend removes the nft table.
     let out = ns.cmd(&["sh", install, "veth0", "3"]).env("FTWALL_BACKEND", "iptables").output().unwrap();
@@ -349,7 +371,13 @@ fn ft_clients_blocks_a_locked_client_in_the_kernel() {
         lab.sim("wan", &["tcp", "--to", "192.0.2.11:2222", "--payload", "none", "--timeout-ms", "1500"]);
     assert_eq!(inbound["connected"], false, "inbound connection: {inbound}");
 
+    // What the daemon loads from `timelock.allow_ports` (the rules name no port).
+    in_gw(&["nft", "add", "element", "inet", "ftwall", "ft_allow_ports", "{ 53, 80, 443 }"]);
     in_gw(&["nft", "add", "element", "inet", "ftwall", "ft_clients", &format!("{{ {client} timeout 4s }}")]);
+    // A suspect peer: no LAN host opens a new flow to it.
+    assert!(tcp(common::OTHER_CLIENT, "198.51.100.27:7777"), "before the peer is suspect");
+    in_gw(&["nft", "add", "element", "inet", "ftwall", "ft_peers", "{ 198.51.100.27 timeout 4s }"]);
+    assert!(!tcp(common::OTHER_CLIENT, "198.51.100.27:7777"), "new TCP to a suspect peer");
     assert!(!tcp(client, "198.51.100.26:7777"), "locked client, new TCP to a port outside allow_ports");
     // As in the daemon's time-lock, UDP is not refused by the lock itself.
     assert!(udp(client, "198.51.100.25:5353"), "locked client, UDP");
@@ -361,11 +389,14 @@ fn ft_clients_blocks_a_locked_client_in_the_kernel() {
     let set = in_gw(&["nft", "list", "set", "inet", "ftwall", "ft_clients"]);
     assert!(!set.contains(client), "element expired: {set}");
     assert!(udp(client, "198.51.100.25:5353") && tcp(client, "198.51.100.26:7777"), "after the lock");
+    assert!(tcp(common::OTHER_CLIENT, "198.51.100.27:7777"), "after the peer's element expired");
 }
 
-/// `timelock.kernel_set = true`: the daemon (queueing through the iptables rules, as on this
-/// kernel) mirrors its locks into `ft_clients`, with the lock's remaining time as the element's
-/// timeout, and removes them when the operator releases the client.
+/// The kernel sets (on by default; here through the old key `timelock.kernel_set = true`): the
+/// daemon (queueing through the iptables rules, as on this kernel) prefers the nft sets to the
+/// ipsets when both exist, loads `ft_allow_ports`, mirrors its locks into `ft_clients`, with the
+/// lock's remaining time as the element's timeout, and its suspect peers into `ft_peers`, and
+/// removes a client when the operator releases it.
 #[test]
 fn daemon_mirrors_locks_into_ft_clients() {
     let Some(_serial) = nft_guard() else { return };
@@ -382,7 +413,9 @@ fn daemon_mirrors_locks_into_ft_clients() {
     std::fs::write(&lab.config_path, config.replace("[timelock]\n", "[timelock]\nkernel_set = true\n"))
         .unwrap();
     lab.start_and_wait(&[]);
-    lab.wait_log("kernel_set_enabled", 1, Duration::from_secs(5), |v| v["event"] == "kernel_set_enabled");
+    let enabled =
+        lab.wait_log("kernel_set_enabled", 1, Duration::from_secs(5), |v| v["event"] == "kernel_set_enabled");
+    assert_eq!(enabled["backend"], "nft", "{enabled}");
 
     let set = || in_gw(&["nft", "list", "set", "inet", "ftwall", "ft_clients"]);
     let wait_set = |want: bool| {
@@ -407,6 +440,10 @@ fn daemon_mirrors_locks_into_ft_clients() {
     let almost = format!("timeout {}s", common::LOCK_SECONDS - 1);
     assert!(listing.contains(&timeout) || listing.contains(&almost), "{listing}");
     assert!(!listing.contains(common::OTHER_CLIENT));
+    let peers = in_gw(&["nft", "list", "set", "inet", "ftwall", "ft_peers"]);
+    assert!(peers.contains("198.51.100.20 timeout 23h59m5"), "the peer's remaining time: {peers}");
+    let ports = in_gw(&["nft", "list", "set", "inet", "ftwall", "ft_allow_ports"]);
+    assert!(ports.contains("elements = { 53, 80, 443 }"), "{ports}");
     lab.ctl(&["release", common::LAN_CLIENT]);
     wait_set(false);
 }

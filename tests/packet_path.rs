@@ -1,6 +1,6 @@
 //! The packet path under hostile traffic, on the real kernel (issue: no loop, no stall, no
 //! reflector). Three namespaces as in `tests/e2e.rs`; hostile packets come from
-//! `tests/hostile/packets.py` (raw sockets, standard library only).
+//! `tests/hostile/path_attacks.py` (raw sockets, standard library only).
 //!
 //! - a hand-written one-line queue rule and the default configuration: marked packets come back
 //!   once, are answered by their mark, offload switches itself off, nothing loops;
@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn hostile() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile/packets.py")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile/path_attacks.py")
 }
 
 /// Runs `packets.py ARGS` in namespace `ns` and returns its last JSON line.
@@ -33,9 +33,9 @@ fn packets(lab: &Lab, ns: &str, args: &[&str]) -> Value {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "packets.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "path_attacks.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().expect("packets.py printed nothing")).unwrap()
+    serde_json::from_str(stdout.lines().last().expect("path_attacks.py printed nothing")).unwrap()
 }
 
 /// The daemon's CPU time (user + system) in seconds.
@@ -63,7 +63,20 @@ fn one_line_queue_rule_never_loops_and_passes_whole_flows() {
     let queue = QUEUE.to_string();
     must(
         "ip",
-        &["netns", "exec", &gw, "iptables", "-A", "FORWARD", "-i", &lan_if, "-j", "NFQUEUE", "--queue-num", &queue],
+        &[
+            "netns",
+            "exec",
+            &gw,
+            "iptables",
+            "-A",
+            "FORWARD",
+            "-i",
+            &lan_if,
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            &queue,
+        ],
     );
     let wan_log = lab.dir.path().join("wan.jsonl");
     lab.spawn_responder("wan", &["--udp", "198.51.100.25:53"], &wan_log);
@@ -105,7 +118,8 @@ fn one_line_queue_rule_never_loops_and_passes_whole_flows() {
     assert!(s["marked_returns"].as_u64().unwrap() >= 1, "{s}");
     assert!(s["offload"].as_str().unwrap().starts_with("off"), "{s}");
     assert!(s["health"]["reasons"].to_string().contains("offload rules missing"), "{s}");
-    let missing: Vec<Value> = lab.log().into_iter().filter(|v| is_event(v, "offload_rules_missing")).collect();
+    let missing: Vec<Value> =
+        lab.log().into_iter().filter(|v| is_event(v, "offload_rules_missing")).collect();
     assert_eq!(missing.len(), 1, "logged exactly once: {missing:?}");
     assert!(missing[0]["message"].as_str().unwrap().contains("--mark 0x1/0x3 -j ACCEPT"));
 
@@ -139,7 +153,11 @@ fn pings_from_absent_lan_hosts_do_not_stall_the_verdicts() {
     let Some(_serial) = kernel_test_guard() else { return };
     let mut lab = Lab::new("ftpa");
     let wan_log = lab.dir.path().join("wan.jsonl");
-    lab.spawn_responder("wan", &["--udp", "198.51.100.20:1214,198.51.100.25:53", "--tcp-ports", "5555"], &wan_log);
+    lab.spawn_responder(
+        "wan",
+        &["--udp", "198.51.100.20:1214,198.51.100.25:53", "--tcp-ports", "5555"],
+        &wan_log,
+    );
     lab.write_config(&[], false);
     lab.start_and_wait(&[]);
     lab.warm_up();
@@ -175,7 +193,10 @@ fn pings_from_absent_lan_hosts_do_not_stall_the_verdicts() {
     let after = status(&lab);
     let judged = after["packets"].as_u64().unwrap() - during["packets"].as_u64().unwrap();
     let flood_judged = after["reasons"]["udp_ping"].as_u64().unwrap();
-    assert!(flood_judged >= sent, "{flood_judged} pings judged of {sent} sent ({judged} packets after 1.5 s)");
+    assert!(
+        flood_judged >= sent,
+        "{flood_judged} pings judged of {sent} sent ({judged} packets after 1.5 s)"
+    );
     let queue = &after["health"]["queues"][0];
     assert_eq!(queue["waiting"], 0, "{after}");
     assert_ne!(after["health"]["state"], "stalled", "{after}");
@@ -250,14 +271,22 @@ fn no_forged_pong_leaves_towards_an_outside_host() {
     // The victim an attacker would reflect pongs to.
     must("ip", &["-n", &wan, "addr", "add", "203.0.113.77/32", "dev", "lo"]);
     let victim_log = lab.dir.path().join("victim.jsonl");
-    lab.spawn_responder("wan", &["--udp", "203.0.113.77:4444,198.51.100.21:1214,198.51.100.25:53"], &victim_log);
+    lab.spawn_responder(
+        "wan",
+        &["--udp", "203.0.113.77:4444,198.51.100.21:1214,198.51.100.25:53"],
+        &victim_log,
+    );
     lab.write_config(&[], false);
     lab.start_and_wait(&[]);
     lab.warm_up();
 
     // A ping from the LAN with a forged outside source: dropped, and no pong to the victim.
     for port in 0..5 {
-        packets(&lab, "lan", &["spoof-ping", "203.0.113.77", "198.51.100.21", "1214", &(4444 + port).to_string()]);
+        packets(
+            &lab,
+            "lan",
+            &["spoof-ping", "203.0.113.77", "198.51.100.21", "1214", &(4444 + port).to_string()],
+        );
     }
     std::thread::sleep(Duration::from_millis(500));
     let victim = responder_log(&victim_log);

@@ -71,9 +71,17 @@ pub fn must(cmd: &str, args: &[&str]) {
     assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `name` plus this process's id in hex (at most 6 digits: pids stay below 2^22), e.g. `fte1a2b3`.
+pub fn unique_prefix(name: &str) -> String {
+    format!("{name}{:x}", std::process::id())
+}
+
 /// The three namespaces and the processes started in them; torn down on drop.
 pub struct Lab {
-    pub prefix: &'static str,
+    /// The name given to [`Lab::new`] plus this process's id in hex, so that test binaries
+    /// running at once (from other worktrees too) never share a namespace or an interface
+    /// (`<prefix>l0` etc. stay within the 15 characters of an interface name).
+    pub prefix: String,
     pub dir: tempfile::TempDir,
     pub daemon: Option<Child>,
     pub children: Vec<Child>,
@@ -93,7 +101,9 @@ impl Lab {
         format!("{}-{name}", self.prefix)
     }
 
-    pub fn new(prefix: &'static str) -> Lab {
+    pub fn new(name: &str) -> Lab {
+        assert!(name.len() <= 4, "lab name {name:?}: at most 4 characters (interface names)");
+        let prefix = unique_prefix(name);
         let dir = tempfile::tempdir().unwrap();
         let notify_path = dir.path().join("notify.sock");
         let socket = UnixDatagram::bind(&notify_path).unwrap();
@@ -123,6 +133,7 @@ impl Lab {
             must("ip", &["netns", "add", ns]);
             must("ip", &["-n", ns, "link", "set", "lo", "up"]);
         }
+        let prefix = &lab.prefix;
         let (l0, g0, g1, w0) =
             (format!("{prefix}l0"), format!("{prefix}g0"), format!("{prefix}g1"), format!("{prefix}w0"));
         must("ip", &["link", "add", &l0, "netns", &lan, "type", "veth", "peer", "name", &g0, "netns", &gw]);

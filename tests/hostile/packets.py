@@ -1,139 +1,171 @@
 #!/usr/bin/env python3
-"""Hostile traffic for tests/packet_path.rs, with the standard library only (raw sockets).
+"""Hostile and repeated FastTrack traffic for tests/offload_loop.rs, run in the lab's `lan`
+namespace. Standard library only (raw sockets), so CI needs nothing beyond python3.
 
-  flood-absent RATE SECONDS      FastTrack pings from 192.0.2.100-199 (no such hosts on the LAN)
-                                 to 198.51.100.30-39:1214, a new source port each, RATE per second
-  spoof-ping SRC DST DPORT SPORT one FastTrack ping with a forged source address
-  freeze PID THREAD SECONDS      stops one thread of PID (by name) with PTRACE_SEIZE+INTERRUPT,
-                                 prints "frozen TID", holds it SECONDS, then detaches
-  tcp-serve ADDR PORT            accepts one connection, prints the byte count it received
-  tcp-send ADDR PORT BYTES       sends BYTES over one connection, prints "sent N"
-Prints one line of JSON per command where it reports something.
+Usage: packets.py --gw NS --queue N MODE ARGS... Modes that measure the gateway's queue read `/proc/net/netfilter/nfnetlink_queue` in the
+gateway namespace (`--gw NS --queue N`) just before and some time after the hostile packets,
+and print one JSON line: {"sent": packets sent, "before": id_sequence, "after": id_sequence, ...}.
+
+  badsum-ping  SRC DST DPORT           UDP pings with a wrong UDP checksum (conntrack: INVALID)
+  tcp-invalid  SRC SPORT DST DPORT     a real TCP connection (plain data, settled clean and
+                                       offloaded), then segments of its 5-tuple with a wrong
+                                       checksum and with SYN+FIN (INVALID), then closed
+  udp-flow     SRC SPORT DST DPORT N   N junk datagrams then one ping on one 5-tuple, not
+                                       waiting for answers (for a NOTRACK flow)
+  smuggle      SRC SPORT DST DPORT N   N junk datagrams on one 5-tuple, each echoed, then a ping
+                                       on the same 5-tuple; prints echoes and pongs
+  pings        SRC SPORT DST DPORT N   N pings, 200 ms apart, from one source port; prints pongs
 """
-import ctypes
+
 import json
-import os
 import socket
 import struct
+import subprocess
 import sys
 import time
 
-PING = b"\x27\x00\x00\x00\x29\x80KaZaA\x00"
+PING = bytes([0x27, 0, 0, 0, 0x29, 0x80]) + b"KaZaA\0"
+
+
+def id_sequence(gw, queue):
+    text = subprocess.run(
+        ["ip", "netns", "exec", gw, "cat", "/proc/net/netfilter/nfnetlink_queue"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and int(fields[0]) == queue:
+            return int(fields[7])
+    raise SystemExit(f"queue {queue} not bound in {gw}: {text!r}")
 
 
 def checksum(data):
     if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total > 0xFFFF:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
 
 
-def ipv4_udp(src, dst, sport, dport, payload):
-    udp_len = 8 + len(payload)
-    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 17, udp_len)
-    udp = struct.pack("!HHHH", sport, dport, udp_len, 0)
-    csum = checksum(pseudo + udp + payload) or 0xFFFF
-    udp = struct.pack("!HHHH", sport, dport, udp_len, csum)
-    total = 20 + udp_len
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0, 0x4000, 64, 17, 0,
-                     socket.inet_aton(src), socket.inet_aton(dst))
-    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    return ip + udp + payload
+def pseudo(src, dst, proto, length):
+    return socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, proto, length)
 
 
-def raw_socket():
-    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+def raw(src, proto):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+    s.bind((src, 0))
     return s
 
 
-def flood_absent(rate, seconds):
-    s = raw_socket()
-    interval = 1.0 / rate
-    start = time.monotonic()
-    sent = 0
-    while time.monotonic() - start < seconds:
-        src = "192.0.2.%d" % (100 + sent % 100)
-        dst = "198.51.100.%d" % (30 + sent % 10)
-        s.sendto(ipv4_udp(src, dst, 1024 + sent % 60000, 1214, PING), (dst, 0))
-        sent += 1
-        delay = start + sent * interval - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-    print(json.dumps({"command": "flood-absent", "sent": sent, "seconds": seconds}), flush=True)
+def udp_bad(src, sport, dst, dport, payload):
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0xDEAD) + payload
 
 
-def spoof_ping(src, dst, dport, sport):
-    raw_socket().sendto(ipv4_udp(src, dst, sport, dport, PING), (dst, 0))
-    print(json.dumps({"command": "spoof-ping", "sent": 1}), flush=True)
+def tcp_segment(src, sport, dst, dport, seq, ack, flags, payload, good_checksum):
+    header = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0)
+    segment = header + payload
+    csum = checksum(pseudo(src, dst, socket.IPPROTO_TCP, len(segment)) + segment)
+    if not good_checksum:
+        csum ^= 0x5A5A
+    return segment[:16] + struct.pack("!H", csum) + segment[18:]
 
 
-PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
+def udp_socket(src, sport, timeout):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((src, sport))
+    s.settimeout(timeout)
+    return s
 
 
-def freeze(pid, name, seconds):
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
-    tid = None
-    for t in os.listdir("/proc/%d/task" % pid):
-        with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
-            if f.read().strip() == name:
-                tid = int(t)
-    if tid is None:
-        sys.exit("no thread named %s in %d" % (name, pid))
-    if libc.ptrace(PTRACE_SEIZE, tid, None, None) != 0 or libc.ptrace(PTRACE_INTERRUPT, tid, None, None) != 0:
-        sys.exit("ptrace: %s" % os.strerror(ctypes.get_errno()))
-    os.waitpid(tid, 0x40000000)  # __WALL: wait until only this thread is stopped
-    print(json.dumps({"command": "freeze", "frozen": tid}), flush=True)
-    time.sleep(seconds)
-    libc.ptrace(PTRACE_DETACH, tid, None, None)
-    print(json.dumps({"command": "freeze", "released": tid}), flush=True)
+def receive(s, deadline):
+    """Datagrams received until `deadline`."""
+    got = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return got
+        s.settimeout(left)
+        try:
+            got.append(s.recv(2048))
+        except socket.timeout:
+            return got
 
 
-def tcp_serve(addr, port):
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((addr, port))
-    srv.listen(1)
-    print(json.dumps({"ready": True}), flush=True)
-    conn, _ = srv.accept()
-    conn.settimeout(20)
-    total = 0
-    try:
-        while True:
-            chunk = conn.recv(65536)
-            if not chunk:
-                break
-            total += len(chunk)
-    except socket.timeout:
-        pass
-    print(json.dumps({"command": "tcp-serve", "received": total}), flush=True)
-
-
-def tcp_send(addr, port, size):
-    conn = socket.create_connection((addr, port), timeout=20)
-    block = bytes(range(256)) * 256
-    sent = 0
-    while sent < size:
-        sent += conn.send(block[: min(len(block), size - sent)])
-    conn.shutdown(socket.SHUT_WR)
-    conn.close()
-    print(json.dumps({"command": "tcp-send", "sent": sent}), flush=True)
+def main(argv):
+    # Always: --gw NS --queue N MODE ARGS...
+    if len(argv) < 5 or argv[0] != "--gw" or argv[2] != "--queue":
+        raise SystemExit(__doc__)
+    gw, queue, mode, args = argv[1], int(argv[3]), argv[4], argv[5:]
+    result = {"mode": mode}
+    settle = 0.6
+    if mode == "badsum-ping":
+        src, dst, dport = args[0], args[1], int(args[2])
+        s = raw(src, socket.IPPROTO_UDP)
+        result["before"] = id_sequence(gw, queue)
+        for sport in (40001, 40002, 40003):
+            s.sendto(udp_bad(src, sport, dst, dport, PING), (dst, 0))
+        result["sent"] = 3
+        time.sleep(settle)
+        result["after"] = id_sequence(gw, queue)
+    elif mode == "tcp-invalid":
+        src, sport, dst, dport = args[0], int(args[1]), args[2], int(args[3])
+        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        c.bind((src, sport))
+        c.settimeout(3)
+        c.connect((dst, dport))
+        c.sendall(b"plain data that is not http, long enough to settle the flow\n")
+        result["echo"] = len(c.recv(4096))
+        c.sendall(b"second plain chunk\n")
+        c.recv(4096)
+        time.sleep(0.3)
+        s = raw(src, socket.IPPROTO_TCP)
+        result["before"] = id_sequence(gw, queue)
+        bad = tcp_segment(src, sport, dst, dport, 12345, 1, 0x18, b"corrupt!", False)
+        odd = tcp_segment(src, sport, dst, dport, 12345, 0, 0x03, b"", True)  # SYN+FIN
+        for segment in (bad, odd, bad):
+            s.sendto(segment, (dst, 0))
+        result["sent"] = 3
+        time.sleep(settle)
+        result["after"] = id_sequence(gw, queue)
+        c.close()
+    elif mode == "udp-flow":
+        src, sport, dst, dport, n = args[0], int(args[1]), args[2], int(args[3]), int(args[4])
+        s = udp_socket(src, sport, 1)
+        result["before"] = id_sequence(gw, queue)
+        for i in range(n):
+            s.sendto(b"junk datagram %03d ........" % i, (dst, dport))
+            time.sleep(0.01)
+        s.sendto(PING, (dst, dport))
+        result["sent"] = n + 1
+        time.sleep(settle)
+        result["after"] = id_sequence(gw, queue)
+    elif mode == "smuggle":
+        src, sport, dst, dport, n = args[0], int(args[1]), args[2], int(args[3]), int(args[4])
+        s = udp_socket(src, sport, 1)
+        echoes = 0
+        for i in range(n):
+            s.sendto(b"junk datagram %03d ........" % i, (dst, dport))
+            echoes += len(receive(s, time.monotonic() + 1.0)[:1])
+        s.sendto(PING, (dst, dport))
+        answers = receive(s, time.monotonic() + 1.0)
+        result.update(echoes=echoes, pongs=sum(1 for a in answers if a[:1] == b"\x28"))
+    elif mode == "pings":
+        src, sport, dst, dport, n = args[0], int(args[1]), args[2], int(args[3]), int(args[4])
+        s = udp_socket(src, sport, 1)
+        pongs = 0
+        for _ in range(n):
+            s.sendto(PING, (dst, dport))
+            answers = receive(s, time.monotonic() + 0.2)
+            pongs += sum(1 for a in answers if a[:1] == b"\x28")
+        pongs += sum(1 for a in receive(s, time.monotonic() + 0.3) if a[:1] == b"\x28")
+        result.update(sent=n, pongs=pongs)
+    else:
+        raise SystemExit(__doc__)
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
-    cmd, args = sys.argv[1], sys.argv[2:]
-    if cmd == "flood-absent":
-        flood_absent(float(args[0]), float(args[1]))
-    elif cmd == "spoof-ping":
-        spoof_ping(args[0], args[1], int(args[2]), int(args[3]))
-    elif cmd == "freeze":
-        freeze(int(args[0]), args[1], float(args[2]))
-    elif cmd == "tcp-serve":
-        tcp_serve(args[0], int(args[1]))
-    elif cmd == "tcp-send":
-        tcp_send(args[0], int(args[1]), int(args[2]))
-    else:
-        sys.exit(__doc__)
+    main(sys.argv[1:])

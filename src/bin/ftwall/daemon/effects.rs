@@ -16,10 +16,11 @@
 
 use super::client_dir::ClientDir;
 use super::counters::Counters;
-use super::kernel_set::{self, KernelLockSet};
+use super::kernel_set::KernelSets;
 use super::spoof::Spoofer;
 use super::time;
-use ftwall::engine::{LockEntry, StoreRecord};
+use ftwall::engine::{Snapshot, StoreRecord};
+use ftwall::Config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,10 +51,11 @@ pub(crate) enum Outgoing {
 pub(crate) enum MirrorJob {
     /// One change of the engine's persistent state.
     Record(StoreRecord),
-    /// Make the mirrors hold exactly these locks (after discarded updates, or a reconfiguration).
-    Resync(Vec<LockEntry>),
-    /// The mirror settings changed: reopen what changed, then resync with the locks given.
-    Configure { client_dir: Option<PathBuf>, kernel_set: bool, locks: Vec<LockEntry> },
+    /// Load the whole state again (after discarded updates).
+    Resync(Snapshot),
+    /// The configuration changed (or the daemon starts): reopen what changed (client directory,
+    /// kernel sets, allowed ports), then load the whole state.
+    Configure(Box<Config>, Snapshot),
     /// Apply everything queued so far, wait for `nft`, then answer (at shutdown).
     Finish(SyncSender<()>),
 }
@@ -71,17 +73,15 @@ impl Effects {
     /// Starts both threads.
     pub(crate) fn start(
         counters: Arc<Counters>,
-        spoof_pongs: bool,
-        client_dir: Option<PathBuf>,
-        kernel_set: bool,
-        locks: Vec<LockEntry>,
+        config: &Config,
+        snapshot: &Snapshot,
     ) -> std::io::Result<Self> {
         let (outgoing, outgoing_rx) = sync_channel(OUTGOING_QUEUE);
         let (mirror, mirror_rx) = sync_channel(MIRROR_QUEUE);
         let resync_needed = Arc::new(AtomicBool::new(false));
         let sender = {
             let counters = Arc::clone(&counters);
-            let spoofer = spoof_pongs.then(open_spoofer);
+            let spoofer = config.spoof_pongs.then(open_spoofer);
             std::thread::Builder::new()
                 .name("ftwall-send".into())
                 .spawn(move || sender_thread(outgoing_rx, spoofer, &counters))?
@@ -89,7 +89,7 @@ impl Effects {
         let mirror_thread = {
             let counters = Arc::clone(&counters);
             let mut state = Mirrors { client_dir: None, kernel_set: None, counters };
-            state.configure(client_dir, kernel_set, &locks);
+            state.configure(config, snapshot);
             std::thread::Builder::new().name("ftwall-mirror".into()).spawn(move || state.serve(mirror_rx))?
         };
         Ok(Self { outgoing, mirror, counters, resync_needed, threads: vec![sender, mirror_thread] })
@@ -210,7 +210,7 @@ fn sender_thread(jobs: Receiver<Outgoing>, mut spoofer: Option<Spoofer>, counter
 /// The mirror thread's state.
 struct Mirrors {
     client_dir: Option<ClientDir>,
-    kernel_set: Option<KernelLockSet>,
+    kernel_set: Option<KernelSets>,
     counters: Arc<Counters>,
 }
 
@@ -220,13 +220,11 @@ impl Mirrors {
         loop {
             match jobs.recv_timeout(Duration::from_millis(200)) {
                 Ok(MirrorJob::Record(record)) => self.record(&record),
-                Ok(MirrorJob::Resync(locks)) => {
+                Ok(MirrorJob::Resync(snapshot)) => {
                     Counters::bump(&self.counters.mirror_resyncs);
-                    self.resync(&locks);
+                    self.resync(&snapshot);
                 }
-                Ok(MirrorJob::Configure { client_dir, kernel_set, locks }) => {
-                    self.configure(client_dir, kernel_set, &locks)
-                }
+                Ok(MirrorJob::Configure(config, snapshot)) => self.configure(&config, &snapshot),
                 Ok(MirrorJob::Finish(done)) => {
                     self.reap(true, &mut last_kernel_error);
                     let _ = done.try_send(());
@@ -241,7 +239,8 @@ impl Mirrors {
         }
     }
 
-    fn configure(&mut self, client_dir: Option<PathBuf>, kernel_set: bool, locks: &[LockEntry]) {
+    fn configure(&mut self, config: &Config, snapshot: &Snapshot) {
+        let client_dir: Option<PathBuf> = config.client_dir.clone();
         let same_dir = match (&self.client_dir, &client_dir) {
             (Some(open), Some(wanted)) => open.dir() == wanted.as_path(),
             (None, None) => true,
@@ -256,26 +255,30 @@ impl Mirrors {
                 }
             });
         }
-        if !kernel_set {
+        if !config.kernel_sets_enabled() {
             self.kernel_set = None;
         } else if self.kernel_set.is_none() {
-            info!(
-                event = "kernel_set_enabled",
-                locks = locks.len(),
-                "locked clients mirrored into nft sets inet ftwall ft_clients/ft_clients6"
-            );
-            self.kernel_set = Some(KernelLockSet::default());
+            // Probes which sets exist (runs nft / ipset once; this thread, never a packet's).
+            self.kernel_set = KernelSets::detect(config);
+            if let Some(set) = &self.kernel_set {
+                info!(
+                    event = "kernel_set_enabled",
+                    backend = set.backend().as_str(),
+                    locks = snapshot.locks.len(),
+                    peers = snapshot.peers.len(),
+                    "locked clients, suspect peers and allowed ports mirrored into the kernel sets"
+                );
+            }
         }
-        self.resync(locks);
+        if let Some(set) = &mut self.kernel_set {
+            set.allow_ports(&config.timelock.allow_ports);
+        }
+        self.resync(snapshot);
     }
 
     fn record(&mut self, record: &StoreRecord) {
         if let Some(set) = &mut self.kernel_set {
-            match record {
-                StoreRecord::Lock(lock) => set.apply(&kernel_set::lock_script(lock, time::now())),
-                StoreRecord::LockRemoved(client) => set.apply(&kernel_set::release_script(*client)),
-                _ => {}
-            }
+            set.record(record, time::now());
         }
         if let Some(dir) = &self.client_dir {
             let result = match record {
@@ -290,15 +293,14 @@ impl Mirrors {
         }
     }
 
-    fn resync(&mut self, locks: &[LockEntry]) {
+    fn resync(&mut self, snapshot: &Snapshot) {
+        let now = time::now();
         if let Some(set) = &mut self.kernel_set {
-            let now = time::now();
-            for lock in locks.iter().filter(|l| l.until > now) {
-                set.apply(&kernel_set::lock_script(lock, now));
-            }
+            set.sync(snapshot, now);
         }
         if let Some(dir) = &self.client_dir {
-            if let Err(e) = dir.sync(locks) {
+            let locks: Vec<_> = snapshot.locks.iter().filter(|l| l.until > now).copied().collect();
+            if let Err(e) = dir.sync(&locks) {
                 Counters::bump(&self.counters.client_dir_errors);
                 warn!(event = "client_dir_error", error = %e, "client directory not synchronised");
             }
@@ -315,7 +317,7 @@ impl Mirrors {
                     event = "kernel_set_failed",
                     failed,
                     total = Counters::get(&self.counters.kernel_set_errors),
-                    "nft could not update inet ftwall ft_clients (is iptables/ftwall.nft loaded? is nft installed?)"
+                    "the kernel sets could not be updated (are the rules installed? nft / ipset present?)"
                 );
             }
         }

@@ -1,91 +1,253 @@
-//! Mirrors time-locked clients into the nftables sets `inet ftwall ft_clients` (IPv4) and
-//! `ft_clients6` (IPv6) of `iptables/ftwall.nft`, so the kernel drops a locked client's traffic
-//! to other ports before it is ever queued (`timelock.kernel_set = true`).
+//! Mirrors what ftwall knows into the kernel sets of the installed rules, so that the kernel
+//! keeps enforcing it while the daemon restarts, crashes or is stopped (`kernel_sets = "auto"`,
+//! the default): time-locked clients, suspect peers, and `timelock.allow_ports`.
 //!
-//! Each change becomes a short nft script, queued in order. One `nft -f -` runs at a time and
-//! applies every script queued so far (up to [`MAX_BATCH`]) as one transaction, so changes to
-//! the same client land in the order the engine made them; the next batch starts when the run
-//! is collected, from the packet path without waiting or at the next housekeeping tick. The
-//! daemon never waits for `nft` except at shutdown. The backlog is capped at [`MAX_BACKLOG`]
-//! scripts (more are refused and counted as failures). Elements carry the lock's remaining time
-//! as their timeout, so the kernel forgets a client when the daemon does, even if the daemon is
-//! gone.
+//! Two backends, one per rule set of `iptables/`:
+//! - [`Backend::Nft`]: the sets `ft_clients`, `ft_clients6`, `ft_peers`, `ft_peers6` and
+//!   `ft_allow_ports` of the table `inet ftwall` (`ftwall.nft`), updated by `nft -f -` scripts;
+//! - [`Backend::Ipset`]: the ipsets `ftwall_clients`, `ftwall_clients6`, `ftwall_peers`,
+//!   `ftwall_peers6` and `ftwall_allow_ports` created by `install.sh` for `ftwall.rules` /
+//!   `ftwall6.rules`, updated by `ipset restore -exist` batches.
+//!
+//! [`KernelSets::detect`] picks the backend whose sets exist (nft first), by running the tools
+//! once: at start (and at a reload that enables mirroring), never on the packet path.
+//!
+//! Each change becomes a short script, queued in order. One process runs at a time and applies
+//! every script queued so far (up to [`MAX_BATCH`]) as one batch, so changes to the same address
+//! land in the order the engine made them; the next batch starts when the run is collected,
+//! at the next change or housekeeping tick, without waiting. The batch is written to the
+//! process by a helper thread, so a large one (a long `allow_ports`) never blocks the caller.
+//! Nothing here waits except [`KernelSets::finish`] at shutdown. The backlog is capped at
+//! [`MAX_BACKLOG`] scripts (more are refused and counted as failures). Elements carry the
+//! remaining time of the lock or the peer as their timeout, so the kernel forgets them when the
+//! daemon would, even if the daemon is gone.
 
-use ftwall::engine::LockEntry;
-use ftwall::Timestamp;
+use ftwall::engine::{LockEntry, PeerEntry, Snapshot, StoreRecord};
+use ftwall::{Config, Timestamp};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use tracing::warn;
 
-/// Most scripts applied by one `nft` run (a few hundred bytes each: the batch fits a pipe
-/// buffer).
+/// Most scripts applied by one run.
 const MAX_BATCH: usize = 128;
-/// Most scripts waiting for `nft`.
+/// Most scripts waiting for a run.
 const MAX_BACKLOG: usize = 16_384;
 
-/// The nft script that sets the locked client's element to expire when its lock does, as seen
-/// at `now`. `add` of an existing element keeps its old timeout, so the script adds (a no-op if
-/// present), deletes and adds again, in one transaction (nft 1.0.6 has no `destroy`).
-pub(crate) fn lock_script(lock: &LockEntry, now: Timestamp) -> String {
-    let client = lock.client;
-    let set = set_name(client);
-    let secs = lock.until.saturating_since(now).as_secs().max(1);
-    format!(
-        "add element inet ftwall {set} {{ {client} }}\n\
-         delete element inet ftwall {set} {{ {client} }}\n\
-         add element inet ftwall {set} {{ {client} timeout {secs}s }}\n"
-    )
+/// Which kind of kernel sets the installed rules use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// nftables sets in `table inet ftwall`, updated with `nft -f -`.
+    Nft,
+    /// ipsets, updated with `ipset restore -exist`.
+    Ipset,
 }
 
-/// The nft script that removes `client`'s element, present or not.
-pub(crate) fn release_script(client: IpAddr) -> String {
-    let set = set_name(client);
-    format!("add element inet ftwall {set} {{ {client} }}\ndelete element inet ftwall {set} {{ {client} }}\n")
-}
+impl Backend {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Backend::Nft => "nft",
+            Backend::Ipset => "ipset",
+        }
+    }
 
-fn set_name(client: IpAddr) -> &'static str {
-    match client {
-        IpAddr::V4(_) => "ft_clients",
-        IpAddr::V6(_) => "ft_clients6",
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Backend::Nft => &["-f", "-"],
+            Backend::Ipset => &["restore", "-exist"],
+        }
+    }
+
+    fn clients(self, addr: IpAddr) -> &'static str {
+        match (self, addr) {
+            (Backend::Nft, IpAddr::V4(_)) => "ft_clients",
+            (Backend::Nft, IpAddr::V6(_)) => "ft_clients6",
+            (Backend::Ipset, IpAddr::V4(_)) => "ftwall_clients",
+            (Backend::Ipset, IpAddr::V6(_)) => "ftwall_clients6",
+        }
+    }
+
+    fn peers(self, addr: IpAddr) -> &'static str {
+        match (self, addr) {
+            (Backend::Nft, IpAddr::V4(_)) => "ft_peers",
+            (Backend::Nft, IpAddr::V6(_)) => "ft_peers6",
+            (Backend::Ipset, IpAddr::V4(_)) => "ftwall_peers",
+            (Backend::Ipset, IpAddr::V6(_)) => "ftwall_peers6",
+        }
+    }
+
+    /// The script that puts `addr` into `set`, expiring after `secs` seconds (None: never).
+    fn add(self, set: &str, addr: IpAddr, secs: Option<u64>) -> String {
+        match self {
+            // `add` of an existing element keeps its old timeout, so the script adds (a no-op
+            // if present), deletes and adds again, in one transaction (nft 1.0.6 has no
+            // `destroy`).
+            Backend::Nft => {
+                let timeout = secs.map_or(String::new(), |s| format!(" timeout {s}s"));
+                format!(
+                    "add element inet ftwall {set} {{ {addr} }}\n\
+                     delete element inet ftwall {set} {{ {addr} }}\n\
+                     add element inet ftwall {set} {{ {addr}{timeout} }}\n"
+                )
+            }
+            // `add -exist` updates the timeout of an existing element; 0 is "never".
+            Backend::Ipset => format!("add {set} {addr} timeout {} -exist\n", secs.unwrap_or(0)),
+        }
+    }
+
+    /// The script that removes `addr` from `set`, present or not.
+    fn del(self, set: &str, addr: IpAddr) -> String {
+        match self {
+            Backend::Nft => format!(
+                "add element inet ftwall {set} {{ {addr} }}\ndelete element inet ftwall {set} {{ {addr} }}\n"
+            ),
+            Backend::Ipset => format!("del {set} {addr} -exist\n"),
+        }
+    }
+
+    /// The script that replaces the allowed ports, atomically (nft: one transaction; ipset: a
+    /// new set swapped in).
+    fn allow_ports(self, ports: &[u16]) -> String {
+        let mut ports = ports.to_vec();
+        ports.sort_unstable();
+        ports.dedup();
+        match self {
+            Backend::Nft => {
+                let mut s = String::from("flush set inet ftwall ft_allow_ports\n");
+                if !ports.is_empty() {
+                    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+                    s += &format!("add element inet ftwall ft_allow_ports {{ {} }}\n", list.join(", "));
+                }
+                s
+            }
+            Backend::Ipset => {
+                let mut s = String::from(
+                    "create ftwall_allow_ports_new bitmap:port range 0-65535 -exist\nflush ftwall_allow_ports_new\n",
+                );
+                for port in ports {
+                    s += &format!("add ftwall_allow_ports_new {port} -exist\n");
+                }
+                s + "swap ftwall_allow_ports_new ftwall_allow_ports\ndestroy ftwall_allow_ports_new\n"
+            }
+        }
+    }
+
+    fn lock(self, lock: &LockEntry, now: Timestamp) -> String {
+        let secs = lock.until.saturating_since(now).as_secs().max(1);
+        self.add(self.clients(lock.client), lock.client, Some(secs))
+    }
+
+    fn peer(self, peer: &PeerEntry, now: Timestamp) -> String {
+        let secs = peer.expires.map(|t| t.saturating_since(now).as_secs().max(1));
+        self.add(self.peers(peer.addr), peer.addr, secs)
     }
 }
 
-/// Runs the scripts; see the module documentation.
+/// The script that mirrors `record` (None for bans, which stay in the daemon).
+pub(crate) fn record_script(backend: Backend, record: &StoreRecord, now: Timestamp) -> Option<String> {
+    Some(match record {
+        StoreRecord::Lock(lock) => backend.lock(lock, now),
+        StoreRecord::LockRemoved(client) => backend.del(backend.clients(*client), *client),
+        StoreRecord::Peer(peer) => backend.peer(peer, now),
+        StoreRecord::PeerRemoved(addr) => backend.del(backend.peers(*addr), *addr),
+        StoreRecord::Ban(_) | StoreRecord::BanRemoved(_) => return None,
+    })
+}
+
+/// Whether the "no kernel sets" warning was given (once per process).
+static WARNED_MISSING: AtomicBool = AtomicBool::new(false);
+
+/// Runs `program args`, silently; true if it exited with success.
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// One run in flight: the process, and the thread writing its batch (true if all of it went).
 #[derive(Debug)]
-pub(crate) struct KernelLockSet {
-    /// The program run (`nft`; tests put a recorder in its place).
+struct Run {
+    child: Child,
+    writer: Option<JoinHandle<bool>>,
+}
+
+/// The mirror; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct KernelSets {
+    backend: Backend,
+    /// The program run (`nft` or `ipset`; tests put a recorder in its place).
     program: PathBuf,
-    /// The one `nft` run in flight, if any, and whether its whole script reached it.
-    running: Option<(Child, bool)>,
-    /// Scripts waiting for it to finish, oldest first.
+    running: Option<Run>,
+    /// Scripts waiting for the next run, oldest first.
     backlog: VecDeque<String>,
     /// Runs that could not start or exited non-zero, and scripts refused because the backlog
-    /// was full, since the last [`KernelLockSet::reap`].
+    /// was full, since the last [`KernelSets::reap`].
     failures: u64,
 }
 
-impl Default for KernelLockSet {
-    fn default() -> Self {
-        Self::with_program("nft")
-    }
-}
-
-impl KernelLockSet {
-    fn with_program(program: impl Into<PathBuf>) -> Self {
-        Self { program: program.into(), running: None, backlog: VecDeque::new(), failures: 0 }
-    }
-
-    /// Queues `script` and starts `nft` if none is running.
-    pub(crate) fn apply(&mut self, script: &str) {
-        if self.backlog.len() >= MAX_BACKLOG {
-            self.failures += 1;
-            return;
+impl KernelSets {
+    /// The mirror for whichever backend's sets exist (nft's table `inet ftwall` first, then the
+    /// ipsets), or None when `kernel_sets = "off"` (or `timelock.kernel_set = false`) or when
+    /// neither exists (warned once per process: the rules are not installed, or are old).
+    pub(crate) fn detect(config: &Config) -> Option<KernelSets> {
+        if !config.kernel_sets_enabled() {
+            return None;
         }
-        self.backlog.push_back(script.to_string());
-        self.collect(false);
-        self.start();
+        if succeeds("nft", &["list", "set", "inet", "ftwall", "ft_clients"]) {
+            return Some(Self::with_program(Backend::Nft, "nft"));
+        }
+        if succeeds("ipset", &["list", "-n", "ftwall_clients"]) {
+            return Some(Self::with_program(Backend::Ipset, "ipset"));
+        }
+        if !WARNED_MISSING.swap(true, Ordering::Relaxed) {
+            warn!(
+                event = "kernel_sets_unavailable",
+                "neither the nft set inet ftwall ft_clients nor the ipset ftwall_clients exists \
+                 (run iptables/install.sh, with ipset installed): locks and suspect peers are not \
+                 kept in the kernel across restarts"
+            );
+        }
+        None
+    }
+
+    /// A mirror for `backend` that runs `program` (with the backend's arguments).
+    pub(crate) fn with_program(backend: Backend, program: impl Into<PathBuf>) -> Self {
+        Self { backend, program: program.into(), running: None, backlog: VecDeque::new(), failures: 0 }
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Mirrors one change of the engine's state (bans are ignored).
+    pub(crate) fn record(&mut self, record: &StoreRecord, now: Timestamp) {
+        if let Some(script) = record_script(self.backend, record, now) {
+            self.push(script);
+        }
+    }
+
+    /// Replaces the allowed ports (`timelock.allow_ports`).
+    pub(crate) fn allow_ports(&mut self, ports: &[u16]) {
+        self.push(self.backend.allow_ports(ports));
+    }
+
+    /// Loads every lock still in force and every suspect peer (at start and reload). Elements
+    /// already in the sets are refreshed, never removed: they end by their own timeouts.
+    pub(crate) fn sync(&mut self, snapshot: &Snapshot, now: Timestamp) {
+        for lock in snapshot.locks.iter().filter(|l| l.until > now) {
+            self.push(self.backend.lock(lock, now));
+        }
+        for peer in snapshot.peers.iter().filter(|p| p.expires.is_none_or(|t| t > now)) {
+            self.push(self.backend.peer(peer, now));
+        }
     }
 
     /// Collects a finished run and starts the next batch; returns how many runs or scripts
@@ -100,28 +262,44 @@ impl KernelLockSet {
     pub(crate) fn finish(&mut self) -> u64 {
         loop {
             self.collect(true);
-            if self.backlog.is_empty() {
+            if self.backlog.is_empty() && self.running.is_none() {
                 return std::mem::take(&mut self.failures);
             }
             self.start();
         }
     }
 
-    /// Forgets the running `nft` once it has exited (waiting for it if `block`), counting a
-    /// failure if it did not succeed.
+    /// Queues `script` and starts a run if none is in flight.
+    fn push(&mut self, script: String) {
+        if self.backlog.len() >= MAX_BACKLOG {
+            self.failures += 1;
+            return;
+        }
+        self.backlog.push_back(script);
+        self.collect(false);
+        self.start();
+    }
+
+    /// Forgets the running process once it has exited (waiting for it if `block`), counting a
+    /// failure if it did not succeed or did not get its whole batch.
     fn collect(&mut self, block: bool) {
-        let Some((child, delivered)) = &mut self.running else { return };
-        let status = if block { child.wait().map(Some) } else { child.try_wait() };
-        match status {
+        let Some(run) = &mut self.running else { return };
+        let status = if block { run.child.wait().map(Some) } else { run.child.try_wait() };
+        let ok = match status {
             Ok(None) => return,
-            Ok(Some(status)) if status.success() && *delivered => {}
-            _ => self.failures += 1,
+            Ok(Some(status)) => status.success(),
+            Err(_) => false,
+        };
+        // The process has exited, so its end of the pipe is closed: the writer is done or
+        // about to fail with EPIPE.
+        let delivered = run.writer.take().is_some_and(|w| w.join().unwrap_or(false));
+        if !(ok && delivered) {
+            self.failures += 1;
         }
         self.running = None;
     }
 
-    /// Starts `nft -f -` with up to [`MAX_BATCH`] queued scripts as one transaction, unless a
-    /// run is already in flight.
+    /// Starts a run with up to [`MAX_BATCH`] queued scripts, unless one is in flight.
     fn start(&mut self) {
         if self.running.is_some() || self.backlog.is_empty() {
             return;
@@ -129,18 +307,20 @@ impl KernelLockSet {
         let take = self.backlog.len().min(MAX_BATCH);
         let script: String = self.backlog.drain(..take).collect();
         let child = Command::new(&self.program)
-            .args(["-f", "-"])
+            .args(self.backend.args())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
         match child {
             Ok(mut child) => {
-                // At most MAX_BATCH scripts of a few hundred bytes: within the pipe buffer, so
-                // this write never blocks. A run that did not get all of it counts as failed.
-                let delivered =
-                    child.stdin.take().is_some_and(|mut stdin| stdin.write_all(script.as_bytes()).is_ok());
-                self.running = Some((child, delivered));
+                let writer = child.stdin.take().and_then(|mut stdin| {
+                    std::thread::Builder::new()
+                        .name("ftwall-kernel-sets".into())
+                        .spawn(move || stdin.write_all(script.as_bytes()).is_ok())
+                        .ok()
+                });
+                self.running = Some(Run { child, writer });
             }
             Err(_) => self.failures += 1,
         }
@@ -150,72 +330,161 @@ impl KernelLockSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ftwall::engine::PeerEntry;
 
-    /// A stand-in for `nft -f -` that appends each run's script, then a separator, to `log`.
+    /// A stand-in for `nft -f -` / `ipset restore -exist` that appends its arguments, its input
+    /// and a separator to `log`.
     fn recorder(dir: &std::path::Path, log: &std::path::Path) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
-        let path = dir.join("nft");
-        std::fs::write(&path, format!("#!/bin/sh\ncat >> {0}\necho --- >> {0}\nsleep 0.05\n", log.display()))
-            .unwrap();
+        let path = dir.join("tool");
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho \"$*\" >> {0}\ncat >> {0}\necho --- >> {0}\nsleep 0.05\n",
+                log.display()
+            ),
+        )
+        .unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
+    }
+
+    fn runs(log: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(log).unwrap().split("---\n").map(str::to_string).collect()
+    }
+
+    fn lock(client: &str, until: Timestamp) -> LockEntry {
+        LockEntry { client: client.parse().unwrap(), until, port: None, peer: None }
     }
 
     #[test]
     fn one_run_at_a_time_in_order_with_the_backlog_batched() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
-        let mut set = KernelLockSet::with_program(recorder(dir.path(), &log));
-        let a: IpAddr = "192.0.2.10".parse().unwrap();
-        let b: IpAddr = "192.0.2.11".parse().unwrap();
-        let lock = |client| LockEntry { client, until: Timestamp::from_secs(60), port: None, peer: None };
-        set.apply(&lock_script(&lock(a), Timestamp::ZERO));
-        set.apply(&release_script(a));
-        set.apply(&lock_script(&lock(b), Timestamp::ZERO));
-        assert_eq!(set.finish(), 0);
-        let runs: Vec<String> =
-            std::fs::read_to_string(&log).unwrap().split("---\n").map(str::to_string).collect();
+        let mut sets = KernelSets::with_program(Backend::Nft, recorder(dir.path(), &log));
+        let a = lock("192.0.2.10", Timestamp::from_secs(60));
+        let b = lock("192.0.2.11", Timestamp::from_secs(60));
+        sets.record(&StoreRecord::Lock(a), Timestamp::ZERO);
+        sets.record(&StoreRecord::LockRemoved(a.client), Timestamp::ZERO);
+        sets.record(&StoreRecord::Lock(b), Timestamp::ZERO);
+        assert_eq!(sets.finish(), 0);
         // The first change started a run at once; the two queued behind it went together.
+        let nft = Backend::Nft;
         assert_eq!(
-            runs,
+            runs(&log),
             vec![
-                lock_script(&lock(a), Timestamp::ZERO),
-                release_script(a) + &lock_script(&lock(b), Timestamp::ZERO),
+                format!("-f -\n{}", nft.lock(&a, Timestamp::ZERO)),
+                format!("-f -\n{}{}", nft.del("ft_clients", a.client), nft.lock(&b, Timestamp::ZERO)),
                 String::new(),
             ]
         );
     }
 
     #[test]
+    fn ipset_batches_and_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut sets = KernelSets::with_program(Backend::Ipset, recorder(dir.path(), &log));
+        let now = Timestamp::from_secs(1000);
+        sets.allow_ports(&[443, 53, 80, 53]);
+        let snapshot = Snapshot {
+            peers: vec![
+                PeerEntry { addr: "198.51.100.20".parse().unwrap(), port: Some(1214), expires: None },
+                PeerEntry {
+                    addr: "2001:db8:2::20".parse().unwrap(),
+                    port: None,
+                    expires: Some(Timestamp::from_secs(1000 + 86_399)),
+                },
+                // Already expired: not loaded.
+                PeerEntry { addr: "198.51.100.21".parse().unwrap(), port: None, expires: Some(now) },
+            ],
+            locks: vec![
+                lock("192.0.2.10", Timestamp::from_micros(1_119_600_000)),
+                lock("2001:db8:1::10", Timestamp::from_secs(1010)),
+                lock("192.0.2.11", Timestamp::from_secs(999)),
+            ],
+            bans: Vec::new(),
+        };
+        sets.sync(&snapshot, now);
+        sets.record(&StoreRecord::PeerRemoved("198.51.100.20".parse().unwrap()), now);
+        sets.record(&StoreRecord::LockRemoved("2001:db8:1::10".parse().unwrap()), now);
+        assert_eq!(sets.finish(), 0);
+        assert_eq!(
+            runs(&log),
+            vec![
+                "restore -exist\n\
+                 create ftwall_allow_ports_new bitmap:port range 0-65535 -exist\n\
+                 flush ftwall_allow_ports_new\n\
+                 add ftwall_allow_ports_new 53 -exist\n\
+                 add ftwall_allow_ports_new 80 -exist\n\
+                 add ftwall_allow_ports_new 443 -exist\n\
+                 swap ftwall_allow_ports_new ftwall_allow_ports\n\
+                 destroy ftwall_allow_ports_new\n"
+                    .to_string(),
+                "restore -exist\n\
+                 add ftwall_clients 192.0.2.10 timeout 119 -exist\n\
+                 add ftwall_clients6 2001:db8:1::10 timeout 10 -exist\n\
+                 add ftwall_peers 198.51.100.20 timeout 0 -exist\n\
+                 add ftwall_peers6 2001:db8:2::20 timeout 86399 -exist\n\
+                 del ftwall_peers 198.51.100.20 -exist\n\
+                 del ftwall_clients6 2001:db8:1::10 -exist\n"
+                    .to_string(),
+                String::new(),
+            ]
+        );
+    }
+
+    #[test]
+    fn bans_are_not_mirrored() {
+        let mut sets = KernelSets::with_program(Backend::Ipset, "/nonexistent/ipset");
+        sets.record(&StoreRecord::BanRemoved("192.0.2.10".parse().unwrap()), Timestamp::ZERO);
+        assert_eq!(sets.finish(), 0, "nothing was run");
+    }
+
+    #[test]
     fn failed_runs_are_counted() {
-        let mut set = KernelLockSet::with_program("false");
-        set.apply(&release_script("192.0.2.10".parse().unwrap()));
-        assert_eq!(set.finish(), 1);
-        let mut missing = KernelLockSet::with_program("/nonexistent/nft");
-        missing.apply(&release_script("192.0.2.10".parse().unwrap()));
+        let mut sets = KernelSets::with_program(Backend::Nft, "false");
+        sets.record(&StoreRecord::LockRemoved("192.0.2.10".parse().unwrap()), Timestamp::ZERO);
+        assert_eq!(sets.finish(), 1);
+        let mut missing = KernelSets::with_program(Backend::Ipset, "/nonexistent/ipset");
+        missing.record(&StoreRecord::LockRemoved("192.0.2.10".parse().unwrap()), Timestamp::ZERO);
         assert_eq!(missing.reap(), 1);
     }
 
     #[test]
-    fn scripts_name_the_right_set_and_timeout() {
-        let v4: IpAddr = "192.0.2.10".parse().unwrap();
-        let v6: IpAddr = "2001:db8::10".parse().unwrap();
+    fn a_batch_larger_than_a_pipe_buffer_never_blocks_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut sets = KernelSets::with_program(Backend::Ipset, recorder(dir.path(), &log));
+        let all: Vec<u16> = (1..=u16::MAX).collect();
+        let started = std::time::Instant::now();
+        sets.allow_ports(&all);
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+        assert_eq!(sets.finish(), 0);
+        assert!(runs(&log)[0].contains("add ftwall_allow_ports_new 65535 -exist\n"));
+    }
+
+    #[test]
+    fn nft_scripts_name_the_right_set_and_timeout() {
+        let nft = Backend::Nft;
         assert_eq!(
-            lock_script(
-                &LockEntry { client: v4, until: Timestamp::from_micros(119_600_000), port: None, peer: None },
-                Timestamp::ZERO
-            ),
+            nft.lock(&lock("192.0.2.10", Timestamp::from_micros(119_600_000)), Timestamp::ZERO),
             "add element inet ftwall ft_clients { 192.0.2.10 }\n\
              delete element inet ftwall ft_clients { 192.0.2.10 }\n\
              add element inet ftwall ft_clients { 192.0.2.10 timeout 119s }\n"
         );
-        let expired = LockEntry { client: v6, until: Timestamp::from_secs(5), port: Some(3531), peer: None };
-        assert!(lock_script(&expired, Timestamp::from_secs(9))
+        let expired = lock("2001:db8::10", Timestamp::from_secs(5));
+        assert!(nft
+            .lock(&expired, Timestamp::from_secs(9))
             .ends_with("ft_clients6 { 2001:db8::10 timeout 1s }\n"));
+        let forever = PeerEntry { addr: "198.51.100.20".parse().unwrap(), port: None, expires: None };
+        assert!(nft
+            .peer(&forever, Timestamp::ZERO)
+            .ends_with("add element inet ftwall ft_peers { 198.51.100.20 }\n"));
         assert_eq!(
-            release_script(v6),
-            "add element inet ftwall ft_clients6 { 2001:db8::10 }\n\
-             delete element inet ftwall ft_clients6 { 2001:db8::10 }\n"
+            nft.allow_ports(&[80, 53]),
+            "flush set inet ftwall ft_allow_ports\nadd element inet ftwall ft_allow_ports { 53, 80 }\n"
         );
+        assert_eq!(nft.allow_ports(&[]), "flush set inet ftwall ft_allow_ports\n");
     }
 }

@@ -100,7 +100,8 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         let mut handles = Vec::with_capacity(workers.len());
         for (w, number) in workers.into_iter().zip(&shared.queue_numbers) {
             let named = std::thread::Builder::new().name(format!("ftwall-q{number}"));
-            handles.push(named.spawn_scoped(scope, move || w.serve(shared)).context("starting a queue thread")?);
+            handles
+                .push(named.spawn_scoped(scope, move || w.serve(shared)).context("starting a queue thread")?);
         }
         // Runs until SIGTERM/SIGINT or a packet thread ends.
         let stopped_by = housekeeping.run(shared, &handles);
@@ -304,14 +305,8 @@ impl Shared {
             ),
         }
         let counters = Arc::new(Counters::default());
-        let effects = Effects::start(
-            Arc::clone(&counters),
-            config.spoof_pongs,
-            config.client_dir.clone(),
-            config.timelock.kernel_set,
-            engine.locked_clients().collect(),
-        )
-        .context("starting the effects threads")?;
+        let effects = Effects::start(Arc::clone(&counters), &config, &engine.snapshot())
+            .context("starting the effects threads")?;
         let writer = Writer::start(Arc::clone(&counters)).context("starting the writer thread")?;
         let daemon = Daemon {
             limiter: DropLimiter::new(
@@ -603,8 +598,8 @@ impl Housekeeping {
             }
         }
         if shared.effects.take_resync_needed() {
-            let locks = lock(&shared.core).engine.locked_clients_at(now).collect();
-            shared.effects.mirror(MirrorJob::Resync(locks));
+            let snapshot = lock(&shared.core).engine.snapshot();
+            shared.effects.mirror(MirrorJob::Resync(snapshot));
         }
         if self.last_flush.elapsed() >= Duration::from_secs(5) {
             self.last_flush = Instant::now();
@@ -744,18 +739,11 @@ impl Housekeeping {
                     config.log.drop_interval_seconds,
                     config.log.drop_max_per_second,
                 );
-                let mirrors_changed = (&config.client_dir, config.timelock.kernel_set)
-                    != (&old.client_dir, old.timelock.kernel_set);
                 d.engine.set_config(config);
                 d.drain(shared, None);
-                if mirrors_changed {
-                    let config = d.engine.config();
-                    shared.effects.mirror(MirrorJob::Configure {
-                        client_dir: config.client_dir.clone(),
-                        kernel_set: config.timelock.kernel_set,
-                        locks: d.engine.locked_clients().collect(),
-                    });
-                }
+                // The kernel sets follow allow_ports, and are probed again if they were missing.
+                let config = Box::new(d.engine.config().clone());
+                shared.effects.mirror(MirrorJob::Configure(config, d.engine.snapshot()));
                 info!(
                     event = "config_reloaded",
                     peers = d.engine.peer_count(),
