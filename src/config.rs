@@ -62,7 +62,9 @@ pub struct PongsConfig {
 
 impl Default for PongsConfig {
     fn default() -> Self {
-        Self { per_client_per_second: 5, max_per_second: 200 }
+        // A real client pings up to ~200 supernodes at once when it starts: one burst of that
+        // size per client is answered whole; a flood beyond it is capped.
+        Self { per_client_per_second: 200, max_per_second: 1000 }
     }
 }
 
@@ -466,7 +468,7 @@ mod tests {
         assert!(Config::from_toml_str("[pongs]\nper_client_per_second = -1\n").is_err());
         let p = Config::from_toml_str("[pongs]\nper_client_per_second = 0\nmax_per_second = 0\n").unwrap();
         assert_eq!((p.pongs.per_client_per_second, p.pongs.max_per_second), (0, 0));
-        assert_eq!(Config::default().pongs, PongsConfig { per_client_per_second: 5, max_per_second: 200 });
+        assert_eq!(Config::default().pongs, PongsConfig { per_client_per_second: 200, max_per_second: 1000 });
         assert!(Config::from_toml_str("lan = [\"not a cidr\"]\n").is_err());
         assert!(Config::from_toml_str("mode = \"sometimes\"\n").is_err());
         let c =

@@ -916,9 +916,11 @@ fn pongs_are_forged_only_for_lan_clients_pinging_outside() {
 
 #[test]
 fn pongs_are_rate_limited_per_client_and_in_total() {
-    let mut e = Engine::new(config());
+    let mut c = config();
+    c.pongs = crate::config::PongsConfig { per_client_per_second: 5, max_per_second: 200 };
+    let mut e = Engine::new(c);
     let ping_to = |client: &'static str, i: u16| udp((client, CLIENT_PORT), (PEER, 2000 + i), &KAZAA_PING);
-    // A burst of 20 pings at one instant: the default per-client burst (5) gets pongs.
+    // A burst of 20 pings at one instant: the per-client burst (5) gets pongs.
     for i in 0..20 {
         e.handle_packet(at(10), &ping_to(CLIENT, i));
     }
