@@ -191,7 +191,26 @@ fn topology() -> anyhow::Result<()> {
     sh("ip", &["-n", wan, "route", "add", "default", "via", "198.51.100.1"])?;
     in_ns(gw, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
     // The shipped rules, as install.sh would apply them (IPv4, queue 0 of this namespace).
-    let rules = RULES.replace("@LAN_IF@", "ftlab-g0").replace("@QUEUE_TARGET@", "--queue-num 0");
+    let mut rules = RULES.replace("@LAN_IF@", "ftlab-g0").replace("@QUEUE_TARGET@", "--queue-num 0");
+    // The kernel sets the rules use, as install.sh creates them; without ipset, the rules that
+    // use them are left out (install.sh does the same).
+    let ipset =
+        Command::new("sh").args(["-c", "command -v ipset"]).output().is_ok_and(|o| o.status.success());
+    if ipset {
+        for set in [
+            "ftwall_clients hash:ip timeout 120",
+            "ftwall_clients6 hash:ip family inet6 timeout 120",
+            "ftwall_peers hash:ip timeout 86400",
+            "ftwall_peers6 hash:ip family inet6 timeout 86400",
+            "ftwall_allow_ports bitmap:port range 0-65535",
+        ] {
+            let mut args = vec!["ipset", "create", "-exist"];
+            args.extend(set.split(' '));
+            in_ns(gw, &args)?;
+        }
+    } else {
+        rules = rules.lines().filter(|l| !l.contains("-m set")).map(|l| format!("{l}\n")).collect();
+    }
     let mut restore = Command::new("ip")
         .args(["netns", "exec", gw, "iptables-restore", "--noflush"])
         .stdin(Stdio::piped())
@@ -243,8 +262,10 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<std::process::ExitCode> {
 
     let log_path = dir.join("ftwall.log");
     let control = dir.join("control.sock");
+    // kernel_sets = "off": the lab shows every block as the daemon's own decision with its
+    // reason (with the sets on, the kernel would refuse a locked client's connection itself).
     let config = format!(
-        "lan = [\"192.0.2.0/24\"]\nqueue = 0\nstate_file = \"{d}/state\"\n[timelock]\nseconds = 60\n\
+        "kernel_sets = \"off\"\nlan = [\"192.0.2.0/24\"]\nqueue = 0\nstate_file = \"{d}/state\"\n[timelock]\nseconds = 60\n\
          [control]\nsocket = \"{d}/control.sock\"\n[log]\ndrop_burst = 1000\n",
         d = dir.display()
     );
