@@ -17,41 +17,19 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The kernel-test guard, plus `python3` and `ipset`.
 fn guard() -> Option<std::sync::MutexGuard<'static, ()>> {
-    let guard = kernel_test_guard()?;
-    for tool in ["python3", "ipset"] {
-        if !run("sh", &["-c", &format!("command -v {tool}")]).status.success() {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "offload tests cannot run under CI: no {tool}"
-            );
-            eprintln!("skipping offload tests: {tool} not found");
-            return None;
-        }
-    }
-    assert!(sim_path().exists(), "simulator not built at {}", sim_path().display());
-    Some(guard)
+    kernel_test_guard_with(&["python3", "ipset"])
 }
 
 /// Runs `tests/hostile/packets.py MODE ARGS` in the lab's `lan` namespace; returns its JSON line.
 fn hostile(lab: &Lab, mode: &str, args: &[&str]) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile/packets.py");
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("lan"), "python3"])
-        .arg(&script)
-        .args(["--gw", &lab.ns("gw"), "--queue", &QUEUE.to_string(), mode])
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "packets.py {mode}: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("packets.py {mode}: {e}: {stdout}"))
+    let (gw, queue) = (lab.ns("gw"), QUEUE.to_string());
+    let mut all = vec!["--gw", gw.as_str(), "--queue", queue.as_str(), mode];
+    all.extend_from_slice(args);
+    hostile_script(lab, "lan", "packets.py", &all)
 }
 
 /// Asserts that the queue's id sequence grew by at most 2 per packet sent.

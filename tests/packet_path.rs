@@ -25,17 +25,14 @@ fn hostile() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile/path_attacks.py")
 }
 
-/// Runs `packets.py ARGS` in namespace `ns` and returns its last JSON line.
+/// Runs `path_attacks.py ARGS` in namespace `ns` and returns its last JSON line.
 fn packets(lab: &Lab, ns: &str, args: &[&str]) -> Value {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.ns(ns), "python3"])
-        .arg(hostile())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "path_attacks.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().expect("path_attacks.py printed nothing")).unwrap()
+    hostile_script(lab, ns, "path_attacks.py", args)
+}
+
+/// The kernel-test guard, plus `python3`.
+fn guard() -> Option<std::sync::MutexGuard<'static, ()>> {
+    kernel_test_guard_with(&["python3"])
 }
 
 /// The daemon's CPU time (user + system) in seconds.
@@ -46,14 +43,14 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
-/// The pid of the daemon itself (the lab starts it through `ip netns exec`, which execs it).
+/// `ftwall ctl status`.
 fn status(lab: &Lab) -> Value {
     lab.ctl(&["status"])["status"].clone()
 }
 
 #[test]
 fn one_line_queue_rule_never_loops_and_passes_whole_flows() {
-    let Some(_serial) = kernel_test_guard() else { return };
+    let Some(_serial) = guard() else { return };
     let mut lab = Lab::new("ftpl");
     let gw = lab.ns("gw");
     let lan_if = format!("{}g0", lab.prefix);
@@ -150,7 +147,7 @@ impl WaitOutput for std::process::Child {
 
 #[test]
 fn pings_from_absent_lan_hosts_do_not_stall_the_verdicts() {
-    let Some(_serial) = kernel_test_guard() else { return };
+    let Some(_serial) = guard() else { return };
     let mut lab = Lab::new("ftpa");
     let wan_log = lab.dir.path().join("wan.jsonl");
     lab.spawn_responder(
@@ -205,7 +202,7 @@ fn pings_from_absent_lan_hosts_do_not_stall_the_verdicts() {
 
 #[test]
 fn a_stalled_packet_thread_is_reported() {
-    let Some(_serial) = kernel_test_guard() else { return };
+    let Some(_serial) = guard() else { return };
     let mut lab = Lab::new("ftps");
     let wan_log = lab.dir.path().join("wan.jsonl");
     lab.spawn_responder("wan", &["--udp", "198.51.100.25:53"], &wan_log);
@@ -265,7 +262,7 @@ fn a_stalled_packet_thread_is_reported() {
 
 #[test]
 fn no_forged_pong_leaves_towards_an_outside_host() {
-    let Some(_serial) = kernel_test_guard() else { return };
+    let Some(_serial) = guard() else { return };
     let mut lab = Lab::new("ftpr");
     let wan = lab.ns("wan");
     // The victim an attacker would reflect pongs to.

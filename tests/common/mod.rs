@@ -56,6 +56,41 @@ pub fn kernel_test_guard() -> Option<std::sync::MutexGuard<'static, ()>> {
     Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
+/// [`kernel_test_guard`], plus `tools` that must be on PATH (skipped with a message without
+/// them; under `CI=true` that panics instead).
+pub fn kernel_test_guard_with(tools: &[&str]) -> Option<std::sync::MutexGuard<'static, ()>> {
+    let guard = kernel_test_guard()?;
+    for tool in tools {
+        if !run("sh", &["-c", &format!("command -v {tool}")]).status.success() {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "kernel tests cannot run under CI: no {tool}"
+            );
+            eprintln!("skipping kernel tests: {tool} not found");
+            return None;
+        }
+    }
+    assert!(sim_path().exists(), "simulator not built at {}", sim_path().display());
+    Some(guard)
+}
+
+/// Runs `python3 tests/hostile/SCRIPT ARGS` in the lab's namespace `ns`; it must succeed, and its
+/// last output line (JSON) is returned.
+pub fn hostile_script(lab: &Lab, ns: &str, script: &str, args: &[&str]) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile").join(script);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.ns(ns), "python3"])
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{script} {args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{script} {args:?}: {e}: {stdout}"))
+}
+
 pub fn sim_path() -> PathBuf {
     // Integration tests live in target/<profile>/deps; cargo test builds examples beside them.
     let exe = std::env::current_exe().unwrap();
