@@ -15,7 +15,8 @@ echoes=${1:-3000}
 p=ftes$$
 p=${p:0:8}
 . benches/topology.sh
-bin=target/release
+# FTWALL_BIN_DIR: another build to measure (e.g. an older commit's target/release).
+bin=${FTWALL_BIN_DIR:-target/release}
 [ -x $bin/ftwall ] || bin=target/debug
 [ -x $bin/ftwall ] || { echo "build ftwall first (cargo build --release)" >&2; exit 1; }
 work=$(mktemp -d)
@@ -40,14 +41,14 @@ ip -n $p-lan route add default via 192.0.2.1
 ip -n $p-wan route add default via 198.51.100.1
 nsx gw sysctl -qw net.ipv4.ip_forward=1
 nsx gw iptables/install.sh ${p}g0 3 >/dev/null 2>&1
-nsx wan $bin/ftwall sim responder --udp 198.51.100.20:7 > $work/responder.log &
+# `ip netns exec` execs the program, so $! is the process itself (a shell function would fork).
+ip netns exec $p-wan $bin/ftwall sim responder --udp 198.51.100.20:7 > $work/responder.log &
 responder=$!
 mkdir -p $work/state
 cat > $work/ftwall.toml <<TOML
 lan = ["192.0.2.0/24"]
 queue = 3
 state_file = "$work/state/state"
-kernel_sets = "off"
 [offload]
 enabled = false
 [control]
@@ -59,10 +60,11 @@ latency() { # prints "p50 p99" in microseconds
         python3 -c 'import json,sys; v=json.loads(sys.stdin.read().splitlines()[-1]); print("%.1f %.1f %d" % (v["p50_us"], v["p99_us"], v["lost"]))'
 }
 
-run_daemon() { # $1: where stderr goes
-    nsx gw $bin/ftwall run --config $work/ftwall.toml --log-format json 2>"$1" &
+run_daemon() { # $1: where stderr goes (the daemon must still run after 1 s)
+    ip netns exec $p-gw $bin/ftwall run --config $work/ftwall.toml --log-format json 2>"$1" &
     daemon=$!
     sleep 1
+    kill -0 $daemon 2>/dev/null || { echo "effects_stall: the daemon exited (stderr: $1)" >&2; exit 1; }
 }
 
 # quiet
@@ -75,19 +77,21 @@ kill $daemon; wait $daemon || true; daemon=
 mount -t tmpfs -o size=4k tmpfs $work/state
 dd if=/dev/zero of=$work/state/fill bs=4k count=1 2>/dev/null || true
 mkfifo $work/stderr.fifo
-(exec cat $work/stderr.fifo > /dev/null) &
+# The reader holds the pipe open, reads for a moment, then stops reading for good.
+cat $work/stderr.fifo > /dev/null &
 reader=$!
 run_daemon $work/stderr.fifo
 kill -STOP $reader
-nsx lan python3 tests/hostile/path_attacks.py flood-absent 2000 600 >/dev/null 2>&1 &
+ip netns exec $p-lan python3 tests/hostile/path_attacks.py flood-absent 2000 600 >/dev/null 2>&1 &
 flood=$!
 sleep 2
 read s50 s99 slost < <(latency)
 kill $flood 2>/dev/null || true
 status=$($bin/ftwall ctl --socket $work/control.sock --json status | python3 -c '
 import json,sys; s=json.load(sys.stdin)["status"]
-print("judged %d packets, %d udp_ping; log lines discarded %d; state save errors %d; spoof errors %d; health %s" % (
-    s["packets"], s["reasons"].get("udp_ping", 0), s["log_lines_discarded"], s["state_save_errors"], s["spoof_errors"], s["health"]["state"]))')
+print("judged %d packets, %d udp_ping; log lines discarded %s; state save errors %s; spoof errors %s; health %s" % (
+    s["packets"], s["reasons"].get("udp_ping", 0), s.get("log_lines_discarded", "-"), s.get("state_save_errors", "-"),
+    s.get("spoof_errors", "-"), s.get("health", {}).get("state", "-")))')
 
 echo "effects_stall: $echoes UDP echoes through the gateway, every packet judged ($bin)"
 echo "quiet:   p50 ${q50} us  p99 ${q99} us  lost ${qlost}"
