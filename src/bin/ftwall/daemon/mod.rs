@@ -205,6 +205,8 @@ pub(crate) struct Shared {
     started_at: Timestamp,
     /// Rate limit of the error logs of the packet threads.
     last_error_log: Mutex<Option<Instant>>,
+    /// Rate limit of the socket-overflow log (its own, so overflows never hide errors).
+    last_overflow_log: Mutex<Option<Instant>>,
 }
 
 /// State behind [`Shared::core`].
@@ -336,6 +338,7 @@ impl Shared {
             started,
             started_at: now,
             last_error_log: Mutex::new(None),
+            last_overflow_log: Mutex::new(None),
         };
         let mut housekeeping = Housekeeping {
             signals,
@@ -371,20 +374,21 @@ impl Shared {
         Ok((shared, workers, housekeeping))
     }
 
-    fn log_error_now(&self) -> bool {
-        every(&mut self.last_error_log.lock().unwrap_or_else(|e| e.into_inner()), Duration::from_secs(10))
+    /// True at most once per 10 s for the given slot.
+    fn log_now(slot: &Mutex<Option<Instant>>) -> bool {
+        every(&mut slot.lock().unwrap_or_else(|e| e.into_inner()), Duration::from_secs(10))
     }
 
     fn verdict_error(&self, e: &std::io::Error) {
         Counters::bump(&self.counters.verdict_errors);
-        if self.log_error_now() {
+        if Self::log_now(&self.last_error_log) {
             warn!(event = "verdict_error", error = %e, total = Counters::get(&self.counters.verdict_errors), "verdict failed");
         }
     }
 
     fn socket_overflow(&self) {
         Counters::bump(&self.counters.socket_overflows);
-        if self.log_error_now() {
+        if Self::log_now(&self.last_overflow_log) {
             warn!(
                 event = "queue_overflow",
                 socket_overflows = Counters::get(&self.counters.socket_overflows),
@@ -396,7 +400,7 @@ impl Shared {
 
     fn queue_error(&self, e: &std::io::Error) {
         Counters::bump(&self.counters.queue_errors);
-        if self.log_error_now() {
+        if Self::log_now(&self.last_error_log) {
             warn!(event = "queue_error", error = %e, total = Counters::get(&self.counters.queue_errors), "netlink error");
         }
     }
@@ -613,7 +617,7 @@ impl Housekeeping {
                 notify(&[NotifyState::Watchdog]);
             }
         }
-        self.check_health(shared);
+        let readings = self.check_health(shared);
         let (interval, metrics_file) = {
             let d = lock(&shared.core);
             (
@@ -623,18 +627,25 @@ impl Housekeeping {
         };
         if let Some(path) = metrics_file {
             if every(&mut self.last_metrics, interval) {
-                shared.writer.metrics(path, render_metrics(shared, &self.kernel_readings(shared)));
+                shared.writer.metrics(path, render_metrics(shared, &readings));
             }
         }
         false
     }
 
+    /// The kernel's counters of each of this daemon's queues (one read of the proc file).
     fn kernel_readings(&self, shared: &Shared) -> Vec<(u16, Option<KernelCounters>)> {
-        shared.queue_numbers.iter().map(|&q| (q, queue::kernel_counters(q))).collect()
+        let text = queue::read_proc();
+        shared
+            .queue_numbers
+            .iter()
+            .map(|&q| (q, text.as_deref().and_then(|t| queue::parse_proc(t, q))))
+            .collect()
     }
 
     /// Samples the queues and the loss counters; logs `health_changed` and `queue_overflow`.
-    fn check_health(&mut self, shared: &Shared) {
+    /// Returns the kernel readings it used (the metrics reuse them).
+    fn check_health(&mut self, shared: &Shared) -> Vec<(u16, Option<KernelCounters>)> {
         let readings = self.kernel_readings(shared);
         let kernel: Vec<Option<KernelQueue>> = readings
             .iter()
@@ -680,12 +691,12 @@ impl Housekeeping {
         *shared.health.lock().unwrap_or_else(|e| e.into_inner()) = self.health.report().clone();
         // The kernel's drop counters, summed over this daemon's queues, every 5 s.
         if self.last_kernel_read.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
-            return;
+            return readings;
         }
         self.last_kernel_read = Some(Instant::now());
         let mut fresh = KernelCounters::default();
         for (_, k) in &readings {
-            let Some(k) = k else { return };
+            let Some(k) = k else { return readings };
             fresh.queue_total += k.queue_total;
             fresh.queue_dropped += k.queue_dropped;
             fresh.user_dropped += k.user_dropped;
@@ -706,6 +717,7 @@ impl Housekeeping {
             }
         }
         self.kernel = Some(fresh);
+        readings
     }
 
     fn reload(&mut self, shared: &Shared) {

@@ -185,9 +185,10 @@ pub(crate) fn parse_proc(text: &str, queue: u16) -> Option<KernelCounters> {
     })
 }
 
-/// Reads the kernel counters (None if unreadable, e.g. without root).
-pub(crate) fn kernel_counters(queue: u16) -> Option<KernelCounters> {
-    parse_proc(&std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").ok()?, queue)
+/// The kernel's per-queue counters file (None if unreadable, e.g. without root or the
+/// unit's `chgrp`); parse it with [`parse_proc`].
+pub(crate) fn read_proc() -> Option<String> {
+    std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue").ok()
 }
 
 #[cfg(test)]
