@@ -1,9 +1,9 @@
 //! Prometheus metrics in the node_exporter textfile-collector format.
 //!
-//! Every `metrics.interval_seconds` the main worker renders the counters ([`render`]) and writes
-//! them next to the target as a temporary file that is then renamed over it ([`write_atomic`]),
-//! so the collector never reads a half-written file. Metric names are stable; the README lists
-//! them.
+//! Every `metrics.interval_seconds` the housekeeping thread renders the counters ([`render`]) and
+//! the writer thread writes them next to the target as a temporary file that is then renamed
+//! over it ([`write_atomic`]), so the collector never reads a half-written file. Metric names are
+//! stable; the README lists them.
 //!
 //! The verdict latency histogram is shared by the queue threads as relaxed atomics: one
 //! `fetch_add` per packet, no lock.
