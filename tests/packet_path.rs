@@ -82,7 +82,7 @@ fn one_line_queue_rule_never_loops_and_passes_whole_flows() {
     lab.warm_up();
 
     // A long UDP flow: all 300 datagrams arrive (before the fix: 7 of 300).
-    let udp = lab.dns_echo(&["--count", "300", "--bytes", "64", "--timeout-ms", "3000"]);
+    let udp = lab.dns_echo(&["--count", "300", "--window", "16", "--timeout-ms", "5000"]);
     assert_eq!(udp["echoes"], 300, "UDP flow through a one-line rule: {udp}");
 
     // A 4 MB TCP transfer arrives whole (before the fix: stalled at 0 bytes).
@@ -218,13 +218,18 @@ fn a_stalled_packet_thread_is_reported() {
     let mut freezer = Command::new("ip")
         .args(["netns", "exec", &gw, "python3"])
         .arg(hostile())
-        .args(["freeze", &pid, &thread, "3"])
+        .args(["freeze", &pid, &thread, "5"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Send only once the thread is stopped (the freezer says so), then allow the 1 s stall
+    // threshold plus a housekeeping tick and a slow, loaded machine.
+    let mut freezer_out = std::io::BufReader::new(freezer.stdout.take().unwrap());
+    let mut frozen = String::new();
+    std::io::BufRead::read_line(&mut freezer_out, &mut frozen).unwrap();
+    assert!(frozen.contains("\"frozen\""), "freezer: {frozen:?}");
     let _ = lab.dns_echo(&["--count", "5", "--timeout-ms", "200"]);
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(3);
     let stalled = loop {
         let s = status(&lab);
         if s["health"]["state"] == "stalled" {

@@ -86,6 +86,11 @@ enum Command {
         /// How many datagrams to send back to back (a burst); echoes are counted.
         #[arg(long, default_value_t = 1)]
         count: usize,
+        /// At most this many datagrams unanswered at a time (0: the whole count as one burst).
+        /// A burst of hundreds overflows the hosts' socket buffers (each small datagram costs
+        /// about 1 KiB of socket memory), which measures the hosts rather than the gateway.
+        #[arg(long, default_value_t = 0)]
+        window: usize,
         /// How long to wait for the echo.
         #[arg(long, default_value_t = 1500)]
         timeout_ms: u64,
@@ -469,19 +474,23 @@ fn udp_echo(
     bind: Option<std::net::IpAddr>,
     bytes: usize,
     count: usize,
+    window: usize,
     timeout: Duration,
 ) -> std::io::Result<()> {
     let local =
         SocketAddr::new(bind.unwrap_or(if to.is_ipv4() { [0, 0, 0, 0].into() } else { [0u16; 8].into() }), 0);
     let socket = UdpSocket::bind(local)?;
     let data: Vec<u8> = (0..bytes).map(|i| (i * 13 + 5) as u8).collect();
-    for _ in 0..count {
-        socket.send_to(&data, to)?;
-    }
+    let window = if window == 0 { count } else { window };
     let deadline = Instant::now() + timeout;
+    let mut sent = 0;
     let mut echoes = 0;
     let mut buf = vec![0u8; 65536];
     while echoes < count {
+        while sent < count && sent - echoes < window {
+            socket.send_to(&data, to)?;
+            sent += 1;
+        }
         let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
             break;
         };
@@ -493,7 +502,7 @@ fn udp_echo(
         }
     }
     emit(
-        serde_json::json!({"command": "udp", "to": to.to_string(), "sent": count, "echoes": echoes, "echoed": echoes == count}),
+        serde_json::json!({"command": "udp", "to": to.to_string(), "sent": sent, "echoes": echoes, "echoed": echoes == count}),
     );
     Ok(())
 }
@@ -622,8 +631,8 @@ pub(crate) fn run(args: SimArgs) -> std::io::Result<()> {
         Command::Blast { to, bind, bytes, seconds } => blast(to, bind, bytes, seconds),
         Command::Flood { prefix, port, count } => flood(prefix, port, count),
         Command::Sink { udp, seconds } => sink(udp, seconds),
-        Command::Udp { to, bind, bytes, count, timeout_ms } => {
-            udp_echo(to, bind, bytes, count, Duration::from_millis(timeout_ms))
+        Command::Udp { to, bind, bytes, count, window, timeout_ms } => {
+            udp_echo(to, bind, bytes, count, window, Duration::from_millis(timeout_ms))
         }
     }
 }
