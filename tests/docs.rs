@@ -129,15 +129,19 @@ fn every_config_key_is_in_the_configuration_table() {
     // Optional keys (unset by default) are not serialised; name them here.
     keys.extend(["client_dir", "metrics.file"].map(String::from));
     let missing: Vec<&String> = keys.iter().filter(|k| !table.contains(&format!("| `{k}` |"))).collect();
-    assert!(missing.is_empty(), "configuration keys missing from the table in docs/configuration.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "configuration keys missing from the table in docs/configuration.md: {missing:?}"
+    );
 }
 
 /// `.ci/run` runs "the README's test command": the line after the one that announces it.
 #[test]
 fn readme_and_ci_name_the_same_test_command() {
     let ci = read(".ci/run");
-    let mut lines =
-        ci.lines().skip_while(|l| !(l.trim_start().starts_with("echo") && l.contains("the README's test command")));
+    let mut lines = ci
+        .lines()
+        .skip_while(|l| !(l.trim_start().starts_with("echo") && l.contains("the README's test command")));
     assert!(lines.next().is_some(), ".ci/run no longer announces the README's test command");
     let command = lines.map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).expect("a command");
     let readme = read("README.md");

@@ -3,7 +3,7 @@
 //! Every `metrics.interval_seconds` the housekeeping thread renders the counters ([`render`]) and
 //! the writer thread writes them next to the target as a temporary file that is then renamed
 //! over it ([`write_atomic`]), so the collector never reads a half-written file. Metric names are
-//! stable; the README lists them.
+//! stable; `docs/operating.md` lists them.
 //!
 //! The verdict latency histogram is shared by the queue threads as relaxed atomics: one
 //! `fetch_add` per packet, no lock.
