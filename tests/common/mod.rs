@@ -2,7 +2,8 @@
 //! by veth pairs, `iptables/install.sh` applied in `gw`, the real daemon, and the FastTrack
 //! simulator (`src/bin/ftwall/sim.rs`, built as the `kazaa_sim` example). Addresses come from
 //! the documentation ranges (IPv4, and IPv6 in 2001:db8::/32).
-#![allow(dead_code)]
+// Each test crate includes this module and uses part of it, through `pub` items.
+#![allow(dead_code, unreachable_pub)]
 
 use serde_json::Value;
 use std::fs::File;
@@ -136,7 +137,7 @@ impl Lab {
         format!("{}-{name}", self.prefix)
     }
 
-    pub fn new(name: &str) -> Lab {
+    pub fn new(name: &str) -> Self {
         assert!(name.len() <= 4, "lab name {name:?}: at most 4 characters (interface names)");
         let prefix = unique_prefix(name);
         let dir = tempfile::tempdir().unwrap();
@@ -150,7 +151,7 @@ impl Lab {
                 sink.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
             }
         });
-        let lab = Lab {
+        let lab = Self {
             prefix,
             log_path: dir.path().join("ftwall.log"),
             config_path: dir.path().join("ftwall.toml"),

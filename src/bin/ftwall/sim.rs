@@ -359,7 +359,7 @@ impl BoundSocket {
 
 impl From<BoundSocket> for TcpStream {
     fn from(s: BoundSocket) -> Self {
-        TcpStream::from(s.0)
+        Self::from(s.0)
     }
 }
 

@@ -96,9 +96,9 @@ pub(crate) enum HealthState {
 impl HealthState {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            HealthState::Ok => "ok",
-            HealthState::Degraded => "degraded",
-            HealthState::Stalled => "stalled",
+            Self::Ok => "ok",
+            Self::Degraded => "degraded",
+            Self::Stalled => "stalled",
         }
     }
 
