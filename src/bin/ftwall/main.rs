@@ -18,14 +18,12 @@ mod lab;
 mod man;
 mod replay;
 mod sim;
-
-/// The version reported by `ftwall --version`, `ftwall ctl status` and the metrics: the package
-/// version plus git describe and commit date (build.rs).
-pub(crate) const VERSION: &str = env!("FTWALL_VERSION");
+mod version;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use version::VERSION;
 
 /// Stops FastTrack (Kazaa, KazaaLite, iMesh, Grokster) traffic at a Linux gateway.
 #[derive(Debug, Parser)]

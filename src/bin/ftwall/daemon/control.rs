@@ -250,7 +250,7 @@ impl Daemon {
         let reasons: serde_json::Map<String, Value> =
             s.by_reason().filter(|&(_, n)| n > 0).map(|(r, n)| (r.as_str().to_string(), json!(n))).collect();
         let mut status = json!({
-            "version": crate::VERSION,
+            "version": crate::version::VERSION,
             "pid": std::process::id(),
             "uptime_seconds": shared.started.elapsed().as_secs(),
             "started_at": iso(shared.started_at),
