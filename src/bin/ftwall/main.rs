@@ -16,6 +16,7 @@ mod ctl;
 mod daemon;
 mod lab;
 mod man;
+mod protocol;
 mod replay;
 mod sim;
 mod version;
