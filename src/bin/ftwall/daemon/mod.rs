@@ -35,7 +35,7 @@ mod health;
 mod kernel_set;
 mod logging;
 mod metrics;
-mod queue;
+pub(crate) mod queue;
 mod spoof;
 mod store;
 mod time;
