@@ -213,7 +213,7 @@ impl Answer {
                 client_released: need(f.client_released, "client_released")?,
                 peer_forgotten: need(f.peer_forgotten, "peer_forgotten")?,
             }),
-            Request::Ban(..) => done(Change::Banned { until: f.until.clone() }),
+            Request::Ban(..) => done(Change::Banned { until: f.until }),
             Request::Unban(_) => done(Change::Unbanned),
         }
     }
