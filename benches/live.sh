@@ -2,14 +2,14 @@
 # Live benchmark: one namespace topology (lan -> gw -> wan), four gateways in turn:
 #   kernel_bare     plain forwarding, no rules at all
 #   kernel          ftwall's rule set without its queue rules (conntrack, connmark, inbound drop)
-#   accept_all      every LAN packet queued to a trivial accept-all consumer (examples/accept_all.rs)
+#   accept_all      every LAN packet queued to a trivial accept-all consumer (hidden `ftwall bench-accept-all`)
 #   ftwall          the daemon with every packet queued (offload disabled)
 #   ftwall_offload  the daemon with connmark offload (the default)
 #   ftwall_busypoll the daemon (offload off) with busy_poll_us = 200
 #   ftwall_1q/_2q   the daemon (offload off) on one queue, then two (--queue-balance), fed by two
-#                   senders on two address pairs (examples/kazaa_sim blast -> sink)
+#                   senders on two address pairs (ftwall sim blast -> sink)
 # For each: small-UDP packets/s (iperf3 -u -l 64), bulk TCP throughput (iperf3), and UDP echo
-# round-trip p50/p99 (examples/kazaa_sim latency). Then `ftwall replay` vs `ndpiReader` on the
+# round-trip p50/p99 (ftwall sim latency). Then `ftwall replay` vs `ndpiReader` on the
 # shared corpus. Root only; test traffic stays inside the namespaces this script creates, on
 # documentation addresses.
 #
@@ -33,9 +33,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 if [ $profile = release ]; then
-    cargo build -q --release --bin ftwall --example accept_all --example kazaa_sim
+    cargo build -q --release --bin ftwall
 else
-    cargo build -q --bin ftwall --example accept_all --example kazaa_sim
+    cargo build -q --bin ftwall
 fi
 bin=target/$profile
 work=$(mktemp -d)
@@ -72,10 +72,10 @@ start_consumer() { # out-file command... -> sets $consumer; fails loudly if it d
 stop_consumer() { kill -TERM $consumer 2>/dev/null || true; wait $consumer 2>/dev/null || true; }
 
 nsx wan iperf3 -s -D --pidfile "$work/iperf.pid" >/dev/null
-ip netns exec $p-wan $bin/examples/kazaa_sim responder --udp 198.51.100.20:7 > "$work/responder.log" &
+ip netns exec $p-wan $bin/ftwall sim responder --udp 198.51.100.20:7 > "$work/responder.log" &
 echo $! > "$work/responder.pid"
 sleep 0.5
-nsx lan $bin/examples/kazaa_sim udp --to 198.51.100.20:7 >/dev/null   # ARP warm-up
+nsx lan $bin/ftwall sim udp --to 198.51.100.20:7 >/dev/null   # ARP warm-up
 
 measure() { # name -> prints a row, records figures in $work/<name>
     local name=$1
@@ -85,7 +85,7 @@ measure() { # name -> prints a row, records figures in $work/<name>
 import json,sys; s=json.load(sys.stdin)["end"]["sum"]; print(int((s["packets"]-s["lost_packets"])/s["seconds"]))')
     tcp=$(nsx lan iperf3 -c 198.51.100.20 -t $dur -J | python3 -c '
 import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9,3))')
-    lat=$(nsx lan $bin/examples/kazaa_sim latency --to 198.51.100.20:7 --count $echoes | python3 -c '
+    lat=$(nsx lan $bin/ftwall sim latency --to 198.51.100.20:7 --count $echoes | python3 -c '
 import json,sys; d=json.load(sys.stdin); print("%.1f %.1f" % (d["p50_us"], d["p99_us"]))')
     echo "$udp $tcp $lat" > "$work/$name"
     printf '%-16s %12s pps %9s Gbit/s   p50 %7s us  p99 %7s us\n' "$name" "$udp" "$tcp" ${lat}
@@ -101,12 +101,12 @@ config() { # offload true|false [queues] [busy_poll_us] -> config file path
 two_pairs() { # name command... : the consumer in gw; two senders (two address pairs) into a sink
     local name=$1; shift
     start_consumer "$work/$name.out" "$@"
-    nsx wan $bin/examples/kazaa_sim sink --udp 198.51.100.20:9000,198.51.100.21:9000 --seconds $dur > "$work/$name.sink" &
+    nsx wan $bin/ftwall sim sink --udp 198.51.100.20:9000,198.51.100.21:9000 --seconds $dur > "$work/$name.sink" &
     local sink=$!
     sleep 0.5
-    nsx lan $bin/examples/kazaa_sim blast --to 198.51.100.20:9000 --bind 192.0.2.10 --seconds $((dur + 1)) >/dev/null &
+    nsx lan $bin/ftwall sim blast --to 198.51.100.20:9000 --bind 192.0.2.10 --seconds $((dur + 1)) >/dev/null &
     local a=$!
-    nsx lan $bin/examples/kazaa_sim blast --to 198.51.100.21:9000 --bind 192.0.2.11 --seconds $((dur + 1)) >/dev/null &
+    nsx lan $bin/ftwall sim blast --to 198.51.100.21:9000 --bind 192.0.2.11 --seconds $((dur + 1)) >/dev/null &
     wait $a $! $sink
     python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["pps"])' "$work/$name.sink" > "$work/$name"
     printf '%-16s %12s pps (two address pairs, 64 B UDP, offload off)\n' "$name" "$(cat "$work/$name")"
@@ -130,7 +130,7 @@ for f in ftwall.rules ftwall6.rules; do grep -v NFQUEUE iptables/$f > "$no_queue
 FTWALL_RULES_DIR=$no_queue nsx gw iptables/install.sh ${p}g0 0 >/dev/null
 measure kernel
 nsx gw iptables/install.sh ${p}g0 0 >/dev/null
-run_consumer accept_all $bin/examples/accept_all 0
+run_consumer accept_all $bin/ftwall bench-accept-all 0
 run_consumer ftwall $bin/ftwall run --config "$(config false)" --log-level warn
 run_consumer ftwall_offload $bin/ftwall run --config "$(config true)" --log-level warn
 run_consumer ftwall_busypoll $bin/ftwall run --config "$(config false 1 200)" --log-level warn
@@ -146,7 +146,7 @@ two_pairs ftwall_2q $bin/ftwall run --config "$(config false 2)" --log-level war
 reps=5; [ $smoke -eq 1 ] && reps=1
 tcp_once() { nsx lan iperf3 -c 198.51.100.20 -t $dur -J | python3 -c '
 import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9,3))'; }
-lat_once() { nsx lan $bin/examples/kazaa_sim latency --to 198.51.100.20:7 --count $echoes | python3 -c '
+lat_once() { nsx lan $bin/ftwall sim latency --to 198.51.100.20:7 --count $echoes | python3 -c '
 import json,sys; print("%.1f" % json.load(sys.stdin)["p50_us"])'; }
 : > "$work/tcp_kernel"; : > "$work/tcp_offload"; : > "$work/lat_kernel"; : > "$work/lat_ftwall"
 for _ in $(seq $reps); do

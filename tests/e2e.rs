@@ -1,7 +1,6 @@
 //! End-to-end tests on the real kernel: three network namespaces (`lan`, `gw`, `wan`) joined by
 //! veth pairs, the repository's `iptables/install.sh` applied in `gw`, the real `ftwall` daemon
-//! bound to the NFQUEUE in `gw`, and the FastTrack simulator (`ftwall sim`, built as the
-//! `kazaa_sim` example) sending real packets from `lan` to a responder in `wan`. Addresses come
+//! bound to the NFQUEUE in `gw`, and the FastTrack simulator (`ftwall sim`) sending real packets from `lan` to a responder in `wan`. Addresses come
 //! from the documentation ranges.
 //!
 //! Needs root (and `ip`, `iptables`). Without them the test is skipped with a message, except

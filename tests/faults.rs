@@ -31,13 +31,13 @@ fn flood(lab: &Lab, round: u16) -> serde_json::Value {
 struct Tmpfs(std::path::PathBuf);
 
 impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         must(
             "mount",
             &["-t", "tmpfs", "-o", &format!("size={size},mode=0777"), "tmpfs", dir.to_str().unwrap()],
         );
-        Tmpfs(dir.to_path_buf())
+        Self(dir.to_path_buf())
     }
 
     fn remount(&self, options: &str) {

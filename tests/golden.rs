@@ -1,7 +1,8 @@
 //! Golden replay: every synthetic FastTrack capture in `tests/fixtures/` must replay to exactly
-//! the verdicts its generator (`examples/gen_fixtures.rs`) wrote down for it.
+//! the verdicts its generator (`tests/fixtures/gen_fixtures.rs`) wrote down for it.
 
-#[path = "../examples/gen_fixtures.rs"]
+#[allow(unreachable_pub)] // the generator's items are `pub` for its own binary too
+#[path = "fixtures/gen_fixtures.rs"]
 mod gen_fixtures;
 
 use serde_json::Value;

@@ -31,13 +31,13 @@ fn nft_guard() -> Option<MutexGuard<'static, ()>> {
 struct Netns(String);
 
 impl Netns {
-    fn new(tag: &str) -> Netns {
+    fn new(tag: &str) -> Self {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let n = COUNT.fetch_add(1, Ordering::Relaxed);
         let name = format!("ftwall-nft-test-{}-{n}-{tag}", std::process::id());
         let _ = run("ip", &["netns", "del", &name]);
         must("ip", &["netns", "add", &name]);
-        Netns(name)
+        Self(name)
     }
 
     fn cmd(&self, args: &[&str]) -> Command {

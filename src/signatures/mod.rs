@@ -29,7 +29,7 @@ pub enum Network {
 
 impl Network {
     /// All networks.
-    pub const ALL: [Network; 4] = [Self::Kazaa, Self::FileShare, Self::Grokster, Self::MusicCity];
+    pub const ALL: [Self; 4] = [Self::Kazaa, Self::FileShare, Self::Grokster, Self::MusicCity];
 
     /// The name exactly as on the wire, without the trailing NUL.
     pub const fn wire_name(self) -> &'static [u8] {

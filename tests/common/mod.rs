@@ -1,8 +1,9 @@
 //! Shared harness of the real-kernel tests: three network namespaces (`lan`, `gw`, `wan`) joined
 //! by veth pairs, `iptables/install.sh` applied in `gw`, the real daemon, and the FastTrack
-//! simulator (`src/bin/ftwall/sim.rs`, built as the `kazaa_sim` example). Addresses come from
+//! simulator (`ftwall sim`, `src/bin/ftwall/sim.rs`). Addresses come from
 //! the documentation ranges (IPv4, and IPv6 in 2001:db8::/32).
-#![allow(dead_code)]
+// Each test crate includes this module and uses part of it, through `pub` items.
+#![allow(dead_code, unreachable_pub)]
 
 use serde_json::Value;
 use std::fs::File;
@@ -91,10 +92,9 @@ pub fn hostile_script(lab: &Lab, ns: &str, script: &str, args: &[&str]) -> Value
         .unwrap_or_else(|e| panic!("{script} {args:?}: {e}: {stdout}"))
 }
 
+/// The binary whose `sim` subcommand is the simulator (cargo builds it for integration tests).
 pub fn sim_path() -> PathBuf {
-    // Integration tests live in target/<profile>/deps; cargo test builds examples beside them.
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples").join("kazaa_sim")
+    PathBuf::from(env!("CARGO_BIN_EXE_ftwall"))
 }
 
 pub fn run(cmd: &str, args: &[&str]) -> Output {
@@ -136,7 +136,7 @@ impl Lab {
         format!("{}-{name}", self.prefix)
     }
 
-    pub fn new(name: &str) -> Lab {
+    pub fn new(name: &str) -> Self {
         assert!(name.len() <= 4, "lab name {name:?}: at most 4 characters (interface names)");
         let prefix = unique_prefix(name);
         let dir = tempfile::tempdir().unwrap();
@@ -150,7 +150,7 @@ impl Lab {
                 sink.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
             }
         });
-        let lab = Lab {
+        let lab = Self {
             prefix,
             log_path: dir.path().join("ftwall.log"),
             config_path: dir.path().join("ftwall.toml"),
@@ -405,7 +405,7 @@ impl Lab {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(ns)])
             .arg(sim_path())
-            .arg("responder")
+            .args(["sim", "responder"])
             .args(args)
             .stdout(file)
             .stderr(Stdio::null())
@@ -424,12 +424,13 @@ impl Lab {
         let out = Command::new("ip")
             .args(["netns", "exec", &self.ns(ns)])
             .arg(sim_path())
+            .arg("sim")
             .args(args)
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let last = stdout.lines().last().unwrap_or_else(|| {
-            panic!("no output from kazaa_sim {args:?}: {}", String::from_utf8_lossy(&out.stderr))
+            panic!("no output from ftwall sim {args:?}: {}", String::from_utf8_lossy(&out.stderr))
         });
         serde_json::from_str(last).unwrap()
     }

@@ -1,14 +1,12 @@
-//! `ftwall ctl`: asks the running daemon over its control socket.
-//!
-//! ## Protocol (what `socat - UNIX-CONNECT:/run/ftwall/control.sock` would speak)
-//! The client sends one request line of at most [`MAX_REQUEST`] bytes; the daemon answers with
-//! one JSON object on one line and closes the connection. Requests:
-//! `status`, `clients`, `peers`, `bans`, `release ADDR`, `ban ADDR [SECONDS]`, `unban ADDR`.
-//! Answers carry `"ok": true` plus the data, or `"ok": false` and `"error"`. The socket is mode
-//! 0600 and the daemon also checks the caller's credentials: root or the daemon's own user.
+//! `ftwall ctl`: asks the running daemon over its control socket and prints the answer, as the
+//! daemon's JSON line (`--json`) or as text. The protocol, requests and typed answers, is in
+//! `protocol.rs`; this file only turns the command line into a [`Request`] and an [`Answer`] into
+//! text.
 
+use crate::protocol::{Answer, Request, Status, MAX_ANSWER};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
+use serde::Serialize;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::IpAddr;
@@ -16,11 +14,6 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-
-/// Longest request line the daemon reads.
-pub(crate) const MAX_REQUEST: usize = 1024;
-/// Longest answer the client reads (a full peer and client listing is far smaller).
-const MAX_ANSWER: u64 = 64 << 20;
 
 /// Options of `ftwall ctl`.
 #[derive(Debug, Args)]
@@ -61,55 +54,6 @@ enum CtlCommand {
     Unban { addr: IpAddr },
 }
 
-/// A parsed request line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Request {
-    Status,
-    Clients,
-    Peers,
-    Bans,
-    Release(IpAddr),
-    Ban(IpAddr, Option<u64>),
-    Unban(IpAddr),
-}
-
-impl Request {
-    /// Parses one request line (without its newline).
-    pub(crate) fn parse(line: &str) -> Result<Self, String> {
-        let words: Vec<&str> = line.split_ascii_whitespace().collect();
-        let addr = |w: &str| w.parse::<IpAddr>().map_err(|_| format!("not an IP address: {w:?}"));
-        match words.as_slice() {
-            ["status"] => Ok(Self::Status),
-            ["clients"] => Ok(Self::Clients),
-            ["peers"] => Ok(Self::Peers),
-            ["bans"] => Ok(Self::Bans),
-            ["release", a] => Ok(Self::Release(addr(a)?)),
-            ["ban", a] => Ok(Self::Ban(addr(a)?, None)),
-            ["ban", a, s] => {
-                let secs = s.parse::<u64>().ok().filter(|&n| n > 0).ok_or(format!("bad seconds: {s:?}"))?;
-                Ok(Self::Ban(addr(a)?, Some(secs)))
-            }
-            ["unban", a] => Ok(Self::Unban(addr(a)?)),
-            _ => Err(format!(
-                "unknown request {line:?}; expected status, clients, peers, bans, release ADDR, ban ADDR [SECONDS] or unban ADDR"
-            )),
-        }
-    }
-
-    fn line(self) -> String {
-        match self {
-            Self::Status => "status".into(),
-            Self::Clients => "clients".into(),
-            Self::Peers => "peers".into(),
-            Self::Bans => "bans".into(),
-            Self::Release(a) => format!("release {a}"),
-            Self::Ban(a, None) => format!("ban {a}"),
-            Self::Ban(a, Some(s)) => format!("ban {a} {s}"),
-            Self::Unban(a) => format!("unban {a}"),
-        }
-    }
-}
-
 pub(crate) fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
     let socket = match args.socket {
         Some(s) => s,
@@ -129,142 +73,197 @@ pub(crate) fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
         }
         CtlCommand::Unban { addr } => Request::Unban(addr),
     };
-    let answer = ask(&socket, request)?;
+    let line = ask(&socket, request)?;
+    let answer =
+        Answer::decode(request, &line).map_err(|e| anyhow!("unreadable answer from the daemon: {e}"))?;
     if args.json {
-        println!("{answer}");
-    } else if answer["ok"] == Value::Bool(true) {
-        print!("{}", render(request, &answer));
+        // The daemon's line as it came: scripts read exactly what the daemon wrote.
+        println!("{line}");
     }
-    if answer["ok"] == Value::Bool(true) {
-        Ok(ExitCode::SUCCESS)
-    } else {
+    if let Answer::Failed(error) = &answer {
         if !args.json {
-            eprintln!("ftwall ctl: {}", answer["error"].as_str().unwrap_or("request failed"));
+            eprintln!("ftwall ctl: {error}");
         }
-        Ok(ExitCode::FAILURE)
+        return Ok(ExitCode::FAILURE);
     }
+    if !args.json {
+        print!("{}", render(&answer));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-/// Sends one request and returns the daemon's JSON answer.
-fn ask(socket: &std::path::Path, request: Request) -> anyhow::Result<Value> {
+/// Sends one request and returns the daemon's answer line (without its newline).
+fn ask(socket: &std::path::Path, request: Request) -> anyhow::Result<String> {
     let mut stream = UnixStream::connect(socket).with_context(|| {
         format!("cannot reach the daemon at {} (is ftwall running? are you root?)", socket.display())
     })?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(format!("{}\n", request.line()).as_bytes())?;
+    stream.write_all(format!("{request}\n").as_bytes())?;
     stream.shutdown(std::net::Shutdown::Write)?;
     let mut text = String::new();
     stream.take(MAX_ANSWER).read_to_string(&mut text).context("reading the daemon's answer")?;
-    serde_json::from_str(text.trim_end()).map_err(|e| anyhow!("unreadable answer from the daemon: {e}"))
+    text.truncate(text.trim_end().len());
+    Ok(text)
 }
 
-fn str_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
+/// One value as text: strings as they are, null as `-`, anything else as compact JSON.
+fn cell<T: Serialize + ?Sized>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        Ok(Value::Null) => "-".into(),
+        Ok(other) => other.to_string(),
+        Err(e) => format!("({e})"),
     }
 }
 
-/// Text rendering of a successful answer.
-fn render(request: Request, answer: &Value) -> String {
-    let rows = |key: &str, columns: &[(&str, &str)]| {
-        let items = answer[key].as_array().cloned().unwrap_or_default();
-        let mut table: Vec<Vec<String>> = vec![columns.iter().map(|(_, title)| title.to_string()).collect()];
-        table.extend(items.iter().map(|item| columns.iter().map(|(k, _)| str_of(&item[*k])).collect()));
-        let widths: Vec<usize> =
-            (0..columns.len()).map(|c| table.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
-        let mut out = String::new();
-        for row in &table {
-            let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-            out.push_str(cells.join("  ").trim_end());
-            out.push('\n');
-        }
-        out.push_str(&format!("({} {key})\n", items.len()));
-        out
-    };
-    match request {
-        Request::Status => {
-            let mut out = String::new();
-            if let Some(map) = answer["status"].as_object() {
-                for (k, v) in map {
-                    if let Some(inner) = v.as_object() {
-                        let parts: Vec<String> =
-                            inner.iter().map(|(ik, iv)| format!("{ik}={}", str_of(iv))).collect();
-                        out.push_str(&format!(
-                            "{k:<20} {}\n",
-                            if parts.is_empty() { "-".into() } else { parts.join(" ") }
-                        ));
-                    } else {
-                        out.push_str(&format!("{k:<20} {}\n", str_of(v)));
-                    }
-                }
-            }
-            out
-        }
-        Request::Clients => rows(
+/// `key=value` pairs on one line, `-` when there are none.
+fn pairs<'a>(items: impl IntoIterator<Item = (&'a str, String)>) -> String {
+    let parts: Vec<String> = items.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// Text rendering of a successful answer (a failure renders as nothing; its error goes to
+/// stderr).
+fn render(answer: &Answer) -> String {
+    match answer {
+        Answer::Status(status) => status_text(status),
+        Answer::Clients(clients) => table(
             "clients",
-            &[
-                ("client", "CLIENT"),
-                ("locked_until", "LOCKED UNTIL"),
-                ("remaining_seconds", "REMAINING S"),
-                ("port", "FASTTRACK PORT"),
-            ],
+            &["CLIENT", "LOCKED UNTIL", "REMAINING S", "FASTTRACK PORT"],
+            clients.iter().map(|c| {
+                vec![cell(&c.client), cell(&c.locked_until), cell(&c.remaining_seconds), cell(&c.port)]
+            }),
         ),
-        Request::Peers => rows("peers", &[("peer", "PEER"), ("port", "PORT"), ("expires", "EXPIRES")]),
-        Request::Bans => rows("bans", &[("addr", "ADDRESS"), ("until", "UNTIL")]),
-        Request::Release(_) | Request::Ban(..) | Request::Unban(_) => {
-            format!("{}\n", answer["message"].as_str().unwrap_or("done"))
+        Answer::Peers(peers) => table(
+            "peers",
+            &["PEER", "PORT", "EXPIRES"],
+            peers.iter().map(|p| vec![cell(&p.peer), cell(&p.port), cell(&p.expires)]),
+        ),
+        Answer::Bans(bans) => {
+            table("bans", &["ADDRESS", "UNTIL"], bans.iter().map(|b| vec![cell(&b.addr), cell(&b.until)]))
         }
+        Answer::Done(done) => format!("{}\n", done.message),
+        Answer::Failed(_) => String::new(),
     }
+}
+
+/// Aligned columns under `titles`, then `(N what)`.
+fn table(what: &str, titles: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let mut table: Vec<Vec<String>> = vec![titles.iter().map(|t| t.to_string()).collect()];
+    table.extend(rows);
+    let widths: Vec<usize> =
+        (0..titles.len()).map(|c| table.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in &table {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!("({} {what})\n", table.len() - 1));
+    out
+}
+
+/// One `key value` line per status field, in wire order; objects as `key=value` pairs.
+fn status_text(s: &Status) -> String {
+    let h = &s.health;
+    let health = [("state", cell(&h.state)), ("reasons", cell(&h.reasons)), ("queues", cell(&h.queues))];
+    let reasons = s.reasons.0.iter().map(|(name, n)| (name.as_str(), cell(n)));
+    let mut lines = vec![
+        ("version", cell(&s.version)),
+        ("pid", cell(&s.pid)),
+        ("uptime_seconds", cell(&s.uptime_seconds)),
+        ("started_at", cell(&s.started_at)),
+        ("mode", cell(&s.mode)),
+        ("health", pairs(health)),
+        ("offload", cell(&s.offload)),
+        ("queues", cell(&s.queues)),
+        ("config", cell(&s.config)),
+        ("state_file", cell(&s.state_file)),
+        ("packets", cell(&s.packets)),
+        ("accepted", cell(&s.accepted)),
+        ("dropped", cell(&s.dropped)),
+        ("reasons", pairs(reasons)),
+        ("locked_clients", cell(&s.locked_clients)),
+        ("suspect_peers", cell(&s.suspect_peers)),
+        ("bans", cell(&s.bans)),
+        ("flows", cell(&s.flows)),
+    ];
+    lines.extend(s.counters.0.iter().map(|(name, n)| (name.as_str(), cell(n))));
+    lines.iter().map(|(key, value)| format!("{key:<20} {value}\n")).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_lines_round_trip_and_reject_garbage() {
-        let a: IpAddr = "192.0.2.10".parse().unwrap();
-        for r in [
-            Request::Status,
-            Request::Clients,
-            Request::Peers,
-            Request::Bans,
-            Request::Release(a),
-            Request::Ban(a, None),
-            Request::Ban("2001:db8::1".parse().unwrap(), Some(60)),
-            Request::Unban(a),
-        ] {
-            assert_eq!(Request::parse(&r.line()), Ok(r));
-        }
-        assert_eq!(Request::parse("  status  "), Ok(Request::Status));
-        for bad in [
-            "",
-            "stat",
-            "ban",
-            "ban nowhere",
-            "ban 192.0.2.1 0",
-            "ban 192.0.2.1 -5",
-            "release 1 2",
-            "status x",
-        ] {
-            assert!(Request::parse(bad).is_err(), "{bad:?}");
-        }
-    }
+    use crate::protocol::{Counts, HealthReport, SuspectPeer};
 
     #[test]
     fn tables_align_columns() {
-        let answer = serde_json::json!({"ok": true, "peers": [
-            {"peer": "198.51.100.20", "port": 1214, "expires": "2026-11-24T10:00:00Z"},
-            {"peer": "2001:db8::20", "port": null, "expires": null},
-        ]});
-        let text = render(Request::Peers, &answer);
+        let answer = Answer::Peers(vec![
+            SuspectPeer {
+                peer: "198.51.100.20".parse().unwrap(),
+                port: Some(1214),
+                expires: Some("2026-11-24T10:00:00Z".into()),
+            },
+            SuspectPeer { peer: "2001:db8::20".parse().unwrap(), port: None, expires: None },
+        ]);
+        let text = render(&answer);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "PEER           PORT  EXPIRES");
         assert_eq!(lines[1], "198.51.100.20  1214  2026-11-24T10:00:00Z");
         assert_eq!(lines[2], "2001:db8::20   -     -");
         assert_eq!(lines[3], "(2 peers)");
+        assert_eq!(render(&Answer::Bans(vec![])), "ADDRESS  UNTIL\n(0 bans)\n");
+    }
+
+    /// The text is what `ctl` printed when it rendered the JSON generically (captured from that
+    /// renderer), and names every field of the wire object in wire order.
+    #[test]
+    fn status_text_is_unchanged_and_covers_every_field() {
+        let (status, line) = crate::protocol::tests::sample_status();
+        let text = status_text(&status);
+        assert_eq!(
+            text,
+            r#"version              0.1.0 (v0.1.0-5-gabc, 2026-12-01)
+pid                  4242
+uptime_seconds       75
+started_at           2026-12-02T06:00:00Z
+mode                 enforce
+health               state=degraded reasons=["queue 0: kernel dropped 3 packets"] queues=[{"queue":0,"received":10,"waiting":0,"occupancy_percent":0,"unread":0,"since_last_verdict_ms":12,"verdict_lag_us":null}]
+offload              on
+queues               [0,1]
+config               /etc/ftwall/ftwall.toml
+state_file           /var/lib/ftwall/state.json
+packets              10
+accepted             7
+dropped              3
+reasons              udp_ping=2 tcp_opener=1
+locked_clients       1
+suspect_peers        2
+bans                 0
+flows                5
+flows_offloaded      1
+spoofed_pongs        2
+"#
+        );
+        let wire: Value = serde_json::from_str(line).unwrap();
+        let wire_keys: Vec<&str> = wire["status"].as_object().unwrap().keys().map(String::as_str).collect();
+        let text_keys: Vec<&str> = text.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
+        assert_eq!(text_keys, wire_keys);
+
+        let quiet = Status {
+            health: HealthReport::default(),
+            reasons: Counts::default(),
+            counters: Counts::default(),
+            ..status
+        };
+        let text = status_text(&quiet);
+        assert!(text.contains("\nhealth               state=ok reasons=[] queues=[]\n"), "{text}");
+        assert!(text.contains("\nreasons              -\n"), "{text}");
     }
 }

@@ -7,21 +7,27 @@
 //! - `ftwall lab`: a throw-away namespace gateway demo (`lab.rs`); `ftwall sim`: the FastTrack
 //!   simulator it and the end-to-end tests use (`sim.rs`).
 //! - `ftwall man` (hidden): the man page, for packaging (`man.rs`).
+//! - `ftwall bench-accept-all` (hidden): an NFQUEUE consumer that accepts everything, the
+//!   yardstick of `benches/live.sh` (`accept_all.rs`).
 
+// The shell is where the clock, files, sockets and threads live: clippy.toml's list binds only
+// the library (Cargo.toml allows it crate-wide; said again here so it reads as a decision).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod accept_all;
 mod ctl;
 mod daemon;
 mod lab;
 mod man;
+mod protocol;
 mod replay;
 mod sim;
-
-/// The version reported by `ftwall --version`, `ftwall ctl status` and the metrics: the package
-/// version plus git describe and commit date (build.rs).
-pub(crate) const VERSION: &str = env!("FTWALL_VERSION");
+mod version;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use version::VERSION;
 
 /// Stops FastTrack (Kazaa, KazaaLite, iMesh, Grokster) traffic at a Linux gateway.
 #[derive(Debug, Parser)]
@@ -61,6 +67,9 @@ enum Command {
     /// Print the man page (roff, section 8), or write all pages with --dir.
     #[command(hide = true)]
     Man(man::ManArgs),
+    /// Accept every packet of an NFQUEUE with the daemon's queue settings (benches/live.sh).
+    #[command(hide = true)]
+    BenchAcceptAll(accept_all::AcceptAllArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +84,7 @@ fn main() -> ExitCode {
         Some(Command::Lab(args)) => lab::run(args),
         Some(Command::Sim(args)) => sim::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Some(Command::Man(args)) => man::run(args),
+        Some(Command::BenchAcceptAll(args)) => accept_all::run(args),
     };
     match result {
         Ok(code) => code,

@@ -90,5 +90,5 @@ fn write_pages(sub: &clap::Command, dir: &Path) -> std::io::Result<()> {
 
 /// Section 8, and the title line names the ftwall version on subcommand pages too.
 fn page(cmd: &clap::Command) -> clap_mangen::Man {
-    clap_mangen::Man::new(cmd.clone()).section(SECTION).source(format!("ftwall {}", env!("FTWALL_VERSION")))
+    clap_mangen::Man::new(cmd.clone()).section(SECTION).source(format!("ftwall {}", crate::version::VERSION))
 }

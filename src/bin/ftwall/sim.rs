@@ -1,7 +1,6 @@
 //! `ftwall sim`: a FastTrack client simulator and peer/supernode responder, with real sockets.
 //!
-//! Used by `ftwall lab`, by the end-to-end tests (built as the `kazaa_sim` example from this
-//! very file), and by operators to check a deployment: run `responder` on a host outside the
+//! Used by `ftwall lab`, by the end-to-end tests and benches (as `ftwall sim`), and by operators to check a deployment: run `responder` on a host outside the
 //! gateway and the client commands on a host inside; with ftwall in between the FastTrack
 //! commands must fail and the ordinary ones succeed.
 //!
@@ -359,7 +358,7 @@ impl BoundSocket {
 
 impl From<BoundSocket> for TcpStream {
     fn from(s: BoundSocket) -> Self {
-        TcpStream::from(s.0)
+        Self::from(s.0)
     }
 }
 

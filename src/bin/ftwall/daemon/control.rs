@@ -1,4 +1,4 @@
-//! The control socket behind `ftwall ctl` (protocol: see `ctl.rs`).
+//! The control socket behind `ftwall ctl` (the protocol and its types: `protocol.rs`).
 //!
 //! One plain thread accepts connections one at a time and answers each request while holding the
 //! daemon lock for as long as the engine call takes (microseconds; a full listing is bounded by
@@ -11,8 +11,9 @@
 //! user. Operator changes are saved to the state file before the answer is sent.
 
 use super::{lock, time, Daemon, Shared, SHUTDOWN_WAIT};
-use crate::ctl::{Request, MAX_REQUEST};
-use serde_json::{json, Value};
+use crate::protocol::{
+    Answer, Ban, Change, Counts, Done, LockedClient, Request, Status, SuspectPeer, MAX_REQUEST,
+};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -128,24 +129,24 @@ fn answer(stream: UnixStream, shared: &Shared) -> io::Result<()> {
     BufReader::new((&stream).take(MAX_REQUEST as u64)).read_line(&mut line)?;
     let reply = if uid != 0 && uid != own {
         warn!(event = "control_refused", uid, "control request from an unauthorised user refused");
-        json!({"ok": false, "error": "permission denied: only root and the daemon's user may control ftwall"})
+        Answer::Failed("permission denied: only root and the daemon's user may control ftwall".into())
     } else {
         match Request::parse(line.trim_end_matches(['\r', '\n'])) {
             Ok(request) => {
-                let (mut reply, save) = lock(&shared.core).control(request, uid, shared);
-                if save {
+                let mut reply = lock(&shared.core).control(request, uid, shared);
+                if let Answer::Done(done) = &mut reply {
                     // Saved before the answer goes out, by the writer thread, outside the lock.
                     let (path, snapshot) = shared.take_snapshot();
                     let saved =
                         shared.writer.save_and_wait(path, snapshot, time::now().as_micros(), SHUTDOWN_WAIT);
-                    reply["saved"] = json!(saved.is_ok());
+                    done.saved = saved.is_ok();
                 }
                 reply
             }
-            Err(e) => json!({"ok": false, "error": e}),
+            Err(e) => Answer::Failed(e),
         }
     };
-    let mut text = reply.to_string();
+    let mut text = reply.encode();
     text.push('\n');
     (&stream).write_all(text.as_bytes())
 }
@@ -155,52 +156,41 @@ fn iso(t: ftwall::Timestamp) -> String {
 }
 
 impl Daemon {
-    /// Executes one control request; returns the answer and whether the state must be saved
-    /// before it is sent.
-    fn control(&mut self, request: Request, uid: u32, shared: &Shared) -> (Value, bool) {
+    /// Executes one control request. An operator change answers [`Answer::Done`], and the
+    /// caller saves the state (and sets `saved`) before sending it.
+    fn control(&mut self, request: Request, uid: u32, shared: &Shared) -> Answer {
         let now = time::now();
-        let answer = match request {
-            Request::Status => json!({"ok": true, "status": self.status(now, shared)}),
-            Request::Clients => {
-                let clients: Vec<Value> = self
-                    .engine
+        match request {
+            Request::Status => Answer::Status(Box::new(self.status(now, shared))),
+            Request::Clients => Answer::Clients(
+                self.engine
                     .locked_clients_at(now)
-                    .map(|l| {
-                        json!({
-                            "client": l.client,
-                            "locked_until": iso(l.until),
-                            "remaining_seconds": l.until.saturating_since(now).as_secs(),
-                            "port": l.port,
-                        })
+                    .map(|l| LockedClient {
+                        client: l.client,
+                        locked_until: iso(l.until),
+                        remaining_seconds: l.until.saturating_since(now).as_secs(),
+                        port: l.port,
                     })
-                    .collect();
-                json!({"ok": true, "clients": clients})
-            }
-            Request::Peers => {
-                let peers: Vec<Value> = self
-                    .engine
+                    .collect(),
+            ),
+            Request::Peers => Answer::Peers(
+                self.engine
                     .peers()
-                    .map(|p| json!({"peer": p.addr, "port": p.port, "expires": p.expires.map(iso)}))
-                    .collect();
-                json!({"ok": true, "peers": peers})
-            }
-            Request::Bans => {
-                let bans: Vec<Value> = self
-                    .engine
+                    .map(|p| SuspectPeer { peer: p.addr, port: p.port, expires: p.expires.map(iso) })
+                    .collect(),
+            ),
+            Request::Bans => Answer::Bans(
+                self.engine
                     .bans()
                     .into_iter()
-                    .map(|b| json!({"addr": b.addr, "until": b.until.map(iso)}))
-                    .collect();
-                json!({"ok": true, "bans": bans})
-            }
+                    .map(|b| Ban { addr: b.addr, until: b.until.map(iso) })
+                    .collect(),
+            ),
             Request::Release(addr) => {
                 let released = self.engine.release_client(addr);
                 let forgotten = self.engine.forget_peer(addr);
                 if !released && !forgotten {
-                    return (
-                        json!({"ok": false, "error": format!("{addr} is neither a locked client nor a suspect peer")}),
-                        false,
-                    );
+                    return Answer::Failed(format!("{addr} is neither a locked client nor a suspect peer"));
                 }
                 info!(event = "operator_release", addr = %addr, client_released = released, peer_forgotten = forgotten, uid, "released by the operator");
                 let what = match (released, forgotten) {
@@ -208,77 +198,73 @@ impl Daemon {
                     (true, false) => "time-lock ended",
                     _ => "suspect peer forgotten",
                 };
-                return (self.persisted(shared, json!({"message": format!("{addr}: {what}"), "client_released": released, "peer_forgotten": forgotten})), true);
+                let change = Change::Released { client_released: released, peer_forgotten: forgotten };
+                self.changed(shared, format!("{addr}: {what}"), change)
             }
             Request::Ban(addr, seconds) => {
                 let until = seconds.map(|s| now.saturating_add(Duration::from_secs(s)));
                 if let Err(e) = self.engine.ban(addr, until) {
-                    return (json!({"ok": false, "error": e.to_string()}), false);
+                    return Answer::Failed(e.to_string());
                 }
                 let until_text = until.map_or("until unbanned".to_string(), |u| format!("until {}", iso(u)));
                 info!(event = "operator_ban", addr = %addr, until = %until_text, inside = self.engine.config().is_lan(addr), uid, "banned by the operator");
-                return (
-                    self.persisted(
-                        shared,
-                        json!({"message": format!("{addr}: banned {until_text}"), "until": until.map(iso)}),
-                    ),
-                    true,
-                );
+                self.changed(
+                    shared,
+                    format!("{addr}: banned {until_text}"),
+                    Change::Banned { until: until.map(iso) },
+                )
             }
             Request::Unban(addr) => {
                 if !self.engine.unban(addr) {
-                    return (json!({"ok": false, "error": format!("{addr} is not banned")}), false);
+                    return Answer::Failed(format!("{addr} is not banned"));
                 }
                 info!(event = "operator_unban", addr = %addr, uid, "ban lifted by the operator");
-                return (self.persisted(shared, json!({"message": format!("{addr}: ban lifted")})), true);
+                self.changed(shared, format!("{addr}: ban lifted"), Change::Unbanned)
             }
-        };
-        (answer, false)
+        }
     }
 
     /// An operator change: its effects go to their queues now, and the caller saves the state
-    /// before answering (`"saved"` is added then).
-    fn persisted(&mut self, shared: &Shared, mut answer: Value) -> Value {
+    /// before answering (`saved` is set then).
+    fn changed(&mut self, shared: &Shared, message: String, change: Change) -> Answer {
         self.drain(shared, None);
-        answer["ok"] = json!(true);
-        answer
+        Answer::Done(Done { message, change, saved: false })
     }
 
-    fn status(&self, now: ftwall::Timestamp, shared: &Shared) -> Value {
+    fn status(&self, now: ftwall::Timestamp, shared: &Shared) -> Status {
         let s = self.engine.stats();
         let config = self.engine.config();
-        let reasons: serde_json::Map<String, Value> =
-            s.by_reason().filter(|&(_, n)| n > 0).map(|(r, n)| (r.as_str().to_string(), json!(n))).collect();
-        let mut status = json!({
-            "version": crate::VERSION,
-            "pid": std::process::id(),
-            "uptime_seconds": shared.started.elapsed().as_secs(),
-            "started_at": iso(shared.started_at),
-            "mode": config.mode,
-            "health": shared.health.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            "offload": if shared.offload_rules_missing.load(Ordering::Relaxed) {
+        let reasons =
+            s.by_reason().filter(|&(_, n)| n > 0).map(|(r, n)| (r.as_str().to_string(), n)).collect();
+        let counters = shared.counters.table().into_iter().chain(super::engine_counters(s));
+        Status {
+            version: crate::version::VERSION.to_string(),
+            pid: std::process::id(),
+            uptime_seconds: shared.started.elapsed().as_secs(),
+            started_at: iso(shared.started_at),
+            mode: config.mode,
+            health: shared.health.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            offload: if shared.offload_rules_missing.load(Ordering::Relaxed) {
                 "off: marked packets came back (offload rules missing)"
             } else if config.offload.enabled {
                 "on"
             } else {
                 "off"
-            },
-            "queues": shared.queue_numbers,
-            "config": shared.config_path.as_deref().map_or("(defaults)".into(), |p| p.display().to_string()),
-            "state_file": config.state_file.display().to_string(),
-            "packets": s.packets,
-            "accepted": s.accepted,
-            "dropped": s.dropped,
-            "reasons": reasons,
-            "locked_clients": self.engine.locked_clients_at(now).count(),
-            "suspect_peers": self.engine.peer_count(),
-            "bans": self.engine.ban_count(),
-            "flows": self.engine.flow_count(),
-        });
-        for (key, _, _, value) in shared.counters.table().into_iter().chain(super::engine_counters(s)) {
-            status[key] = json!(value);
+            }
+            .to_string(),
+            queues: shared.queue_numbers.clone(),
+            config: shared.config_path.as_deref().map_or("(defaults)".into(), |p| p.display().to_string()),
+            state_file: config.state_file.display().to_string(),
+            packets: s.packets,
+            accepted: s.accepted,
+            dropped: s.dropped,
+            reasons: Counts(reasons),
+            locked_clients: self.engine.locked_clients_at(now).count(),
+            suspect_peers: self.engine.peer_count(),
+            bans: self.engine.ban_count(),
+            flows: self.engine.flow_count(),
+            counters: Counts(counters.map(|(key, _, _, value)| (key.to_string(), value)).collect()),
         }
-        status
     }
 }
 

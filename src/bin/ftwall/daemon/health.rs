@@ -18,7 +18,7 @@
 //! log lines, offload rules missing, counters unreadable); a loss keeps the state degraded for
 //! [`HOLD`] so a short burst is still visible to a poller.
 
-use serde::Serialize;
+pub(crate) use crate::protocol::{HealthReport, HealthState, QueueHealth};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -82,62 +82,6 @@ pub(crate) struct KernelQueue {
     pub(crate) id_sequence: u32,
     pub(crate) queue_dropped: u64,
     pub(crate) user_dropped: u64,
-}
-
-/// Overall state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum HealthState {
-    Ok,
-    Degraded,
-    Stalled,
-}
-
-impl HealthState {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            HealthState::Ok => "ok",
-            HealthState::Degraded => "degraded",
-            HealthState::Stalled => "stalled",
-        }
-    }
-
-    /// The metric value: 0 ok, 1 degraded, 2 stalled.
-    pub(crate) fn level(self) -> u8 {
-        self as u8
-    }
-}
-
-/// One queue as reported.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub(crate) struct QueueHealth {
-    pub(crate) queue: u16,
-    /// Packets received by the daemon since start.
-    pub(crate) received: u64,
-    /// Packets waiting in the kernel queue (None: `/proc` unreadable).
-    pub(crate) waiting: Option<u64>,
-    /// `waiting` as a share of `queue_maxlen`, in percent.
-    pub(crate) occupancy_percent: Option<u64>,
-    /// Packets the kernel has numbered that the daemon has not received yet.
-    pub(crate) unread: Option<u64>,
-    /// Milliseconds since the last verdict on this queue (None: none yet).
-    pub(crate) since_last_verdict_ms: Option<u64>,
-    /// Age of the last packet when the daemon received it, in microseconds (None: unknown).
-    pub(crate) verdict_lag_us: Option<u64>,
-}
-
-/// What `ftwall ctl status` shows under `health`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub(crate) struct HealthReport {
-    pub(crate) state: HealthState,
-    pub(crate) reasons: Vec<String>,
-    pub(crate) queues: Vec<QueueHealth>,
-}
-
-impl Default for HealthReport {
-    fn default() -> Self {
-        Self { state: HealthState::Ok, reasons: Vec::new(), queues: Vec::new() }
-    }
 }
 
 /// One tick's inputs.

@@ -50,33 +50,33 @@ pub(crate) enum Backend {
 impl Backend {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            Backend::Nft => "nft",
-            Backend::Ipset => "ipset",
+            Self::Nft => "nft",
+            Self::Ipset => "ipset",
         }
     }
 
     fn args(self) -> &'static [&'static str] {
         match self {
-            Backend::Nft => &["-f", "-"],
-            Backend::Ipset => &["restore", "-exist"],
+            Self::Nft => &["-f", "-"],
+            Self::Ipset => &["restore", "-exist"],
         }
     }
 
     fn clients(self, addr: IpAddr) -> &'static str {
         match (self, addr) {
-            (Backend::Nft, IpAddr::V4(_)) => "ft_clients",
-            (Backend::Nft, IpAddr::V6(_)) => "ft_clients6",
-            (Backend::Ipset, IpAddr::V4(_)) => "ftwall_clients",
-            (Backend::Ipset, IpAddr::V6(_)) => "ftwall_clients6",
+            (Self::Nft, IpAddr::V4(_)) => "ft_clients",
+            (Self::Nft, IpAddr::V6(_)) => "ft_clients6",
+            (Self::Ipset, IpAddr::V4(_)) => "ftwall_clients",
+            (Self::Ipset, IpAddr::V6(_)) => "ftwall_clients6",
         }
     }
 
     fn peers(self, addr: IpAddr) -> &'static str {
         match (self, addr) {
-            (Backend::Nft, IpAddr::V4(_)) => "ft_peers",
-            (Backend::Nft, IpAddr::V6(_)) => "ft_peers6",
-            (Backend::Ipset, IpAddr::V4(_)) => "ftwall_peers",
-            (Backend::Ipset, IpAddr::V6(_)) => "ftwall_peers6",
+            (Self::Nft, IpAddr::V4(_)) => "ft_peers",
+            (Self::Nft, IpAddr::V6(_)) => "ft_peers6",
+            (Self::Ipset, IpAddr::V4(_)) => "ftwall_peers",
+            (Self::Ipset, IpAddr::V6(_)) => "ftwall_peers6",
         }
     }
 
@@ -86,7 +86,7 @@ impl Backend {
             // `add` of an existing element keeps its old timeout, so the script adds (a no-op
             // if present), deletes and adds again, in one transaction (nft 1.0.6 has no
             // `destroy`).
-            Backend::Nft => {
+            Self::Nft => {
                 let timeout = secs.map_or(String::new(), |s| format!(" timeout {s}s"));
                 format!(
                     "add element inet ftwall {set} {{ {addr} }}\n\
@@ -95,17 +95,17 @@ impl Backend {
                 )
             }
             // `add -exist` updates the timeout of an existing element; 0 is "never".
-            Backend::Ipset => format!("add {set} {addr} timeout {} -exist\n", secs.unwrap_or(0)),
+            Self::Ipset => format!("add {set} {addr} timeout {} -exist\n", secs.unwrap_or(0)),
         }
     }
 
     /// The script that removes `addr` from `set`, present or not.
     fn del(self, set: &str, addr: IpAddr) -> String {
         match self {
-            Backend::Nft => format!(
+            Self::Nft => format!(
                 "add element inet ftwall {set} {{ {addr} }}\ndelete element inet ftwall {set} {{ {addr} }}\n"
             ),
-            Backend::Ipset => format!("del {set} {addr} -exist\n"),
+            Self::Ipset => format!("del {set} {addr} -exist\n"),
         }
     }
 
@@ -116,7 +116,7 @@ impl Backend {
         ports.sort_unstable();
         ports.dedup();
         match self {
-            Backend::Nft => {
+            Self::Nft => {
                 let mut s = String::from("flush set inet ftwall ft_allow_ports\n");
                 if !ports.is_empty() {
                     let list: Vec<String> = ports.iter().map(u16::to_string).collect();
@@ -124,7 +124,7 @@ impl Backend {
                 }
                 s
             }
-            Backend::Ipset => {
+            Self::Ipset => {
                 let mut s = String::from(
                     "create ftwall_allow_ports_new bitmap:port range 0-65535 -exist\nflush ftwall_allow_ports_new\n",
                 );
@@ -197,7 +197,7 @@ impl KernelSets {
     /// The mirror for whichever backend's sets exist (nft's table `inet ftwall` first, then the
     /// ipsets), or None when `kernel_sets = "off"` (or `timelock.kernel_set = false`) or when
     /// neither exists (warned once per process: the rules are not installed, or are old).
-    pub(crate) fn detect(config: &Config) -> Option<KernelSets> {
+    pub(crate) fn detect(config: &Config) -> Option<Self> {
         if !config.kernel_sets_enabled() {
             return None;
         }

@@ -35,7 +35,7 @@ mod health;
 mod kernel_set;
 mod logging;
 mod metrics;
-mod queue;
+pub(crate) mod queue;
 mod spoof;
 mod store;
 mod time;
@@ -805,7 +805,7 @@ fn render_metrics(shared: &Shared, kernel: &[(u16, Option<KernelCounters>)]) -> 
         engine_counters(d.engine.stats()).into_iter().map(|(_, metric, help, value)| (metric, help, value)),
     );
     metrics::render(&MetricsInput {
-        version: crate::VERSION,
+        version: crate::version::VERSION,
         start_time_seconds: shared.started_at.as_secs(),
         stats: d.engine.stats(),
         locked_clients: d.engine.locked_clients_at(now).count(),

@@ -1,22 +1,29 @@
-//! A trivial NFQUEUE consumer that accepts every packet, with the same queue settings and
-//! verdict batching as the ftwall daemon (it reuses the daemon's queue module). It is the
-//! yardstick of `benches/live.sh`: the difference between it and ftwall is the cost of judging.
+//! `ftwall bench-accept-all` (hidden): a trivial NFQUEUE consumer that accepts every packet, with
+//! the daemon's own queue settings and verdict batching (it opens the queue through
+//! `daemon/queue.rs`). It is the yardstick of `benches/live.sh`: the difference between it and
+//! ftwall is the cost of judging.
 //!
-//! ```sh
-//! accept_all [QUEUE]      # default queue 0; SIGINT / SIGTERM to stop
-//! ```
+//! Invariant: every packet received is accepted, by batch, before the command returns; nothing
+//! is judged, logged or counted beyond the total printed at the end.
 
-#[allow(dead_code)]
-#[path = "../src/bin/ftwall/daemon/queue.rs"]
-mod queue;
-
+use crate::daemon::queue::NfQueue;
+use clap::Args;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-fn main() -> anyhow::Result<()> {
-    let queue_number = std::env::args().nth(1).map(|q| q.parse()).transpose()?.unwrap_or(0);
-    let config = ftwall::Config { queue: queue_number, ..ftwall::Config::default() };
-    let mut q = queue::NfQueue::open(&config, config.queue)?;
+/// Options of `ftwall bench-accept-all`.
+#[derive(Debug, Args)]
+pub(crate) struct AcceptAllArgs {
+    /// The queue to bind.
+    #[arg(default_value_t = 0)]
+    queue: u16,
+}
+
+/// Accepts every packet of the queue until SIGINT or SIGTERM.
+pub(crate) fn run(args: AcceptAllArgs) -> anyhow::Result<ExitCode> {
+    let config = ftwall::Config { queue: args.queue, ..ftwall::Config::default() };
+    let mut q = NfQueue::open(&config, config.queue)?;
     for w in &q.warnings {
         eprintln!("accept_all: warning: {w}");
     }
@@ -54,5 +61,5 @@ fn main() -> anyhow::Result<()> {
         q.accept_up_to(max_id)?;
     }
     eprintln!("accept_all: {packets} packets accepted");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

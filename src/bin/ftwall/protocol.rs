@@ -1,0 +1,549 @@
+//! The control protocol between `ftwall ctl` (the client, `ctl.rs`) and the daemon's control
+//! socket (the server, `daemon/control.rs`): what `socat - UNIX-CONNECT:/run/ftwall/control.sock`
+//! would speak. Both sides import these types and nothing else from each other.
+//!
+//! The client sends one request line of at most [`MAX_REQUEST`] bytes ([`Request`]); the daemon
+//! answers with one JSON object on one line ([`Answer`]) and closes the connection. Requests:
+//! `status`, `clients`, `peers`, `bans`, `release ADDR`, `ban ADDR [SECONDS]`, `unban ADDR`.
+//! Answers carry `"ok": true` plus the data, or `"ok": false` and `"error"`. The socket is mode
+//! 0600 and the daemon also checks the caller's credentials: root or the daemon's own user.
+//!
+//! Invariants:
+//! - [`Request::parse`] accepts exactly the lines [`Request`]'s `Display` writes (and surrounding
+//!   whitespace); [`Answer::decode`] reads back exactly what [`Answer`]'s `Serialize` writes.
+//! - The wire is stable: field names and their order are those of earlier releases (scripts
+//!   read `ftwall ctl --json`), so an answer's fields are written in a fixed order, and the
+//!   daemon's own counters follow the fixed `status` fields at the same level.
+
+use ftwall::config::Mode;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+
+/// Longest request line the daemon reads.
+pub(crate) const MAX_REQUEST: usize = 1024;
+/// Longest answer the client reads (a full peer and client listing is far smaller).
+pub(crate) const MAX_ANSWER: u64 = 64 << 20;
+
+/// A request line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// Counters, state sizes and uptime.
+    Status,
+    /// Time-locked clients.
+    Clients,
+    /// Cached suspect peers.
+    Peers,
+    /// Operator bans.
+    Bans,
+    /// End a client's time-lock now, or forget a suspect peer.
+    Release(IpAddr),
+    /// Ban an address, for this many seconds (at least 1) or until unbanned.
+    Ban(IpAddr, Option<u64>),
+    /// Lift a ban.
+    Unban(IpAddr),
+}
+
+impl Request {
+    /// Parses one request line (without its newline).
+    pub(crate) fn parse(line: &str) -> Result<Self, String> {
+        let words: Vec<&str> = line.split_ascii_whitespace().collect();
+        let addr = |w: &str| w.parse::<IpAddr>().map_err(|_| format!("not an IP address: {w:?}"));
+        match words.as_slice() {
+            ["status"] => Ok(Self::Status),
+            ["clients"] => Ok(Self::Clients),
+            ["peers"] => Ok(Self::Peers),
+            ["bans"] => Ok(Self::Bans),
+            ["release", a] => Ok(Self::Release(addr(a)?)),
+            ["ban", a] => Ok(Self::Ban(addr(a)?, None)),
+            ["ban", a, s] => {
+                let secs = s.parse::<u64>().ok().filter(|&n| n > 0).ok_or(format!("bad seconds: {s:?}"))?;
+                Ok(Self::Ban(addr(a)?, Some(secs)))
+            }
+            ["unban", a] => Ok(Self::Unban(addr(a)?)),
+            _ => Err(format!(
+                "unknown request {line:?}; expected status, clients, peers, bans, release ADDR, ban ADDR [SECONDS] or unban ADDR"
+            )),
+        }
+    }
+}
+
+/// The request line, without its newline.
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Status => f.write_str("status"),
+            Self::Clients => f.write_str("clients"),
+            Self::Peers => f.write_str("peers"),
+            Self::Bans => f.write_str("bans"),
+            Self::Release(a) => write!(f, "release {a}"),
+            Self::Ban(a, None) => write!(f, "ban {a}"),
+            Self::Ban(a, Some(s)) => write!(f, "ban {a} {s}"),
+            Self::Unban(a) => write!(f, "unban {a}"),
+        }
+    }
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// `{"ok": true, "status": {...}}`
+    Status(Box<Status>),
+    /// `{"ok": true, "clients": [...]}`
+    Clients(Vec<LockedClient>),
+    /// `{"ok": true, "peers": [...]}`
+    Peers(Vec<SuspectPeer>),
+    /// `{"ok": true, "bans": [...]}`
+    Bans(Vec<Ban>),
+    /// An operator change was made: `{"message": ..., <the change's fields>, "ok": true, "saved": ...}`.
+    Done(Done),
+    /// `{"ok": false, "error": ...}`
+    Failed(String),
+}
+
+/// An operator change the daemon made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Done {
+    /// One line for the operator, such as `192.0.2.10: ban lifted`.
+    pub(crate) message: String,
+    pub(crate) change: Change,
+    /// The state file was written before the answer was sent.
+    pub(crate) saved: bool,
+}
+
+/// What an operator change did, per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// `release`: `"client_released"`, `"peer_forgotten"`.
+    Released { client_released: bool, peer_forgotten: bool },
+    /// `ban`: `"until"` (RFC 3339, or null: until unbanned).
+    Banned { until: Option<String> },
+    /// `unban`: no further fields.
+    Unbanned,
+}
+
+impl Serialize for Answer {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            Self::Status(status) => {
+                map.serialize_entry("ok", &true)?;
+                map.serialize_entry("status", status)?;
+            }
+            Self::Clients(clients) => {
+                map.serialize_entry("ok", &true)?;
+                map.serialize_entry("clients", clients)?;
+            }
+            Self::Peers(peers) => {
+                map.serialize_entry("ok", &true)?;
+                map.serialize_entry("peers", peers)?;
+            }
+            Self::Bans(bans) => {
+                map.serialize_entry("ok", &true)?;
+                map.serialize_entry("bans", bans)?;
+            }
+            Self::Done(done) => {
+                map.serialize_entry("message", &done.message)?;
+                match &done.change {
+                    Change::Released { client_released, peer_forgotten } => {
+                        map.serialize_entry("client_released", client_released)?;
+                        map.serialize_entry("peer_forgotten", peer_forgotten)?;
+                    }
+                    Change::Banned { until } => map.serialize_entry("until", until)?,
+                    Change::Unbanned => {}
+                }
+                map.serialize_entry("ok", &true)?;
+                map.serialize_entry("saved", &done.saved)?;
+            }
+            Self::Failed(error) => {
+                map.serialize_entry("ok", &false)?;
+                map.serialize_entry("error", error)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// Every field an answer may carry; which ones must be there depends on the request.
+#[derive(Deserialize)]
+struct AnswerFields {
+    ok: bool,
+    error: Option<String>,
+    status: Option<Box<Status>>,
+    clients: Option<Vec<LockedClient>>,
+    peers: Option<Vec<SuspectPeer>>,
+    bans: Option<Vec<Ban>>,
+    message: Option<String>,
+    client_released: Option<bool>,
+    peer_forgotten: Option<bool>,
+    until: Option<String>,
+    saved: Option<bool>,
+}
+
+impl Answer {
+    /// The answer line, without its newline.
+    pub(crate) fn encode(&self) -> String {
+        serde_json::to_string(self).expect("answers are plain data and always serialise")
+    }
+
+    /// Reads the daemon's answer to `request` (one line, without its newline).
+    pub(crate) fn decode(request: Request, line: &str) -> Result<Self, String> {
+        let f: AnswerFields = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        if !f.ok {
+            return Ok(Self::Failed(f.error.unwrap_or_else(|| "request failed".into())));
+        }
+        fn need<T>(field: Option<T>, name: &str) -> Result<T, String> {
+            field.ok_or_else(|| format!("the answer has no {name:?}"))
+        }
+        let done = |change| -> Result<Self, String> {
+            Ok(Self::Done(Done {
+                message: need(f.message.clone(), "message")?,
+                change,
+                saved: need(f.saved, "saved")?,
+            }))
+        };
+        match request {
+            Request::Status => Ok(Self::Status(need(f.status, "status")?)),
+            Request::Clients => Ok(Self::Clients(need(f.clients, "clients")?)),
+            Request::Peers => Ok(Self::Peers(need(f.peers, "peers")?)),
+            Request::Bans => Ok(Self::Bans(need(f.bans, "bans")?)),
+            Request::Release(_) => done(Change::Released {
+                client_released: need(f.client_released, "client_released")?,
+                peer_forgotten: need(f.peer_forgotten, "peer_forgotten")?,
+            }),
+            Request::Ban(..) => done(Change::Banned { until: f.until }),
+            Request::Unban(_) => done(Change::Unbanned),
+        }
+    }
+}
+
+/// `status`: the daemon at a glance. Fields in wire order; the daemon's own counters follow at
+/// the same level (`flows_offloaded`, `spoofed_pongs`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Status {
+    pub(crate) version: String,
+    pub(crate) pid: u32,
+    pub(crate) uptime_seconds: u64,
+    /// RFC 3339.
+    pub(crate) started_at: String,
+    pub(crate) mode: Mode,
+    pub(crate) health: HealthReport,
+    /// `on`, `off`, or why it was turned off.
+    pub(crate) offload: String,
+    pub(crate) queues: Vec<u16>,
+    /// The configuration file, or `(defaults)`.
+    pub(crate) config: String,
+    pub(crate) state_file: String,
+    pub(crate) packets: u64,
+    pub(crate) accepted: u64,
+    pub(crate) dropped: u64,
+    /// Packets per reason code, the reasons seen so far only.
+    pub(crate) reasons: Counts,
+    pub(crate) locked_clients: usize,
+    pub(crate) suspect_peers: usize,
+    pub(crate) bans: usize,
+    pub(crate) flows: usize,
+    /// The daemon's counters, each a field of its own.
+    #[serde(flatten)]
+    pub(crate) counters: Counts,
+}
+
+/// Named counts in a fixed order; a JSON object on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Counts(pub(crate) Vec<(String, u64)>);
+
+impl Serialize for Counts {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, n)| (name, n)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Counts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CountsVisitor;
+        impl<'de> Visitor<'de> for CountsVisitor {
+            type Value = Counts;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of counts")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Counts, A::Error> {
+                let mut counts = Vec::new();
+                while let Some(entry) = map.next_entry::<String, u64>()? {
+                    counts.push(entry);
+                }
+                Ok(Counts(counts))
+            }
+        }
+        deserializer.deserialize_map(CountsVisitor)
+    }
+}
+
+/// What `status` shows under `health` (computed by `daemon/health.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HealthReport {
+    pub(crate) state: HealthState,
+    pub(crate) reasons: Vec<String>,
+    pub(crate) queues: Vec<QueueHealth>,
+}
+
+impl Default for HealthReport {
+    fn default() -> Self {
+        Self { state: HealthState::Ok, reasons: Vec::new(), queues: Vec::new() }
+    }
+}
+
+/// Overall state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum HealthState {
+    Ok,
+    Degraded,
+    Stalled,
+}
+
+impl HealthState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Degraded => "degraded",
+            Self::Stalled => "stalled",
+        }
+    }
+
+    /// The metric value: 0 ok, 1 degraded, 2 stalled.
+    pub(crate) fn level(self) -> u8 {
+        self as u8
+    }
+}
+
+/// One queue as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct QueueHealth {
+    pub(crate) queue: u16,
+    /// Packets received by the daemon since start.
+    pub(crate) received: u64,
+    /// Packets waiting in the kernel queue (None: `/proc` unreadable).
+    pub(crate) waiting: Option<u64>,
+    /// `waiting` as a share of `queue_maxlen`, in percent.
+    pub(crate) occupancy_percent: Option<u64>,
+    /// Packets the kernel has numbered that the daemon has not received yet.
+    pub(crate) unread: Option<u64>,
+    /// Milliseconds since the last verdict on this queue (None: none yet).
+    pub(crate) since_last_verdict_ms: Option<u64>,
+    /// Age of the last packet when the daemon received it, in microseconds (None: unknown).
+    pub(crate) verdict_lag_us: Option<u64>,
+}
+
+/// One row of `clients`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LockedClient {
+    pub(crate) client: IpAddr,
+    /// RFC 3339.
+    pub(crate) locked_until: String,
+    pub(crate) remaining_seconds: u64,
+    /// The client's FastTrack UDP port, when known.
+    pub(crate) port: Option<u16>,
+}
+
+/// One row of `peers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SuspectPeer {
+    pub(crate) peer: IpAddr,
+    pub(crate) port: Option<u16>,
+    /// RFC 3339 (null: forgotten only by eviction).
+    pub(crate) expires: Option<String>,
+}
+
+/// One row of `bans`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Ban {
+    pub(crate) addr: IpAddr,
+    /// RFC 3339 (null: until unbanned).
+    pub(crate) until: Option<String>,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A status with every field set, and its line as earlier releases wrote it.
+    pub(crate) fn sample_status() -> (Status, &'static str) {
+        let status = Status {
+            version: "0.1.0 (v0.1.0-5-gabc, 2026-12-01)".into(),
+            pid: 4242,
+            uptime_seconds: 75,
+            started_at: "2026-12-02T06:00:00Z".into(),
+            mode: Mode::Enforce,
+            health: HealthReport {
+                state: HealthState::Degraded,
+                reasons: vec!["queue 0: kernel dropped 3 packets".into()],
+                queues: vec![QueueHealth {
+                    queue: 0,
+                    received: 10,
+                    waiting: Some(0),
+                    occupancy_percent: Some(0),
+                    unread: Some(0),
+                    since_last_verdict_ms: Some(12),
+                    verdict_lag_us: None,
+                }],
+            },
+            offload: "on".into(),
+            queues: vec![0, 1],
+            config: "/etc/ftwall/ftwall.toml".into(),
+            state_file: "/var/lib/ftwall/state.json".into(),
+            packets: 10,
+            accepted: 7,
+            dropped: 3,
+            reasons: Counts(vec![("udp_ping".into(), 2), ("tcp_opener".into(), 1)]),
+            locked_clients: 1,
+            suspect_peers: 2,
+            bans: 0,
+            flows: 5,
+            counters: Counts(vec![("flows_offloaded".into(), 1), ("spoofed_pongs".into(), 2)]),
+        };
+        let line = r#"{"ok":true,"status":{"version":"0.1.0 (v0.1.0-5-gabc, 2026-12-01)","pid":4242,"uptime_seconds":75,"started_at":"2026-12-02T06:00:00Z","mode":"enforce","health":{"state":"degraded","reasons":["queue 0: kernel dropped 3 packets"],"queues":[{"queue":0,"received":10,"waiting":0,"occupancy_percent":0,"unread":0,"since_last_verdict_ms":12,"verdict_lag_us":null}]},"offload":"on","queues":[0,1],"config":"/etc/ftwall/ftwall.toml","state_file":"/var/lib/ftwall/state.json","packets":10,"accepted":7,"dropped":3,"reasons":{"udp_ping":2,"tcp_opener":1},"locked_clients":1,"suspect_peers":2,"bans":0,"flows":5,"flows_offloaded":1,"spoofed_pongs":2}}"#;
+        (status, line)
+    }
+
+    #[test]
+    fn request_lines_round_trip_and_reject_garbage() {
+        let a: IpAddr = "192.0.2.10".parse().unwrap();
+        for r in [
+            Request::Status,
+            Request::Clients,
+            Request::Peers,
+            Request::Bans,
+            Request::Release(a),
+            Request::Ban(a, None),
+            Request::Ban("2001:db8::1".parse().unwrap(), Some(60)),
+            Request::Unban(a),
+        ] {
+            assert_eq!(Request::parse(&r.to_string()), Ok(r));
+        }
+        assert_eq!(Request::parse("  status  "), Ok(Request::Status));
+        assert_eq!(
+            Request::parse("ban 192.0.2.1 30\r"),
+            Ok(Request::Ban("192.0.2.1".parse().unwrap(), Some(30)))
+        );
+        for bad in [
+            "",
+            "stat",
+            "ban",
+            "ban nowhere",
+            "ban 192.0.2.1 0",
+            "ban 192.0.2.1 -5",
+            "release 1 2",
+            "status x",
+        ] {
+            assert!(Request::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Every kind of answer, the request it answers, and its line exactly as earlier releases
+    /// wrote it (field names and order).
+    fn answers() -> Vec<(Request, Answer, &'static str)> {
+        let a: IpAddr = "192.0.2.10".parse().unwrap();
+        let (status, status_line) = sample_status();
+        vec![
+            (Request::Status, Answer::Status(Box::new(status)), status_line),
+            (
+                Request::Clients,
+                Answer::Clients(vec![LockedClient {
+                    client: a,
+                    locked_until: "2026-12-02T06:02:00Z".into(),
+                    remaining_seconds: 100,
+                    port: Some(3531),
+                }]),
+                r#"{"ok":true,"clients":[{"client":"192.0.2.10","locked_until":"2026-12-02T06:02:00Z","remaining_seconds":100,"port":3531}]}"#,
+            ),
+            (
+                Request::Peers,
+                Answer::Peers(vec![
+                    SuspectPeer {
+                        peer: "198.51.100.20".parse().unwrap(),
+                        port: Some(1214),
+                        expires: Some("2026-12-02T07:00:00Z".into()),
+                    },
+                    SuspectPeer { peer: "2001:db8:2::20".parse().unwrap(), port: None, expires: None },
+                ]),
+                r#"{"ok":true,"peers":[{"peer":"198.51.100.20","port":1214,"expires":"2026-12-02T07:00:00Z"},{"peer":"2001:db8:2::20","port":null,"expires":null}]}"#,
+            ),
+            (Request::Bans, Answer::Bans(vec![]), r#"{"ok":true,"bans":[]}"#),
+            (
+                Request::Bans,
+                Answer::Bans(vec![Ban { addr: a, until: None }]),
+                r#"{"ok":true,"bans":[{"addr":"192.0.2.10","until":null}]}"#,
+            ),
+            (
+                Request::Release(a),
+                Answer::Done(Done {
+                    message: "192.0.2.10: time-lock ended".into(),
+                    change: Change::Released { client_released: true, peer_forgotten: false },
+                    saved: true,
+                }),
+                r#"{"message":"192.0.2.10: time-lock ended","client_released":true,"peer_forgotten":false,"ok":true,"saved":true}"#,
+            ),
+            (
+                Request::Ban(a, None),
+                Answer::Done(Done {
+                    message: "192.0.2.10: banned until unbanned".into(),
+                    change: Change::Banned { until: None },
+                    saved: true,
+                }),
+                r#"{"message":"192.0.2.10: banned until unbanned","until":null,"ok":true,"saved":true}"#,
+            ),
+            (
+                Request::Ban(a, Some(30)),
+                Answer::Done(Done {
+                    message: "192.0.2.10: banned until 2026-12-02T06:00:30Z".into(),
+                    change: Change::Banned { until: Some("2026-12-02T06:00:30Z".into()) },
+                    saved: false,
+                }),
+                r#"{"message":"192.0.2.10: banned until 2026-12-02T06:00:30Z","until":"2026-12-02T06:00:30Z","ok":true,"saved":false}"#,
+            ),
+            (
+                Request::Unban(a),
+                Answer::Done(Done {
+                    message: "192.0.2.10: ban lifted".into(),
+                    change: Change::Unbanned,
+                    saved: true,
+                }),
+                r#"{"message":"192.0.2.10: ban lifted","ok":true,"saved":true}"#,
+            ),
+            (
+                Request::Unban(a),
+                Answer::Failed("192.0.2.10 is not banned".into()),
+                r#"{"ok":false,"error":"192.0.2.10 is not banned"}"#,
+            ),
+        ]
+    }
+
+    #[test]
+    fn answers_keep_the_wire_format_and_round_trip() {
+        for (request, answer, line) in answers() {
+            assert_eq!(answer.encode(), line, "{request}");
+            assert_eq!(Answer::decode(request, line), Ok(answer), "{request}");
+        }
+    }
+
+    #[test]
+    fn decoding_needs_the_fields_of_the_request_and_reads_failures_for_any() {
+        let clients = r#"{"ok":true,"clients":[]}"#;
+        assert_eq!(Answer::decode(Request::Clients, clients), Ok(Answer::Clients(vec![])));
+        assert!(Answer::decode(Request::Peers, clients).unwrap_err().contains("\"peers\""));
+        assert!(Answer::decode(Request::Unban("192.0.2.1".parse().unwrap()), clients).is_err());
+        let refused = r#"{"ok":false,"error":"permission denied"}"#;
+        assert_eq!(Answer::decode(Request::Status, refused), Ok(Answer::Failed("permission denied".into())));
+        assert_eq!(
+            Answer::decode(Request::Bans, r#"{"ok":false}"#),
+            Ok(Answer::Failed("request failed".into()))
+        );
+        assert!(Answer::decode(Request::Status, "not json").is_err());
+        // A counter that is not a count is refused, not silently dropped.
+        let (_, line) = sample_status();
+        let bad = line.replace(r#""spoofed_pongs":2"#, r#""spoofed_pongs":"two""#);
+        assert!(Answer::decode(Request::Status, &bad).is_err());
+    }
+}
