@@ -14,9 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 fn main() -> anyhow::Result<()> {
-    let queue_number = std::env::args().nth(1).map(|q| q.parse()).transpose()?.unwrap_or(0);
-    let config = ftwall::Config { queue: queue_number, ..ftwall::Config::default() };
-    let mut q = queue::NfQueue::open(&config, config.queue)?;
+    let queue_number: u16 = std::env::args().nth(1).map(|q| q.parse()).transpose()?.unwrap_or(0);
+    let mut q = queue::NfQueue::open(queue::QueueOptions::default(), queue_number)?;
     for w in &q.warnings {
         eprintln!("accept_all: warning: {w}");
     }
@@ -24,8 +23,8 @@ fn main() -> anyhow::Result<()> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    eprintln!("accept_all: bound to queue {}", config.queue);
-    let limit = config.verdict_batch;
+    eprintln!("accept_all: bound to queue {queue_number}");
+    let limit = queue::DEFAULT_VERDICT_BATCH;
     let (mut pending, mut max_id, mut packets) = (0u32, 0u32, 0u64);
     while !stop.load(Ordering::Relaxed) {
         match q.queue.recv() {
