@@ -866,3 +866,42 @@ fn log_counters(shared: &Shared) {
         health: health.as_str(),
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4/UDP packet (checksums zero, as the engine does not check them).
+    fn udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        let (SocketAddr::V4(s), SocketAddr::V4(d)) = (src, dst) else { panic!("IPv4 only") };
+        let total = 28 + payload.len();
+        let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0];
+        p.extend_from_slice(&s.ip().octets());
+        p.extend_from_slice(&d.ip().octets());
+        p.extend_from_slice(&s.port().to_be_bytes());
+        p.extend_from_slice(&d.port().to_be_bytes());
+        p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn a_dropped_reply_names_the_flows_client_not_its_sender() {
+        const PING: [u8; 12] = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
+        const PONG: [u8; 17] =
+            [0x28, 0, 0, 0, 0xA9, 0, 0x0F, 0x59, 0xD9, 0x4E, 0xFA, b'K', b'a', b'Z', b'a', b'A', 0];
+        let lan = vec!["192.0.2.0/24".parse().unwrap()];
+        let mut engine = Engine::new(ftwall::EngineConfig { lan, ..ftwall::EngineConfig::default() });
+        // Neither end is in `lan`: the first sender is the client, for the whole flow.
+        let client: SocketAddr = "203.0.113.5:4000".parse().unwrap();
+        let peer: SocketAddr = "198.51.100.30:1214".parse().unwrap();
+        let ping = engine.handle_packet(Timestamp::from_secs(1), &udp(client, peer, &PING));
+        let pong = engine.handle_packet(Timestamp::from_secs(2), &udp(peer, client, &PONG));
+        assert!(ping.blocked && pong.blocked);
+        let expected = DropParties { client, peer, src: client, dst: peer };
+        assert_eq!(DropParties::of(&ping), Some(expected));
+        assert_eq!(DropParties::of(&pong), Some(DropParties { src: peer, dst: client, ..expected }));
+        assert_eq!(DropParties::of(&engine.handle_packet(Timestamp::from_secs(3), &[0x45])), None);
+    }
+}
