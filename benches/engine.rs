@@ -4,7 +4,7 @@
 //! Run with `cargo bench --bench engine`; criterion prints packets/s ("elem/s").
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ftwall::{EngineConfig, Engine, Timestamp};
+use ftwall::{Engine, EngineConfig, Timestamp};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 

@@ -15,7 +15,7 @@
 //! /usr/bin/time -v target/release/ftwall replay /tmp/flood.pcap   # "Maximum resident set size"
 //! ```
 
-use ftwall::{EngineConfig, Engine, Reason, Timestamp, Verdict};
+use ftwall::{Engine, EngineConfig, Reason, Timestamp, Verdict};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::Ipv4Addr;

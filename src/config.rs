@@ -481,7 +481,11 @@ mod tests {
 
     #[test]
     fn round_trips_through_toml() {
-        let c = EngineConfig { mode: Mode::Monitor, lan: vec!["192.0.2.0/24".parse().unwrap()], ..EngineConfig::default() };
+        let c = EngineConfig {
+            mode: Mode::Monitor,
+            lan: vec!["192.0.2.0/24".parse().unwrap()],
+            ..EngineConfig::default()
+        };
         assert_eq!(EngineConfig::from_toml_str(&c.to_toml_string()).unwrap(), c);
     }
 }

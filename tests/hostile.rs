@@ -3,7 +3,7 @@
 //! bounds, every packet must get exactly one verdict, and a locked client's FastTrack session
 //! must stay blocked however much state the attacker churns.
 
-use ftwall::{EngineConfig, Engine, Reason, Timestamp, Verdict};
+use ftwall::{Engine, EngineConfig, Reason, Timestamp, Verdict};
 use std::net::{IpAddr, Ipv4Addr};
 
 const PING: [u8; 12] = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];

@@ -2,7 +2,7 @@
 //! engine, plus structured-but-inconsistent IPv4/IPv6 headers.
 
 use ftwall::signatures::{http, push, tcp, udp};
-use ftwall::{wire, EngineConfig, Engine, Timestamp};
+use ftwall::{wire, Engine, EngineConfig, Timestamp};
 use proptest::prelude::*;
 
 fn check_invariants(buf: &[u8]) {

@@ -123,7 +123,10 @@ fn a_bad_configuration_gives_the_same_message_to_every_command() {
     let capture = dir.path().join("empty.pcap");
     std::fs::write(&capture, pcap_header(1)).unwrap();
     for (text, expected) in [
-        ("mode = \"monitor\"\n[timelock]\nsecs = 3\n", ":3:1: unknown field `secs`, expected one of `seconds`"),
+        (
+            "mode = \"monitor\"\n[timelock]\nsecs = 3\n",
+            ":3:1: unknown field `secs`, expected one of `seconds`",
+        ),
         ("queue_max_len = 5\n", ":1:1: unknown field `queue_max_len`, expected one of `mode`"),
         ("[peers]\ncapacity = \"many\"\n", ":2:12: invalid type: string \"many\", expected usize"),
         ("[flows]\ncapacity = 0\n", ": invalid value for `flows.capacity`: must be at least 1"),

@@ -101,7 +101,8 @@ fn man_page_covers_every_subcommand() {
     // The configuration page names every key `ftwall config` prints (tables as `.SS [table]`).
     let conf = std::fs::read_to_string(dir.path().join("ftwall.toml.5")).unwrap();
     assert!(conf.starts_with(".TH ftwall.toml 5 ") && conf.contains(".SH KEYS"), "{conf:.300}");
-    let defaults: toml::Table = toml::from_str(ftwall(&["config", "--config", "/dev/null"]).as_str()).unwrap();
+    let defaults: toml::Table =
+        toml::from_str(ftwall(&["config", "--config", "/dev/null"]).as_str()).unwrap();
     for (key, value) in &defaults {
         let locals: Vec<&String> = match value {
             toml::Value::Table(t) => {
@@ -112,7 +113,10 @@ fn man_page_covers_every_subcommand() {
         };
         for local in locals {
             let roff = local.replace('-', "\\-");
-            assert!(conf.contains(&format!("\n\\fB{roff}\\fR = ")), "{key}: {local} missing from ftwall.toml.5");
+            assert!(
+                conf.contains(&format!("\n\\fB{roff}\\fR = ")),
+                "{key}: {local} missing from ftwall.toml.5"
+            );
         }
     }
     assert!(page.contains("ftwall.toml\\fR(5)"), "the main page points to the configuration page");

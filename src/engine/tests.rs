@@ -1098,7 +1098,9 @@ fn no_probe_without_a_pinged_outside_peer() {
     assert_eq!(probes(&mut e), vec![]);
 
     // Monitor mode and spoof_pongs = false send no forged packets, probes included.
-    for c in [EngineConfig { mode: Mode::Monitor, ..config() }, EngineConfig { spoof_pongs: false, ..config() }] {
+    for c in
+        [EngineConfig { mode: Mode::Monitor, ..config() }, EngineConfig { spoof_pongs: false, ..config() }]
+    {
         let mut e = Engine::new(c);
         e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
         e.handle_timeout(at(60));

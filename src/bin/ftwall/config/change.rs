@@ -73,13 +73,17 @@ mod tests {
     fn the_same_file_changes_nothing() {
         let old = parse("queue = 2\n");
         let change = ConfigChange::between(&old, old.clone());
-        assert_eq!(change, ConfigChange { in_force: old, restart_needed: vec![], queues: None, spoof_pongs: None });
+        assert_eq!(
+            change,
+            ConfigChange { in_force: old, restart_needed: vec![], queues: None, spoof_pongs: None }
+        );
     }
 
     #[test]
     fn keys_bound_at_start_keep_their_old_value() {
         let old = parse("queue = 2\nfail_open = true\n");
-        let new = parse("queue = 5\nqueues = 2\nfail_open = false\ncopy_range = 512\n[control]\nsocket = \"/x\"\n");
+        let new =
+            parse("queue = 5\nqueues = 2\nfail_open = false\ncopy_range = 512\n[control]\nsocket = \"/x\"\n");
         let change = ConfigChange::between(&old, new);
         assert_eq!(change.queues, Some(QueuesChange { old: (2, 1), new: (5, 2) }));
         assert_eq!(change.restart_needed, ["queue", "queues", "fail_open", "copy_range", "control.socket"]);

@@ -248,7 +248,8 @@ impl DaemonConfig {
 
     /// Checks the daemon's value ranges (the engine checks its own).
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &'static str, problem: &str| Err(ConfigError::Invalid { key, problem: problem.into() });
+        let invalid =
+            |key: &'static str, problem: &str| Err(ConfigError::Invalid { key, problem: problem.into() });
         if self.metrics.interval_seconds == 0 || self.metrics.interval_seconds > 86_400 {
             return invalid("metrics.interval_seconds", "must be between 1 and 86400");
         }

@@ -26,7 +26,10 @@ fn round_trips_through_toml() {
     c.metrics.file = Some("/tmp/m.prom".into());
     c.client_dir = Some("/run/c".into());
     assert_eq!(DaemonConfig::from_toml_str(&c.to_toml_string()).unwrap(), c);
-    assert_eq!(DaemonConfig::from_toml_str(&DaemonConfig::default().to_toml_string()).unwrap(), DaemonConfig::default());
+    assert_eq!(
+        DaemonConfig::from_toml_str(&DaemonConfig::default().to_toml_string()).unwrap(),
+        DaemonConfig::default()
+    );
 }
 
 #[test]
@@ -106,7 +109,12 @@ fn unknown_keys_are_rejected_at_top_level_and_in_tables() {
     assert!(err.starts_with("f.toml:2:1: unknown field `queue_max_len`, expected one of `mode`"), "{err}");
     assert!(err.contains("`queue_maxlen`"), "the daemon's keys are listed too: {err}");
     let err = parse(path, "[metrics]\nfile = \"/m\"\nperiod = 5\n").unwrap_err().to_string();
-    assert!(err.starts_with("f.toml:3:1: unknown field `period`, expected one of `file`, `interval_seconds`, `interval`"), "{err}");
+    assert!(
+        err.starts_with(
+            "f.toml:3:1: unknown field `period`, expected one of `file`, `interval_seconds`, `interval`"
+        ),
+        "{err}"
+    );
     let err = parse(path, "[flows]\ncapacity = 10\n[nosuch]\nx = 1\n").unwrap_err().to_string();
     assert!(err.starts_with("f.toml:3:2: unknown field `nosuch`"), "{err}");
     let err = parse(path, "pongs = { max_per_second = 5, burst = 1 }\n").unwrap_err().to_string();
@@ -136,10 +144,12 @@ fn serialized_keys(c: &DaemonConfig) -> Vec<String> {
 
 #[test]
 fn the_key_tables_name_every_key_and_only_keys() {
-    let mut c = DaemonConfig::default();
-    // Set the optional keys so that they are serialised too.
-    c.client_dir = Some("/run/c".into());
-    c.metrics.file = Some("/m".into());
+    // The optional keys set, so that they are serialised too.
+    let c = DaemonConfig {
+        client_dir: Some("/run/c".into()),
+        metrics: MetricsConfig { file: Some("/m".into()), ..MetricsConfig::default() },
+        ..DaemonConfig::default()
+    };
     let mut serialised = serialized_keys(&c);
     serialised.push("timelock.kernel_set".into()); // read, folded into kernel_sets, never written
     serialised.sort();

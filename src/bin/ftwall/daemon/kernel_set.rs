@@ -22,8 +22,8 @@
 //! remaining time of the lock or the peer as their timeout, so the kernel forgets them when the
 //! daemon would, even if the daemon is gone.
 
-use ftwall::engine::{LockEntry, PeerEntry, Snapshot, StoreRecord};
 use crate::config::DaemonConfig;
+use ftwall::engine::{LockEntry, PeerEntry, Snapshot, StoreRecord};
 use ftwall::Timestamp;
 use std::collections::VecDeque;
 use std::io::Write;

@@ -41,12 +41,12 @@ mod time;
 mod worker;
 mod writer;
 
+use crate::config::{load_config, ConfigChange, DaemonConfig};
 use anyhow::Context;
 use clap::Args;
 use control::ControlSocket;
 use counters::Counters;
 use effects::{every, Effects, MirrorJob, Outgoing};
-use crate::config::{load_config, ConfigChange, DaemonConfig};
 use ftwall::{Action, Decision, Engine, Event, Timestamp};
 use health::{HealthMonitor, HealthReport, HealthState, KernelQueue, QueueProgress, Sample};
 use logging::{DropLimiter, LogFormat};
