@@ -248,6 +248,9 @@ pub struct Engine {
     events: VecDeque<Event>,
     actions: VecDeque<Action>,
     stats: EngineStats,
+    /// Whether the sender of the packet being judged is its flow's inside end; set by
+    /// `lookup`, taken by `handle_packet` for [`Decision::ends`].
+    sender_inside: Option<bool>,
 }
 
 /// Identity of the two endpoints of the flow a tell was seen on.
@@ -299,6 +302,7 @@ impl Engine {
             events: VecDeque::new(),
             actions: VecDeque::new(),
             stats: EngineStats::default(),
+            sender_inside: None,
             config,
         };
         engine.apply_derived();
@@ -346,7 +350,8 @@ impl Engine {
         self.stats.record(verdict, reason);
         let settled = settled.filter(|_| self.config.offload.enabled);
         let blocked = reason.natural_verdict() == Verdict::Drop;
-        let ends = summary.as_ref().map(|s| self.ends(s));
+        let sender_inside = self.sender_inside.take();
+        let ends = summary.as_ref().map(|s| self.ends(s, sender_inside));
         Decision { verdict, reason, blocked, packet: summary, ends, settled }
     }
 
@@ -356,17 +361,18 @@ impl Engine {
         self.config.is_lan(src) || !self.config.is_lan(dst)
     }
 
-    /// The inside and outside ends of a judged packet's flow: the tracked flow's, else the
-    /// new-flow rule applied to the packet.
-    fn ends(&self, p: &PacketSummary) -> FlowEnds {
+    /// The inside and outside ends of a judged packet's flow: the flow's (as `lookup` found it,
+    /// or, for a packet judged before any lookup such as a banned one, as the table holds it),
+    /// else the new-flow rule applied to the packet.
+    fn ends(&self, p: &PacketSummary, sender_inside: Option<bool>) -> FlowEnds {
         let src = Endpoint { ip: p.src, port: p.src_port.unwrap_or(0) };
         let dst = Endpoint { ip: p.dst, port: p.dst_port.unwrap_or(0) };
-        let protocol = match (p.proto, p.src_port.and(p.dst_port)) {
-            (Proto::Tcp, Some(_)) => Some(TCP),
-            (Proto::Udp, Some(_)) => Some(UDP),
-            _ => None,
-        };
-        let tracked = protocol.and_then(|protocol| {
+        let tracked = sender_inside.or_else(|| {
+            let protocol = match (p.proto, p.src_port.and(p.dst_port)) {
+                (Proto::Tcp, Some(_)) => TCP,
+                (Proto::Udp, Some(_)) => UDP,
+                _ => return None,
+            };
             let (key, src_is_low) = FlowKey::of(protocol, src, dst);
             self.flows.peek(&key).map(|flow| flow.inside_is_low == src_is_low)
         });
@@ -446,10 +452,13 @@ impl Engine {
         if let Some(flow) = self.flows.get_mut(&key) {
             if now.saturating_since(flow.last_seen) < self.idle {
                 flow.last_seen = flow.last_seen.max(now);
-                return (key, src_is_low, *flow, false);
+                let flow = *flow;
+                self.sender_inside = Some(flow.inside_is_low == src_is_low);
+                return (key, src_is_low, flow, false);
             }
         }
         let inside_is_src = self.sender_is_inside(src.ip, dst.ip);
+        self.sender_inside = Some(inside_is_src);
         let flow = Flow::new(now, inside_is_src == src_is_low, src_is_low);
         self.flows.put(key, flow);
         self.reassembly.pop(&key);

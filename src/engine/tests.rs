@@ -721,6 +721,11 @@ fn decisions_carry_the_flows_inside_and_outside_ends() {
     let pong = e.handle_packet(at(1), &udp(b, a, &KAZAA_PONG));
     assert_eq!((pong.reason, pong.blocked), (Reason::UdpPong, true));
     assert_eq!(pong.ends, Some(ends), "the reply's receiver is the client");
+    // A banned packet is judged before any flow lookup; its flow's ends still come from the table.
+    e.ban(ip(a.0), None).unwrap();
+    let banned = e.handle_packet(at(1), &udp(b, a, b"data"));
+    assert_eq!((banned.reason, banned.ends), (Reason::Banned, Some(ends)));
+    e.unban(ip(a.0));
     // A flow opened from outside towards `lan`: the LAN end is inside.
     let syn = e.handle_packet(at(2), &tcp((PEER, PEER_PORT), (CLIENT, 80), 7, SYN, &[]));
     let ends = FlowEnds { inside: sock(CLIENT, 80), outside: sock(PEER, PEER_PORT) };
