@@ -4,7 +4,7 @@
 //! Run with `cargo bench --bench engine`; criterion prints packets/s ("elem/s").
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ftwall::{Config, Engine, Timestamp};
+use ftwall::{Engine, EngineConfig, Timestamp};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 
@@ -76,7 +76,7 @@ fn bench_engine(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("mixed_workload", |b| {
         b.iter_batched_ref(
-            || Engine::new(Config::default()),
+            || Engine::new(EngineConfig::default()),
             |engine| {
                 for (i, p) in packets.iter().enumerate() {
                     black_box(engine.handle_packet(Timestamp::from_micros(i as u64), p));

@@ -15,7 +15,7 @@
 //! /usr/bin/time -v target/release/ftwall replay /tmp/flood.pcap   # "Maximum resident set size"
 //! ```
 
-use ftwall::{Config, Engine, Reason, Timestamp, Verdict};
+use ftwall::{Engine, EngineConfig, Reason, Timestamp, Verdict};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -66,7 +66,7 @@ fn main() {
     });
     let tcp_payload = if pcap.is_some() { 64 } else { 1200 };
     // Inside: 10.0.0.0/8 (default LAN). Ordinary clients are 10.1.x.y, FastTrack clients 10.9.x.y.
-    let mut engine = Engine::new(Config::default());
+    let mut engine = Engine::new(EngineConfig::default());
     let ping = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
     let mut expected: BTreeMap<Reason, u64> = BTreeMap::new();
     let mut packet = Vec::with_capacity(1600);

@@ -11,7 +11,7 @@
 //! Prints one `frame verdict reason` line per IP packet, and the engine's events on stderr. Its
 //! test replays the golden captures in `tests/fixtures/` (`cargo test --example replay_pcap`).
 
-use ftwall::{capture, Config, Engine, Reason, Timestamp, Verdict};
+use ftwall::{capture, Engine, EngineConfig, Reason, Timestamp, Verdict};
 use pcap_file::pcap::PcapReader;
 use std::error::Error;
 
@@ -19,7 +19,7 @@ use std::error::Error;
 type Verdicts = Vec<(u64, Verdict, Reason)>;
 
 /// Runs a fresh engine over a (classic) pcap file.
-fn replay(pcap: impl std::io::Read, config: Config) -> Result<Verdicts, Box<dyn Error>> {
+fn replay(pcap: impl std::io::Read, config: EngineConfig) -> Result<Verdicts, Box<dyn Error>> {
     let mut reader = PcapReader::new(pcap)?;
     let link_type = u32::from(reader.header().datalink);
     let mut engine = Engine::new(config);
@@ -47,7 +47,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let file = args.next().ok_or("usage: replay_pcap FILE.pcap [LAN_NETWORK...]")?;
     let lan = args.map(|net| net.parse()).collect::<Result<_, _>>()?;
-    for (frame, verdict, reason) in replay(std::fs::File::open(file)?, Config { lan, ..Config::default() })? {
+    for (frame, verdict, reason) in
+        replay(std::fs::File::open(file)?, EngineConfig { lan, ..EngineConfig::default() })?
+    {
         println!("{frame} {} {}", verdict.as_str(), reason.as_str());
     }
     Ok(())
@@ -71,9 +73,11 @@ mod tests {
                 continue;
             }
             files += 1;
-            let got =
-                replay(std::fs::File::open(&path).unwrap(), Config { lan: lan.clone(), ..Config::default() })
-                    .unwrap();
+            let got = replay(
+                std::fs::File::open(&path).unwrap(),
+                EngineConfig { lan: lan.clone(), ..EngineConfig::default() },
+            )
+            .unwrap();
             let expected: Vec<(u64, String, String)> =
                 std::fs::read_to_string(path.with_extension("expected.jsonl"))
                     .unwrap()

@@ -1,13 +1,27 @@
-//! Configuration: what the operator writes in `ftwall.toml`.
+//! The engine's configuration: the keys of `ftwall.toml` that the verdict engine itself reads.
 //!
-//! Parsing is pure (from a string); reading the file is the shell's job. Every section has
-//! defaults, so an empty document is a valid configuration. Unknown keys are errors.
+//! Each layer owns its configuration. [`EngineConfig`] holds what decides verdicts (`mode`,
+//! `lan`, `malformed`, `port_1214_blocks`, `spoof_pongs`, `[pongs]`, `[peers]`, `[timelock]`,
+//! `[flows]`, `[offload]`); the daemon's own settings (queues, files, sockets, logs, metrics,
+//! kernel sets) live in the `ftwall` binary, whose configuration embeds this one, so one file
+//! serves both.
+//!
+//! Invariants:
+//! - parsing is pure (from a string); reading the file is the shell's job;
+//! - every key has a default, so an empty document is a valid configuration;
+//! - unknown keys are errors that carry the key's position: the serde structs here ignore keys
+//!   they do not know (the same document also carries the daemon's keys), and [`check_keys`]
+//!   rejects any key that no layer's [`Key`] table names;
+//! - every key the engine reads is in [`EngineConfig::KEYS`] (a test checks it against the
+//!   serialised defaults), which is also the source of the generated reference, ftwall.toml(5).
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::ops::Range;
 use thiserror::Error;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
 
 /// Whether the engine enforces its verdicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -33,7 +47,7 @@ pub enum MalformedPolicy {
 
 /// The suspect-peer cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct PeersConfig {
     /// Maximum number of suspect peers remembered (least recently used evicted first).
     pub capacity: usize,
@@ -50,7 +64,7 @@ impl Default for PeersConfig {
 /// Rate limits on forged pongs (`spoof_pongs`). Each limit is a token bucket refilled at its
 /// rate per second with a burst of the same size; 0 turns that limit off.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct PongsConfig {
     /// Forged pongs per second to one client (burst the same); 0 = no per-client limit. The
     /// per-client buckets are kept for at most `timelock.capacity` clients (least recently used
@@ -68,9 +82,10 @@ impl Default for PongsConfig {
     }
 }
 
-/// The per-client time-lock.
+/// The per-client time-lock. (The daemon also reads the old `timelock.kernel_set` switch from
+/// this table; it is the daemon's key, not the engine's.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct TimelockConfig {
     /// Lock duration in seconds, re-armed by every tell from the client; 0 disables the lock.
     pub seconds: u64,
@@ -78,34 +93,17 @@ pub struct TimelockConfig {
     pub allow_ports: Vec<u16>,
     /// Maximum number of locked clients tracked at once.
     pub capacity: usize,
-    /// The old name of the top-level `kernel_sets` switch, still honoured: `false` turns the
-    /// kernel sets off, `true` is the default (`kernel_sets = "auto"`). Unset by default.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kernel_set: Option<bool>,
 }
 
 impl Default for TimelockConfig {
     fn default() -> Self {
-        Self { seconds: 120, allow_ports: vec![53, 80, 443], capacity: 4096, kernel_set: None }
+        Self { seconds: 120, allow_ports: vec![53, 80, 443], capacity: 4096 }
     }
-}
-
-/// Whether the daemon mirrors locked clients, suspect peers and `timelock.allow_ports` into the
-/// kernel sets of the installed rules (nft sets or ipsets), which keep them enforced across
-/// restarts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum KernelSetsMode {
-    /// Use whichever backend's sets exist (warned once if none does).
-    #[default]
-    Auto,
-    /// Do not touch the kernel sets.
-    Off,
 }
 
 /// The flow table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct FlowsConfig {
     /// Maximum number of flows tracked (least recently used evicted first).
     pub capacity: usize,
@@ -121,32 +119,12 @@ impl Default for FlowsConfig {
     }
 }
 
-/// Log volume controls.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// At most this many `packet_dropped` lines per (client, peer) pair per interval; the rest
-    /// are counted and reported as `suppressed` on the next line for that pair.
-    pub drop_burst: u32,
-    /// The rate-limit interval in seconds.
-    pub drop_interval_seconds: u64,
-    /// At most this many `packet_dropped` lines per second over all pairs (daemon only); the
-    /// rest are counted in `drop_lines_suppressed`.
-    pub drop_max_per_second: u32,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self { drop_burst: 5, drop_interval_seconds: 60, drop_max_per_second: 50 }
-    }
-}
-
 /// Handing decided flows over to the kernel (see `iptables/ftwall.rules`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct OffloadConfig {
-    /// Mark decided flows (connmark 0x1 clean, 0x2 FastTrack, mask 0x3) so the kernel handles
-    /// the rest of them without queueing.
+    /// Report decided flows ([`crate::Decision::settled`]) so the shell marks them (connmark
+    /// 0x1 clean, 0x2 FastTrack, mask 0x3) and the kernel handles the rest without queueing.
     pub enabled: bool,
     /// A UDP flow is judged clean after this many datagrams without a tell.
     pub udp_after_packets: u8,
@@ -158,46 +136,13 @@ impl Default for OffloadConfig {
     }
 }
 
-/// The control socket of `ftwall ctl` (daemon only).
+/// What the engine reads: the verdict-deciding part of `ftwall.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ControlConfig {
-    /// Serve `ftwall ctl` requests.
-    pub enabled: bool,
-    /// The Unix socket, created with mode 0600; only root and the daemon's own user may use it.
-    pub socket: PathBuf,
-}
-
-impl Default for ControlConfig {
-    fn default() -> Self {
-        Self { enabled: true, socket: PathBuf::from("/run/ftwall/control.sock") }
-    }
-}
-
-/// The Prometheus textfile (node_exporter textfile collector format; daemon only).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetricsConfig {
-    /// Where to write the metrics (atomically: a temporary file renamed over it); unset: none.
-    pub file: Option<PathBuf>,
-    /// Seconds between writes (`interval` is accepted as another name).
-    #[serde(alias = "interval")]
-    pub interval_seconds: u64,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        Self { file: None, interval_seconds: 15 }
-    }
-}
-
-/// The whole configuration file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
+#[serde(default)]
+pub struct EngineConfig {
     /// `enforce` (default) or `monitor`.
     pub mode: Mode,
-    /// The inside networks. Outbound = LAN source to non-LAN destination.
+    /// The inside networks (see "Direction" in [`crate::engine`]).
     pub lan: Vec<IpNet>,
     /// `accept` (default) or `drop` packets whose headers fail validation.
     pub malformed: MalformedPolicy,
@@ -208,57 +153,21 @@ pub struct Config {
     pub spoof_pongs: bool,
     /// Rate limits on forged pongs.
     pub pongs: PongsConfig,
-    /// Mirror what ftwall knows into the kernel sets (daemon only; runs `nft` or `ipset`).
-    pub kernel_sets: KernelSetsMode,
     /// Suspect peers.
     pub peers: PeersConfig,
     /// Client time-lock.
     pub timelock: TimelockConfig,
     /// Flow table.
     pub flows: FlowsConfig,
-    /// First NFQUEUE number the daemon binds (daemon only; changing it needs a restart).
-    pub queue: u16,
-    /// Number of queues (`queue` .. `queue + queues - 1`), one thread each, sharing one engine;
-    /// pair with `--queue-balance` rules (`iptables/install.sh LAN_IF FIRST:LAST`).
-    pub queues: u16,
-    /// Let the kernel accept packets when the queue or the socket buffer is full (daemon only).
-    pub fail_open: bool,
-    /// Kernel queue length (daemon only).
-    pub queue_maxlen: u32,
-    /// Bytes of each packet copied to the daemon: headers plus the first 2 KiB of payload.
-    pub copy_range: u16,
-    /// Accept verdicts sent as one batch message at most (1: one verdict per packet). A batch
-    /// is also flushed before any drop and whenever no more packets are waiting (daemon only).
-    pub verdict_batch: u32,
-    /// After each packet, keep polling the queue without sleeping for this many microseconds
-    /// (0: off). Saves the thread wake-up on the next packet at the price of CPU time.
-    pub busy_poll_us: u32,
-    /// Receive buffer of the queue socket in bytes; 0 sizes it for `queue_maxlen` packets of
-    /// `copy_range` bytes (daemon only).
-    pub socket_buffer: u32,
-    /// Where suspect peers and locked clients are kept across restarts (daemon only).
-    pub state_file: PathBuf,
-    /// Optional directory with one file per locked client, named by its address (daemon only).
-    pub client_dir: Option<PathBuf>,
-    /// Log rate limits.
-    pub log: LogConfig,
     /// Connmark offload of decided flows.
     pub offload: OffloadConfig,
-    /// The `ftwall ctl` control socket.
-    pub control: ControlConfig,
-    /// The Prometheus textfile.
-    pub metrics: MetricsConfig,
-    /// The gateway's inside interfaces (daemon only). When set, a forged pong is sent only for a
-    /// ping that arrived on one of them; empty: not checked (the shipped rules queue outbound
-    /// packets from the LAN interface only).
-    pub lan_interfaces: Vec<String>,
 }
 
 /// Default inside networks: RFC 1918, carrier-grade NAT, IPv6 unique local.
 pub const DEFAULT_LAN: [&str; 5] =
     ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"];
 
-impl Default for Config {
+impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             mode: Mode::Enforce,
@@ -267,35 +176,54 @@ impl Default for Config {
             port_1214_blocks: false,
             spoof_pongs: true,
             pongs: PongsConfig::default(),
-            kernel_sets: KernelSetsMode::Auto,
             peers: PeersConfig::default(),
             timelock: TimelockConfig::default(),
             flows: FlowsConfig::default(),
-            queue: 0,
-            queues: 1,
-            fail_open: true,
-            queue_maxlen: 4096,
-            copy_range: 2304,
-            verdict_batch: 64,
-            socket_buffer: 0,
-            busy_poll_us: 0,
-            state_file: PathBuf::from("/var/lib/ftwall/state"),
-            client_dir: None,
-            log: LogConfig::default(),
             offload: OffloadConfig::default(),
-            control: ControlConfig::default(),
-            metrics: MetricsConfig::default(),
-            lan_interfaces: Vec::new(),
         }
+    }
+}
+
+/// One key of the configuration file: its dotted name, its other spellings and what it does.
+/// Each layer lists its own keys; [`check_keys`] accepts exactly the keys the lists name, and
+/// the binary renders them (with the defaults) as the reference page ftwall.toml(5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// Dotted name, `table.key` for keys in a table.
+    pub name: &'static str,
+    /// Other accepted spellings, dotted the same way.
+    pub aliases: &'static [&'static str],
+    /// What the key does, in one line.
+    pub meaning: &'static str,
+}
+
+impl Key {
+    const fn new(name: &'static str, meaning: &'static str) -> Self {
+        Self { name, aliases: &[], meaning }
+    }
+
+    /// True if `dotted` names this key (or one of its aliases).
+    pub fn is(&self, dotted: &str) -> bool {
+        self.name == dotted || self.aliases.contains(&dotted)
     }
 }
 
 /// A configuration that could not be used.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    /// TOML syntax error, unknown key or wrong type; the message carries line and column.
+    /// TOML syntax error or wrong type; the error carries its span.
     #[error("{0}")]
     Parse(#[from] toml::de::Error),
+    /// A key no layer knows.
+    #[error("unknown field `{key}`, expected one of {expected}")]
+    UnknownKey {
+        /// The key as written (the last part of a dotted name).
+        key: String,
+        /// The keys accepted where it stands, as a list of `name`s.
+        expected: String,
+        /// Byte range of the key in the document.
+        span: Range<usize>,
+    },
     /// A value is out of range.
     #[error("invalid value for `{key}`: {problem}")]
     Invalid {
@@ -306,10 +234,119 @@ pub enum ConfigError {
     },
 }
 
-impl Config {
-    /// Parses and validates a TOML document.
+impl ConfigError {
+    /// Byte range in the document the error is about, when known.
+    pub fn span(&self) -> Option<Range<usize>> {
+        match self {
+            Self::Parse(e) => e.span(),
+            Self::UnknownKey { span, .. } => Some(span.clone()),
+            Self::Invalid { .. } => None,
+        }
+    }
+
+    /// The message without position (the caller formats the position from [`Self::span`]).
+    pub fn message(&self) -> String {
+        match self {
+            Self::Parse(e) => e.message().trim_end().to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Parses a TOML document, keeping the position of every key and value.
+pub fn parse_document(text: &str) -> Result<Spanned<DeTable<'_>>, ConfigError> {
+    Ok(DeTable::parse(text)?)
+}
+
+/// Deserialises one layer's part of a parsed document. Errors name the span and, for display,
+/// quote the document.
+pub fn deserialize_part<'de, T: Deserialize<'de>>(
+    document: &Spanned<DeTable<'de>>,
+    text: &str,
+) -> Result<T, ConfigError> {
+    T::deserialize(toml::de::Deserializer::from(document.clone())).map_err(|mut e| {
+        e.set_input(Some(text));
+        ConfigError::Parse(e)
+    })
+}
+
+/// Rejects every key of `document` that none of `layers` names: a top-level key is known if it
+/// is a key or the table of keys (`timelock` for `timelock.seconds`); inside a known table,
+/// each key must be one of the table's. A known key whose value has the wrong shape (a table
+/// where a number is expected) is left to the deserialiser, which reports the type.
+pub fn check_keys(document: &DeTable<'_>, layers: &[&[Key]]) -> Result<(), ConfigError> {
+    let keys = || layers.iter().flat_map(|l| l.iter());
+    let names = |prefix: &str| -> String {
+        let mut seen: Vec<&str> = Vec::new();
+        for key in keys() {
+            for name in std::iter::once(&key.name).chain(key.aliases) {
+                let local = match prefix {
+                    "" => name.split('.').next().unwrap_or(name),
+                    p => match name.strip_prefix(p).and_then(|n| n.strip_prefix('.')) {
+                        Some(local) => local,
+                        None => continue,
+                    },
+                };
+                if !seen.contains(&local) {
+                    seen.push(local);
+                }
+            }
+        }
+        seen.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    };
+    let unknown = |key: &Spanned<toml::de::DeString<'_>>, prefix: &str| ConfigError::UnknownKey {
+        key: key.get_ref().to_string(),
+        expected: names(prefix),
+        span: key.span(),
+    };
+    for (key, value) in document.iter() {
+        let name: &str = key.get_ref();
+        if keys().any(|k| k.is(name)) {
+            continue;
+        }
+        let table_prefix = format!("{name}.");
+        if !keys().any(|k| std::iter::once(&k.name).chain(k.aliases).any(|n| n.starts_with(&table_prefix))) {
+            return Err(unknown(key, ""));
+        }
+        if let DeValue::Table(table) = value.get_ref() {
+            for (inner, _) in table.iter() {
+                let dotted = format!("{name}.{}", inner.get_ref());
+                if !keys().any(|k| k.is(&dotted)) {
+                    return Err(unknown(inner, name));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl EngineConfig {
+    /// The keys of this layer, in the order of the shipped `ftwall.toml`.
+    pub const KEYS: &'static [Key] = &[
+        Key::new("mode", "\"enforce\" drops what the engine decides to drop; \"monitor\" decides and logs but accepts every packet."),
+        Key::new("lan", "The inside networks: a flow's inside end (the client) is the one in them; outside hosts are peers."),
+        Key::new("malformed", "Packets whose headers fail validation: \"accept\" (and count them) or \"drop\" (fail closed)."),
+        Key::new("port_1214_blocks", "Drop every new flow to port 1214 (the old, false-positive-prone rule); off, 1214 only corroborates."),
+        Key::new("spoof_pongs", "Answer a dropped ping from a client in lan with a forged pong from the pinged peer (needs CAP_NET_RAW)."),
+        Key::new("pongs.per_client_per_second", "Forged pongs per second to one client, burst the same (0: no per-client limit)."),
+        Key::new("pongs.max_per_second", "Forged pongs per second to all clients together, burst the same (0: no total limit)."),
+        Key::new("peers.capacity", "Suspect peers remembered at once (least recently used evicted first)."),
+        Key::new("peers.expire_seconds", "Forget a suspect peer this many seconds after it was last seen (0: only by eviction)."),
+        Key::new("timelock.seconds", "Lock a client this long after its last FastTrack tell (0: no time-lock)."),
+        Key::new("timelock.allow_ports", "While locked, new outbound TCP connections are dropped except to these ports (still inspected)."),
+        Key::new("timelock.capacity", "Locked clients tracked at once."),
+        Key::new("flows.capacity", "Flows tracked at once (least recently used evicted first)."),
+        Key::new("flows.idle_seconds", "A flow idle this long is forgotten; its next packet starts a new flow."),
+        Key::new("flows.reassembly_capacity", "Flows that may hold a 2 KiB-per-direction reassembly buffer for split HTTP requests."),
+        Key::new("offload.enabled", "Mark decided flows (connmark 0x1 clean, 0x2 FastTrack) so the kernel handles the rest without queueing."),
+        Key::new("offload.udp_after_packets", "A UDP flow is judged clean after this many datagrams without a tell."),
+    ];
+
+    /// Parses and validates a document holding engine keys only (any other key is an error).
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text)?;
+        let document = parse_document(text)?;
+        check_keys(document.get_ref(), &[Self::KEYS])?;
+        let config: Self = deserialize_part(&document, text)?;
         config.validate()?;
         Ok(config)
     }
@@ -321,79 +358,19 @@ impl Config {
 
     /// Checks value ranges that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = |key: &'static str, v: usize| {
+        let at_least_one = |key: &'static str, v: u64| {
             if v == 0 {
                 Err(ConfigError::Invalid { key, problem: "must be at least 1".into() })
             } else {
                 Ok(())
             }
         };
-        positive("peers.capacity", self.peers.capacity)?;
-        if self.metrics.interval_seconds == 0 || self.metrics.interval_seconds > 86_400 {
-            return Err(ConfigError::Invalid {
-                key: "metrics.interval_seconds",
-                problem: "must be between 1 and 86400".into(),
-            });
-        }
-        positive("timelock.capacity", self.timelock.capacity)?;
-        positive("flows.capacity", self.flows.capacity)?;
-        positive("flows.reassembly_capacity", self.flows.reassembly_capacity)?;
-        if self.flows.idle_seconds == 0 {
-            return Err(ConfigError::Invalid {
-                key: "flows.idle_seconds",
-                problem: "must be at least 1".into(),
-            });
-        }
-        if !(1..=64).contains(&self.queues) || u32::from(self.queue) + u32::from(self.queues) > 65_536 {
-            return Err(ConfigError::Invalid {
-                key: "queues",
-                problem: "between 1 and 64 queues, numbered within 0-65535".into(),
-            });
-        }
-        if self.queue_maxlen == 0 {
-            return Err(ConfigError::Invalid { key: "queue_maxlen", problem: "must be at least 1".into() });
-        }
-        if self.copy_range < 128 {
-            return Err(ConfigError::Invalid {
-                key: "copy_range",
-                problem: "at least 128 bytes are needed to see the headers".into(),
-            });
-        }
-        if self.busy_poll_us > 10_000 {
-            return Err(ConfigError::Invalid { key: "busy_poll_us", problem: "at most 10000".into() });
-        }
-        if !(1..=1024).contains(&self.verdict_batch) {
-            return Err(ConfigError::Invalid {
-                key: "verdict_batch",
-                problem: "must be between 1 and 1024".into(),
-            });
-        }
-        if self.offload.udp_after_packets == 0 {
-            return Err(ConfigError::Invalid {
-                key: "offload.udp_after_packets",
-                problem: "must be at least 1".into(),
-            });
-        }
-        if self.log.drop_interval_seconds == 0 {
-            return Err(ConfigError::Invalid {
-                key: "log.drop_interval_seconds",
-                problem: "must be at least 1".into(),
-            });
-        }
-        if self.log.drop_max_per_second == 0 {
-            return Err(ConfigError::Invalid {
-                key: "log.drop_max_per_second",
-                problem: "must be at least 1".into(),
-            });
-        }
-        if let Some(bad) =
-            self.lan_interfaces.iter().find(|n| n.is_empty() || n.len() > 15 || n.contains(['/', '\0']))
-        {
-            return Err(ConfigError::Invalid {
-                key: "lan_interfaces",
-                problem: format!("{bad:?} is not an interface name (1-15 characters, no '/')"),
-            });
-        }
+        at_least_one("peers.capacity", self.peers.capacity as u64)?;
+        at_least_one("timelock.capacity", self.timelock.capacity as u64)?;
+        at_least_one("flows.capacity", self.flows.capacity as u64)?;
+        at_least_one("flows.reassembly_capacity", self.flows.reassembly_capacity as u64)?;
+        at_least_one("flows.idle_seconds", self.flows.idle_seconds)?;
+        at_least_one("offload.udp_after_packets", u64::from(self.offload.udp_after_packets))?;
         for (key, rate) in [
             ("pongs.per_client_per_second", self.pongs.per_client_per_second),
             ("pongs.max_per_second", self.pongs.max_per_second),
@@ -402,22 +379,10 @@ impl Config {
                 return Err(ConfigError::Invalid { key, problem: "at most 1000000 (0 = no limit)".into() });
             }
         }
-        if self.kernel_sets == KernelSetsMode::Off && self.timelock.kernel_set == Some(true) {
-            return Err(ConfigError::Invalid {
-                key: "timelock.kernel_set",
-                problem: "`true` contradicts `kernel_sets = \"off\"`; drop the old key".into(),
-            });
-        }
         if self.timelock.seconds > 365 * 86_400 {
             return Err(ConfigError::Invalid { key: "timelock.seconds", problem: "at most one year".into() });
         }
         Ok(())
-    }
-
-    /// True if the daemon mirrors its state into the kernel sets: `kernel_sets = "auto"` and
-    /// the old `timelock.kernel_set` not `false`.
-    pub fn kernel_sets_enabled(&self) -> bool {
-        self.kernel_sets == KernelSetsMode::Auto && self.timelock.kernel_set != Some(false)
     }
 
     /// True if `ip` belongs to one of the `lan` networks.
@@ -426,14 +391,28 @@ impl Config {
     }
 }
 
+/// The dotted names of every key a serialised configuration holds (tables one level deep).
+#[cfg(test)]
+fn serialized_keys(toml_text: &str) -> Vec<String> {
+    let table: toml::Table = toml::from_str(toml_text).expect("a serialised configuration parses");
+    let mut keys = Vec::new();
+    for (key, value) in &table {
+        match value {
+            toml::Value::Table(t) => keys.extend(t.keys().map(|k| format!("{key}.{k}"))),
+            _ => keys.push(key.clone()),
+        }
+    }
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn empty_document_gives_defaults() {
-        let c = Config::from_toml_str("").unwrap();
-        assert_eq!(c, Config::default());
+        let c = EngineConfig::from_toml_str("").unwrap();
+        assert_eq!(c, EngineConfig::default());
         assert_eq!(c.peers.capacity, 200);
         assert_eq!(c.timelock.seconds, 120);
         assert_eq!(c.timelock.allow_ports, vec![53, 80, 443]);
@@ -444,65 +423,69 @@ mod tests {
     }
 
     #[test]
-    fn metrics_interval_has_two_names_and_a_range() {
-        let a = Config::from_toml_str("[metrics]\ninterval = 30\n").unwrap();
-        let b = Config::from_toml_str("[metrics]\ninterval_seconds = 30\n").unwrap();
-        assert_eq!(a.metrics.interval_seconds, 30);
-        assert_eq!(a, b);
-        assert!(Config::from_toml_str("[metrics]\ninterval = 0\n").is_err());
-        assert!(Config::from_toml_str("busy_poll_us = 10001\n").is_err());
+    fn unknown_keys_are_errors_with_position() {
+        let text = "mode = \"monitor\"\n[timelock]\nsecond = 5\n";
+        let err = EngineConfig::from_toml_str(text).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("`second`") && message.contains("`seconds`"), "{message}");
+        assert_eq!(&text[err.span().unwrap()], "second");
+        let err = EngineConfig::from_toml_str("mode = \"monitor\"\nmodes = 1\n").unwrap_err();
+        assert!(err.to_string().starts_with("unknown field `modes`, expected one of `mode`, `lan`"), "{err}");
+        assert_eq!(err.span(), Some(17..22));
+        // The daemon's keys are not the engine's.
+        assert!(EngineConfig::from_toml_str("queue = 1\n").is_err());
+        // A known key with the wrong shape is a type error, not an unknown key.
+        let err = EngineConfig::from_toml_str("[mode]\nx = 1\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse(_)), "{err}");
     }
 
     #[test]
-    fn unknown_keys_are_errors_with_position() {
-        let err = Config::from_toml_str("mode = \"monitor\"\n[timelock]\nsecond = 5\n").unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("second"), "{text}");
-        assert!(text.contains("line 3"), "{text}");
+    fn type_errors_keep_their_position() {
+        let text = "[peers]\ncapacity = \"many\"\n";
+        let err = EngineConfig::from_toml_str(text).unwrap_err();
+        assert_eq!(&text[err.span().unwrap()], "\"many\"");
+        assert!(err.to_string().contains("line 2"), "{err}");
     }
 
     #[test]
     fn values_are_validated() {
-        assert!(Config::from_toml_str("[peers]\ncapacity = 0\n").is_err());
-        assert!(Config::from_toml_str("[pongs]\nmax_per_second = 1000001\n").is_err());
-        assert!(Config::from_toml_str("[pongs]\nper_client_per_second = -1\n").is_err());
-        let p = Config::from_toml_str("[pongs]\nper_client_per_second = 0\nmax_per_second = 0\n").unwrap();
+        assert!(EngineConfig::from_toml_str("[peers]\ncapacity = 0\n").is_err());
+        assert!(EngineConfig::from_toml_str("[pongs]\nmax_per_second = 1000001\n").is_err());
+        assert!(EngineConfig::from_toml_str("[pongs]\nper_client_per_second = -1\n").is_err());
+        let p =
+            EngineConfig::from_toml_str("[pongs]\nper_client_per_second = 0\nmax_per_second = 0\n").unwrap();
         assert_eq!((p.pongs.per_client_per_second, p.pongs.max_per_second), (0, 0));
-        assert_eq!(Config::default().pongs, PongsConfig { per_client_per_second: 200, max_per_second: 1000 });
-        assert!(Config::from_toml_str("lan = [\"not a cidr\"]\n").is_err());
-        assert!(Config::from_toml_str("mode = \"sometimes\"\n").is_err());
-        let c =
-            Config::from_toml_str("mode = \"monitor\"\nlan = [\"192.0.2.0/24\"]\n[timelock]\nseconds = 0\n")
-                .unwrap();
+        assert_eq!(
+            EngineConfig::default().pongs,
+            PongsConfig { per_client_per_second: 200, max_per_second: 1000 }
+        );
+        assert!(EngineConfig::from_toml_str("lan = [\"not a cidr\"]\n").is_err());
+        assert!(EngineConfig::from_toml_str("mode = \"sometimes\"\n").is_err());
+        let c = EngineConfig::from_toml_str(
+            "mode = \"monitor\"\nlan = [\"192.0.2.0/24\"]\n[timelock]\nseconds = 0\n",
+        )
+        .unwrap();
         assert_eq!(c.mode, Mode::Monitor);
         assert_eq!(c.timelock.seconds, 0);
         assert!(c.is_lan("192.0.2.10".parse().unwrap()));
     }
 
     #[test]
-    fn kernel_sets_default_on_and_the_old_key_still_works() {
-        assert!(Config::default().kernel_sets_enabled());
-        let off = Config::from_toml_str("kernel_sets = \"off\"\n").unwrap();
-        assert!(!off.kernel_sets_enabled());
-        let old_off = Config::from_toml_str("[timelock]\nkernel_set = false\n").unwrap();
-        assert!(!old_off.kernel_sets_enabled());
-        let old_on = Config::from_toml_str("[timelock]\nkernel_set = true\n").unwrap();
-        assert!(old_on.kernel_sets_enabled());
-        assert_eq!(Config::from_toml_str(&old_on.to_toml_string()).unwrap(), old_on);
-        let both = Config::from_toml_str("kernel_sets = \"off\"\n[timelock]\nkernel_set = true\n");
-        assert!(both.unwrap_err().to_string().contains("timelock.kernel_set"));
-        assert!(Config::from_toml_str("kernel_sets = \"nft\"\n").is_err());
-    }
-
-    #[test]
-    fn shipped_example_is_valid_and_equals_the_defaults() {
-        let example = Config::from_toml_str(include_str!("../examples/ftwall.toml")).unwrap();
-        assert_eq!(example, Config::default());
+    fn every_serialised_key_is_in_the_key_table_and_back() {
+        let mut serialised = serialized_keys(&EngineConfig::default().to_toml_string());
+        let mut listed: Vec<String> = EngineConfig::KEYS.iter().map(|k| k.name.to_string()).collect();
+        serialised.sort();
+        listed.sort();
+        assert_eq!(serialised, listed);
     }
 
     #[test]
     fn round_trips_through_toml() {
-        let c = Config::default();
-        assert_eq!(Config::from_toml_str(&c.to_toml_string()).unwrap(), c);
+        let c = EngineConfig {
+            mode: Mode::Monitor,
+            lan: vec!["192.0.2.0/24".parse().unwrap()],
+            ..EngineConfig::default()
+        };
+        assert_eq!(EngineConfig::from_toml_str(&c.to_toml_string()).unwrap(), c);
     }
 }

@@ -10,7 +10,7 @@
 //! - [`engine`]: the stateful verdict engine (flows, suspect peers, client time-locks) with the
 //!   `handle_*` / `poll_*` interface.
 //! - [`capture`]: link-layer decoding of capture records (pcap link types) down to L3.
-//! - [`config`]: the TOML configuration.
+//! - [`config`]: the engine's part of the TOML configuration (the daemon owns the rest).
 //! - [`state`]: the state-file format (suspect peers and locks across restarts).
 //! - [`verdict`]: verdicts and reason codes.
 //! - [`time`]: the engine's notion of time.
@@ -21,9 +21,9 @@
 //! answer with a forged pong:
 //!
 //! ```
-//! use ftwall::{Action, Config, Engine, Reason, Timestamp, Verdict};
+//! use ftwall::{Action, EngineConfig, Engine, Reason, Timestamp, Verdict};
 //!
-//! let config = Config { lan: vec!["192.0.2.0/24".parse().unwrap()], ..Config::default() };
+//! let config = EngineConfig { lan: vec!["192.0.2.0/24".parse().unwrap()], ..EngineConfig::default() };
 //! let mut engine = Engine::new(config);
 //! let ping: [u8; 40] = [
 //!     0x45, 0, 0, 40, 0, 1, 0, 0, 64, 17, 0, 0, 192, 0, 2, 10, 198, 51, 100, 20, // IPv4
@@ -53,7 +53,7 @@ pub mod time;
 pub mod verdict;
 pub mod wire;
 
-pub use config::Config;
+pub use config::EngineConfig;
 pub use engine::{Action, Engine, Event};
 pub use time::Timestamp;
-pub use verdict::{Decision, PacketSummary, Proto, Reason, Settled, Verdict};
+pub use verdict::{Decision, FlowEnds, PacketSummary, Proto, Reason, Settled, Verdict};

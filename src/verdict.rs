@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// What to do with a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -193,6 +193,19 @@ pub enum Settled {
     FastTrack,
 }
 
+/// The two ends of the flow a packet belongs to, as the engine sees them (see "Direction" in
+/// [`crate::engine`]): the inside end is the client, the outside end the peer. For a packet of
+/// a tracked TCP/UDP flow they are the flow's ends, whichever way the packet travels; for any
+/// other packet the same rule is applied to the packet alone. Ports are 0 when the packet has
+/// none (ICMP, fragments, unreadable transport headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowEnds {
+    /// The inside end (the client).
+    pub inside: SocketAddr,
+    /// The outside end (the peer).
+    pub outside: SocketAddr,
+}
+
 /// The engine's answer for one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
@@ -200,8 +213,14 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Why. In monitor mode this is still the reason the packet *would* have been dropped.
     pub reason: Reason,
+    /// True when the engine blocks the packet for its reason (the drop the daemon logs as
+    /// `packet_dropped`): the verdict is `Drop` in enforce mode and `Accept` in monitor mode.
+    /// False for `malformed`, whose drop (`malformed = "drop"`) is a policy, not a finding.
+    pub blocked: bool,
     /// Addresses of the packet, when its IP header could be read.
     pub packet: Option<PacketSummary>,
+    /// The inside and outside ends of the packet's flow, when its IP header could be read.
+    pub ends: Option<FlowEnds>,
     /// Set when this packet's flow is decided for good (only with `offload.enabled`).
     pub settled: Option<Settled>,
 }

@@ -118,7 +118,16 @@ fn every_reason_is_in_the_reason_table() {
 fn every_config_key_is_in_the_configuration_table() {
     let table = block("docs/configuration.md", "config");
     // Every key of the full configuration, dotted for tables.
-    let toml: toml::Table = toml::from_str(&ftwall::Config::default().to_toml_string()).unwrap();
+    // Every key of the full configuration (the engine's and the daemon's), dotted for tables, as
+    // `ftwall config` prints the defaults.
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ftwall"))
+        .args(["config", "--config"])
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let toml: toml::Table = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
     let mut keys = Vec::new();
     for (key, value) in &toml {
         match value {

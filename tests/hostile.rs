@@ -3,7 +3,7 @@
 //! bounds, every packet must get exactly one verdict, and a locked client's FastTrack session
 //! must stay blocked however much state the attacker churns.
 
-use ftwall::{Config, Engine, Reason, Timestamp, Verdict};
+use ftwall::{Engine, EngineConfig, Reason, Timestamp, Verdict};
 use std::net::{IpAddr, Ipv4Addr};
 
 const PING: [u8; 12] = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
@@ -48,8 +48,8 @@ fn mix(i: u64) -> u64 {
     z ^ (z >> 27)
 }
 
-fn small_config() -> Config {
-    let mut c = Config { lan: vec!["192.0.2.0/24".parse().unwrap()], ..Config::default() };
+fn small_config() -> EngineConfig {
+    let mut c = EngineConfig { lan: vec!["192.0.2.0/24".parse().unwrap()], ..EngineConfig::default() };
     c.flows.capacity = 4096;
     c.flows.reassembly_capacity = 64;
     c

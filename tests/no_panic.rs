@@ -2,7 +2,7 @@
 //! engine, plus structured-but-inconsistent IPv4/IPv6 headers.
 
 use ftwall::signatures::{http, push, tcp, udp};
-use ftwall::{wire, Config, Engine, Timestamp};
+use ftwall::{wire, Engine, EngineConfig, Timestamp};
 use proptest::prelude::*;
 
 fn check_invariants(buf: &[u8]) {
@@ -69,7 +69,7 @@ proptest! {
     fn packet_sequences_through_the_engine_never_panic(
         packets in proptest::collection::vec((structured_packet(), 0u64..5_000_000), 1..40)
     ) {
-        let mut engine = Engine::new(Config::default());
+        let mut engine = Engine::new(EngineConfig::default());
         let mut now = 0u64;
         for (packet, step) in &packets {
             now += step;

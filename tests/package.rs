@@ -188,6 +188,8 @@ fn deb_has_binary_unit_rules_conffile_man_pages_and_state_dir() {
         let sub_page = gunzip(&format!("usr/share/man/man8/{name}.8.gz"));
         assert!(sub_page.contains(&format!("\n.TH {name} 8 ")), "{name}.8: {sub_page:.300}");
     }
+    let conf = gunzip("usr/share/man/man5/ftwall.toml.5.gz");
+    assert!(conf.contains(".TH ftwall.toml 5 ") && conf.contains(".SH KEYS"), "ftwall.toml.5: {conf:.300}");
     // Nested subcommands (`ftwall ctl ban`) get pages too, named ftwall-ctl-ban.8.
     let pages: Vec<&String> = files.keys().filter(|p| p.starts_with("/usr/share/man/man8/")).collect();
     for page in &pages {

@@ -116,3 +116,37 @@ fn bad_files_are_named_with_offsets_and_others_still_processed() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.pcap: cannot read"));
 }
+
+#[test]
+fn a_bad_configuration_gives_the_same_message_to_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("empty.pcap");
+    std::fs::write(&capture, pcap_header(1)).unwrap();
+    for (text, expected) in [
+        (
+            "mode = \"monitor\"\n[timelock]\nsecs = 3\n",
+            ":3:1: unknown field `secs`, expected one of `seconds`",
+        ),
+        ("queue_max_len = 5\n", ":1:1: unknown field `queue_max_len`, expected one of `mode`"),
+        ("[peers]\ncapacity = \"many\"\n", ":2:12: invalid type: string \"many\", expected usize"),
+        ("[flows]\ncapacity = 0\n", ": invalid value for `flows.capacity`: must be at least 1"),
+    ] {
+        let file = dir.path().join("ftwall.toml");
+        std::fs::write(&file, text).unwrap();
+        let f = file.to_str().unwrap();
+        let want = format!("ftwall: error: {f}{expected}");
+        for args in [
+            vec!["check-config", f],
+            vec!["config", "--config", f],
+            vec!["replay", "--config", f, capture.to_str().unwrap()],
+            vec!["ctl", "--config", f, "status"],
+            vec!["run", "--config", f],
+        ] {
+            let out = Command::new(env!("CARGO_BIN_EXE_ftwall")).args(&args).output().unwrap();
+            assert!(!out.status.success(), "{args:?} accepted {text:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr.lines().last().unwrap_or_default();
+            assert!(last.starts_with(&want), "{args:?}: {last:?}, want {want:?}");
+        }
+    }
+}

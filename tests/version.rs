@@ -95,8 +95,31 @@ fn man_page_covers_every_subcommand() {
     }
     assert!(want.iter().any(|w| w == "ftwall-ctl-ban.8"), "{want:?}");
     want.push("ftwall.8".into());
+    want.push("ftwall.toml.5".into());
     want.sort();
     assert_eq!(files, want);
+    // The configuration page names every key `ftwall config` prints (tables as `.SS [table]`).
+    let conf = std::fs::read_to_string(dir.path().join("ftwall.toml.5")).unwrap();
+    assert!(conf.starts_with(".TH ftwall.toml 5 ") && conf.contains(".SH KEYS"), "{conf:.300}");
+    let defaults: toml::Table =
+        toml::from_str(ftwall(&["config", "--config", "/dev/null"]).as_str()).unwrap();
+    for (key, value) in &defaults {
+        let locals: Vec<&String> = match value {
+            toml::Value::Table(t) => {
+                assert!(conf.contains(&format!("\n.SS [{key}]\n")), "no section for [{key}]");
+                t.keys().collect()
+            }
+            _ => vec![key],
+        };
+        for local in locals {
+            let roff = local.replace('-', "\\-");
+            assert!(
+                conf.contains(&format!("\n\\fB{roff}\\fR = ")),
+                "{key}: {local} missing from ftwall.toml.5"
+            );
+        }
+    }
+    assert!(page.contains("ftwall.toml\\fR(5)"), "the main page points to the configuration page");
     assert_eq!(std::fs::read_to_string(dir.path().join("ftwall.8")).unwrap(), page);
     let run = std::fs::read_to_string(dir.path().join("ftwall-run.8")).unwrap();
     assert!(run.contains("\n.TH ftwall-run 8 ") && run.contains("\\-\\-config"), "{run:.300}");

@@ -5,11 +5,11 @@
 //! unban, release + forget).
 #![no_main]
 
-use ftwall::{Config, Engine, Timestamp};
+use ftwall::{EngineConfig, Engine, Timestamp};
 use libfuzzer_sys::fuzz_target;
 
-fn small_config() -> Config {
-    let mut config = Config::default();
+fn small_config() -> EngineConfig {
+    let mut config = EngineConfig::default();
     config.lan = vec!["192.0.2.0/24".parse().unwrap(), "2001:db8:1::/64".parse().unwrap()];
     config.flows.capacity = 16;
     config.flows.reassembly_capacity = 4;

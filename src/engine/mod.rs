@@ -48,6 +48,8 @@
 //! ## Direction
 //! The inside endpoint of a flow is the one in `lan`; when both or neither are, the sender of
 //! the flow's first packet is taken as inside. "Outbound" means sent by the inside endpoint.
+//! Every [`Decision`] carries the ends by this one rule ([`Decision::ends`]), so the shell never
+//! works them out again.
 //!
 //! ## Bounds
 //! Flows, reassembly buffers, suspect peers and locks each live in a fixed-capacity LRU, operator
@@ -65,10 +67,10 @@ mod stats;
 pub use bans::{BanError, MAX_BANS};
 pub use stats::EngineStats;
 
-use crate::config::{Config, MalformedPolicy, Mode};
+use crate::config::{EngineConfig, MalformedPolicy, Mode};
 use crate::signatures::{self, http::HttpScan, Network};
 use crate::time::Timestamp;
-use crate::verdict::{Decision, PacketSummary, Proto, Reason, Settled, Verdict};
+use crate::verdict::{Decision, FlowEnds, PacketSummary, Proto, Reason, Settled, Verdict};
 use crate::wire::{self, Packet, TcpSegment, Transport, UdpDatagram};
 use bans::Bans;
 use flows::{seq_before, Endpoint, Flow, FlowKey, Reassembly, REASSEMBLY_LIMIT, TCP, UDP};
@@ -234,7 +236,7 @@ pub struct Snapshot {
 /// The verdict engine. See the module documentation for the decision order.
 #[derive(Debug)]
 pub struct Engine {
-    config: Config,
+    config: EngineConfig,
     lock_period: Option<Duration>,
     idle: Duration,
     flows: LruCache<FlowKey, Flow>,
@@ -246,6 +248,9 @@ pub struct Engine {
     events: VecDeque<Event>,
     actions: VecDeque<Action>,
     stats: EngineStats,
+    /// Whether the sender of the packet being judged is its flow's inside end; set by
+    /// `lookup`, taken by `handle_packet` for [`Decision::ends`].
+    sender_inside: Option<bool>,
 }
 
 /// Identity of the two endpoints of the flow a tell was seen on.
@@ -280,7 +285,7 @@ fn summarize(packet: &Packet<'_>) -> PacketSummary {
 
 impl Engine {
     /// A new engine with empty state.
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: EngineConfig) -> Self {
         let mut engine = Self {
             lock_period: None,
             idle: Duration::from_secs(1),
@@ -297,6 +302,7 @@ impl Engine {
             events: VecDeque::new(),
             actions: VecDeque::new(),
             stats: EngineStats::default(),
+            sender_inside: None,
             config,
         };
         engine.apply_derived();
@@ -310,7 +316,7 @@ impl Engine {
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &EngineConfig {
         &self.config
     }
 
@@ -343,7 +349,38 @@ impl Engine {
         let verdict = self.verdict_for(reason);
         self.stats.record(verdict, reason);
         let settled = settled.filter(|_| self.config.offload.enabled);
-        Decision { verdict, reason, packet: summary, settled }
+        let blocked = reason.natural_verdict() == Verdict::Drop;
+        let sender_inside = self.sender_inside.take();
+        let ends = summary.as_ref().map(|s| self.ends(s, sender_inside));
+        Decision { verdict, reason, blocked, packet: summary, ends, settled }
+    }
+
+    /// The rule that names a new flow's inside end: the sender is inside unless only the
+    /// receiver is in `lan` (so when both or neither are, the first sender is inside).
+    fn sender_is_inside(&self, src: IpAddr, dst: IpAddr) -> bool {
+        self.config.is_lan(src) || !self.config.is_lan(dst)
+    }
+
+    /// The inside and outside ends of a judged packet's flow: the flow's (as `lookup` found it,
+    /// or, for a packet judged before any lookup such as a banned one, as the table holds it),
+    /// else the new-flow rule applied to the packet.
+    fn ends(&self, p: &PacketSummary, sender_inside: Option<bool>) -> FlowEnds {
+        let src = Endpoint { ip: p.src, port: p.src_port.unwrap_or(0) };
+        let dst = Endpoint { ip: p.dst, port: p.dst_port.unwrap_or(0) };
+        let tracked = sender_inside.or_else(|| {
+            let protocol = match (p.proto, p.src_port.and(p.dst_port)) {
+                (Proto::Tcp, Some(_)) => TCP,
+                (Proto::Udp, Some(_)) => UDP,
+                _ => return None,
+            };
+            let (key, src_is_low) = FlowKey::of(protocol, src, dst);
+            self.flows.peek(&key).map(|flow| flow.inside_is_low == src_is_low)
+        });
+        if tracked.unwrap_or_else(|| self.sender_is_inside(p.src, p.dst)) {
+            FlowEnds { inside: socket(src), outside: socket(dst) }
+        } else {
+            FlowEnds { inside: socket(dst), outside: socket(src) }
+        }
     }
 
     fn verdict_for(&self, reason: Reason) -> Verdict {
@@ -415,11 +452,13 @@ impl Engine {
         if let Some(flow) = self.flows.get_mut(&key) {
             if now.saturating_since(flow.last_seen) < self.idle {
                 flow.last_seen = flow.last_seen.max(now);
-                return (key, src_is_low, *flow, false);
+                let flow = *flow;
+                self.sender_inside = Some(flow.inside_is_low == src_is_low);
+                return (key, src_is_low, flow, false);
             }
         }
-        // The sender is inside unless only the receiver is in the LAN.
-        let inside_is_src = self.config.is_lan(src.ip) || !self.config.is_lan(dst.ip);
+        let inside_is_src = self.sender_is_inside(src.ip, dst.ip);
+        self.sender_inside = Some(inside_is_src);
         let flow = Flow::new(now, inside_is_src == src_is_low, src_is_low);
         self.flows.put(key, flow);
         self.reassembly.pop(&key);
@@ -940,7 +979,7 @@ impl Engine {
 
     /// Replaces the configuration, keeping peers, locks and flows (caches are resized; a shrink
     /// evicts the least recently used entries). The new configuration should have been validated.
-    pub fn set_config(&mut self, config: Config) {
+    pub fn set_config(&mut self, config: EngineConfig) {
         {
             let Self { peers, actions, stats, .. } = self;
             peers.reconfigure(config.peers.capacity, config.peers.expire_seconds, &mut |r| {

@@ -1,7 +1,7 @@
 //! Engine behaviour tests over hand-built packets and a virtual clock.
 
 use super::*;
-use crate::config::{Config, MalformedPolicy, Mode};
+use crate::config::{EngineConfig, MalformedPolicy, Mode};
 use crate::signatures::tcp::GIFT_OPENER;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -25,10 +25,10 @@ fn at(secs: u64) -> Timestamp {
     Timestamp::from_secs(secs)
 }
 
-fn config() -> Config {
-    Config {
+fn config() -> EngineConfig {
+    EngineConfig {
         lan: vec!["192.0.2.0/24".parse().unwrap(), "2001:db8:1::/64".parse().unwrap()],
-        ..Config::default()
+        ..EngineConfig::default()
     }
 }
 
@@ -710,6 +710,54 @@ fn nothing_settles_without_offload_and_fasttrack_never_in_monitor_mode() {
 }
 
 #[test]
+fn decisions_carry_the_flows_inside_and_outside_ends() {
+    let sock = |s: &str, port: u16| SocketAddr::new(ip(s), port);
+    let mut e = Engine::new(config());
+    // Neither end in `lan`: the first sender is inside, for the replies too.
+    let (a, b) = (("203.0.113.5", 4000), ("198.51.100.30", 1214));
+    let ping = e.handle_packet(at(0), &udp(a, b, &KAZAA_PING));
+    let ends = FlowEnds { inside: sock(a.0, a.1), outside: sock(b.0, b.1) };
+    assert_eq!(ping.ends, Some(ends));
+    let pong = e.handle_packet(at(1), &udp(b, a, &KAZAA_PONG));
+    assert_eq!((pong.reason, pong.blocked), (Reason::UdpPong, true));
+    assert_eq!(pong.ends, Some(ends), "the reply's receiver is the client");
+    // A banned packet is judged before any flow lookup; its flow's ends still come from the table.
+    e.ban(ip(a.0), None).unwrap();
+    let banned = e.handle_packet(at(1), &udp(b, a, b"data"));
+    assert_eq!((banned.reason, banned.ends), (Reason::Banned, Some(ends)));
+    e.unban(ip(a.0));
+    // A flow opened from outside towards `lan`: the LAN end is inside.
+    let syn = e.handle_packet(at(2), &tcp((PEER, PEER_PORT), (CLIENT, 80), 7, SYN, &[]));
+    let ends = FlowEnds { inside: sock(CLIENT, 80), outside: sock(PEER, PEER_PORT) };
+    assert_eq!((syn.ends, syn.blocked), (Some(ends), false));
+    let reply = e.handle_packet(at(2), &tcp((CLIENT, 80), (PEER, PEER_PORT), 9, SYN | ACK, &[]));
+    assert_eq!(reply.ends, Some(ends));
+    // Without a flow (ICMP) the same rule applies to the packet alone; ports are 0.
+    let icmp = e.handle_packet(at(3), &ip_packet(ip(PEER), ip(CLIENT), 1, &[8, 0, 0, 0, 0, 0, 0, 0]));
+    assert_eq!(icmp.ends, Some(FlowEnds { inside: sock(CLIENT, 0), outside: sock(PEER, 0) }));
+    assert!(!icmp.blocked);
+    // Unreadable IP header: no addresses, no ends.
+    let junk = e.handle_packet(at(3), &[0x45, 0, 0]);
+    assert_eq!((junk.packet, junk.ends), (None, None));
+}
+
+#[test]
+fn blocked_reports_the_drop_whatever_the_mode() {
+    let ping = udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING);
+    let mut monitor = Engine::new(EngineConfig { mode: Mode::Monitor, ..config() });
+    let d = monitor.handle_packet(at(0), &ping);
+    assert_eq!((d.verdict, d.reason, d.blocked), (Verdict::Accept, Reason::UdpPing, true));
+    let mut enforce = Engine::new(config());
+    let d = enforce.handle_packet(at(0), &ping);
+    assert_eq!((d.verdict, d.blocked), (Verdict::Drop, true));
+    // A malformed drop is the policy's, not a finding.
+    let mut strict = Engine::new(EngineConfig { malformed: MalformedPolicy::Drop, ..config() });
+    let bogus_ihl = [0x4F, 0, 0, 20, 0, 0, 0, 0, 64, 6, 0, 0, 192, 0, 2, 10, 198, 51, 100, 20];
+    let d = strict.handle_packet(at(0), &bogus_ihl);
+    assert_eq!((d.verdict, d.reason, d.blocked), (Verdict::Drop, Reason::Malformed, false));
+}
+
+#[test]
 fn operator_bans_drop_outside_addresses_fully_and_inside_ones_outside_allow_ports() {
     let mut e = Engine::new(config());
     let outside = ("198.51.100.66", 443);
@@ -773,7 +821,7 @@ fn operator_bans_drop_outside_addresses_fully_and_inside_ones_outside_allow_port
 
 #[test]
 fn monitor_mode_reports_bans_without_dropping() {
-    let mut e = Engine::new(Config { mode: Mode::Monitor, ..config() });
+    let mut e = Engine::new(EngineConfig { mode: Mode::Monitor, ..config() });
     e.ban(ip(PEER), None).unwrap();
     assert_eq!(
         judge(&mut e, at(1), &tcp((CLIENT, 40000), (PEER, 5555), 1, SYN, &[])),
@@ -827,9 +875,9 @@ fn ipv6_pings_behind_any_number_of_destination_options_are_seen() {
 fn ipv6_transport_beyond_the_capture_is_dropped_not_accepted() {
     let mut e = Engine::new(config());
     let ping = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
-    // 300 headers: 2,400 bytes of chain, more than the default copy_range of 2,304.
+    // 300 headers: 2,400 bytes of chain, more than the daemon's default copy_range of 2,304.
     let full = with_ipv6_ext(&ping, 60, &dest_opts(300, 17));
-    let captured = &full[..usize::from(e.config().copy_range)];
+    let captured = &full[..2304];
     let d = e.handle_packet(at(0), captured);
     assert_eq!((d.verdict, d.reason), (Verdict::Drop, Reason::TransportUnreachable));
     assert_eq!(d.settled, None);
@@ -841,10 +889,10 @@ fn ipv6_transport_beyond_the_capture_is_dropped_not_accepted() {
     let mut overrun = full.clone();
     overrun[4..6].copy_from_slice(&100u16.to_be_bytes());
     assert_eq!(judge(&mut e, at(2), &overrun), (Verdict::Accept, Reason::Malformed));
-    let mut strict = Engine::new(Config { malformed: MalformedPolicy::Drop, ..config() });
+    let mut strict = Engine::new(EngineConfig { malformed: MalformedPolicy::Drop, ..config() });
     assert_eq!(judge(&mut strict, at(2), &overrun), (Verdict::Drop, Reason::Malformed));
     // Monitor mode reports it and accepts.
-    let mut monitor = Engine::new(Config { mode: Mode::Monitor, ..config() });
+    let mut monitor = Engine::new(EngineConfig { mode: Mode::Monitor, ..config() });
     assert_eq!(judge(&mut monitor, at(0), captured), (Verdict::Accept, Reason::TransportUnreachable));
 }
 
@@ -1055,7 +1103,9 @@ fn no_probe_without_a_pinged_outside_peer() {
     assert_eq!(probes(&mut e), vec![]);
 
     // Monitor mode and spoof_pongs = false send no forged packets, probes included.
-    for c in [Config { mode: Mode::Monitor, ..config() }, Config { spoof_pongs: false, ..config() }] {
+    for c in
+        [EngineConfig { mode: Mode::Monitor, ..config() }, EngineConfig { spoof_pongs: false, ..config() }]
+    {
         let mut e = Engine::new(c);
         e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
         e.handle_timeout(at(60));

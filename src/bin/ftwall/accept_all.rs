@@ -6,7 +6,7 @@
 //! Invariant: every packet received is accepted, by batch, before the command returns; nothing
 //! is judged, logged or counted beyond the total printed at the end.
 
-use crate::daemon::queue::NfQueue;
+use crate::daemon::queue::{NfQueue, QueueOptions};
 use clap::Args;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,8 +22,7 @@ pub(crate) struct AcceptAllArgs {
 
 /// Accepts every packet of the queue until SIGINT or SIGTERM.
 pub(crate) fn run(args: AcceptAllArgs) -> anyhow::Result<ExitCode> {
-    let config = ftwall::Config { queue: args.queue, ..ftwall::Config::default() };
-    let mut q = NfQueue::open(&config, config.queue)?;
+    let mut q = NfQueue::open(QueueOptions::default(), args.queue)?;
     for w in &q.warnings {
         eprintln!("accept_all: warning: {w}");
     }
@@ -31,8 +30,8 @@ pub(crate) fn run(args: AcceptAllArgs) -> anyhow::Result<ExitCode> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
-    eprintln!("accept_all: bound to queue {}", config.queue);
-    let limit = config.verdict_batch;
+    eprintln!("accept_all: bound to queue {}", args.queue);
+    let limit = crate::daemon::queue::DEFAULT_VERDICT_BATCH;
     let (mut pending, mut max_id, mut packets) = (0u32, 0u32, 0u64);
     while !stop.load(Ordering::Relaxed) {
         match q.queue.recv() {

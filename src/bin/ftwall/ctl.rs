@@ -57,7 +57,7 @@ enum CtlCommand {
 pub(crate) fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
     let socket = match args.socket {
         Some(s) => s,
-        None => crate::daemon::load_config(args.config.as_deref())?.0.control.socket,
+        None => crate::config::load_config(args.config.as_deref())?.0.control.socket,
     };
     let request = match args.command {
         CtlCommand::Status => Request::Status,

@@ -2,7 +2,8 @@
 //!
 //! - `ftwall run` (default): the live NFQUEUE daemon (`daemon/`).
 //! - `ftwall replay`: the same engine over pcap/pcapng files (`replay.rs`).
-//! - `ftwall check-config` / `ftwall config`: validate / print the configuration.
+//! - `ftwall check-config` / `ftwall config`: validate / print the configuration (`config/`, which
+//!   also loads it for every other command).
 //! - `ftwall ctl`: ask the running daemon over its control socket (`ctl.rs`, `daemon/control.rs`).
 //! - `ftwall lab`: a throw-away namespace gateway demo (`lab.rs`); `ftwall sim`: the FastTrack
 //!   simulator it and the end-to-end tests use (`sim.rs`).
@@ -15,6 +16,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod accept_all;
+mod config;
 mod ctl;
 mod daemon;
 mod lab;
@@ -78,8 +80,8 @@ fn main() -> ExitCode {
         None => daemon::run(cli.run),
         Some(Command::Run(args)) => daemon::run(args),
         Some(Command::Replay(args)) => replay::run(args),
-        Some(Command::CheckConfig { file }) => daemon::check_config(file),
-        Some(Command::Config { config }) => daemon::print_config(config),
+        Some(Command::CheckConfig { file }) => config::commands::check_config(file),
+        Some(Command::Config { config }) => config::commands::print_config(config.as_deref()),
         Some(Command::Ctl(args)) => ctl::run(args),
         Some(Command::Lab(args)) => lab::run(args),
         Some(Command::Sim(args)) => sim::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into),

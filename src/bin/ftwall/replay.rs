@@ -7,10 +7,9 @@
 //! with `pcap-file`'s slice parsers, so every error can name the byte offset of the record that
 //! failed. A failed file is reported and the others are still processed; the exit code is then 2.
 
-use anyhow::Context;
 use clap::Args;
 use ftwall::capture;
-use ftwall::{Config, Decision, Engine, Event, Proto, Reason, Timestamp, Verdict};
+use ftwall::{Decision, Engine, EngineConfig, Event, Proto, Reason, Timestamp, Verdict};
 use ipnet::IpNet;
 use pcap_file::pcap::PcapParser;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
@@ -217,13 +216,10 @@ fn addresses(d: &Decision) -> (&'static str, String, String) {
 }
 
 pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    // The whole file is read and checked as the daemon would; replay uses the engine's part.
     let mut config = match &args.config {
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            Config::from_toml_str(&text).with_context(|| format!("in {}", path.display()))?
-        }
-        None => Config::default(),
+        Some(path) => crate::config::load_config(Some(path))?.0.engine,
+        None => EngineConfig::default(),
     };
     if !args.lan.is_empty() {
         config.lan = args.lan.clone();

@@ -207,7 +207,7 @@ impl Daemon {
                     return Answer::Failed(e.to_string());
                 }
                 let until_text = until.map_or("until unbanned".to_string(), |u| format!("until {}", iso(u)));
-                info!(event = "operator_ban", addr = %addr, until = %until_text, inside = self.engine.config().is_lan(addr), uid, "banned by the operator");
+                info!(event = "operator_ban", addr = %addr, until = %until_text, inside = self.config.engine.is_lan(addr), uid, "banned by the operator");
                 self.changed(
                     shared,
                     format!("{addr}: banned {until_text}"),
@@ -233,7 +233,7 @@ impl Daemon {
 
     fn status(&self, now: ftwall::Timestamp, shared: &Shared) -> Status {
         let s = self.engine.stats();
-        let config = self.engine.config();
+        let config = &self.config;
         let reasons =
             s.by_reason().filter(|&(_, n)| n > 0).map(|(r, n)| (r.as_str().to_string(), n)).collect();
         let counters = shared.counters.table().into_iter().chain(super::engine_counters(s));
@@ -242,11 +242,11 @@ impl Daemon {
             pid: std::process::id(),
             uptime_seconds: shared.started.elapsed().as_secs(),
             started_at: iso(shared.started_at),
-            mode: config.mode,
+            mode: config.engine.mode,
             health: shared.health.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             offload: if shared.offload_rules_missing.load(Ordering::Relaxed) {
                 "off: marked packets came back (offload rules missing)"
-            } else if config.offload.enabled {
+            } else if config.engine.offload.enabled {
                 "on"
             } else {
                 "off"

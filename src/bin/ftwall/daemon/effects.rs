@@ -19,8 +19,8 @@ use super::counters::Counters;
 use super::kernel_set::KernelSets;
 use super::spoof::Spoofer;
 use super::time;
+use crate::config::DaemonConfig;
 use ftwall::engine::{Snapshot, StoreRecord};
-use ftwall::Config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +55,7 @@ pub(crate) enum MirrorJob {
     Resync(Snapshot),
     /// The configuration changed (or the daemon starts): reopen what changed (client directory,
     /// kernel sets, allowed ports), then load the whole state.
-    Configure(Box<Config>, Snapshot),
+    Configure(Box<DaemonConfig>, Snapshot),
     /// Apply everything queued so far, wait for `nft`, then answer (at shutdown).
     Finish(SyncSender<()>),
 }
@@ -73,7 +73,7 @@ impl Effects {
     /// Starts both threads.
     pub(crate) fn start(
         counters: Arc<Counters>,
-        config: &Config,
+        config: &DaemonConfig,
         snapshot: &Snapshot,
     ) -> std::io::Result<Self> {
         let (outgoing, outgoing_rx) = sync_channel(OUTGOING_QUEUE);
@@ -81,7 +81,7 @@ impl Effects {
         let resync_needed = Arc::new(AtomicBool::new(false));
         let sender = {
             let counters = Arc::clone(&counters);
-            let spoofer = config.spoof_pongs.then(open_spoofer);
+            let spoofer = config.engine.spoof_pongs.then(open_spoofer);
             std::thread::Builder::new()
                 .name("ftwall-send".into())
                 .spawn(move || sender_thread(outgoing_rx, spoofer, &counters))?
@@ -239,7 +239,7 @@ impl Mirrors {
         }
     }
 
-    fn configure(&mut self, config: &Config, snapshot: &Snapshot) {
+    fn configure(&mut self, config: &DaemonConfig, snapshot: &Snapshot) {
         let client_dir: Option<PathBuf> = config.client_dir.clone();
         let same_dir = match (&self.client_dir, &client_dir) {
             (Some(open), Some(wanted)) => open.dir() == wanted.as_path(),
@@ -271,7 +271,7 @@ impl Mirrors {
             }
         }
         if let Some(set) = &mut self.kernel_set {
-            set.allow_ports(&config.timelock.allow_ports);
+            set.allow_ports(&config.engine.timelock.allow_ports);
         }
         self.resync(snapshot);
     }

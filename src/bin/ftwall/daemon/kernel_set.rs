@@ -22,8 +22,9 @@
 //! remaining time of the lock or the peer as their timeout, so the kernel forgets them when the
 //! daemon would, even if the daemon is gone.
 
+use crate::config::DaemonConfig;
 use ftwall::engine::{LockEntry, PeerEntry, Snapshot, StoreRecord};
-use ftwall::{Config, Timestamp};
+use ftwall::Timestamp;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::IpAddr;
@@ -197,7 +198,7 @@ impl KernelSets {
     /// The mirror for whichever backend's sets exist (nft's table `inet ftwall` first, then the
     /// ipsets), or None when `kernel_sets = "off"` (or `timelock.kernel_set = false`) or when
     /// neither exists (warned once per process: the rules are not installed, or are old).
-    pub(crate) fn detect(config: &Config) -> Option<Self> {
+    pub(crate) fn detect(config: &DaemonConfig) -> Option<Self> {
         if !config.kernel_sets_enabled() {
             return None;
         }

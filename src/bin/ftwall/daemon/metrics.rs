@@ -224,7 +224,7 @@ mod tests {
     use super::*;
 
     fn sample() -> (EngineStats, LatencyHistogram) {
-        let mut engine = ftwall::Engine::new(ftwall::Config::default());
+        let mut engine = ftwall::Engine::new(ftwall::EngineConfig::default());
         engine.handle_packet(ftwall::Timestamp::ZERO, b"\x45garbage");
         let latency = LatencyHistogram::default();
         latency.record(Duration::from_nanos(800));

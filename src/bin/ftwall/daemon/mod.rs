@@ -27,7 +27,6 @@
 //! the `--queue-bypass` rules plus `fail_open` let traffic through until systemd restarts it.
 
 mod client_dir;
-mod config_file;
 mod control;
 mod counters;
 mod effects;
@@ -42,20 +41,22 @@ mod time;
 mod worker;
 mod writer;
 
+use crate::config::{load_config, ConfigChange, DaemonConfig};
 use anyhow::Context;
 use clap::Args;
 use control::ControlSocket;
 use counters::Counters;
 use effects::{every, Effects, MirrorJob, Outgoing};
-use ftwall::{Action, Config, Decision, Engine, Event, Timestamp, Verdict};
+use ftwall::{Action, Decision, Engine, Event, Timestamp};
 use health::{HealthMonitor, HealthReport, HealthState, KernelQueue, QueueProgress, Sample};
 use logging::{DropLimiter, LogFormat};
 use metrics::{LatencyHistogram, MetricsInput};
 use queue::{KernelCounters, NfQueue, TICK};
+pub(crate) use queue::{QueueOptions, DEFAULT_VERDICT_BATCH};
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,7 +92,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (config, path) = config_file::load(args.config.as_deref())?;
+    let (config, path) = load_config(args.config.as_deref())?;
     let control = config.control.enabled.then(|| open_control(&config.control.socket)).flatten();
     let (shared, workers, mut housekeeping) = Shared::start(config, path)?;
     let result = std::thread::scope(|scope| {
@@ -129,11 +130,6 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     result.map(|()| ExitCode::SUCCESS)
 }
 
-/// Loads the configuration file (`ftwall ctl` uses it to find the control socket).
-pub(crate) fn load_config(path: Option<&Path>) -> anyhow::Result<(Config, Option<PathBuf>)> {
-    config_file::load(path)
-}
-
 fn open_control(path: &Path) -> Option<ControlSocket> {
     match ControlSocket::bind(path) {
         Ok(socket) => {
@@ -151,24 +147,6 @@ fn lock(core: &Mutex<Daemon>) -> std::sync::MutexGuard<'_, Daemon> {
     // A panic aborts the process (panic = "abort"), so a poisoned lock is never observed in
     // release builds; in debug builds the state is still consistent enough to save.
     core.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-pub(crate) fn check_config(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let path = file.unwrap_or_else(|| PathBuf::from(config_file::DEFAULT_PATH));
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    config_file::parse(&path, &text)?;
-    println!("{}: ok", path.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn print_config(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let (config, path) = config_file::load(file.as_deref())?;
-    match path {
-        Some(p) => println!("# effective configuration from {}", p.display()),
-        None => println!("# effective configuration (built-in defaults)"),
-    }
-    print!("{}", config.to_toml_string());
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Packet mark (and connmark, saved by the rules) of a flow offloaded as clean.
@@ -198,7 +176,7 @@ pub(crate) struct Shared {
     /// When the first queue was released (for `daemon_stopped`).
     released_at: Mutex<Option<Instant>>,
     queue_numbers: Vec<u16>,
-    /// `fail_open` as the queues were bound with (a reload cannot change it).
+    /// `fail_open` as the queues were bound with (a reload keeps it, see [`ConfigChange`]).
     fail_open: bool,
     config_path: Option<PathBuf>,
     started: Instant,
@@ -211,6 +189,9 @@ pub(crate) struct Shared {
 
 /// State behind [`Shared::core`].
 pub(crate) struct Daemon {
+    /// The configuration in force (the engine holds a copy of its part; a reload replaces
+    /// both together).
+    config: DaemonConfig,
     engine: Engine,
     limiter: DropLimiter,
     /// The engine changed persistent state since the last save was handed to the writer.
@@ -219,13 +200,26 @@ pub(crate) struct Daemon {
     lan_ifindex: Option<Vec<u32>>,
 }
 
-/// The inside and outside address of a dropped packet, for logs.
-fn parties(config: &Config, d: &Decision) -> Option<(IpAddr, SocketAddr, SocketAddr)> {
-    let p = d.packet?;
-    let src = SocketAddr::new(p.src, p.src_port.unwrap_or(0));
-    let dst = SocketAddr::new(p.dst, p.dst_port.unwrap_or(0));
-    let client = if !config.is_lan(p.src) && config.is_lan(p.dst) { p.dst } else { p.src };
-    Some((client, src, dst))
+/// Who a dropped packet is about, for its `packet_dropped` line: the client and peer are the
+/// flow's inside and outside ends as the engine decided them, src and dst the packet's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DropParties {
+    client: SocketAddr,
+    peer: SocketAddr,
+    src: SocketAddr,
+    dst: SocketAddr,
+}
+
+impl DropParties {
+    fn of(d: &Decision) -> Option<Self> {
+        let (p, ends) = (d.packet?, d.ends?);
+        Some(Self {
+            client: ends.inside,
+            peer: ends.outside,
+            src: SocketAddr::new(p.src, p.src_port.unwrap_or(0)),
+            dst: SocketAddr::new(p.dst, p.dst_port.unwrap_or(0)),
+        })
+    }
 }
 
 fn notify(states: &[NotifyState]) {
@@ -258,7 +252,7 @@ impl Shared {
     /// Binds the queues first (packets wait there while the state loads), restores the state
     /// and starts the effect and writer threads.
     fn start(
-        config: Config,
+        config: DaemonConfig,
         config_path: Option<PathBuf>,
     ) -> anyhow::Result<(Self, Vec<Worker>, Housekeeping)> {
         let started = Instant::now();
@@ -266,7 +260,7 @@ impl Shared {
         let latency = Arc::new(LatencyHistogram::default());
         let mut workers = Vec::with_capacity(queue_numbers.len());
         for (i, &number) in queue_numbers.iter().enumerate() {
-            let queue = NfQueue::open(&config, number)?;
+            let queue = NfQueue::open(config.queue_options(), number)?;
             for w in &queue.warnings {
                 warn!(event = "queue_option_unsupported", queue = number, detail = %w, "a queue option could not be set");
             }
@@ -288,7 +282,7 @@ impl Shared {
                 warn!(event = "state_dir_unavailable", dir = %dir.display(), error = %e, "state will not be saved until it exists");
             }
         }
-        let mut engine = Engine::new(config.clone());
+        let mut engine = Engine::new(config.engine.clone());
         match store::load(&config.state_file, now.as_secs()) {
             store::Loaded::Missing => {}
             store::Loaded::State(snapshot) => engine.restore(now, &snapshot),
@@ -319,6 +313,7 @@ impl Shared {
             store_dirty: false,
             lan_ifindex: resolve_interfaces(&config.lan_interfaces),
             engine,
+            config: config.clone(),
         };
         let shared = Self {
             core: Mutex::new(daemon),
@@ -361,7 +356,7 @@ impl Shared {
                 event = "daemon_started",
                 queue = shared.queue_numbers[0],
                 queues = shared.queue_numbers.len(),
-                mode = ?config.mode,
+                mode = ?config.engine.mode,
                 fail_open = config.fail_open,
                 peers_restored = d.engine.peer_count(),
                 locks_restored = d.engine.locked_count(),
@@ -433,7 +428,7 @@ impl Shared {
         let mut d = lock(&self.core);
         d.drain(self, None);
         d.store_dirty = false;
-        (d.engine.config().state_file.clone(), d.engine.snapshot())
+        (d.config.state_file.clone(), d.engine.snapshot())
     }
 }
 
@@ -442,7 +437,7 @@ impl Daemon {
     fn judge(&mut self, shared: &Shared, packet: &[u8], indev: u32) -> Decision {
         let now = time::now();
         let decision = self.engine.handle_packet(now, packet);
-        if decision.reason.natural_verdict() == Verdict::Drop {
+        if decision.blocked {
             self.log_drop(now, &decision, &shared.counters);
         }
         self.drain(shared, Some(indev));
@@ -450,10 +445,9 @@ impl Daemon {
     }
 
     fn log_drop(&mut self, now: Timestamp, d: &Decision, counters: &Counters) {
-        let config = self.engine.config();
-        let Some((client, src, dst)) = parties(config, d) else { return };
-        let peer = if src.ip() == client { dst } else { src };
-        let enforced = d.verdict == Verdict::Drop;
+        let Some(DropParties { client, peer, src, dst }) = DropParties::of(d) else { return };
+        let client = client.ip();
+        let enforced = d.verdict == ftwall::Verdict::Drop;
         match self.limiter.admit(client, peer.ip(), now) {
             logging::Admit::Log(suppressed) => info!(
                 event = "packet_dropped",
@@ -620,10 +614,7 @@ impl Housekeeping {
         let readings = self.check_health(shared);
         let (interval, metrics_file) = {
             let d = lock(&shared.core);
-            (
-                Duration::from_secs(d.engine.config().metrics.interval_seconds),
-                d.engine.config().metrics.file.clone(),
-            )
+            (Duration::from_secs(d.config.metrics.interval_seconds), d.config.metrics.file.clone())
         };
         if let Some(path) = metrics_file {
             if every(&mut self.last_metrics, interval) {
@@ -705,7 +696,7 @@ impl Housekeeping {
             let queue_dropped = fresh.queue_dropped.saturating_sub(old.queue_dropped);
             let user_dropped = fresh.user_dropped.saturating_sub(old.user_dropped);
             if queue_dropped > 0 || user_dropped > 0 {
-                let fail_open = lock(&shared.core).engine.config().fail_open;
+                let fail_open = shared.fail_open;
                 warn!(
                     event = "queue_overflow",
                     queue_dropped,
@@ -726,36 +717,35 @@ impl Housekeeping {
             reloading.push(usec);
         }
         notify(&reloading);
-        match config_file::load(shared.config_path.as_deref()) {
-            Ok((mut config, _)) => {
+        match load_config(shared.config_path.as_deref()) {
+            Ok((config, _)) => {
                 let mut d = lock(&shared.core);
-                let old = d.engine.config().clone();
-                if (config.queue, config.queues) != (old.queue, old.queues) {
+                let change = ConfigChange::between(&d.config, config);
+                if let Some(queues) = change.queues {
                     warn!(
                         event = "config_restart_required",
-                        old_queue = old.queue,
-                        new_queue = config.queue,
-                        old_queues = old.queues,
-                        new_queues = config.queues,
+                        old_queue = queues.old.0,
+                        new_queue = queues.new.0,
+                        old_queues = queues.old.1,
+                        new_queues = queues.new.1,
                         "changing the queues needs a restart; keeping the old ones"
                     );
-                    config.queue = old.queue;
-                    config.queues = old.queues;
                 }
-                if config.spoof_pongs != old.spoof_pongs {
-                    shared.effects.send(Outgoing::Configure { spoof_pongs: config.spoof_pongs });
+                if let Some(spoof_pongs) = change.spoof_pongs {
+                    shared.effects.send(Outgoing::Configure { spoof_pongs });
                 }
+                let config = change.in_force;
                 d.lan_ifindex = resolve_interfaces(&config.lan_interfaces);
                 d.limiter.reconfigure(
                     config.log.drop_burst,
                     config.log.drop_interval_seconds,
                     config.log.drop_max_per_second,
                 );
-                d.engine.set_config(config);
+                d.engine.set_config(config.engine.clone());
+                d.config = config;
                 d.drain(shared, None);
                 // The kernel sets follow allow_ports, and are probed again if they were missing.
-                let config = Box::new(d.engine.config().clone());
-                shared.effects.mirror(MirrorJob::Configure(config, d.engine.snapshot()));
+                shared.effects.mirror(MirrorJob::Configure(Box::new(d.config.clone()), d.engine.snapshot()));
                 info!(
                     event = "config_reloaded",
                     peers = d.engine.peer_count(),
@@ -787,7 +777,7 @@ impl Housekeeping {
                 "lock mirrors not flushed before exit"
             );
         }
-        let metrics_file = lock(&shared.core).engine.config().metrics.file.clone();
+        let metrics_file = lock(&shared.core).config.metrics.file.clone();
         if let Some(path) = metrics_file {
             shared.writer.metrics(path, render_metrics(shared, &self.kernel_readings(shared)));
         }
@@ -875,4 +865,43 @@ fn log_counters(shared: &Shared) {
         flows: d.engine.flow_count(),
         health: health.as_str(),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An IPv4/UDP packet (checksums zero, as the engine does not check them).
+    fn udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+        let (SocketAddr::V4(s), SocketAddr::V4(d)) = (src, dst) else { panic!("IPv4 only") };
+        let total = 28 + payload.len();
+        let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0];
+        p.extend_from_slice(&s.ip().octets());
+        p.extend_from_slice(&d.ip().octets());
+        p.extend_from_slice(&s.port().to_be_bytes());
+        p.extend_from_slice(&d.port().to_be_bytes());
+        p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn a_dropped_reply_names_the_flows_client_not_its_sender() {
+        const PING: [u8; 12] = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
+        const PONG: [u8; 17] =
+            [0x28, 0, 0, 0, 0xA9, 0, 0x0F, 0x59, 0xD9, 0x4E, 0xFA, b'K', b'a', b'Z', b'a', b'A', 0];
+        let lan = vec!["192.0.2.0/24".parse().unwrap()];
+        let mut engine = Engine::new(ftwall::EngineConfig { lan, ..ftwall::EngineConfig::default() });
+        // Neither end is in `lan`: the first sender is the client, for the whole flow.
+        let client: SocketAddr = "203.0.113.5:4000".parse().unwrap();
+        let peer: SocketAddr = "198.51.100.30:1214".parse().unwrap();
+        let ping = engine.handle_packet(Timestamp::from_secs(1), &udp(client, peer, &PING));
+        let pong = engine.handle_packet(Timestamp::from_secs(2), &udp(peer, client, &PONG));
+        assert!(ping.blocked && pong.blocked);
+        let expected = DropParties { client, peer, src: client, dst: peer };
+        assert_eq!(DropParties::of(&ping), Some(expected));
+        assert_eq!(DropParties::of(&pong), Some(DropParties { src: peer, dst: client, ..expected }));
+        assert_eq!(DropParties::of(&engine.handle_packet(Timestamp::from_secs(3), &[0x45])), None);
+    }
 }

@@ -10,7 +10,6 @@
 //!   `socket_buffer` bytes).
 
 use anyhow::{bail, Context};
-use ftwall::Config;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
@@ -19,6 +18,30 @@ const NETLINK_NETFILTER: libc::c_int = 12;
 
 /// How long `recv` blocks before the loop gets a tick.
 pub(crate) const TICK: Duration = Duration::from_millis(200);
+
+/// Accept verdicts sent as one batch at most, by default (the `verdict_batch` key).
+pub(crate) const DEFAULT_VERDICT_BATCH: u32 = 64;
+
+/// How a queue is bound: the kernel-side options set by [`NfQueue::open`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueOptions {
+    /// Let the kernel accept packets when the queue or the socket buffer is full.
+    pub(crate) fail_open: bool,
+    /// Kernel queue length, in packets.
+    pub(crate) maxlen: u32,
+    /// Bytes of each packet copied to user space.
+    pub(crate) copy_range: u16,
+    /// Receive buffer in bytes; 0 sizes it for `maxlen` packets of `copy_range` bytes.
+    pub(crate) socket_buffer: u32,
+}
+
+impl Default for QueueOptions {
+    /// The defaults of the configuration keys `fail_open`, `queue_maxlen`, `copy_range` and
+    /// `socket_buffer`.
+    fn default() -> Self {
+        Self { fail_open: true, maxlen: 4096, copy_range: 2304, socket_buffer: 0 }
+    }
+}
 
 pub(crate) struct NfQueue {
     pub(crate) queue: nfq::Queue,
@@ -91,7 +114,7 @@ fn find_netfilter_fd() -> io::Result<RawFd> {
 
 impl NfQueue {
     /// Opens, binds and configures the queue. Unsupported optional flags become warnings.
-    pub(crate) fn open(config: &Config, number: u16) -> anyhow::Result<Self> {
+    pub(crate) fn open(options: QueueOptions, number: u16) -> anyhow::Result<Self> {
         let mut queue = match nfq::Queue::open() {
             Ok(q) => q,
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
@@ -115,17 +138,17 @@ impl NfQueue {
                 warnings.push(format!("{what}: {e}"));
             }
         };
-        optional("fail-open", queue.set_fail_open(number, config.fail_open));
-        optional("queue max length", queue.set_queue_max_len(number, config.queue_maxlen));
-        optional("copy range", queue.set_copy_range(number, config.copy_range));
+        optional("fail-open", queue.set_fail_open(number, options.fail_open));
+        optional("queue max length", queue.set_queue_max_len(number, options.maxlen));
+        optional("copy range", queue.set_copy_range(number, options.copy_range));
         optional("GSO", queue.set_recv_gso(number, true));
         // Report socket-buffer overflows as ENOBUFS so they are counted, not silent.
         optional("ENOBUFS reporting", queue.set_recv_enobufs(true));
         let timeout = libc::timeval { tv_sec: 0, tv_usec: TICK.as_micros() as libc::suseconds_t };
         optional("receive timeout", setsockopt(fd, libc::SO_RCVTIMEO, &timeout));
-        let per_packet = usize::from(config.copy_range) + 256;
-        let wanted = match config.socket_buffer {
-            0 => config.queue_maxlen as usize * per_packet,
+        let per_packet = usize::from(options.copy_range) + 256;
+        let wanted = match options.socket_buffer {
+            0 => options.maxlen as usize * per_packet,
             explicit => explicit as usize,
         };
         let size = libc::c_int::try_from(wanted).unwrap_or(libc::c_int::MAX);

@@ -174,7 +174,7 @@ impl Worker {
         let decision = d.judge(shared, msg.get_payload(), msg.get_indev());
         let settled = decision.settled.filter(|_| !shared.offload_rules_missing.load(Ordering::Relaxed));
         // Follows reloads of `verdict_batch`.
-        self.batch.limit = d.engine.config().verdict_batch;
+        self.batch.limit = d.config.verdict_batch;
         (decision.verdict, settled)
     }
 
