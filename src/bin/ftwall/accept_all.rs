@@ -34,7 +34,7 @@ pub(crate) fn run(args: AcceptAllArgs) -> anyhow::Result<ExitCode> {
     let limit = crate::daemon::queue::DEFAULT_VERDICT_BATCH;
     let (mut pending, mut max_id, mut packets) = (0u32, 0u32, 0u64);
     while !stop.load(Ordering::Relaxed) {
-        match q.queue.recv() {
+        match q.recv() {
             Ok(msg) => {
                 packets += 1;
                 max_id = msg.get_packet_id();
@@ -44,13 +44,13 @@ pub(crate) fn run(args: AcceptAllArgs) -> anyhow::Result<ExitCode> {
                     q.accept_up_to(max_id)?;
                     pending = 0;
                 }
-                q.queue.set_nonblocking(pending > 0);
+                q.set_nonblocking(pending > 0);
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EINTR | libc::ENOBUFS)) => {
                 if pending > 0 {
                     q.accept_up_to(max_id)?;
                     pending = 0;
-                    q.queue.set_nonblocking(false);
+                    q.set_nonblocking(false);
                 }
             }
             Err(e) => return Err(e.into()),

@@ -43,9 +43,13 @@ impl Default for QueueOptions {
     }
 }
 
+/// One bound NFQUEUE: the only owner of the netlink socket. Everything the packet loop says to
+/// the kernel goes through its methods (receive, verdict, repeat with a mark, batch accept,
+/// release), so no caller reaches into `nfq` itself.
 pub(crate) struct NfQueue {
-    pub(crate) queue: nfq::Queue,
+    queue: nfq::Queue,
     pub(crate) number: u16,
+    /// Optional queue settings the kernel refused (logged by the caller).
     pub(crate) warnings: Vec<String>,
     fd: RawFd,
 }
@@ -160,6 +164,39 @@ impl NfQueue {
 }
 
 impl NfQueue {
+    /// The next queued packet. `EAGAIN` when non-blocking and nothing waits, `ENOBUFS` when the
+    /// socket buffer overflowed (packets were lost or accepted by fail-open).
+    pub(crate) fn recv(&mut self) -> io::Result<nfq::Message> {
+        self.queue.recv()
+    }
+
+    /// Switches [`NfQueue::recv`] between blocking and non-blocking.
+    pub(crate) fn set_nonblocking(&mut self, nonblocking: bool) {
+        self.queue.set_nonblocking(nonblocking);
+    }
+
+    /// Sends a plain ACCEPT or DROP for `msg`.
+    pub(crate) fn verdict(&mut self, mut msg: nfq::Message, verdict: ftwall::Verdict) -> io::Result<()> {
+        msg.set_verdict(match verdict {
+            ftwall::Verdict::Accept => nfq::Verdict::Accept,
+            ftwall::Verdict::Drop => nfq::Verdict::Drop,
+        });
+        self.queue.verdict(msg)
+    }
+
+    /// Sets `mark` in the `mask` bits of the packet's mark (keeping the other bits) and sends
+    /// REPEAT: the packet traverses the hook again, where the rules act on the mark.
+    pub(crate) fn repeat_with_mark(&mut self, mut msg: nfq::Message, mark: u32, mask: u32) -> io::Result<()> {
+        msg.set_nfmark((msg.get_nfmark() & !mask) | (mark & mask));
+        msg.set_verdict(nfq::Verdict::Repeat);
+        self.queue.verdict(msg)
+    }
+
+    /// Unbinds the queue: from now on the kernel applies the rules' bypass (or drops).
+    pub(crate) fn release(&mut self) -> io::Result<()> {
+        self.queue.unbind(self.number)
+    }
+
     /// Accepts every still-queued packet with an id up to `max_id`, in one message.
     pub(crate) fn accept_up_to(&self, max_id: u32) -> io::Result<()> {
         let message = batch_verdict_message(self.number, NF_ACCEPT, max_id);

@@ -84,8 +84,8 @@ impl Worker {
                 break;
             }
             let waited = !self.polling;
-            match self.queue.queue.recv() {
-                Ok(mut msg) => {
+            match self.queue.recv() {
+                Ok(msg) => {
                     let received = Instant::now();
                     let lag = msg.get_timestamp().and_then(|t| SystemTime::now().duration_since(t).ok());
                     progress.received(msg.get_packet_id(), lag);
@@ -98,9 +98,7 @@ impl Worker {
                             Settled::Clean => OFFLOAD_CLEAN_MARK,
                             Settled::FastTrack => OFFLOAD_FASTTRACK_MARK,
                         };
-                        msg.set_nfmark((msg.get_nfmark() & !OFFLOAD_MASK) | mark);
-                        msg.set_verdict(nfq::Verdict::Repeat);
-                        let result = self.queue.queue.verdict(msg);
+                        let result = self.queue.repeat_with_mark(msg, mark, OFFLOAD_MASK);
                         self.latency.record(received.elapsed());
                         progress.verdict_sent();
                         shared.counters.flows_offloaded.fetch_add(1, Ordering::Relaxed);
@@ -117,11 +115,7 @@ impl Worker {
                         }
                     } else {
                         self.flush_batch(shared, progress);
-                        msg.set_verdict(match verdict {
-                            Verdict::Accept => nfq::Verdict::Accept,
-                            Verdict::Drop => nfq::Verdict::Drop,
-                        });
-                        let result = self.queue.queue.verdict(msg);
+                        let result = self.queue.verdict(msg, verdict);
                         self.latency.record(received.elapsed());
                         progress.verdict_sent();
                         if let Err(e) = result {
@@ -182,7 +176,7 @@ impl Worker {
     fn set_polling(&mut self, polling: bool) {
         if polling != self.polling {
             self.polling = polling;
-            self.queue.queue.set_nonblocking(polling);
+            self.queue.set_nonblocking(polling);
         }
     }
 
@@ -208,7 +202,7 @@ impl Worker {
             let _ = self.queue.accept_up_to(max_id);
             self.batch.received.clear();
         }
-        if let Err(e) = self.queue.queue.unbind(self.queue.number) {
+        if let Err(e) = self.queue.release() {
             debug!(queue = self.queue.number, error = %e, "unbind failed");
         }
         shared.queue_released();
