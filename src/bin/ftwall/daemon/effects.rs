@@ -18,6 +18,7 @@ use super::client_dir::ClientDir;
 use super::counters::Counters;
 use super::kernel_set::KernelSets;
 use super::spoof::Spoofer;
+use super::throttle::Throttle;
 use super::time;
 use crate::config::DaemonConfig;
 use ftwall::engine::{Snapshot, StoreRecord};
@@ -153,17 +154,8 @@ fn open_spoofer() -> Spoofer {
     spoofer
 }
 
-/// True at most once per `every` for the given last-time slot.
-pub(crate) fn every(slot: &mut Option<Instant>, every: Duration) -> bool {
-    if slot.is_some_and(|t| t.elapsed() < every) {
-        return false;
-    }
-    *slot = Some(Instant::now());
-    true
-}
-
 fn sender_thread(jobs: Receiver<Outgoing>, mut spoofer: Option<Spoofer>, counters: &Counters) {
-    let mut last_error_log = None;
+    let mut error_log = Throttle::new(Duration::from_secs(10));
     for job in jobs {
         let (result, to) = match job {
             Outgoing::Configure { spoof_pongs } => {
@@ -194,7 +186,7 @@ fn sender_thread(jobs: Receiver<Outgoing>, mut spoofer: Option<Spoofer>, counter
         };
         if let Err(e) = result {
             Counters::bump(&counters.spoof_errors);
-            if every(&mut last_error_log, Duration::from_secs(10)) {
+            if error_log.ready() {
                 warn!(
                     event = "spoof_error",
                     error = %e,
@@ -216,7 +208,7 @@ struct Mirrors {
 
 impl Mirrors {
     fn serve(mut self, jobs: Receiver<MirrorJob>) {
-        let mut last_kernel_error = None;
+        let mut kernel_error_log = Throttle::new(Duration::from_secs(60));
         loop {
             match jobs.recv_timeout(Duration::from_millis(200)) {
                 Ok(MirrorJob::Record(record)) => self.record(&record),
@@ -226,16 +218,16 @@ impl Mirrors {
                 }
                 Ok(MirrorJob::Configure(config, snapshot)) => self.configure(&config, &snapshot),
                 Ok(MirrorJob::Finish(done)) => {
-                    self.reap(true, &mut last_kernel_error);
+                    self.reap(true, &mut kernel_error_log);
                     let _ = done.try_send(());
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.reap(true, &mut last_kernel_error);
+                    self.reap(true, &mut kernel_error_log);
                     return;
                 }
             }
-            self.reap(false, &mut last_kernel_error);
+            self.reap(false, &mut kernel_error_log);
         }
     }
 
@@ -307,12 +299,12 @@ impl Mirrors {
         }
     }
 
-    fn reap(&mut self, finishing: bool, last_error: &mut Option<Instant>) {
+    fn reap(&mut self, finishing: bool, error_log: &mut Throttle) {
         let Some(set) = &mut self.kernel_set else { return };
         let failed = if finishing { set.finish() } else { set.reap() };
         if failed > 0 {
             self.counters.kernel_set_errors.fetch_add(failed, Ordering::Relaxed);
-            if every(last_error, Duration::from_secs(60)) {
+            if error_log.ready() {
                 warn!(
                     event = "kernel_set_failed",
                     failed,

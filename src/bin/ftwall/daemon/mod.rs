@@ -37,6 +37,7 @@ mod metrics;
 pub(crate) mod queue;
 mod spoof;
 mod store;
+mod throttle;
 mod time;
 mod worker;
 mod writer;
@@ -46,7 +47,7 @@ use anyhow::Context;
 use clap::Args;
 use control::ControlSocket;
 use counters::Counters;
-use effects::{every, Effects, MirrorJob, Outgoing};
+use effects::{Effects, MirrorJob, Outgoing};
 use ftwall::{Action, Decision, Engine, Event, Timestamp};
 use health::{HealthMonitor, HealthReport, HealthState, KernelQueue, QueueProgress, Sample};
 use logging::{DropLimiter, LogFormat};
@@ -62,6 +63,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use throttle::{SharedThrottle, Throttle};
 use time::rfc3339;
 use tracing::{debug, error, info, warn};
 use worker::Worker;
@@ -182,9 +184,9 @@ pub(crate) struct Shared {
     started: Instant,
     started_at: Timestamp,
     /// Rate limit of the error logs of the packet threads.
-    last_error_log: Mutex<Option<Instant>>,
+    error_log: SharedThrottle,
     /// Rate limit of the socket-overflow log (its own, so overflows never hide errors).
-    last_overflow_log: Mutex<Option<Instant>>,
+    overflow_log: SharedThrottle,
 }
 
 /// State behind [`Shared::core`].
@@ -332,18 +334,17 @@ impl Shared {
             config_path,
             started,
             started_at: now,
-            last_error_log: Mutex::new(None),
-            last_overflow_log: Mutex::new(None),
+            error_log: SharedThrottle::new(LOG_EVERY),
+            overflow_log: SharedThrottle::new(LOG_EVERY),
         };
         let mut housekeeping = Housekeeping {
             signals,
-            last_save: Instant::now(),
-            last_flush: Instant::now(),
-            watchdog: sd_notify::watchdog_enabled(),
-            last_watchdog: Instant::now(),
-            last_metrics: None,
+            save: Throttle::started(Duration::from_secs(1)),
+            flush: Throttle::started(Duration::from_secs(5)),
+            watchdog: sd_notify::watchdog_enabled().map(|interval| Throttle::started(interval / 3)),
+            metrics: Throttle::new(Duration::ZERO),
             kernel: None,
-            last_kernel_read: None,
+            kernel_read: Throttle::new(Duration::from_secs(5)),
             health: HealthMonitor::new(config.queue_maxlen, config.fail_open),
         };
         // The baselines of the kernel's drop counters, before anything can overflow.
@@ -370,20 +371,16 @@ impl Shared {
     }
 
     /// True at most once per 10 s for the given slot.
-    fn log_now(slot: &Mutex<Option<Instant>>) -> bool {
-        every(&mut slot.lock().unwrap_or_else(|e| e.into_inner()), Duration::from_secs(10))
-    }
-
     fn verdict_error(&self, e: &std::io::Error) {
         Counters::bump(&self.counters.verdict_errors);
-        if Self::log_now(&self.last_error_log) {
+        if self.error_log.ready() {
             warn!(event = "verdict_error", error = %e, total = Counters::get(&self.counters.verdict_errors), "verdict failed");
         }
     }
 
     fn socket_overflow(&self) {
         Counters::bump(&self.counters.socket_overflows);
-        if Self::log_now(&self.last_overflow_log) {
+        if self.overflow_log.ready() {
             warn!(
                 event = "queue_overflow",
                 socket_overflows = Counters::get(&self.counters.socket_overflows),
@@ -395,7 +392,7 @@ impl Shared {
 
     fn queue_error(&self, e: &std::io::Error) {
         Counters::bump(&self.counters.queue_errors);
-        if Self::log_now(&self.last_error_log) {
+        if self.error_log.ready() {
             warn!(event = "queue_error", error = %e, total = Counters::get(&self.counters.queue_errors), "netlink error");
         }
     }
@@ -532,17 +529,24 @@ fn log_event(event: Event) {
     }
 }
 
+/// Rate limit of the packet threads' error lines (verdict, queue and socket overflow errors).
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// The main thread's periodic work (see the module documentation).
 struct Housekeeping {
     signals: Signals,
-    last_save: Instant,
-    last_flush: Instant,
-    watchdog: Option<Duration>,
-    last_watchdog: Instant,
-    last_metrics: Option<Instant>,
+    /// State saves: at most once a second, when something changed.
+    save: Throttle,
+    /// Summary lines of suppressed drops.
+    flush: Throttle,
+    /// Watchdog pings, three per `WatchdogSec` (None: no watchdog).
+    watchdog: Option<Throttle>,
+    /// Metrics files, every `metrics.interval_seconds` (follows reloads).
+    metrics: Throttle,
     /// Last reading of the kernel's queue counters, summed (for `queue_overflow`).
     kernel: Option<KernelCounters>,
-    last_kernel_read: Option<Instant>,
+    /// Reads of the kernel's drop counters, every 5 s.
+    kernel_read: Throttle,
     health: HealthMonitor,
 }
 
@@ -587,10 +591,10 @@ impl Housekeeping {
         if shared.writer.take_failed() {
             lock(&shared.core).store_dirty = true;
         }
-        if self.last_save.elapsed() >= Duration::from_secs(1) && lock(&shared.core).store_dirty {
+        if self.save.is_due() && lock(&shared.core).store_dirty {
             let (path, snapshot) = shared.take_snapshot();
             if shared.writer.save(path, snapshot, now.as_micros(), None) {
-                self.last_save = Instant::now();
+                self.save.mark();
             } else {
                 lock(&shared.core).store_dirty = true;
             }
@@ -599,17 +603,13 @@ impl Housekeeping {
             let snapshot = lock(&shared.core).engine.snapshot();
             shared.effects.mirror(MirrorJob::Resync(snapshot));
         }
-        if self.last_flush.elapsed() >= Duration::from_secs(5) {
-            self.last_flush = Instant::now();
+        if self.flush.ready() {
             for (client, peer, suppressed) in lock(&shared.core).limiter.flush(now) {
                 info!(event = "packet_dropped", client = %client, peer = %peer, suppressed, "further drops suppressed");
             }
         }
-        if let Some(interval) = self.watchdog {
-            if self.last_watchdog.elapsed() >= interval / 3 {
-                self.last_watchdog = Instant::now();
-                notify(&[NotifyState::Watchdog]);
-            }
+        if self.watchdog.as_mut().is_some_and(Throttle::ready) {
+            notify(&[NotifyState::Watchdog]);
         }
         let readings = self.check_health(shared);
         let (interval, metrics_file) = {
@@ -617,7 +617,8 @@ impl Housekeeping {
             (Duration::from_secs(d.config.metrics.interval_seconds), d.config.metrics.file.clone())
         };
         if let Some(path) = metrics_file {
-            if every(&mut self.last_metrics, interval) {
+            self.metrics.set_period(interval);
+            if self.metrics.ready() {
                 shared.writer.metrics(path, render_metrics(shared, &readings));
             }
         }
@@ -681,10 +682,9 @@ impl Housekeeping {
         }
         *shared.health.lock().unwrap_or_else(|e| e.into_inner()) = self.health.report().clone();
         // The kernel's drop counters, summed over this daemon's queues, every 5 s.
-        if self.last_kernel_read.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+        if !self.kernel_read.ready() {
             return readings;
         }
-        self.last_kernel_read = Some(Instant::now());
         let mut fresh = KernelCounters::default();
         for (_, k) in &readings {
             let Some(k) = k else { return readings };

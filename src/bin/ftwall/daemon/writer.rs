@@ -7,7 +7,7 @@
 //! only, so a slow or full disk delays the files, never a verdict.
 
 use super::counters::Counters;
-use super::effects::every;
+use super::throttle::Throttle;
 use super::{metrics, store};
 use ftwall::engine::Snapshot;
 use std::io;
@@ -105,8 +105,8 @@ impl Writer {
 }
 
 fn serve(jobs: Receiver<Job>, failed: &AtomicBool, counters: &Counters) {
-    let mut last_save_error = None;
-    let mut last_metrics_error = None;
+    let mut save_error_log = Throttle::new(Duration::from_secs(60));
+    let mut metrics_error_log = Throttle::new(Duration::from_secs(300));
     for job in jobs {
         match job {
             Job::State { path, snapshot, saved_at_micros, done } => {
@@ -114,7 +114,7 @@ fn serve(jobs: Receiver<Job>, failed: &AtomicBool, counters: &Counters) {
                 match &result {
                     Ok(()) => {
                         // The next failure after a success is logged at once.
-                        last_save_error = None;
+                        save_error_log.reset();
                         Counters::bump(&counters.state_saves);
                         info!(
                             event = "state_saved",
@@ -128,7 +128,7 @@ fn serve(jobs: Receiver<Job>, failed: &AtomicBool, counters: &Counters) {
                     Err(e) => {
                         Counters::bump(&counters.state_save_errors);
                         failed.store(true, Ordering::Relaxed);
-                        if every(&mut last_save_error, Duration::from_secs(60)) {
+                        if save_error_log.ready() {
                             error!(event = "state_save_failed", file = %path.display(), error = %e, "state not saved; will retry");
                         }
                     }
@@ -139,7 +139,7 @@ fn serve(jobs: Receiver<Job>, failed: &AtomicBool, counters: &Counters) {
             }
             Job::Metrics { path, text } => {
                 if let Err(e) = metrics::write_atomic(&path, &text) {
-                    if every(&mut last_metrics_error, Duration::from_secs(300)) {
+                    if metrics_error_log.ready() {
                         warn!(event = "metrics_write_failed", file = %path.display(), error = %e, "metrics file not written");
                     }
                 }
