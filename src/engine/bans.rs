@@ -9,7 +9,7 @@
 //! - `expiries` holds exactly one `(until, addr)` entry per ban that has an expiry, so the next
 //!   ban deadline is its first entry and the index is bounded by the ban table.
 
-use super::BanEntry;
+use super::snapshot::BanEntry;
 use crate::time::Timestamp;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;

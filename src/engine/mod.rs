@@ -3,7 +3,7 @@
 //! [`Engine`] is a deterministic state machine in the quinn-proto shape: packets go in through
 //! [`Engine::handle_packet`] (one [`Decision`] per packet, always), time goes in as an argument,
 //! and side effects come out through [`Engine::poll_event`] (for logs), [`Engine::poll_action`]
-//! (packets to send, records to persist) and [`Engine::poll_timeout`] /
+//! (packets to send, changes of the persisted state) and [`Engine::poll_timeout`] /
 //! [`Engine::handle_timeout`] (lock probes and expiries). It performs no IO and reads no clock.
 //!
 //! ## Decision order for one packet
@@ -60,9 +60,11 @@ mod flows;
 mod locks;
 mod peers;
 mod pongs;
+pub(crate) mod snapshot;
 mod stats;
 
 pub use bans::{BanError, MAX_BANS};
+pub use snapshot::{BanEntry, LockEntry, PeerEntry, Snapshot, StateChange};
 pub use stats::EngineStats;
 
 use crate::config::{Config, MalformedPolicy, Mode};
@@ -76,7 +78,6 @@ use locks::{Armed, ClientLocks, Due};
 use lru::LruCache;
 use peers::{Learned, PeerCache};
 use pongs::PongLimiter;
-use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
@@ -133,23 +134,6 @@ pub enum Event {
     },
 }
 
-/// A change to persist in the state store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreRecord {
-    /// A suspect peer was added or refreshed.
-    Peer(PeerEntry),
-    /// A suspect peer left the cache (evicted or expired).
-    PeerRemoved(IpAddr),
-    /// A client's lock was armed or re-armed.
-    Lock(LockEntry),
-    /// A client's lock ended.
-    LockRemoved(IpAddr),
-    /// An operator ban was added or changed.
-    Ban(BanEntry),
-    /// An operator ban was lifted or expired.
-    BanRemoved(IpAddr),
-}
-
 /// Something the shell must do. Drained with [`Engine::poll_action`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -179,56 +163,8 @@ pub enum Action {
         /// A 0x27 ping.
         payload: Vec<u8>,
     },
-    /// Persist a state change.
-    Store(StoreRecord),
-}
-
-/// A suspect peer, as persisted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerEntry {
-    /// Outside address.
-    pub addr: IpAddr,
-    /// FastTrack port, when known.
-    pub port: Option<u16>,
-    /// When it is forgotten unless seen again (None: only by eviction).
-    pub expires: Option<Timestamp>,
-}
-
-/// A locked client, as persisted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockEntry {
-    /// Inside address.
-    pub client: IpAddr,
-    /// When the lock ends unless re-armed.
-    pub until: Timestamp,
-    /// The client's FastTrack UDP port (for probes), when known.
-    pub port: Option<u16>,
-    /// The last outside peer the client pinged, from which the half-expiry probe is forged;
-    /// None for locks by other tells only, and in state files that predate it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer: Option<SocketAddr>,
-}
-
-/// An operator ban, as persisted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BanEntry {
-    /// The banned address (inside or outside).
-    pub addr: IpAddr,
-    /// When the ban ends (None: when the operator lifts it).
-    pub until: Option<Timestamp>,
-}
-
-/// Engine state that survives restarts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// Suspect peers, most recently used last.
-    pub peers: Vec<PeerEntry>,
-    /// Locked clients.
-    pub locks: Vec<LockEntry>,
-    /// Operator bans, by address. Omitted when empty, so files without bans stay readable by
-    /// versions that predate them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub bans: Vec<BanEntry>,
+    /// The persisted state changed: mark the state file dirty and update any mirror of it.
+    StateChanged(StateChange),
 }
 
 /// The verdict engine. See the module documentation for the decision order.
@@ -761,7 +697,7 @@ impl Engine {
     fn is_suspect(&mut self, ip: IpAddr, now: Timestamp) -> bool {
         let Self { peers, actions, stats, .. } = self;
         peers.is_suspect(ip, now, &mut |r| {
-            push_bounded(actions, Action::Store(r), &mut stats.actions_discarded)
+            push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded)
         })
     }
 
@@ -778,7 +714,7 @@ impl Engine {
         }
         let Self { peers, actions, stats, .. } = self;
         let learned = peers.learn(ip, port, now, &mut |r| {
-            push_bounded(actions, Action::Store(r), &mut stats.actions_discarded)
+            push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded)
         });
         if learned == Learned::New {
             self.push_event(Event::PeerIdentified { peer: ip, port, client, reason });
@@ -855,7 +791,7 @@ impl Engine {
         };
         if persist {
             if let Some(entry) = self.locks.entry(client) {
-                self.push_action(Action::Store(StoreRecord::Lock(entry)));
+                self.push_action(Action::StateChanged(StateChange::Lock(entry)));
             }
         }
     }
@@ -880,7 +816,7 @@ impl Engine {
 
     fn release_event(&mut self, client: IpAddr) {
         self.push_event(Event::ClientReleased { client });
-        self.push_action(Action::Store(StoreRecord::LockRemoved(client)));
+        self.push_action(Action::StateChanged(StateChange::LockRemoved(client)));
     }
 
     fn push_event(&mut self, event: Event) {
@@ -934,7 +870,7 @@ impl Engine {
         }
         while let Some(addr) = self.bans.pop_expired(now) {
             push_bounded(&mut self.events, Event::BanExpired { addr }, &mut self.stats.events_discarded);
-            self.push_action(Action::Store(StoreRecord::BanRemoved(addr)));
+            self.push_action(Action::StateChanged(StateChange::BanRemoved(addr)));
         }
     }
 
@@ -944,7 +880,7 @@ impl Engine {
         {
             let Self { peers, actions, stats, .. } = self;
             peers.reconfigure(config.peers.capacity, config.peers.expire_seconds, &mut |r| {
-                push_bounded(actions, Action::Store(r), &mut stats.actions_discarded)
+                push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded)
             });
         }
         for client in self.locks.resize(config.timelock.capacity) {
@@ -987,7 +923,7 @@ impl Engine {
         self.peers.len()
     }
 
-    /// Ends `client`'s lock now (operator action). Queues a release event and store record;
+    /// Ends `client`'s lock now (operator action). Queues a release event and state change;
     /// returns whether the client was locked.
     pub fn release_client(&mut self, client: IpAddr) -> bool {
         let released = self.locks.release(client);
@@ -1001,7 +937,7 @@ impl Engine {
     pub fn forget_peer(&mut self, peer: IpAddr) -> bool {
         let removed = self.peers.remove(peer);
         if removed {
-            self.push_action(Action::Store(StoreRecord::PeerRemoved(peer)));
+            self.push_action(Action::StateChanged(StateChange::PeerRemoved(peer)));
         }
         removed
     }
@@ -1011,7 +947,7 @@ impl Engine {
     /// the next packet on (connections the kernel already offloaded as clean are not revisited).
     pub fn ban(&mut self, addr: IpAddr, until: Option<Timestamp>) -> Result<(), BanError> {
         self.bans.insert(addr, until)?;
-        self.push_action(Action::Store(StoreRecord::Ban(BanEntry { addr, until })));
+        self.push_action(Action::StateChanged(StateChange::Ban(BanEntry { addr, until })));
         Ok(())
     }
 
@@ -1019,7 +955,7 @@ impl Engine {
     pub fn unban(&mut self, addr: IpAddr) -> bool {
         let removed = self.bans.remove(addr);
         if removed {
-            self.push_action(Action::Store(StoreRecord::BanRemoved(addr)));
+            self.push_action(Action::StateChanged(StateChange::BanRemoved(addr)));
         }
         removed
     }

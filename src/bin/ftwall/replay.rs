@@ -276,7 +276,7 @@ fn replay_file<W: Write>(
                 _ => {}
             }
         }
-        // Replay sends nothing: actions (spoofed pongs, probes, store writes) are discarded.
+        // Replay sends nothing: actions (spoofed pongs, probes, state changes) are discarded.
         while engine.poll_action().is_some() {}
         output
             .record(&file_json, path, frame, decision.as_ref())

@@ -495,7 +495,7 @@ impl Daemon {
                 Action::SendProbe { from, to, payload } => {
                     shared.effects.send(Outgoing::Probe { from, to, payload })
                 }
-                Action::Store(record) => {
+                Action::StateChanged(record) => {
                     self.store_dirty = true;
                     shared.effects.mirror(MirrorJob::Record(record));
                 }
