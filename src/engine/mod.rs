@@ -62,18 +62,19 @@ mod peers;
 mod pongs;
 pub(crate) mod snapshot;
 mod stats;
+mod stream;
 
 pub use bans::{BanError, MAX_BANS};
 pub use snapshot::{BanEntry, LockEntry, PeerEntry, Snapshot, StateChange};
 pub use stats::EngineStats;
 
 use crate::config::{Config, MalformedPolicy, Mode};
-use crate::signatures::{self, http::HttpScan, Network};
+use crate::signatures::{self, udp::UdpTell, Network};
 use crate::time::Timestamp;
 use crate::verdict::{Decision, PacketSummary, Proto, Reason, Settled, Verdict};
 use crate::wire::{self, Packet, TcpSegment, Transport, UdpDatagram};
 use bans::Bans;
-use flows::{seq_before, Endpoint, Flow, FlowKey, Reassembly, REASSEMBLY_LIMIT, TCP, UDP};
+use flows::{Endpoint, Flow, FlowKey, TCP, UDP};
 use locks::{Armed, ClientLocks, Due};
 use lru::LruCache;
 use peers::{Learned, PeerCache};
@@ -82,6 +83,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::time::Duration;
+use stream::{Direction, PrefixBuffers, Segment, StreamProgress};
 
 /// Maximum number of undrained events, and of undrained actions.
 pub const QUEUE_LIMIT: usize = 65_536;
@@ -174,7 +176,7 @@ pub struct Engine {
     lock_period: Option<Duration>,
     idle: Duration,
     flows: LruCache<FlowKey, Flow>,
-    reassembly: LruCache<FlowKey, Reassembly>,
+    prefixes: PrefixBuffers<FlowKey>,
     peers: PeerCache,
     locks: ClientLocks,
     bans: Bans,
@@ -190,6 +192,17 @@ struct Parties {
     inside: Endpoint,
     outside: Endpoint,
     proto: Proto,
+}
+
+/// Where a packet sits in its flow.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    key: FlowKey,
+    /// The packet was sent by the key's `low` endpoint.
+    sender_is_low: bool,
+    parties: Parties,
+    /// The packet was sent by the inside endpoint ("outbound").
+    from_inside: bool,
 }
 
 fn non_zero(n: usize) -> NonZeroUsize {
@@ -221,7 +234,7 @@ impl Engine {
             lock_period: None,
             idle: Duration::from_secs(1),
             flows: LruCache::new(non_zero(config.flows.capacity)),
-            reassembly: LruCache::new(non_zero(config.flows.reassembly_capacity)),
+            prefixes: PrefixBuffers::new(config.flows.reassembly_capacity),
             peers: PeerCache::new(config.peers.capacity, config.peers.expire_seconds),
             locks: ClientLocks::new(config.timelock.capacity),
             bans: Bans::default(),
@@ -338,41 +351,41 @@ impl Engine {
         }
     }
 
-    /// Finds or creates the flow of `src -> dst`. Returns its key, whether `src` is the key's low
-    /// endpoint, a copy of the flow state, and whether the flow is new.
-    fn lookup(
-        &mut self,
-        now: Timestamp,
-        protocol: u8,
-        src: Endpoint,
-        dst: Endpoint,
-    ) -> (FlowKey, bool, Flow, bool) {
-        let (key, src_is_low) = FlowKey::of(protocol, src, dst);
-        if let Some(flow) = self.flows.get_mut(&key) {
-            if now.saturating_since(flow.last_seen) < self.idle {
+    /// Finds or creates the flow of `src -> dst`. Returns where the packet sits in it, a copy of
+    /// the flow state (written back with [`Engine::store_flow`]), and whether the flow is new.
+    fn lookup(&mut self, now: Timestamp, protocol: u8, src: Endpoint, dst: Endpoint) -> (Place, Flow, bool) {
+        let (key, sender_is_low) = FlowKey::of(protocol, src, dst);
+        let found = match self.flows.get_mut(&key) {
+            Some(flow) if now.saturating_since(flow.last_seen) < self.idle => {
                 flow.last_seen = flow.last_seen.max(now);
-                return (key, src_is_low, *flow, false);
+                Some(*flow)
             }
-        }
-        // The sender is inside unless only the receiver is in the LAN.
-        let inside_is_src = self.config.is_lan(src.ip) || !self.config.is_lan(dst.ip);
-        let flow = Flow::new(now, inside_is_src == src_is_low, src_is_low);
-        self.flows.put(key, flow);
-        self.reassembly.pop(&key);
-        (key, src_is_low, flow, true)
+            _ => None,
+        };
+        let (flow, new) = match found {
+            Some(flow) => (flow, false),
+            None => {
+                // The sender is inside unless only the receiver is in the LAN.
+                let inside_is_src = self.config.is_lan(src.ip) || !self.config.is_lan(dst.ip);
+                let flow = Flow::new(now, inside_is_src == sender_is_low, sender_is_low);
+                self.flows.put(key, flow);
+                self.prefixes.forget(&key);
+                (flow, true)
+            }
+        };
+        let proto = Proto::from_ip_protocol(protocol);
+        let parties = if flow.inside_is_low {
+            Parties { inside: key.low, outside: key.high, proto }
+        } else {
+            Parties { inside: key.high, outside: key.low, proto }
+        };
+        let place = Place { key, sender_is_low, parties, from_inside: flow.inside_is_low == sender_is_low };
+        (place, flow, new)
     }
 
     fn store_flow(&mut self, key: &FlowKey, flow: Flow) {
         if let Some(slot) = self.flows.peek_mut(key) {
             *slot = flow;
-        }
-    }
-
-    fn parties(flow: &Flow, key: &FlowKey, proto: Proto) -> Parties {
-        if flow.inside_is_low {
-            Parties { inside: key.low, outside: key.high, proto }
-        } else {
-            Parties { inside: key.high, outside: key.low, proto }
         }
     }
 
@@ -385,69 +398,58 @@ impl Engine {
     ) -> (Reason, Option<Settled>) {
         let src_ep = Endpoint { ip: src, port: d.src_port };
         let dst_ep = Endpoint { ip: dst, port: d.dst_port };
-        let (key, src_is_low, mut flow, new) = self.lookup(now, UDP, src_ep, dst_ep);
+        let (at, mut flow, new) = self.lookup(now, UDP, src_ep, dst_ep);
         flow.packets = flow.packets.saturating_add(1);
-        let from_inside = flow.inside_is_low == src_is_low;
-        let parties = Self::parties(&flow, &key, Proto::Udp);
         // Exact-shape tells need the whole datagram.
         let payload = if d.payload.len() == d.payload_len { d.payload } else { &[] };
 
-        let mut ping_network = None;
-        let tell = match payload.first() {
-            Some(0x27) => signatures::udp::ping(payload).map(|n| {
-                ping_network = Some(n);
-                Reason::UdpPing
-            }),
-            Some(0x28) => signatures::udp::pong(payload).map(|_| Reason::UdpPong),
-            Some(0x29) => signatures::udp::nat_pong(payload).map(|p| {
-                flow.nat_pong_id = Some(p.id);
-                Reason::UdpPong
-            }),
-            Some(0x2A) => signatures::udp::pong_ack(payload)
-                .filter(|&id| flow.nat_pong_id == Some(id))
-                .map(|_| Reason::UdpPongAck),
-            Some(0xC1 | 0xC2) => {
-                signatures::udp::address_echo(payload, dst).then_some(Reason::UdpAddressEcho)
-            }
-            _ => None,
-        };
-
-        let reason = if let Some(tell) = tell {
-            // A ping from a LAN client to an outside peer names the peer to forge probes from.
-            let probe_peer = (tell == Reason::UdpPing
-                && from_inside
-                && self.config.is_lan(parties.inside.ip)
-                && !self.config.is_lan(parties.outside.ip))
-            .then(|| socket(parties.outside));
-            if tell == Reason::UdpPong
-                && from_inside
-                && self.locks.answers_probe(parties.inside.ip, socket(parties.outside), now)
-            {
-                self.stats.probe_answers += 1;
-            }
-            self.on_tell(now, &mut flow, tell, parties, Some(parties.inside.port), probe_peer);
-            if let (Some(network), true) = (ping_network, from_inside) {
-                if self.config.spoof_pongs && self.enforcing() {
-                    self.forge_pong(now, parties, network);
-                }
-            }
-            tell
+        let reason = if let Some(tell) = signatures::udp::classify(payload, dst, flow.nat_pong_id) {
+            self.on_udp_tell(now, &at, &mut flow, tell);
+            tell.reason()
         } else if let Some(blocked) = flow.blocked {
             if blocked.is_tell() && signatures::udp::session_datagram(payload) {
-                self.rearm(now, parties, Some(parties.inside.port));
+                self.rearm(now, at.parties, Some(at.parties.inside.port));
             }
             blocked_reason(blocked)
-        } else if from_inside && self.is_suspect(parties.outside.ip, now) {
+        } else if at.from_inside && self.is_suspect(at.parties.outside.ip, now) {
             Reason::SuspectPeer
-        } else if new && from_inside && self.config.port_1214_blocks && d.dst_port == 1214 {
+        } else if new && at.from_inside && self.config.port_1214_blocks && d.dst_port == 1214 {
             flow.blocked = Some(Reason::Port1214);
             Reason::Port1214
         } else {
             Reason::Clean
         };
-        self.store_flow(&key, flow);
+        self.store_flow(&at.key, flow);
         let settled = self.settled(&flow, reason, flow.packets >= self.config.offload.udp_after_packets);
         (reason, settled)
+    }
+
+    /// A UDP tell on `flow`. Besides [`Engine::on_tell`]: a 0x29 pong's id is remembered for
+    /// the 0x2A echo, a pong from a client may answer its lock's probe, and a ping from a LAN
+    /// client to an outside peer names the peer probes are forged from and is answered with a
+    /// forged pong.
+    fn on_udp_tell(&mut self, now: Timestamp, at: &Place, flow: &mut Flow, tell: UdpTell) {
+        let Place { parties, from_inside, .. } = *at;
+        if let UdpTell::NatPong(pong) = tell {
+            flow.nat_pong_id = Some(pong.id);
+        }
+        let probe_peer = (matches!(tell, UdpTell::Ping(_))
+            && from_inside
+            && self.config.is_lan(parties.inside.ip)
+            && !self.config.is_lan(parties.outside.ip))
+        .then(|| socket(parties.outside));
+        if tell.reason() == Reason::UdpPong
+            && from_inside
+            && self.locks.answers_probe(parties.inside.ip, socket(parties.outside), now)
+        {
+            self.stats.probe_answers += 1;
+        }
+        self.on_tell(now, flow, tell.reason(), parties, Some(parties.inside.port), probe_peer);
+        if let (UdpTell::Ping(network), true) = (tell, from_inside) {
+            if self.config.spoof_pongs && self.enforcing() {
+                self.forge_pong(now, parties, network);
+            }
+        }
     }
 
     fn judge_tcp(
@@ -459,69 +461,35 @@ impl Engine {
     ) -> (Reason, Option<Settled>) {
         let src_ep = Endpoint { ip: src, port: s.src_port };
         let dst_ep = Endpoint { ip: dst, port: s.dst_port };
-        let (key, src_is_low, mut flow, new) = self.lookup(now, TCP, src_ep, dst_ep);
-        let initial_syn = s.flags.is_initial_syn();
-        if initial_syn
-            && !new
-            && (flow.tcp[0].payloads > 0 || flow.tcp[1].payloads > 0)
-            && flow.blocked.is_none()
-        {
-            // Port reuse: a fresh connection on a 5-tuple that already carried data.
-            flow = Flow::new(now, flow.inside_is_low, src_is_low);
-            self.reassembly.pop(&key);
+        let (at, mut flow, _) = self.lookup(now, TCP, src_ep, dst_ep);
+        if flow.reused_by(s.flags) {
+            flow = Flow::new(now, flow.inside_is_low, at.sender_is_low);
+            self.prefixes.forget(&at.key);
         }
-        if initial_syn {
-            if !flow.saw_syn {
-                flow.saw_syn = true;
-                flow.initiator_is_low = src_is_low;
+        let tell = match flow.tcp.on_segment(at.sender_is_low, s.flags, s.seq, s.payload_len) {
+            StreamProgress::New(segment) => {
+                let tell = self.tcp_tell(now, &at, &mut flow, segment, s);
+                flow.tcp.end_inspection_if_done();
+                tell
             }
-            flow.tcp[0].next_seq = Some(s.seq.wrapping_add(1));
-        } else if s.flags.has(crate::wire::TcpFlags::SYN | crate::wire::TcpFlags::ACK)
-            && flow.saw_syn
-            && src_is_low != flow.initiator_is_low
-        {
-            flow.tcp[1].next_seq = Some(s.seq.wrapping_add(1));
-        }
-        let from_inside = flow.inside_is_low == src_is_low;
-        let parties = Self::parties(&flow, &key, Proto::Tcp);
-        let dir = usize::from(src_is_low != flow.initiator_is_low);
-
-        let tell = if flow.inspecting && s.payload_len > 0 {
-            self.inspect_tcp(now, &key, &mut flow, dir, s, parties, from_inside)
-        } else {
-            None
+            StreamProgress::Idle | StreamProgress::Duplicate => None,
         };
 
         let reason = if let Some((tell, client_port)) = tell {
-            self.on_tell(now, &mut flow, tell, parties, client_port, None);
+            self.on_tell(now, &mut flow, tell, at.parties, client_port, None);
             tell
         } else if let Some(blocked) = flow.blocked {
             blocked_reason(blocked)
-        } else if !flow.saw_syn {
+        } else if !flow.tcp.handshake_seen() {
             // A connection first seen mid-stream (the daemon restarted, or a flood evicted its
-            // flow entry): judged as if it were new, so a classified supernode session cannot
-            // slip through by losing its flow entry while its peer or its client is still known.
-            let outside_port = parties.outside.port;
-            let reason = if self.is_suspect(parties.outside.ip, now) {
-                Reason::SuspectPeer
-            } else if self.locks.is_locked(parties.inside.ip, now)
-                && !self.config.timelock.allow_ports.contains(&outside_port)
-            {
-                Reason::ClientLocked
-            } else {
-                Reason::Clean
-            };
-            if reason != Reason::Clean {
-                flow.blocked = Some(reason);
-            }
-            reason
-        } else if initial_syn && from_inside {
-            if self.is_suspect(parties.outside.ip, now) {
-                Reason::SuspectPeer
-            } else if self.locks.is_locked(parties.inside.ip, now)
-                && !self.config.timelock.allow_ports.contains(&s.dst_port)
-            {
-                Reason::ClientLocked
+            // flow entry): judged as if it were new, in either direction, and the verdict sticks,
+            // so a classified supernode session cannot slip through by losing its flow entry
+            // while its peer or its client is still known.
+            flow.blocked = self.connection_rule(now, at.parties);
+            flow.blocked.unwrap_or(Reason::Clean)
+        } else if s.flags.is_initial_syn() && at.from_inside {
+            if let Some(rule) = self.connection_rule(now, at.parties) {
+                rule
             } else if self.config.port_1214_blocks && s.dst_port == 1214 {
                 flow.blocked = Some(Reason::Port1214);
                 Reason::Port1214
@@ -531,159 +499,71 @@ impl Engine {
         } else {
             Reason::Clean
         };
-        self.store_flow(&key, flow);
-        (reason, self.settled(&flow, reason, !flow.inspecting))
+        self.store_flow(&at.key, flow);
+        (reason, self.settled(&flow, reason, !flow.tcp.inspecting()))
     }
 
-    /// Looks for TCP tells in a payload-carrying segment of direction `dir` (0 = initiator).
-    /// Returns the tell and, when known, the client's FastTrack port.
-    #[allow(clippy::too_many_arguments)]
-    fn inspect_tcp(
+    /// Rules 3 and 4 for a new TCP connection: its outside end is a suspect peer
+    /// (`suspect_peer`), or its inside end is a locked client and the outside port is not in
+    /// `timelock.allow_ports` (`client_locked`).
+    fn connection_rule(&mut self, now: Timestamp, parties: Parties) -> Option<Reason> {
+        if self.is_suspect(parties.outside.ip, now) {
+            Some(Reason::SuspectPeer)
+        } else if self.locks.is_locked(parties.inside.ip, now)
+            && !self.config.timelock.allow_ports.contains(&parties.outside.port)
+        {
+            Some(Reason::ClientLocked)
+        } else {
+            None
+        }
+    }
+
+    /// Looks for TCP tells in the new bytes of `segment`, the payload of `s`. Returns the tell
+    /// and, when known, the client's FastTrack port.
+    fn tcp_tell(
         &mut self,
         now: Timestamp,
-        key: &FlowKey,
+        at: &Place,
         flow: &mut Flow,
-        dir: usize,
+        segment: Segment,
         s: TcpSegment<'_>,
-        parties: Parties,
-        from_inside: bool,
     ) -> Option<(Reason, Option<u16>)> {
-        let len = u32::try_from(s.payload_len).unwrap_or(u32::MAX);
-        {
-            let d = &mut flow.tcp[dir];
-            if let Some(next) = d.next_seq {
-                if seq_before(s.seq, next) {
-                    // A retransmission (or overlap) of bytes already inspected.
-                    return None;
-                }
+        if segment.opening {
+            if segment.dir == Direction::Initiator && signatures::tcp::constant_opener(s.payload) {
+                return Some((Reason::TcpOpener, None));
             }
-            d.next_seq = Some(s.seq.wrapping_add(len));
-            d.payloads = d.payloads.saturating_add(1);
-            match d.payloads {
-                1 => d.first_len = len,
-                2 => d.second_len = len,
-                _ => {}
+            if signatures::push::give(s.payload).is_some() {
+                return Some((Reason::GivePush, None));
             }
         }
-        let count = flow.tcp[dir].payloads;
-        let mut tell = None;
-        if flow.saw_syn && count == 1 {
-            if dir == 0 && signatures::tcp::constant_opener(s.payload) {
-                tell = Some((Reason::TcpOpener, None));
-            } else if signatures::push::give(s.payload).is_some() {
-                tell = Some((Reason::GivePush, None));
-            }
-        }
-        // The handshake shape is a property of the whole flow: once the flow is classified
-        // (by the constant opener, say) it adds nothing.
-        if tell.is_none()
-            && !flow.blocked.is_some_and(Reason::is_tell)
-            && flow.saw_syn
-            && dir == 0
-            && count == 2
-            && flow.tcp[1].payloads >= 1
-            && signatures::tcp::handshake_shape(
-                flow.tcp[0].first_len as usize,
-                flow.tcp[1].first_len as usize,
-                flow.tcp[0].second_len as usize,
-            )
-        {
-            let responder = if flow.initiator_is_low { key.high } else { key.low };
-            let corroborated = responder.port == 1214
-                || self.is_suspect(parties.outside.ip, now)
-                || self.locks.is_locked(parties.inside.ip, now);
-            if corroborated {
-                tell = Some((Reason::TcpHandshake, None));
-            }
-        }
-        if tell.is_none() && !flow.tcp[dir].http_done {
-            if let Some(found) = self.scan_http(key, flow, dir, s) {
-                let mut client_port = None;
-                if let Some(addr) = found.sender_addr {
-                    if from_inside {
-                        // The client announcing its own listen address: its FastTrack port.
-                        client_port = Some(addr.port());
-                    } else {
-                        self.learn_peer_from_header(now, addr, parties);
-                    }
-                }
-                if let Some(addr) = found.supernode_addr {
-                    self.learn_peer_from_header(now, addr, parties);
-                }
-                tell = Some((Reason::HttpTransfer, client_port));
-            }
-        }
-        // Inspection ends once no tell can follow: the initiator's HTTP prefix was judged, the
-        // handshake shape is ruled out, and the responder's prefix was judged too, unless the
-        // initiator's stream is not HTTP at all (a FastTrack HTTP response only answers an HTTP
-        // request, so a silent responder, like a bulk upload's, cannot hold the flow back).
-        let (a, b) = (&flow.tcp[0], &flow.tcp[1]);
-        let shape_pending = flow.saw_syn && a.payloads < 2 && a.first_len == 12;
-        if a.http_done && (b.http_done || a.not_http) && !shape_pending {
-            flow.inspecting = false;
-        }
-        tell
-    }
-
-    /// Feeds a segment to the HTTP tell, reassembling the first [`REASSEMBLY_LIMIT`] bytes of the
-    /// direction when the header block spans segments.
-    fn scan_http(
-        &mut self,
-        key: &FlowKey,
-        flow: &mut Flow,
-        dir: usize,
-        s: TcpSegment<'_>,
-    ) -> Option<signatures::http::HttpMatch> {
-        let d = &mut flow.tcp[dir];
-        let room = REASSEMBLY_LIMIT.saturating_sub(d.inspected as usize);
-        let take = &s.payload[..s.payload.len().min(room)];
-        let truncated = take.len() < s.payload_len;
-        let result = if d.buffering {
-            match self.reassembly.get_mut(key) {
-                Some(r) => {
-                    r.bufs[dir].extend_from_slice(take);
-                    signatures::http::scan(&r.bufs[dir])
-                }
-                None => {
-                    // The buffer was evicted under pressure: give up on this direction.
-                    d.http_done = true;
-                    d.buffering = false;
-                    return None;
+        // The handshake shape is a property of the whole flow: once the flow is classified (by
+        // the constant opener, say) it adds nothing.
+        if let Some([first, reply, second]) = segment.exchange {
+            if !flow.blocked.is_some_and(Reason::is_tell)
+                && signatures::tcp::handshake_shape(first, reply, second)
+            {
+                let corroborated = flow.responder(&at.key).port == 1214
+                    || self.is_suspect(at.parties.outside.ip, now)
+                    || self.locks.is_locked(at.parties.inside.ip, now);
+                if corroborated {
+                    return Some((Reason::TcpHandshake, None));
                 }
             }
-        } else {
-            signatures::http::scan(take)
-        };
-        d.inspected = d.inspected.saturating_add(take.len() as u32);
-        let (done, found) = match result {
-            HttpScan::Kazaa(m) => (true, Some(m)),
-            HttpScan::NotHttp => {
-                d.not_http = true;
-                (true, None)
-            }
-            HttpScan::Clean => (true, None),
-            HttpScan::Incomplete => (truncated || d.inspected as usize >= REASSEMBLY_LIMIT, None),
-        };
-        if done {
-            d.http_done = true;
-            if d.buffering {
-                d.buffering = false;
-                let other_buffering = flow.tcp[1 - dir].buffering;
-                if other_buffering {
-                    if let Some(r) = self.reassembly.peek_mut(key) {
-                        r.bufs[dir] = Vec::new();
-                    }
-                } else {
-                    self.reassembly.pop(key);
-                }
-            }
-        } else if !d.buffering {
-            d.buffering = true;
-            let entry = self.reassembly.get_or_insert_mut(*key, Reassembly::default);
-            entry.bufs[dir].clear();
-            entry.bufs[dir].extend_from_slice(take);
         }
-        found
+        let found = flow.tcp.scan_http(segment.dir, s.payload, s.payload_len, &mut self.prefixes, &at.key)?;
+        let mut client_port = None;
+        if let Some(addr) = found.sender_addr {
+            if at.from_inside {
+                // The client announcing its own listen address: its FastTrack port.
+                client_port = Some(addr.port());
+            } else {
+                self.learn_peer_from_header(now, addr, at.parties);
+            }
+        }
+        if let Some(addr) = found.supernode_addr {
+            self.learn_peer_from_header(now, addr, at.parties);
+        }
+        Some((Reason::HttpTransfer, client_port))
     }
 
     fn learn_peer_from_header(&mut self, now: Timestamp, addr: SocketAddr, parties: Parties) {
@@ -887,7 +767,7 @@ impl Engine {
             self.release_event(client);
         }
         self.flows.resize(non_zero(config.flows.capacity));
-        self.reassembly.resize(non_zero(config.flows.reassembly_capacity));
+        self.prefixes.resize(config.flows.reassembly_capacity);
         self.pongs.reconfigure(
             config.pongs.per_client_per_second,
             config.pongs.max_per_second,
@@ -973,7 +853,7 @@ impl Engine {
 
     /// Number of flows currently holding an HTTP reassembly buffer.
     pub fn reassembly_count(&self) -> usize {
-        self.reassembly.len()
+        self.prefixes.len()
     }
 
     /// Number of flows currently tracked.
