@@ -754,6 +754,19 @@ impl Engine {
         }
     }
 
+    /// Runs the timers due at `now`: calls [`Engine::handle_timeout`] once
+    /// [`Engine::poll_timeout`] has been reached, and returns whether it did. A driver that feeds
+    /// packets in time order calls it with each packet's time just before
+    /// [`Engine::handle_packet`] (as `ftwall replay` does); spurious calls do nothing. Drain
+    /// events and actions afterwards, as after a packet.
+    pub fn drive(&mut self, now: Timestamp) -> bool {
+        let due = self.poll_timeout().is_some_and(|t| t <= now);
+        if due {
+            self.handle_timeout(now);
+        }
+        due
+    }
+
     /// Replaces the configuration, keeping peers, locks and flows (caches are resized; a shrink
     /// evicts the least recently used entries). The new configuration should have been validated.
     pub fn set_config(&mut self, config: Config) {

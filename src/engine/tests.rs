@@ -1063,3 +1063,20 @@ fn no_probe_without_a_pinged_outside_peer() {
         assert_eq!(probes(&mut e), vec![]);
     }
 }
+
+#[test]
+fn drive_runs_timers_only_when_due() {
+    let mut e = Engine::new(config());
+    assert!(!e.drive(at(0)), "no timer pending");
+    e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    events(&mut e);
+    actions(&mut e);
+    assert!(!e.drive(at(59)));
+    assert!(actions(&mut e).is_empty());
+    assert!(e.drive(at(60)), "the half-expiry probe");
+    assert!(actions(&mut e).iter().any(|a| matches!(a, Action::SendProbe { .. })));
+    assert!(!e.drive(at(60)), "a spurious call does nothing");
+    assert_eq!(e.poll_timeout(), Some(at(120)));
+    assert!(e.drive(at(500)), "a late call runs what is overdue");
+    assert_eq!(events(&mut e), vec![Event::ClientReleased { client: ip(CLIENT) }]);
+}

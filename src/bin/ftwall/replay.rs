@@ -268,9 +268,7 @@ fn replay_file<W: Write>(
         frame += 1;
         totals.records += 1;
         let now = Timestamp::from_micros(ts_micros);
-        if engine.poll_timeout().is_some_and(|t| t <= now) {
-            engine.handle_timeout(now);
-        }
+        engine.drive(now);
         let decision = capture::l3_payload(link_type, bytes).ok().map(|l3| engine.handle_packet(now, l3));
         while let Some(event) = engine.poll_event() {
             match event {
