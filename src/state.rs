@@ -26,6 +26,7 @@ struct StateFile {
 
 /// Why a state file could not be decoded.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum StateError {
     /// Not valid JSON of the expected shape.
     #[error("corrupt state file: {0}")]

@@ -25,6 +25,7 @@ pub(crate) struct Bans {
 
 /// Why a ban could not be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BanError {
     /// The table already holds [`MAX_BANS`] bans.
     #[error("the ban table is full ({MAX_BANS} addresses)")]

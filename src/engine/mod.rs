@@ -89,7 +89,11 @@ use stream::{Direction, PrefixBuffers, Segment, StreamProgress};
 pub const QUEUE_LIMIT: usize = 65_536;
 
 /// Something the operator should hear about. Drained with [`Engine::poll_event`].
+///
+/// `#[non_exhaustive]`: new events are added as the engine learns to report more (as
+/// `BanExpired` was); a shell should log what it does not know at a low level.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// An inside host was seen speaking FastTrack for the first time since it was last released.
     ClientIdentified {
@@ -137,6 +141,9 @@ pub enum Event {
 }
 
 /// Something the shell must do. Drained with [`Engine::poll_action`].
+///
+/// Deliberately not `#[non_exhaustive]`: a shell has to carry out every action, so a new one is
+/// a breaking change that its `match` must fail to compile on, not fall into a catch-all arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send `payload` as a UDP datagram from `from` (the peer the client pinged) to `to` (the

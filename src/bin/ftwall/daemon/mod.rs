@@ -535,6 +535,8 @@ fn log_event(event: Event) {
             reason = reason.as_str(),
             "flow classified as FastTrack"
         ),
+        // An event this build does not know how to render yet (`Event` is non-exhaustive).
+        other => debug!(?other, "engine event"),
     }
 }
 
