@@ -54,6 +54,16 @@
 //! bans in a table capped at [`MAX_BANS`] that only the operator fills; the event
 //! and action queues are capped at [`QUEUE_LIMIT`] entries (the oldest are discarded and
 //! counted). Memory therefore does not grow with attacker-chosen input.
+//!
+//! ## Layout
+//! This file is the hub: the public types and methods, and the decision order above written
+//! out as `judge_udp` / `judge_tcp`. It is long (about 900 lines) because the whole public API
+//! is kept in one place; the mechanics live in the children, each with its own invariants:
+//! - `flows`: the flow table; `stream`: TCP stream progress and the HTTP reassembly buffers;
+//! - `peers`, `locks`, `bans`, `pongs`: suspect peers, client time-locks, operator bans, the
+//!   forged-pong rate limits;
+//! - `snapshot`: the persisted types and [`StateChange`] (a leaf, shared with [`crate::state`]);
+//! - `stats`: the packet counters.
 
 mod bans;
 mod flows;
@@ -470,6 +480,7 @@ impl Engine {
         let dst_ep = Endpoint { ip: dst, port: s.dst_port };
         let (at, mut flow, _) = self.lookup(now, TCP, src_ep, dst_ep);
         if flow.reused_by(s.flags) {
+            // Port reuse: a fresh connection on a 5-tuple that already carried data.
             flow = Flow::new(now, flow.inside_is_low, at.sender_is_low);
             self.prefixes.forget(&at.key);
         }
