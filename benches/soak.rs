@@ -126,9 +126,7 @@ fn main() {
         }
         let timed = i % 997 == 0;
         let t0 = timed.then(Instant::now);
-        if engine.poll_timeout().is_some_and(|t| t <= now) {
-            engine.handle_timeout(now);
-        }
+        engine.drive(now);
         let d = engine.handle_packet(now, &packet);
         if let Some(t0) = t0 {
             samples.push(t0.elapsed().as_nanos() as u64);

@@ -4,7 +4,7 @@
 //! `{"version": 1, "saved_at": <unix µs>, "peers": [...], "locks": [...]}`. Decoding validates the
 //! version and rejects unknown fields; it never panics, whatever the bytes (a fuzz target checks).
 
-use crate::engine::Snapshot;
+use crate::engine::snapshot::Snapshot;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -26,6 +26,7 @@ struct StateFile {
 
 /// Why a state file could not be decoded.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum StateError {
     /// Not valid JSON of the expected shape.
     #[error("corrupt state file: {0}")]
@@ -61,7 +62,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{BanEntry, LockEntry, PeerEntry};
+    use crate::engine::snapshot::{BanEntry, LockEntry, PeerEntry};
 
     #[test]
     fn round_trip_and_rejections() {

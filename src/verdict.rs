@@ -28,14 +28,15 @@ impl Verdict {
     }
 }
 
+/// Declares [`Reason`] from one table row per reason: its doc, its stable name, the verdict it
+/// leads to when enforcing, and `tell` when it is a FastTrack tell seen in the packet itself.
 macro_rules! reasons {
-    ($( $(#[$doc:meta])* $variant:ident => $name:literal, )*) => {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, $verdict:ident $(, $tell:ident)?; )*) => {
         /// Why the engine reached its verdict.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[serde(rename_all = "snake_case")]
         #[non_exhaustive]
         pub enum Reason {
-            $( $(#[$doc])* $variant, )*
+            $( $(#[$doc])* #[serde(rename = $name)] $variant, )*
         }
 
         impl Reason {
@@ -46,80 +47,63 @@ macro_rules! reasons {
             pub const fn as_str(self) -> &'static str {
                 match self { $( Self::$variant => $name, )* }
             }
+
+            /// The verdict this reason leads to when the engine enforces (not in monitor mode).
+            /// `Malformed` depends on configuration and is reported here as `Accept`.
+            pub const fn natural_verdict(self) -> Verdict {
+                match self { $( Self::$variant => Verdict::$verdict, )* }
+            }
+
+            /// True for reasons that are a FastTrack tell observed in this very packet (as
+            /// opposed to state-based drops such as `suspect_peer`).
+            pub const fn is_tell(self) -> bool {
+                match self { $( Self::$variant => reasons!(@tell $($tell)?), )* }
+            }
         }
     };
+    (@tell tell) => { true };
+    (@tell) => { false };
 }
 
 reasons! {
     /// Nothing FastTrack-like was seen.
-    Clean => "clean",
-    /// The capture record is not an IP packet (replay only).
-    NotIp => "not_ip",
+    Clean => "clean", Accept;
     /// IP, but neither TCP nor UDP (ICMP, GRE, ...): not inspected.
-    OtherProtocol => "other_protocol",
+    OtherProtocol => "other_protocol", Accept;
     /// A non-first IP fragment: it carries no transport header, so it is not inspected.
-    LaterFragment => "later_fragment",
+    LaterFragment => "later_fragment", Accept;
     /// The packet's headers are inconsistent or truncated. Accepted unless `malformed = "drop"`.
-    Malformed => "malformed",
+    Malformed => "malformed", Accept;
     /// UDP 0x27 discovery ping of exact FastTrack shape.
-    UdpPing => "udp_ping",
+    UdpPing => "udp_ping", Drop, tell;
     /// UDP 0x28 or 0x29 pong of exact FastTrack shape.
-    UdpPong => "udp_pong",
+    UdpPong => "udp_pong", Drop, tell;
     /// UDP 0x2A datagram echoing the id of a 0x29 pong seen on the same flow.
-    UdpPongAck => "udp_pong_ack",
+    UdpPongAck => "udp_pong_ack", Drop, tell;
     /// UDP 0xC1/0xC2 datagram that embeds its own destination IPv4 address.
-    UdpAddressEcho => "udp_address_echo",
+    UdpAddressEcho => "udp_address_echo", Drop, tell;
     /// TCP opener sent by giFT-FastTrack and MLDonkey (`FA 00 B6 2B ...`).
-    TcpOpener => "tcp_opener",
+    TcpOpener => "tcp_opener", Drop, tell;
     /// TCP 12/8(+name)/name handshake shape, corroborated by port 1214, a suspect peer or a locked client.
-    TcpHandshake => "tcp_handshake",
+    TcpHandshake => "tcp_handshake", Drop, tell;
     /// HTTP transfer with FastTrack request line or headers (`/.hash=`, `X-Kazaa-*`, `KazaaClient`, ...).
-    HttpTransfer => "http_transfer",
+    HttpTransfer => "http_transfer", Drop, tell;
     /// `GIVE <id>\r\n` push request.
-    GivePush => "give_push",
+    GivePush => "give_push", Drop, tell;
     /// A later packet of a flow already classified as FastTrack.
-    FasttrackFlow => "fasttrack_flow",
+    FasttrackFlow => "fasttrack_flow", Drop;
     /// A new outbound TCP connection or UDP datagram to a suspect FastTrack peer.
-    SuspectPeer => "suspect_peer",
+    SuspectPeer => "suspect_peer", Drop;
     /// A new outbound TCP connection from a time-locked client to a port outside `timelock.allow_ports`.
-    ClientLocked => "client_locked",
+    ClientLocked => "client_locked", Drop;
     /// A new flow to destination port 1214 while `port_1214_blocks = true`.
-    Port1214 => "port_1214",
+    Port1214 => "port_1214", Drop;
     /// Traffic to or from an address the operator banned (`ftwall ctl ban`).
-    Banned => "banned",
+    Banned => "banned", Drop;
     /// A well-formed packet whose transport header could not be inspected: it lies beyond the
     /// bytes the daemon received (a long IPv6 extension-header chain past the copy range) or
     /// beyond an IPv6 first fragment. The receiver would still get it, so a tell could hide there.
-    TransportUnreachable => "transport_unreachable",
-}
-
-impl Reason {
-    /// The verdict this reason leads to when the engine enforces (not in monitor mode).
-    /// `Malformed` depends on configuration and is reported here as `Accept`.
-    pub const fn natural_verdict(self) -> Verdict {
-        match self {
-            Self::Clean | Self::NotIp | Self::OtherProtocol | Self::LaterFragment | Self::Malformed => {
-                Verdict::Accept
-            }
-            _ => Verdict::Drop,
-        }
-    }
-
-    /// True for reasons that are a FastTrack tell observed in this very packet (as opposed to
-    /// state-based drops such as `suspect_peer`).
-    pub const fn is_tell(self) -> bool {
-        matches!(
-            self,
-            Self::UdpPing
-                | Self::UdpPong
-                | Self::UdpPongAck
-                | Self::UdpAddressEcho
-                | Self::TcpOpener
-                | Self::TcpHandshake
-                | Self::HttpTransfer
-                | Self::GivePush
-        )
-    }
+    TransportUnreachable => "transport_unreachable", Drop;
 }
 
 impl fmt::Display for Reason {
@@ -223,4 +207,37 @@ pub struct Decision {
     pub ends: Option<FlowEnds>,
     /// Set when this packet's flow is decided for good (only with `offload.enabled`).
     pub settled: Option<Settled>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reason_table_is_consistent() {
+        let accepts = Reason::ALL.iter().take_while(|r| r.natural_verdict() == Verdict::Accept).count();
+        assert!(
+            Reason::ALL[accepts..].iter().all(|r| r.natural_verdict() == Verdict::Drop),
+            "accept reasons come first"
+        );
+        let tells: Vec<&str> = Reason::ALL.iter().filter(|r| r.is_tell()).map(|r| r.as_str()).collect();
+        assert_eq!(
+            tells,
+            [
+                "udp_ping",
+                "udp_pong",
+                "udp_pong_ack",
+                "udp_address_echo",
+                "tcp_opener",
+                "tcp_handshake",
+                "http_transfer",
+                "give_push"
+            ]
+        );
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "ALL is in declaration order");
+            assert!(r.as_str().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str(), "serde and as_str agree");
+        }
+    }
 }

@@ -74,9 +74,7 @@ proptest! {
         for (packet, step) in &packets {
             now += step;
             let t = Timestamp::from_micros(now);
-            if engine.poll_timeout().is_some_and(|d| d <= t) {
-                engine.handle_timeout(t);
-            }
+            engine.drive(t);
             engine.handle_packet(t, packet);
             while engine.poll_event().is_some() {}
             while engine.poll_action().is_some() {}

@@ -59,6 +59,7 @@ fn jsonl_has_exact_keys_in_order_and_non_ip_records() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("udp_ping") && stderr.contains("2 record(s)"), "summary: {stderr}");
+    assert!(stderr.contains("    not_ip             1\n"), "summary counts the non-IP record: {stderr}");
 }
 
 #[test]

@@ -27,9 +27,7 @@ fuzz_target!(|data: &[u8]| {
     while let [s0, s1, len, tail @ ..] = rest {
         now += u64::from(u16::from_be_bytes([*s0, *s1])) * 1000;
         let t = Timestamp::from_micros(now);
-        if engine.poll_timeout().is_some_and(|d| d <= t) {
-            engine.handle_timeout(t);
-        }
+        engine.drive(t);
         if *len == 255 {
             let [op, a, b, c, d, after @ ..] = tail else { break };
             let addr = std::net::IpAddr::from([*a, *b, *c, *d]);

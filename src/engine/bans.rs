@@ -9,7 +9,7 @@
 //! - `expiries` holds exactly one `(until, addr)` entry per ban that has an expiry, so the next
 //!   ban deadline is its first entry and the index is bounded by the ban table.
 
-use super::BanEntry;
+use super::snapshot::BanEntry;
 use crate::time::Timestamp;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -25,6 +25,7 @@ pub(crate) struct Bans {
 
 /// Why a ban could not be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BanError {
     /// The table already holds [`MAX_BANS`] bans.
     #[error("the ban table is full ({MAX_BANS} addresses)")]

@@ -5,15 +5,17 @@
 //!   the same entry; the entry remembers which endpoint is inside and which one spoke first.
 //! - At most `flows.capacity` flows (least recently used evicted); a flow idle longer than
 //!   `flows.idle_seconds` is forgotten on its next packet and starts afresh.
-//! - Reassembly buffers (at most [`REASSEMBLY_LIMIT`] bytes per direction) live in a separate,
-//!   smaller LRU: only flows whose first segment looked like an incomplete HTTP header block get
-//!   one, so memory is bounded by `flows.reassembly_capacity × 2 × 2 KiB` whatever the input.
+//! - A TCP flow's stream progress is a fixed-size [`TcpStream`] inside the entry; the bytes it
+//!   reassembles live in a separate, smaller LRU ([`super::stream::PrefixBuffers`], at most
+//!   `flows.reassembly_capacity` flows), so memory does not grow with the input (see
+//!   [`super::stream`]).
+//! - A fresh TCP connection on a 5-tuple that already carried data (port reuse) restarts the
+//!   entry, unless a rule blocked the flow: a blocked flow stays blocked.
 
+use super::stream::TcpStream;
 use crate::verdict::Reason;
+use crate::wire::TcpFlags;
 use std::net::IpAddr;
-
-/// How many bytes of each direction are inspected for HTTP tells.
-pub(crate) const REASSEMBLY_LIMIT: usize = 2048;
 
 /// Transport protocol numbers used in flow keys.
 pub(crate) const TCP: u8 = 6;
@@ -45,73 +47,50 @@ impl FlowKey {
     }
 }
 
-/// Per-direction TCP progress. Direction 0 is the initiator's (the sender of the first packet
-/// seen, the SYN sender when the handshake was seen), direction 1 the responder's.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct TcpDirection {
-    /// Next expected sequence number, once known.
-    pub(crate) next_seq: Option<u32>,
-    /// Payload segments seen (saturating).
-    pub(crate) payloads: u8,
-    /// Length of the first two payload segments.
-    pub(crate) first_len: u32,
-    pub(crate) second_len: u32,
-    /// Bytes of payload inspected for HTTP so far (capped).
-    pub(crate) inspected: u32,
-    /// No more HTTP inspection needed in this direction.
-    pub(crate) http_done: bool,
-    /// This direction's stream does not start like HTTP at all.
-    pub(crate) not_http: bool,
-    /// A reassembly buffer was started for this direction.
-    pub(crate) buffering: bool,
-}
-
 /// State of one flow.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Flow {
     pub(crate) last_seen: crate::time::Timestamp,
     /// True if the key's `low` endpoint is the inside endpoint.
     pub(crate) inside_is_low: bool,
-    /// True if the key's `low` endpoint sent the first packet seen.
-    pub(crate) initiator_is_low: bool,
-    /// The TCP handshake (initial SYN) was seen, so "first payload" tells are meaningful.
-    pub(crate) saw_syn: bool,
     /// Set once a tell classified the flow as FastTrack (or a state rule blocked it).
     pub(crate) blocked: Option<Reason>,
-    /// Still looking for tells.
-    pub(crate) inspecting: bool,
     /// Id of the last 0x29 pong seen on this flow (for the 0x2A echo).
     pub(crate) nat_pong_id: Option<u32>,
     /// Packets seen (saturating), for UDP offload.
     pub(crate) packets: u8,
-    pub(crate) tcp: [TcpDirection; 2],
+    /// TCP progress (unused for UDP flows).
+    pub(crate) tcp: TcpStream,
 }
 
 impl Flow {
+    /// A flow first seen at `now`; `initiator_is_low`: the key's `low` endpoint sent its first
+    /// packet.
     pub(crate) fn new(now: crate::time::Timestamp, inside_is_low: bool, initiator_is_low: bool) -> Self {
         Self {
             last_seen: now,
             inside_is_low,
-            initiator_is_low,
-            saw_syn: false,
             blocked: None,
-            inspecting: true,
             nat_pong_id: None,
             packets: 0,
-            tcp: [TcpDirection::default(); 2],
+            tcp: TcpStream::new(initiator_is_low),
         }
     }
-}
 
-/// Reassembly buffers of one flow, indexed by direction (0 initiator, 1 responder).
-#[derive(Debug, Default)]
-pub(crate) struct Reassembly {
-    pub(crate) bufs: [Vec<u8>; 2],
-}
+    /// Whether a segment with `flags` opens a fresh connection on this flow's 5-tuple: an
+    /// initial SYN on a flow that already carried data and that no rule blocked.
+    pub(crate) fn reused_by(&self, flags: TcpFlags) -> bool {
+        flags.is_initial_syn() && self.blocked.is_none() && self.tcp.carried_data()
+    }
 
-/// `a` comes before `b` in TCP sequence space.
-pub(crate) fn seq_before(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
+    /// The endpoint of `key` that answered the connection.
+    pub(crate) fn responder(&self, key: &FlowKey) -> Endpoint {
+        if self.tcp.initiator_is_low() {
+            key.high
+        } else {
+            key.low
+        }
+    }
 }
 
 #[cfg(test)]
@@ -129,10 +108,14 @@ mod tests {
     }
 
     #[test]
-    fn sequence_comparison_wraps() {
-        assert!(seq_before(1, 2));
-        assert!(!seq_before(2, 1));
-        assert!(seq_before(u32::MAX, 0));
-        assert!(!seq_before(5, 5));
+    fn port_reuse_restarts_only_unblocked_flows_that_carried_data() {
+        let syn = TcpFlags(TcpFlags::SYN);
+        let mut flow = Flow::new(crate::time::Timestamp::ZERO, true, true);
+        assert!(!flow.reused_by(syn), "nothing carried yet");
+        flow.tcp.on_segment(true, TcpFlags(TcpFlags::ACK), 1, 10);
+        assert!(flow.reused_by(syn));
+        assert!(!flow.reused_by(TcpFlags(TcpFlags::SYN | TcpFlags::ACK)), "not an initial SYN");
+        flow.blocked = Some(Reason::SuspectPeer);
+        assert!(!flow.reused_by(syn), "a blocked flow stays blocked");
     }
 }

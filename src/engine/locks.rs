@@ -13,7 +13,7 @@
 //!   if a probe is due for the current arming, otherwise its expiry. So the timer index is
 //!   bounded by the lock table and `poll_timeout` is its first entry.
 
-use super::LockEntry;
+use super::snapshot::LockEntry;
 use crate::time::Timestamp;
 use lru::LruCache;
 use std::collections::BTreeSet;

@@ -3,7 +3,7 @@
 //! [`Engine`] is a deterministic state machine in the quinn-proto shape: packets go in through
 //! [`Engine::handle_packet`] (one [`Decision`] per packet, always), time goes in as an argument,
 //! and side effects come out through [`Engine::poll_event`] (for logs), [`Engine::poll_action`]
-//! (packets to send, records to persist) and [`Engine::poll_timeout`] /
+//! (packets to send, changes of the persisted state) and [`Engine::poll_timeout`] /
 //! [`Engine::handle_timeout`] (lock probes and expiries). It performs no IO and reads no clock.
 //!
 //! ## Decision order for one packet
@@ -56,39 +56,56 @@
 //! bans in a table capped at [`MAX_BANS`] that only the operator fills; the event
 //! and action queues are capped at [`QUEUE_LIMIT`] entries (the oldest are discarded and
 //! counted). Memory therefore does not grow with attacker-chosen input.
+//!
+//! ## Layout
+//! This file is the hub: the public types and methods, and the decision order above written
+//! out as `judge_udp` / `judge_tcp`. It is long (about 900 lines) because the whole public API
+//! is kept in one place; the mechanics live in the children, each with its own invariants:
+//! - `flows`: the flow table; `stream`: TCP stream progress and the HTTP reassembly buffers;
+//! - `peers`, `locks`, `bans`, `pongs`: suspect peers, client time-locks, operator bans, the
+//!   forged-pong rate limits;
+//! - `snapshot`: the persisted types and [`StateChange`] (a leaf, shared with [`crate::state`]);
+//! - `stats`: the packet counters.
 
 mod bans;
 mod flows;
 mod locks;
 mod peers;
 mod pongs;
+pub(crate) mod snapshot;
 mod stats;
+mod stream;
 
 pub use bans::{BanError, MAX_BANS};
+pub use snapshot::{BanEntry, LockEntry, PeerEntry, Snapshot, StateChange};
 pub use stats::EngineStats;
 
 use crate::config::{EngineConfig, MalformedPolicy, Mode};
-use crate::signatures::{self, http::HttpScan, Network};
+use crate::signatures::{self, udp::UdpTell, Network};
 use crate::time::Timestamp;
 use crate::verdict::{Decision, FlowEnds, PacketSummary, Proto, Reason, Settled, Verdict};
 use crate::wire::{self, Packet, TcpSegment, Transport, UdpDatagram};
 use bans::Bans;
-use flows::{seq_before, Endpoint, Flow, FlowKey, Reassembly, REASSEMBLY_LIMIT, TCP, UDP};
+use flows::{Endpoint, Flow, FlowKey, TCP, UDP};
 use locks::{Armed, ClientLocks, Due};
 use lru::LruCache;
 use peers::{Learned, PeerCache};
 use pongs::PongLimiter;
-use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::time::Duration;
+use stream::{Direction, PrefixBuffers, Segment, StreamProgress};
 
 /// Maximum number of undrained events, and of undrained actions.
 pub const QUEUE_LIMIT: usize = 65_536;
 
 /// Something the operator should hear about. Drained with [`Engine::poll_event`].
+///
+/// `#[non_exhaustive]`: new events are added as the engine learns to report more (as
+/// `BanExpired` was); a shell should log what it does not know at a low level.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// An inside host was seen speaking FastTrack for the first time since it was last released.
     ClientIdentified {
@@ -135,24 +152,10 @@ pub enum Event {
     },
 }
 
-/// A change to persist in the state store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreRecord {
-    /// A suspect peer was added or refreshed.
-    Peer(PeerEntry),
-    /// A suspect peer left the cache (evicted or expired).
-    PeerRemoved(IpAddr),
-    /// A client's lock was armed or re-armed.
-    Lock(LockEntry),
-    /// A client's lock ended.
-    LockRemoved(IpAddr),
-    /// An operator ban was added or changed.
-    Ban(BanEntry),
-    /// An operator ban was lifted or expired.
-    BanRemoved(IpAddr),
-}
-
 /// Something the shell must do. Drained with [`Engine::poll_action`].
+///
+/// Deliberately not `#[non_exhaustive]`: a shell has to carry out every action, so a new one is
+/// a breaking change that its `match` must fail to compile on, not fall into a catch-all arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Send `payload` as a UDP datagram from `from` (the peer the client pinged) to `to` (the
@@ -181,56 +184,8 @@ pub enum Action {
         /// A 0x27 ping.
         payload: Vec<u8>,
     },
-    /// Persist a state change.
-    Store(StoreRecord),
-}
-
-/// A suspect peer, as persisted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerEntry {
-    /// Outside address.
-    pub addr: IpAddr,
-    /// FastTrack port, when known.
-    pub port: Option<u16>,
-    /// When it is forgotten unless seen again (None: only by eviction).
-    pub expires: Option<Timestamp>,
-}
-
-/// A locked client, as persisted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockEntry {
-    /// Inside address.
-    pub client: IpAddr,
-    /// When the lock ends unless re-armed.
-    pub until: Timestamp,
-    /// The client's FastTrack UDP port (for probes), when known.
-    pub port: Option<u16>,
-    /// The last outside peer the client pinged, from which the half-expiry probe is forged;
-    /// None for locks by other tells only, and in state files that predate it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer: Option<SocketAddr>,
-}
-
-/// An operator ban, as persisted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BanEntry {
-    /// The banned address (inside or outside).
-    pub addr: IpAddr,
-    /// When the ban ends (None: when the operator lifts it).
-    pub until: Option<Timestamp>,
-}
-
-/// Engine state that survives restarts.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Snapshot {
-    /// Suspect peers, most recently used last.
-    pub peers: Vec<PeerEntry>,
-    /// Locked clients.
-    pub locks: Vec<LockEntry>,
-    /// Operator bans, by address. Omitted when empty, so files without bans stay readable by
-    /// versions that predate them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub bans: Vec<BanEntry>,
+    /// The persisted state changed: mark the state file dirty and update any mirror of it.
+    StateChanged(StateChange),
 }
 
 /// The verdict engine. See the module documentation for the decision order.
@@ -240,7 +195,7 @@ pub struct Engine {
     lock_period: Option<Duration>,
     idle: Duration,
     flows: LruCache<FlowKey, Flow>,
-    reassembly: LruCache<FlowKey, Reassembly>,
+    prefixes: PrefixBuffers<FlowKey>,
     peers: PeerCache,
     locks: ClientLocks,
     bans: Bans,
@@ -259,6 +214,17 @@ struct Parties {
     inside: Endpoint,
     outside: Endpoint,
     proto: Proto,
+}
+
+/// Where a packet sits in its flow.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    key: FlowKey,
+    /// The packet was sent by the key's `low` endpoint.
+    sender_is_low: bool,
+    parties: Parties,
+    /// The packet was sent by the inside endpoint ("outbound").
+    from_inside: bool,
 }
 
 fn non_zero(n: usize) -> NonZeroUsize {
@@ -290,7 +256,7 @@ impl Engine {
             lock_period: None,
             idle: Duration::from_secs(1),
             flows: LruCache::new(non_zero(config.flows.capacity)),
-            reassembly: LruCache::new(non_zero(config.flows.reassembly_capacity)),
+            prefixes: PrefixBuffers::new(config.flows.reassembly_capacity),
             peers: PeerCache::new(config.peers.capacity, config.peers.expire_seconds),
             locks: ClientLocks::new(config.timelock.capacity),
             bans: Bans::default(),
@@ -439,43 +405,44 @@ impl Engine {
         }
     }
 
-    /// Finds or creates the flow of `src -> dst`. Returns its key, whether `src` is the key's low
-    /// endpoint, a copy of the flow state, and whether the flow is new.
-    fn lookup(
-        &mut self,
-        now: Timestamp,
-        protocol: u8,
-        src: Endpoint,
-        dst: Endpoint,
-    ) -> (FlowKey, bool, Flow, bool) {
-        let (key, src_is_low) = FlowKey::of(protocol, src, dst);
-        if let Some(flow) = self.flows.get_mut(&key) {
-            if now.saturating_since(flow.last_seen) < self.idle {
+    /// Finds or creates the flow of `src -> dst`. Returns where the packet sits in it, a copy of
+    /// the flow state (written back with [`Engine::store_flow`]), and whether the flow is new.
+    fn lookup(&mut self, now: Timestamp, protocol: u8, src: Endpoint, dst: Endpoint) -> (Place, Flow, bool) {
+        let (key, sender_is_low) = FlowKey::of(protocol, src, dst);
+        let found = match self.flows.get_mut(&key) {
+            Some(flow) if now.saturating_since(flow.last_seen) < self.idle => {
                 flow.last_seen = flow.last_seen.max(now);
-                let flow = *flow;
-                self.sender_inside = Some(flow.inside_is_low == src_is_low);
-                return (key, src_is_low, flow, false);
+                Some(*flow)
             }
-        }
-        let inside_is_src = self.sender_is_inside(src.ip, dst.ip);
-        self.sender_inside = Some(inside_is_src);
-        let flow = Flow::new(now, inside_is_src == src_is_low, src_is_low);
-        self.flows.put(key, flow);
-        self.reassembly.pop(&key);
-        (key, src_is_low, flow, true)
+            _ => None,
+        };
+        let (flow, new) = match found {
+            Some(flow) => {
+                self.sender_inside = Some(flow.inside_is_low == sender_is_low);
+                (flow, false)
+            }
+            None => {
+                let inside_is_src = self.sender_is_inside(src.ip, dst.ip);
+                self.sender_inside = Some(inside_is_src);
+                let flow = Flow::new(now, inside_is_src == sender_is_low, sender_is_low);
+                self.flows.put(key, flow);
+                self.prefixes.forget(&key);
+                (flow, true)
+            }
+        };
+        let proto = Proto::from_ip_protocol(protocol);
+        let parties = if flow.inside_is_low {
+            Parties { inside: key.low, outside: key.high, proto }
+        } else {
+            Parties { inside: key.high, outside: key.low, proto }
+        };
+        let place = Place { key, sender_is_low, parties, from_inside: flow.inside_is_low == sender_is_low };
+        (place, flow, new)
     }
 
     fn store_flow(&mut self, key: &FlowKey, flow: Flow) {
         if let Some(slot) = self.flows.peek_mut(key) {
             *slot = flow;
-        }
-    }
-
-    fn parties(flow: &Flow, key: &FlowKey, proto: Proto) -> Parties {
-        if flow.inside_is_low {
-            Parties { inside: key.low, outside: key.high, proto }
-        } else {
-            Parties { inside: key.high, outside: key.low, proto }
         }
     }
 
@@ -488,69 +455,58 @@ impl Engine {
     ) -> (Reason, Option<Settled>) {
         let src_ep = Endpoint { ip: src, port: d.src_port };
         let dst_ep = Endpoint { ip: dst, port: d.dst_port };
-        let (key, src_is_low, mut flow, new) = self.lookup(now, UDP, src_ep, dst_ep);
+        let (at, mut flow, new) = self.lookup(now, UDP, src_ep, dst_ep);
         flow.packets = flow.packets.saturating_add(1);
-        let from_inside = flow.inside_is_low == src_is_low;
-        let parties = Self::parties(&flow, &key, Proto::Udp);
         // Exact-shape tells need the whole datagram.
         let payload = if d.payload.len() == d.payload_len { d.payload } else { &[] };
 
-        let mut ping_network = None;
-        let tell = match payload.first() {
-            Some(0x27) => signatures::udp::ping(payload).map(|n| {
-                ping_network = Some(n);
-                Reason::UdpPing
-            }),
-            Some(0x28) => signatures::udp::pong(payload).map(|_| Reason::UdpPong),
-            Some(0x29) => signatures::udp::nat_pong(payload).map(|p| {
-                flow.nat_pong_id = Some(p.id);
-                Reason::UdpPong
-            }),
-            Some(0x2A) => signatures::udp::pong_ack(payload)
-                .filter(|&id| flow.nat_pong_id == Some(id))
-                .map(|_| Reason::UdpPongAck),
-            Some(0xC1 | 0xC2) => {
-                signatures::udp::address_echo(payload, dst).then_some(Reason::UdpAddressEcho)
-            }
-            _ => None,
-        };
-
-        let reason = if let Some(tell) = tell {
-            // A ping from a LAN client to an outside peer names the peer to forge probes from.
-            let probe_peer = (tell == Reason::UdpPing
-                && from_inside
-                && self.config.is_lan(parties.inside.ip)
-                && !self.config.is_lan(parties.outside.ip))
-            .then(|| socket(parties.outside));
-            if tell == Reason::UdpPong
-                && from_inside
-                && self.locks.answers_probe(parties.inside.ip, socket(parties.outside), now)
-            {
-                self.stats.probe_answers += 1;
-            }
-            self.on_tell(now, &mut flow, tell, parties, Some(parties.inside.port), probe_peer);
-            if let (Some(network), true) = (ping_network, from_inside) {
-                if self.config.spoof_pongs && self.enforcing() {
-                    self.forge_pong(now, parties, network);
-                }
-            }
-            tell
+        let reason = if let Some(tell) = signatures::udp::classify(payload, dst, flow.nat_pong_id) {
+            self.on_udp_tell(now, &at, &mut flow, tell);
+            tell.reason()
         } else if let Some(blocked) = flow.blocked {
             if blocked.is_tell() && signatures::udp::session_datagram(payload) {
-                self.rearm(now, parties, Some(parties.inside.port));
+                self.rearm(now, at.parties, Some(at.parties.inside.port));
             }
             blocked_reason(blocked)
-        } else if from_inside && self.is_suspect(parties.outside.ip, now) {
+        } else if at.from_inside && self.is_suspect(at.parties.outside.ip, now) {
             Reason::SuspectPeer
-        } else if new && from_inside && self.config.port_1214_blocks && d.dst_port == 1214 {
+        } else if new && at.from_inside && self.config.port_1214_blocks && d.dst_port == 1214 {
             flow.blocked = Some(Reason::Port1214);
             Reason::Port1214
         } else {
             Reason::Clean
         };
-        self.store_flow(&key, flow);
+        self.store_flow(&at.key, flow);
         let settled = self.settled(&flow, reason, flow.packets >= self.config.offload.udp_after_packets);
         (reason, settled)
+    }
+
+    /// A UDP tell on `flow`. Besides [`Engine::on_tell`]: a 0x29 pong's id is remembered for
+    /// the 0x2A echo, a pong from a client may answer its lock's probe, and a ping from a LAN
+    /// client to an outside peer names the peer probes are forged from and is answered with a
+    /// forged pong.
+    fn on_udp_tell(&mut self, now: Timestamp, at: &Place, flow: &mut Flow, tell: UdpTell) {
+        let Place { parties, from_inside, .. } = *at;
+        if let UdpTell::NatPong(pong) = tell {
+            flow.nat_pong_id = Some(pong.id);
+        }
+        let probe_peer = (matches!(tell, UdpTell::Ping(_))
+            && from_inside
+            && self.config.is_lan(parties.inside.ip)
+            && !self.config.is_lan(parties.outside.ip))
+        .then(|| socket(parties.outside));
+        if tell.reason() == Reason::UdpPong
+            && from_inside
+            && self.locks.answers_probe(parties.inside.ip, socket(parties.outside), now)
+        {
+            self.stats.probe_answers += 1;
+        }
+        self.on_tell(now, flow, tell.reason(), parties, Some(parties.inside.port), probe_peer);
+        if let (UdpTell::Ping(network), true) = (tell, from_inside) {
+            if self.config.spoof_pongs && self.enforcing() {
+                self.forge_pong(now, parties, network);
+            }
+        }
     }
 
     fn judge_tcp(
@@ -562,69 +518,36 @@ impl Engine {
     ) -> (Reason, Option<Settled>) {
         let src_ep = Endpoint { ip: src, port: s.src_port };
         let dst_ep = Endpoint { ip: dst, port: s.dst_port };
-        let (key, src_is_low, mut flow, new) = self.lookup(now, TCP, src_ep, dst_ep);
-        let initial_syn = s.flags.is_initial_syn();
-        if initial_syn
-            && !new
-            && (flow.tcp[0].payloads > 0 || flow.tcp[1].payloads > 0)
-            && flow.blocked.is_none()
-        {
+        let (at, mut flow, _) = self.lookup(now, TCP, src_ep, dst_ep);
+        if flow.reused_by(s.flags) {
             // Port reuse: a fresh connection on a 5-tuple that already carried data.
-            flow = Flow::new(now, flow.inside_is_low, src_is_low);
-            self.reassembly.pop(&key);
+            flow = Flow::new(now, flow.inside_is_low, at.sender_is_low);
+            self.prefixes.forget(&at.key);
         }
-        if initial_syn {
-            if !flow.saw_syn {
-                flow.saw_syn = true;
-                flow.initiator_is_low = src_is_low;
+        let tell = match flow.tcp.on_segment(at.sender_is_low, s.flags, s.seq, s.payload_len) {
+            StreamProgress::New(segment) => {
+                let tell = self.tcp_tell(now, &at, &mut flow, segment, s);
+                flow.tcp.end_inspection_if_done();
+                tell
             }
-            flow.tcp[0].next_seq = Some(s.seq.wrapping_add(1));
-        } else if s.flags.has(crate::wire::TcpFlags::SYN | crate::wire::TcpFlags::ACK)
-            && flow.saw_syn
-            && src_is_low != flow.initiator_is_low
-        {
-            flow.tcp[1].next_seq = Some(s.seq.wrapping_add(1));
-        }
-        let from_inside = flow.inside_is_low == src_is_low;
-        let parties = Self::parties(&flow, &key, Proto::Tcp);
-        let dir = usize::from(src_is_low != flow.initiator_is_low);
-
-        let tell = if flow.inspecting && s.payload_len > 0 {
-            self.inspect_tcp(now, &key, &mut flow, dir, s, parties, from_inside)
-        } else {
-            None
+            StreamProgress::Idle | StreamProgress::Duplicate => None,
         };
 
         let reason = if let Some((tell, client_port)) = tell {
-            self.on_tell(now, &mut flow, tell, parties, client_port, None);
+            self.on_tell(now, &mut flow, tell, at.parties, client_port, None);
             tell
         } else if let Some(blocked) = flow.blocked {
             blocked_reason(blocked)
-        } else if !flow.saw_syn {
+        } else if !flow.tcp.handshake_seen() {
             // A connection first seen mid-stream (the daemon restarted, or a flood evicted its
-            // flow entry): judged as if it were new, so a classified supernode session cannot
-            // slip through by losing its flow entry while its peer or its client is still known.
-            let outside_port = parties.outside.port;
-            let reason = if self.is_suspect(parties.outside.ip, now) {
-                Reason::SuspectPeer
-            } else if self.locks.is_locked(parties.inside.ip, now)
-                && !self.config.timelock.allow_ports.contains(&outside_port)
-            {
-                Reason::ClientLocked
-            } else {
-                Reason::Clean
-            };
-            if reason != Reason::Clean {
-                flow.blocked = Some(reason);
-            }
-            reason
-        } else if initial_syn && from_inside {
-            if self.is_suspect(parties.outside.ip, now) {
-                Reason::SuspectPeer
-            } else if self.locks.is_locked(parties.inside.ip, now)
-                && !self.config.timelock.allow_ports.contains(&s.dst_port)
-            {
-                Reason::ClientLocked
+            // flow entry): judged as if it were new, in either direction, and the verdict sticks,
+            // so a classified supernode session cannot slip through by losing its flow entry
+            // while its peer or its client is still known.
+            flow.blocked = self.connection_rule(now, at.parties);
+            flow.blocked.unwrap_or(Reason::Clean)
+        } else if s.flags.is_initial_syn() && at.from_inside {
+            if let Some(rule) = self.connection_rule(now, at.parties) {
+                rule
             } else if self.config.port_1214_blocks && s.dst_port == 1214 {
                 flow.blocked = Some(Reason::Port1214);
                 Reason::Port1214
@@ -634,159 +557,71 @@ impl Engine {
         } else {
             Reason::Clean
         };
-        self.store_flow(&key, flow);
-        (reason, self.settled(&flow, reason, !flow.inspecting))
+        self.store_flow(&at.key, flow);
+        (reason, self.settled(&flow, reason, !flow.tcp.inspecting()))
     }
 
-    /// Looks for TCP tells in a payload-carrying segment of direction `dir` (0 = initiator).
-    /// Returns the tell and, when known, the client's FastTrack port.
-    #[allow(clippy::too_many_arguments)]
-    fn inspect_tcp(
+    /// Rules 3 and 4 for a new TCP connection: its outside end is a suspect peer
+    /// (`suspect_peer`), or its inside end is a locked client and the outside port is not in
+    /// `timelock.allow_ports` (`client_locked`).
+    fn connection_rule(&mut self, now: Timestamp, parties: Parties) -> Option<Reason> {
+        if self.is_suspect(parties.outside.ip, now) {
+            Some(Reason::SuspectPeer)
+        } else if self.locks.is_locked(parties.inside.ip, now)
+            && !self.config.timelock.allow_ports.contains(&parties.outside.port)
+        {
+            Some(Reason::ClientLocked)
+        } else {
+            None
+        }
+    }
+
+    /// Looks for TCP tells in the new bytes of `segment`, the payload of `s`. Returns the tell
+    /// and, when known, the client's FastTrack port.
+    fn tcp_tell(
         &mut self,
         now: Timestamp,
-        key: &FlowKey,
+        at: &Place,
         flow: &mut Flow,
-        dir: usize,
+        segment: Segment,
         s: TcpSegment<'_>,
-        parties: Parties,
-        from_inside: bool,
     ) -> Option<(Reason, Option<u16>)> {
-        let len = u32::try_from(s.payload_len).unwrap_or(u32::MAX);
-        {
-            let d = &mut flow.tcp[dir];
-            if let Some(next) = d.next_seq {
-                if seq_before(s.seq, next) {
-                    // A retransmission (or overlap) of bytes already inspected.
-                    return None;
-                }
+        if segment.opening {
+            if segment.dir == Direction::Initiator && signatures::tcp::constant_opener(s.payload) {
+                return Some((Reason::TcpOpener, None));
             }
-            d.next_seq = Some(s.seq.wrapping_add(len));
-            d.payloads = d.payloads.saturating_add(1);
-            match d.payloads {
-                1 => d.first_len = len,
-                2 => d.second_len = len,
-                _ => {}
+            if signatures::push::give(s.payload).is_some() {
+                return Some((Reason::GivePush, None));
             }
         }
-        let count = flow.tcp[dir].payloads;
-        let mut tell = None;
-        if flow.saw_syn && count == 1 {
-            if dir == 0 && signatures::tcp::constant_opener(s.payload) {
-                tell = Some((Reason::TcpOpener, None));
-            } else if signatures::push::give(s.payload).is_some() {
-                tell = Some((Reason::GivePush, None));
-            }
-        }
-        // The handshake shape is a property of the whole flow: once the flow is classified
-        // (by the constant opener, say) it adds nothing.
-        if tell.is_none()
-            && !flow.blocked.is_some_and(Reason::is_tell)
-            && flow.saw_syn
-            && dir == 0
-            && count == 2
-            && flow.tcp[1].payloads >= 1
-            && signatures::tcp::handshake_shape(
-                flow.tcp[0].first_len as usize,
-                flow.tcp[1].first_len as usize,
-                flow.tcp[0].second_len as usize,
-            )
-        {
-            let responder = if flow.initiator_is_low { key.high } else { key.low };
-            let corroborated = responder.port == 1214
-                || self.is_suspect(parties.outside.ip, now)
-                || self.locks.is_locked(parties.inside.ip, now);
-            if corroborated {
-                tell = Some((Reason::TcpHandshake, None));
-            }
-        }
-        if tell.is_none() && !flow.tcp[dir].http_done {
-            if let Some(found) = self.scan_http(key, flow, dir, s) {
-                let mut client_port = None;
-                if let Some(addr) = found.sender_addr {
-                    if from_inside {
-                        // The client announcing its own listen address: its FastTrack port.
-                        client_port = Some(addr.port());
-                    } else {
-                        self.learn_peer_from_header(now, addr, parties);
-                    }
-                }
-                if let Some(addr) = found.supernode_addr {
-                    self.learn_peer_from_header(now, addr, parties);
-                }
-                tell = Some((Reason::HttpTransfer, client_port));
-            }
-        }
-        // Inspection ends once no tell can follow: the initiator's HTTP prefix was judged, the
-        // handshake shape is ruled out, and the responder's prefix was judged too, unless the
-        // initiator's stream is not HTTP at all (a FastTrack HTTP response only answers an HTTP
-        // request, so a silent responder, like a bulk upload's, cannot hold the flow back).
-        let (a, b) = (&flow.tcp[0], &flow.tcp[1]);
-        let shape_pending = flow.saw_syn && a.payloads < 2 && a.first_len == 12;
-        if a.http_done && (b.http_done || a.not_http) && !shape_pending {
-            flow.inspecting = false;
-        }
-        tell
-    }
-
-    /// Feeds a segment to the HTTP tell, reassembling the first [`REASSEMBLY_LIMIT`] bytes of the
-    /// direction when the header block spans segments.
-    fn scan_http(
-        &mut self,
-        key: &FlowKey,
-        flow: &mut Flow,
-        dir: usize,
-        s: TcpSegment<'_>,
-    ) -> Option<signatures::http::HttpMatch> {
-        let d = &mut flow.tcp[dir];
-        let room = REASSEMBLY_LIMIT.saturating_sub(d.inspected as usize);
-        let take = &s.payload[..s.payload.len().min(room)];
-        let truncated = take.len() < s.payload_len;
-        let result = if d.buffering {
-            match self.reassembly.get_mut(key) {
-                Some(r) => {
-                    r.bufs[dir].extend_from_slice(take);
-                    signatures::http::scan(&r.bufs[dir])
-                }
-                None => {
-                    // The buffer was evicted under pressure: give up on this direction.
-                    d.http_done = true;
-                    d.buffering = false;
-                    return None;
+        // The handshake shape is a property of the whole flow: once the flow is classified (by
+        // the constant opener, say) it adds nothing.
+        if let Some([first, reply, second]) = segment.exchange {
+            if !flow.blocked.is_some_and(Reason::is_tell)
+                && signatures::tcp::handshake_shape(first, reply, second)
+            {
+                let corroborated = flow.responder(&at.key).port == 1214
+                    || self.is_suspect(at.parties.outside.ip, now)
+                    || self.locks.is_locked(at.parties.inside.ip, now);
+                if corroborated {
+                    return Some((Reason::TcpHandshake, None));
                 }
             }
-        } else {
-            signatures::http::scan(take)
-        };
-        d.inspected = d.inspected.saturating_add(take.len() as u32);
-        let (done, found) = match result {
-            HttpScan::Kazaa(m) => (true, Some(m)),
-            HttpScan::NotHttp => {
-                d.not_http = true;
-                (true, None)
-            }
-            HttpScan::Clean => (true, None),
-            HttpScan::Incomplete => (truncated || d.inspected as usize >= REASSEMBLY_LIMIT, None),
-        };
-        if done {
-            d.http_done = true;
-            if d.buffering {
-                d.buffering = false;
-                let other_buffering = flow.tcp[1 - dir].buffering;
-                if other_buffering {
-                    if let Some(r) = self.reassembly.peek_mut(key) {
-                        r.bufs[dir] = Vec::new();
-                    }
-                } else {
-                    self.reassembly.pop(key);
-                }
-            }
-        } else if !d.buffering {
-            d.buffering = true;
-            let entry = self.reassembly.get_or_insert_mut(*key, Reassembly::default);
-            entry.bufs[dir].clear();
-            entry.bufs[dir].extend_from_slice(take);
         }
-        found
+        let found = flow.tcp.scan_http(segment.dir, s.payload, s.payload_len, &mut self.prefixes, &at.key)?;
+        let mut client_port = None;
+        if let Some(addr) = found.sender_addr {
+            if at.from_inside {
+                // The client announcing its own listen address: its FastTrack port.
+                client_port = Some(addr.port());
+            } else {
+                self.learn_peer_from_header(now, addr, at.parties);
+            }
+        }
+        if let Some(addr) = found.supernode_addr {
+            self.learn_peer_from_header(now, addr, at.parties);
+        }
+        Some((Reason::HttpTransfer, client_port))
     }
 
     fn learn_peer_from_header(&mut self, now: Timestamp, addr: SocketAddr, parties: Parties) {
@@ -800,7 +635,7 @@ impl Engine {
     fn is_suspect(&mut self, ip: IpAddr, now: Timestamp) -> bool {
         let Self { peers, actions, stats, .. } = self;
         peers.is_suspect(ip, now, &mut |r| {
-            push_bounded(actions, Action::Store(r), &mut stats.actions_discarded)
+            push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded)
         })
     }
 
@@ -817,7 +652,7 @@ impl Engine {
         }
         let Self { peers, actions, stats, .. } = self;
         let learned = peers.learn(ip, port, now, &mut |r| {
-            push_bounded(actions, Action::Store(r), &mut stats.actions_discarded)
+            push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded)
         });
         if learned == Learned::New {
             self.push_event(Event::PeerIdentified { peer: ip, port, client, reason });
@@ -894,7 +729,7 @@ impl Engine {
         };
         if persist {
             if let Some(entry) = self.locks.entry(client) {
-                self.push_action(Action::Store(StoreRecord::Lock(entry)));
+                self.push_action(Action::StateChanged(StateChange::Lock(entry)));
             }
         }
     }
@@ -919,7 +754,7 @@ impl Engine {
 
     fn release_event(&mut self, client: IpAddr) {
         self.push_event(Event::ClientReleased { client });
-        self.push_action(Action::Store(StoreRecord::LockRemoved(client)));
+        self.push_action(Action::StateChanged(StateChange::LockRemoved(client)));
     }
 
     fn push_event(&mut self, event: Event) {
@@ -973,8 +808,21 @@ impl Engine {
         }
         while let Some(addr) = self.bans.pop_expired(now) {
             push_bounded(&mut self.events, Event::BanExpired { addr }, &mut self.stats.events_discarded);
-            self.push_action(Action::Store(StoreRecord::BanRemoved(addr)));
+            self.push_action(Action::StateChanged(StateChange::BanRemoved(addr)));
         }
+    }
+
+    /// Runs the timers due at `now`: calls [`Engine::handle_timeout`] once
+    /// [`Engine::poll_timeout`] has been reached, and returns whether it did. A driver that feeds
+    /// packets in time order calls it with each packet's time just before
+    /// [`Engine::handle_packet`] (as `ftwall replay` does); spurious calls do nothing. Drain
+    /// events and actions afterwards, as after a packet.
+    pub fn drive(&mut self, now: Timestamp) -> bool {
+        let due = self.poll_timeout().is_some_and(|t| t <= now);
+        if due {
+            self.handle_timeout(now);
+        }
+        due
     }
 
     /// Replaces the configuration, keeping peers, locks and flows (caches are resized; a shrink
@@ -983,14 +831,14 @@ impl Engine {
         {
             let Self { peers, actions, stats, .. } = self;
             peers.reconfigure(config.peers.capacity, config.peers.expire_seconds, &mut |r| {
-                push_bounded(actions, Action::Store(r), &mut stats.actions_discarded)
+                push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded)
             });
         }
         for client in self.locks.resize(config.timelock.capacity) {
             self.release_event(client);
         }
         self.flows.resize(non_zero(config.flows.capacity));
-        self.reassembly.resize(non_zero(config.flows.reassembly_capacity));
+        self.prefixes.resize(config.flows.reassembly_capacity);
         self.pongs.reconfigure(
             config.pongs.per_client_per_second,
             config.pongs.max_per_second,
@@ -1026,7 +874,7 @@ impl Engine {
         self.peers.len()
     }
 
-    /// Ends `client`'s lock now (operator action). Queues a release event and store record;
+    /// Ends `client`'s lock now (operator action). Queues a release event and state change;
     /// returns whether the client was locked.
     pub fn release_client(&mut self, client: IpAddr) -> bool {
         let released = self.locks.release(client);
@@ -1040,7 +888,7 @@ impl Engine {
     pub fn forget_peer(&mut self, peer: IpAddr) -> bool {
         let removed = self.peers.remove(peer);
         if removed {
-            self.push_action(Action::Store(StoreRecord::PeerRemoved(peer)));
+            self.push_action(Action::StateChanged(StateChange::PeerRemoved(peer)));
         }
         removed
     }
@@ -1050,7 +898,7 @@ impl Engine {
     /// the next packet on (connections the kernel already offloaded as clean are not revisited).
     pub fn ban(&mut self, addr: IpAddr, until: Option<Timestamp>) -> Result<(), BanError> {
         self.bans.insert(addr, until)?;
-        self.push_action(Action::Store(StoreRecord::Ban(BanEntry { addr, until })));
+        self.push_action(Action::StateChanged(StateChange::Ban(BanEntry { addr, until })));
         Ok(())
     }
 
@@ -1058,7 +906,7 @@ impl Engine {
     pub fn unban(&mut self, addr: IpAddr) -> bool {
         let removed = self.bans.remove(addr);
         if removed {
-            self.push_action(Action::Store(StoreRecord::BanRemoved(addr)));
+            self.push_action(Action::StateChanged(StateChange::BanRemoved(addr)));
         }
         removed
     }
@@ -1076,7 +924,7 @@ impl Engine {
 
     /// Number of flows currently holding an HTTP reassembly buffer.
     pub fn reassembly_count(&self) -> usize {
-        self.reassembly.len()
+        self.prefixes.len()
     }
 
     /// Number of flows currently tracked.

@@ -8,7 +8,7 @@
 //! - Expiry is checked lazily on lookup: an expired entry is treated as absent and removed.
 //! - LAN, loopback, unspecified, multicast and broadcast addresses are never admitted.
 
-use super::{PeerEntry, StoreRecord};
+use super::snapshot::{PeerEntry, StateChange};
 use crate::time::Timestamp;
 use lru::LruCache;
 use std::net::IpAddr;
@@ -62,12 +62,12 @@ impl PeerCache {
         &mut self,
         capacity: usize,
         expire_seconds: u64,
-        store: &mut impl FnMut(StoreRecord),
+        store: &mut impl FnMut(StateChange),
     ) {
         let capacity = NonZeroUsize::new(capacity.max(1)).expect("non-zero");
         while self.entries.len() > capacity.get() {
             if let Some((ip, _)) = self.entries.pop_lru() {
-                store(StoreRecord::PeerRemoved(ip));
+                store(StateChange::PeerRemoved(ip));
             }
         }
         self.entries.resize(capacity);
@@ -83,13 +83,13 @@ impl PeerCache {
         &mut self,
         ip: IpAddr,
         now: Timestamp,
-        store: &mut impl FnMut(StoreRecord),
+        store: &mut impl FnMut(StateChange),
     ) -> bool {
         match self.entries.get(&ip) {
             None => false,
             Some(peer) if peer.expires.is_some_and(|e| e <= now) => {
                 self.entries.pop(&ip);
-                store(StoreRecord::PeerRemoved(ip));
+                store(StateChange::PeerRemoved(ip));
                 false
             }
             Some(_) => true,
@@ -102,7 +102,7 @@ impl PeerCache {
         ip: IpAddr,
         port: Option<u16>,
         now: Timestamp,
-        store: &mut impl FnMut(StoreRecord),
+        store: &mut impl FnMut(StateChange),
     ) -> Learned {
         if !admissible(ip) {
             return Learned::Ignored;
@@ -122,17 +122,17 @@ impl PeerCache {
             };
             if port_changed || stale || was_expired {
                 peer.stored_expires = expires;
-                store(StoreRecord::Peer(PeerEntry { addr: ip, port: peer.port, expires }));
+                store(StateChange::Peer(PeerEntry { addr: ip, port: peer.port, expires }));
             }
             return if was_expired { Learned::New } else { Learned::Refreshed };
         }
         let peer = Peer { port, expires, stored_expires: expires };
         if let Some((evicted, _)) = self.entries.push(ip, peer) {
             if evicted != ip {
-                store(StoreRecord::PeerRemoved(evicted));
+                store(StateChange::PeerRemoved(evicted));
             }
         }
-        store(StoreRecord::Peer(PeerEntry { addr: ip, port, expires }));
+        store(StateChange::Peer(PeerEntry { addr: ip, port, expires }));
         Learned::New
     }
 
@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(cache.learn(ip("198.51.100.1"), Some(1214), now, &mut store), Learned::Refreshed);
         assert_eq!(cache.learn(ip("198.51.100.3"), None, now, &mut store), Learned::New);
         assert_eq!(cache.len(), 2);
-        assert!(records.contains(&StoreRecord::PeerRemoved(ip("198.51.100.2"))));
+        assert!(records.contains(&StateChange::PeerRemoved(ip("198.51.100.2"))));
         let mut store = |_| {};
         assert!(cache.is_suspect(ip("198.51.100.1"), now, &mut store));
         assert!(!cache.is_suspect(ip("198.51.100.2"), now, &mut store));

@@ -168,12 +168,12 @@ fn ping_is_dropped_identifies_client_and_peer_and_spoofs_a_pong() {
     let (from, to, payload) = spoof.expect("a spoofed pong");
     assert_eq!((from, to), (peer_sock, client_sock));
     assert_eq!(signatures::udp::pong(&payload), Some(Network::Kazaa));
-    assert!(acts.contains(&Action::Store(StoreRecord::Peer(PeerEntry {
+    assert!(acts.contains(&Action::StateChanged(StateChange::Peer(PeerEntry {
         addr: ip(PEER),
         port: Some(PEER_PORT),
         expires: Some(at(100 + 86_400))
     }))));
-    assert!(acts.contains(&Action::Store(StoreRecord::Lock(LockEntry {
+    assert!(acts.contains(&Action::StateChanged(StateChange::Lock(LockEntry {
         client: ip(CLIENT),
         until: at(220),
         port: Some(CLIENT_PORT),
@@ -316,7 +316,7 @@ fn timelock_locks_rearms_probes_and_expires() {
     assert_eq!(judge(&mut e, at(189), &syn), (Verdict::Drop, Reason::ClientLocked));
     e.handle_timeout(at(190));
     assert_eq!(events(&mut e), vec![Event::ClientReleased { client: ip(CLIENT) }]);
-    assert!(actions(&mut e).contains(&Action::Store(StoreRecord::LockRemoved(ip(CLIENT)))));
+    assert!(actions(&mut e).contains(&Action::StateChanged(StateChange::LockRemoved(ip(CLIENT)))));
     assert_eq!(e.poll_timeout(), None);
     let syn_later = tcp((CLIENT, 41002), ("203.0.113.78", 6346), 1, SYN, &[]);
     assert_eq!(judge(&mut e, at(191), &syn_later), (Verdict::Accept, Reason::Clean));
@@ -789,19 +789,20 @@ fn operator_bans_drop_outside_addresses_fully_and_inside_ones_outside_allow_port
     assert_eq!(e.stats().count(Reason::Banned), 3);
     // Persisted, and restored by a fresh engine.
     let acts = actions(&mut e);
-    assert!(
-        acts.contains(&Action::Store(StoreRecord::Ban(BanEntry { addr: ip(CLIENT), until: Some(at(100)) })))
-    );
+    assert!(acts.contains(&Action::StateChanged(StateChange::Ban(BanEntry {
+        addr: ip(CLIENT),
+        until: Some(at(100))
+    }))));
     let snapshot = e.snapshot();
     assert_eq!(snapshot.bans.len(), 2);
     let mut restored = Engine::new(config());
     restored.restore(at(3), &snapshot);
     assert_eq!(restored.bans(), e.bans());
-    // Expiry goes through the timer: event and store record.
+    // Expiry goes through the timer: event and state change.
     assert_eq!(e.poll_timeout(), Some(at(100)));
     e.handle_timeout(at(100));
     assert_eq!(events(&mut e), vec![Event::BanExpired { addr: ip(CLIENT) }]);
-    assert!(actions(&mut e).contains(&Action::Store(StoreRecord::BanRemoved(ip(CLIENT)))));
+    assert!(actions(&mut e).contains(&Action::StateChanged(StateChange::BanRemoved(ip(CLIENT)))));
     assert_eq!(
         judge(&mut e, at(101), &tcp((CLIENT, 40003), (PEER, 5555), 1, SYN, &[])),
         (Verdict::Accept, Reason::Clean)
@@ -1041,7 +1042,7 @@ fn probe_is_forged_from_the_last_pinged_peer_and_its_answer_rearms_the_lock() {
     assert_eq!(e.stats().probe_answers, 1);
     assert!(actions(&mut e)
         .iter()
-        .any(|a| matches!(a, Action::Store(StoreRecord::Lock(l)) if l.until == at(195))));
+        .any(|a| matches!(a, Action::StateChanged(StateChange::Lock(l)) if l.until == at(195))));
     // The next probe half-way through the new arming, from the same peer.
     assert_eq!(e.poll_timeout(), Some(at(135)));
     e.handle_timeout(at(135));
@@ -1111,4 +1112,21 @@ fn no_probe_without_a_pinged_outside_peer() {
         e.handle_timeout(at(60));
         assert_eq!(probes(&mut e), vec![]);
     }
+}
+
+#[test]
+fn drive_runs_timers_only_when_due() {
+    let mut e = Engine::new(config());
+    assert!(!e.drive(at(0)), "no timer pending");
+    e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    events(&mut e);
+    actions(&mut e);
+    assert!(!e.drive(at(59)));
+    assert!(actions(&mut e).is_empty());
+    assert!(e.drive(at(60)), "the half-expiry probe");
+    assert!(actions(&mut e).iter().any(|a| matches!(a, Action::SendProbe { .. })));
+    assert!(!e.drive(at(60)), "a spurious call does nothing");
+    assert_eq!(e.poll_timeout(), Some(at(120)));
+    assert!(e.drive(at(500)), "a late call runs what is overdue");
+    assert_eq!(events(&mut e), vec![Event::ClientReleased { client: ip(CLIENT) }]);
 }

@@ -1,7 +1,54 @@
 //! UDP supernode discovery (plaintext): 0x27 ping, 0x28/0x29 pongs, 0x2A, 0xC0-0xC3.
+//!
+//! [`classify`] is the one entry point the engine calls for a datagram: it dispatches on the
+//! first byte to the tell functions below and returns a [`UdpTell`]. A new UDP tell is one
+//! function here, one [`UdpTell`] arm (with its [`Reason`]) and one `Reason` in the table.
 
 use super::Network;
+use crate::verdict::Reason;
 use std::net::{IpAddr, Ipv4Addr};
+
+/// A UDP FastTrack tell found by [`classify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UdpTell {
+    /// A 0x27 discovery ping ([`ping`]) naming its network.
+    Ping(Network),
+    /// A 0x28 pong ([`pong`]).
+    Pong(Network),
+    /// A 0x29 pong ([`nat_pong`]); the flow should remember its id for a following 0x2A.
+    NatPong(NatPong),
+    /// A 0x2A ([`pong_ack`]) echoing the id of the 0x29 pong last seen on the flow.
+    PongAck(u32),
+    /// A 0xC1/0xC2 datagram embedding its own destination address ([`address_echo`]).
+    AddressEcho,
+}
+
+impl UdpTell {
+    /// The reason a datagram with this tell is dropped for.
+    pub const fn reason(self) -> Reason {
+        match self {
+            Self::Ping(_) => Reason::UdpPing,
+            Self::Pong(_) | Self::NatPong(_) => Reason::UdpPong,
+            Self::PongAck(_) => Reason::UdpPongAck,
+            Self::AddressEcho => Reason::UdpAddressEcho,
+        }
+    }
+}
+
+/// The tell in a whole UDP payload sent to `dst`, if any. `nat_pong_id`: the id of the last 0x29
+/// pong seen on the same flow (a 0x2A is only a tell when it echoes that id). Exact-shape tells
+/// need the whole datagram: pass an empty payload when the capture truncated it.
+pub fn classify(payload: &[u8], dst: IpAddr, nat_pong_id: Option<u32>) -> Option<UdpTell> {
+    match payload.first()? {
+        0x27 => ping(payload).map(UdpTell::Ping),
+        0x28 => pong(payload).map(UdpTell::Pong),
+        0x29 => nat_pong(payload).map(UdpTell::NatPong),
+        0x2A => pong_ack(payload).filter(|&id| nat_pong_id == Some(id)).map(UdpTell::PongAck),
+        0xC1 | 0xC2 => address_echo(payload, dst).then_some(UdpTell::AddressEcho),
+        _ => None,
+    }
+}
 
 /// A 0x29 pong ("node up, no free slot").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +270,56 @@ mod tests {
         let mut wrong_type = c1;
         wrong_type[0] = 0xC2;
         assert!(!address_echo(&wrong_type, to("198.51.100.23")), "0xC2 is 11 bytes");
+    }
+
+    #[test]
+    fn classify_dispatches_every_arm() {
+        let peer: IpAddr = "198.51.100.23".parse().unwrap();
+        assert_eq!(classify(&PING_KAZAA, peer, None), Some(UdpTell::Ping(Network::Kazaa)));
+        assert_eq!(classify(&PING_MLDONKEY, peer, None), Some(UdpTell::Ping(Network::Kazaa)));
+        assert_eq!(classify(&PONG_IMESH, peer, None), Some(UdpTell::Pong(Network::FileShare)));
+        assert_eq!(
+            classify(&NAT_PONG_FLAG0, peer, None),
+            Some(UdpTell::NatPong(NatPong { id: 0xDC93_F06B, observed: None }))
+        );
+        let ack = [0x2A, 0xDC, 0x93, 0xF0, 0x6B];
+        assert_eq!(classify(&ack, peer, Some(0xDC93_F06B)), Some(UdpTell::PongAck(0xDC93_F06B)));
+        let c1 = [0xC1, 0x88, 0x9D, 0xC6, 0x33, 0x64, 0x17];
+        assert_eq!(classify(&c1, peer, None), Some(UdpTell::AddressEcho));
+        let reasons: Vec<Reason> = [
+            UdpTell::Ping(Network::Kazaa),
+            UdpTell::Pong(Network::Kazaa),
+            UdpTell::NatPong(NatPong { id: 1, observed: None }),
+            UdpTell::PongAck(1),
+            UdpTell::AddressEcho,
+        ]
+        .iter()
+        .map(|t| t.reason())
+        .collect();
+        assert_eq!(
+            reasons,
+            [Reason::UdpPing, Reason::UdpPong, Reason::UdpPong, Reason::UdpPongAck, Reason::UdpAddressEcho]
+        );
+        assert!(reasons.iter().all(|r| r.is_tell()));
+    }
+
+    #[test]
+    fn classify_passes_decoys() {
+        let peer: IpAddr = "198.51.100.23".parse().unwrap();
+        let ack = [0x2A, 0xDC, 0x93, 0xF0, 0x6B];
+        assert_eq!(classify(&ack, peer, None), None, "0x2A without a 0x29 on the flow");
+        assert_eq!(classify(&ack, peer, Some(0xDC93_F06C)), None, "0x2A echoing another id");
+        let c1 = [0xC1, 0x88, 0x9D, 0xC6, 0x33, 0x64, 0x17];
+        assert_eq!(classify(&c1, "198.51.100.24".parse().unwrap(), None), None, "another destination");
+        // Skype 0x27 and 0xC0 datagrams, a GTP datagram starting 27 00 00 00, a truncated ping.
+        assert_eq!(classify(&padded(&[0x27, 0x4C, 0x02, 0xF6], 18), peer, None), None);
+        assert_eq!(classify(&padded(&[0x27, 0, 0, 0, 0x02, 0x59, 0, 0, 0xC8, 0], 39), peer, None), None);
+        assert_eq!(classify(&padded(&[0xC0, 0x9A, 0x02, 0x51], 18), peer, None), None);
+        assert_eq!(classify(&PING_KAZAA[..11], peer, None), None);
+        // Session datagrams are no tell by themselves (only on a classified flow).
+        assert_eq!(classify(&[0xC0, 0x28, 0x7D, 0x4E, 0xFC, 0x99, 0x88, 0x9D], peer, None), None);
+        assert_eq!(classify(&[], peer, None), None);
+        assert_eq!(classify(b"\x12\x34\x01\x00\x00\x01www", peer, None), None, "DNS");
     }
 
     #[test]

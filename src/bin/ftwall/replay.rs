@@ -9,7 +9,7 @@
 
 use clap::Args;
 use ftwall::capture;
-use ftwall::{Decision, Engine, EngineConfig, Event, Proto, Reason, Timestamp, Verdict};
+use ftwall::{Decision, Engine, EngineConfig, Event, Proto, Timestamp, Verdict};
 use ipnet::IpNet;
 use pcap_file::pcap::PcapParser;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
@@ -43,6 +43,10 @@ const CHUNK: usize = 1 << 20;
 /// Largest record (pcap packet or pcapng block) accepted; a larger one is reported as corrupt
 /// instead of being buffered whole.
 const MAX_RECORD: usize = 16 << 20;
+/// The reason replay reports (accepted) for a capture record that is not an IP packet: ARP,
+/// LLDP, a truncated frame. Such a record never reaches the engine, so the name is replay's own,
+/// not an [`ftwall::Reason`].
+const NOT_IP: &str = "not_ip";
 
 /// A sliding window over a file: the parsers see `data()`, consumed bytes are dropped when more
 /// is read, and the file offset of `data()`'s first byte is tracked for error messages.
@@ -181,8 +185,7 @@ impl<W: Write> Output<W> {
             None => {
                 let _ = write!(
                     l,
-                    "\"verdict\":\"accept\",\"reason\":\"{}\",\"proto\":\"other\",\"src\":null,\"dst\":null,\"payload_len\":0}}",
-                    Reason::NotIp.as_str()
+                    "\"verdict\":\"accept\",\"reason\":\"{NOT_IP}\",\"proto\":\"other\",\"src\":null,\"dst\":null,\"payload_len\":0}}"
                 );
             }
             Some(d) => {
@@ -261,9 +264,7 @@ fn replay_file<W: Write>(
         frame += 1;
         totals.records += 1;
         let now = Timestamp::from_micros(ts_micros);
-        if engine.poll_timeout().is_some_and(|t| t <= now) {
-            engine.handle_timeout(now);
-        }
+        engine.drive(now);
         let decision = capture::l3_payload(link_type, bytes).ok().map(|l3| engine.handle_packet(now, l3));
         while let Some(event) = engine.poll_event() {
             match event {
@@ -272,7 +273,7 @@ fn replay_file<W: Write>(
                 _ => {}
             }
         }
-        // Replay sends nothing: actions (spoofed pongs, probes, store writes) are discarded.
+        // Replay sends nothing: actions (spoofed pongs, probes, state changes) are discarded.
         while engine.poll_action().is_some() {}
         output
             .record(&file_json, path, frame, decision.as_ref())
@@ -435,7 +436,7 @@ fn print_summary(engine: &Engine, totals: &Totals, seconds: f64) {
     }
     let non_ip = totals.records - stats.packets;
     if non_ip > 0 {
-        let _ = writeln!(s, "    {:<18} {non_ip}", Reason::NotIp.as_str());
+        let _ = writeln!(s, "    {NOT_IP:<18} {non_ip}");
     }
     let _ = writeln!(s, "  clients identified: {}, peers identified: {}", totals.clients, totals.peers);
     if totals.failed_files > 0 {

@@ -21,7 +21,7 @@ use super::spoof::Spoofer;
 use super::throttle::Throttle;
 use super::time;
 use crate::config::DaemonConfig;
-use ftwall::engine::{Snapshot, StoreRecord};
+use ftwall::engine::{Snapshot, StateChange};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,7 +51,7 @@ pub(crate) enum Outgoing {
 #[derive(Debug)]
 pub(crate) enum MirrorJob {
     /// One change of the engine's persistent state.
-    Record(StoreRecord),
+    Record(StateChange),
     /// Load the whole state again (after discarded updates).
     Resync(Snapshot),
     /// The configuration changed (or the daemon starts): reopen what changed (client directory,
@@ -268,14 +268,14 @@ impl Mirrors {
         self.resync(snapshot);
     }
 
-    fn record(&mut self, record: &StoreRecord) {
+    fn record(&mut self, record: &StateChange) {
         if let Some(set) = &mut self.kernel_set {
             set.record(record, time::now());
         }
         if let Some(dir) = &self.client_dir {
             let result = match record {
-                StoreRecord::Lock(lock) => dir.locked(lock),
-                StoreRecord::LockRemoved(client) => dir.released(*client),
+                StateChange::Lock(lock) => dir.locked(lock),
+                StateChange::LockRemoved(client) => dir.released(*client),
                 _ => Ok(()),
             };
             if let Err(e) = result {

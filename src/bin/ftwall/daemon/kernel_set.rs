@@ -23,7 +23,7 @@
 //! daemon would, even if the daemon is gone.
 
 use crate::config::DaemonConfig;
-use ftwall::engine::{LockEntry, PeerEntry, Snapshot, StoreRecord};
+use ftwall::engine::{LockEntry, PeerEntry, Snapshot, StateChange};
 use ftwall::Timestamp;
 use std::collections::VecDeque;
 use std::io::Write;
@@ -148,14 +148,15 @@ impl Backend {
     }
 }
 
-/// The script that mirrors `record` (None for bans, which stay in the daemon).
-pub(crate) fn record_script(backend: Backend, record: &StoreRecord, now: Timestamp) -> Option<String> {
+/// The script that mirrors `record` (None for bans and other changes the sets do not hold).
+pub(crate) fn record_script(backend: Backend, record: &StateChange, now: Timestamp) -> Option<String> {
     Some(match record {
-        StoreRecord::Lock(lock) => backend.lock(lock, now),
-        StoreRecord::LockRemoved(client) => backend.del(backend.clients(*client), *client),
-        StoreRecord::Peer(peer) => backend.peer(peer, now),
-        StoreRecord::PeerRemoved(addr) => backend.del(backend.peers(*addr), *addr),
-        StoreRecord::Ban(_) | StoreRecord::BanRemoved(_) => return None,
+        StateChange::Lock(lock) => backend.lock(lock, now),
+        StateChange::LockRemoved(client) => backend.del(backend.clients(*client), *client),
+        StateChange::Peer(peer) => backend.peer(peer, now),
+        StateChange::PeerRemoved(addr) => backend.del(backend.peers(*addr), *addr),
+        // Bans stay in the daemon, like any change the kernel sets do not mirror.
+        _ => return None,
     })
 }
 
@@ -229,7 +230,7 @@ impl KernelSets {
     }
 
     /// Mirrors one change of the engine's state (bans are ignored).
-    pub(crate) fn record(&mut self, record: &StoreRecord, now: Timestamp) {
+    pub(crate) fn record(&mut self, record: &StateChange, now: Timestamp) {
         if let Some(script) = record_script(self.backend, record, now) {
             self.push(script);
         }
@@ -365,9 +366,9 @@ mod tests {
         let mut sets = KernelSets::with_program(Backend::Nft, recorder(dir.path(), &log));
         let a = lock("192.0.2.10", Timestamp::from_secs(60));
         let b = lock("192.0.2.11", Timestamp::from_secs(60));
-        sets.record(&StoreRecord::Lock(a), Timestamp::ZERO);
-        sets.record(&StoreRecord::LockRemoved(a.client), Timestamp::ZERO);
-        sets.record(&StoreRecord::Lock(b), Timestamp::ZERO);
+        sets.record(&StateChange::Lock(a), Timestamp::ZERO);
+        sets.record(&StateChange::LockRemoved(a.client), Timestamp::ZERO);
+        sets.record(&StateChange::Lock(b), Timestamp::ZERO);
         assert_eq!(sets.finish(), 0);
         // The first change started a run at once; the two queued behind it went together.
         let nft = Backend::Nft;
@@ -407,8 +408,8 @@ mod tests {
             bans: Vec::new(),
         };
         sets.sync(&snapshot, now);
-        sets.record(&StoreRecord::PeerRemoved("198.51.100.20".parse().unwrap()), now);
-        sets.record(&StoreRecord::LockRemoved("2001:db8:1::10".parse().unwrap()), now);
+        sets.record(&StateChange::PeerRemoved("198.51.100.20".parse().unwrap()), now);
+        sets.record(&StateChange::LockRemoved("2001:db8:1::10".parse().unwrap()), now);
         assert_eq!(sets.finish(), 0);
         assert_eq!(
             runs(&log),
@@ -438,17 +439,17 @@ mod tests {
     #[test]
     fn bans_are_not_mirrored() {
         let mut sets = KernelSets::with_program(Backend::Ipset, "/nonexistent/ipset");
-        sets.record(&StoreRecord::BanRemoved("192.0.2.10".parse().unwrap()), Timestamp::ZERO);
+        sets.record(&StateChange::BanRemoved("192.0.2.10".parse().unwrap()), Timestamp::ZERO);
         assert_eq!(sets.finish(), 0, "nothing was run");
     }
 
     #[test]
     fn failed_runs_are_counted() {
         let mut sets = KernelSets::with_program(Backend::Nft, "false");
-        sets.record(&StoreRecord::LockRemoved("192.0.2.10".parse().unwrap()), Timestamp::ZERO);
+        sets.record(&StateChange::LockRemoved("192.0.2.10".parse().unwrap()), Timestamp::ZERO);
         assert_eq!(sets.finish(), 1);
         let mut missing = KernelSets::with_program(Backend::Ipset, "/nonexistent/ipset");
-        missing.record(&StoreRecord::LockRemoved("192.0.2.10".parse().unwrap()), Timestamp::ZERO);
+        missing.record(&StateChange::LockRemoved("192.0.2.10".parse().unwrap()), Timestamp::ZERO);
         assert_eq!(missing.reap(), 1);
     }
 

@@ -1,0 +1,83 @@
+//! The engine's persisted vocabulary: the entries of the state file and the change notices the
+//! engine queues when one of them changes.
+//!
+//! This is a leaf: it imports nothing from the engine, so the state tables (`peers`, `locks`,
+//! `bans`) and the state-file format ([`crate::state`]) depend on it, not on the engine hub.
+//!
+//! Invariants:
+//! - The serde shapes here *are* the state-file format (version 1): a field may be added only
+//!   with `#[serde(default)]`, so files written by older versions still load.
+//! - A [`Snapshot`] is complete (every suspect peer, lock and ban); a [`StateChange`] is one
+//!   change to it, in the order the engine made them, so a mirror that applies every change in
+//!   order ends with the same state as a fresh snapshot.
+
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+
+/// A change to the state that survives restarts, queued as [`crate::Action::StateChanged`]: the
+/// shell marks its state file dirty and updates its mirrors (kernel sets, client directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StateChange {
+    /// A suspect peer was added or refreshed.
+    Peer(PeerEntry),
+    /// A suspect peer left the cache (evicted or expired).
+    PeerRemoved(IpAddr),
+    /// A client's lock was armed or re-armed.
+    Lock(LockEntry),
+    /// A client's lock ended.
+    LockRemoved(IpAddr),
+    /// An operator ban was added or changed.
+    Ban(BanEntry),
+    /// An operator ban was lifted or expired.
+    BanRemoved(IpAddr),
+}
+
+/// A suspect peer, as persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerEntry {
+    /// Outside address.
+    pub addr: IpAddr,
+    /// FastTrack port, when known.
+    pub port: Option<u16>,
+    /// When it is forgotten unless seen again (None: only by eviction).
+    pub expires: Option<Timestamp>,
+}
+
+/// A locked client, as persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockEntry {
+    /// Inside address.
+    pub client: IpAddr,
+    /// When the lock ends unless re-armed.
+    pub until: Timestamp,
+    /// The client's FastTrack UDP port (for probes), when known.
+    pub port: Option<u16>,
+    /// The last outside peer the client pinged, from which the half-expiry probe is forged;
+    /// None for locks by other tells only, and in state files that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<SocketAddr>,
+}
+
+/// An operator ban, as persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanEntry {
+    /// The banned address (inside or outside).
+    pub addr: IpAddr,
+    /// When the ban ends (None: when the operator lifts it).
+    pub until: Option<Timestamp>,
+}
+
+/// Engine state that survives restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Suspect peers, most recently used last.
+    pub peers: Vec<PeerEntry>,
+    /// Locked clients.
+    pub locks: Vec<LockEntry>,
+    /// Operator bans, by address. Omitted when empty, so files without bans stay readable by
+    /// versions that predate them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bans: Vec<BanEntry>,
+}
