@@ -9,6 +9,7 @@
 //! - `ftwall man` (hidden): the man page, for packaging (`man.rs`).
 
 mod ctl;
+mod events;
 mod daemon;
 mod lab;
 mod man;
