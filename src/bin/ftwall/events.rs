@@ -233,7 +233,12 @@ pub(crate) fn roff() -> String {
     let mut out = String::new();
     for e in ALL {
         let levels: Vec<String> = e.levels.iter().map(|l| l.as_str().to_ascii_lowercase()).collect();
-        out.push_str(&format!(".TP\n\\fB{}\\fR ({})\n{}\n", e.name, levels.join(", "), roff_escape(e.meaning)));
+        out.push_str(&format!(
+            ".TP\n\\fB{}\\fR ({})\n{}\n",
+            e.name,
+            levels.join(", "),
+            roff_escape(e.meaning)
+        ));
         for (f, m) in e.fields {
             out.push_str(&format!(".br\n\\fI{}\\fR: {}\n", roff_escape(f), roff_escape(m)));
         }

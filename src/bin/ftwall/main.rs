@@ -9,8 +9,8 @@
 //! - `ftwall man` (hidden): the man page, for packaging (`man.rs`).
 
 mod ctl;
-mod events;
 mod daemon;
+mod events;
 mod lab;
 mod man;
 mod replay;

@@ -15,6 +15,9 @@ macro_rules! counters {
             $( pub(crate) $field: AtomicU64, )*
         }
 
+        /// (status key, metric name, help) of every counter, in table order.
+        pub(crate) const CATALOGUE: &[(&str, &str, &str)] = &[$( (stringify!($field), $metric, $help), )*];
+
         impl Counters {
             /// (status key, metric name, help, value) of every counter.
             pub(crate) fn table(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
