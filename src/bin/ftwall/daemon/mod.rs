@@ -29,12 +29,12 @@
 mod client_dir;
 mod config_file;
 mod control;
-mod counters;
+pub(crate) mod counters;
 mod effects;
 mod health;
 mod kernel_set;
 mod logging;
-mod metrics;
+pub(crate) mod metrics;
 mod queue;
 mod spoof;
 mod store;
