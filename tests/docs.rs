@@ -60,3 +60,24 @@ fn every_reason_and_config_key_is_in_the_readme() {
     let missing: Vec<&String> = keys.iter().filter(|k| !readme.contains(&format!("| `{k}` |"))).collect();
     assert!(missing.is_empty(), "configuration keys missing from the README table: {missing:?}");
 }
+
+mod common;
+
+#[test]
+fn the_log_check_of_the_e2e_tests_rejects_what_the_catalogue_does_not_describe() {
+    use common::catalogue::violation;
+    use serde_json::json;
+    let good = json!({"event": "client_released", "level": "INFO", "message": "time-lock ended",
+        "timestamp": "2026-12-02T00:00:00Z", "target": "ftwall", "client": "192.0.2.1"});
+    assert_eq!(violation(&good), None);
+    let counters = json!({"event": "counters", "level": "INFO", "message": "counters",
+        "packets": 1, "spoofed_pongs": 0});
+    assert_eq!(violation(&counters), None);
+    let unknown = json!({"event": "no_such_event", "level": "INFO", "message": "x"});
+    assert!(violation(&unknown).unwrap().contains("not in the catalogue"));
+    let field = json!({"event": "client_released", "level": "INFO", "message": "x", "peer": "x"});
+    assert!(violation(&field).unwrap().contains("field peer"));
+    let level = json!({"event": "client_released", "level": "ERROR", "message": "x"});
+    assert!(violation(&level).unwrap().contains("logged at error"));
+    assert!(violation(&json!({"level": "INFO"})).unwrap().contains("without an event"));
+}

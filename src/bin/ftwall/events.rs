@@ -5,7 +5,7 @@
 //!
 //! Invariants:
 //! - every log call goes through [`log_event!`] with a catalogue constant; no
-//!   `event = "..."` literal exists elsewhere (checked by `tests/docs.rs`);
+//!   `event` field is written by hand elsewhere (checked by `tests/docs.rs`);
 //! - a line's level is one of its entry's `levels` (the first is the default; other levels are
 //!   named at the call site and checked in debug builds);
 //! - a line's fields are among its entry's `fields` (checked on every log line the end-to-end

@@ -81,7 +81,8 @@ pub(crate) fn run(args: ManArgs) -> anyhow::Result<ExitCode> {
             .map(|f| serde_json::json!({"name": f.name, "type": f.kind, "labels": f.labels, "help": f.help}))
             .collect();
         let counters: Vec<&str> = crate::daemon::counters::CATALOGUE.iter().map(|c| c.0).collect();
-        let json = serde_json::json!({"events": crate::events::ALL, "metrics": metrics, "counters": counters});
+        let json =
+            serde_json::json!({"events": crate::events::ALL, "metrics": metrics, "counters": counters});
         println!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -131,9 +132,12 @@ fn events_page() -> String {
         env!("FTWALL_VERSION")
     );
     page.push_str(&crate::events::roff());
-    page.push_str(".SH METRICS\nThe node_exporter textfile written every \\fBmetrics.interval_seconds\\fR:\n");
+    page.push_str(
+        ".SH METRICS\nThe node_exporter textfile written every \\fBmetrics.interval_seconds\\fR:\n",
+    );
     for f in crate::daemon::metrics::catalogue() {
-        let labels = if f.labels.is_empty() { String::new() } else { format!(" {{{}}}", f.labels.join(", ")) };
+        let labels =
+            if f.labels.is_empty() { String::new() } else { format!(" {{{}}}", f.labels.join(", ")) };
         page.push_str(&format!(".TP\n\\fB{}\\fR ({}){}\n{}\n", f.name, f.kind, labels, roff_escape(f.help)));
     }
     page.push_str(".SH SEE ALSO\n\\fBftwall\\fR(8), \\fBjournalctl\\fR(1)\n");
