@@ -173,7 +173,7 @@ field() { cut -d' ' -f"$2" "$work/$1"; }
 echo "added p50 latency per queued packet (median ftwall - median kernel): $(python3 -c "print('%.1f' % ($lat_ftwall - $lat_kernel))") us"
 echo "added p50 latency with busy_poll_us = 200 (ftwall_busypoll - kernel): $(python3 -c "print('%.1f' % ($(field ftwall_busypoll 3) - $(field kernel 3)))") us"
 
-corpus=../shared/corpus/ndpi
+corpus=${FTWALL_CORPUS:-../shared/corpus/ndpi}   # as in tests/corpus.rs
 if [ -d $corpus ]; then
     files=($corpus/*)
     [ $smoke -eq 1 ] && files=("${files[@]:0:40}")

@@ -2,7 +2,7 @@
 //!
 //! Invariant: every packet handed to the engine yields exactly one [`Decision`], whose
 //! [`Reason`] says why. Reason names are stable identifiers: they appear in logs, in
-//! `ftwall replay --jsonl` output and in metrics, and are documented in the README.
+//! `ftwall replay --jsonl` output and in metrics, and are documented in `docs/detection.md`.
 
 use serde::Serialize;
 use std::fmt;

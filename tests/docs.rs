@@ -1,10 +1,36 @@
-//! The README is the operator's reference: every log event the daemon can emit, every reason
-//! code and every configuration key must be documented there.
+//! The documentation is the operator's reference, and it must not drift from the code:
+//! - the event and metrics tables of `docs/operating.md` are exactly what the binary's catalogues
+//!   generate (`ftwall man --markdown events|metrics`), and no log call bypasses the catalogue;
+//!   every reason code in the table of `docs/detection.md` and every
+//!   configuration key in the table of `docs/configuration.md`;
+//! - the README's test command is the one `.ci/run` runs;
+//! - every relative link in the README and `docs/` (and `benches/README.md`) points at a file that
+//!   exists and, with a `#fragment`, at a heading of that file.
+//!
+//! Each table sits between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`, so that it can
+//! be replaced wholesale by one generated from the code; the checks look only inside that block.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
 
 fn read(rel: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// The text between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->` in `page`, which
+/// must hold exactly one such block.
+fn block(page: &str, name: &str) -> String {
+    let text = read(page);
+    let (open, close) = (format!("<!-- generated:{name} -->"), format!("<!-- /generated:{name} -->"));
+    assert_eq!(text.matches(&open).count(), 1, "{page}: want exactly one {open}");
+    assert_eq!(text.matches(&close).count(), 1, "{page}: want exactly one {close}");
+    let start = text.find(&open).unwrap() + open.len();
+    let end = text.find(&close).unwrap();
+    assert!(start < end, "{page}: {close} before {open}");
+    text[start..end].to_string()
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<String>) {
@@ -18,34 +44,68 @@ fn rust_files(dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-#[test]
-fn every_log_event_is_in_the_readme_schema() {
-    let readme = read("README.md");
+fn binary_sources() -> Vec<String> {
     let mut sources = Vec::new();
-    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/ftwall"), &mut sources);
-    let mut events: Vec<String> = Vec::new();
-    for text in &sources {
-        for piece in text.split("event = \"").skip(1) {
-            let name = piece.split('"').next().unwrap();
-            if !events.iter().any(|e| e == name) {
-                events.push(name.to_string());
-            }
-        }
-    }
-    assert!(events.len() > 30, "found only {events:?}");
-    let missing: Vec<&String> = events.iter().filter(|e| !readme.contains(&format!("`{e}`"))).collect();
-    assert!(missing.is_empty(), "log events missing from the README: {missing:?}");
+    rust_files(&root().join("src/bin/ftwall"), &mut sources);
+    sources
+}
+
+/// `ftwall man --markdown NAME`: the table generated from the binary's catalogue.
+fn generated(name: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ftwall"))
+        .args(["man", "--markdown", name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ftwall man --markdown {name}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The generated block `name` of `page` must be exactly what the catalogue generates; the
+/// failure message says how to regenerate it.
+fn assert_generated(page: &str, name: &str) {
+    let want = generated(name);
+    let have = block(page, name);
+    assert!(
+        have.trim() == want.trim(),
+        "the {name} table in {page} differs from the code's catalogue; paste the output of \
+         `cargo run -q -- man --markdown {name}` between its markers.\nwant:\n{want}\nhave:\n{have}"
+    );
 }
 
 #[test]
-fn every_reason_and_config_key_is_in_the_readme() {
-    let readme = read("README.md");
+fn the_event_table_is_generated_from_the_catalogue() {
+    assert_generated("docs/operating.md", "events");
+}
+
+#[test]
+fn the_metrics_table_is_generated_from_the_catalogue() {
+    assert_generated("docs/operating.md", "metrics");
+}
+
+/// Every log call goes through the catalogue (`log_event!`): no hand-written `event` field.
+#[test]
+fn no_log_call_bypasses_the_catalogue() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src/bin/ftwall"), &mut files);
+    let needle = ["event", " = \""].concat();
+    let offenders: Vec<&String> = files.iter().filter(|text| text.contains(&needle)).collect();
+    assert!(offenders.is_empty(), "{} file(s) log an event without log_event!", offenders.len());
+}
+
+#[test]
+fn every_reason_is_in_the_reason_table() {
+    let table = block("docs/detection.md", "reasons");
     for reason in ftwall::Reason::ALL {
         assert!(
-            readme.contains(&format!("| `{}` |", reason.as_str())),
-            "reason {reason} not in the README table"
+            table.contains(&format!("| `{}` |", reason.as_str())),
+            "reason {reason} not in the table in docs/detection.md"
         );
     }
+}
+
+#[test]
+fn every_config_key_is_in_the_configuration_table() {
+    let table = block("docs/configuration.md", "config");
     // Every key of the full configuration, dotted for tables.
     let toml: toml::Table = toml::from_str(&ftwall::Config::default().to_toml_string()).unwrap();
     let mut keys = Vec::new();
@@ -57,8 +117,88 @@ fn every_reason_and_config_key_is_in_the_readme() {
     }
     // Optional keys (unset by default) are not serialised; name them here.
     keys.extend(["client_dir", "metrics.file"].map(String::from));
-    let missing: Vec<&String> = keys.iter().filter(|k| !readme.contains(&format!("| `{k}` |"))).collect();
-    assert!(missing.is_empty(), "configuration keys missing from the README table: {missing:?}");
+    let missing: Vec<&String> = keys.iter().filter(|k| !table.contains(&format!("| `{k}` |"))).collect();
+    assert!(
+        missing.is_empty(),
+        "configuration keys missing from the table in docs/configuration.md: {missing:?}"
+    );
+}
+
+/// `.ci/run` runs "the README's test command": the line after the one that announces it.
+#[test]
+fn readme_and_ci_name_the_same_test_command() {
+    let ci = read(".ci/run");
+    let mut lines = ci
+        .lines()
+        .skip_while(|l| !(l.trim_start().starts_with("echo") && l.contains("the README's test command")));
+    assert!(lines.next().is_some(), ".ci/run no longer announces the README's test command");
+    let command = lines.map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).expect("a command");
+    let readme = read("README.md");
+    assert!(
+        readme.lines().any(|l| l.trim() == command),
+        "the README's quick start does not show .ci/run's test command {command:?} on a line of its own"
+    );
+}
+
+/// GitHub's anchor for a heading: lower case, spaces to `-`, punctuation other than `-` and `_`
+/// dropped.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+fn anchors(markdown: &str) -> Vec<String> {
+    let mut in_code = false;
+    let mut out = Vec::new();
+    for line in markdown.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            out.push(slug(line.trim_start_matches('#')));
+        }
+    }
+    out
+}
+
+#[test]
+fn relative_links_resolve() {
+    let mut pages: Vec<PathBuf> = vec![root().join("README.md"), root().join("benches/README.md")];
+    for entry in std::fs::read_dir(root().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(path);
+        }
+    }
+    assert!(pages.len() >= 6, "{pages:?}");
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for piece in text.split("](").skip(1) {
+            let target = piece.split(')').next().unwrap();
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, fragment) = target.split_once('#').unwrap_or((target, ""));
+            let path = if file.is_empty() { page.clone() } else { page.parent().unwrap().join(file) };
+            if !path.exists() {
+                broken.push(format!("{}: {target} (no such file)", page.display()));
+            } else if !fragment.is_empty() {
+                let linked = std::fs::read_to_string(&path).unwrap_or_default();
+                if !anchors(&linked).iter().any(|a| a == fragment) {
+                    broken.push(format!("{}: {target} (no such heading)", page.display()));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
 mod common;

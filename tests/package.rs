@@ -109,6 +109,13 @@ fn deb_has_binary_unit_rules_conffile_man_pages_and_state_dir() {
     assert_eq!(mode("/usr/lib/sysusers.d/ftwall.conf"), "-rw-r--r--");
     assert_eq!(mode("/usr/lib/tmpfiles.d/ftwall.conf"), "-rw-r--r--");
     mode("/usr/share/doc/ftwall/README.md");
+    // Every docs/ page, beside the README (the README links to them).
+    for entry in std::fs::read_dir(manifest_dir().join("docs")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".md") {
+            assert_eq!(mode(&format!("/usr/share/doc/ftwall/{name}")), "-rw-r--r--", "{name}");
+        }
+    }
     mode("/usr/share/doc/ftwall/copyright");
     // Every file of iptables/, scripts executable.
     for entry in std::fs::read_dir(manifest_dir().join("iptables")).unwrap() {

@@ -62,8 +62,10 @@ The rule files, \fBinstall.sh\fR \fILAN_IF\fR [\fIQUEUE\fR|\fIFIRST\fR:\fILAST\f
 \fI/usr/lib/systemd/system/ftwall.service\fR
 The hardened systemd unit (\fBsystemctl reload ftwall\fR rereads the configuration).
 .TP
-\fI/usr/share/doc/ftwall/README.md\fR
-Detection, reason codes, operation and configuration in full.
+\fI/usr/share/doc/ftwall/\fR
+\fBREADME.md\fR (overview, quick start), \fBoperating.md\fR (install, rules, systemd, \fBftwall ctl\fR,
+log events, metrics, health, uninstall), \fBconfiguration.md\fR (every key of \fIftwall.toml\fR),
+\fBdetection.md\fR (what is detected, reason codes, bounded state), \fBhacking.md\fR (for contributors).
 .SH SEE ALSO
 \fBiptables\fR(8), \fBip6tables\fR(8), \fBsystemd.service\fR(5), \fBsystemctl\fR(1)
 "#;

@@ -275,7 +275,9 @@ impl Daemon {
             "bans": self.engine.ban_count(),
             "flows": self.engine.flow_count(),
         });
-        for (key, _, _, value) in shared.counters.table().into_iter().chain(super::engine_counters(s)) {
+        for (key, _, _, value) in
+            shared.counters.table().into_iter().chain(super::counters::engine_counters(s))
+        {
             status[key] = json!(value);
         }
         status

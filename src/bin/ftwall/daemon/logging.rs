@@ -1,6 +1,7 @@
 //! Log setup and the per-pair rate limit for `packet_dropped` lines.
 //!
-//! Every ftwall log line carries an `event` field naming it (see the README's log schema).
+//! Every ftwall log line carries an `event` field naming it (see the event table in
+//! `docs/operating.md`).
 //!
 //! Logging never blocks the thread that logs: each formatted line goes into a bounded queue
 //! ([`LOG_QUEUE_LINES`]) that one thread writes to stderr. When stderr stalls (a full pipe, a

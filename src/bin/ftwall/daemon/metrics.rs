@@ -3,7 +3,8 @@
 //! Every `metrics.interval_seconds` the housekeeping thread renders the counters ([`render`]) and
 //! the writer thread writes them next to the target as a temporary file that is then renamed
 //! over it ([`write_atomic`]), so the collector never reads a half-written file. Metric names are
-//! stable; [`catalogue`] lists every family, and the operator reference is generated from it.
+//! stable; [`catalogue`] lists every family, and the table in `docs/operating.md` is generated
+//! from it.
 //!
 //! The verdict latency histogram is shared by the queue threads as relaxed atomics: one
 //! `fetch_add` per packet, no lock.
@@ -116,12 +117,8 @@ families! {
 /// Every family the metrics file can hold: [`FAMILIES`] plus one counter per daemon counter.
 pub(crate) fn catalogue() -> Vec<Family> {
     let mut all = FAMILIES.to_vec();
-    all.extend(super::counters::CATALOGUE.iter().map(|&(_, name, help)| Family {
-        name,
-        kind: "counter",
-        help,
-        labels: &[],
-    }));
+    let counters = super::counters::CATALOGUE.iter().chain(super::counters::ENGINE_CATALOGUE);
+    all.extend(counters.map(|&(_, name, help)| Family { name, kind: "counter", help, labels: &[] }));
     all
 }
 
@@ -360,7 +357,9 @@ mod tests {
     #[test]
     fn markdown_lists_every_family_and_counter() {
         let md = markdown();
-        assert_eq!(md.lines().count(), 2 + FAMILIES.len() + super::super::counters::CATALOGUE.len());
+        let counters =
+            super::super::counters::CATALOGUE.len() + super::super::counters::ENGINE_CATALOGUE.len();
+        assert_eq!(md.lines().count(), 2 + FAMILIES.len() + counters);
         assert!(md.contains("| `ftwall_spoofed_pongs_total` | counter | none |"));
         assert!(md.contains("| `ftwall_queue_waiting` | gauge | `queue` |"));
     }

@@ -802,7 +802,9 @@ fn render_metrics(shared: &Shared, kernel: &[(u16, Option<KernelCounters>)]) -> 
     let mut counters: Vec<(&str, &str, u64)> =
         shared.counters.table().into_iter().map(|(_, metric, help, value)| (metric, help, value)).collect();
     counters.extend(
-        engine_counters(d.engine.stats()).into_iter().map(|(_, metric, help, value)| (metric, help, value)),
+        counters::engine_counters(d.engine.stats())
+            .into_iter()
+            .map(|(_, metric, help, value)| (metric, help, value)),
     );
     metrics::render(&MetricsInput {
         version: crate::VERSION,
@@ -817,42 +819,6 @@ fn render_metrics(shared: &Shared, kernel: &[(u16, Option<KernelCounters>)]) -> 
         latency: &shared.latency,
         health: &health,
     })
-}
-
-/// The engine's own counters beside the packet counts: (status key, metric, help, value).
-fn engine_counters(s: &ftwall::engine::EngineStats) -> [(&'static str, &'static str, &'static str, u64); 5] {
-    [
-        (
-            "events_discarded",
-            "ftwall_events_discarded_total",
-            "Engine events discarded undrained.",
-            s.events_discarded,
-        ),
-        (
-            "actions_discarded",
-            "ftwall_actions_discarded_total",
-            "Engine actions discarded undrained.",
-            s.actions_discarded,
-        ),
-        (
-            "pongs_refused_not_lan",
-            "ftwall_pongs_refused_not_lan_total",
-            "Forged pongs refused: the pinging client is not in lan, or the pinged peer is.",
-            s.pongs_refused_not_lan,
-        ),
-        (
-            "pongs_rate_limited",
-            "ftwall_pongs_rate_limited_total",
-            "Forged pongs refused by the pongs rate limits.",
-            s.pongs_rate_limited,
-        ),
-        (
-            "probe_answers",
-            "ftwall_probe_answers_total",
-            "Half-expiry probes a locked client answered.",
-            s.probe_answers,
-        ),
-    ]
 }
 
 fn log_counters(shared: &Shared) {
