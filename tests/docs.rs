@@ -1,6 +1,7 @@
 //! The documentation is the operator's reference, and it must not drift from the code:
-//! - every log event the daemon can emit is in the event table of `docs/operating.md`, every metric
-//!   in its metrics table, every reason code in the table of `docs/detection.md` and every
+//! - the event and metrics tables of `docs/operating.md` are exactly what the binary's catalogues
+//!   generate (`ftwall man --markdown events|metrics`), and no log call bypasses the catalogue;
+//!   every reason code in the table of `docs/detection.md` and every
 //!   configuration key in the table of `docs/configuration.md`;
 //! - the README's test command is the one `.ci/run` runs;
 //! - every relative link in the README and `docs/` (and `benches/README.md`) points at a file that
@@ -43,64 +44,46 @@ fn rust_files(dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-fn binary_sources() -> Vec<String> {
-    let mut sources = Vec::new();
-    rust_files(&root().join("src/bin/ftwall"), &mut sources);
-    sources
+/// `ftwall man --markdown NAME`: the table generated from the binary's catalogue.
+fn generated(name: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ftwall"))
+        .args(["man", "--markdown", name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ftwall man --markdown {name}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The generated block `name` of `page` must be exactly what the catalogue generates; the
+/// failure message says how to regenerate it.
+fn assert_generated(page: &str, name: &str) {
+    let want = generated(name);
+    let have = block(page, name);
+    assert!(
+        have.trim() == want.trim(),
+        "the {name} table in {page} differs from the code's catalogue; paste the output of \
+         `cargo run -q -- man --markdown {name}` between its markers.\nwant:\n{want}\nhave:\n{have}"
+    );
 }
 
 #[test]
-fn every_log_event_is_in_the_event_table() {
-    let table = block("docs/operating.md", "events");
-    let mut events: Vec<String> = Vec::new();
-    for text in &binary_sources() {
-        for piece in text.split("event = \"").skip(1) {
-            let name = piece.split('"').next().unwrap();
-            if !events.iter().any(|e| e == name) {
-                events.push(name.to_string());
-            }
-        }
-    }
-    assert!(events.len() > 30, "found only {events:?}");
-    let missing: Vec<&String> = events.iter().filter(|e| !table.contains(&format!("`{e}`"))).collect();
-    assert!(missing.is_empty(), "log events missing from the table in docs/operating.md: {missing:?}");
+fn the_event_table_is_generated_from_the_catalogue() {
+    assert_generated("docs/operating.md", "events");
 }
 
 #[test]
-fn every_metric_is_in_the_metrics_table() {
-    let table = block("docs/operating.md", "metrics");
-    // Metric names are string literals `"ftwall_..."` in the daemon; the kernel sets the daemon
-    // fills share the prefix and are documented with the rules instead.
-    let sets = ["ftwall_clients", "ftwall_clients6", "ftwall_peers", "ftwall_peers6", "ftwall_allow_ports"];
-    let mut metrics: Vec<String> = Vec::new();
-    for text in &binary_sources() {
-        for piece in text.split("\"ftwall_").skip(1) {
-            let rest: String = piece.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            // Only whole literals: not a prefix of a format string or a longer text.
-            if rest.is_empty() || !piece[rest.len()..].starts_with('"') {
-                continue;
-            }
-            let name = format!("ftwall_{rest}");
-            if !sets.contains(&name.as_str()) && !metrics.contains(&name) {
-                metrics.push(name);
-            }
-        }
-    }
-    // A histogram's series are documented under the histogram's name.
-    let base = |m: &str| {
-        ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|s| m.strip_suffix(s).filter(|b| metrics.iter().any(|x| x == b)))
-            .unwrap_or(m)
-            .to_string()
-    };
-    assert!(metrics.len() > 30, "found only {metrics:?}");
-    let missing: Vec<String> = metrics
-        .iter()
-        .map(|m| base(m))
-        .filter(|m| !table.contains(&format!("`{m}`")) && !table.contains(&format!("`{m}{{")))
-        .collect();
-    assert!(missing.is_empty(), "metrics missing from the table in docs/operating.md: {missing:?}");
+fn the_metrics_table_is_generated_from_the_catalogue() {
+    assert_generated("docs/operating.md", "metrics");
+}
+
+/// Every log call goes through the catalogue (`log_event!`): no hand-written `event` field.
+#[test]
+fn no_log_call_bypasses_the_catalogue() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src/bin/ftwall"), &mut files);
+    let needle = ["event", " = \""].concat();
+    let offenders: Vec<&String> = files.iter().filter(|text| text.contains(&needle)).collect();
+    assert!(offenders.is_empty(), "{} file(s) log an event without log_event!", offenders.len());
 }
 
 #[test]
@@ -219,4 +202,25 @@ fn relative_links_resolve() {
         }
     }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+mod common;
+
+#[test]
+fn the_log_check_of_the_e2e_tests_rejects_what_the_catalogue_does_not_describe() {
+    use common::catalogue::violation;
+    use serde_json::json;
+    let good = json!({"event": "client_released", "level": "INFO", "message": "time-lock ended",
+        "timestamp": "2026-12-02T00:00:00Z", "target": "ftwall", "client": "192.0.2.1"});
+    assert_eq!(violation(&good), None);
+    let counters = json!({"event": "counters", "level": "INFO", "message": "counters",
+        "packets": 1, "spoofed_pongs": 0});
+    assert_eq!(violation(&counters), None);
+    let unknown = json!({"event": "no_such_event", "level": "INFO", "message": "x"});
+    assert!(violation(&unknown).unwrap().contains("not in the catalogue"));
+    let field = json!({"event": "client_released", "level": "INFO", "message": "x", "peer": "x"});
+    assert!(violation(&field).unwrap().contains("field peer"));
+    let level = json!({"event": "client_released", "level": "ERROR", "message": "x"});
+    assert!(violation(&level).unwrap().contains("logged at error"));
+    assert!(violation(&json!({"level": "INFO"})).unwrap().contains("without an event"));
 }

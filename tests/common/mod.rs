@@ -5,6 +5,8 @@
 // Each test crate includes this module and uses part of it, through `pub` items.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod catalogue;
+
 use serde_json::Value;
 use std::fs::File;
 use std::os::unix::net::UnixDatagram;
@@ -373,13 +375,18 @@ impl Lab {
         must("kill", &[signal, &self.daemon_pid().to_string()]);
     }
 
-    /// Log lines (JSON objects) written by the daemon so far.
+    /// Log lines (JSON objects) written by the daemon so far; each is checked against the
+    /// catalogue of log events (panics on a line the operator reference does not describe).
     pub fn log(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log_path)
+        let lines: Vec<Value> = std::fs::read_to_string(&self.log_path)
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+            .collect();
+        if let Some(problem) = lines.iter().find_map(catalogue::violation) {
+            panic!("{problem}");
+        }
+        lines
     }
 
     /// Waits until the `n`-th log line matching `pred` appears.

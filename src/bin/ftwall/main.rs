@@ -19,6 +19,7 @@ mod accept_all;
 mod config;
 mod ctl;
 mod daemon;
+mod events;
 mod lab;
 mod man;
 mod protocol;

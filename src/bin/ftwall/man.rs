@@ -15,10 +15,36 @@ use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ManArgs {
-    /// Write ftwall.8, one page per subcommand and ftwall.toml.5 into this directory instead of
+    /// Write ftwall.8, one page per subcommand, ftwall.toml.5 and ftwall-events.7 into this directory instead of
     /// ftwall.8 to stdout.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Print a generated reference table (Markdown) instead: the log events or the metrics.
+    #[arg(long, value_enum, conflicts_with = "dir")]
+    markdown: Option<Table>,
+    /// Print the catalogues of log events and metrics as JSON (for tests and tooling).
+    #[arg(long, conflicts_with_all = ["dir", "markdown"])]
+    catalogue: bool,
+}
+
+/// The reference tables generated from the code's catalogues.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Table {
+    /// Every log event (`events.rs`).
+    Events,
+    /// Every metric family (`daemon/metrics.rs`).
+    Metrics,
+}
+
+impl Table {
+    /// The table's Markdown, as `docs/operating.md` holds it between
+    /// `<!-- generated:NAME -->` markers.
+    pub(crate) fn markdown(self) -> String {
+        match self {
+            Self::Events => crate::events::markdown(),
+            Self::Metrics => crate::daemon::metrics::markdown(),
+        }
+    }
 }
 
 const SECTION: &str = "8";
@@ -52,6 +78,21 @@ log events, metrics, health, uninstall), \fBconfiguration.md\fR (every key of \f
 pub(crate) fn run(args: ManArgs) -> anyhow::Result<ExitCode> {
     // The help subcommand gets no page (as in clap_mangen::generate_to); build() names subcommands
     // `ftwall-run` etc.
+    if let Some(table) = args.markdown {
+        print!("{}", table.markdown());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.catalogue {
+        let metrics: Vec<serde_json::Value> = crate::daemon::metrics::catalogue()
+            .iter()
+            .map(|f| serde_json::json!({"name": f.name, "type": f.kind, "labels": f.labels, "help": f.help}))
+            .collect();
+        let counters: Vec<&str> = crate::daemon::counters::CATALOGUE.iter().map(|c| c.0).collect();
+        let json =
+            serde_json::json!({"events": crate::events::ALL, "metrics": metrics, "counters": counters});
+        println!("{json}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut cmd = crate::Cli::command().long_about(DESCRIPTION).disable_help_subcommand(true);
     cmd.build();
     match args.dir {
@@ -71,6 +112,7 @@ pub(crate) fn run(args: ManArgs) -> anyhow::Result<ExitCode> {
             let mut page = Vec::new();
             render_config_page(&mut page)?;
             std::fs::write(dir.join("ftwall.toml.5"), page)?;
+            std::fs::write(dir.join("ftwall-events.7"), events_page())?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -87,6 +129,29 @@ fn render_main(cmd: &clap::Command, out: &mut dyn Write) -> std::io::Result<()> 
     man.render_subcommands_section(out)?;
     out.write_all(FILES.as_bytes())?;
     man.render_version_section(out)
+}
+
+/// `ftwall-events(7)`: every log event and metric family, from the catalogues.
+fn events_page() -> String {
+    use crate::events::roff_escape;
+    let mut page = format!(
+        ".TH FTWALL-EVENTS 7 \"\" \"ftwall {}\"\n.SH NAME\nftwall\\-events \\- the log events and metrics of ftwall\n\
+         .SH DESCRIPTION\nEvery line ftwall logs has an \\fBevent\\fR field naming one entry below, a \\fBlevel\\fR \
+         and a \\fBmessage\\fR; the other fields are listed under each event. With \\fB\\-\\-log\\-format json\\fR \
+         (the default under systemd) each line is one JSON object.\n.SH LOG EVENTS\n",
+        env!("FTWALL_VERSION")
+    );
+    page.push_str(&crate::events::roff());
+    page.push_str(
+        ".SH METRICS\nThe node_exporter textfile written every \\fBmetrics.interval_seconds\\fR:\n",
+    );
+    for f in crate::daemon::metrics::catalogue() {
+        let labels =
+            if f.labels.is_empty() { String::new() } else { format!(" {{{}}}", f.labels.join(", ")) };
+        page.push_str(&format!(".TP\n\\fB{}\\fR ({}){}\n{}\n", f.name, f.kind, labels, roff_escape(f.help)));
+    }
+    page.push_str(".SH SEE ALSO\n\\fBftwall\\fR(8), \\fBjournalctl\\fR(1)\n");
+    page
 }
 
 /// One page for `sub` and, recursively, its visible subcommands.

@@ -11,6 +11,7 @@
 //! user. Operator changes are saved to the state file before the answer is sent.
 
 use super::{lock, time, Daemon, Shared, SHUTDOWN_WAIT};
+use crate::events::log_event;
 use crate::protocol::{
     Answer, Ban, Change, Counts, Done, LockedClient, Request, Status, SuspectPeer, MAX_REQUEST,
 };
@@ -21,7 +22,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tracing::{debug, info, warn};
 
 /// Longest time one connection may take to send its request or read the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -78,12 +78,12 @@ impl ControlSocket {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     if let Err(e) = answer(stream, shared) {
-                        debug!(event = "control_error", error = %e, "control request failed");
+                        log_event!(CONTROL_ERROR at DEBUG, error = %e, "control request failed");
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => {
-                    warn!(event = "control_error", error = %e, "accept on the control socket failed");
+                    log_event!(CONTROL_ERROR, error = %e, "accept on the control socket failed");
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }
@@ -128,7 +128,7 @@ fn answer(stream: UnixStream, shared: &Shared) -> io::Result<()> {
     let mut line = String::new();
     BufReader::new((&stream).take(MAX_REQUEST as u64)).read_line(&mut line)?;
     let reply = if uid != 0 && uid != own {
-        warn!(event = "control_refused", uid, "control request from an unauthorised user refused");
+        log_event!(CONTROL_REFUSED, uid, "control request from an unauthorised user refused");
         Answer::Failed("permission denied: only root and the daemon's user may control ftwall".into())
     } else {
         match Request::parse(line.trim_end_matches(['\r', '\n'])) {
@@ -192,7 +192,7 @@ impl Daemon {
                 if !released && !forgotten {
                     return Answer::Failed(format!("{addr} is neither a locked client nor a suspect peer"));
                 }
-                info!(event = "operator_release", addr = %addr, client_released = released, peer_forgotten = forgotten, uid, "released by the operator");
+                log_event!(OPERATOR_RELEASE, addr = %addr, client_released = released, peer_forgotten = forgotten, uid, "released by the operator");
                 let what = match (released, forgotten) {
                     (true, true) => "time-lock ended and suspect peer forgotten",
                     (true, false) => "time-lock ended",
@@ -207,7 +207,7 @@ impl Daemon {
                     return Answer::Failed(e.to_string());
                 }
                 let until_text = until.map_or("until unbanned".to_string(), |u| format!("until {}", iso(u)));
-                info!(event = "operator_ban", addr = %addr, until = %until_text, inside = self.config.engine.is_lan(addr), uid, "banned by the operator");
+                log_event!(OPERATOR_BAN, addr = %addr, until = %until_text, inside = self.config.engine.is_lan(addr), uid, "banned by the operator");
                 self.changed(
                     shared,
                     format!("{addr}: banned {until_text}"),
@@ -218,7 +218,7 @@ impl Daemon {
                 if !self.engine.unban(addr) {
                     return Answer::Failed(format!("{addr} is not banned"));
                 }
-                info!(event = "operator_unban", addr = %addr, uid, "ban lifted by the operator");
+                log_event!(OPERATOR_UNBAN, addr = %addr, uid, "ban lifted by the operator");
                 self.changed(shared, format!("{addr}: ban lifted"), Change::Unbanned)
             }
         }
@@ -236,7 +236,7 @@ impl Daemon {
         let config = &self.config;
         let reasons =
             s.by_reason().filter(|&(_, n)| n > 0).map(|(r, n)| (r.as_str().to_string(), n)).collect();
-        let counters = shared.counters.table().into_iter().chain(super::engine_counters(s));
+        let counters = shared.counters.table().into_iter().chain(super::counters::engine_counters(s));
         Status {
             version: crate::version::VERSION.to_string(),
             pid: std::process::id(),

@@ -5,6 +5,7 @@
 //! Invariant: every counter appears exactly once in [`Counters::table`], with its status key,
 //! metric name and help text, so the three views cannot drift apart.
 
+use crate::events::log_event;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 macro_rules! counters {
@@ -15,6 +16,9 @@ macro_rules! counters {
             $( pub(crate) $field: AtomicU64, )*
         }
 
+        /// (status key, metric name, help) of every counter, in table order.
+        pub(crate) const CATALOGUE: &[(&str, &str, &str)] = &[$( (stringify!($field), $metric, $help), )*];
+
         impl Counters {
             /// (status key, metric name, help, value) of every counter.
             pub(crate) fn table(&self) -> Vec<(&'static str, &'static str, &'static str, u64)> {
@@ -24,8 +28,8 @@ macro_rules! counters {
             /// Logs the `counters` event: the engine's figures given, then every counter as a
             /// field of its own.
             pub(crate) fn log(&self, engine: &EngineFigures<'_>) {
-                tracing::info!(
-                    event = "counters",
+                log_event!(
+                    COUNTERS,
                     packets = engine.packets,
                     accepted = engine.accepted,
                     dropped = engine.dropped,
@@ -74,6 +78,42 @@ counters! {
     metrics_writes_skipped, "ftwall_metrics_writes_skipped_total", "Metrics writes skipped because the writer was still busy.";
     log_lines_discarded, "ftwall_log_lines_discarded_total", "Log lines discarded because stderr could not keep up.";
     drop_lines_suppressed, "ftwall_drop_lines_suppressed_total", "packet_dropped lines suppressed by the global log limit.";
+}
+
+/// (status key, metric name, help) of the engine's own counters that sit beside the packet
+/// counts ([`engine_counters`] gives their values).
+pub(crate) const ENGINE_CATALOGUE: &[(&str, &str, &str)] = &[
+    ("events_discarded", "ftwall_events_discarded_total", "Engine events discarded undrained."),
+    ("actions_discarded", "ftwall_actions_discarded_total", "Engine actions discarded undrained."),
+    (
+        "pongs_refused_not_lan",
+        "ftwall_pongs_refused_not_lan_total",
+        "Forged pongs refused: the pinging client is not in lan, or the pinged peer is.",
+    ),
+    (
+        "pongs_rate_limited",
+        "ftwall_pongs_rate_limited_total",
+        "Forged pongs refused by the pongs rate limits.",
+    ),
+    ("probe_answers", "ftwall_probe_answers_total", "Half-expiry probes a locked client answered."),
+];
+
+/// The engine's own counters: (status key, metric, help, value), in [`ENGINE_CATALOGUE`] order.
+pub(crate) fn engine_counters(
+    s: &ftwall::engine::EngineStats,
+) -> Vec<(&'static str, &'static str, &'static str, u64)> {
+    let values = [
+        s.events_discarded,
+        s.actions_discarded,
+        s.pongs_refused_not_lan,
+        s.pongs_rate_limited,
+        s.probe_answers,
+    ];
+    ENGINE_CATALOGUE
+        .iter()
+        .zip(values)
+        .map(|(&(key, metric, help), value)| (key, metric, help, value))
+        .collect()
 }
 
 impl Counters {

@@ -21,6 +21,7 @@ use super::spoof::Spoofer;
 use super::throttle::Throttle;
 use super::time;
 use crate::config::DaemonConfig;
+use crate::events::log_event;
 use ftwall::engine::{Snapshot, StateChange};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,7 +30,6 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryS
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tracing::{debug, info, warn};
 
 /// Most packets waiting for the sender thread.
 pub(crate) const OUTGOING_QUEUE: usize = 4096;
@@ -149,7 +149,7 @@ impl Effects {
 fn open_spoofer() -> Spoofer {
     let (spoofer, problems) = Spoofer::open();
     for p in &problems {
-        warn!(event = "spoof_unavailable", detail = %p, "forged pongs disabled for this family (needs CAP_NET_RAW)");
+        log_event!(SPOOF_UNAVAILABLE, detail = %p, "forged pongs disabled for this family (needs CAP_NET_RAW)");
     }
     spoofer
 }
@@ -179,7 +179,7 @@ fn sender_thread(jobs: Receiver<Outgoing>, mut spoofer: Option<Spoofer>, counter
                 let result = spoofer.send(from, to, &payload);
                 if result.is_ok() {
                     Counters::bump(&counters.probes_sent);
-                    debug!(event = "probe_sent", client = %to, "half-expiry probe sent");
+                    log_event!(PROBE_SENT, client = %to, "half-expiry probe sent");
                 }
                 (result, to)
             }
@@ -187,8 +187,8 @@ fn sender_thread(jobs: Receiver<Outgoing>, mut spoofer: Option<Spoofer>, counter
         if let Err(e) = result {
             Counters::bump(&counters.spoof_errors);
             if error_log.ready() {
-                warn!(
-                    event = "spoof_error",
+                log_event!(
+                    SPOOF_ERROR,
                     error = %e,
                     to = %to,
                     total = Counters::get(&counters.spoof_errors),
@@ -242,7 +242,7 @@ impl Mirrors {
             self.client_dir = client_dir.as_deref().and_then(|dir| match ClientDir::new(dir) {
                 Ok(cd) => Some(cd),
                 Err(e) => {
-                    warn!(event = "client_dir_error", dir = %dir.display(), error = %e, "client directory disabled");
+                    log_event!(CLIENT_DIR_ERROR, dir = %dir.display(), error = %e, "client directory disabled");
                     None
                 }
             });
@@ -253,8 +253,8 @@ impl Mirrors {
             // Probes which sets exist (runs nft / ipset once; this thread, never a packet's).
             self.kernel_set = KernelSets::detect(config);
             if let Some(set) = &self.kernel_set {
-                info!(
-                    event = "kernel_set_enabled",
+                log_event!(
+                    KERNEL_SET_ENABLED,
                     backend = set.backend().as_str(),
                     locks = snapshot.locks.len(),
                     peers = snapshot.peers.len(),
@@ -280,7 +280,7 @@ impl Mirrors {
             };
             if let Err(e) = result {
                 Counters::bump(&self.counters.client_dir_errors);
-                warn!(event = "client_dir_error", error = %e, "client directory not updated");
+                log_event!(CLIENT_DIR_ERROR, error = %e, "client directory not updated");
             }
         }
     }
@@ -294,7 +294,7 @@ impl Mirrors {
             let locks: Vec<_> = snapshot.locks.iter().filter(|l| l.until > now).copied().collect();
             if let Err(e) = dir.sync(&locks) {
                 Counters::bump(&self.counters.client_dir_errors);
-                warn!(event = "client_dir_error", error = %e, "client directory not synchronised");
+                log_event!(CLIENT_DIR_ERROR, error = %e, "client directory not synchronised");
             }
         }
     }
@@ -305,8 +305,8 @@ impl Mirrors {
         if failed > 0 {
             self.counters.kernel_set_errors.fetch_add(failed, Ordering::Relaxed);
             if error_log.ready() {
-                warn!(
-                    event = "kernel_set_failed",
+                log_event!(
+                    KERNEL_SET_FAILED,
                     failed,
                     total = Counters::get(&self.counters.kernel_set_errors),
                     "the kernel sets could not be updated (are the rules installed? nft / ipset present?)"

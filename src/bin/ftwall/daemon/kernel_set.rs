@@ -23,6 +23,7 @@
 //! daemon would, even if the daemon is gone.
 
 use crate::config::DaemonConfig;
+use crate::events::log_event;
 use ftwall::engine::{LockEntry, PeerEntry, Snapshot, StateChange};
 use ftwall::Timestamp;
 use std::collections::VecDeque;
@@ -32,7 +33,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use tracing::warn;
 
 /// Most scripts applied by one run.
 const MAX_BATCH: usize = 128;
@@ -210,8 +210,8 @@ impl KernelSets {
             return Some(Self::with_program(Backend::Ipset, "ipset"));
         }
         if !WARNED_MISSING.swap(true, Ordering::Relaxed) {
-            warn!(
-                event = "kernel_sets_unavailable",
+            log_event!(
+                KERNEL_SETS_UNAVAILABLE,
                 "neither the nft set inet ftwall ft_clients nor the ipset ftwall_clients exists \
                  (run iptables/install.sh, with ipset installed): locks and suspect peers are not \
                  kept in the kernel across restarts"

@@ -28,27 +28,28 @@
 
 mod client_dir;
 mod control;
-mod counters;
+pub(crate) mod counters;
 mod effects;
 mod health;
 mod kernel_set;
 mod logging;
-mod metrics;
+pub(crate) mod metrics;
 pub(crate) mod queue;
 mod spoof;
 mod store;
 mod throttle;
-mod time;
+pub(crate) mod time;
 mod worker;
 mod writer;
 
 use crate::config::{load_config, ConfigChange, DaemonConfig};
+use crate::events::log_event;
 use anyhow::Context;
 use clap::Args;
 use control::ControlSocket;
 use counters::Counters;
 use effects::{Effects, MirrorJob, Outgoing};
-use ftwall::{Action, Decision, Engine, Event, Timestamp};
+use ftwall::{Action, Decision, Engine, Timestamp};
 use health::{HealthMonitor, HealthReport, HealthState, KernelQueue, QueueProgress, Sample};
 use logging::{DropLimiter, LogFormat};
 use metrics::{LatencyHistogram, MetricsInput};
@@ -64,8 +65,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use throttle::{SharedThrottle, Throttle};
-use time::rfc3339;
-use tracing::{debug, error, info, warn};
+use tracing::debug;
 use worker::Worker;
 use writer::Writer;
 
@@ -128,18 +128,18 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     effects.stop();
     writer.stop();
     let released_ms = released_at.lock().unwrap_or_else(|e| e.into_inner()).map(|t| t.elapsed().as_millis());
-    info!(event = "daemon_stopped", released_ms = released_ms.unwrap_or(0) as u64, "ftwall stopped");
+    log_event!(DAEMON_STOPPED, released_ms = released_ms.unwrap_or(0) as u64, "ftwall stopped");
     result.map(|()| ExitCode::SUCCESS)
 }
 
 fn open_control(path: &Path) -> Option<ControlSocket> {
     match ControlSocket::bind(path) {
         Ok(socket) => {
-            info!(event = "control_listening", socket = %path.display(), "ftwall ctl socket ready");
+            log_event!(CONTROL_LISTENING, socket = %path.display(), "ftwall ctl socket ready");
             Some(socket)
         }
         Err(e) => {
-            warn!(event = "control_unavailable", socket = %path.display(), error = %e, "ftwall ctl disabled");
+            log_event!(CONTROL_UNAVAILABLE, socket = %path.display(), error = %e, "ftwall ctl disabled");
             None
         }
     }
@@ -242,7 +242,7 @@ fn resolve_interfaces(names: &[String]) -> Option<Vec<u32>> {
             .map(|c| unsafe { libc::if_nametoindex(c.as_ptr()) })
             .unwrap_or(0);
         if index == 0 {
-            warn!(event = "lan_interface_missing", interface = %name, "a lan_interfaces entry does not exist; no forged pong leaves through it");
+            log_event!(LAN_INTERFACE_MISSING, interface = %name, "a lan_interfaces entry does not exist; no forged pong leaves through it");
         } else {
             found.push(index);
         }
@@ -264,7 +264,7 @@ impl Shared {
         for (i, &number) in queue_numbers.iter().enumerate() {
             let queue = NfQueue::open(config.queue_options(), number)?;
             for w in &queue.warnings {
-                warn!(event = "queue_option_unsupported", queue = number, detail = %w, "a queue option could not be set");
+                log_event!(QUEUE_OPTION_UNSUPPORTED, queue = number, detail = %w, "a queue option could not be set");
             }
             workers.push(Worker::new(
                 queue,
@@ -281,26 +281,30 @@ impl Shared {
         if let Some(dir) = config.state_file.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Running by hand (not under systemd's StateDirectory=): create the directory.
             if let Err(e) = std::fs::create_dir_all(dir) {
-                warn!(event = "state_dir_unavailable", dir = %dir.display(), error = %e, "state will not be saved until it exists");
+                log_event!(STATE_DIR_UNAVAILABLE, dir = %dir.display(), error = %e, "state will not be saved until it exists");
             }
         }
         let mut engine = Engine::new(config.engine.clone());
         match store::load(&config.state_file, now.as_secs()) {
             store::Loaded::Missing => {}
             store::Loaded::State(snapshot) => engine.restore(now, &snapshot),
-            store::Loaded::MovedAside { to, reason } => error!(
-                event = "state_corrupt",
-                file = %config.state_file.display(),
-                moved_to = %to.display(),
-                reason = %reason,
-                "state file unusable, moved aside; starting empty"
-            ),
-            store::Loaded::Unreadable(reason) => error!(
-                event = "state_corrupt",
-                file = %config.state_file.display(),
-                reason = %reason,
-                "state file unusable; starting empty"
-            ),
+            store::Loaded::MovedAside { to, reason } => {
+                log_event!(
+                    STATE_CORRUPT,
+                    file = %config.state_file.display(),
+                    moved_to = %to.display(),
+                    reason = %reason,
+                    "state file unusable, moved aside; starting empty"
+                )
+            }
+            store::Loaded::Unreadable(reason) => {
+                log_event!(
+                    STATE_CORRUPT,
+                    file = %config.state_file.display(),
+                    reason = %reason,
+                    "state file unusable; starting empty"
+                )
+            }
         }
         let counters = Arc::new(Counters::default());
         let effects = Effects::start(Arc::clone(&counters), &config, &engine.snapshot())
@@ -353,8 +357,8 @@ impl Shared {
         notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
         {
             let d = lock(&shared.core);
-            info!(
-                event = "daemon_started",
+            log_event!(
+                DAEMON_STARTED,
                 queue = shared.queue_numbers[0],
                 queues = shared.queue_numbers.len(),
                 mode = ?config.engine.mode,
@@ -374,15 +378,15 @@ impl Shared {
     fn verdict_error(&self, e: &std::io::Error) {
         Counters::bump(&self.counters.verdict_errors);
         if self.error_log.ready() {
-            warn!(event = "verdict_error", error = %e, total = Counters::get(&self.counters.verdict_errors), "verdict failed");
+            log_event!(VERDICT_ERROR, error = %e, total = Counters::get(&self.counters.verdict_errors), "verdict failed");
         }
     }
 
     fn socket_overflow(&self) {
         Counters::bump(&self.counters.socket_overflows);
         if self.overflow_log.ready() {
-            warn!(
-                event = "queue_overflow",
+            log_event!(
+                QUEUE_OVERFLOW,
                 socket_overflows = Counters::get(&self.counters.socket_overflows),
                 fail_open = self.fail_open,
                 "the queue socket buffer overflowed; packets were accepted (fail_open) or dropped by the kernel"
@@ -393,7 +397,7 @@ impl Shared {
     fn queue_error(&self, e: &std::io::Error) {
         Counters::bump(&self.counters.queue_errors);
         if self.error_log.ready() {
-            warn!(event = "queue_error", error = %e, total = Counters::get(&self.counters.queue_errors), "netlink error");
+            log_event!(QUEUE_ERROR, error = %e, total = Counters::get(&self.counters.queue_errors), "netlink error");
         }
     }
 
@@ -401,8 +405,8 @@ impl Shared {
     fn marked_return(&self, mark: u32, packet_id: u32) {
         Counters::bump(&self.counters.marked_returns);
         if !self.offload_rules_missing.swap(true, Ordering::Relaxed) {
-            error!(
-                event = "offload_rules_missing",
+            log_event!(
+                OFFLOAD_RULES_MISSING,
                 mark = format!("{mark:#x}"),
                 packet_id,
                 "a packet came back already marked by ftwall: the rules that consume the offload mark are missing. \
@@ -416,7 +420,7 @@ impl Shared {
         let mut at = self.released_at.lock().unwrap_or_else(|e| e.into_inner());
         if at.is_none() {
             *at = Some(Instant::now());
-            info!(event = "queue_released", queues = ?self.queue_numbers, "queues released: packets now pass per the rules' bypass until a daemon binds");
+            log_event!(QUEUE_RELEASED, queues = ?self.queue_numbers, "queues released: packets now pass per the rules' bypass until a daemon binds");
         }
     }
 
@@ -446,8 +450,8 @@ impl Daemon {
         let client = client.ip();
         let enforced = d.verdict == ftwall::Verdict::Drop;
         match self.limiter.admit(client, peer.ip(), now) {
-            logging::Admit::Log(suppressed) => info!(
-                event = "packet_dropped",
+            logging::Admit::Log(suppressed) => log_event!(
+                PACKET_DROPPED,
                 client = %client,
                 peer = %peer,
                 reason = d.reason.as_str(),
@@ -467,7 +471,7 @@ impl Daemon {
     /// the interface the packet being judged arrived on, if any.
     fn drain(&mut self, shared: &Shared, ingress: Option<u32>) {
         while let Some(event) = self.engine.poll_event() {
-            log_event(event);
+            crate::events::engine_event(event);
         }
         while let Some(action) = self.engine.poll_action() {
             match action {
@@ -492,42 +496,6 @@ impl Daemon {
                 }
             }
         }
-    }
-}
-
-fn log_event(event: Event) {
-    match event {
-        Event::ClientIdentified { client, peer, reason, locked_until } => info!(
-            event = "client_identified",
-            client = %client,
-            peer = %peer,
-            reason = reason.as_str(),
-            locked_until = %locked_until.map_or("none (time-lock disabled)".to_string(), |t| rfc3339(t.as_secs())),
-            "FastTrack client identified"
-        ),
-        Event::PeerIdentified { peer, port, client, reason } => info!(
-            event = "peer_identified",
-            peer = %port.map_or(peer.to_string(), |p| SocketAddr::new(peer, p).to_string()),
-            client = %client.map_or("-".to_string(), |c| c.to_string()),
-            reason = reason.as_str(),
-            "FastTrack peer identified"
-        ),
-        Event::ClientReleased { client } => {
-            info!(event = "client_released", client = %client, "time-lock ended")
-        }
-        Event::BanExpired { addr } => {
-            info!(event = "ban_expired", addr = %addr, "operator ban expired")
-        }
-        Event::FlowClassified { proto, client, peer, reason } => debug!(
-            event = "flow_classified",
-            proto = proto.as_str(),
-            client = %client,
-            peer = %peer,
-            reason = reason.as_str(),
-            "flow classified as FastTrack"
-        ),
-        // An event this build does not know how to render yet (`Event` is non-exhaustive).
-        other => debug!(?other, "engine event"),
     }
 }
 
@@ -607,7 +575,7 @@ impl Housekeeping {
         }
         if self.flush.ready() {
             for (client, peer, suppressed) in lock(&shared.core).limiter.flush(now) {
-                info!(event = "packet_dropped", client = %client, peer = %peer, suppressed, "further drops suppressed");
+                log_event!(PACKET_DROPPED, client = %client, peer = %peer, suppressed, "further drops suppressed");
             }
         }
         if self.watchdog.as_mut().is_some_and(Throttle::ready) {
@@ -666,15 +634,15 @@ impl Housekeeping {
         if let Some(old) = self.health.update(Instant::now(), &progress, sample) {
             let report = self.health.report();
             if report.state == HealthState::Ok {
-                info!(
-                    event = "health_changed",
+                log_event!(
+                    HEALTH_CHANGED at INFO,
                     state = report.state.as_str(),
                     previous = old.as_str(),
                     "judging normally again"
                 );
             } else {
-                warn!(
-                    event = "health_changed",
+                log_event!(
+                    HEALTH_CHANGED,
                     state = report.state.as_str(),
                     previous = old.as_str(),
                     reasons = %report.reasons.join("; "),
@@ -699,8 +667,8 @@ impl Housekeeping {
             let user_dropped = fresh.user_dropped.saturating_sub(old.user_dropped);
             if queue_dropped > 0 || user_dropped > 0 {
                 let fail_open = shared.fail_open;
-                warn!(
-                    event = "queue_overflow",
+                log_event!(
+                    QUEUE_OVERFLOW,
                     queue_dropped,
                     user_dropped,
                     queue_total = fresh.queue_total,
@@ -724,8 +692,8 @@ impl Housekeeping {
                 let mut d = lock(&shared.core);
                 let change = ConfigChange::between(&d.config, config);
                 if let Some(queues) = change.queues {
-                    warn!(
-                        event = "config_restart_required",
+                    log_event!(
+                        CONFIG_RESTART_REQUIRED,
                         old_queue = queues.old.0,
                         new_queue = queues.new.0,
                         old_queues = queues.old.1,
@@ -748,15 +716,15 @@ impl Housekeeping {
                 d.drain(shared, None);
                 // The kernel sets follow allow_ports, and are probed again if they were missing.
                 shared.effects.mirror(MirrorJob::Configure(Box::new(d.config.clone()), d.engine.snapshot()));
-                info!(
-                    event = "config_reloaded",
+                log_event!(
+                    CONFIG_RELOADED,
                     peers = d.engine.peer_count(),
                     locks = d.engine.locked_count(),
                     "configuration reloaded; state kept"
                 );
             }
             Err(e) => {
-                error!(event = "config_reload_failed", error = %format!("{e:#}"), "new configuration rejected; keeping the old one")
+                log_event!(CONFIG_RELOAD_FAILED, error = %format!("{e:#}"), "new configuration rejected; keeping the old one")
             }
         }
         notify(&[NotifyState::Ready]);
@@ -766,14 +734,14 @@ impl Housekeeping {
     /// the metrics and the counters.
     fn finish(&mut self, shared: &Shared) {
         notify(&[NotifyState::Stopping]);
-        info!(event = "daemon_stopping", "stopping: saving state, then releasing the queues");
+        log_event!(DAEMON_STOPPING, "stopping: saving state, then releasing the queues");
         let (path, snapshot) = shared.take_snapshot();
         if let Err(e) = shared.writer.save_and_wait(path, snapshot, time::now().as_micros(), SHUTDOWN_WAIT) {
-            error!(event = "state_save_failed", error = %e, "final state not saved");
+            log_event!(STATE_SAVE_FAILED, error = %e, "final state not saved");
         }
         if !shared.effects.finish_mirrors(SHUTDOWN_WAIT) {
-            warn!(
-                event = "kernel_set_failed",
+            log_event!(
+                KERNEL_SET_FAILED,
                 failed = 1u64,
                 total = Counters::get(&shared.counters.kernel_set_errors),
                 "lock mirrors not flushed before exit"
@@ -794,7 +762,9 @@ fn render_metrics(shared: &Shared, kernel: &[(u16, Option<KernelCounters>)]) -> 
     let mut counters: Vec<(&str, &str, u64)> =
         shared.counters.table().into_iter().map(|(_, metric, help, value)| (metric, help, value)).collect();
     counters.extend(
-        engine_counters(d.engine.stats()).into_iter().map(|(_, metric, help, value)| (metric, help, value)),
+        counters::engine_counters(d.engine.stats())
+            .into_iter()
+            .map(|(_, metric, help, value)| (metric, help, value)),
     );
     metrics::render(&MetricsInput {
         version: crate::version::VERSION,
@@ -809,42 +779,6 @@ fn render_metrics(shared: &Shared, kernel: &[(u16, Option<KernelCounters>)]) -> 
         latency: &shared.latency,
         health: &health,
     })
-}
-
-/// The engine's own counters beside the packet counts: (status key, metric, help, value).
-fn engine_counters(s: &ftwall::engine::EngineStats) -> [(&'static str, &'static str, &'static str, u64); 5] {
-    [
-        (
-            "events_discarded",
-            "ftwall_events_discarded_total",
-            "Engine events discarded undrained.",
-            s.events_discarded,
-        ),
-        (
-            "actions_discarded",
-            "ftwall_actions_discarded_total",
-            "Engine actions discarded undrained.",
-            s.actions_discarded,
-        ),
-        (
-            "pongs_refused_not_lan",
-            "ftwall_pongs_refused_not_lan_total",
-            "Forged pongs refused: the pinging client is not in lan, or the pinged peer is.",
-            s.pongs_refused_not_lan,
-        ),
-        (
-            "pongs_rate_limited",
-            "ftwall_pongs_rate_limited_total",
-            "Forged pongs refused by the pongs rate limits.",
-            s.pongs_rate_limited,
-        ),
-        (
-            "probe_answers",
-            "ftwall_probe_answers_total",
-            "Half-expiry probes a locked client answered.",
-            s.probe_answers,
-        ),
-    ]
 }
 
 fn log_counters(shared: &Shared) {

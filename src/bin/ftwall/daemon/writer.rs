@@ -9,6 +9,7 @@
 use super::counters::Counters;
 use super::throttle::Throttle;
 use super::{metrics, store};
+use crate::events::log_event;
 use ftwall::engine::Snapshot;
 use std::io;
 use std::path::PathBuf;
@@ -17,7 +18,6 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tracing::{error, info, warn};
 
 /// Most jobs waiting for the writer.
 const QUEUE: usize = 4;
@@ -116,8 +116,8 @@ fn serve(jobs: Receiver<Job>, failed: &AtomicBool, counters: &Counters) {
                         // The next failure after a success is logged at once.
                         save_error_log.reset();
                         Counters::bump(&counters.state_saves);
-                        info!(
-                            event = "state_saved",
+                        log_event!(
+                            STATE_SAVED,
                             file = %path.display(),
                             peers = snapshot.peers.len(),
                             locks = snapshot.locks.len(),
@@ -129,7 +129,7 @@ fn serve(jobs: Receiver<Job>, failed: &AtomicBool, counters: &Counters) {
                         Counters::bump(&counters.state_save_errors);
                         failed.store(true, Ordering::Relaxed);
                         if save_error_log.ready() {
-                            error!(event = "state_save_failed", file = %path.display(), error = %e, "state not saved; will retry");
+                            log_event!(STATE_SAVE_FAILED, file = %path.display(), error = %e, "state not saved; will retry");
                         }
                     }
                 }
@@ -140,7 +140,7 @@ fn serve(jobs: Receiver<Job>, failed: &AtomicBool, counters: &Counters) {
             Job::Metrics { path, text } => {
                 if let Err(e) = metrics::write_atomic(&path, &text) {
                     if metrics_error_log.ready() {
-                        warn!(event = "metrics_write_failed", file = %path.display(), error = %e, "metrics file not written");
+                        log_event!(METRICS_WRITE_FAILED, file = %path.display(), error = %e, "metrics file not written");
                     }
                 }
             }
