@@ -9,7 +9,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use ftwall::capture;
+use ftwall::wire::link;
 use ftwall::{Config, Decision, Engine, Event, Proto, Reason, Timestamp, Verdict};
 use ipnet::IpNet;
 use pcap_file::pcap::PcapParser;
@@ -268,7 +268,7 @@ fn replay_file<W: Write>(
         if engine.poll_timeout().is_some_and(|t| t <= now) {
             engine.handle_timeout(now);
         }
-        let decision = capture::l3_payload(link_type, bytes).ok().map(|l3| engine.handle_packet(now, l3));
+        let decision = link::l3_payload(link_type, bytes).ok().map(|l3| engine.handle_packet(now, l3));
         while let Some(event) = engine.poll_event() {
             match event {
                 Event::ClientIdentified { .. } => totals.clients += 1,
@@ -337,7 +337,7 @@ fn replay_pcap<R: Read>(window: &mut Window<R>, on_record: &mut OnRecord<'_>) ->
     let parser = next_in(window, |data| PcapParser::new(data).map(|(rest, p)| (data.len() - rest.len(), p)))?
         .ok_or_else(|| FileError::parse(0, &PcapError::IncompleteBuffer))?;
     let link_type = u32::from(parser.header().datalink);
-    if !capture::is_supported_link_type(link_type) {
+    if !link::is_supported_link_type(link_type) {
         return Err(FileError::at(20, format!("unsupported link type {link_type}")));
     }
     let nanosecond = parser.header().ts_resolution == TsResolution::NanoSecond;
@@ -403,7 +403,7 @@ fn pcapng_record(
         return Err(FileError::at(offset, format!("packet refers to undeclared interface {interface_id}")));
     };
     let link_type = u32::from(interface.linktype);
-    if !capture::is_supported_link_type(link_type) {
+    if !link::is_supported_link_type(link_type) {
         return Err(FileError::at(
             offset,
             format!("unsupported link type {link_type} (interface {interface_id})"),
