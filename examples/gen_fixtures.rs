@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 use ftwall::signatures::{tcp::GIFT_OPENER, udp, Network};
+use ftwall::wire::{self, ExtHeader, IpRepr, Ipv4Repr, Ipv6Repr, TcpFlags, TcpRepr, TransportRepr, UdpRepr};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
 use pcap_file::pcapng::blocks::interface_description::{
@@ -57,77 +58,28 @@ enum Link {
     PcapNgEthernet,
 }
 
-fn checksum(chunks: &[&[u8]]) -> u16 {
-    let mut sum = 0u32;
-    for chunk in chunks {
-        let mut words = chunk.chunks(2);
-        for w in &mut words {
-            let v = if w.len() == 2 { u16::from_be_bytes([w[0], w[1]]) } else { u16::from(w[0]) << 8 };
-            sum = sum.wrapping_add(u32::from(v));
-        }
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// An IP packet with correct header and transport checksums.
-fn ip_packet(src: IpAddr, dst: IpAddr, protocol: u8, l4: &[u8]) -> Vec<u8> {
-    let mut l4 = l4.to_vec();
-    let csum_at = if protocol == 6 { 16 } else { 6 };
-    let len = l4.len() as u16;
-    let c = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            checksum(&[&s.octets(), &d.octets(), &[0, protocol], &len.to_be_bytes(), &l4])
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            checksum(&[&s.octets(), &d.octets(), &u32::from(len).to_be_bytes(), &[0, 0, 0, protocol], &l4])
-        }
-        _ => panic!("mixed families"),
-    };
-    let c = if protocol == 17 && c == 0 { 0xFFFF } else { c };
-    l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let total = (20 + l4.len()) as u16;
-            let mut h = vec![0x45, 0];
-            h.extend_from_slice(&total.to_be_bytes());
-            h.extend_from_slice(&[0x12, 0x34, 0x40, 0x00, 64, protocol, 0, 0]);
-            h.extend_from_slice(&s.octets());
-            h.extend_from_slice(&d.octets());
-            let hc = checksum(&[&h]);
-            h[10..12].copy_from_slice(&hc.to_be_bytes());
-            h.extend_from_slice(&l4);
-            h
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let mut h = vec![0x60, 0, 0, 0];
-            h.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-            h.extend_from_slice(&[protocol, 64]);
-            h.extend_from_slice(&s.octets());
-            h.extend_from_slice(&d.octets());
-            h.extend_from_slice(&l4);
-            h
-        }
-        _ => unreachable!(),
-    }
-}
-
 type Addr = (&'static str, u16);
 
 fn addr(a: Addr) -> IpAddr {
     a.0.parse().expect("valid address")
 }
 
+/// An IP packet from `src` to `dst` (IPv4: identification 0x1234, DF, TTL 64; IPv6: the chain
+/// `ext`), every length and checksum filled in by `wire::emit`.
+fn packet(src: Addr, dst: Addr, ext: &[ExtHeader], transport: TransportRepr<'_>, payload: &[u8]) -> Vec<u8> {
+    let ip = match IpRepr::new(addr(src), addr(dst)).expect("same address family") {
+        IpRepr::V4(v4) => IpRepr::V4(Ipv4Repr { ident: 0x1234, ..v4 }),
+        IpRepr::V6(v6) => IpRepr::V6(Ipv6Repr { ext, ..v6 }),
+    };
+    wire::emit(&ip, &transport, payload)
+}
+
+fn udp_l4(src: Addr, dst: Addr) -> TransportRepr<'static> {
+    TransportRepr::Udp(UdpRepr { src_port: src.1, dst_port: dst.1 })
+}
+
 fn udp_packet(src: Addr, dst: Addr, payload: &[u8]) -> Vec<u8> {
-    let mut l4 = Vec::with_capacity(8 + payload.len());
-    l4.extend_from_slice(&src.1.to_be_bytes());
-    l4.extend_from_slice(&dst.1.to_be_bytes());
-    l4.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    l4.extend_from_slice(&[0, 0]);
-    l4.extend_from_slice(payload);
-    ip_packet(addr(src), addr(dst), 17, &l4)
+    packet(src, dst, &[], udp_l4(src, dst), payload)
 }
 
 const FIN: u8 = 0x01;
@@ -136,14 +88,8 @@ const ACK: u8 = 0x10;
 const PSH: u8 = 0x08;
 
 fn tcp_packet(src: Addr, dst: Addr, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut l4 = Vec::with_capacity(20 + payload.len());
-    l4.extend_from_slice(&src.1.to_be_bytes());
-    l4.extend_from_slice(&dst.1.to_be_bytes());
-    l4.extend_from_slice(&seq.to_be_bytes());
-    l4.extend_from_slice(&ack.to_be_bytes());
-    l4.extend_from_slice(&[0x50, flags, 0xFA, 0xF0, 0, 0, 0, 0]);
-    l4.extend_from_slice(payload);
-    ip_packet(addr(src), addr(dst), 6, &l4)
+    let tcp = TcpRepr { ack, window: 0xFAF0, ..TcpRepr::new(src.1, dst.1, seq, TcpFlags(flags)) };
+    packet(src, dst, &[], TransportRepr::Tcp(tcp), payload)
 }
 
 /// One capture being built: frames (L3) with their expected verdicts.
@@ -579,54 +525,44 @@ fn decoys(rng: &mut Rng) -> Capture {
     cap
 }
 
-/// `packet` (IPv6 without extension headers) with the chain `ext` inserted after the fixed
-/// header; `first` is the fixed header's next header, `ext` ends naming the original transport.
-fn with_ipv6_ext(packet: &[u8], first: u8, ext: &[u8]) -> Vec<u8> {
-    let mut p = packet[..40].to_vec();
-    let len = u16::from_be_bytes([p[4], p[5]]) + ext.len() as u16;
-    p[4..6].copy_from_slice(&len.to_be_bytes());
-    p[6] = first;
-    p.extend_from_slice(ext);
-    p.extend_from_slice(&packet[40..]);
-    p
-}
-
-/// `n` 8-byte destination-options headers (PadN), the last naming `last`.
-fn dest_opts(n: usize, last: u8) -> Vec<u8> {
-    (0..n).flat_map(|i| [if i + 1 == n { last } else { 60 }, 0, 1, 4, 0, 0, 0, 0]).collect()
-}
-
 /// IPv6 pings behind long extension-header chains (review F9): every one is seen, whatever the
 /// number of headers; a chain cut by the copy range is dropped; ESP and later fragments pass.
 fn ipv6_ext() -> Capture {
     let mut cap = Capture::new("ipv6_ext", Link::Ethernet);
     let client = ("2001:db8:1::11", 3531);
     let ping = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
+    let dest_opts = ExtHeader::destination_options;
     for (i, n) in [0usize, 8, 9, 12, 24].into_iter().enumerate() {
         let peer = (leak(format!("2001:db8:2::{}", 0x21 + i)), 1214);
-        let p = udp_packet(client, peer, &ping);
-        cap.push(if n == 0 { p } else { with_ipv6_ext(&p, 60, &dest_opts(n, 17)) }, "udp_ping");
+        cap.push(packet(client, peer, &dest_opts(n), udp_l4(client, peer), &ping), "udp_ping");
     }
     // 300 headers (2,400 bytes) seen through the default copy range of 2,304 bytes.
-    let p = udp_packet(client, ("2001:db8:2::30", 1214), &ping);
-    let mut cut = with_ipv6_ext(&p, 60, &dest_opts(300, 17));
+    let peer = ("2001:db8:2::30", 1214);
+    let mut cut = packet(client, peer, &dest_opts(300), udp_l4(client, peer), &ping);
     cut.truncate(2304);
     cap.push(cut, "transport_unreachable");
     // A chain that overruns the packet's own length: malformed (accepted by default).
-    let mut overrun = with_ipv6_ext(&p, 60, &dest_opts(4, 17));
+    let mut overrun = packet(client, peer, &dest_opts(4), udp_l4(client, peer), &ping);
     overrun[4..6].copy_from_slice(&20u16.to_be_bytes());
     overrun.truncate(60);
     cap.push(overrun, "malformed");
-    // ESP and No Next Header behind destination options: nothing to judge.
+    // ESP and No Next Header behind destination options: nothing to judge (the bytes behind
+    // the chain are a UDP datagram's).
     let other = ("2001:db8:1::12", 40000);
-    let esp = with_ipv6_ext(&udp_packet(other, ("2001:db8:2::31", 4500), &[0xAA; 24]), 60, &dest_opts(2, 50));
-    cap.push(esp, "other_protocol");
-    let none = with_ipv6_ext(&udp_packet(other, ("2001:db8:2::31", 4501), &[0; 8]), 60, &dest_opts(1, 59));
-    cap.push(none, "other_protocol");
+    for (port, payload, n, next) in [(4500, &[0xAA; 24][..], 2, 50), (4501, &[0; 8][..], 1, 59)] {
+        let dst = ("2001:db8:2::31", port);
+        let datagram = &udp_packet(other, dst, payload)[40..];
+        cap.push(
+            packet(other, dst, &dest_opts(n), TransportRepr::Raw { protocol: next }, datagram),
+            "other_protocol",
+        );
+    }
     // Fragments: the first carries the ping, a later one carries no transport header.
-    let p = udp_packet(("2001:db8:1::13", 3531), ("2001:db8:2::32", 1214), &ping);
-    cap.push(with_ipv6_ext(&p, 44, &[17, 0, 0x00, 0x01, 0, 0, 0, 7]), "udp_ping");
-    cap.push(with_ipv6_ext(&p, 44, &[17, 0, 0x00, 0x10, 0, 0, 0, 7]), "later_fragment");
+    let (src, dst) = (("2001:db8:1::13", 3531), ("2001:db8:2::32", 1214));
+    let first = ExtHeader::Fragment { offset: 0, more: true, ident: 7 };
+    cap.push(packet(src, dst, &[first], udp_l4(src, dst), &ping), "udp_ping");
+    let later = ExtHeader::Fragment { offset: 2, more: false, ident: 7 };
+    cap.push(packet(src, dst, &[later], udp_l4(src, dst), &ping), "later_fragment");
     cap
 }
 

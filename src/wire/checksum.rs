@@ -86,7 +86,11 @@ mod tests {
     fn reference(data: &[u8]) -> u16 {
         let mut sum = 0u32;
         for pair in data.chunks(2) {
-            let word = if pair.len() == 2 { u16::from_be_bytes([pair[0], pair[1]]) } else { u16::from(pair[0]) << 8 };
+            let word = if pair.len() == 2 {
+                u16::from_be_bytes([pair[0], pair[1]])
+            } else {
+                u16::from(pair[0]) << 8
+            };
             sum += u32::from(word);
         }
         while sum > 0xFFFF {
@@ -116,7 +120,8 @@ mod tests {
         let (s4, d4) = (Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(198, 51, 100, 20));
         let bytes = [192, 0, 2, 10, 198, 51, 100, 20, 0, 17, 0, 25];
         assert_eq!(finish(pseudo_header_v4(s4, d4, 17, 25)), checksum(&[&bytes]));
-        let (s6, d6): (Ipv6Addr, Ipv6Addr) = ("2001:db8:1::10".parse().unwrap(), "2001:db8:2::20".parse().unwrap());
+        let (s6, d6): (Ipv6Addr, Ipv6Addr) =
+            ("2001:db8:1::10".parse().unwrap(), "2001:db8:2::20".parse().unwrap());
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&s6.octets());
         bytes.extend_from_slice(&d6.octets());

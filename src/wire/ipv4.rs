@@ -170,7 +170,8 @@ mod tests {
         let ip = Ipv4Repr::new(Ipv4Addr::new(192, 168, 0, 1), Ipv4Addr::new(192, 168, 0, 199));
         let mut h = [0u8; 20];
         ip.emit(&mut h, 17, 0x73 - 20);
-        let expected = [0x45, 0, 0, 0x73, 0, 0, 0x40, 0, 0x40, 0x11, 0xB8, 0x61, 192, 168, 0, 1, 192, 168, 0, 199];
+        let expected =
+            [0x45, 0, 0, 0x73, 0, 0, 0x40, 0, 0x40, 0x11, 0xB8, 0x61, 192, 168, 0, 1, 192, 168, 0, 199];
         assert_eq!(h, expected);
     }
 

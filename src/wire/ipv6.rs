@@ -287,7 +287,10 @@ mod tests {
     const UDP: TransportRepr<'static> = TransportRepr::Udp(UdpRepr { src_port: 3531, dst_port: 1214 });
 
     fn repr(ext: &[ExtHeader]) -> Ipv6Repr<'_> {
-        Ipv6Repr { ext, ..Ipv6Repr::new("2001:db8:1::10".parse().unwrap(), "2001:db8:2::20".parse().unwrap()) }
+        Ipv6Repr {
+            ext,
+            ..Ipv6Repr::new("2001:db8:1::10".parse().unwrap(), "2001:db8:2::20".parse().unwrap())
+        }
     }
 
     /// An IPv6 packet with the chain `ext` before `transport` and `payload`.
@@ -408,7 +411,9 @@ mod tests {
             ExtHeader::Routing { len: 0 },
             ExtHeader::Authentication { len: 2 },
         ];
-        assert!(matches!(parse(&v6(&ext, UDP, b"x")).unwrap().transport, Transport::Udp(d) if d.payload == b"x"));
+        assert!(
+            matches!(parse(&v6(&ext, UDP, b"x")).unwrap().transport, Transport::Udp(d) if d.payload == b"x")
+        );
         // Hop-by-hop anywhere but first is discarded by the receiver: malformed.
         let ext = [ExtHeader::DestinationOptions { len: 0 }, ExtHeader::HopByHop { len: 0 }];
         assert_eq!(kind(&v6(&ext, UDP, b"x")), MalformedKind::BadExtensionHeaders);
@@ -446,7 +451,8 @@ mod tests {
     #[test]
     fn no_transport_to_judge() {
         for next in [50u8, 59, 58, 135, 253] {
-            let frame = v6(&ExtHeader::destination_options(3), TransportRepr::Raw { protocol: next }, &[0xAA; 16]);
+            let frame =
+                v6(&ExtHeader::destination_options(3), TransportRepr::Raw { protocol: next }, &[0xAA; 16]);
             assert_eq!(
                 parse(&frame).unwrap().transport,
                 Transport::Other { protocol: next, payload_len: 16 },
@@ -469,11 +475,17 @@ mod tests {
         // Later fragment.
         let later = ExtHeader::Fragment { offset: 2, more: true, ident: 9 };
         let ping = TransportRepr::Raw { protocol: 17 };
-        assert_eq!(parse(&v6(&[later], ping, &PING)).unwrap().transport, Transport::LaterFragment { protocol: 17 });
+        assert_eq!(
+            parse(&v6(&[later], ping, &PING)).unwrap().transport,
+            Transport::LaterFragment { protocol: 17 }
+        );
         // A later fragment behind destination options.
         let mut ext = ExtHeader::destination_options(2);
         ext.push(later);
-        assert_eq!(parse(&v6(&ext, ping, &PING)).unwrap().transport, Transport::LaterFragment { protocol: 17 });
+        assert_eq!(
+            parse(&v6(&ext, ping, &PING)).unwrap().transport,
+            Transport::LaterFragment { protocol: 17 }
+        );
         // A first fragment whose chain goes on in the next fragment (RFC 7112): out of reach.
         let frame = v6(&first, TransportRepr::Raw { protocol: 60 }, &[17, 3, 1, 4, 0, 0]);
         assert_eq!(parse(&frame).unwrap().transport, Transport::Unreachable { protocol: 60 });
@@ -487,7 +499,11 @@ mod tests {
             (0u8..4).prop_map(|len| ExtHeader::Routing { len }),
             (0u8..40).prop_map(|len| ExtHeader::DestinationOptions { len }),
             (0u8..4).prop_map(|n| ExtHeader::Authentication { len: n * 2 }),
-            (any::<bool>(), any::<u32>()).prop_map(|(more, ident)| ExtHeader::Fragment { offset: 0, more, ident }),
+            (any::<bool>(), any::<u32>()).prop_map(|(more, ident)| ExtHeader::Fragment {
+                offset: 0,
+                more,
+                ident
+            }),
         ]
     }
 

@@ -64,12 +64,9 @@ mod tests {
     #[test]
     fn ipv4_datagram_checksums_verify() {
         let payload = [0x28, 0, 0, 0, 0xA9, 0, 0x0F, 0x59, 0xD9, 0x4E, 0xFA, b'K', b'a', b'Z', b'a', b'A', 0];
-        let p = udp_datagram(
-            "198.51.100.20:1214".parse().unwrap(),
-            "192.0.2.10:3531".parse().unwrap(),
-            &payload,
-        )
-        .unwrap();
+        let p =
+            udp_datagram("198.51.100.20:1214".parse().unwrap(), "192.0.2.10:3531".parse().unwrap(), &payload)
+                .unwrap();
         assert_eq!(p.len(), 20 + 8 + 17);
         assert_eq!(p[6], 0x40, "don't fragment");
         assert_eq!(checksum(&[&p[..20]]), 0, "IPv4 header checksum verifies");
