@@ -1,7 +1,7 @@
 //! IPv4: the checked parse of an IPv4 packet into a [`Packet`], and [`Ipv4Repr`] (emit).
 //!
 //! Invariants:
-//! - [`parse`] checks the IHL against the buffer and the total length before reading past the
+//! - `parse` checks the IHL against the buffer and the total length before reading past the
 //!   fixed header; bytes beyond the total length are link-layer padding and are ignored.
 //! - Only a first fragment (offset 0) is given a transport header; any other offset is
 //!   [`Transport::LaterFragment`].

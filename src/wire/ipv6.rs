@@ -2,7 +2,7 @@
 //! and [`Ipv6Repr`] / [`ExtHeader`] (emit).
 //!
 //! Invariants (the chain walk itself is described in the [module doc](super)):
-//! - [`parse`] reads a header only after checking that its bytes are within both the claimed
+//! - `parse` reads a header only after checking that its bytes are within both the claimed
 //!   length and the bytes captured; the walk ends within `payload length / 8` steps because each
 //!   extension header is at least 8 bytes.
 //! - [`Ipv6Repr::emit`] writes the fixed header and the chain in order, each header naming the
@@ -173,7 +173,7 @@ impl ExtHeader {
     }
 
     /// Length in bytes.
-    pub const fn len(&self) -> usize {
+    pub const fn header_len(&self) -> usize {
         match *self {
             Self::HopByHop { len } | Self::Routing { len } | Self::DestinationOptions { len } => {
                 (len as usize + 1) * 8
@@ -183,17 +183,12 @@ impl ExtHeader {
         }
     }
 
-    /// Always false: every extension header is at least 8 bytes.
-    pub const fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// Writes the header, naming `next` as the following header, into `buf[..self.len()]`.
+    /// Writes the header, naming `next` as the following header, into `buf[..self.header_len()]`.
     ///
     /// # Panics
     /// If `buf` is too short or a fragment offset wider than 13 bits.
     pub fn emit(&self, buf: &mut [u8], next: u8) {
-        let header = &mut buf[..self.len()];
+        let header = &mut buf[..self.header_len()];
         header.fill(0);
         header[0] = next;
         match *self {
@@ -248,7 +243,7 @@ impl Ipv6Repr<'_> {
 
     /// The fixed header plus the extension headers.
     pub fn header_len(&self) -> usize {
-        HEADER_LEN + self.ext.iter().map(ExtHeader::len).sum::<usize>()
+        HEADER_LEN + self.ext.iter().map(ExtHeader::header_len).sum::<usize>()
     }
 
     /// Writes the fixed header and the chain, the last header naming `protocol` and the upper
@@ -272,7 +267,7 @@ impl Ipv6Repr<'_> {
         for (i, ext) in self.ext.iter().enumerate() {
             let next = self.ext.get(i + 1).map_or(protocol, ExtHeader::protocol);
             ext.emit(&mut buf[offset..], next);
-            offset += ext.len();
+            offset += ext.header_len();
         }
     }
 }
@@ -337,7 +332,7 @@ mod tests {
             };
             ext.push(header);
             next = h[0];
-            offset += header.len();
+            offset += header.header_len();
         }
         let len = usize::from(u16::from_be_bytes([p[4], p[5]])) + HEADER_LEN - offset;
         (octets(8), octets(24), p[7], next, len)

@@ -244,7 +244,9 @@ impl IpRepr<'_> {
         }
     }
 
-    /// The partial sum of the pseudo-header over which TCP and UDP checksums are computed.
+    /// The partial sum of the pseudo-header over which TCP and UDP checksums are computed, for an
+    /// upper layer (transport header and payload) of `len` bytes: at most 65,535, which
+    /// [`IpRepr::emit`] enforces.
     pub fn pseudo_header(&self, protocol: u8, len: usize) -> u32 {
         match self {
             Self::V4(ip) => checksum::pseudo_header_v4(ip.src, ip.dst, protocol, len as u16),

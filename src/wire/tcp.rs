@@ -1,7 +1,7 @@
 //! TCP: the checked segment view [`TcpSegment`] (parse) and [`TcpRepr`] (emit).
 //!
 //! Invariants:
-//! - [`parse`] reads only bytes whose presence it checked first, and returns a payload slice of
+//! - `parse` reads only bytes whose presence it checked first, and returns a payload slice of
 //!   the bytes present (possibly fewer than `payload_len`, the length the IP header announced).
 //! - A header that fits in the announced length but not in the bytes present is out of reach
 //!   ([`Transport::Unreachable`]); one that does not fit in the announced length, or a data

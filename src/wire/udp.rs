@@ -1,7 +1,7 @@
 //! UDP: the checked datagram view [`UdpDatagram`] (parse) and [`UdpRepr`] (emit).
 //!
 //! Invariants:
-//! - [`parse`] takes the payload length from the UDP length field, never from the buffer size, so
+//! - `parse` takes the payload length from the UDP length field, never from the buffer size, so
 //!   link-layer padding never becomes payload; a UDP length below 8, or beyond the IP payload
 //!   outside a first fragment, is [`MalformedKind::BadUdpHeader`].
 //! - A header that fits in the announced IP payload but not in the bytes present is out of reach
