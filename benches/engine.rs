@@ -4,38 +4,22 @@
 //! Run with `cargo bench --bench engine`; criterion prints packets/s ("elem/s").
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use ftwall::wire::{self, IpRepr, Ipv4Repr, TcpFlags, TcpRepr, TransportRepr, UdpRepr};
 use ftwall::{Engine, EngineConfig, Timestamp};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, l4: &[u8]) -> Vec<u8> {
-    let total = 20 + l4.len();
-    let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, protocol, 0, 0];
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(l4);
-    p
+fn ip(src: Ipv4Addr, dst: Ipv4Addr) -> IpRepr<'static> {
+    IpRepr::V4(Ipv4Repr::new(src, dst))
 }
 
 fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let len = 8 + payload.len();
-    let mut l4 = vec![0; 8];
-    l4[0..2].copy_from_slice(&sport.to_be_bytes());
-    l4[2..4].copy_from_slice(&dport.to_be_bytes());
-    l4[4..6].copy_from_slice(&(len as u16).to_be_bytes());
-    l4.extend_from_slice(payload);
-    ipv4(src, dst, 17, &l4)
+    wire::emit(&ip(src, dst), &TransportRepr::Udp(UdpRepr { src_port: sport, dst_port: dport }), payload)
 }
 
 fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut l4 = vec![0; 20];
-    l4[0..2].copy_from_slice(&sport.to_be_bytes());
-    l4[2..4].copy_from_slice(&dport.to_be_bytes());
-    l4[4..8].copy_from_slice(&seq.to_be_bytes());
-    l4[12] = 0x50;
-    l4[13] = flags;
-    l4.extend_from_slice(payload);
-    ipv4(src, dst, 6, &l4)
+    let tcp = TcpRepr::new(sport, dport, seq, TcpFlags(flags));
+    wire::emit(&ip(src, dst), &TransportRepr::Tcp(tcp), payload)
 }
 
 /// About 100k packets: 85 % bulk TCP data of established flows, the rest handshakes, HTTP

@@ -15,21 +15,21 @@
 //! /usr/bin/time -v target/release/ftwall replay /tmp/flood.pcap   # "Maximum resident set size"
 //! ```
 
+use ftwall::wire::{self, IpRepr, Ipv4Repr, TcpFlags, TcpRepr, TransportRepr, UdpRepr};
 use ftwall::{Engine, EngineConfig, Reason, Timestamp, Verdict};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, l4: &[u8], out: &mut Vec<u8>) {
+/// Writes an IPv4 packet from `src` to `dst` into `out` (cleared first).
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, transport: TransportRepr<'_>, payload: &[u8], out: &mut Vec<u8>) {
     out.clear();
-    let total = (20 + l4.len()) as u16;
-    out.extend_from_slice(&[0x45, 0]);
-    out.extend_from_slice(&total.to_be_bytes());
-    out.extend_from_slice(&[0, 1, 0x40, 0, 64, protocol, 0, 0]);
-    out.extend_from_slice(&src.octets());
-    out.extend_from_slice(&dst.octets());
-    out.extend_from_slice(l4);
+    wire::emit_into(out, &IpRepr::V4(Ipv4Repr::new(src, dst)), &transport, payload);
+}
+
+fn udp(src_port: u16, dst_port: u16) -> TransportRepr<'static> {
+    TransportRepr::Udp(UdpRepr { src_port, dst_port })
 }
 
 fn mix(i: u64) -> u64 {
@@ -70,46 +70,32 @@ fn main() {
     let ping = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
     let mut expected: BTreeMap<Reason, u64> = BTreeMap::new();
     let mut packet = Vec::with_capacity(1600);
-    let mut l4 = Vec::with_capacity(1600);
     let mut samples = Vec::with_capacity((total / 997 + 1) as usize);
     let started = Instant::now();
     for i in 0..total {
         let r = mix(i);
         let now = Timestamp::from_micros(1_700_000_000_000_000 + i);
-        l4.clear();
         let reason = match i % 20 {
             // A FastTrack ping from one of 4,096 clients to a fresh peer: always a tell.
             0 => {
                 let client = Ipv4Addr::new(10, 9, (r >> 8) as u8 & 0x0F, r as u8);
                 let peer = Ipv4Addr::new(198, 51, (r >> 16) as u8, (r >> 24) as u8);
-                l4.extend_from_slice(&3531u16.to_be_bytes());
-                l4.extend_from_slice(&1214u16.to_be_bytes());
-                l4.extend_from_slice(&20u16.to_be_bytes());
-                l4.extend_from_slice(&[0, 0]);
-                l4.extend_from_slice(&ping);
-                ipv4(client, peer, 17, &l4, &mut packet);
+                ipv4(client, peer, udp(3531, 1214), &ping, &mut packet);
                 Reason::UdpPing
             }
             // Ordinary DNS-like UDP from ordinary clients to 203.0.113.x (never a suspect peer).
             1..=4 => {
                 let client = Ipv4Addr::new(10, 1, (r >> 8) as u8, r as u8);
-                l4.extend_from_slice(&((r >> 32) as u16 | 1024).to_be_bytes());
-                l4.extend_from_slice(&53u16.to_be_bytes());
-                l4.extend_from_slice(&40u16.to_be_bytes());
-                l4.extend_from_slice(&[0, 0]);
-                l4.extend_from_slice(&[0x12; 32]);
-                ipv4(client, Ipv4Addr::new(203, 0, 113, (r >> 40) as u8), 17, &l4, &mut packet);
+                let server = Ipv4Addr::new(203, 0, 113, (r >> 40) as u8);
+                ipv4(client, server, udp((r >> 32) as u16 | 1024, 53), &[0x12; 32], &mut packet);
                 Reason::Clean
             }
             // Ordinary TCP data segments of millions of distinct flows (first seen mid-stream).
             _ => {
                 let client = Ipv4Addr::new(10, 1, (r >> 8) as u8, r as u8);
-                l4.extend_from_slice(&((r >> 32) as u16 | 1024).to_be_bytes());
-                l4.extend_from_slice(&443u16.to_be_bytes());
-                l4.extend_from_slice(&(r as u32).to_be_bytes());
-                l4.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x18, 0xFF, 0xFF, 0, 0, 0, 0]);
-                l4.extend_from_slice(&[0x17; 1200][..tcp_payload]);
-                ipv4(client, Ipv4Addr::new(203, 0, 113, (r >> 40) as u8), 6, &l4, &mut packet);
+                let server = Ipv4Addr::new(203, 0, 113, (r >> 40) as u8);
+                let tcp = TcpRepr::new((r >> 32) as u16 | 1024, 443, r as u32, TcpFlags(0x18));
+                ipv4(client, server, TransportRepr::Tcp(tcp), &[0x17; 1200][..tcp_payload], &mut packet);
                 Reason::Clean
             }
         };

@@ -11,7 +11,8 @@
 //! Prints one `frame verdict reason` line per IP packet, and the engine's events on stderr. Its
 //! test replays the golden captures in `tests/fixtures/` (`cargo test --example replay_pcap`).
 
-use ftwall::{capture, Engine, EngineConfig, Reason, Timestamp, Verdict};
+use ftwall::wire::link;
+use ftwall::{Engine, EngineConfig, Reason, Timestamp, Verdict};
 use pcap_file::pcap::PcapReader;
 use std::error::Error;
 
@@ -32,7 +33,7 @@ fn replay(pcap: impl std::io::Read, config: EngineConfig) -> Result<Verdicts, Bo
         if engine.poll_timeout().is_some_and(|due| due <= now) {
             engine.handle_timeout(now); // lock expiries, half-way probes
         }
-        let Ok(packet) = capture::l3_payload(link_type, &record.data) else { continue };
+        let Ok(packet) = link::l3_payload(link_type, &record.data) else { continue };
         let decision = engine.handle_packet(now, packet);
         verdicts.push((frame, decision.verdict, decision.reason));
         while let Some(event) = engine.poll_event() {

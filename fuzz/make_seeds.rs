@@ -3,7 +3,8 @@
 //! fills `fuzz/corpus/<target>/`.
 
 use ftwall::engine::{BanEntry, LockEntry, PeerEntry, Snapshot};
-use ftwall::{capture, state, Timestamp};
+use ftwall::wire::link;
+use ftwall::{state, Timestamp};
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use std::fs;
@@ -21,7 +22,7 @@ fn fixture_packets(dir: &Path) -> Vec<Vec<Vec<u8>>> {
                 let mut r = PcapReader::new(fs::File::open(&path).unwrap()).unwrap();
                 let link = u32::from(r.header().datalink);
                 while let Some(Ok(p)) = r.next_packet() {
-                    if let Ok(l3) = capture::l3_payload(link, &p.data) {
+                    if let Ok(l3) = link::l3_payload(link, &p.data) {
                         packets.push(l3.to_vec());
                     }
                 }
@@ -30,7 +31,7 @@ fn fixture_packets(dir: &Path) -> Vec<Vec<Vec<u8>>> {
                 let mut r = PcapNgReader::new(fs::File::open(&path).unwrap()).unwrap();
                 while let Some(Ok(block)) = r.next_block() {
                     if let Block::EnhancedPacket(p) = block {
-                        if let Ok(l3) = capture::l3_payload(1, &p.data) {
+                        if let Ok(l3) = link::l3_payload(1, &p.data) {
                             packets.push(l3.to_vec());
                         }
                     }

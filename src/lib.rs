@@ -5,11 +5,12 @@
 //! driver) feeds it packets and drains its outputs, so both see exactly the same decisions.
 //!
 //! ## Layout
-//! - [`wire`]: checked IPv4/IPv6/TCP/UDP views of the L3 buffers NFQUEUE delivers.
+//! - [`wire`]: one file per header: checked IPv4/IPv6/TCP/UDP views of the L3 buffers NFQUEUE
+//!   delivers (`parse`), the same headers written with their checksums (`emit`), and
+//!   [`wire::link`], link-layer decoding of capture records (pcap link types) down to L3.
 //! - [`signatures`]: one pure function per FastTrack tell (UDP discovery, TCP opener, HTTP, GIVE).
 //! - [`engine`]: the stateful verdict engine (flows, suspect peers, client time-locks) with the
 //!   `handle_*` / `poll_*` interface.
-//! - [`capture`]: link-layer decoding of capture records (pcap link types) down to L3.
 //! - [`config`]: the engine's part of the TOML configuration (the daemon owns the rest).
 //! - [`state`]: the state-file format (suspect peers and locks across restarts).
 //! - [`verdict`]: verdicts and reason codes.
@@ -44,7 +45,6 @@
 // must not make (Cargo.toml's [lints] sets `missing_docs` and `unreachable_pub`).
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
-pub mod capture;
 pub mod config;
 pub mod engine;
 pub mod signatures;

@@ -3,42 +3,23 @@
 //! bounds, every packet must get exactly one verdict, and a locked client's FastTrack session
 //! must stay blocked however much state the attacker churns.
 
+use ftwall::wire::{self, IpRepr, Ipv4Repr, TcpFlags, TcpRepr, TransportRepr, UdpRepr};
 use ftwall::{Engine, EngineConfig, Reason, Timestamp, Verdict};
 use std::net::{IpAddr, Ipv4Addr};
 
 const PING: [u8; 12] = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
 
-fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, frag: u16, l4: &[u8]) -> Vec<u8> {
-    let total = (20 + l4.len()) as u16;
-    let mut p = vec![0x45, 0];
-    p.extend_from_slice(&total.to_be_bytes());
-    p.extend_from_slice(&[0, 1]);
-    p.extend_from_slice(&frag.to_be_bytes());
-    p.extend_from_slice(&[64, protocol, 0, 0]);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    p.extend_from_slice(l4);
-    p
+fn ip(src: Ipv4Addr, dst: Ipv4Addr) -> IpRepr<'static> {
+    IpRepr::V4(Ipv4Repr::new(src, dst))
 }
 
 fn udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) -> Vec<u8> {
-    let mut l4 = Vec::with_capacity(8 + payload.len());
-    l4.extend_from_slice(&src.1.to_be_bytes());
-    l4.extend_from_slice(&dst.1.to_be_bytes());
-    l4.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    l4.extend_from_slice(&[0, 0]);
-    l4.extend_from_slice(payload);
-    ipv4(src.0, dst.0, 17, 0, &l4)
+    wire::emit(&ip(src.0, dst.0), &TransportRepr::Udp(UdpRepr { src_port: src.1, dst_port: dst.1 }), payload)
 }
 
 fn tcp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut l4 = Vec::with_capacity(20 + payload.len());
-    l4.extend_from_slice(&src.1.to_be_bytes());
-    l4.extend_from_slice(&dst.1.to_be_bytes());
-    l4.extend_from_slice(&seq.to_be_bytes());
-    l4.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xFF, 0xFF, 0, 0, 0, 0]);
-    l4.extend_from_slice(payload);
-    ipv4(src.0, dst.0, 6, 0, &l4)
+    let tcp = TcpRepr::new(src.1, dst.1, seq, TcpFlags(flags));
+    wire::emit(&ip(src.0, dst.0), &TransportRepr::Tcp(tcp), payload)
 }
 
 /// Deterministic pseudo-random addresses.
@@ -152,11 +133,13 @@ fn giant_and_fragmented_packets() {
     let d = e.handle_packet(Timestamp::ZERO, &tcp(client, server, 1, 0x18, &giant));
     assert_eq!((d.verdict, d.reason), (Verdict::Drop, Reason::HttpTransfer));
     // A first fragment carrying a complete ping header is judged; later fragments pass untouched.
-    let mut l4 = vec![0x0D, 0xCB, 0x04, 0xBE, 0, 20, 0, 0];
-    l4.extend_from_slice(&PING);
-    let first = ipv4(Ipv4Addr::new(192, 0, 2, 21), Ipv4Addr::new(198, 51, 100, 8), 17, 0x2000, &l4);
+    let unfragmented =
+        Ipv4Repr { dont_fragment: false, ..Ipv4Repr::new([192, 0, 2, 21].into(), [198, 51, 100, 8].into()) };
+    let first = IpRepr::V4(Ipv4Repr { more_fragments: true, ..unfragmented });
+    let first = wire::emit(&first, &TransportRepr::Udp(UdpRepr { src_port: 3531, dst_port: 1214 }), &PING);
     assert_eq!(e.handle_packet(Timestamp::ZERO, &first).reason, Reason::UdpPing);
-    let later = ipv4(Ipv4Addr::new(192, 0, 2, 21), Ipv4Addr::new(198, 51, 100, 8), 17, 0x0003, &[0u8; 1400]);
+    let later = IpRepr::V4(Ipv4Repr { fragment_offset: 3, ..unfragmented });
+    let later = wire::emit(&later, &TransportRepr::Raw { protocol: 17 }, &[0u8; 1400]);
     assert_eq!(e.handle_packet(Timestamp::ZERO, &later).reason, Reason::LaterFragment);
     // Truncated and oversized-length headers are malformed, never a panic.
     let mut lying = tcp(client, server, 2, 0x18, b"data");

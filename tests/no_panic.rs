@@ -2,7 +2,8 @@
 //! engine, plus structured-but-inconsistent IPv4/IPv6 headers.
 
 use ftwall::signatures::{http, push, tcp, udp};
-use ftwall::{wire, Engine, EngineConfig, Timestamp};
+use ftwall::wire::{self, IpRepr, Ipv4Repr, Ipv6Repr, TransportRepr};
+use ftwall::{Engine, EngineConfig, Timestamp};
 use proptest::prelude::*;
 
 fn check_invariants(buf: &[u8]) {
@@ -27,18 +28,20 @@ prop_compose! {
         proto in prop_oneof![Just(6u8), Just(17u8), Just(0u8), Just(44u8), Just(60u8), any::<u8>()],
         tail in proptest::collection::vec(any::<u8>(), 0..120),
     ) -> Vec<u8> {
-        let mut p = if v6 {
-            let [l0, l1] = total.to_be_bytes();
-            let mut h = vec![0x60, 0, 0, 0, l0, l1, proto, 64];
-            h.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-            h.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-            h
+        // A well-formed header from the emitter, then its length and fragment fields made to lie.
+        let ip = if v6 {
+            IpRepr::V6(Ipv6Repr::new("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap()))
         } else {
-            let [t0, t1] = total.to_be_bytes();
-            let [f0, f1] = frag.to_be_bytes();
-            vec![0x40 | ihl, 0, t0, t1, 0, 0, f0, f1, 64, proto, 0, 0, 192, 0, 2, 1, 198, 51, 100, 2]
+            IpRepr::V4(Ipv4Repr::new([192, 0, 2, 1].into(), [198, 51, 100, 2].into()))
         };
-        p.extend_from_slice(&tail);
+        let mut p = wire::emit(&ip, &TransportRepr::Raw { protocol: proto }, &tail);
+        if v6 {
+            p[4..6].copy_from_slice(&total.to_be_bytes());
+        } else {
+            p[0] = 0x40 | ihl;
+            p[2..4].copy_from_slice(&total.to_be_bytes());
+            p[6..8].copy_from_slice(&frag.to_be_bytes());
+        }
         p
     }
 }

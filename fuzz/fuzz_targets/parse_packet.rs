@@ -2,7 +2,7 @@
 #![no_main]
 
 use ftwall::signatures::{http, push, tcp, udp};
-use ftwall::{capture, wire};
+use ftwall::wire::{self, link};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = http::scan(data);
     if let Some((&link, frame)) = data.split_first() {
         let link_type = [0u32, 1, 9, 101, 104, 108, 113, 228, 229, 276][usize::from(link) % 10];
-        if let Ok(l3) = capture::l3_payload(link_type, frame) {
+        if let Ok(l3) = link::l3_payload(link_type, frame) {
             let _ = wire::parse(l3);
         }
     }

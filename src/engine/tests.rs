@@ -3,6 +3,8 @@
 use super::*;
 use crate::config::{EngineConfig, MalformedPolicy, Mode};
 use crate::signatures::tcp::GIFT_OPENER;
+use crate::wire::{self, ExtHeader, ExtHeader::Fragment, IpRepr, Ipv6Repr, TcpFlags, TcpRepr, TransportRepr};
+use crate::wire::{TransportRepr::Raw, UdpRepr};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 const CLIENT: &str = "192.0.2.10";
@@ -32,50 +34,34 @@ fn config() -> EngineConfig {
     }
 }
 
-fn ip_packet(src: IpAddr, dst: IpAddr, protocol: u8, l4: &[u8]) -> Vec<u8> {
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let total = 20 + l4.len();
-            let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, protocol, 0, 0];
-            p.extend_from_slice(&s.octets());
-            p.extend_from_slice(&d.octets());
-            p.extend_from_slice(l4);
-            p
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let len = l4.len();
-            let mut p = vec![0x60, 0, 0, 0, (len >> 8) as u8, len as u8, protocol, 64];
-            p.extend_from_slice(&s.octets());
-            p.extend_from_slice(&d.octets());
-            p.extend_from_slice(l4);
-            p
-        }
-        _ => panic!("mixed address families"),
-    }
+/// An IP packet from `src` to `dst` (IPv6: behind the chain `ext`), built by `wire::emit`.
+fn packet(
+    src: IpAddr,
+    dst: IpAddr,
+    ext: &[ExtHeader],
+    transport: TransportRepr<'_>,
+    payload: &[u8],
+) -> Vec<u8> {
+    let ip = match IpRepr::new(src, dst).expect("same address family") {
+        IpRepr::V6(v6) => IpRepr::V6(Ipv6Repr { ext, ..v6 }),
+        v4 => v4,
+    };
+    wire::emit(&ip, &transport, payload)
 }
 
 fn udp(src: (&str, u16), dst: (&str, u16), payload: &[u8]) -> Vec<u8> {
-    let len = 8 + payload.len();
-    let mut l4 = vec![
-        (src.1 >> 8) as u8,
-        src.1 as u8,
-        (dst.1 >> 8) as u8,
-        dst.1 as u8,
-        (len >> 8) as u8,
-        len as u8,
-        0,
-        0,
-    ];
-    l4.extend_from_slice(payload);
-    ip_packet(ip(src.0), ip(dst.0), 17, &l4)
+    udp_behind(&[], src, dst, payload)
+}
+
+/// A UDP datagram over IPv6 behind the extension headers `ext`.
+fn udp_behind(ext: &[ExtHeader], src: (&str, u16), dst: (&str, u16), payload: &[u8]) -> Vec<u8> {
+    let udp = TransportRepr::Udp(UdpRepr { src_port: src.1, dst_port: dst.1 });
+    packet(ip(src.0), ip(dst.0), ext, udp, payload)
 }
 
 fn tcp(src: (&str, u16), dst: (&str, u16), seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut l4 = vec![(src.1 >> 8) as u8, src.1 as u8, (dst.1 >> 8) as u8, dst.1 as u8];
-    l4.extend_from_slice(&seq.to_be_bytes());
-    l4.extend_from_slice(&[0, 0, 0, 0, 0x50, flags, 0xFF, 0xFF, 0, 0, 0, 0]);
-    l4.extend_from_slice(payload);
-    ip_packet(ip(src.0), ip(dst.0), 6, &l4)
+    let tcp = TransportRepr::Tcp(TcpRepr::new(src.1, dst.1, seq, TcpFlags(flags)));
+    packet(ip(src.0), ip(dst.0), &[], tcp, payload)
 }
 
 /// A TCP connection driver that keeps sequence numbers straight.
@@ -564,11 +550,8 @@ fn state_is_bounded_under_a_flood_of_distinct_flows() {
         let _ = (a, b);
         let src = IpAddr::V4(Ipv4Addr::new(192, 0, 2, y));
         let dst = IpAddr::V4(Ipv4Addr::new(203, 0, x, y));
-        let pkt = ip_packet(src, dst, 17, &{
-            let mut l4 = vec![0x10, 0x00, 0x04, 0xBE, 0, 20, 0, 0];
-            l4.extend_from_slice(&KAZAA_PING);
-            l4
-        });
+        let udp = TransportRepr::Udp(UdpRepr { src_port: 0x1000, dst_port: 1214 });
+        let pkt = packet(src, dst, &[], udp, &KAZAA_PING);
         assert_eq!(e.handle_packet(Timestamp::from_micros(u64::from(i)), &pkt).reason, Reason::UdpPing);
         while e.poll_event().is_some() {}
         while e.poll_action().is_some() {}
@@ -733,7 +716,10 @@ fn decisions_carry_the_flows_inside_and_outside_ends() {
     let reply = e.handle_packet(at(2), &tcp((CLIENT, 80), (PEER, PEER_PORT), 9, SYN | ACK, &[]));
     assert_eq!(reply.ends, Some(ends));
     // Without a flow (ICMP) the same rule applies to the packet alone; ports are 0.
-    let icmp = e.handle_packet(at(3), &ip_packet(ip(PEER), ip(CLIENT), 1, &[8, 0, 0, 0, 0, 0, 0, 0]));
+    let icmp = e.handle_packet(
+        at(3),
+        &packet(ip(PEER), ip(CLIENT), &[], TransportRepr::Raw { protocol: 1 }, &[8, 0, 0, 0, 0, 0, 0, 0]),
+    );
     assert_eq!(icmp.ends, Some(FlowEnds { inside: sock(CLIENT, 0), outside: sock(PEER, 0) }));
     assert!(!icmp.blocked);
     // Unreadable IP header: no addresses, no ends.
@@ -841,23 +827,6 @@ fn locked_clients_at_leaves_out_expired_locks_not_yet_removed() {
     assert_eq!(e.locked_clients_at(until).count(), 0);
 }
 
-/// `packet` (IPv6, no extension headers) with `ext` inserted after the fixed header; `ext` must
-/// end with a header whose next-header byte names the original transport.
-fn with_ipv6_ext(packet: &[u8], first: u8, ext: &[u8]) -> Vec<u8> {
-    let mut p = packet[..40].to_vec();
-    let len = u16::from_be_bytes([p[4], p[5]]) + ext.len() as u16;
-    p[4..6].copy_from_slice(&len.to_be_bytes());
-    p[6] = first;
-    p.extend_from_slice(ext);
-    p.extend_from_slice(&packet[40..]);
-    p
-}
-
-/// `n` 8-byte destination-options headers, the last naming `last`.
-fn dest_opts(n: usize, last: u8) -> Vec<u8> {
-    (0..n).flat_map(|i| [if i + 1 == n { last } else { 60 }, 0, 1, 4, 0, 0, 0, 0]).collect()
-}
-
 const CLIENT6: &str = "2001:db8:1::11";
 const PEER6: &str = "2001:db8:2::21";
 
@@ -865,8 +834,12 @@ const PEER6: &str = "2001:db8:2::21";
 fn ipv6_pings_behind_any_number_of_destination_options_are_seen() {
     for n in [0, 8, 9, 12, 24] {
         let mut e = Engine::new(config());
-        let ping = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
-        let p = if n == 0 { ping } else { with_ipv6_ext(&ping, 60, &dest_opts(n, 17)) };
+        let p = udp_behind(
+            &ExtHeader::destination_options(n),
+            (CLIENT6, CLIENT_PORT),
+            (PEER6, 1214),
+            &KAZAA_PING,
+        );
         assert_eq!(judge(&mut e, at(0), &p), (Verdict::Drop, Reason::UdpPing), "{n} headers");
         assert_eq!(e.locked_count(), 1, "{n} headers: client locked");
     }
@@ -875,9 +848,9 @@ fn ipv6_pings_behind_any_number_of_destination_options_are_seen() {
 #[test]
 fn ipv6_transport_beyond_the_capture_is_dropped_not_accepted() {
     let mut e = Engine::new(config());
-    let ping = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
     // 300 headers: 2,400 bytes of chain, more than the daemon's default copy_range of 2,304.
-    let full = with_ipv6_ext(&ping, 60, &dest_opts(300, 17));
+    let full =
+        udp_behind(&ExtHeader::destination_options(300), (CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
     let captured = &full[..2304];
     let d = e.handle_packet(at(0), captured);
     assert_eq!((d.verdict, d.reason), (Verdict::Drop, Reason::TransportUnreachable));
@@ -902,8 +875,14 @@ fn ipv6_esp_and_no_next_header_are_other_protocols() {
     let mut e = Engine::new(config());
     let ping = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
     for last in [50u8, 59] {
-        // The bytes after the chain are not a transport header to judge.
-        let p = with_ipv6_ext(&ping, 60, &dest_opts(2, last));
+        // The bytes after the chain (a UDP ping) are not a transport header to judge.
+        let p = packet(
+            ip(CLIENT6),
+            ip(PEER6),
+            &ExtHeader::destination_options(2),
+            Raw { protocol: last },
+            &ping[40..],
+        );
         assert_eq!(judge(&mut e, at(0), &p), (Verdict::Accept, Reason::OtherProtocol), "next header {last}");
     }
     assert_eq!(e.locked_count(), 0);
@@ -912,15 +891,16 @@ fn ipv6_esp_and_no_next_header_are_other_protocols() {
 #[test]
 fn ipv6_fragments_first_is_judged_later_is_not() {
     let mut e = Engine::new(config());
-    let ping = udp((CLIENT6, CLIENT_PORT), (PEER6, 1214), &KAZAA_PING);
-    let first = with_ipv6_ext(&ping, 44, &[17, 0, 0x00, 0x00, 0, 0, 0, 1]);
+    let (client, peer) = ((CLIENT6, CLIENT_PORT), (PEER6, 1214));
+    let first = udp_behind(&[Fragment { offset: 0, more: false, ident: 1 }], client, peer, &KAZAA_PING);
     assert_eq!(judge(&mut e, at(0), &first), (Verdict::Drop, Reason::UdpPing));
-    let later = with_ipv6_ext(&ping, 44, &[17, 0, 0x00, 0x11, 0, 0, 0, 2]);
+    let later = udp_behind(&[Fragment { offset: 2, more: true, ident: 2 }], client, peer, &KAZAA_PING);
     assert_eq!(judge(&mut e, at(0), &later), (Verdict::Accept, Reason::LaterFragment));
-    // A first fragment whose chain continues in the next fragment: dropped.
-    let mut ext = vec![60, 0, 0x00, 0x01, 0, 0, 0, 3];
-    ext.extend_from_slice(&[17, 4, 1, 2, 0, 0, 0, 0]);
-    let cut = with_ipv6_ext(&ping[..40], 44, &ext);
+    // A first fragment whose chain continues in the next fragment (a destination-options header
+    // of 40 bytes, 8 of them here): dropped.
+    let first_of_chain = [Fragment { offset: 0, more: true, ident: 3 }];
+    let cut =
+        packet(ip(CLIENT6), ip(PEER6), &first_of_chain, Raw { protocol: 60 }, &[17, 4, 1, 2, 0, 0, 0, 0]);
     assert_eq!(judge(&mut e, at(0), &cut), (Verdict::Drop, Reason::TransportUnreachable));
 }
 

@@ -8,7 +8,7 @@
 //! failed. A failed file is reported and the others are still processed; the exit code is then 2.
 
 use clap::Args;
-use ftwall::capture;
+use ftwall::wire::link;
 use ftwall::{Decision, Engine, EngineConfig, Event, Proto, Timestamp, Verdict};
 use ipnet::IpNet;
 use pcap_file::pcap::PcapParser;
@@ -265,7 +265,7 @@ fn replay_file<W: Write>(
         totals.records += 1;
         let now = Timestamp::from_micros(ts_micros);
         engine.drive(now);
-        let decision = capture::l3_payload(link_type, bytes).ok().map(|l3| engine.handle_packet(now, l3));
+        let decision = link::l3_payload(link_type, bytes).ok().map(|l3| engine.handle_packet(now, l3));
         while let Some(event) = engine.poll_event() {
             match event {
                 Event::ClientIdentified { .. } => totals.clients += 1,
@@ -334,7 +334,7 @@ fn replay_pcap<R: Read>(window: &mut Window<R>, on_record: &mut OnRecord<'_>) ->
     let parser = next_in(window, |data| PcapParser::new(data).map(|(rest, p)| (data.len() - rest.len(), p)))?
         .ok_or_else(|| FileError::parse(0, &PcapError::IncompleteBuffer))?;
     let link_type = u32::from(parser.header().datalink);
-    if !capture::is_supported_link_type(link_type) {
+    if !link::is_supported_link_type(link_type) {
         return Err(FileError::at(20, format!("unsupported link type {link_type}")));
     }
     let nanosecond = parser.header().ts_resolution == TsResolution::NanoSecond;
@@ -400,7 +400,7 @@ fn pcapng_record(
         return Err(FileError::at(offset, format!("packet refers to undeclared interface {interface_id}")));
     };
     let link_type = u32::from(interface.linktype);
-    if !capture::is_supported_link_type(link_type) {
+    if !link::is_supported_link_type(link_type) {
         return Err(FileError::at(
             offset,
             format!("unsupported link type {link_type} (interface {interface_id})"),

@@ -303,86 +303,12 @@ fn connect(to: SocketAddr, bind: Option<std::net::IpAddr>, timeout: Duration) ->
     match bind {
         None => TcpStream::connect_timeout(&to, timeout),
         Some(ip) => {
-            // std has no bind-before-connect; do it with a blocking connect in a helper thread.
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let result = (|| {
-                    let socket = BoundSocket::new(ip, to)?;
-                    socket.connect(to)?;
-                    Ok::<_, std::io::Error>(socket.into())
-                })();
-                let _ = tx.send(result);
-            });
-            rx.recv_timeout(timeout).unwrap_or_else(|_| {
-                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))
-            })
-        }
-    }
-}
-
-/// Minimal bind-then-connect TCP socket over libc (std cannot bind before connecting).
-struct BoundSocket(std::os::fd::OwnedFd);
-
-impl BoundSocket {
-    fn new(ip: std::net::IpAddr, to: SocketAddr) -> std::io::Result<Self> {
-        use std::os::fd::FromRawFd;
-        let domain = if to.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
-        // SAFETY: plain socket(2); the descriptor is owned by OwnedFd right away.
-        let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: fd is fresh and owned by nobody else.
-        let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        let (storage, len) = sockaddr(SocketAddr::new(ip, 0));
-        // SAFETY: storage holds a valid sockaddr of length len.
-        if unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Self(owned))
-    }
-
-    fn connect(&self, to: SocketAddr) -> std::io::Result<()> {
-        use std::os::fd::AsRawFd;
-        let (storage, len) = sockaddr(to);
-        // SAFETY: storage holds a valid sockaddr of length len.
-        if unsafe {
-            libc::connect(self.0.as_raw_fd(), (&storage as *const libc::sockaddr_storage).cast(), len)
-        } != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-}
-
-impl From<BoundSocket> for TcpStream {
-    fn from(s: BoundSocket) -> Self {
-        Self::from(s.0)
-    }
-}
-
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data; zeroed is valid.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    match addr {
-        SocketAddr::V4(v4) => {
-            // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in.
-            let sin =
-                unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = v4.port().to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
-            (storage, std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
-        }
-        SocketAddr::V6(v6) => {
-            // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in6.
-            let sin6 =
-                unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = v6.port().to_be();
-            sin6.sin6_addr.s6_addr = v6.ip().octets();
-            (storage, std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+            // std cannot bind before connecting; socket2 can.
+            use socket2::{Domain, Protocol, Socket, Type};
+            let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
+            socket.bind(&SocketAddr::new(ip, 0).into())?;
+            socket.connect_timeout(&to.into(), timeout)?;
+            Ok(socket.into())
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Link-layer decoding of capture records down to the L3 buffer the engine expects.
+//! Link-layer decoding of capture records down to the L3 buffer the engine expects (what
+//! [`parse`](super::parse) takes).
 //!
 //! Pure: takes a pcap link type and a record's bytes, returns the IP packet inside (or why not).
 //! Supported link types: Ethernet (1, with any number of 802.1Q / 802.1ad tags up to
