@@ -11,6 +11,7 @@
 
 use super::checksum;
 use super::{transport, Malformed, MalformedKind, Packet, Transport, PROTO_TCP};
+use pnet_packet::ipv4::Ipv4Packet;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// The IPv4 header length without options.
@@ -22,23 +23,28 @@ pub(super) fn parse(buf: &[u8]) -> Result<Packet<'_>, Malformed> {
     if buf.len() < HEADER_LEN {
         return bad(MalformedKind::TruncatedIpHeader, None, None);
     }
-    let addr = |at: usize| IpAddr::V4(Ipv4Addr::new(buf[at], buf[at + 1], buf[at + 2], buf[at + 3]));
-    let (src, dst) = (addr(12), addr(16));
+    // pnet checks only the minimum size (20 bytes, just done); every length it reports is
+    // validated below before the buffer is sliced.
+    let ip = Ipv4Packet::new(buf).ok_or(Malformed {
+        kind: MalformedKind::TruncatedIpHeader,
+        addrs: None,
+        protocol: None,
+    })?;
+    let (src, dst) = (IpAddr::V4(ip.get_source()), IpAddr::V4(ip.get_destination()));
     let addrs = Some((src, dst));
-    let protocol = buf[9];
-    let header_len = usize::from(buf[0] & 0x0F) * 4;
+    let protocol = ip.get_next_level_protocol().0;
+    let header_len = usize::from(ip.get_header_length()) * 4;
     if header_len < HEADER_LEN || header_len > buf.len() {
         return bad(MalformedKind::BadIhl, addrs, Some(protocol));
     }
-    let total_len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+    let total_len = usize::from(ip.get_total_length());
     if total_len < header_len {
         return bad(MalformedKind::BadTotalLength, addrs, Some(protocol));
     }
     // Bytes beyond the total length are link-layer padding; fewer bytes mean a truncated copy.
     let payload_len = total_len - header_len;
     let payload = &buf[header_len..buf.len().min(total_len)];
-    let fragment_offset = u16::from_be_bytes([buf[6], buf[7]]) & 0x1FFF;
-    if fragment_offset != 0 {
+    if ip.get_fragment_offset() != 0 {
         return Ok(Packet { src, dst, transport: Transport::LaterFragment { protocol } });
     }
     let transport = match transport(protocol, payload, payload_len, false) {

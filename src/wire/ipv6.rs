@@ -10,6 +10,7 @@
 //!   the upper layer. It does not check the chain's order (tests emit invalid chains on purpose).
 
 use super::{transport, Malformed, MalformedKind, Packet, Transport};
+use pnet_packet::ipv6::Ipv6Packet;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// The fixed IPv6 header length.
@@ -31,14 +32,17 @@ pub(super) fn parse(buf: &[u8]) -> Result<Packet<'_>, Malformed> {
     if buf.len() < HEADER_LEN {
         return Err(Malformed { kind: MalformedKind::TruncatedIpHeader, addrs: None, protocol: None });
     }
-    let addr = |at: usize| {
-        let octets: [u8; 16] = buf[at..at + 16].try_into().expect("16 bytes");
-        IpAddr::V6(Ipv6Addr::from(octets))
-    };
-    let (src, dst) = (addr(8), addr(24));
+    // pnet checks only the fixed header's size (just done); the payload length it reports is
+    // validated against the buffer below, and the extension chain is walked by hand.
+    let ip = Ipv6Packet::new(buf).ok_or(Malformed {
+        kind: MalformedKind::TruncatedIpHeader,
+        addrs: None,
+        protocol: None,
+    })?;
+    let (src, dst) = (IpAddr::V6(ip.get_source()), IpAddr::V6(ip.get_destination()));
     let addrs = Some((src, dst));
-    let announced = usize::from(u16::from_be_bytes([buf[4], buf[5]]));
-    let mut next = buf[6];
+    let announced = usize::from(ip.get_payload_length());
+    let mut next = ip.get_next_header().0;
     let bad = |kind, protocol| Malformed { kind, addrs, protocol };
     if announced == 0 {
         // Zero means a jumbogram (hop-by-hop option), which never crosses an Ethernet gateway.

@@ -11,6 +11,7 @@
 
 use super::checksum;
 use super::{IpRepr, MalformedKind, Transport, PROTO_TCP};
+use pnet_packet::tcp::TcpPacket;
 
 /// The fixed TCP header length (data offset 5).
 pub const HEADER_LEN: usize = 20;
@@ -68,19 +69,21 @@ pub(super) fn parse(payload: &[u8], announced: usize) -> Result<Transport<'_>, M
     if payload.len() < HEADER_LEN {
         return Ok(Transport::Unreachable { protocol: PROTO_TCP });
     }
-    let header_len = usize::from(payload[12] >> 4) * 4;
+    // pnet checks only the minimum header size (just done); the data offset is validated here.
+    let tcp = TcpPacket::new(payload).ok_or(MalformedKind::BadTcpHeader)?;
+    let header_len = usize::from(tcp.get_data_offset()) * 4;
     if header_len < HEADER_LEN || header_len > announced {
         return Err(MalformedKind::BadTcpHeader);
     }
     if header_len > payload.len() {
         return Ok(Transport::Unreachable { protocol: PROTO_TCP });
     }
-    let be16 = |at: usize| u16::from_be_bytes([payload[at], payload[at + 1]]);
     Ok(Transport::Tcp(TcpSegment {
-        src_port: be16(0),
-        dst_port: be16(2),
-        seq: u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]),
-        flags: TcpFlags(payload[13]),
+        src_port: tcp.get_source(),
+        dst_port: tcp.get_destination(),
+        seq: tcp.get_sequence(),
+        // The low 8 bits of pnet's 9-bit flags field: CWR … FIN, as on the wire in byte 13.
+        flags: TcpFlags(tcp.get_flags() as u8),
         payload: &payload[header_len..],
         payload_len: announced - header_len,
     }))

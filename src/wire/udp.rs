@@ -11,6 +11,7 @@
 
 use super::checksum;
 use super::{IpRepr, MalformedKind, Transport, PROTO_UDP};
+use pnet_packet::udp::UdpPacket;
 
 /// The UDP header length.
 pub const HEADER_LEN: usize = 8;
@@ -43,14 +44,16 @@ pub(super) fn parse(
     if payload.len() < HEADER_LEN {
         return Ok(Transport::Unreachable { protocol: PROTO_UDP });
     }
-    let udp_len = usize::from(u16::from_be_bytes([payload[4], payload[5]]));
+    // pnet checks only the 8-byte header size (just done); its length field is validated here.
+    let udp = UdpPacket::new(payload).ok_or(MalformedKind::BadUdpHeader)?;
+    let udp_len = usize::from(udp.get_length());
     if udp_len < HEADER_LEN || (udp_len > announced && !first_fragment) {
         return Err(MalformedKind::BadUdpHeader);
     }
     let present = payload.len().min(udp_len).min(announced);
     Ok(Transport::Udp(UdpDatagram {
-        src_port: u16::from_be_bytes([payload[0], payload[1]]),
-        dst_port: u16::from_be_bytes([payload[2], payload[3]]),
+        src_port: udp.get_source(),
+        dst_port: udp.get_destination(),
         payload: &payload[HEADER_LEN..present],
         payload_len: udp_len - HEADER_LEN,
     }))
