@@ -4,8 +4,8 @@
 //! - `ftwall replay`: the same engine over pcap/pcapng files (`replay.rs`).
 //! - `ftwall check-config` / `ftwall config`: validate / print the configuration.
 //! - `ftwall ctl`: ask the running daemon over its control socket (`ctl.rs`, `daemon/control.rs`).
-//! - `ftwall lab`: a throw-away namespace gateway demo (`lab.rs`); `ftwall sim`: the FastTrack
-//!   simulator it and the end-to-end tests use (`sim.rs`).
+//! - `ftwall lab`: a throw-away namespace gateway demo, and `lab up|down`, the namespaces alone
+//!   (`lab/`); `ftwall sim`: the FastTrack simulator it and the end-to-end tests use (`sim.rs`).
 //! - `ftwall man` (hidden): the man page, for packaging (`man.rs`).
 
 mod ctl;
@@ -47,6 +47,7 @@ enum Command {
     },
     /// Build a throw-away gateway in network namespaces, run ftwall and FastTrack traffic
     /// through it, print what was blocked, and clean up (root; the newcomer's first command).
+    /// `lab up` / `lab down` build and remove the namespaces alone, for tests and benchmarks.
     Lab(lab::LabArgs),
     /// FastTrack client simulator and responder, to check a deployment end to end.
     Sim(sim::SimArgs),
