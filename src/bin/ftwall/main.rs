@@ -7,7 +7,10 @@
 //! - `ftwall lab`: a throw-away namespace gateway demo, and `lab up|down`, the namespaces alone
 //!   (`lab/`); `ftwall sim`: the FastTrack simulator it and the end-to-end tests use (`sim.rs`).
 //! - `ftwall man` (hidden): the man page, for packaging (`man.rs`).
+//! - `ftwall bench-traffic` (hidden): UDP load generators for `benches/` and the tests
+//!   (`bench_traffic.rs`).
 
+mod bench_traffic;
 mod ctl;
 mod daemon;
 mod lab;
@@ -62,6 +65,9 @@ enum Command {
     /// Print the man page (roff, section 8), or write all pages with --dir.
     #[command(hide = true)]
     Man(man::ManArgs),
+    /// UDP load generators for the benchmarks and tests: blast, sink, flood, latency.
+    #[command(hide = true)]
+    BenchTraffic(bench_traffic::BenchTrafficArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +82,9 @@ fn main() -> ExitCode {
         Some(Command::Lab(args)) => lab::run(args),
         Some(Command::Sim(args)) => sim::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Some(Command::Man(args)) => man::run(args),
+        Some(Command::BenchTraffic(args)) => {
+            bench_traffic::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into)
+        }
     };
     match result {
         Ok(code) => code,
