@@ -31,7 +31,7 @@ cleanup() {
     set +e
     [ -n "${reader:-}" ] && kill -CONT $reader 2>/dev/null && kill $reader 2>/dev/null
     [ -n "${daemon:-}" ] && kill $daemon 2>/dev/null && wait $daemon 2>/dev/null
-    [ -n "${responder:-}" ] && kill $responder 2>/dev/null
+    [ -n "${responder:-}" ] && kill $responder 2>/dev/null && wait $responder 2>/dev/null
     umount $work/state 2>/dev/null
     $tools/ftwall lab down --prefix $p >/dev/null
     rm -rf $work

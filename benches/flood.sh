@@ -19,7 +19,7 @@ p=ftf$$
 work=$(mktemp -d)
 daemon=
 cleanup() {
-    [ -n "$daemon" ] && kill "$daemon" 2>/dev/null || true
+    [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
     $bin/ftwall lab down --prefix $p >/dev/null
     rm -rf "$work"
 }

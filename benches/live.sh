@@ -49,6 +49,7 @@ work=$(mktemp -d)
 p=ftb$$
 cleanup() {
     for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
     for f in iperf.pid responder.pid; do [ -f "$work/$f" ] && kill "$(cat "$work/$f")" 2>/dev/null || true; done
     $bin/ftwall lab down --prefix $p >/dev/null
     rm -rf "$work"
