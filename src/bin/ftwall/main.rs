@@ -50,7 +50,7 @@ enum Command {
     },
     /// Build a throw-away gateway in network namespaces, run ftwall and FastTrack traffic
     /// through it, print what was blocked, and clean up (root; the newcomer's first command).
-    /// `lab up` / `lab down` build and remove the namespaces alone, for tests and benchmarks.
+    /// `lab up` / `lab down`: the namespaces alone, for tests and benchmarks.
     Lab(lab::LabArgs),
     /// FastTrack client simulator and responder, to check a deployment end to end.
     Sim(sim::SimArgs),

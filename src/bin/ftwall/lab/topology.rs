@@ -345,7 +345,7 @@ mod tests {
             };
             assert!(names.contains(target), "{cmd:?} outside the lab");
             if cmd[0] == "link" {
-                assert!(names.contains(&cmd[10]), "{cmd:?} outside the lab");
+                assert!(names.contains(&cmd[11]), "{cmd:?} outside the lab");
             }
         }
     }
