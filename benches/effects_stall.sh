@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Verdict latency while every side effect is slowed down (issue: side effects never block the
-# verdict path). Root; builds namespaces $p-{lan,gw,wan} (benches/topology.sh), the shipped rules,
-# and a daemon that queues every packet (offload off). Prints, for N UDP echoes through the
-# gateway, the round trip p50/p99 and how many packets the kernel actually handed to the daemon
-# meanwhile (latency alone flatters a stalled daemon: with a full queue, fail_open lets the echoes
-# through unjudged, and faster), in three runs:
+# verdict path). Root; builds namespaces $p-{lan,gw,wan} and the shipped rules (`ftwall lab up`,
+# removed by `ftwall lab down`), and a daemon that queues every packet (offload off). Prints, for
+# N UDP echoes through the gateway, the round trip p50/p99 and how many packets the kernel
+# actually handed to the daemon meanwhile (latency alone flatters a stalled daemon: with a full
+# queue, fail_open lets the echoes through unjudged, and faster), in three runs:
 #   quiet     nothing else happens;
 #   loaded    100 LAN addresses that do not exist send 2,000 FastTrack pings/s, with forged pongs
 #             off, the state on a normal disk and the log read: the load without slow effects;
@@ -18,35 +18,29 @@ cd "$(dirname "$0")/.."
 echoes=${1:-3000}
 p=ftes$$
 p=${p:0:8}
-. benches/topology.sh
-# FTWALL_BIN_DIR: another build to measure (e.g. an older commit's target/release).
-bin=${FTWALL_BIN_DIR:-target/release}
-[ -x $bin/ftwall ] || bin=target/debug
-[ -x $bin/ftwall ] || { echo "build ftwall first (cargo build --release)" >&2; exit 1; }
+# This checkout's build runs the lab, the responder and the load (`ftwall lab`, `ftwall sim`,
+# `ftwall bench-traffic`); FTWALL_BIN_DIR: another build whose daemon to measure (e.g. an older
+# commit's target/release).
+tools=target/release
+[ -x $tools/ftwall ] || tools=target/debug
+[ -x $tools/ftwall ] || { echo "build ftwall first (cargo build --release)" >&2; exit 1; }
+bin=${FTWALL_BIN_DIR:-$tools}
 work=$(mktemp -d)
 nsx() { local n=$1; shift; ip netns exec $p-$n "$@"; }
 cleanup() {
     set +e
     [ -n "${reader:-}" ] && kill -CONT $reader 2>/dev/null && kill $reader 2>/dev/null
     [ -n "${daemon:-}" ] && kill $daemon 2>/dev/null && wait $daemon 2>/dev/null
-    [ -n "${responder:-}" ] && kill $responder 2>/dev/null
+    [ -n "${responder:-}" ] && kill $responder 2>/dev/null && wait $responder 2>/dev/null
     umount $work/state 2>/dev/null
-    topology_down
+    $tools/ftwall lab down --prefix $p >/dev/null
     rm -rf $work
 }
 trap cleanup EXIT
-topology_up
-ip -n $p-lan addr add 192.0.2.10/24 dev ${p}l0
-ip -n $p-gw addr add 192.0.2.1/24 dev ${p}g0
-ip -n $p-gw addr add 198.51.100.1/24 dev ${p}g1
-ip -n $p-wan addr add 198.51.100.20/24 dev ${p}w0
-for h in $(seq 30 39); do ip -n $p-wan addr add 198.51.100.$h/24 dev ${p}w0; done
-ip -n $p-lan route add default via 192.0.2.1
-ip -n $p-wan route add default via 198.51.100.1
-nsx gw sysctl -qw net.ipv4.ip_forward=1
-nsx gw iptables/install.sh ${p}g0 3 >/dev/null 2>&1
+# lan 192.0.2.10-14, gw 192.0.2.1 / 198.51.100.1, wan 198.51.100.20-39; the rules on queue 3.
+$tools/ftwall lab up --prefix $p --queue 3 >/dev/null
 # `ip netns exec` execs the program, so $! is the process itself (a shell function would fork).
-ip netns exec $p-wan $bin/ftwall sim responder --udp 198.51.100.20:7 > $work/responder.log &
+ip netns exec $p-wan $tools/ftwall sim responder --udp 198.51.100.20:7 > $work/responder.log &
 responder=$!
 mkdir -p $work/state
 cat > $work/base.toml <<TOML
@@ -81,7 +75,7 @@ stop_daemon() { kill $daemon; wait $daemon || true; daemon=; }
 # packets the kernel handed to the daemon meanwhile, and what the daemon says of itself.
 measure() {
     local name=$1 flood_on=$2 flood= ids_before ids_after start elapsed expected status
-    nsx lan $bin/ftwall sim udp --to 198.51.100.20:7 >/dev/null || true
+    nsx lan $tools/ftwall sim udp --to 198.51.100.20:7 >/dev/null || true
     if [ "$flood_on" = 1 ]; then
         ip netns exec $p-lan python3 tests/hostile/path_attacks.py flood-absent 2000 600 >/dev/null 2>&1 &
         flood=$!
@@ -89,7 +83,7 @@ measure() {
     fi
     ids_before=$(queued_ids)
     start=$(date +%s.%N)
-    read -r p50 p99 lost < <(nsx lan $bin/ftwall sim latency --to 198.51.100.20:7 --count $echoes |
+    read -r p50 p99 lost < <(nsx lan $tools/ftwall bench-traffic latency --to 198.51.100.20:7 --count $echoes |
         python3 -c 'import json,sys; v=json.loads(sys.stdin.read().splitlines()[-1]); print("%.1f %.1f %d" % (v["p50_us"], v["p99_us"], v["lost"]))')
     elapsed=$(python3 -c "print('%.2f' % ($(date +%s.%N) - $start))")
     ids_after=$(queued_ids)

@@ -4,35 +4,31 @@
 # ftwall and judged as a new flow. Prints the daemon's RSS after each tenth of the flood: it must
 # stay flat (the flow table is an LRU; everything else is capped too).
 # Conntrack is bypassed for the flood's destinations (raw-table NOTRACK) so that the kernel's own
-# connection table does not cap the flood before it reaches the queue. Root only; the traffic
-# stays inside the namespaces this script creates, on documentation addresses.
+# connection table does not cap the flood before it reaches the queue. The namespaces and the
+# shipped rules come from `ftwall lab up` (removed by `ftwall lab down`); the flood from
+# `ftwall bench-traffic flood`. Root only; the traffic stays inside those namespaces, on
+# documentation addresses.
 #   benches/flood.sh [N]      default N = 10000000 (about 1 minute)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. benches/topology.sh
 count=${1:-10000000}
 [ "$(id -u)" -eq 0 ] || { echo "flood.sh: must run as root" >&2; exit 1; }
 cargo build -q --release --bin ftwall
 bin=target/release
-p=ftf
+p=ftf$$
 work=$(mktemp -d)
 daemon=
 cleanup() {
-    [ -n "$daemon" ] && kill "$daemon" 2>/dev/null || true
-    topology_down
+    [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
+    $bin/ftwall lab down --prefix $p >/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-topology_up
-ip -n $p-lan addr add 2001:db8:1::10/64 dev ${p}l0 nodad
-ip -n $p-gw addr add 2001:db8:1::1/64 dev ${p}g0 nodad
-ip -n $p-gw addr add 2001:db8:2::1/64 dev ${p}g1 nodad
-ip -n $p-wan addr add 2001:db8:2::20/64 dev ${p}w0 nodad
-ip -n $p-lan -6 route add default via 2001:db8:1::1
+# lan 2001:db8:1::10-12, gw 2001:db8:1::1 / 2001:db8:2::1, wan 2001:db8:2::20-26; the rules on queue 0.
+$bin/ftwall lab up --prefix $p --queue 0 >/dev/null
+# The flood's destinations: 2001:db8:3::/48, behind wan (where nothing answers).
 ip -n $p-gw -6 route add 2001:db8:3::/48 via 2001:db8:2::20
-ip netns exec $p-gw sysctl -qw net.ipv6.conf.all.forwarding=1
-ip netns exec $p-gw iptables/install.sh ${p}g0 0 >/dev/null 2>&1
 ip netns exec $p-gw ip6tables -t raw -A PREROUTING -i ${p}g0 -d 2001:db8:3::/48 -j NOTRACK
 
 printf 'lan = ["2001:db8:1::/64"]\nstate_file = "%s/state"\n[control]\nsocket = "%s/control.sock"\n' \
@@ -54,7 +50,7 @@ sent=0
 started=$(date +%s.%N)
 for step in $(seq 1 10); do
     # Each tenth goes to its own /64: every destination of the whole flood is distinct.
-    ip netns exec $p-lan $bin/ftwall sim flood --prefix "2001:db8:3:$step::" --count $step_count > /dev/null
+    ip netns exec $p-lan $bin/ftwall bench-traffic flood --prefix "2001:db8:3:$step::" --count $step_count > /dev/null
     sent=$(( sent + step_count ))
     s=$(status)
     printf '%-12s %12s %12s %10s %10s %8s\n' "$step/10" "$sent" "$(echo "$s" | field packets)" \

@@ -7,22 +7,29 @@
 #   ftwall_offload  the daemon with connmark offload (the default)
 #   ftwall_busypoll the daemon (offload off) with busy_poll_us = 200
 #   ftwall_1q/_2q   the daemon (offload off) on one queue, then two (--queue-balance), fed by two
-#                   senders on two address pairs (ftwall sim blast -> sink)
+#                   senders on two address pairs (ftwall bench-traffic blast -> sink)
 # For each: small-UDP packets/s (iperf3 -u -l 64), bulk TCP throughput (iperf3), and UDP echo
-# round-trip p50/p99 (ftwall sim latency). Then `ftwall replay` vs `ndpiReader` on the
-# shared corpus. Root only; test traffic stays inside the namespaces this script creates, on
-# documentation addresses.
+# round-trip p50/p99 (ftwall bench-traffic latency). Then `ftwall replay` vs `ndpiReader` on the
+# ordinary-traffic corpus ($FTWALL_CORPUS, default ../shared/corpus/ndpi beside the repository;
+# missing: skipped with a message, or an error under CI=true). The namespaces are built by
+# `ftwall lab up` (no rules at first) and removed by `ftwall lab down`. Root only; test traffic
+# stays inside those namespaces, on documentation addresses.
 #
 #   benches/live.sh            full run (about 5 minutes)
 #   benches/live.sh --smoke    1-second measurements, debug binaries: checks that it works (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. benches/topology.sh
 
 smoke=0
 [ "${1:-}" = "--smoke" ] && smoke=1
 [ "$(id -u)" -eq 0 ] || { echo "live.sh: must run as root" >&2; exit 1; }
 if [ $smoke -eq 1 ]; then dur=1; echoes=200; profile=debug; else dur=5; echoes=3000; profile=release; fi
+# The ordinary-traffic captures (nDPI's regression corpus) for replay vs ndpiReader.
+corpus=${FTWALL_CORPUS:-../shared/corpus/ndpi}
+if [ ! -d "$corpus" ]; then
+    [ "${CI:-}" = true ] && { echo "live.sh: the corpus $corpus is missing under CI (set FTWALL_CORPUS)" >&2; exit 1; }
+    echo "live.sh: no corpus at $corpus (set FTWALL_CORPUS): replay vs ndpiReader will be skipped" >&2
+fi
 
 need=()
 command -v iperf3 >/dev/null || need+=(iperf3)
@@ -39,25 +46,18 @@ else
 fi
 bin=target/$profile
 work=$(mktemp -d)
-p=ftb
+p=ftb$$
 cleanup() {
     for pid in $(jobs -p); do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
     for f in iperf.pid responder.pid; do [ -f "$work/$f" ] && kill "$(cat "$work/$f")" 2>/dev/null || true; done
-    topology_down
+    $bin/ftwall lab down --prefix $p >/dev/null
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-topology_up
-ip -n $p-lan addr add 192.0.2.10/24 dev ${p}l0
-ip -n $p-lan addr add 192.0.2.11/24 dev ${p}l0
-ip -n $p-gw addr add 192.0.2.1/24 dev ${p}g0
-ip -n $p-gw addr add 198.51.100.1/24 dev ${p}g1
-ip -n $p-wan addr add 198.51.100.20/24 dev ${p}w0
-ip -n $p-wan addr add 198.51.100.21/24 dev ${p}w0
-ip -n $p-lan route add default via 192.0.2.1
-ip -n $p-wan route add default via 198.51.100.1
-ip netns exec $p-gw sysctl -qw net.ipv4.ip_forward=1
+# lan 192.0.2.10-14, gw 192.0.2.1 / 198.51.100.1, wan 198.51.100.20-39; no rules yet.
+$bin/ftwall lab up --prefix $p --rules none >/dev/null
 nsx() { local n=$1; shift; ip netns exec $p-$n "$@"; }
 # Background consumers are started with `ip netns exec` itself in the background (not through
 # nsx, whose subshell would take the signal while the consumer kept its queue bound), so that
@@ -85,7 +85,7 @@ measure() { # name -> prints a row, records figures in $work/<name>
 import json,sys; s=json.load(sys.stdin)["end"]["sum"]; print(int((s["packets"]-s["lost_packets"])/s["seconds"]))')
     tcp=$(nsx lan iperf3 -c 198.51.100.20 -t $dur -J | python3 -c '
 import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9,3))')
-    lat=$(nsx lan $bin/ftwall sim latency --to 198.51.100.20:7 --count $echoes | python3 -c '
+    lat=$(nsx lan $bin/ftwall bench-traffic latency --to 198.51.100.20:7 --count $echoes | python3 -c '
 import json,sys; d=json.load(sys.stdin); print("%.1f %.1f" % (d["p50_us"], d["p99_us"]))')
     echo "$udp $tcp $lat" > "$work/$name"
     printf '%-16s %12s pps %9s Gbit/s   p50 %7s us  p99 %7s us\n' "$name" "$udp" "$tcp" ${lat}
@@ -101,12 +101,12 @@ config() { # offload true|false [queues] [busy_poll_us] -> config file path
 two_pairs() { # name command... : the consumer in gw; two senders (two address pairs) into a sink
     local name=$1; shift
     start_consumer "$work/$name.out" "$@"
-    nsx wan $bin/ftwall sim sink --udp 198.51.100.20:9000,198.51.100.21:9000 --seconds $dur > "$work/$name.sink" &
+    nsx wan $bin/ftwall bench-traffic sink --udp 198.51.100.20:9000,198.51.100.21:9000 --seconds $dur > "$work/$name.sink" &
     local sink=$!
     sleep 0.5
-    nsx lan $bin/ftwall sim blast --to 198.51.100.20:9000 --bind 192.0.2.10 --seconds $((dur + 1)) >/dev/null &
+    nsx lan $bin/ftwall bench-traffic blast --to 198.51.100.20:9000 --bind 192.0.2.10 --seconds $((dur + 1)) >/dev/null &
     local a=$!
-    nsx lan $bin/ftwall sim blast --to 198.51.100.21:9000 --bind 192.0.2.11 --seconds $((dur + 1)) >/dev/null &
+    nsx lan $bin/ftwall bench-traffic blast --to 198.51.100.21:9000 --bind 192.0.2.11 --seconds $((dur + 1)) >/dev/null &
     wait $a $! $sink
     python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().splitlines()[-1])["pps"])' "$work/$name.sink" > "$work/$name"
     printf '%-16s %12s pps (two address pairs, 64 B UDP, offload off)\n' "$name" "$(cat "$work/$name")"
@@ -146,7 +146,7 @@ two_pairs ftwall_2q $bin/ftwall run --config "$(config false 2)" --log-level war
 reps=5; [ $smoke -eq 1 ] && reps=1
 tcp_once() { nsx lan iperf3 -c 198.51.100.20 -t $dur -J | python3 -c '
 import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9,3))'; }
-lat_once() { nsx lan $bin/ftwall sim latency --to 198.51.100.20:7 --count $echoes | python3 -c '
+lat_once() { nsx lan $bin/ftwall bench-traffic latency --to 198.51.100.20:7 --count $echoes | python3 -c '
 import json,sys; print("%.1f" % json.load(sys.stdin)["p50_us"])'; }
 : > "$work/tcp_kernel"; : > "$work/tcp_offload"; : > "$work/lat_kernel"; : > "$work/lat_ftwall"
 for _ in $(seq $reps); do
@@ -173,9 +173,8 @@ field() { cut -d' ' -f"$2" "$work/$1"; }
 echo "added p50 latency per queued packet (median ftwall - median kernel): $(python3 -c "print('%.1f' % ($lat_ftwall - $lat_kernel))") us"
 echo "added p50 latency with busy_poll_us = 200 (ftwall_busypoll - kernel): $(python3 -c "print('%.1f' % ($(field ftwall_busypoll 3) - $(field kernel 3)))") us"
 
-corpus=${FTWALL_CORPUS:-../shared/corpus/ndpi}   # as in tests/corpus.rs
-if [ -d $corpus ]; then
-    files=($corpus/*)
+if [ -d "$corpus" ]; then
+    files=("$corpus"/*)
     [ $smoke -eq 1 ] && files=("${files[@]:0:40}")
     start=$(date +%s.%N)
     $bin/ftwall replay "${files[@]}" >/dev/null 2>"$work/replay.err" || true

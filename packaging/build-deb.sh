@@ -18,7 +18,7 @@ cargo build --release --bin ftwall "$@"
 man_dir=target/man
 rm -rf "$man_dir"
 "$target_dir/release/ftwall" man --dir "$man_dir"
-gzip -9n "$man_dir"/*.8 "$man_dir"/*.5
+gzip -9n "$man_dir"/*.8 "$man_dir"/*.7 "$man_dir"/*.5
 
 # --strip: the release profile keeps line tables (debug = 1) for backtraces; the package does not.
 deb=$(cargo deb --no-build --strip | tail -n 1)

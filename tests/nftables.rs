@@ -336,19 +336,18 @@ fn load_accept_copy(lab: &common::Lab) {
     in_ns(&lab.ns("gw"), &["nft", "-f", file.to_str().unwrap()]);
 }
 
-/// Traffic through ftwall.nft (queue swapped for accept, no daemon) in the end-to-end lab, with
-/// the iptables rules removed so that only the nft table filters: ordinary traffic passes, new
-/// connections into the LAN are dropped, and a client in `ft_clients` is blocked in the kernel
+/// Traffic through ftwall.nft (queue swapped for accept, no daemon) in the end-to-end lab, built
+/// without the iptables rules (`ftwall lab up --rules none`) so that only the nft table filters:
+/// ordinary traffic passes, new connections into the LAN are dropped, and a client in `ft_clients` is blocked in the kernel
 /// (new TCP connections, as in the daemon's time-lock) except to the allowed ports, until its
 /// element times out.
 #[test]
 fn ft_clients_blocks_a_locked_client_in_the_kernel() {
     let Some(_serial) = nft_guard() else { return };
     assert!(common::sim_path().exists(), "simulator not built at {}", common::sim_path().display());
-    let mut lab = common::Lab::new("ftn");
+    let mut lab = common::Lab::with_rules("ftn", "none");
     let gw = lab.ns("gw");
     let in_gw = |args: &[&str]| in_ns(&gw, args);
-    in_gw(&["sh", scripts().join("uninstall.sh").to_str().unwrap()]);
     assert!(!in_gw(&["iptables", "-S"]).contains("FTWALL"));
     load_accept_copy(&lab);
 

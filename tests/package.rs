@@ -190,6 +190,11 @@ fn deb_has_binary_unit_rules_conffile_man_pages_and_state_dir() {
     }
     let conf = gunzip("usr/share/man/man5/ftwall.toml.5.gz");
     assert!(conf.contains(".TH ftwall.toml 5 ") && conf.contains(".SH KEYS"), "ftwall.toml.5: {conf:.300}");
+    let events = gunzip("usr/share/man/man7/ftwall-events.7.gz");
+    assert!(
+        events.contains(".TH FTWALL-EVENTS 7 ") && events.contains(".SH METRICS"),
+        "ftwall-events.7: {events:.300}"
+    );
     // Nested subcommands (`ftwall ctl ban`) get pages too, named ftwall-ctl-ban.8.
     let pages: Vec<&String> = files.keys().filter(|p| p.starts_with("/usr/share/man/man8/")).collect();
     for page in &pages {

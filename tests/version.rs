@@ -96,8 +96,21 @@ fn man_page_covers_every_subcommand() {
     assert!(want.iter().any(|w| w == "ftwall-ctl-ban.8"), "{want:?}");
     want.push("ftwall.8".into());
     want.push("ftwall.toml.5".into());
+    want.push("ftwall-events.7".into());
     want.sort();
     assert_eq!(files, want);
+    // The events page lists every log event and metric of the catalogues.
+    let events = std::fs::read_to_string(dir.path().join("ftwall-events.7")).unwrap();
+    assert!(events.starts_with(".TH FTWALL-EVENTS 7 ") && events.contains(".SH LOG EVENTS"), "{events:.300}");
+    let catalogue: serde_json::Value = serde_json::from_str(&ftwall(&["man", "--catalogue"])).unwrap();
+    for e in catalogue["events"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap();
+        assert!(events.contains(&format!("\\fB{name}\\fR")), "ftwall-events(7) lacks {name}");
+    }
+    for m in catalogue["metrics"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        assert!(events.contains(&format!("\\fB{name}\\fR")), "ftwall-events(7) lacks {name}");
+    }
     // The configuration page names every key `ftwall config` prints (tables as `.SS [table]`).
     let conf = std::fs::read_to_string(dir.path().join("ftwall.toml.5")).unwrap();
     assert!(conf.starts_with(".TH ftwall.toml 5 ") && conf.contains(".SH KEYS"), "{conf:.300}");

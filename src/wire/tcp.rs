@@ -82,8 +82,8 @@ pub(super) fn parse(payload: &[u8], announced: usize) -> Result<Transport<'_>, M
         src_port: tcp.get_source(),
         dst_port: tcp.get_destination(),
         seq: tcp.get_sequence(),
-        // The low 8 bits of pnet's 9-bit flags field: CWR … FIN, as on the wire in byte 13.
-        flags: TcpFlags(tcp.get_flags() as u8),
+        // CWR … FIN, byte 13 on the wire.
+        flags: TcpFlags(tcp.get_flags()),
         payload: &payload[header_len..],
         payload_len: announced - header_len,
     }))

@@ -1,7 +1,8 @@
 //! Shared harness of the real-kernel tests: three network namespaces (`lan`, `gw`, `wan`) joined
-//! by veth pairs, `iptables/install.sh` applied in `gw`, the real daemon, and the FastTrack
-//! simulator (`ftwall sim`, `src/bin/ftwall/sim.rs`). Addresses come from
-//! the documentation ranges (IPv4, and IPv6 in 2001:db8::/32).
+//! by veth pairs, `iptables/install.sh` applied in `gw` (all built by `ftwall lab up`, removed by
+//! `ftwall lab down`), the real daemon, and the FastTrack simulator (`ftwall sim`,
+//! `src/bin/ftwall/sim.rs`). Addresses come from the documentation ranges (IPv4, and IPv6 in
+//! 2001:db8::/32); the addresses below are the ones `ftwall lab up` assigns.
 // Each test crate includes this module and uses part of it, through `pub` items.
 #![allow(dead_code, unreachable_pub)]
 
@@ -138,7 +139,14 @@ impl Lab {
         format!("{}-{name}", self.prefix)
     }
 
+    /// A lab named `name` (at most 4 characters) plus this process's id, built by
+    /// `ftwall lab up` with the shipped iptables rules queueing to [`QUEUE`].
     pub fn new(name: &str) -> Self {
+        Self::with_rules(name, "iptables")
+    }
+
+    /// [`Lab::new`] with `ftwall lab up --rules RULES` (`iptables`, `nft` or `none`).
+    pub fn with_rules(name: &str, rules: &str) -> Self {
         assert!(name.len() <= 4, "lab name {name:?}: at most 4 characters (interface names)");
         let prefix = unique_prefix(name);
         let dir = tempfile::tempdir().unwrap();
@@ -164,57 +172,23 @@ impl Lab {
             notifications,
             notify_path,
         };
-        lab.teardown_namespaces();
-        let (lan, gw, wan) = (lab.ns("lan"), lab.ns("gw"), lab.ns("wan"));
-        for ns in [&lan, &gw, &wan] {
-            must("ip", &["netns", "add", ns]);
-            must("ip", &["-n", ns, "link", "set", "lo", "up"]);
-        }
-        let prefix = &lab.prefix;
-        let (l0, g0, g1, w0) =
-            (format!("{prefix}l0"), format!("{prefix}g0"), format!("{prefix}g1"), format!("{prefix}w0"));
-        must("ip", &["link", "add", &l0, "netns", &lan, "type", "veth", "peer", "name", &g0, "netns", &gw]);
-        must("ip", &["link", "add", &w0, "netns", &wan, "type", "veth", "peer", "name", &g1, "netns", &gw]);
-        for a in [LAN_CLIENT, OTHER_CLIENT].iter().chain(&TELL_CLIENTS) {
-            must("ip", &["-n", &lan, "addr", "add", &format!("{a}/24"), "dev", &l0]);
-        }
-        must("ip", &["-n", &gw, "addr", "add", "192.0.2.1/24", "dev", &g0]);
-        must("ip", &["-n", &gw, "addr", "add", "198.51.100.1/24", "dev", &g1]);
-        for host in 20..=30 {
-            must("ip", &["-n", &wan, "addr", "add", &format!("198.51.100.{host}/24"), "dev", &w0]);
-        }
-        for host in 5..=9 {
-            must("ip", &["-n", &wan, "addr", "add", &format!("203.0.113.{host}/32"), "dev", "lo"]);
-        }
-        must("ip", &["-n", &lan, "link", "set", &l0, "up"]);
-        must("ip", &["-n", &gw, "link", "set", &g0, "up"]);
-        must("ip", &["-n", &gw, "link", "set", &g1, "up"]);
-        must("ip", &["-n", &wan, "link", "set", &w0, "up"]);
-        must("ip", &["-n", &lan, "route", "add", "default", "via", "192.0.2.1"]);
-        must("ip", &["-n", &wan, "route", "add", "default", "via", "198.51.100.1"]);
-        // IPv6 beside IPv4 (nodad: usable at once).
-        for a in [LAN_CLIENT6, OTHER_CLIENT6, TELL_CLIENT6] {
-            must("ip", &["-n", &lan, "addr", "add", &format!("{a}/64"), "dev", &l0, "nodad"]);
-        }
-        must("ip", &["-n", &gw, "addr", "add", "2001:db8:1::1/64", "dev", &g0, "nodad"]);
-        must("ip", &["-n", &gw, "addr", "add", "2001:db8:2::1/64", "dev", &g1, "nodad"]);
-        for host in 20..=26 {
-            must("ip", &["-n", &wan, "addr", "add", &format!("2001:db8:2::{host}/64"), "dev", &w0, "nodad"]);
-        }
-        must("ip", &["-n", &lan, "-6", "route", "add", "default", "via", "2001:db8:1::1"]);
-        must("ip", &["-n", &wan, "-6", "route", "add", "default", "via", "2001:db8:2::1"]);
-        must("ip", &["netns", "exec", &gw, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
-        must("ip", &["-n", &gw, "route", "add", "203.0.113.0/24", "via", "198.51.100.20"]);
-        must("ip", &["netns", "exec", &gw, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        let install = Path::new(env!("CARGO_MANIFEST_DIR")).join("iptables/install.sh");
-        must("ip", &["netns", "exec", &gw, install.to_str().unwrap(), &g0, &QUEUE.to_string()]);
+        // The one topology builder (src/bin/ftwall/lab/topology.rs): it removes a leftover lab of
+        // the same prefix first, and removes what it built if a step fails.
+        let queue = QUEUE.to_string();
+        let out = run(
+            env!("CARGO_BIN_EXE_ftwall"),
+            &["lab", "up", "--prefix", &lab.prefix, "--rules", rules, "--queue", &queue, "--json"],
+        );
+        assert!(out.status.success(), "ftwall lab up: {}", String::from_utf8_lossy(&out.stderr));
+        let built: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(built["namespaces"]["gw"], lab.ns("gw"), "{built}");
+        assert_eq!(built["interfaces"]["gw_lan"], format!("{}g0", lab.prefix), "{built}");
         lab
     }
 
+    /// `ftwall lab down`: kills what still runs in the namespaces and deletes them (idempotent).
     pub fn teardown_namespaces(&self) {
-        for name in ["lan", "gw", "wan"] {
-            let _ = run("ip", &["netns", "del", &self.ns(name)]);
-        }
+        let _ = run(env!("CARGO_BIN_EXE_ftwall"), &["lab", "down", "--prefix", &self.prefix]);
     }
 
     pub fn write_config(&self, extra_allow: &[u16], broken: bool) {
@@ -360,7 +334,7 @@ impl Lab {
         let seen = self.log().iter().filter(|v| counters(v)).count();
         self.signal_daemon("-USR1");
         let before = self.wait_log("counters", seen + 1, Duration::from_secs(5), counters);
-        let pairs = self.sim("lan", &["latency", "--to", to, "--count", "60"]);
+        let pairs = self.bench_traffic("lan", &["latency", "--to", to, "--count", "60"]);
         assert_eq!(pairs["lost"], 0, "{pairs}");
         self.signal_daemon("-USR1");
         let after = self.wait_log("counters", seen + 2, Duration::from_secs(5), counters);
@@ -438,6 +412,20 @@ impl Lab {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let last = stdout.lines().last().unwrap_or_else(|| {
             panic!("no output from ftwall sim {args:?}: {}", String::from_utf8_lossy(&out.stderr))
+        });
+        serde_json::from_str(last).unwrap()
+    }
+
+    /// Runs `ftwall bench-traffic ARGS` (a load generator) in `ns` and returns its last JSON line.
+    pub fn bench_traffic(&self, ns: &str, args: &[&str]) -> Value {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns(ns), env!("CARGO_BIN_EXE_ftwall"), "bench-traffic"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last = stdout.lines().last().unwrap_or_else(|| {
+            panic!("no output from bench-traffic {args:?}: {}", String::from_utf8_lossy(&out.stderr))
         });
         serde_json::from_str(last).unwrap()
     }

@@ -5,17 +5,20 @@
 //! - `ftwall check-config` / `ftwall config`: validate / print the configuration (`config/`, which
 //!   also loads it for every other command).
 //! - `ftwall ctl`: ask the running daemon over its control socket (`ctl.rs`, `daemon/control.rs`).
-//! - `ftwall lab`: a throw-away namespace gateway demo (`lab.rs`); `ftwall sim`: the FastTrack
-//!   simulator it and the end-to-end tests use (`sim.rs`).
+//! - `ftwall lab`: a throw-away namespace gateway demo, and `lab up|down`, the namespaces alone
+//!   (`lab/`); `ftwall sim`: the FastTrack simulator it and the end-to-end tests use (`sim.rs`).
 //! - `ftwall man` (hidden): the man page, for packaging (`man.rs`).
 //! - `ftwall bench-accept-all` (hidden): an NFQUEUE consumer that accepts everything, the
 //!   yardstick of `benches/live.sh` (`accept_all.rs`).
+//! - `ftwall bench-traffic` (hidden): UDP load generators for `benches/` and the tests
+//!   (`bench_traffic.rs`).
 
 // The shell is where the clock, files, sockets and threads live: clippy.toml's list binds only
 // the library (Cargo.toml allows it crate-wide; said again here so it reads as a decision).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod accept_all;
+mod bench_traffic;
 mod config;
 mod ctl;
 mod daemon;
@@ -56,6 +59,7 @@ enum Command {
     },
     /// Build a throw-away gateway in network namespaces, run ftwall and FastTrack traffic
     /// through it, print what was blocked, and clean up (root; the newcomer's first command).
+    /// `lab up` / `lab down`: the namespaces alone, for tests and benchmarks.
     Lab(lab::LabArgs),
     /// FastTrack client simulator and responder, to check a deployment end to end.
     Sim(sim::SimArgs),
@@ -73,6 +77,9 @@ enum Command {
     /// Accept every packet of an NFQUEUE with the daemon's queue settings (benches/live.sh).
     #[command(hide = true)]
     BenchAcceptAll(accept_all::AcceptAllArgs),
+    /// UDP load generators for the benchmarks and tests: blast, sink, flood, latency.
+    #[command(hide = true)]
+    BenchTraffic(bench_traffic::BenchTrafficArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +95,9 @@ fn main() -> ExitCode {
         Some(Command::Sim(args)) => sim::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Some(Command::Man(args)) => man::run(args),
         Some(Command::BenchAcceptAll(args)) => accept_all::run(args),
+        Some(Command::BenchTraffic(args)) => {
+            bench_traffic::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into)
+        }
     };
     match result {
         Ok(code) => code,

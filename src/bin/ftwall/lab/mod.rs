@@ -1,37 +1,135 @@
-//! `ftwall lab`: a throw-away gateway in network namespaces, to see ftwall work in a minute.
+//! `ftwall lab`: a throw-away gateway in network namespaces, to see ftwall work in a minute, and
+//! the same namespaces on their own for the tests and the benchmarks.
 //!
-//! Builds three namespaces joined by veth pairs (`ftlab-lan` 192.0.2.0/24, `ftlab-gw`,
-//! `ftlab-wan` 198.51.100.0/24; documentation addresses only), loads the repository's IPv4 rules
-//! (embedded in the binary) in the gateway namespace, runs this very binary as the daemon there,
-//! a responder (`ftwall sim responder`) in `wan`, and a list of ordinary and FastTrack scenarios
-//! from `lan`. Prints what passed and what was blocked, then removes everything it created, also
-//! when interrupted (SIGINT/SIGTERM are caught between steps). Nothing touches the host's own
-//! namespace: NFQUEUE instances and iptables rules are per namespace.
+//! - `ftwall lab` (the demo): builds the lab (`topology.rs`: `P-lan` 192.0.2.0/24, `P-gw`,
+//!   `P-wan` 198.51.100.0/24, the shipped rules applied by the shipped `install.sh`; `P` is
+//!   `ftlab` unless `--prefix` says otherwise), runs this very binary as the daemon in `P-gw`, a
+//!   responder (`ftwall sim responder`) in `P-wan`, and a list of ordinary and FastTrack
+//!   scenarios from `P-lan`. Prints what passed and what was blocked, then removes everything it
+//!   created, also when interrupted (SIGINT/SIGTERM are caught between steps).
+//! - `ftwall lab up --prefix P`: builds the lab and returns, leaving it in place; `ftwall lab down
+//!   --prefix P` removes it (idempotent). `tests/common/mod.rs` and `benches/*.sh` use these.
+//!
+//! Nothing touches the host's own namespace: NFQUEUE instances and netfilter rules are per
+//! namespace.
+
+mod topology;
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde_json::Value;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use topology::{Rules, Topology};
 
-/// The IPv4 rules, as shipped in `iptables/`.
-const RULES: &str = include_str!("../../../iptables/ftwall.rules");
-const NS: [&str; 3] = ["ftlab-lan", "ftlab-gw", "ftlab-wan"];
-
-/// Options of `ftwall lab`.
+/// Options of `ftwall lab`: the demo's, or one of `up` / `down`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct LabArgs {
+    #[command(subcommand)]
+    action: Option<Action>,
+    #[command(flatten)]
+    demo: DemoArgs,
+}
+
+/// Options of the demo (`ftwall lab` without a subcommand).
+#[derive(Debug, Args)]
+struct DemoArgs {
     /// Print the results as JSON (one object) instead of a table.
     #[arg(long)]
     json: bool,
     /// Keep the daemon's log file (its path is printed) instead of deleting it.
     #[arg(long)]
     keep_log: bool,
+    /// Name the namespaces PREFIX-lan, PREFIX-gw, PREFIX-wan.
+    #[arg(long, default_value = "ftlab")]
+    prefix: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Build the namespaces PREFIX-lan, PREFIX-gw, PREFIX-wan and apply the rules in PREFIX-gw
+    /// (through the shipped install.sh), then return; the lab stays until `ftwall lab down`.
+    Up(UpArgs),
+    /// Remove the lab PREFIX: kill what still runs in its namespaces and delete them (nothing
+    /// to remove is no error).
+    Down(DownArgs),
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// Name the namespaces PREFIX-lan, PREFIX-gw, PREFIX-wan and the interfaces PREFIXl0,
+    /// PREFIXg0 (the gateway's LAN side), PREFIXg1, PREFIXw0 (at most 13 characters).
+    #[arg(long)]
+    prefix: String,
+    /// The rules applied in PREFIX-gw.
+    #[arg(long, value_enum, default_value_t = Rules::Iptables)]
+    rules: Rules,
+    /// The NFQUEUE the rules queue to: a number, or FIRST:LAST to balance (as install.sh takes it).
+    #[arg(long, default_value = "0")]
+    queue: String,
+    /// Print what was built as JSON (one object) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct DownArgs {
+    /// The prefix given to `ftwall lab up`.
+    #[arg(long)]
+    prefix: String,
+}
+
+/// Runs `ftwall lab`, `ftwall lab up` or `ftwall lab down`.
+pub(crate) fn run(args: LabArgs) -> anyhow::Result<std::process::ExitCode> {
+    match args.action {
+        None => demo(args.demo),
+        Some(Action::Up(up)) => {
+            let lab = Topology::new(&up.prefix)?;
+            lab.up(up.rules, &up.queue)?;
+            let built = lab.describe(up.rules, &up.queue);
+            if up.json {
+                println!("{built}");
+            } else {
+                print_built(&built);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Some(Action::Down(down)) => {
+            let lab = Topology::new(&down.prefix)?;
+            let removed = lab.down()?;
+            println!("lab {}: {removed} namespace(s) removed", down.prefix);
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The table `ftwall lab up` prints.
+fn print_built(built: &Value) {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let list = |v: &Value| v.as_array().into_iter().flatten().map(text).collect::<Vec<_>>().join(" ");
+    let (ns, ifs, addrs) = (&built["namespaces"], &built["interfaces"], &built["addresses"]);
+    println!("{:<5} {:<16} {:<16} ADDRESSES", "ROLE", "NAMESPACE", "INTERFACE");
+    for (role, iface) in
+        [("lan", "lan"), ("gw", "gw_lan"), ("gw", "gw_wan"), ("wan", "wan"), ("wan", "wan_lo")]
+    {
+        println!("{role:<5} {:<16} {:<16} {}", text(&ns[role]), text(&ifs[iface]), list(&addrs[iface]));
+    }
+    let rules = text(&built["rules"]);
+    if rules == "none" {
+        println!("rules: none (plain forwarding)");
+    } else {
+        println!("rules: {rules} (install.sh {} {})", text(&ifs["gw_lan"]), text(&built["queue"]));
+    }
+    println!(
+        "run programs inside with `ip netns exec {} ...`; remove with `ftwall lab down --prefix {}`",
+        text(&ns["lan"]),
+        text(&built["prefix"])
+    );
 }
 
 /// One thing the lab tries, and what ftwall should do about it.
@@ -111,8 +209,9 @@ fn got_through(result: &Value, responder_saw_ping: bool) -> bool {
     }
 }
 
-/// Everything the lab created; removed on drop.
+/// Everything the demo created; removed on drop.
 struct Lab {
+    topology: Topology,
     dir: PathBuf,
     children: Vec<Child>,
     keep_log: bool,
@@ -124,9 +223,7 @@ impl Drop for Lab {
             let _ = child.kill();
             let _ = child.wait();
         }
-        for ns in NS {
-            let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
-        }
+        let _ = self.topology.down();
         if self.keep_log {
             for name in ["config.toml", "state", "responder.jsonl", "control.sock"] {
                 let _ = std::fs::remove_file(self.dir.join(name));
@@ -135,20 +232,6 @@ impl Drop for Lab {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-fn sh(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(program).args(args).output().with_context(|| format!("running {program}"))?;
-    if !out.status.success() {
-        bail!("{program} {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
-}
-
-fn in_ns(ns: &str, args: &[&str]) -> anyhow::Result<()> {
-    let mut all = vec!["netns", "exec", ns];
-    all.extend_from_slice(args);
-    sh("ip", &all)
 }
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
@@ -162,83 +245,10 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> an
     Ok(())
 }
 
-fn topology() -> anyhow::Result<()> {
-    let [lan, gw, wan] = NS;
-    for ns in NS {
-        sh("ip", &["netns", "add", ns])?;
-        sh("ip", &["-n", ns, "link", "set", "lo", "up"])?;
-    }
-    sh(
-        "ip",
-        &["link", "add", "ftlab-l0", "netns", lan, "type", "veth", "peer", "name", "ftlab-g0", "netns", gw],
-    )?;
-    sh(
-        "ip",
-        &["link", "add", "ftlab-w0", "netns", wan, "type", "veth", "peer", "name", "ftlab-g1", "netns", gw],
-    )?;
-    for host in 10..=14 {
-        sh("ip", &["-n", lan, "addr", "add", &format!("192.0.2.{host}/24"), "dev", "ftlab-l0"])?;
-    }
-    sh("ip", &["-n", gw, "addr", "add", "192.0.2.1/24", "dev", "ftlab-g0"])?;
-    sh("ip", &["-n", gw, "addr", "add", "198.51.100.1/24", "dev", "ftlab-g1"])?;
-    for host in [20, 21, 22, 23, 24, 25, 26] {
-        sh("ip", &["-n", wan, "addr", "add", &format!("198.51.100.{host}/24"), "dev", "ftlab-w0"])?;
-    }
-    for (ns, dev) in [(lan, "ftlab-l0"), (gw, "ftlab-g0"), (gw, "ftlab-g1"), (wan, "ftlab-w0")] {
-        sh("ip", &["-n", ns, "link", "set", dev, "up"])?;
-    }
-    sh("ip", &["-n", lan, "route", "add", "default", "via", "192.0.2.1"])?;
-    sh("ip", &["-n", wan, "route", "add", "default", "via", "198.51.100.1"])?;
-    in_ns(gw, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-    // The shipped rules, as install.sh would apply them (IPv4, queue 0 of this namespace).
-    let mut rules = RULES.replace("@LAN_IF@", "ftlab-g0").replace("@QUEUE_TARGET@", "--queue-num 0");
-    // The kernel sets the rules use, as install.sh creates them; without ipset, the rules that
-    // use them are left out (install.sh does the same).
-    let ipset =
-        Command::new("sh").args(["-c", "command -v ipset"]).output().is_ok_and(|o| o.status.success());
-    if ipset {
-        for set in [
-            "ftwall_clients hash:ip timeout 120",
-            "ftwall_clients6 hash:ip family inet6 timeout 120",
-            "ftwall_peers hash:ip timeout 86400",
-            "ftwall_peers6 hash:ip family inet6 timeout 86400",
-            "ftwall_allow_ports bitmap:port range 0-65535",
-        ] {
-            let mut args = vec!["ipset", "create", "-exist"];
-            args.extend(set.split(' '));
-            in_ns(gw, &args)?;
-        }
-    } else {
-        rules = rules.lines().filter(|l| !l.contains("-m set")).map(|l| format!("{l}\n")).collect();
-    }
-    let mut restore = Command::new("ip")
-        .args(["netns", "exec", gw, "iptables-restore", "--noflush"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running iptables-restore")?;
-    restore.stdin.take().expect("piped").write_all(rules.as_bytes())?;
-    let out = restore.wait_with_output()?;
-    if !out.status.success() {
-        bail!("iptables-restore failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    in_ns(gw, &["iptables", "-I", "FORWARD", "1", "-j", "FTWALL"])
-}
-
-pub(crate) fn run(args: LabArgs) -> anyhow::Result<std::process::ExitCode> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("ftwall lab needs root (it creates network namespaces and iptables rules)");
-    }
-    for tool in ["ip", "iptables", "iptables-restore"] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map_or(true, |o| !o.status.success())
-        {
-            bail!("ftwall lab needs `{tool}` (Debian: apt install iproute2 iptables)");
-        }
-    }
+/// The demo: build, run the daemon and the scenarios, report, remove.
+fn demo(args: DemoArgs) -> anyhow::Result<std::process::ExitCode> {
+    let topology = Topology::new(&args.prefix)?;
+    topology::require_root()?;
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&interrupted))?;
@@ -247,18 +257,15 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<std::process::ExitCode> {
     let exe = exe.to_str().context("binary path is not UTF-8")?.to_string();
     let dir = std::env::temp_dir().join(format!("ftwall-lab-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut lab = Lab { dir: dir.clone(), children: Vec::new(), keep_log: args.keep_log };
-    for ns in NS {
-        // Left over from a lab that was killed: start clean.
-        let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
-    }
+    let (lan, gw, wan) = (topology.ns("lan"), topology.ns("gw"), topology.ns("wan"));
+    let mut lab = Lab { topology, dir: dir.clone(), children: Vec::new(), keep_log: args.keep_log };
     let say = |text: &str| {
         if !args.json {
             println!("{text}");
         }
     };
-    say("lab: building namespaces ftlab-lan (192.0.2.0/24), ftlab-gw, ftlab-wan (198.51.100.0/24)");
-    topology()?;
+    say(&format!("lab: building namespaces {lan} (192.0.2.0/24), {gw}, {wan} (198.51.100.0/24)"));
+    lab.topology.up(Rules::Iptables, "0")?;
 
     let log_path = dir.join("ftwall.log");
     let control = dir.join("control.sock");
@@ -273,7 +280,7 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<std::process::ExitCode> {
     let responder_out = dir.join("responder.jsonl");
     lab.children.push(
         Command::new("ip")
-            .args(["netns", "exec", NS[2], &exe, "sim", "responder"])
+            .args(["netns", "exec", &wan, &exe, "sim", "responder"])
             .args([
                 "--udp",
                 "198.51.100.20:1214,198.51.100.21:1214,198.51.100.25:53",
@@ -291,7 +298,7 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<std::process::ExitCode> {
     // Warm up neighbour tables with the queue still unbound (the rules bypass it).
     let warm = (0..5).any(|_| {
         Command::new("ip")
-            .args(["netns", "exec", NS[0], &exe, "sim"])
+            .args(["netns", "exec", &lan, &exe, "sim"])
             .args(SCENARIOS[0].args)
             .output()
             .ok()
@@ -301,11 +308,11 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<std::process::ExitCode> {
     if !warm {
         bail!("plain forwarding through the lab gateway does not work");
     }
-    say("lab: starting the daemon in ftlab-gw");
+    say(&format!("lab: starting the daemon in {gw}"));
     let config_path = dir.join("config.toml");
     lab.children.push(
         Command::new("ip")
-            .args(["netns", "exec", NS[1], &exe, "run", "--log-format", "json", "--config"])
+            .args(["netns", "exec", &gw, &exe, "run", "--log-format", "json", "--config"])
             .arg(&config_path)
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::null())
@@ -323,7 +330,7 @@ pub(crate) fn run(args: LabArgs) -> anyhow::Result<std::process::ExitCode> {
             bail!("interrupted; lab removed");
         }
         let out = Command::new("ip")
-            .args(["netns", "exec", NS[0], &exe, "sim"])
+            .args(["netns", "exec", &lan, &exe, "sim"])
             .args(scenario.args)
             .output()
             .context("running the simulator")?;
