@@ -135,7 +135,9 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     });
     lab.write_config(&[8888], false);
     lab.signal_daemon("-HUP");
-    lab.wait_log("config_reloaded", 1, Duration::from_secs(5), |v| is_event(v, "config_reloaded"));
+    let reloaded =
+        lab.wait_log("config_reloaded", 1, Duration::from_secs(5), |v| is_event(v, "config_reloaded"));
+    assert_eq!(reloaded["changed"], "timelock.allow_ports", "the reload names what changed: {reloaded}");
     let reloading = lab.wait_notified("RELOADING=1", 1, Duration::from_secs(5));
     assert!(reloading[0].contains("MONOTONIC_USEC="), "RELOADING=1 with MONOTONIC_USEC: {reloading:?}");
     lab.wait_notified("READY=1", 2, Duration::from_secs(5));
@@ -151,6 +153,15 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     assert!(failed["error"].as_str().unwrap().contains("secnds"), "{failed}");
     let old_kept = tcp(&lab, LAN_CLIENT, "203.0.113.8:8888", "none");
     assert_eq!(old_kept["connected"], true, "old configuration kept: {old_kept}");
+    // A key bound at start (the queue socket's fail-open) waits for a restart, and says so.
+    lab.extra_config = "fail_open = false".into();
+    lab.write_config(&[8888], false);
+    lab.signal_daemon("-HUP");
+    let restart = lab.wait_log("config_restart_required", 1, Duration::from_secs(5), |v| {
+        is_event(v, "config_restart_required")
+    });
+    assert_eq!(restart["keys"], "fail_open", "{restart}");
+    lab.extra_config.clear();
 
     // 6. kill -9: traffic bypasses the queue, except what the kernel sets block; a restart restores peers and locks from the state file.
     lab.write_config(&[], false);

@@ -98,14 +98,15 @@ log_events! {
         "released_ms": "time from releasing the queues to exit: the part of a restart's unjudged window this process owns",
     };
     CONFIG_RELOADED = "config_reloaded", [INFO], "SIGHUP: the new configuration is in force; state kept.", {
-        "peers": "suspect peers", "locks": "time-locks", "changed": "the keys whose values changed",
+        "changed": "the dotted keys the file changed (comma-separated; restart-only ones wait, see config_restart_required)",
+        "peers": "suspect peers", "locks": "time-locks",
     };
     CONFIG_RELOAD_FAILED = "config_reload_failed", [ERROR], "SIGHUP: the new configuration was rejected; the old one stays.", {
         "error": "why, with file:line:column",
     };
     CONFIG_RESTART_REQUIRED = "config_restart_required", [WARN],
-        "A reload changed keys that only a restart applies (e.g. the queues); their old values are kept.", {
-        "keys": "the keys that need a restart", "old_queue": "queue in force", "new_queue": "queue in the file",
+        "A reload changed keys that only a restart applies (the queues and their socket options, busy_poll_us, the control socket); their old values stay in force.", {
+        "keys": "the keys that wait for a restart (comma-separated)", "old_queue": "queue in force", "new_queue": "queue in the file",
         "old_queues": "queues in force", "new_queues": "queues in the file",
     };
     LAN_INTERFACE_MISSING = "lan_interface_missing", [WARN],

@@ -29,11 +29,15 @@ pub(crate) struct ConfigChange {
     pub(crate) queues: Option<QueuesChange>,
     /// The new `spoof_pongs`, when it changed (the effects thread opens or closes its socket).
     pub(crate) spoof_pongs: Option<bool>,
+    /// Every dotted key whose value the file changed, sorted (logged with
+    /// `config_reloaded`; those also in [`Self::restart_needed`] are not in force yet).
+    pub(crate) changed: Vec<String>,
 }
 
 impl ConfigChange {
     /// Compares the configuration in force with a newly read one.
     pub(crate) fn between(old: &DaemonConfig, new: DaemonConfig) -> Self {
+        let changed = changed_keys(old, &new);
         let mut in_force = new;
         let mut restart_needed = Vec::new();
         macro_rules! bound_at_start {
@@ -57,8 +61,36 @@ impl ConfigChange {
         bound_at_start!(control.socket, "control.socket");
         let spoof_pongs =
             (in_force.engine.spoof_pongs != old.engine.spoof_pongs).then_some(in_force.engine.spoof_pongs);
-        Self { in_force, restart_needed, queues, spoof_pongs }
+        Self { in_force, restart_needed, queues, spoof_pongs, changed }
     }
+}
+
+/// The dotted keys whose values differ between `old` and `new` (a key present in only one of
+/// them, such as an optional file, counts as changed).
+fn changed_keys(old: &DaemonConfig, new: &DaemonConfig) -> Vec<String> {
+    fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
+        for (key, value) in table {
+            let dotted = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            match value {
+                toml::Value::Table(t) => flatten(&dotted, t, out),
+                v => out.push((dotted, v.clone())),
+            }
+        }
+    }
+    let table = |c: &DaemonConfig| {
+        let mut out = Vec::new();
+        let parsed: toml::Table = toml::from_str(&c.to_toml_string()).expect("own TOML parses");
+        flatten("", &parsed, &mut out);
+        out
+    };
+    let (old, new) = (table(old), table(new));
+    let mut changed: Vec<String> = new
+        .iter()
+        .filter(|(k, v)| old.iter().find(|(o, _)| o == k).is_none_or(|(_, ov)| ov != v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    changed.extend(old.iter().filter(|(k, _)| !new.iter().any(|(n, _)| n == k)).map(|(k, _)| k.clone()));
+    changed
 }
 
 #[cfg(test)]
@@ -75,7 +107,13 @@ mod tests {
         let change = ConfigChange::between(&old, old.clone());
         assert_eq!(
             change,
-            ConfigChange { in_force: old, restart_needed: vec![], queues: None, spoof_pongs: None }
+            ConfigChange {
+                in_force: old,
+                restart_needed: vec![],
+                queues: None,
+                spoof_pongs: None,
+                changed: vec![]
+            }
         );
     }
 
@@ -88,6 +126,7 @@ mod tests {
         assert_eq!(change.queues, Some(QueuesChange { old: (2, 1), new: (5, 2) }));
         assert_eq!(change.restart_needed, ["queue", "queues", "fail_open", "copy_range", "control.socket"]);
         assert_eq!(change.in_force, old, "nothing else changed");
+        assert_eq!(change.changed, ["control.socket", "copy_range", "fail_open", "queue", "queues"]);
     }
 
     #[test]
@@ -101,6 +140,19 @@ mod tests {
         assert_eq!(change.in_force, new);
         assert_eq!((change.restart_needed.len(), change.queues), (0, None));
         assert_eq!(change.spoof_pongs, Some(false));
+        let mut sorted = change.changed.clone();
+        sorted.sort();
+        let mut want = [
+            "kernel_sets",
+            "log.drop_burst",
+            "metrics.file",
+            "spoof_pongs",
+            "state_file",
+            "timelock.seconds",
+            "verdict_batch",
+        ];
+        want.sort_unstable();
+        assert_eq!(sorted, want, "every key the file changed, and nothing else");
         // Only the queue pair is reported as a queue change.
         let change = ConfigChange::between(&old, parse("busy_poll_us = 50\n"));
         assert_eq!((change.queues, change.restart_needed), (None, vec!["busy_poll_us"]));

@@ -21,7 +21,7 @@
 mod change;
 pub(crate) mod commands;
 
-pub(crate) use change::ConfigChange;
+pub(crate) use change::{ConfigChange, QueuesChange};
 
 use anyhow::{anyhow, Context};
 use ftwall::config::{check_keys, deserialize_part, parse_document, ConfigError, Key};

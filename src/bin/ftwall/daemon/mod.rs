@@ -42,7 +42,7 @@ pub(crate) mod time;
 mod worker;
 mod writer;
 
-use crate::config::{load_config, ConfigChange, DaemonConfig};
+use crate::config::{load_config, ConfigChange, DaemonConfig, QueuesChange};
 use crate::events::log_event;
 use anyhow::Context;
 use clap::Args;
@@ -691,19 +691,26 @@ impl Housekeeping {
             Ok((config, _)) => {
                 let mut d = lock(&shared.core);
                 let change = ConfigChange::between(&d.config, config);
-                if let Some(queues) = change.queues {
+                if !change.restart_needed.is_empty() {
+                    let (in_force, file) = (&d.config, &change.in_force);
+                    let queues = change.queues.unwrap_or(QueuesChange {
+                        old: (in_force.queue, in_force.queues),
+                        new: (file.queue, file.queues),
+                    });
                     log_event!(
                         CONFIG_RESTART_REQUIRED,
+                        keys = %change.restart_needed.join(","),
                         old_queue = queues.old.0,
                         new_queue = queues.new.0,
                         old_queues = queues.old.1,
                         new_queues = queues.new.1,
-                        "changing the queues needs a restart; keeping the old ones"
+                        "these keys only change on a restart; their old values stay in force"
                     );
                 }
                 if let Some(spoof_pongs) = change.spoof_pongs {
                     shared.effects.send(Outgoing::Configure { spoof_pongs });
                 }
+                let changed = change.changed;
                 let config = change.in_force;
                 d.lan_ifindex = resolve_interfaces(&config.lan_interfaces);
                 d.limiter.reconfigure(
@@ -718,6 +725,7 @@ impl Housekeeping {
                 shared.effects.mirror(MirrorJob::Configure(Box::new(d.config.clone()), d.engine.snapshot()));
                 log_event!(
                     CONFIG_RELOADED,
+                    changed = %changed.join(","),
                     peers = d.engine.peer_count(),
                     locks = d.engine.locked_count(),
                     "configuration reloaded; state kept"
