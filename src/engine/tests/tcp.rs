@@ -1,0 +1,159 @@
+//! TCP tells and stream inspection: the opener, the handshake shape, HTTP transfers, GIVE pushes, port 1214.
+
+use super::*;
+
+#[test]
+fn constant_opener_classifies_the_whole_flow() {
+    let mut e = Engine::new(config());
+    let mut conn = Conn::new((CLIENT, 42000), ("203.0.113.4", 3000));
+    conn.open(&mut e, at(0));
+    let opener = conn.client_data(&GIFT_OPENER);
+    assert_eq!(judge(&mut e, at(0), &opener), (Verdict::Drop, Reason::TcpOpener));
+    let reply = conn
+        .server_data(&[0x7D, 0x95, 0x50, 0xBA, 0x52, 0x11, 0xA0, 0xC5, 0xA2, 0xD0, 0x44, 0x72, 0x14, 0x2E]);
+    assert_eq!(judge(&mut e, at(0), &reply), (Verdict::Drop, Reason::FasttrackFlow));
+    let name = conn.client_data(&[0xC4, 0x04, 0xDF, 0x84, 0x98, 0x83]);
+    assert_eq!(judge(&mut e, at(0), &name), (Verdict::Drop, Reason::FasttrackFlow));
+    // A retransmitted opener is still dropped (flow classified).
+    let again = tcp((CLIENT, 42000), ("203.0.113.4", 3000), 1000, PSH_ACK, &GIFT_OPENER);
+    assert_eq!(judge(&mut e, at(1), &again).0, Verdict::Drop);
+}
+
+fn shape_session(e: &mut Engine, now: Timestamp, conn: &mut Conn, split_reply: bool) -> Vec<Reason> {
+    let mut reasons = Vec::new();
+    let opener = conn.client_data(&[0x35, 0x3B, 0xD2, 0xBE, 1, 2, 3, 4, 5, 6, 7, 8]);
+    reasons.push(e.handle_packet(now, &opener).reason);
+    let reply: [u8; 14] =
+        [0x7D, 0x95, 0x50, 0xBA, 0x52, 0x11, 0xA0, 0xC5, 0xA2, 0xD0, 0x44, 0x72, 0x14, 0x2E];
+    if split_reply {
+        let p = conn.server_data(&reply[..8]);
+        reasons.push(e.handle_packet(now, &p).reason);
+        let p = conn.server_data(&reply[8..]);
+        reasons.push(e.handle_packet(now, &p).reason);
+    } else {
+        let p = conn.server_data(&reply);
+        reasons.push(e.handle_packet(now, &p).reason);
+    }
+    let name = conn.client_data(&[0xC4, 0x04, 0xDF, 0x84, 0x98, 0x83]);
+    reasons.push(e.handle_packet(now, &name).reason);
+    let more = conn.server_data(&[0x42; 300]);
+    reasons.push(e.handle_packet(now, &more).reason);
+    reasons
+}
+
+#[test]
+fn handshake_shape_needs_corroboration() {
+    use Reason::*;
+    // Port 1214 corroborates.
+    let mut e = Engine::new(config());
+    let mut conn = Conn::new((CLIENT, 42000), ("203.0.113.4", 1214));
+    conn.open(&mut e, at(0));
+    assert_eq!(
+        shape_session(&mut e, at(0), &mut conn, false),
+        vec![Clean, Clean, TcpHandshake, FasttrackFlow]
+    );
+    assert_eq!(e.locked_count(), 1);
+
+    // A random port with nothing else: only a hint, accepted.
+    let mut e = Engine::new(config());
+    let mut conn = Conn::new((CLIENT, 42001), ("203.0.113.4", 3456));
+    conn.open(&mut e, at(0));
+    assert_eq!(shape_session(&mut e, at(0), &mut conn, false), vec![Clean, Clean, Clean, Clean]);
+    assert_eq!(e.locked_count(), 0);
+
+    // A locked client on an allowed port: corroborated (reply split 8 + 6).
+    e.handle_packet(at(1), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    let mut conn = Conn::new((CLIENT, 42002), ("203.0.113.5", 443));
+    conn.open(&mut e, at(2));
+    assert_eq!(
+        shape_session(&mut e, at(2), &mut conn, true),
+        vec![Clean, Clean, Clean, TcpHandshake, FasttrackFlow]
+    );
+}
+
+const KAZAA_REQUEST: &str = "GET /.hash=0123456789abcdef0123456789abcdef01234567 HTTP/1.1\r\n\
+Host: 198.51.100.7:1977\r\n\
+UserAgent: KazaaClient Oct 28 2002 16:24:35\r\n\
+X-Kazaa-Username: alice\r\n\
+X-Kazaa-Network: KaZaA\r\n\
+X-Kazaa-IP: 192.0.2.40:1977\r\n\
+X-Kazaa-SupernodeIP: 203.0.113.50:3608\r\n\
+Range: bytes=3155006-4459308\r\n\
+Connection: close\r\n\r\n";
+
+#[test]
+fn http_request_split_across_segments_is_seen_and_teaches_peers() {
+    let mut e = Engine::new(config());
+    let client = ("192.0.2.40", 50000);
+    let mut conn = Conn::new(client, ("198.51.100.7", 1977));
+    conn.open(&mut e, at(0));
+    let (a, b) = KAZAA_REQUEST.as_bytes().split_at(8);
+    let first = conn.client_data(a);
+    assert_eq!(judge(&mut e, at(0), &first), (Verdict::Accept, Reason::Clean));
+    let second = conn.client_data(b);
+    assert_eq!(judge(&mut e, at(0), &second), (Verdict::Drop, Reason::HttpTransfer));
+    let response =
+        conn.server_data(b"HTTP/1.1 206 Partial Content\r\nServer: KazaaClient Nov  3 2002 20:29:03\r\n\r\n");
+    assert_eq!(judge(&mut e, at(0), &response), (Verdict::Drop, Reason::HttpTransfer));
+    let body = conn.server_data(&[0u8; 1000]);
+    assert_eq!(judge(&mut e, at(0), &body), (Verdict::Drop, Reason::FasttrackFlow));
+    // The supernode named in the header is now a suspect peer; the client's own X-Kazaa-IP gave
+    // its FastTrack port for probes and is not a peer.
+    let peers: Vec<IpAddr> = e.peers().map(|p| p.addr).collect();
+    assert!(peers.contains(&ip("203.0.113.50")) && peers.contains(&ip("198.51.100.7")), "{peers:?}");
+    assert!(!peers.contains(&ip("192.0.2.40")));
+    assert_eq!(e.locked_clients().next().unwrap().port, Some(1977));
+    let syn = tcp(("192.0.2.41", 40000), ("203.0.113.50", 3608), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Drop, Reason::SuspectPeer));
+}
+
+#[test]
+fn ordinary_http_and_text_protocols_pass() {
+    let mut e = Engine::new(config());
+    let mut conn = Conn::new((CLIENT, 50001), ("203.0.113.80", 80));
+    conn.open(&mut e, at(0));
+    let req = conn.client_data(b"GET / HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: curl/8.0\r\n\r\n");
+    assert_eq!(judge(&mut e, at(0), &req).1, Reason::Clean);
+    let resp = conn.server_data(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\nX-Kazaa-Username: this is only body text",
+    );
+    assert_eq!(judge(&mut e, at(0), &resp).1, Reason::Clean);
+
+    let mut conn = Conn::new((CLIENT, 50002), ("203.0.113.81", 4000));
+    conn.open(&mut e, at(0));
+    let give_me = conn.client_data(b"GIVE me\r\n");
+    assert_eq!(judge(&mut e, at(0), &give_me).1, Reason::Clean);
+
+    let mut conn = Conn::new((CLIENT, 50003), ("203.0.113.82", 1214));
+    conn.open(&mut e, at(0));
+    let gnutella = conn.client_data(b"GNUTELLA CONNECT/0.6\r\nUser-Agent: LimeWire\r\n\r\n");
+    assert_eq!(judge(&mut e, at(0), &gnutella).1, Reason::Clean);
+    assert_eq!((e.peer_count(), e.locked_count()), (0, 0));
+}
+
+#[test]
+fn give_push_is_a_tell() {
+    let mut e = Engine::new(config());
+    let mut conn = Conn::new(("192.0.2.50", 50004), ("198.51.100.60", 2999));
+    conn.open(&mut e, at(0));
+    let give = conn.client_data(b"GIVE 4253679545\r\n");
+    assert_eq!(judge(&mut e, at(0), &give), (Verdict::Drop, Reason::GivePush));
+}
+
+#[test]
+fn port_1214_is_only_a_hint_unless_configured() {
+    let syn = tcp((CLIENT, 41000), ("203.0.113.77", 1214), 1, SYN, &[]);
+    let dgram = udp((CLIENT, 41000), ("203.0.113.78", 1214), b"ordinary");
+    let mut e = Engine::new(config());
+    assert_eq!(judge(&mut e, at(0), &syn).1, Reason::Clean);
+    assert_eq!(judge(&mut e, at(0), &dgram).1, Reason::Clean);
+    let mut c = config();
+    c.port_1214_blocks = true;
+    let mut e = Engine::new(c);
+    assert_eq!(judge(&mut e, at(0), &syn), (Verdict::Drop, Reason::Port1214));
+    assert_eq!(judge(&mut e, at(0), &dgram), (Verdict::Drop, Reason::Port1214));
+    assert_eq!(judge(&mut e, at(1), &dgram), (Verdict::Drop, Reason::Port1214), "the whole flow");
+    // Ephemeral source port 1214 is not "to port 1214".
+    let syn = tcp((CLIENT, 1214), ("203.0.113.79", 80), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(0), &syn).1, Reason::Clean);
+}
