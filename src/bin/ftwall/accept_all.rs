@@ -31,7 +31,7 @@ pub(crate) fn run(args: AcceptAllArgs) -> anyhow::Result<ExitCode> {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
     eprintln!("accept_all: bound to queue {}", args.queue);
-    let limit = crate::daemon::queue::DEFAULT_VERDICT_BATCH;
+    let limit = crate::config::DaemonConfig::default().verdict_batch;
     let (mut pending, mut max_id, mut packets) = (0u32, 0u32, 0u64);
     while !stop.load(Ordering::Relaxed) {
         match q.recv() {

@@ -14,7 +14,7 @@
 //! A new log event: one entry here and one `log_event!` call; the docs follow from
 //! `ftwall man --markdown` (see `docs/hacking.md`).
 
-use crate::daemon::time::rfc3339;
+use crate::clock::rfc3339;
 use ftwall::Event;
 use serde::Serialize;
 use std::net::SocketAddr;

@@ -19,6 +19,7 @@
 
 mod accept_all;
 mod bench_traffic;
+mod clock;
 mod config;
 mod ctl;
 mod daemon;

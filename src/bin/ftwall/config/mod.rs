@@ -156,18 +156,18 @@ pub(crate) struct DaemonConfig {
 
 impl Default for DaemonConfig {
     fn default() -> Self {
-        let queue = crate::daemon::QueueOptions::default();
         Self {
             engine: EngineConfig::default(),
             kernel_sets: KernelSetsMode::Auto,
             queue: 0,
             queues: 1,
-            fail_open: queue.fail_open,
-            queue_maxlen: queue.maxlen,
-            copy_range: queue.copy_range,
-            verdict_batch: crate::daemon::DEFAULT_VERDICT_BATCH,
+            fail_open: true,
+            queue_maxlen: 4096,
+            // Headers and the first 2 KiB of payload: every tell fits.
+            copy_range: 2304,
+            verdict_batch: 64,
             busy_poll_us: 0,
-            socket_buffer: queue.socket_buffer,
+            socket_buffer: 0,
             state_file: PathBuf::from("/var/lib/ftwall/state"),
             client_dir: None,
             log: LogConfig::default(),
@@ -283,16 +283,6 @@ impl DaemonConfig {
             });
         }
         Ok(())
-    }
-
-    /// The options the queues are opened with.
-    pub(crate) fn queue_options(&self) -> crate::daemon::QueueOptions {
-        crate::daemon::QueueOptions {
-            fail_open: self.fail_open,
-            maxlen: self.queue_maxlen,
-            copy_range: self.copy_range,
-            socket_buffer: self.socket_buffer,
-        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The client directory (the original's `-c`): one file per locked client, named by its
 //! address, holding the lock's end; removed when the lock is released. Other tools can list it.
 
-use super::time::rfc3339;
+use crate::clock::rfc3339;
 use ftwall::engine::LockEntry;
 use std::collections::HashSet;
 use std::fs;

@@ -10,7 +10,8 @@
 //! looser permissions) and every connection's `SO_PEERCRED` must be root or the daemon's own
 //! user. Operator changes are saved to the state file before the answer is sent.
 
-use super::{lock, time, Daemon, Shared, SHUTDOWN_WAIT};
+use super::{lock, Daemon, Shared, SHUTDOWN_WAIT};
+use crate::clock;
 use crate::events::log_event;
 use crate::protocol::{
     Answer, Ban, Change, Counts, Done, LockedClient, Request, Status, SuspectPeer, MAX_REQUEST,
@@ -138,7 +139,7 @@ fn answer(stream: UnixStream, shared: &Shared) -> io::Result<()> {
                     // Saved before the answer goes out, by the writer thread, outside the lock.
                     let (path, snapshot) = shared.take_snapshot();
                     let saved =
-                        shared.writer.save_and_wait(path, snapshot, time::now().as_micros(), SHUTDOWN_WAIT);
+                        shared.writer.save_and_wait(path, snapshot, clock::now().as_micros(), SHUTDOWN_WAIT);
                     done.saved = saved.is_ok();
                 }
                 reply
@@ -152,14 +153,14 @@ fn answer(stream: UnixStream, shared: &Shared) -> io::Result<()> {
 }
 
 fn iso(t: ftwall::Timestamp) -> String {
-    time::rfc3339(t.as_secs())
+    clock::rfc3339(t.as_secs())
 }
 
 impl Daemon {
     /// Executes one control request. An operator change answers [`Answer::Done`], and the
     /// caller saves the state (and sets `saved`) before sending it.
     fn control(&mut self, request: Request, uid: u32, shared: &Shared) -> Answer {
-        let now = time::now();
+        let now = clock::now();
         match request {
             Request::Status => Answer::Status(Box::new(self.status(now, shared))),
             Request::Clients => Answer::Clients(

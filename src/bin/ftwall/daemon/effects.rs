@@ -19,7 +19,7 @@ use super::counters::Counters;
 use super::kernel_set::KernelSets;
 use super::spoof::Spoofer;
 use super::throttle::Throttle;
-use super::time;
+use crate::clock;
 use crate::config::DaemonConfig;
 use crate::events::log_event;
 use ftwall::engine::{Snapshot, StateChange};
@@ -270,7 +270,7 @@ impl Mirrors {
 
     fn record(&mut self, record: &StateChange) {
         if let Some(set) = &mut self.kernel_set {
-            set.record(record, time::now());
+            set.record(record, clock::now());
         }
         if let Some(dir) = &self.client_dir {
             let result = match record {
@@ -286,7 +286,7 @@ impl Mirrors {
     }
 
     fn resync(&mut self, snapshot: &Snapshot) {
-        let now = time::now();
+        let now = clock::now();
         if let Some(set) = &mut self.kernel_set {
             set.sync(snapshot, now);
         }

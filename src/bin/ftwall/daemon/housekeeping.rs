@@ -13,7 +13,8 @@ use super::health::{HealthMonitor, HealthState, KernelQueue, QueueProgress, Samp
 use super::metrics::{self, MetricsInput};
 use super::queue::{self, KernelCounters, TICK};
 use super::throttle::Throttle;
-use super::{lock, logging, notify, resolve_interfaces, time, Shared, SHUTDOWN_WAIT};
+use super::{lock, logging, notify, resolve_interfaces, Shared, SHUTDOWN_WAIT};
+use crate::clock;
 use crate::config::{load_config, ConfigChange, QueuesChange};
 use crate::events::log_event;
 use sd_notify::NotifyState;
@@ -75,7 +76,7 @@ impl Housekeeping {
 
     /// One tick. Returns true when the daemon must stop.
     fn tick(&mut self, shared: &Shared) -> bool {
-        let now = time::now();
+        let now = clock::now();
         {
             let mut d = lock(&shared.core);
             if d.engine.poll_timeout().is_some_and(|t| t <= now) {
@@ -278,7 +279,7 @@ impl Housekeeping {
         notify(&[NotifyState::Stopping]);
         log_event!(DAEMON_STOPPING, "stopping: saving state, then releasing the queues");
         let (path, snapshot) = shared.take_snapshot();
-        if let Err(e) = shared.writer.save_and_wait(path, snapshot, time::now().as_micros(), SHUTDOWN_WAIT) {
+        if let Err(e) = shared.writer.save_and_wait(path, snapshot, clock::now().as_micros(), SHUTDOWN_WAIT) {
             log_event!(STATE_SAVE_FAILED, error = %e, "final state not saved");
         }
         if !shared.effects.finish_mirrors(SHUTDOWN_WAIT) {
@@ -298,7 +299,7 @@ impl Housekeeping {
 }
 
 fn render_metrics(shared: &Shared, kernel: &[(u16, Option<KernelCounters>)]) -> String {
-    let now = time::now();
+    let now = clock::now();
     let health = shared.health.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let d = lock(&shared.core);
     let mut counters: Vec<(&str, &str, u64)> =

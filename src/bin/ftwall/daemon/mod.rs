@@ -40,10 +40,10 @@ pub(crate) mod queue;
 mod spoof;
 mod store;
 mod throttle;
-pub(crate) mod time;
 mod worker;
 mod writer;
 
+use crate::clock;
 use crate::config::{load_config, DaemonConfig};
 use crate::events::log_event;
 use anyhow::Context;
@@ -57,7 +57,7 @@ use housekeeping::Housekeeping;
 use logging::{DropLimiter, LogFormat};
 use metrics::LatencyHistogram;
 use queue::NfQueue;
-pub(crate) use queue::{QueueOptions, DEFAULT_VERDICT_BATCH};
+pub(crate) use queue::QueueOptions;
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
@@ -265,7 +265,7 @@ impl Shared {
         let latency = Arc::new(LatencyHistogram::default());
         let mut workers = Vec::with_capacity(queue_numbers.len());
         for (i, &number) in queue_numbers.iter().enumerate() {
-            let queue = NfQueue::open(config.queue_options(), number)?;
+            let queue = NfQueue::open(QueueOptions::of(&config), number)?;
             for w in &queue.warnings {
                 log_event!(QUEUE_OPTION_UNSUPPORTED, queue = number, detail = %w, "a queue option could not be set");
             }
@@ -280,7 +280,7 @@ impl Shared {
         let bound_ms = started.elapsed().as_millis() as u64;
         let signals =
             Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1]).context("installing signal handlers")?;
-        let now = time::now();
+        let now = clock::now();
         if let Some(dir) = config.state_file.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Running by hand (not under systemd's StateDirectory=): create the directory.
             if let Err(e) = std::fs::create_dir_all(dir) {
@@ -431,7 +431,7 @@ impl Shared {
 impl Daemon {
     /// Judges one packet: engine, drop log, outputs into their queues. In-memory only.
     fn judge(&mut self, shared: &Shared, packet: &[u8], indev: u32) -> Decision {
-        let now = time::now();
+        let now = clock::now();
         let decision = self.engine.handle_packet(now, packet);
         if decision.blocked {
             self.log_drop(now, &decision, &shared.counters);

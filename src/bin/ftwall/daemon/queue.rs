@@ -9,6 +9,7 @@
 //! - `SO_RCVBUFFORCE` (falling back to `SO_RCVBUF`), sized for `queue_maxlen` packets (or
 //!   `socket_buffer` bytes).
 
+use crate::config::DaemonConfig;
 use anyhow::{bail, Context};
 use std::io;
 use std::os::fd::RawFd;
@@ -18,9 +19,6 @@ const NETLINK_NETFILTER: libc::c_int = 12;
 
 /// How long `recv` blocks before the loop gets a tick.
 pub(crate) const TICK: Duration = Duration::from_millis(200);
-
-/// Accept verdicts sent as one batch at most, by default (the `verdict_batch` key).
-pub(crate) const DEFAULT_VERDICT_BATCH: u32 = 64;
 
 /// How a queue is bound: the kernel-side options set by [`NfQueue::open`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,11 +33,23 @@ pub(crate) struct QueueOptions {
     pub(crate) socket_buffer: u32,
 }
 
+impl QueueOptions {
+    /// The options `config` asks for.
+    pub(crate) const fn of(config: &DaemonConfig) -> Self {
+        Self {
+            fail_open: config.fail_open,
+            maxlen: config.queue_maxlen,
+            copy_range: config.copy_range,
+            socket_buffer: config.socket_buffer,
+        }
+    }
+}
+
 impl Default for QueueOptions {
     /// The defaults of the configuration keys `fail_open`, `queue_maxlen`, `copy_range` and
     /// `socket_buffer`.
     fn default() -> Self {
-        Self { fail_open: true, maxlen: 4096, copy_range: 2304, socket_buffer: 0 }
+        Self::of(&DaemonConfig::default())
     }
 }
 

@@ -1,4 +1,5 @@
-//! Wall-clock helpers for the shell (the library never reads a clock).
+//! The shell's clock readings (the library never reads a clock): the engine's timestamps and
+//! RFC 3339 text for logs and files. A leaf: it imports nothing from the binary.
 
 use ftwall::Timestamp;
 use std::time::{SystemTime, UNIX_EPOCH};
