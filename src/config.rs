@@ -328,7 +328,7 @@ impl EngineConfig {
         Key::new("malformed", "Packets whose headers fail validation: \"accept\" (and count them) or \"drop\" (fail closed)."),
         Key::new("port_1214_blocks", "Drop every new flow to port 1214 (the old, false-positive-prone rule); off, 1214 only corroborates."),
         Key::new("spoof_pongs", "Answer a dropped ping from a client in lan with a forged pong from the pinged peer (needs CAP_NET_RAW)."),
-        Key::new("pongs.per_client_per_second", "Forged pongs per second to one client, burst the same (0: no per-client limit)."),
+        Key::new("pongs.per_client_per_second", "Forged pongs per second to one client, burst the same (0: no per-client limit); buckets are kept for up to timelock.capacity clients."),
         Key::new("pongs.max_per_second", "Forged pongs per second to all clients together, burst the same (0: no total limit)."),
         Key::new("peers.capacity", "Suspect peers remembered at once (least recently used evicted first)."),
         Key::new("peers.expire_seconds", "Forget a suspect peer this many seconds after it was last seen (0: only by eviction)."),
@@ -338,7 +338,7 @@ impl EngineConfig {
         Key::new("flows.capacity", "Flows tracked at once (least recently used evicted first)."),
         Key::new("flows.idle_seconds", "A flow idle this long is forgotten; its next packet starts a new flow."),
         Key::new("flows.reassembly_capacity", "Flows that may hold a 2 KiB-per-direction reassembly buffer for split HTTP requests."),
-        Key::new("offload.enabled", "Mark decided flows (connmark 0x1 clean, 0x2 FastTrack) so the kernel handles the rest without queueing."),
+        Key::new("offload.enabled", "Mark decided flows (connmark 0x1 clean, 0x2 FastTrack, mask 0x3) so the kernel handles the rest without queueing; a time-locked client's new connections are new conntrack entries and still reach the daemon."),
         Key::new("offload.udp_after_packets", "A UDP flow is judged clean after this many datagrams without a tell."),
     ];
 

@@ -37,15 +37,18 @@ pub(crate) enum Table {
     Events,
     /// Every metric family (`daemon/metrics.rs`).
     Metrics,
+    /// Every configuration key, with its default (`config/`, `ftwall::EngineConfig`).
+    Config,
 }
 
 impl Table {
-    /// The table's Markdown, as `docs/operating.md` holds it between
-    /// `<!-- generated:NAME -->` markers.
+    /// The table's Markdown, as `docs/operating.md` (events, metrics) and
+    /// `docs/configuration.md` (config) hold it between `<!-- generated:NAME -->` markers.
     pub(crate) fn markdown(self) -> String {
         match self {
             Self::Events => crate::events::markdown(),
             Self::Metrics => crate::daemon::metrics::markdown(),
+            Self::Config => config_markdown(),
         }
     }
 }
@@ -206,6 +209,24 @@ fn default_of(defaults: &toml::Table, dotted: &str) -> String {
         None => defaults.get(dotted),
     };
     value.map_or_else(|| "unset".to_string(), ToString::to_string)
+}
+
+/// The configuration table of `docs/configuration.md`: every key of both layers, in the order
+/// of the key tables, with its default and meaning (the same text as ftwall.toml(5)).
+fn config_markdown() -> String {
+    let defaults: toml::Table =
+        toml::from_str(&DaemonConfig::default().to_toml_string()).expect("the defaults parse");
+    let mut out = String::from("| key | default | meaning |\n|---|---|---|\n");
+    for key in DaemonConfig::all_keys() {
+        let mut meaning = key.meaning.replace('|', "\\|");
+        for alias in key.aliases {
+            meaning.push_str(&format!(" Also spelled `{alias}`."));
+        }
+        let default = default_of(&defaults, key.name);
+        let default = if default == "unset" { default } else { format!("`{default}`") };
+        out.push_str(&format!("| `{}` | {} | {} |\n", key.name, default.replace('|', "\\|"), meaning));
+    }
+    out
 }
 
 /// ftwall.toml(5): every key of both layers, with its default and meaning, top-level keys

@@ -182,9 +182,9 @@ impl Default for DaemonConfig {
 impl DaemonConfig {
     /// The daemon's own keys, in the order of the shipped `ftwall.toml`.
     pub(crate) const KEYS: &'static [Key] = &[
-        Key { name: "kernel_sets", aliases: &[], meaning: "Mirror locked clients, suspect peers and timelock.allow_ports into the kernel sets of the installed rules: \"auto\" (whichever backend's sets exist) or \"off\"." },
+        Key { name: "kernel_sets", aliases: &[], meaning: "Mirror locked clients, suspect peers and timelock.allow_ports into the kernel sets of the installed rules (ipsets ftwall_* or nft sets ft_*, whichever exist; runs ipset or nft), so they hold across restarts: \"auto\", or \"off\" to never touch them." },
         Key { name: "queue", aliases: &[], meaning: "First NFQUEUE number; must match the rules (restart to change)." },
-        Key { name: "queues", aliases: &[], meaning: "Number of queues, queue .. queue+queues-1, one thread each, sharing one engine (restart to change)." },
+        Key { name: "queues", aliases: &[], meaning: "Number of queues, queue .. queue+queues-1, one thread each, sharing one engine; install the rules with install.sh LAN_IF FIRST:LAST (restart to change)." },
         Key { name: "fail_open", aliases: &[], meaning: "Let the kernel accept packets when the queue or the socket buffer is full; false: they are dropped." },
         Key { name: "queue_maxlen", aliases: &[], meaning: "Kernel queue length, in packets." },
         Key { name: "copy_range", aliases: &[], meaning: "Bytes copied per packet: headers plus the first 2 KiB of payload." },
@@ -197,7 +197,7 @@ impl DaemonConfig {
         Key { name: "timelock.kernel_set", aliases: &[], meaning: "The old switch for the kernel sets, still honoured: false is kernel_sets = \"off\"." },
         Key { name: "log.drop_burst", aliases: &[], meaning: "At most this many packet_dropped lines per (client, peer) pair per drop_interval_seconds." },
         Key { name: "log.drop_interval_seconds", aliases: &[], meaning: "The per-pair rate-limit interval of packet_dropped lines, in seconds." },
-        Key { name: "log.drop_max_per_second", aliases: &[], meaning: "At most this many packet_dropped lines per second over all pairs." },
+        Key { name: "log.drop_max_per_second", aliases: &[], meaning: "At most this many packet_dropped lines per second over all pairs; the rest are counted in drop_lines_suppressed." },
         Key { name: "control.enabled", aliases: &[], meaning: "Serve ftwall ctl requests on the control socket." },
         Key { name: "control.socket", aliases: &[], meaning: "The control socket (mode 0600: root and the daemon's user)." },
         Key { name: "metrics.file", aliases: &[], meaning: "Prometheus textfile, rewritten atomically every interval_seconds; unset: none." },
