@@ -166,6 +166,13 @@ log_events! {
     };
     QUEUE_ERROR = "queue_error", [WARN], "Netlink error receiving from the queue (at most every 10 s).", { "error": "why", "total": "errors so far" };
     VERDICT_ERROR = "verdict_error", [WARN], "The kernel refused a verdict (at most every 10 s).", { "error": "why", "total": "errors so far" };
+    QUEUE_UNBIND_FAILED = "queue_unbind_failed", [DEBUG],
+        "Unbinding a queue at shutdown failed (the kernel releases it when the socket closes anyway).", {
+        "queue": "queue number", "error": "why",
+    };
+    NOTIFY_FAILED = "notify_failed", [DEBUG], "A systemd notification (READY, WATCHDOG, STATUS...) could not be sent.", {
+        "error": "why",
+    };
     QUEUE_OPTION_UNSUPPORTED = "queue_option_unsupported", [WARN], "The kernel refused a queue option (e.g. fail-open).", {
         "queue": "queue number", "detail": "which option and why",
     };

@@ -68,7 +68,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use throttle::SharedThrottle;
-use tracing::debug;
 use worker::Worker;
 use writer::Writer;
 
@@ -229,7 +228,7 @@ impl DropParties {
 
 fn notify(states: &[NotifyState]) {
     if let Err(e) = sd_notify::notify(states) {
-        debug!(error = %e, "sd_notify failed");
+        log_event!(NOTIFY_FAILED, error = %e, "sd_notify failed");
     }
 }
 

@@ -22,7 +22,7 @@ use ftwall::{Settled, Verdict};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tracing::debug;
+use crate::events::log_event;
 
 /// Accept verdicts not sent yet (see [`Worker::flush_batch`]).
 #[derive(Debug, Default)]
@@ -203,7 +203,7 @@ impl Worker {
             self.batch.received.clear();
         }
         if let Err(e) = self.queue.release() {
-            debug!(queue = self.queue.number, error = %e, "unbind failed");
+            log_event!(QUEUE_UNBIND_FAILED, queue = self.queue.number, error = %e, "unbind failed");
         }
         shared.queue_released();
     }
