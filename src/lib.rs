@@ -44,6 +44,7 @@
 // Sans-IO, checked: clippy.toml lists the clock, file, socket, process and thread calls the core
 // must not make (Cargo.toml's [lints] sets `missing_docs` and `unreachable_pub`).
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+#![deny(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
 
 pub mod config;
 pub mod engine;

@@ -33,17 +33,6 @@ fn block(page: &str, name: &str) -> String {
     text[start..end].to_string()
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<String>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(std::fs::read_to_string(&path).unwrap());
-        }
-    }
-}
-
 /// `ftwall man --markdown NAME`: the table generated from the binary's catalogue.
 fn generated(name: &str) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ftwall"))

@@ -59,7 +59,7 @@
 //!
 //! ## Layout
 //! This file is the hub: the public types and methods, and the decision order above written
-//! out as `judge_udp` / `judge_tcp`. It is long (about 900 lines) because the whole public API
+//! out as `judge_udp` / `judge_tcp`. It is long (about 980 lines) because the whole public API
 //! is kept in one place; the mechanics live in the children, each with its own invariants:
 //! - `flows`: the flow table; `stream`: TCP stream progress and the HTTP reassembly buffers;
 //! - `peers`, `locks`, `bans`, `pongs`: suspect peers, client time-locks, operator bans, the

@@ -9,7 +9,7 @@
 //!   (`lab/`); `ftwall sim`: the FastTrack simulator it and the end-to-end tests use (`sim.rs`).
 //! - `ftwall man` (hidden): the man page, for packaging (`man.rs`).
 //! - `ftwall bench-accept-all` (hidden): an NFQUEUE consumer that accepts everything, the
-//!   yardstick of `benches/live.sh` (`accept_all.rs`).
+//!   yardstick of `benches/live.sh` (`bench_accept_all.rs`).
 //! - `ftwall bench-traffic` (hidden): UDP load generators for `benches/` and the tests
 //!   (`bench_traffic.rs`).
 
@@ -17,7 +17,7 @@
 // the library (Cargo.toml allows it crate-wide; said again here so it reads as a decision).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-mod accept_all;
+mod bench_accept_all;
 mod bench_traffic;
 mod clock;
 mod config;
@@ -77,7 +77,7 @@ enum Command {
     Man(man::ManArgs),
     /// Accept every packet of an NFQUEUE with the daemon's queue settings (benches/live.sh).
     #[command(hide = true)]
-    BenchAcceptAll(accept_all::AcceptAllArgs),
+    BenchAcceptAll(bench_accept_all::AcceptAllArgs),
     /// UDP load generators for the benchmarks and tests: blast, sink, flood, latency.
     #[command(hide = true)]
     BenchTraffic(bench_traffic::BenchTrafficArgs),
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
         Some(Command::Lab(args)) => lab::run(args),
         Some(Command::Sim(args)) => sim::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into),
         Some(Command::Man(args)) => man::run(args),
-        Some(Command::BenchAcceptAll(args)) => accept_all::run(args),
+        Some(Command::BenchAcceptAll(args)) => bench_accept_all::run(args),
         Some(Command::BenchTraffic(args)) => {
             bench_traffic::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into)
         }

@@ -80,40 +80,42 @@ counters! {
     drop_lines_suppressed, "ftwall_drop_lines_suppressed_total", "packet_dropped lines suppressed by the global log limit.";
 }
 
-/// (status key, metric name, help) of the engine's own counters that sit beside the packet
-/// counts ([`engine_counters`] gives their values).
-pub(crate) const ENGINE_CATALOGUE: &[(&str, &str, &str)] = &[
-    ("events_discarded", "ftwall_events_discarded_total", "Engine events discarded undrained."),
-    ("actions_discarded", "ftwall_actions_discarded_total", "Engine actions discarded undrained."),
+/// One engine counter beside the packet counts: status key, metric name, help, and how to read
+/// it from [`EngineStats`](ftwall::engine::EngineStats).
+pub(crate) type EngineCounter =
+    (&'static str, &'static str, &'static str, fn(&ftwall::engine::EngineStats) -> u64);
+
+/// The engine's own counters that sit beside the packet counts, each with its reader, so a name
+/// can never be paired with another counter's value.
+pub(crate) const ENGINE_CATALOGUE: &[EngineCounter] = &[
+    ("events_discarded", "ftwall_events_discarded_total", "Engine events discarded undrained.", |s| {
+        s.events_discarded
+    }),
+    ("actions_discarded", "ftwall_actions_discarded_total", "Engine actions discarded undrained.", |s| {
+        s.actions_discarded
+    }),
     (
         "pongs_refused_not_lan",
         "ftwall_pongs_refused_not_lan_total",
         "Forged pongs refused: the pinging client is not in lan, or the pinged peer is.",
+        |s| s.pongs_refused_not_lan,
     ),
     (
         "pongs_rate_limited",
         "ftwall_pongs_rate_limited_total",
         "Forged pongs refused by the pongs rate limits.",
+        |s| s.pongs_rate_limited,
     ),
-    ("probe_answers", "ftwall_probe_answers_total", "Half-expiry probes a locked client answered."),
+    ("probe_answers", "ftwall_probe_answers_total", "Half-expiry probes a locked client answered.", |s| {
+        s.probe_answers
+    }),
 ];
 
 /// The engine's own counters: (status key, metric, help, value), in [`ENGINE_CATALOGUE`] order.
 pub(crate) fn engine_counters(
     s: &ftwall::engine::EngineStats,
 ) -> Vec<(&'static str, &'static str, &'static str, u64)> {
-    let values = [
-        s.events_discarded,
-        s.actions_discarded,
-        s.pongs_refused_not_lan,
-        s.pongs_rate_limited,
-        s.probe_answers,
-    ];
-    ENGINE_CATALOGUE
-        .iter()
-        .zip(values)
-        .map(|(&(key, metric, help), value)| (key, metric, help, value))
-        .collect()
+    ENGINE_CATALOGUE.iter().map(|&(key, metric, help, read)| (key, metric, help, read(s))).collect()
 }
 
 impl Counters {

@@ -224,6 +224,9 @@ impl Housekeeping {
         notify(&reloading);
         match load_config(shared.config_path.as_deref()) {
             Ok((config, _)) => {
+                // A syscall per name: done before taking the engine lock, which covers in-memory
+                // work only.
+                let lan_ifindex = resolve_interfaces(&config.lan_interfaces);
                 let mut d = lock(&shared.core);
                 let change = ConfigChange::between(&d.config, config);
                 if !change.restart_needed.is_empty() {
@@ -247,7 +250,7 @@ impl Housekeeping {
                 }
                 let changed = change.changed;
                 let config = change.in_force;
-                d.lan_ifindex = resolve_interfaces(&config.lan_interfaces);
+                d.lan_ifindex = lan_ifindex;
                 d.limiter.reconfigure(
                     config.log.drop_burst,
                     config.log.drop_interval_seconds,

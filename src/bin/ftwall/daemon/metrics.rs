@@ -117,8 +117,9 @@ families! {
 /// Every family the metrics file can hold: [`FAMILIES`] plus one counter per daemon counter.
 pub(crate) fn catalogue() -> Vec<Family> {
     let mut all = FAMILIES.to_vec();
-    let counters = super::counters::CATALOGUE.iter().chain(super::counters::ENGINE_CATALOGUE);
-    all.extend(counters.map(|&(_, name, help)| Family { name, kind: "counter", help, labels: &[] }));
+    let engine = super::counters::ENGINE_CATALOGUE.iter().map(|&(key, name, help, _)| (key, name, help));
+    let counters = super::counters::CATALOGUE.iter().copied().chain(engine);
+    all.extend(counters.map(|(_, name, help)| Family { name, kind: "counter", help, labels: &[] }));
     all
 }
 

@@ -17,12 +17,12 @@ use super::health::QueueProgress;
 use super::metrics::LatencyHistogram;
 use super::queue::NfQueue;
 use super::{lock, Shared, OFFLOAD_CLEAN_MARK, OFFLOAD_FASTTRACK_MARK, OFFLOAD_MASK};
+use crate::events::log_event;
 use anyhow::Context;
 use ftwall::{Settled, Verdict};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use crate::events::log_event;
 
 /// Accept verdicts not sent yet (see [`Worker::flush_batch`]).
 #[derive(Debug, Default)]
