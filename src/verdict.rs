@@ -31,12 +31,12 @@ impl Verdict {
 /// Declares [`Reason`] from one table row per reason: its doc, its stable name, the verdict it
 /// leads to when enforcing, and `tell` when it is a FastTrack tell seen in the packet itself.
 macro_rules! reasons {
-    ($( $(#[$doc:meta])* $variant:ident => $name:literal, $verdict:ident $(, $tell:ident)?; )*) => {
+    ($( $(#[doc = $doc:literal])* $variant:ident => $name:literal, $verdict:ident $(, $tell:ident)?; )*) => {
         /// Why the engine reached its verdict.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[non_exhaustive]
         pub enum Reason {
-            $( $(#[$doc])* #[serde(rename = $name)] $variant, )*
+            $( $(#[doc = $doc])* #[serde(rename = $name)] $variant, )*
         }
 
         impl Reason {
@@ -52,6 +52,13 @@ macro_rules! reasons {
             /// `Malformed` depends on configuration and is reported here as `Accept`.
             pub const fn natural_verdict(self) -> Verdict {
                 match self { $( Self::$variant => Verdict::$verdict, )* }
+            }
+
+            /// What the reason means: its documentation, on one line (the reference tables
+            /// are generated from it).
+            pub fn description(self) -> String {
+                let doc: &[&str] = match self { $( Self::$variant => &[$($doc),*], )* };
+                doc.iter().map(|line| line.trim()).collect::<Vec<_>>().join(" ")
             }
 
             /// True for reasons that are a FastTrack tell observed in this very packet (as
@@ -72,7 +79,9 @@ reasons! {
     OtherProtocol => "other_protocol", Accept;
     /// A non-first IP fragment: it carries no transport header, so it is not inspected.
     LaterFragment => "later_fragment", Accept;
-    /// The packet's headers are inconsistent or truncated. Accepted unless `malformed = "drop"`.
+    /// The packet's headers are inconsistent or truncated (e.g. an IPv6 extension-header chain
+    /// that overruns the packet's own length: the receiver cannot parse it either). Accepted
+    /// unless `malformed = "drop"`.
     Malformed => "malformed", Accept;
     /// UDP 0x27 discovery ping of exact FastTrack shape.
     UdpPing => "udp_ping", Drop, tell;
@@ -98,12 +107,39 @@ reasons! {
     ClientLocked => "client_locked", Drop;
     /// A new flow to destination port 1214 while `port_1214_blocks = true`.
     Port1214 => "port_1214", Drop;
-    /// Traffic to or from an address the operator banned (`ftwall ctl ban`).
+    /// TCP/UDP to or from an address the operator banned (`ftwall ctl ban`); a banned inside
+    /// address keeps `timelock.allow_ports`.
     Banned => "banned", Drop;
     /// A well-formed packet whose transport header could not be inspected: it lies beyond the
     /// bytes the daemon received (a long IPv6 extension-header chain past the copy range) or
     /// beyond an IPv6 first fragment. The receiver would still get it, so a tell could hide there.
     TransportUnreachable => "transport_unreachable", Drop;
+}
+
+impl Reason {
+    /// Every reason in the order the engine tries them for one packet (the engine module's
+    /// "decision order"): the first that applies is the packet's reason. The reference table
+    /// lists them in this order.
+    pub const DECISION_ORDER: &'static [Self] = &[
+        Self::Malformed,
+        Self::Banned,
+        Self::LaterFragment,
+        Self::TransportUnreachable,
+        Self::OtherProtocol,
+        Self::UdpPing,
+        Self::UdpPong,
+        Self::UdpPongAck,
+        Self::UdpAddressEcho,
+        Self::TcpOpener,
+        Self::TcpHandshake,
+        Self::HttpTransfer,
+        Self::GivePush,
+        Self::FasttrackFlow,
+        Self::SuspectPeer,
+        Self::ClientLocked,
+        Self::Port1214,
+        Self::Clean,
+    ];
 }
 
 impl fmt::Display for Reason {
@@ -212,6 +248,17 @@ pub struct Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_decision_order_lists_every_reason_once() {
+        let mut order: Vec<Reason> = Reason::DECISION_ORDER.to_vec();
+        order.sort();
+        let mut all = Reason::ALL.to_vec();
+        all.sort();
+        assert_eq!(order, all);
+        assert_eq!(Reason::Clean.description(), "Nothing FastTrack-like was seen.");
+        assert!(Reason::TransportUnreachable.description().contains("copy range) or beyond an IPv6"));
+    }
 
     #[test]
     fn the_reason_table_is_consistent() {

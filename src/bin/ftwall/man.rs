@@ -39,16 +39,19 @@ pub(crate) enum Table {
     Metrics,
     /// Every configuration key, with its default (`config/`, `ftwall::EngineConfig`).
     Config,
+    /// Every reason code, in decision order (`ftwall::Reason`).
+    Reasons,
 }
 
 impl Table {
-    /// The table's Markdown, as `docs/operating.md` (events, metrics) and
-    /// `docs/configuration.md` (config) hold it between `<!-- generated:NAME -->` markers.
+    /// The table's Markdown, as `docs/operating.md` (events, metrics), `docs/configuration.md`
+    /// (config) and `docs/detection.md` (reasons) hold it between `<!-- generated:NAME -->` markers.
     pub(crate) fn markdown(self) -> String {
         match self {
             Self::Events => crate::events::markdown(),
             Self::Metrics => crate::daemon::metrics::markdown(),
             Self::Config => config_markdown(),
+            Self::Reasons => reasons_markdown(),
         }
     }
 }
@@ -209,6 +212,22 @@ fn default_of(defaults: &toml::Table, dotted: &str) -> String {
         None => defaults.get(dotted),
     };
     value.map_or_else(|| "unset".to_string(), ToString::to_string)
+}
+
+/// The reason table of `docs/detection.md`: every reason in decision order, with its natural
+/// verdict, whether it is a tell, and its meaning (the `reasons!` table's doc comments).
+fn reasons_markdown() -> String {
+    let mut out = String::from("| reason | verdict | tell | meaning |\n|---|---|---|---|\n");
+    for reason in ftwall::Reason::DECISION_ORDER {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            reason.as_str(),
+            reason.natural_verdict().as_str(),
+            if reason.is_tell() { "yes" } else { "" },
+            reason.description().replace('|', "\\|")
+        ));
+    }
+    out
 }
 
 /// The configuration table of `docs/configuration.md`: every key of both layers, in the order
