@@ -1,5 +1,7 @@
 //! `ftwall replay` as a command: output format, non-IP records, and per-file error handling.
 
+use ftwall::wire::link::{LinkRepr, ETHERTYPE_ARP};
+use ftwall::wire::{self, IpRepr, TransportRepr, UdpRepr};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -22,19 +24,21 @@ fn pcap_record(data: &[u8]) -> Vec<u8> {
     r
 }
 
-const PING_FRAME: [u8; 54] = [
-    0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00, // Ethernet
-    0x45, 0, 0, 40, 0, 1, 0, 0, 64, 17, 0, 0, 192, 0, 2, 10, 198, 51, 100, 20, // IPv4
-    0x0D, 0xCB, 0x04, 0xBE, 0, 20, 0, 0, // UDP 3531 -> 1214
-    0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0,
-];
+const MAC1: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+const MAC2: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+
+/// An Ethernet frame with a FastTrack ping from 192.0.2.10:3531 to 198.51.100.20:1214.
+fn ping_frame() -> Vec<u8> {
+    const PING: [u8; 12] = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
+    let ip = IpRepr::new("192.0.2.10".parse().unwrap(), "198.51.100.20".parse().unwrap()).unwrap();
+    let udp = TransportRepr::Udp(UdpRepr { src_port: 3531, dst_port: 1214 });
+    LinkRepr::Ethernet { dst: MAC1, src: MAC2, vlan: None }.emit_ip(&wire::emit(&ip, &udp, &PING))
+}
 
 fn arp_frame() -> Vec<u8> {
-    let mut f = vec![0xFF; 6];
-    f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x08, 0x06]);
-    f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-    f.resize(60, 0);
-    f
+    // An ARP request (hardware Ethernet, protocol IPv4, opcode 1), addresses zero.
+    let arp = [0, 1, 8, 0, 6, 4, 0, 1];
+    LinkRepr::Ethernet { dst: [0xFF; 6], src: MAC2, vlan: None }.emit(ETHERTYPE_ARP, &arp)
 }
 
 #[test]
@@ -42,7 +46,7 @@ fn jsonl_has_exact_keys_in_order_and_non_ip_records() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mixed.pcap");
     let mut bytes = pcap_header(1);
-    bytes.extend(pcap_record(&PING_FRAME));
+    bytes.extend(pcap_record(&ping_frame()));
     bytes.extend(pcap_record(&arp_frame()));
     std::fs::write(&file, bytes).unwrap();
     let out = replay(&["--jsonl", "--lan", "192.0.2.0/24"], &[&file]);
@@ -67,7 +71,7 @@ fn table_output_lists_drops() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ping.pcap");
     let mut bytes = pcap_header(1);
-    bytes.extend(pcap_record(&PING_FRAME));
+    bytes.extend(pcap_record(&ping_frame()));
     std::fs::write(&file, bytes).unwrap();
     let out = replay(&["--lan", "192.0.2.0/24"], &[&file]);
     assert!(out.status.success());
@@ -88,10 +92,10 @@ fn bad_files_are_named_with_offsets_and_others_still_processed() {
     let unknown = dir.path().join("unknown.pcap");
     let garbage = dir.path().join("garbage.pcap");
     let mut bytes = pcap_header(1);
-    bytes.extend(pcap_record(&PING_FRAME));
+    bytes.extend(pcap_record(&ping_frame()));
     std::fs::write(&good, &bytes).unwrap();
     let mut cut = bytes.clone();
-    cut.extend(pcap_record(&PING_FRAME));
+    cut.extend(pcap_record(&ping_frame()));
     cut.truncate(bytes.len() + 30);
     std::fs::write(&truncated, &cut).unwrap();
     std::fs::write(&unknown, pcap_header(147)).unwrap();

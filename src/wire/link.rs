@@ -2,6 +2,10 @@
 //! [`parse`](super::parse) takes).
 //!
 //! Pure: takes a pcap link type and a record's bytes, returns the IP packet inside (or why not).
+//! The emit half, [`LinkRepr::emit`], frames a packet for a capture file (fixtures and tests): an
+//! Ethernet frame (optionally 802.1Q-tagged, padded to the 60-byte minimum), a Linux cooked
+//! (SLL) header, or nothing for raw IP; `l3_payload(repr.link_type(), &repr.emit(..))` gives
+//! the packet back.
 //! Supported link types: Ethernet (1, with any number of 802.1Q / 802.1ad tags up to
 //! [`MAX_VLAN_TAGS`]), raw IP (101, and the BSD DLT values 12 and 14), raw IPv4 (228), raw IPv6
 //! (229), Linux cooked capture v1 (113) and v2 (276), BSD loopback NULL (0) and LOOP (108),
@@ -40,9 +44,6 @@ pub const LINKTYPE_PPP: u32 = 9;
 /// Cisco HDLC.
 pub const LINKTYPE_C_HDLC: u32 = 104;
 
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86DD;
-const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88A8;
 const ETHERTYPE_QINQ_OLD: u16 = 0x9100;
 
@@ -158,9 +159,127 @@ fn loopback(link_type: u32, frame: &[u8]) -> Result<&[u8], NotIp> {
     }
 }
 
+/// The ethertype of IPv4.
+pub const ETHERTYPE_IPV4: u16 = 0x0800;
+/// The ethertype of IPv6.
+pub const ETHERTYPE_IPV6: u16 = 0x86DD;
+/// The ethertype of ARP.
+pub const ETHERTYPE_ARP: u16 = 0x0806;
+/// The TPID of an 802.1Q VLAN tag.
+pub const ETHERTYPE_VLAN: u16 = 0x8100;
+/// The minimum Ethernet frame without its FCS: shorter frames are zero-padded.
+pub const ETHERNET_MIN_FRAME: usize = 60;
+
+/// The link-layer header to put in front of a packet (see [`LinkRepr::emit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRepr {
+    /// No link header ([`LINKTYPE_RAW`]).
+    Raw,
+    /// Ethernet II ([`LINKTYPE_ETHERNET`]), with one 802.1Q tag when `vlan` is set (its TCI).
+    Ethernet {
+        /// Destination MAC.
+        dst: [u8; 6],
+        /// Source MAC.
+        src: [u8; 6],
+        /// The 802.1Q tag control information, if tagged.
+        vlan: Option<u16>,
+    },
+    /// Linux cooked capture v1 ([`LINKTYPE_LINUX_SLL`]) of an Ethernet device.
+    LinuxSll {
+        /// Packet type: 0 to us, 4 sent by us, ...
+        packet_type: u16,
+        /// The link-layer address.
+        addr: [u8; 6],
+    },
+}
+
+impl LinkRepr {
+    /// The pcap link type of frames this header makes.
+    pub const fn link_type(&self) -> u32 {
+        match self {
+            Self::Raw => LINKTYPE_RAW,
+            Self::Ethernet { .. } => LINKTYPE_ETHERNET,
+            Self::LinuxSll { .. } => LINKTYPE_LINUX_SLL,
+        }
+    }
+
+    /// A frame carrying `payload` of `ethertype` (ignored for [`LinkRepr::Raw`]).
+    pub fn emit(&self, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::with_capacity(payload.len() + 18);
+        match *self {
+            Self::Raw => return payload.to_vec(),
+            Self::Ethernet { dst, src, vlan } => {
+                f.extend_from_slice(&dst);
+                f.extend_from_slice(&src);
+                if let Some(tci) = vlan {
+                    f.extend_from_slice(&ETHERTYPE_VLAN.to_be_bytes());
+                    f.extend_from_slice(&tci.to_be_bytes());
+                }
+                f.extend_from_slice(&ethertype.to_be_bytes());
+                f.extend_from_slice(payload);
+                if f.len() < ETHERNET_MIN_FRAME {
+                    f.resize(ETHERNET_MIN_FRAME, 0);
+                }
+            }
+            Self::LinuxSll { packet_type, addr } => {
+                f.extend_from_slice(&packet_type.to_be_bytes());
+                f.extend_from_slice(&1u16.to_be_bytes()); // ARPHRD_ETHER
+                f.extend_from_slice(&6u16.to_be_bytes());
+                f.extend_from_slice(&addr);
+                f.extend_from_slice(&[0, 0]);
+                f.extend_from_slice(&ethertype.to_be_bytes());
+                f.extend_from_slice(payload);
+            }
+        }
+        f
+    }
+
+    /// A frame carrying the IP `packet`, its ethertype from the version nibble.
+    pub fn emit_ip(&self, packet: &[u8]) -> Vec<u8> {
+        let ethertype =
+            if packet.first().is_some_and(|b| b >> 4 == 6) { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
+        self.emit(ethertype, packet)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MAC1: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+    const MAC2: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+
+    #[test]
+    fn emitted_frames_decode_back_to_the_packet() {
+        let v6 = [0x60; 40];
+        for repr in [
+            LinkRepr::Raw,
+            LinkRepr::Ethernet { dst: MAC1, src: MAC2, vlan: None },
+            LinkRepr::Ethernet { dst: MAC1, src: MAC2, vlan: Some(100) },
+            LinkRepr::LinuxSll { packet_type: 4, addr: MAC2 },
+        ] {
+            for packet in [&IPV4[..], &v6[..]] {
+                let frame = repr.emit_ip(packet);
+                let l3 = l3_payload(repr.link_type(), &frame).unwrap();
+                // Short Ethernet frames carry zero padding after the packet (IP's length says
+                // where the packet ends).
+                assert_eq!(&l3[..packet.len()], packet, "{repr:?}");
+                assert!(l3[packet.len()..].iter().all(|&b| b == 0), "{repr:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn ethernet_frames_are_padded_and_laid_out() {
+        let arp = LinkRepr::Ethernet { dst: [0xFF; 6], src: MAC2, vlan: None }.emit(ETHERTYPE_ARP, &[0; 28]);
+        assert_eq!(arp.len(), ETHERNET_MIN_FRAME);
+        assert_eq!(&arp[12..14], &[0x08, 0x06]);
+        assert_eq!(l3_payload(LINKTYPE_ETHERNET, &arp), Err(NotIp::OtherPayload));
+        let tagged = LinkRepr::Ethernet { dst: MAC1, src: MAC2, vlan: Some(0x64) }.emit_ip(&IPV4);
+        assert_eq!(&tagged[12..18], &[0x81, 0x00, 0x00, 0x64, 0x08, 0x00]);
+        let sll = LinkRepr::LinuxSll { packet_type: 4, addr: MAC2 }.emit_ip(&IPV4);
+        assert_eq!(&sll[..16], &[0, 4, 0, 1, 0, 6, 2, 0, 0, 0, 0, 2, 0, 0, 0x08, 0x00]);
+    }
 
     const IPV4: [u8; 20] = [0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 192, 0, 2, 1, 198, 51, 100, 1];
 

@@ -500,19 +500,10 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 mod tests {
     use super::*;
 
-    /// An IPv4/UDP packet (checksums zero, as the engine does not check them).
     fn udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-        let (SocketAddr::V4(s), SocketAddr::V4(d)) = (src, dst) else { panic!("IPv4 only") };
-        let total = 28 + payload.len();
-        let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 1, 0x40, 0, 64, 17, 0, 0];
-        p.extend_from_slice(&s.ip().octets());
-        p.extend_from_slice(&d.ip().octets());
-        p.extend_from_slice(&s.port().to_be_bytes());
-        p.extend_from_slice(&d.port().to_be_bytes());
-        p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-        p.extend_from_slice(&[0, 0]);
-        p.extend_from_slice(payload);
-        p
+        use ftwall::wire::{self, IpRepr, TransportRepr, UdpRepr};
+        let ip = IpRepr::new(src.ip(), dst.ip()).expect("one family");
+        wire::emit(&ip, &TransportRepr::Udp(UdpRepr { src_port: src.port(), dst_port: dst.port() }), payload)
     }
 
     #[test]
