@@ -12,14 +12,15 @@
 //!
 //! Per flow, each way ("out": sent by the inside end; "in": sent by the outside end): packets
 //! and payload bytes, as the engine summarises them ([`ftwall::PacketSummary::payload_len`]:
-//! the transport payload from the length fields, so a UDP first fragment counts its whole
-//! datagram and a later fragment counts 0); verdict counts; the first packet whose verdict is
+//! the transport payload from the length fields, so a UDP first fragment whose header the
+//! engine read counts its whole datagram, and a later fragment, or a packet the engine found
+//! malformed, counts 0); verdict counts; the first packet whose verdict is
 //! a drop (file, frame, reason); and the payload bytes accepted each way before that first drop,
 //! what leaked before ftwall acted. In monitor mode nothing is dropped, so no flow has a first
 //! drop.
 //!
 //! Bounds: at most `max_flows` flows are tracked (`--max-flows`, default [`DEFAULT_MAX_FLOWS`],
-//! about 64 MiB at the cap). A packet of a flow first seen once the table is full is not
+//! about 85 MiB at the cap). A packet of a flow first seen once the table is full is not
 //! tracked: it is counted in [`Untracked`] (packets, verdicts, payload bytes) and the summary
 //! says so; tracked flows keep being counted. Records without addresses (a malformed IP header)
 //! are counted apart. Flows are printed at the end, in the order they were first seen.
@@ -31,7 +32,9 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 
-/// Default cap on tracked flows: about 250 bytes each with the index, so about 64 MiB.
+/// Default cap on tracked flows. A flow costs 176 bytes in the list and at most 2 x 81 in the
+/// index (hash table at its lowest load): about 85 MiB at this cap, plus the index's previous
+/// table for the moment it grows.
 pub(crate) const DEFAULT_MAX_FLOWS: usize = 1 << 18;
 
 /// A flow's identity.
@@ -265,9 +268,8 @@ impl FlowTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ftwall::wire::{self, IpRepr, Ipv4Repr, TransportRepr, UdpRepr};
+    use ftwall::wire::{self, ExtHeader::Fragment, IpRepr, Ipv4Repr, Ipv6Repr, TransportRepr, UdpRepr};
     use ftwall::{Engine, EngineConfig, FlowEnds, PacketSummary, Timestamp};
-    use std::net::IpAddr;
 
     const CLIENT: &str = "192.0.2.10:3531";
     const PEER: &str = "198.51.100.20:2345";
@@ -390,40 +392,95 @@ mod tests {
         assert!(s.contains("  records without addresses (in no flow): 1\n"), "{s}");
     }
 
-    #[test]
-    fn fragments_first_in_the_datagrams_flow_later_ones_in_the_port_less_flow() {
-        // Through the engine: what it reports for fragments is what is accounted.
+    /// The two fragments of a UDP datagram carrying a Kazaa ping from the client to a peer's
+    /// port 1214, split after 8 payload bytes, over IPv4 or IPv6; and the decisions the engine
+    /// gives them, accounted as frames 1 and 2.
+    fn fragmented(v6: bool) -> (FlowTable, [Decision; 2]) {
+        let (client, peer) = if v6 {
+            (sock("[2001:db8:1::11]:3531"), sock("[2001:db8:2::21]:1214"))
+        } else {
+            (sock(CLIENT), sock("198.51.100.20:1214"))
+        };
+        let udp = TransportRepr::Udp(UdpRepr { src_port: client.port(), dst_port: peer.port() });
+        let raw = TransportRepr::Raw { protocol: 17 };
+        let ip = IpRepr::new(client.ip(), peer.ip()).unwrap();
+        let whole = wire::emit(&ip, &udp, &KAZAA_PING);
+        let segment = &whole[ip.header_len()..];
+        let (first, later) = match ip {
+            IpRepr::V4(v4) => {
+                let frag = |offset, more| {
+                    IpRepr::V4(Ipv4Repr {
+                        ident: 7,
+                        dont_fragment: false,
+                        more_fragments: more,
+                        fragment_offset: offset,
+                        ..v4
+                    })
+                };
+                (
+                    wire::emit(&frag(0, true), &raw, &segment[..16]),
+                    wire::emit(&frag(2, false), &raw, &segment[16..]),
+                )
+            }
+            IpRepr::V6(v6) => {
+                let first = [Fragment { offset: 0, more: true, ident: 7 }];
+                let later = [Fragment { offset: 2, more: false, ident: 7 }];
+                (
+                    wire::emit(&IpRepr::V6(Ipv6Repr { ext: &first, ..v6 }), &raw, &segment[..16]),
+                    wire::emit(&IpRepr::V6(Ipv6Repr { ext: &later, ..v6 }), &raw, &segment[16..]),
+                )
+            }
+        };
         let mut engine = Engine::new(EngineConfig {
-            lan: vec!["192.0.2.0/24".parse().unwrap()],
+            lan: vec!["192.0.2.0/24".parse().unwrap(), "2001:db8:1::/64".parse().unwrap()],
             ..EngineConfig::default()
         });
-        let (client, peer) = (sock(CLIENT), sock("198.51.100.20:1214"));
-        let (IpAddr::V4(c), IpAddr::V4(p)) = (client.ip(), peer.ip()) else { unreachable!() };
-        let udp = TransportRepr::Udp(UdpRepr { src_port: client.port(), dst_port: peer.port() });
-        let first = Ipv4Repr { ident: 7, dont_fragment: false, more_fragments: true, ..Ipv4Repr::new(c, p) };
-        let later = Ipv4Repr { ident: 7, dont_fragment: false, fragment_offset: 3, ..Ipv4Repr::new(c, p) };
-        let packets = [
-            wire::emit(&IpRepr::V4(first), &udp, &KAZAA_PING),
-            wire::emit(&IpRepr::V4(later), &TransportRepr::Raw { protocol: 17 }, &[0; 24]),
-        ];
         let mut t = FlowTable::new(DEFAULT_MAX_FLOWS);
         t.begin_file("frag.pcap".into());
-        for (i, p) in packets.iter().enumerate() {
-            let d = engine.handle_packet(Timestamp::from_secs(1), p);
-            t.record(i as u64 + 1, Some(&d));
+        let decisions = [first, later].map(|p| engine.handle_packet(Timestamp::from_secs(1), &p));
+        for (frame, d) in [1, 2].into_iter().zip(&decisions) {
+            t.record(frame, Some(d));
         }
+        (t, decisions)
+    }
+
+    #[test]
+    fn a_later_fragment_is_in_the_port_less_flow_of_its_addresses() {
+        // IPv6: the first fragment carries the UDP header and is its datagram's (the announced
+        // length counts the whole datagram); the later one has no ports.
+        let (t, decisions) = fragmented(true);
+        assert_eq!(decisions[1].reason, Reason::LaterFragment);
         let l = lines(&t);
         assert_eq!(l.len(), 2, "{l:?}");
-        assert_eq!((l[0]["proto"].as_str(), l[0]["inside"].as_str()), (Some("udp"), Some(CLIENT)));
-        assert_eq!(l[0]["bytes_out"], 12);
-        assert_eq!(l[0]["first_drop"]["reason"], "udp_ping");
-        assert_eq!(l[0]["first_drop"]["frame"], 1);
+        assert_eq!(
+            (l[0]["proto"].as_str(), l[0]["inside"].as_str(), l[0]["outside"].as_str()),
+            (Some("udp"), Some("[2001:db8:1::11]:3531"), Some("[2001:db8:2::21]:1214"))
+        );
+        assert_eq!((l[0]["packets_out"].as_u64(), l[0]["bytes_out"].as_u64()), (Some(1), Some(12)));
+        let dropped = u64::from(decisions[0].verdict == Verdict::Drop);
+        assert_eq!((l[0]["accepted"].as_u64(), l[0]["dropped"].as_u64()), (Some(1 - dropped), Some(dropped)));
         assert_eq!(
             (l[1]["proto"].as_str(), l[1]["inside"].as_str(), l[1]["outside"].as_str()),
-            (Some("udp"), Some("192.0.2.10"), Some("198.51.100.20"))
+            (Some("udp"), Some("2001:db8:1::11"), Some("2001:db8:2::21"))
         );
         assert_eq!((l[1]["packets_out"].as_u64(), l[1]["bytes_out"].as_u64()), (Some(1), Some(0)));
         assert_eq!((l[1]["accepted"].as_u64(), l[1]["first_drop"].is_null()), (Some(1), true));
+
+        // IPv4: the later fragment likewise; the first fragment is in its datagram's flow when
+        // the engine read its ports, else in the port-less flow with the later one.
+        let (t, decisions) = fragmented(false);
+        assert_eq!(decisions[1].reason, Reason::LaterFragment);
+        let l = lines(&t);
+        let port_less = l.last().unwrap();
+        assert_eq!(
+            (port_less["proto"].as_str(), port_less["inside"].as_str(), port_less["outside"].as_str()),
+            (Some("udp"), Some("192.0.2.10"), Some("198.51.100.20"))
+        );
+        let first_has_ports = decisions[0].packet.unwrap().src_port.is_some();
+        assert_eq!(l.len(), if first_has_ports { 2 } else { 1 }, "{l:?}");
+        assert_eq!(port_less["packets_out"].as_u64(), Some(if first_has_ports { 1 } else { 2 }));
+        let bytes: u64 = l.iter().map(|f| f["bytes_out"].as_u64().unwrap()).sum();
+        assert_eq!(bytes, decisions.iter().map(|d| d.packet.unwrap().payload_len as u64).sum::<u64>());
     }
 
     #[test]
