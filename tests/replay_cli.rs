@@ -155,3 +155,53 @@ fn a_bad_configuration_gives_the_same_message_to_every_command() {
         }
     }
 }
+
+#[test]
+fn flows_prints_one_line_per_flow_and_counts_what_it_could_not_track() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flows.pcap");
+    let mut other_peer = PING_FRAME;
+    other_peer[33] = 21; // 198.51.100.21
+    let mut bytes = pcap_header(1);
+    for frame in [PING_FRAME.to_vec(), arp_frame(), other_peer.to_vec(), PING_FRAME.to_vec()] {
+        bytes.extend(pcap_record(&frame));
+    }
+    std::fs::write(&file, bytes).unwrap();
+    let name = serde_json::to_string(&file.display().to_string()).unwrap();
+    let flow = |peer: &str, packets: u32, frame: u32| {
+        format!(
+            "{{\"proto\":\"udp\",\"inside\":\"192.0.2.10:3531\",\"outside\":\"{peer}:1214\",\"packets_out\":{packets},\"packets_in\":0,\"bytes_out\":{},\"bytes_in\":0,\"accepted\":0,\"dropped\":{packets},\"first_drop\":{{\"file\":{name},\"frame\":{frame},\"reason\":\"udp_ping\",\"leaked_out\":0,\"leaked_in\":0}}}}",
+            12 * packets
+        )
+    };
+
+    let out = replay(&["--flows", "--lan", "192.0.2.0/24"], &[&file]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [flow("198.51.100.20", 2, 1), flow("198.51.100.21", 1, 3)]
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("  flows: 2 (2 with a drop)\n"), "{stderr}");
+    assert!(stderr.contains("  leaked before the first drop: 0 payload byte(s) out, 0 in\n"), "{stderr}");
+    assert!(stderr.contains("    not_ip             1\n"), "{stderr}");
+
+    let out = replay(&["--flows", "--max-flows", "1", "--lan", "192.0.2.0/24"], &[&file]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{}\n", flow("198.51.100.20", 2, 1)));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "  flows not tracked (table full at 1 flows, --max-flows): 1 packet(s), 0 accepted, 1 dropped, 12 payload byte(s)\n"
+        ),
+        "{stderr}"
+    );
+
+    // One output mode at a time; the cap belongs to --flows.
+    for args in [&["--flows", "--jsonl"][..], &["--max-flows", "5"], &["--flows", "--max-flows", "0"]] {
+        let out = replay(args, &[&file]);
+        assert_eq!(out.status.code(), Some(2), "{args:?} accepted");
+        assert!(out.stdout.is_empty());
+    }
+}

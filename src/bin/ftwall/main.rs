@@ -1,7 +1,7 @@
 //! `ftwall`: the IO shell around the sans-IO engine in the `ftwall` library.
 //!
 //! - `ftwall run` (default): the live NFQUEUE daemon (`daemon/`).
-//! - `ftwall replay`: the same engine over pcap/pcapng files (`replay.rs`).
+//! - `ftwall replay`: the same engine over pcap/pcapng files (`replay/`).
 //! - `ftwall check-config` / `ftwall config`: validate / print the configuration (`config/`, which
 //!   also loads it for every other command).
 //! - `ftwall ctl`: ask the running daemon over its control socket (`ctl.rs`, `daemon/control.rs`).

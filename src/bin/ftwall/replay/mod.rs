@@ -6,8 +6,14 @@
 //! plus the largest record, itself capped at [`MAX_RECORD`], never by the file size) and parsed
 //! with `pcap-file`'s slice parsers, so every error can name the byte offset of the record that
 //! failed. A failed file is reported and the others are still processed; the exit code is then 2.
+//!
+//! Output modes: a table of drops (default), one JSON line per record (`--jsonl`), or one JSON
+//! line per flow at the end (`--flows`, see [`flows`]: bounded by `--max-flows`).
+
+mod flows;
 
 use clap::Args;
+use flows::FlowTable;
 use ftwall::wire::link;
 use ftwall::{Decision, Engine, EngineConfig, Event, Proto, Timestamp, Verdict};
 use ipnet::IpNet;
@@ -33,6 +39,16 @@ pub(crate) struct ReplayArgs {
     /// Print one JSON object per record instead of a table of drops.
     #[arg(long)]
     pub(crate) jsonl: bool,
+    /// Print one JSON object per flow (first-seen order, at the end) instead of a table of
+    /// drops: packets and payload bytes each way, verdict counts, the first drop and the payload
+    /// bytes accepted before it.
+    #[arg(long, conflicts_with = "jsonl")]
+    pub(crate) flows: bool,
+    /// Most flows `--flows` tracks; packets of flows first seen beyond it are counted together
+    /// in the summary instead.
+    #[arg(long, value_name = "N", requires = "flows", default_value_t = flows::DEFAULT_MAX_FLOWS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub(crate) max_flows: usize,
     /// Capture files (pcap or pcapng), processed in order by one engine.
     #[arg(required = true, value_name = "FILE")]
     pub(crate) files: Vec<PathBuf>,
@@ -139,10 +155,20 @@ struct Totals {
     peers: u64,
 }
 
-/// Writes records as JSON lines or as a table of drops.
+/// What is printed.
+enum Mode {
+    /// A table of drops.
+    Table,
+    /// One JSON line per record.
+    Jsonl,
+    /// One JSON line per flow, at the end.
+    Flows(FlowTable),
+}
+
+/// Writes records as JSON lines or as a table of drops, or accounts them per flow.
 struct Output<W: Write> {
     out: W,
-    jsonl: bool,
+    mode: Mode,
     table_header_written: bool,
     line: String,
 }
@@ -156,7 +182,11 @@ impl<W: Write> Output<W> {
         decision: Option<&Decision>,
     ) -> io::Result<()> {
         self.line.clear();
-        if self.jsonl {
+        if let Mode::Flows(table) = &mut self.mode {
+            table.record(frame, decision);
+            return Ok(());
+        }
+        if matches!(self.mode, Mode::Jsonl) {
             self.json_line(file_json, frame, decision);
         } else if let Some(d) = decision.filter(|d| d.verdict == Verdict::Drop) {
             if !self.table_header_written {
@@ -230,7 +260,13 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::new(config);
     let mut output = Output {
         out: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
-        jsonl: args.jsonl,
+        mode: if args.flows {
+            Mode::Flows(FlowTable::new(args.max_flows))
+        } else if args.jsonl {
+            Mode::Jsonl
+        } else {
+            Mode::Table
+        },
         table_header_written: false,
         line: String::new(),
     };
@@ -244,8 +280,15 @@ pub(crate) fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             eprintln!("ftwall replay: {}: {} at byte offset {}", path.display(), err.message, err.offset);
         }
     }
+    let flows = match &output.mode {
+        Mode::Flows(table) => {
+            table.write(&mut output.out)?;
+            Some(table)
+        }
+        _ => None,
+    };
     output.out.flush()?;
-    print_summary(&engine, &totals, started.elapsed().as_secs_f64());
+    print_summary(&engine, &totals, flows, started.elapsed().as_secs_f64());
     Ok(if totals.failed_files > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
 }
 
@@ -255,6 +298,9 @@ fn replay_file<W: Write>(
     output: &mut Output<W>,
     totals: &mut Totals,
 ) -> Result<(), FileError> {
+    if let Mode::Flows(table) = &mut output.mode {
+        table.begin_file(path.display().to_string());
+    }
     let file = std::fs::File::open(path).map_err(|e| FileError::at(0, format!("cannot read: {e}")))?;
     let mut window = Window::new(file);
     window.fill_to(4)?;
@@ -413,7 +459,7 @@ fn pcapng_record(
     on_record(pcapng_micros(raw_ts, tsresol), link_type, bytes)
 }
 
-fn print_summary(engine: &Engine, totals: &Totals, seconds: f64) {
+fn print_summary(engine: &Engine, totals: &Totals, flows: Option<&FlowTable>, seconds: f64) {
     let stats = engine.stats();
     let rate = if seconds > 0.0 { totals.records as f64 / seconds } else { 0.0 };
     let mut s = String::new();
@@ -439,6 +485,9 @@ fn print_summary(engine: &Engine, totals: &Totals, seconds: f64) {
         let _ = writeln!(s, "    {NOT_IP:<18} {non_ip}");
     }
     let _ = writeln!(s, "  clients identified: {}, peers identified: {}", totals.clients, totals.peers);
+    if let Some(table) = flows {
+        table.summary(&mut s);
+    }
     if totals.failed_files > 0 {
         let _ = writeln!(s, "  failed files: {}", totals.failed_files);
     }
