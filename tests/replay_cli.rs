@@ -29,8 +29,13 @@ const MAC2: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 
 /// An Ethernet frame with a FastTrack ping from 192.0.2.10:3531 to 198.51.100.20:1214.
 fn ping_frame() -> Vec<u8> {
+    ping_frame_to("198.51.100.20")
+}
+
+/// The same ping to another peer.
+fn ping_frame_to(peer: &str) -> Vec<u8> {
     const PING: [u8; 12] = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
-    let ip = IpRepr::new("192.0.2.10".parse().unwrap(), "198.51.100.20".parse().unwrap()).unwrap();
+    let ip = IpRepr::new("192.0.2.10".parse().unwrap(), peer.parse().unwrap()).unwrap();
     let udp = TransportRepr::Udp(UdpRepr { src_port: 3531, dst_port: 1214 });
     LinkRepr::Ethernet { dst: MAC1, src: MAC2, vlan: None }.emit_ip(&wire::emit(&ip, &udp, &PING))
 }
@@ -160,10 +165,8 @@ fn a_bad_configuration_gives_the_same_message_to_every_command() {
 fn flows_prints_one_line_per_flow_and_counts_what_it_could_not_track() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("flows.pcap");
-    let mut other_peer = PING_FRAME;
-    other_peer[33] = 21; // 198.51.100.21
     let mut bytes = pcap_header(1);
-    for frame in [PING_FRAME.to_vec(), arp_frame(), other_peer.to_vec(), PING_FRAME.to_vec()] {
+    for frame in [ping_frame(), arp_frame(), ping_frame_to("198.51.100.21"), ping_frame()] {
         bytes.extend(pcap_record(&frame));
     }
     std::fs::write(&file, bytes).unwrap();
