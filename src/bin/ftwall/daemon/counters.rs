@@ -96,6 +96,11 @@ pub(crate) const ENGINE_CATALOGUE: &[(&str, &str, &str)] = &[
         "Forged pongs refused by the pongs rate limits.",
     ),
     ("probe_answers", "ftwall_probe_answers_total", "Half-expiry probes a locked client answered."),
+    (
+        "reassembly_evicted",
+        "ftwall_reassembly_evicted_total",
+        "TCP reassembly windows evicted from the full pool (flows.reassembly_capacity); the evicted direction is no longer inspected.",
+    ),
 ];
 
 /// The engine's own counters: (status key, metric, help, value), in [`ENGINE_CATALOGUE`] order.
@@ -108,6 +113,7 @@ pub(crate) fn engine_counters(
         s.pongs_refused_not_lan,
         s.pongs_rate_limited,
         s.probe_answers,
+        s.reassembly_evicted,
     ];
     ENGINE_CATALOGUE
         .iter()
