@@ -186,10 +186,8 @@ fn completing_packet(pieces: &[Piece], turn: usize, upto: usize) -> usize {
     pieces
         .iter()
         .position(|p| {
-            if p.turn == turn {
-                for b in p.start..(p.start + p.len).min(upto) {
-                    have[b] = true;
-                }
+            if p.turn == turn && p.start < upto {
+                have[p.start..(p.start + p.len).min(upto)].fill(true);
             }
             have.iter().all(|&h| h)
         })
