@@ -12,7 +12,8 @@
 //!    banned outside address loses everything.
 //! 1. A FastTrack tell in this very packet (`udp_ping`, `udp_pong`, `udp_pong_ack`,
 //!    `udp_address_echo`, `tcp_opener`, `tcp_handshake`, `http_transfer`, `give_push`): the flow
-//!    is classified, the peer learned, the inside client (re-)locked.
+//!    is classified, the peer learned, the inside client (re-)locked. The TCP tells are judged
+//!    on each direction's reassembled stream (`stream`), on the packet that completes them.
 //! 2. A packet of a flow already classified: `fasttrack_flow`.
 //! 3. An outbound TCP SYN or UDP datagram to a suspect peer: `suspect_peer`.
 //! 4. An outbound TCP SYN from a locked client to a port outside `timelock.allow_ports`:
@@ -61,7 +62,7 @@
 //! This file is the hub: the public types and methods, and the decision order above written
 //! out as `judge_udp` / `judge_tcp`. It is long (about 900 lines) because the whole public API
 //! is kept in one place; the mechanics live in the children, each with its own invariants:
-//! - `flows`: the flow table; `stream`: TCP stream progress and the HTTP reassembly buffers;
+//! - `flows`: the flow table; `stream`: TCP stream reassembly and the stream tells;
 //! - `peers`, `locks`, `bans`, `pongs`: suspect peers, client time-locks, operator bans, the
 //!   forged-pong rate limits;
 //! - `snapshot`: the persisted types and [`StateChange`] (a leaf, shared with [`crate::state`]);
