@@ -426,7 +426,10 @@ impl Engine {
                 let inside_is_src = self.sender_is_inside(src.ip, dst.ip);
                 self.sender_inside = Some(inside_is_src);
                 let flow = Flow::new(now, inside_is_src == sender_is_low, sender_is_low);
-                self.flows.put(key, flow);
+                if let Some((evicted, _)) = self.flows.push(key, flow) {
+                    // A forgotten flow's reassembly windows go with it.
+                    self.reassembly.forget(&evicted);
+                }
                 self.reassembly.forget(&key);
                 (flow, true)
             }

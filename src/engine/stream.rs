@@ -330,7 +330,8 @@ impl TcpStream {
             if sender_is_low == self.initiator_is_low { Direction::Initiator } else { Direction::Responder };
         let i = dir.index();
         self.dirs[i].carried = true;
-        if !self.inspecting {
+        if !self.inspecting || (!self.dirs[i].bytes_pending() && self.shape == Shape::Done) {
+            // Nothing in this direction can tell any more (its bulk data, say).
             return Found::default();
         }
         let Some(base) = self.dirs[i].base.filter(|_| self.saw_syn) else {
@@ -423,29 +424,27 @@ impl TcpStream {
                 d.held = true;
                 pool.open(key, i, evicted)
             };
-            let window_end = d.lo + HEADER_LIMIT as u32;
-            let from = start.max(d.contiguous);
-            let to = captured_end.min(window_end);
-            if from < to {
-                let bytes = &captured[(from - start) as usize..(to - start) as usize];
-                buf.write((from - d.lo) as usize, bytes);
-            }
-            if captured_end > window_end {
-                d.overflowed = true;
-            }
-            d.contiguous = d.lo + buf.run();
+            // Write what falls in the window, judge, and again while judged messages move the
+            // window on over this segment's bytes (writing twice is harmless: first copy wins).
             loop {
-                let view = &buf.data[..(d.contiguous - d.lo) as usize];
-                if view.is_empty() {
-                    break;
+                let from = start.max(d.contiguous);
+                let to = captured_end.min(d.lo + HEADER_LIMIT as u32);
+                if from < to {
+                    let bytes = &captured[(from - start) as usize..(to - start) as usize];
+                    buf.write((from - d.lo) as usize, bytes);
                 }
-                let pos = d.judge(view, found);
+                d.contiguous = d.lo + buf.run();
+                let view = &buf.data[..(d.contiguous - d.lo) as usize];
+                let pos = if view.is_empty() { 0 } else { d.judge(view, found) };
                 if pos == 0 {
                     break;
                 }
                 buf.shift(pos as usize);
                 d.lo += pos;
                 d.contiguous = d.lo + buf.run();
+            }
+            if captured_end > d.lo + HEADER_LIMIT as u32 {
+                d.overflowed = true;
             }
             if !d.bytes_pending() || buf.is_empty() {
                 d.held = false;
