@@ -28,7 +28,8 @@
 //!   after an interim (1xx) response the next header block follows at once. So a kept-alive
 //!   connection's requests are inspected too, up to the budget: [`MAX_MESSAGES`] header blocks
 //!   per direction, each starting within the first [`STREAM_BUDGET`] bytes of its direction. A
-//!   final response, a request with a chunked or otherwise unknown body length, a header block
+//!   final response, the last request of a connection (`Connection: close`, HTTP/1.0 without
+//!   keep-alive), a request with a chunked or otherwise unknown body length, a header block
 //!   longer than [`HEADER_LIMIT`], or out-of-order bytes beyond the window that the next message
 //!   would need end HTTP inspection of the direction.
 //! - The opener needs the initiator's first 12 bytes, the push line (`GIVE <n>\r\n`, at most 17
