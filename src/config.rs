@@ -109,7 +109,7 @@ pub struct FlowsConfig {
     pub capacity: usize,
     /// A flow idle this many seconds is forgotten and its next packet starts a new flow.
     pub idle_seconds: u64,
-    /// Maximum number of flows holding a reassembly buffer (first 2 KiB per direction) at once.
+    /// Maximum number of flows holding a TCP reassembly window (2 KiB per direction) at once.
     pub reassembly_capacity: usize,
 }
 
@@ -337,7 +337,7 @@ impl EngineConfig {
         Key::new("timelock.capacity", "Locked clients tracked at once."),
         Key::new("flows.capacity", "Flows tracked at once (least recently used evicted first)."),
         Key::new("flows.idle_seconds", "A flow idle this long is forgotten; its next packet starts a new flow."),
-        Key::new("flows.reassembly_capacity", "Flows that may hold a 2 KiB-per-direction reassembly buffer for split HTTP requests."),
+        Key::new("flows.reassembly_capacity", "Flows that may hold a TCP reassembly window (2 KiB per direction) while a tell waits for split, reordered or lost bytes; evictions are counted in ftwall_reassembly_evicted_total."),
         Key::new("offload.enabled", "Mark decided flows (connmark 0x1 clean, 0x2 FastTrack, mask 0x3) so the kernel handles the rest without queueing; a time-locked client's new connections are new conntrack entries and still reach the daemon."),
         Key::new("offload.udp_after_packets", "A UDP flow is judged clean after this many datagrams without a tell."),
     ];

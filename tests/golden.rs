@@ -55,7 +55,7 @@ fn replay_jsonl(file: &Path) -> Vec<Value> {
 #[test]
 fn fixtures_replay_to_their_expected_verdicts() {
     let files = captures();
-    assert!(files.len() >= 7, "expected the generated fixtures, found {files:?}");
+    assert!(files.len() >= 11, "expected the generated fixtures, found {files:?}");
     let mut failures = Vec::new();
     let mut drops = 0;
     for file in &files {
@@ -136,7 +136,7 @@ fn generator_is_deterministic_and_fixtures_are_current() {
         );
         compared += 1;
     }
-    assert_eq!(compared, 16);
+    assert_eq!(compared, 22);
 }
 
 /// What a flow summary says, or what the records of one flow add up to, keyed by protocol and the

@@ -116,6 +116,7 @@ fn reassembly_buffers_are_bounded_by_their_own_cap() {
         64,
         "capped at flows.reassembly_capacity; evicted buffers end inspection"
     );
+    assert_eq!(e.stats().reassembly_evicted, 20_000 - 64, "every eviction is counted");
     assert_eq!(e.stats().packets, 40_000);
 }
 

@@ -6,7 +6,7 @@
 //! - At most `flows.capacity` flows (least recently used evicted); a flow idle longer than
 //!   `flows.idle_seconds` is forgotten on its next packet and starts afresh.
 //! - A TCP flow's stream progress is a fixed-size [`TcpStream`] inside the entry; the bytes it
-//!   reassembles live in a separate, smaller LRU ([`super::stream::PrefixBuffers`], at most
+//!   reassembles live in a separate, smaller LRU ([`super::stream::Reassembly`], at most
 //!   `flows.reassembly_capacity` flows), so memory does not grow with the input (see
 //!   [`super::stream`]).
 //! - A fresh TCP connection on a 5-tuple that already carried data (port reuse) restarts the
@@ -112,7 +112,8 @@ mod tests {
         let syn = TcpFlags(TcpFlags::SYN);
         let mut flow = Flow::new(crate::time::Timestamp::ZERO, true, true);
         assert!(!flow.reused_by(syn), "nothing carried yet");
-        flow.tcp.on_segment(true, TcpFlags(TcpFlags::ACK), 1, 10);
+        let mut pool = super::super::stream::Reassembly::new(1);
+        flow.tcp.on_segment(true, TcpFlags(TcpFlags::ACK), 1, &[0; 10], 10, &mut pool, &1u8, &mut 0);
         assert!(flow.reused_by(syn));
         assert!(!flow.reused_by(TcpFlags(TcpFlags::SYN | TcpFlags::ACK)), "not an initial SYN");
         flow.blocked = Some(Reason::SuspectPeer);

@@ -12,7 +12,8 @@
 //!    banned outside address loses everything.
 //! 1. A FastTrack tell in this very packet (`udp_ping`, `udp_pong`, `udp_pong_ack`,
 //!    `udp_address_echo`, `tcp_opener`, `tcp_handshake`, `http_transfer`, `give_push`): the flow
-//!    is classified, the peer learned, the inside client (re-)locked.
+//!    is classified, the peer learned, the inside client (re-)locked. The TCP tells are judged
+//!    on each direction's reassembled stream (`stream`), on the packet that completes them.
 //! 2. A packet of a flow already classified: `fasttrack_flow`.
 //! 3. An outbound TCP SYN or UDP datagram to a suspect peer: `suspect_peer`.
 //! 4. An outbound TCP SYN from a locked client to a port outside `timelock.allow_ports`:
@@ -61,7 +62,7 @@
 //! This file is the hub: the public types and methods, and the decision order above written
 //! out as `judge_udp` / `judge_tcp`. It is long (about 980 lines) because the whole public API
 //! is kept in one place; the mechanics live in the children, each with its own invariants:
-//! - `flows`: the flow table; `stream`: TCP stream progress and the HTTP reassembly buffers;
+//! - `flows`: the flow table; `stream`: TCP stream reassembly and the stream tells;
 //! - `peers`, `locks`, `bans`, `pongs`: suspect peers, client time-locks, operator bans, the
 //!   forged-pong rate limits;
 //! - `snapshot`: the persisted types and [`StateChange`] (a leaf, shared with [`crate::state`]);
@@ -95,7 +96,7 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::time::Duration;
-use stream::{Direction, PrefixBuffers, Segment, StreamProgress};
+use stream::{ByteTell, Found, Reassembly};
 
 /// Maximum number of undrained events, and of undrained actions.
 pub const QUEUE_LIMIT: usize = 65_536;
@@ -195,7 +196,7 @@ pub struct Engine {
     lock_period: Option<Duration>,
     idle: Duration,
     flows: LruCache<FlowKey, Flow>,
-    prefixes: PrefixBuffers<FlowKey>,
+    reassembly: Reassembly<FlowKey>,
     peers: PeerCache,
     locks: ClientLocks,
     bans: Bans,
@@ -256,7 +257,7 @@ impl Engine {
             lock_period: None,
             idle: Duration::from_secs(1),
             flows: LruCache::new(non_zero(config.flows.capacity)),
-            prefixes: PrefixBuffers::new(config.flows.reassembly_capacity),
+            reassembly: Reassembly::new(config.flows.reassembly_capacity),
             peers: PeerCache::new(config.peers.capacity, config.peers.expire_seconds),
             locks: ClientLocks::new(config.timelock.capacity),
             bans: Bans::default(),
@@ -425,8 +426,11 @@ impl Engine {
                 let inside_is_src = self.sender_is_inside(src.ip, dst.ip);
                 self.sender_inside = Some(inside_is_src);
                 let flow = Flow::new(now, inside_is_src == sender_is_low, sender_is_low);
-                self.flows.put(key, flow);
-                self.prefixes.forget(&key);
+                if let Some((evicted, _)) = self.flows.push(key, flow) {
+                    // A forgotten flow's reassembly windows go with it.
+                    self.reassembly.forget(&evicted);
+                }
+                self.reassembly.forget(&key);
                 (flow, true)
             }
         };
@@ -522,16 +526,19 @@ impl Engine {
         if flow.reused_by(s.flags) {
             // Port reuse: a fresh connection on a 5-tuple that already carried data.
             flow = Flow::new(now, flow.inside_is_low, at.sender_is_low);
-            self.prefixes.forget(&at.key);
+            self.reassembly.forget(&at.key);
         }
-        let tell = match flow.tcp.on_segment(at.sender_is_low, s.flags, s.seq, s.payload_len) {
-            StreamProgress::New(segment) => {
-                let tell = self.tcp_tell(now, &at, &mut flow, segment, s);
-                flow.tcp.end_inspection_if_done();
-                tell
-            }
-            StreamProgress::Idle | StreamProgress::Duplicate => None,
-        };
+        let found = flow.tcp.on_segment(
+            at.sender_is_low,
+            s.flags,
+            s.seq,
+            s.payload,
+            s.payload_len,
+            &mut self.reassembly,
+            &at.key,
+            &mut self.stats.reassembly_evicted,
+        );
+        let tell = self.tcp_tell(now, &at, &flow, found);
 
         let reason = if let Some((tell, client_port)) = tell {
             self.on_tell(now, &mut flow, tell, at.parties, client_port, None);
@@ -576,39 +583,32 @@ impl Engine {
         }
     }
 
-    /// Looks for TCP tells in the new bytes of `segment`, the payload of `s`. Returns the tell
-    /// and, when known, the client's FastTrack port.
+    /// Turns what a segment completed on the reassembled streams into a tell, in the order
+    /// opener, push, handshake shape (corroborated), HTTP. Returns the tell and, when known, the
+    /// client's FastTrack port.
     fn tcp_tell(
         &mut self,
         now: Timestamp,
         at: &Place,
-        flow: &mut Flow,
-        segment: Segment,
-        s: TcpSegment<'_>,
+        flow: &Flow,
+        found: Found,
     ) -> Option<(Reason, Option<u16>)> {
-        if segment.opening {
-            if segment.dir == Direction::Initiator && signatures::tcp::constant_opener(s.payload) {
-                return Some((Reason::TcpOpener, None));
-            }
-            if signatures::push::give(s.payload).is_some() {
-                return Some((Reason::GivePush, None));
-            }
+        match found.bytes {
+            Some(ByteTell::Opener) => return Some((Reason::TcpOpener, None)),
+            Some(ByteTell::Give) => return Some((Reason::GivePush, None)),
+            None => {}
         }
         // The handshake shape is a property of the whole flow: once the flow is classified (by
         // the constant opener, say) it adds nothing.
-        if let Some([first, reply, second]) = segment.exchange {
-            if !flow.blocked.is_some_and(Reason::is_tell)
-                && signatures::tcp::handshake_shape(first, reply, second)
-            {
-                let corroborated = flow.responder(&at.key).port == 1214
-                    || self.is_suspect(at.parties.outside.ip, now)
-                    || self.locks.is_locked(at.parties.inside.ip, now);
-                if corroborated {
-                    return Some((Reason::TcpHandshake, None));
-                }
+        if found.shape && !flow.blocked.is_some_and(Reason::is_tell) {
+            let corroborated = flow.responder(&at.key).port == 1214
+                || self.is_suspect(at.parties.outside.ip, now)
+                || self.locks.is_locked(at.parties.inside.ip, now);
+            if corroborated {
+                return Some((Reason::TcpHandshake, None));
             }
         }
-        let found = flow.tcp.scan_http(segment.dir, s.payload, s.payload_len, &mut self.prefixes, &at.key)?;
+        let found = found.http?;
         let mut client_port = None;
         if let Some(addr) = found.sender_addr {
             if at.from_inside {
@@ -838,7 +838,7 @@ impl Engine {
             self.release_event(client);
         }
         self.flows.resize(non_zero(config.flows.capacity));
-        self.prefixes.resize(config.flows.reassembly_capacity);
+        self.reassembly.resize(config.flows.reassembly_capacity, &mut self.stats.reassembly_evicted);
         self.pongs.reconfigure(
             config.pongs.per_client_per_second,
             config.pongs.max_per_second,
@@ -922,9 +922,9 @@ impl Engine {
         self.bans.len()
     }
 
-    /// Number of flows currently holding an HTTP reassembly buffer.
+    /// Number of flows currently holding a reassembly window.
     pub fn reassembly_count(&self) -> usize {
-        self.prefixes.len()
+        self.reassembly.len()
     }
 
     /// Number of flows currently tracked.

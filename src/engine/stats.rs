@@ -25,6 +25,9 @@ pub struct EngineStats {
     /// Locked clients that answered a half-expiry probe: a pong from the client to the peer the
     /// probe was forged from, after the probe was sent.
     pub probe_answers: u64,
+    /// TCP reassembly windows evicted from the full pool (`flows.reassembly_capacity`) to make
+    /// room for another flow's: the evicted direction gives up its byte tells.
+    pub reassembly_evicted: u64,
     by_reason: [u64; Reason::ALL.len()],
 }
 

@@ -1,44 +1,75 @@
-//! TCP stream progress: what the tells need to know about each direction of a connection, and
-//! the bounded buffers that hold the first bytes of a direction while its HTTP header block is
-//! incomplete.
+//! TCP stream reassembly for the tells: every TCP tell (opener, push, handshake shape, HTTP
+//! headers) is judged on the bytes of each direction's stream, placed by sequence number, never
+//! on single segments.
 //!
 //! A [`TcpStream`] is part of every flow entry (small and `Copy`). [`TcpStream::on_segment`]
-//! takes each segment's header and payload length and says, as a [`StreamProgress`], whether
-//! the segment brings new bytes to inspect and what they complete for the tells: a direction's
-//! first payload (opener, GIVE) or the initiator's second one (the handshake shape).
-//! [`TcpStream::scan_http`] feeds new bytes to the HTTP tell, keeping them in [`PrefixBuffers`]
-//! while the header block spans segments. [`TcpStream::end_inspection_if_done`] then decides
-//! whether any tell can still follow.
+//! takes each segment, places its payload in its direction's stream by sequence number, and
+//! runs the tells on what the segment completed; a tell is reported on the packet that
+//! completes it, whatever the segmentation, order, loss or duplication of the packets before.
+//! The bytes a direction holds while it waits for more live in [`Reassembly`], a separate
+//! bounded pool.
 //!
-//! Invariants:
+//! What is reassembled, per direction:
+//! - Stream offsets count from the initial sequence number + 1, taken from the SYN (initiator)
+//!   and the SYN/ACK (responder). A connection whose SYN was not seen (picked up mid-stream:
+//!   after a restart, or after its flow entry was evicted) is not inspected at all: its first
+//!   bytes seen may lie anywhere in the stream, in a body for instance. A responder whose
+//!   SYN/ACK was not seen is not inspected either. Offsets wrap with the 32-bit sequence space;
+//!   bytes before offset 0 are ignored.
+//! - The window: bytes `[lo, lo + HEADER_LIMIT)`, where `lo` is the start of the message being
+//!   judged (0 at first). A segment's bytes are written into the window where no byte was
+//!   received yet: **the first copy of a byte wins**, as in the common OS policy; a later
+//!   overlapping retransmission with other bytes changes nothing. `contiguous` is the end of the
+//!   gap-free prefix; the tells only ever read `[lo, contiguous)`, so nothing is scanned across
+//!   a hole. Bytes beyond the window are not kept.
+//! - HTTP: the header block of the message at `lo` is judged on its first [`HEADER_LIMIT`]
+//!   bytes and ends at its first empty line in stream order (a body is never read as headers).
+//!   After a clean request the next one starts after its body (`Content-Length`, 0 without one);
+//!   after an interim (1xx) response the next header block follows at once. So a kept-alive
+//!   connection's requests are inspected too, up to the budget: [`MAX_MESSAGES`] header blocks
+//!   per direction, each starting within the first [`STREAM_BUDGET`] bytes of its direction. A
+//!   final response, the last request of a connection (`Connection: close`, HTTP/1.0 without
+//!   keep-alive), a request with a chunked or otherwise unknown body length, a header block
+//!   longer than [`HEADER_LIMIT`], or out-of-order bytes beyond the window that the next message
+//!   would need end HTTP inspection of the direction.
+//! - The opener needs the initiator's first 12 bytes, the push line (`GIVE <n>\r\n`, at most 17
+//!   bytes) the first bytes of either direction, exactly and with nothing received beyond it.
+//!   Both are ruled out as soon as a byte differs.
+//! - The handshake shape needs only how many bytes each direction's stream held at the turns of
+//!   the exchange (see [`crate::signatures::tcp::handshake_shape`]): a 32-bit map of each
+//!   direction's first 32 bytes and the highest offset received.
+//!
+//! Invariants and bounds:
 //! - [`Direction::Initiator`] is the sender of the first initial SYN seen (fixed from then on),
 //!   or, for a connection first seen mid-stream, the sender of its first packet seen.
-//! - Sequence space, per direction: once known, `next_seq` is one past the last byte accepted
-//!   (a SYN counts one). A segment that starts before it (a retransmission or an overlap) is
-//!   [`StreamProgress::Duplicate`] and changes nothing, so no byte is inspected twice.
-//! - Segments are taken in arrival order, without reordering: a segment beyond a gap is accepted
-//!   and moves `next_seq` past itself; the gap's bytes, when they arrive, are duplicates and are
-//!   never inspected. Comparisons wrap around the 32-bit sequence space.
-//! - Payload segments are counted up to 255 (saturating) and only the first two lengths per
-//!   direction are kept, so a stream's state has a fixed size.
-//! - HTTP inspection sees at most the first [`REASSEMBLY_LIMIT`] bytes of each direction. A
-//!   direction's buffer exists only while it is `buffering` (header block incomplete) and never
-//!   holds more than [`REASSEMBLY_LIMIT`] bytes; at most `capacity` streams hold buffers (least
-//!   recently used evicted). Memory is bounded by `capacity × 2 × REASSEMBLY_LIMIT`, whatever the
-//!   input.
-//! - A direction that finds its buffer evicted gives up HTTP inspection (no tell, never a wrong
-//!   one). Known gap: if the other direction re-created the flow's entry in between, the
-//!   direction carries on from an empty buffer with its later bytes only.
-//! - Once inspection ends (`inspecting()` false) it stays ended for the life of the stream.
+//! - A direction holds bytes in the pool exactly when it has bytes in `[lo, contiguous)` or
+//!   beyond a hole that a pending tell still needs; at most [`HEADER_LIMIT`] bytes and a bitmap
+//!   of as many bits. At most `capacity` flows hold buffers (least recently used evicted,
+//!   counted): memory is bounded by `capacity × 2 × (HEADER_LIMIT + HEADER_LIMIT / 8)` bytes,
+//!   whatever the input. A direction whose buffer was evicted gives up its byte tells (no tell,
+//!   never a wrong one).
+//! - Each direction inspects at most `STREAM_BUDGET + HEADER_LIMIT` bytes of its stream; once no
+//!   tell can follow in either direction, inspection ends for the life of the stream
+//!   (`inspecting()` false) and the flow may be offloaded.
 
-use crate::signatures::http::{self, HttpMatch, HttpScan};
+use crate::signatures::http::{self, Framing, HttpMatch, HttpScan};
+use crate::signatures::{push, tcp as tcp_tells};
 use crate::wire::TcpFlags;
 use lru::LruCache;
 use std::hash::Hash;
 use std::num::NonZeroUsize;
 
-/// How many bytes of each direction are inspected for HTTP tells.
-pub(crate) const REASSEMBLY_LIMIT: usize = 2048;
+/// Bytes of one HTTP header block judged (and the size of a direction's window).
+pub(crate) const HEADER_LIMIT: usize = 2048;
+/// Header blocks are inspected only if they start within this many bytes of their direction.
+pub(crate) const STREAM_BUDGET: u32 = 8192;
+/// At most this many header blocks are inspected per direction.
+pub(crate) const MAX_MESSAGES: u8 = 8;
+
+const WORDS: usize = HEADER_LIMIT / 64;
+const OPENER_LEN: u32 = tcp_tells::GIFT_OPENER.len() as u32;
+const SEED_LEN: u32 = 8;
+const MAX_NAME: u32 = tcp_tells::MAX_NAME_MESSAGE as u32;
 
 /// Which way a segment travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,66 +89,160 @@ impl Direction {
     }
 }
 
+/// A tell found in the bytes of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ByteTell {
+    /// The initiator's stream starts with the giFT/MLDonkey opener.
+    Opener,
+    /// The direction's stream is exactly a push line.
+    Give,
+}
+
+/// What a segment completed, from [`TcpStream::on_segment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Found {
+    /// The opener or a push.
+    pub(crate) bytes: Option<ByteTell>,
+    /// The handshake shape (a hint: the engine wants corroboration).
+    pub(crate) shape: bool,
+    /// FastTrack HTTP headers.
+    pub(crate) http: Option<HttpMatch>,
+}
+
 /// Progress of one direction.
 #[derive(Debug, Clone, Copy, Default)]
 struct DirectionState {
-    /// Next expected sequence number, once known.
-    next_seq: Option<u32>,
-    /// Payload segments seen (saturating).
-    payloads: u8,
-    /// Lengths of the first two payload segments.
-    first_len: u32,
-    second_len: u32,
-    /// Bytes of payload inspected for HTTP so far (at most [`REASSEMBLY_LIMIT`]).
-    inspected: u32,
-    /// No more HTTP inspection needed in this direction.
-    http_done: bool,
-    /// This direction's stream does not start like HTTP at all.
+    /// Sequence number of stream offset 0, once known.
+    base: Option<u32>,
+    /// Payload was seen in this direction.
+    carried: bool,
+    /// End of the gap-free prefix the tells need (bytes before `lo` count as received).
+    contiguous: u32,
+    /// One past the highest offset received (saturating).
+    highest: u32,
+    /// Start of the HTTP message being judged.
+    lo: u32,
+    /// Which of the first 32 bytes were received (for the handshake shape).
+    early: u32,
+    /// The pool holds bytes of this direction.
+    held: bool,
+    /// Out-of-order bytes beyond the window were not kept.
+    overflowed: bool,
+    /// The opener is still possible.
+    opener: bool,
+    /// A push line is still possible.
+    give: bool,
+    /// HTTP inspection goes on.
+    http: bool,
+    /// The stream does not start like HTTP at all.
     not_http: bool,
-    /// A reassembly buffer was started for this direction.
-    buffering: bool,
+    /// Header blocks judged.
+    messages: u8,
 }
 
 impl DirectionState {
-    /// Accepts `len` payload bytes at `seq`, unless they start before bytes already accepted.
-    fn accept(&mut self, seq: u32, len: u32) -> bool {
-        if self.next_seq.is_some_and(|next| seq_before(seq, next)) {
-            return false;
+    fn new(opener: bool) -> Self {
+        Self { opener, give: true, http: true, ..Self::default() }
+    }
+
+    /// Still needs bytes for a tell.
+    fn bytes_pending(&self) -> bool {
+        self.opener || self.give || self.http
+    }
+
+    fn give_up(&mut self) {
+        self.opener = false;
+        self.give = false;
+        self.http = false;
+    }
+
+    /// Run of received bytes from offset 0 among the first 32.
+    fn early_run(&self) -> u32 {
+        self.early.trailing_ones()
+    }
+
+    fn mark_early(&mut self, start: u32, end: u32) {
+        for i in start.min(32)..end.min(32) {
+            self.early |= 1 << i;
         }
-        self.next_seq = Some(seq.wrapping_add(len));
-        self.payloads = self.payloads.saturating_add(1);
-        match self.payloads {
-            1 => self.first_len = len,
-            2 => self.second_len = len,
-            _ => {}
+    }
+
+    /// Judges the stream bytes `view` = `[lo, contiguous)`: the opener and push while `lo` is
+    /// 0, then as many HTTP header blocks as are complete. Returns what was found and how far
+    /// `lo` moves (possibly past `view`, over a body not yet received).
+    fn judge(&mut self, view: &[u8], found: &mut Found) -> u32 {
+        if self.lo == 0 {
+            if self.opener && (view.len() >= OPENER_LEN as usize || !tcp_tells::GIFT_OPENER.starts_with(view))
+            {
+                self.opener = false;
+                if tcp_tells::constant_opener(view) {
+                    found.bytes = Some(ByteTell::Opener);
+                }
+            }
+            if self.give && !push::give_partial(view) {
+                self.give = false;
+                // Exactly the push line, and nothing received beyond it.
+                if push::give(view).is_some() && self.highest == self.contiguous {
+                    found.bytes = found.bytes.or(Some(ByteTell::Give));
+                }
+            }
         }
-        true
+        let mut pos = 0usize;
+        while self.http && pos < view.len() {
+            let rest = &view[pos..];
+            let block = &rest[..rest.len().min(HEADER_LIMIT)];
+            match http::scan(block) {
+                HttpScan::NotHttp => {
+                    self.http = false;
+                    self.not_http = self.messages == 0;
+                }
+                HttpScan::Incomplete => {
+                    if block.len() >= HEADER_LIMIT {
+                        self.http = false;
+                    }
+                    break;
+                }
+                HttpScan::Kazaa(m) => {
+                    self.http = false;
+                    found.http = Some(m);
+                }
+                HttpScan::Clean(header) => {
+                    self.messages += 1;
+                    let next = match header.next {
+                        Framing::Body(n) => Some(header.len as u64 + n),
+                        Framing::Interim => Some(header.len as u64),
+                        Framing::Unknown => None,
+                    };
+                    let start = next.map(|n| u64::from(self.lo) + pos as u64 + n);
+                    match start {
+                        Some(s)
+                            if self.messages < MAX_MESSAGES
+                                && s < u64::from(STREAM_BUDGET)
+                                && !self.overflowed =>
+                        {
+                            pos = (s - u64::from(self.lo)) as usize;
+                        }
+                        _ => self.http = false,
+                    }
+                }
+            }
+        }
+        pos as u32
     }
 }
 
-/// What a segment brings, from [`TcpStream::on_segment`].
+/// Handshake-shape progress: the turns of the exchange seen so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StreamProgress {
-    /// Nothing to inspect: the segment carries no payload, or inspection has ended.
-    Idle,
-    /// A retransmission (or overlap) of bytes already inspected.
-    Duplicate,
-    /// New payload bytes.
-    New(Segment),
-}
-
-/// New payload bytes in one direction, and what they complete for the tells.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Segment {
-    /// The direction they travel in.
-    pub(crate) dir: Direction,
-    /// The direction's first payload segment, on a connection whose handshake was seen: where
-    /// the opener and GIVE tells look.
-    pub(crate) opening: bool,
-    /// On a connection whose handshake was seen, the initiator's second payload segment after
-    /// the responder's first: the lengths of the first three messages (initiator, responder,
-    /// initiator) for the handshake-shape tell.
-    pub(crate) exchange: Option<[usize; 3]>,
+enum Shape {
+    /// The initiator's first message (the responder has not spoken).
+    Open,
+    /// The responder spoke when the initiator's stream held exactly 12 bytes.
+    Replied,
+    /// The initiator's stream grew past 12 when the responder's held `contiguous` gap-free
+    /// bytes and `received` in all.
+    Answered { contiguous: u8, received: u8 },
+    /// Matched or ruled out.
+    Done,
 }
 
 /// TCP progress of one flow, both directions.
@@ -125,10 +250,11 @@ pub(crate) struct Segment {
 pub(crate) struct TcpStream {
     /// True if the flow key's `low` endpoint is the initiator.
     initiator_is_low: bool,
-    /// The initial SYN was seen, so "first payload" tells are meaningful.
+    /// The initial SYN was seen.
     saw_syn: bool,
     /// Still looking for tells.
     inspecting: bool,
+    shape: Shape,
     /// Indexed by [`Direction::index`].
     dirs: [DirectionState; 2],
 }
@@ -137,7 +263,13 @@ impl TcpStream {
     /// A stream whose first packet seen was sent by the key's `low` endpoint iff
     /// `initiator_is_low`.
     pub(crate) fn new(initiator_is_low: bool) -> Self {
-        Self { initiator_is_low, saw_syn: false, inspecting: true, dirs: Default::default() }
+        Self {
+            initiator_is_low,
+            saw_syn: false,
+            inspecting: true,
+            shape: Shape::Open,
+            dirs: [DirectionState::new(true), DirectionState::new(false)],
+        }
     }
 
     /// True if the key's `low` endpoint is the initiator.
@@ -157,374 +289,389 @@ impl TcpStream {
 
     /// True once either direction carried payload.
     pub(crate) fn carried_data(&self) -> bool {
-        self.dirs.iter().any(|d| d.payloads > 0)
+        self.dirs.iter().any(|d| d.carried)
     }
 
     /// Takes one segment sent by the key's `low` endpoint iff `sender_is_low`: tracks the
-    /// handshake's sequence numbers, then, if inspection goes on and the segment carries payload
-    /// (`payload_len` bytes at `seq`), accounts for its bytes.
-    pub(crate) fn on_segment(
+    /// handshake's sequence numbers, places the payload (`payload`, the captured part of its
+    /// `payload_len` bytes at `seq`) in its direction's stream, and returns the tells it
+    /// completed. Buffers live in `pool` under `key`; a buffer evicted to make room is counted
+    /// in `evicted`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_segment<K: Hash + Eq + Copy>(
         &mut self,
         sender_is_low: bool,
         flags: TcpFlags,
         seq: u32,
+        payload: &[u8],
         payload_len: usize,
-    ) -> StreamProgress {
+        pool: &mut Reassembly<K>,
+        key: &K,
+        evicted: &mut u64,
+    ) -> Found {
         if flags.is_initial_syn() {
             if !self.saw_syn {
                 self.saw_syn = true;
                 self.initiator_is_low = sender_is_low;
             }
-            self.dirs[0].next_seq = Some(seq.wrapping_add(1));
+            if sender_is_low == self.initiator_is_low && !self.dirs[0].carried {
+                self.dirs[0].base = Some(seq.wrapping_add(1));
+            }
         } else if flags.has(TcpFlags::SYN | TcpFlags::ACK)
             && self.saw_syn
             && sender_is_low != self.initiator_is_low
+            && !self.dirs[1].carried
         {
-            self.dirs[1].next_seq = Some(seq.wrapping_add(1));
+            self.dirs[1].base = Some(seq.wrapping_add(1));
         }
-        if !self.inspecting || payload_len == 0 {
-            return StreamProgress::Idle;
+        if payload_len == 0 {
+            return Found::default();
         }
         let dir =
             if sender_is_low == self.initiator_is_low { Direction::Initiator } else { Direction::Responder };
-        let len = u32::try_from(payload_len).unwrap_or(u32::MAX);
-        if !self.dirs[dir.index()].accept(seq, len) {
-            return StreamProgress::Duplicate;
-        }
-        let [initiator, responder] = &self.dirs;
-        let nth = self.dirs[dir.index()].payloads;
-        let exchange = (self.saw_syn && dir == Direction::Initiator && nth == 2 && responder.payloads >= 1)
-            .then(|| [initiator.first_len, responder.first_len, initiator.second_len].map(|n| n as usize));
-        StreamProgress::New(Segment { dir, opening: self.saw_syn && nth == 1, exchange })
-    }
-
-    /// Feeds the new bytes of a segment of direction `dir` (`payload`, the captured part of its
-    /// `payload_len` bytes) to the HTTP tell, as long as the direction's first
-    /// [`REASSEMBLY_LIMIT`] bytes have not been judged. A header block that spans segments is
-    /// reassembled in `buffers` under `key`. Returns the FastTrack HTTP match, if any.
-    pub(crate) fn scan_http<K: Hash + Eq + Copy>(
-        &mut self,
-        dir: Direction,
-        payload: &[u8],
-        payload_len: usize,
-        buffers: &mut PrefixBuffers<K>,
-        key: &K,
-    ) -> Option<HttpMatch> {
         let i = dir.index();
-        let other_buffering = self.dirs[1 - i].buffering;
+        self.dirs[i].carried = true;
+        if !self.inspecting || (!self.dirs[i].bytes_pending() && self.shape == Shape::Done) {
+            // Nothing in this direction can tell any more (its bulk data, say).
+            return Found::default();
+        }
+        let Some(base) = self.dirs[i].base.filter(|_| self.saw_syn) else {
+            // No stream start known: this direction is not inspected.
+            self.dirs[i].give_up();
+            self.shape = Shape::Done;
+            if !self.saw_syn {
+                self.dirs[1 - i].give_up();
+            }
+            self.end_inspection_if_done(pool, key);
+            return Found::default();
+        };
+        // Data starts one past a SYN's own sequence number.
+        let data_seq = if flags.has(TcpFlags::SYN) { seq.wrapping_add(1) } else { seq };
+        let rel = data_seq.wrapping_sub(base) as i32;
+        let skip = if rel < 0 { rel.unsigned_abs() as usize } else { 0 };
+        if skip >= payload_len {
+            return Found::default();
+        }
+        let start = rel.max(0) as u32;
+        let captured = payload.get(skip..).unwrap_or_default();
+        let len = u32::try_from(payload_len - skip).unwrap_or(u32::MAX);
+        let end = start.saturating_add(len);
+
+        let mut found = Found::default();
         let d = &mut self.dirs[i];
-        if d.http_done {
-            return None;
+        let grew = end > d.highest;
+        d.highest = d.highest.max(end);
+        let early_before = d.early;
+        if self.shape != Shape::Done {
+            d.mark_early(start, end);
         }
-        let room = REASSEMBLY_LIMIT.saturating_sub(d.inspected as usize);
-        let take = &payload[..payload.len().min(room)];
-        let truncated = take.len() < payload_len;
-        let result = if d.buffering {
-            match buffers.lru.get_mut(key) {
-                Some(bufs) => {
-                    bufs[i].extend_from_slice(take);
-                    http::scan(&bufs[i])
-                }
-                None => {
-                    // The buffer was evicted under pressure: give up on this direction.
-                    d.http_done = true;
-                    d.buffering = false;
-                    return None;
-                }
-            }
-        } else {
-            http::scan(take)
-        };
-        d.inspected = d.inspected.saturating_add(take.len() as u32);
-        let (done, found) = match result {
-            HttpScan::Kazaa(m) => (true, Some(m)),
-            HttpScan::NotHttp => {
-                d.not_http = true;
-                (true, None)
-            }
-            HttpScan::Clean => (true, None),
-            HttpScan::Incomplete => (truncated || d.inspected as usize >= REASSEMBLY_LIMIT, None),
-        };
-        if done {
-            d.http_done = true;
-            if d.buffering {
-                d.buffering = false;
-                if other_buffering {
-                    if let Some(bufs) = buffers.lru.peek_mut(key) {
-                        bufs[i] = Vec::new();
-                    }
-                } else {
-                    buffers.lru.pop(key);
-                }
-            }
-        } else if !d.buffering {
-            d.buffering = true;
-            let bufs = buffers.lru.get_or_insert_mut(*key, Default::default);
-            bufs[i].clear();
-            bufs[i].extend_from_slice(take);
+        if d.bytes_pending() && end > d.contiguous {
+            self.take_bytes(i, start, captured, end, pool, key, evicted, &mut found);
         }
+        if self.shape != Shape::Done && (grew || self.dirs[i].early != early_before) {
+            found.shape = self.advance_shape(dir);
+        }
+        self.end_inspection_if_done(pool, key);
         found
     }
 
-    /// Ends inspection once no tell can follow. Call after the tells have looked at a
-    /// [`StreamProgress::New`] segment.
-    ///
-    /// The rule: the initiator's HTTP prefix was judged, the handshake shape is ruled out, and the
-    /// responder's prefix was judged too, unless the initiator's stream is not HTTP at all (a
-    /// FastTrack HTTP response only answers an HTTP request, so a silent responder, like a bulk
-    /// upload's, cannot hold the flow back).
-    pub(crate) fn end_inspection_if_done(&mut self) {
+    /// Places the bytes `captured` at offset `start` (of a segment ending at `end`) in
+    /// direction `i`'s window and judges what became contiguous.
+    #[allow(clippy::too_many_arguments)]
+    fn take_bytes<K: Hash + Eq + Copy>(
+        &mut self,
+        i: usize,
+        start: u32,
+        captured: &[u8],
+        end: u32,
+        pool: &mut Reassembly<K>,
+        key: &K,
+        evicted: &mut u64,
+        found: &mut Found,
+    ) {
+        let d = &mut self.dirs[i];
+        let captured_end = start.saturating_add(captured.len() as u32);
+        if !d.held && start <= d.contiguous {
+            // In order with nothing pending: judge the segment's own bytes.
+            let from = (d.contiguous - start) as usize;
+            let Some(view) = captured.get(from..).filter(|v| !v.is_empty()) else {
+                // The new bytes were not captured: a hole that will never fill.
+                d.give_up();
+                return;
+            };
+            d.contiguous = captured_end;
+            let pos = d.judge(view, found);
+            d.lo += pos;
+            d.contiguous = d.contiguous.max(d.lo);
+            let rest = view.get(pos as usize..).unwrap_or_default();
+            if d.bytes_pending() && !rest.is_empty() {
+                let buf = pool.open(key, i, evicted);
+                buf.write(0, &rest[..rest.len().min(HEADER_LIMIT)]);
+                d.overflowed |= rest.len() > HEADER_LIMIT;
+                d.held = true;
+            }
+        } else {
+            let buf = if d.held {
+                match pool.get(key, i) {
+                    Some(buf) => buf,
+                    None => {
+                        // Evicted under pressure: give up (counted at eviction).
+                        d.held = false;
+                        d.give_up();
+                        return;
+                    }
+                }
+            } else {
+                d.held = true;
+                pool.open(key, i, evicted)
+            };
+            // Write what falls in the window, judge, and again while judged messages move the
+            // window on over this segment's bytes (writing twice is harmless: first copy wins).
+            loop {
+                let from = start.max(d.contiguous);
+                let to = captured_end.min(d.lo + HEADER_LIMIT as u32);
+                if from < to {
+                    let bytes = &captured[(from - start) as usize..(to - start) as usize];
+                    buf.write((from - d.lo) as usize, bytes);
+                }
+                d.contiguous = d.lo + buf.run();
+                let view = &buf.data[..(d.contiguous - d.lo) as usize];
+                let pos = if view.is_empty() { 0 } else { d.judge(view, found) };
+                if pos == 0 {
+                    break;
+                }
+                buf.shift(pos as usize);
+                d.lo += pos;
+                d.contiguous = d.lo + buf.run();
+            }
+            if captured_end > d.lo + HEADER_LIMIT as u32 {
+                d.overflowed = true;
+            }
+            if !d.bytes_pending() || buf.is_empty() {
+                d.held = false;
+                pool.release(key, i);
+            }
+        }
+        if captured_end < end && d.bytes_pending() && d.lo < end {
+            // Part of the segment was not captured: a hole that will never fill.
+            d.give_up();
+        }
+        if !d.bytes_pending() && d.held {
+            d.held = false;
+            pool.release(key, i);
+        }
+    }
+
+    /// Moves the handshake-shape state on after new bytes in `dir`; true when the shape
+    /// completes on this segment.
+    fn advance_shape(&mut self, dir: Direction) -> bool {
         let [a, b] = &self.dirs;
-        let shape_pending = self.saw_syn && a.payloads < 2 && a.first_len == 12;
-        if a.http_done && (b.http_done || a.not_http) && !shape_pending {
+        let (a_run, a_all) = (a.early_run(), a.highest);
+        let (b_run, b_all) = (b.early_run(), b.highest);
+        let initiator = dir == Direction::Initiator;
+        self.shape = match self.shape {
+            Shape::Open if initiator => {
+                if a_all > OPENER_LEN {
+                    Shape::Done
+                } else {
+                    Shape::Open
+                }
+            }
+            Shape::Open => {
+                if a_run >= OPENER_LEN && a_all == OPENER_LEN {
+                    Shape::Replied
+                } else {
+                    Shape::Done
+                }
+            }
+            Shape::Replied if !initiator => {
+                if b_all > SEED_LEN + MAX_NAME {
+                    Shape::Done
+                } else {
+                    Shape::Replied
+                }
+            }
+            Shape::Replied => {
+                if b_run >= SEED_LEN && b_all <= SEED_LEN + MAX_NAME {
+                    Shape::Answered { contiguous: b_run as u8, received: b_all as u8 }
+                } else {
+                    Shape::Done
+                }
+            }
+            other => other,
+        };
+        if let (Shape::Answered { contiguous, received }, true) = (self.shape, initiator) {
+            if a_all > OPENER_LEN + MAX_NAME {
+                self.shape = Shape::Done;
+            } else if a_run.min(OPENER_LEN + MAX_NAME) == a_all {
+                let matched = tcp_tells::handshake_shape(
+                    OPENER_LEN as usize,
+                    usize::from(contiguous),
+                    usize::from(received),
+                    (a_all - OPENER_LEN) as usize,
+                );
+                if matched {
+                    self.shape = Shape::Done;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Ends inspection once no tell can follow, and frees the flow's buffers.
+    ///
+    /// The rule: the initiator's tells (opener, push, HTTP within the budget) are judged, the
+    /// handshake shape is matched or ruled out, and the responder's HTTP is judged too, unless
+    /// the initiator's stream is not HTTP at all (a FastTrack HTTP response only answers an HTTP
+    /// request, so a silent responder, like a bulk upload's, cannot hold the flow back).
+    fn end_inspection_if_done<K: Hash + Eq + Copy>(&mut self, pool: &mut Reassembly<K>, key: &K) {
+        let [a, b] = &self.dirs;
+        let pending = a.bytes_pending() || (b.http && !a.not_http) || self.shape != Shape::Done;
+        if !pending {
             self.inspecting = false;
+            if a.held || b.held {
+                pool.forget(key);
+                self.dirs[0].held = false;
+                self.dirs[1].held = false;
+            }
         }
     }
 }
 
-/// The HTTP reassembly buffers of all flows: a fixed-capacity LRU keyed by flow, holding up to
-/// [`REASSEMBLY_LIMIT`] bytes per direction.
+/// One direction's window: the bytes `[lo, lo + HEADER_LIMIT)` received so far, and which.
+#[derive(Debug, Clone)]
+struct Window {
+    /// Handed to a direction (an entry created for the other direction has a dead slot).
+    live: bool,
+    /// Bytes from `lo`; as long as the highest one received (zeros in holes).
+    data: Vec<u8>,
+    /// Bit `i` set: byte `lo + i` was received.
+    have: [u64; WORDS],
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self { live: false, data: Vec::new(), have: [0; WORDS] }
+    }
+}
+
+impl Window {
+    fn has(&self, i: usize) -> bool {
+        self.have[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    /// Writes `bytes` at window offset `at` where no byte was received yet (the first copy
+    /// wins). The caller keeps `at + bytes.len() <= HEADER_LIMIT`.
+    fn write(&mut self, at: usize, bytes: &[u8]) {
+        let end = at + bytes.len();
+        if self.data.len() < end {
+            self.data.resize(end, 0);
+        }
+        for (k, &byte) in bytes.iter().enumerate() {
+            let i = at + k;
+            if !self.has(i) {
+                self.data[i] = byte;
+                self.have[i / 64] |= 1 << (i % 64);
+            }
+        }
+    }
+
+    /// Received bytes from offset 0 without a hole.
+    fn run(&self) -> u32 {
+        let mut n = 0;
+        for &w in &self.have {
+            n += w.trailing_ones();
+            if w != u64::MAX {
+                break;
+            }
+        }
+        n
+    }
+
+    /// Drops the first `n` bytes (judged): offset `n` becomes 0.
+    fn shift(&mut self, n: usize) {
+        self.data.drain(..n.min(self.data.len()));
+        let (words, bits) = (n / 64, n % 64);
+        for k in 0..WORDS {
+            let lo = self.have.get(k + words).copied().unwrap_or(0);
+            let hi = self.have.get(k + words + 1).copied().unwrap_or(0);
+            self.have[k] = if bits == 0 { lo } else { (lo >> bits) | (hi << (64 - bits)) };
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.have.iter().all(|&w| w == 0)
+    }
+}
+
+/// The reassembly windows of all flows: a fixed-capacity LRU keyed by flow, holding up to
+/// [`HEADER_LIMIT`] bytes per direction.
 #[derive(Debug)]
-pub(crate) struct PrefixBuffers<K: Hash + Eq> {
-    lru: LruCache<K, [Vec<u8>; 2]>,
+pub(crate) struct Reassembly<K: Hash + Eq> {
+    lru: LruCache<K, [Window; 2]>,
 }
 
 fn capacity(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n.max(1)).expect("non-zero")
 }
 
-impl<K: Hash + Eq> PrefixBuffers<K> {
-    /// Room for the buffers of `n` flows (at least one).
+impl<K: Hash + Eq + Copy> Reassembly<K> {
+    /// Room for the windows of `n` flows (at least one).
     pub(crate) fn new(n: usize) -> Self {
         Self { lru: LruCache::new(capacity(n)) }
     }
 
-    /// Changes the capacity; a shrink evicts the least recently used buffers.
-    pub(crate) fn resize(&mut self, n: usize) {
+    /// Changes the capacity; a shrink evicts the least recently used windows, counted in
+    /// `evicted`.
+    pub(crate) fn resize(&mut self, n: usize, evicted: &mut u64) {
+        while self.lru.len() > n.max(1) {
+            self.lru.pop_lru();
+            *evicted += 1;
+        }
         self.lru.resize(capacity(n));
     }
 
-    /// Drops the buffers of `key` (its flow restarted or was forgotten).
+    /// A fresh window for direction `i` of `key`, evicting the least recently used flow's if
+    /// the pool is full (counted in `evicted`).
+    fn open(&mut self, key: &K, i: usize, evicted: &mut u64) -> &mut Window {
+        if !self.lru.contains(key) {
+            if let Some((_, old)) = self.lru.push(*key, Default::default()) {
+                if old.iter().any(|w| w.live) {
+                    *evicted += 1;
+                }
+            }
+        }
+        let slot = &mut self.lru.get_mut(key).expect("just inserted")[i];
+        *slot = Window { live: true, ..Window::default() };
+        slot
+    }
+
+    /// Direction `i`'s window of `key`, unless it was evicted.
+    fn get(&mut self, key: &K, i: usize) -> Option<&mut Window> {
+        self.lru.get_mut(key).map(|w| &mut w[i]).filter(|w| w.live)
+    }
+
+    /// Frees direction `i`'s window of `key` (and the entry once both are free).
+    fn release(&mut self, key: &K, i: usize) {
+        if let Some(windows) = self.lru.peek_mut(key) {
+            windows[i] = Window::default();
+            if windows.iter().all(|w| !w.live) {
+                self.lru.pop(key);
+            }
+        }
+    }
+
+    /// Drops the windows of `key` (its flow restarted, was forgotten or was judged).
     pub(crate) fn forget(&mut self, key: &K) {
         self.lru.pop(key);
     }
 
-    /// Number of flows holding buffers.
+    /// Number of flows holding windows.
     pub(crate) fn len(&self) -> usize {
         self.lru.len()
     }
 }
 
-/// `a` comes before `b` in TCP sequence space.
-pub(crate) fn seq_before(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SYN: TcpFlags = TcpFlags(TcpFlags::SYN);
-    const SYN_ACK: TcpFlags = TcpFlags(TcpFlags::SYN | TcpFlags::ACK);
-    const ACK: TcpFlags = TcpFlags(TcpFlags::ACK);
-    const KAZAA_GET: &[u8] = b"GET /.hash=0123456789abcdef0123456789abcdef01234567 HTTP/1.1\r\n\
-        Host: 198.51.100.20:1214\r\nUserAgent: KazaaClient Nov  3 2002 20:29:03\r\n\
-        X-Kazaa-Username: someone\r\n\r\n";
-
-    /// A stream whose initiator (the key's low end) sent a SYN at 999 and got a SYN/ACK at
-    /// 49_999: its data starts at 1000 and the responder's at 50_000.
-    fn opened() -> TcpStream {
-        let mut s = TcpStream::new(true);
-        assert_eq!(s.on_segment(true, SYN, 999, 0), StreamProgress::Idle);
-        assert_eq!(s.on_segment(false, SYN_ACK, 49_999, 0), StreamProgress::Idle);
-        assert_eq!(s.on_segment(true, ACK, 1000, 0), StreamProgress::Idle);
-        s
-    }
-
-    fn new_segment(progress: StreamProgress) -> Segment {
-        match progress {
-            StreamProgress::New(seg) => seg,
-            other => panic!("expected new bytes, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn retransmissions_and_overlaps_are_duplicates_and_change_nothing() {
-        let mut s = opened();
-        let first = new_segment(s.on_segment(true, ACK, 1000, 12));
-        assert_eq!(first, Segment { dir: Direction::Initiator, opening: true, exchange: None });
-        let before = s.dirs;
-        assert_eq!(s.on_segment(true, ACK, 1000, 12), StreamProgress::Duplicate, "retransmission");
-        assert_eq!(s.on_segment(true, ACK, 1005, 20), StreamProgress::Duplicate, "overlap");
-        assert_eq!(s.on_segment(true, ACK, 999, 1), StreamProgress::Duplicate, "the SYN's number");
-        assert_eq!(s.dirs[0].payloads, before[0].payloads);
-        assert_eq!(s.dirs[0].next_seq, Some(1012));
-        // The responder's data before its SYN/ACK's number + 1 is old too.
-        assert_eq!(s.on_segment(false, ACK, 49_990, 8), StreamProgress::Duplicate);
-        let reply = new_segment(s.on_segment(false, ACK, 50_000, 8));
-        assert_eq!(reply, Segment { dir: Direction::Responder, opening: true, exchange: None });
-    }
-
-    #[test]
-    fn out_of_order_segments_are_taken_in_arrival_order() {
-        let mut s = opened();
-        // Bytes 1010.. arrive before 1000..1010: accepted as the first payload.
-        assert!(new_segment(s.on_segment(true, ACK, 1010, 5)).opening);
-        assert_eq!(s.dirs[0].first_len, 5);
-        // The gap's bytes then count as already seen: never inspected.
-        assert_eq!(s.on_segment(true, ACK, 1000, 10), StreamProgress::Duplicate);
-        assert!(matches!(s.on_segment(true, ACK, 1015, 3), StreamProgress::New(_)));
-        assert_eq!((s.dirs[0].payloads, s.dirs[0].second_len), (2, 3));
-    }
-
-    #[test]
-    fn sequence_numbers_wrap() {
-        assert!(seq_before(1, 2));
-        assert!(!seq_before(2, 1));
-        assert!(seq_before(u32::MAX, 0));
-        assert!(!seq_before(5, 5));
-        let mut s = TcpStream::new(true);
-        s.on_segment(true, SYN, u32::MAX - 1, 0);
-        assert!(matches!(s.on_segment(true, ACK, u32::MAX, 4), StreamProgress::New(_)));
-        assert_eq!(s.dirs[0].next_seq, Some(3));
-        assert_eq!(s.on_segment(true, ACK, u32::MAX, 4), StreamProgress::Duplicate);
-        assert!(matches!(s.on_segment(true, ACK, 3, 4), StreamProgress::New(_)));
-    }
-
-    #[test]
-    fn the_first_syn_fixes_the_initiator() {
-        // First seen mid-stream from the high end, then a SYN from the low end.
-        let mut s = TcpStream::new(false);
-        assert!(!s.handshake_seen());
-        let seg = new_segment(s.on_segment(false, ACK, 7, 3));
-        assert_eq!(seg, Segment { dir: Direction::Initiator, opening: false, exchange: None });
-        s.on_segment(true, SYN, 100, 0);
-        assert!(s.handshake_seen() && s.initiator_is_low());
-        s.on_segment(false, SYN, 500, 0);
-        assert!(s.initiator_is_low(), "a later SYN from the other end does not move it");
-        assert_eq!(new_segment(s.on_segment(false, ACK, 9000, 1)).dir, Direction::Responder);
-    }
-
-    #[test]
-    fn the_three_message_exchange_is_reported_once() {
-        let mut s = opened();
-        assert_eq!(new_segment(s.on_segment(true, ACK, 1000, 12)).exchange, None);
-        assert_eq!(new_segment(s.on_segment(false, ACK, 50_000, 14)).exchange, None);
-        let second = new_segment(s.on_segment(true, ACK, 1012, 6));
-        assert_eq!(
-            second,
-            Segment { dir: Direction::Initiator, opening: false, exchange: Some([12, 14, 6]) }
-        );
-        assert_eq!(new_segment(s.on_segment(true, ACK, 1018, 6)).exchange, None);
-        // Without a reply before the second message, or without a handshake, there is none.
-        let mut s = opened();
-        s.on_segment(true, ACK, 1000, 12);
-        assert_eq!(new_segment(s.on_segment(true, ACK, 1012, 6)).exchange, None);
-        let mut s = TcpStream::new(true);
-        s.on_segment(true, ACK, 1000, 12);
-        s.on_segment(false, ACK, 50_000, 14);
-        assert_eq!(new_segment(s.on_segment(true, ACK, 1012, 6)).exchange, None);
-    }
-
-    #[test]
-    fn counters_saturate() {
-        let mut s = opened();
-        for i in 0..300u32 {
-            assert!(matches!(s.on_segment(true, ACK, 1000 + i, 1), StreamProgress::New(_)));
-        }
-        assert_eq!((s.dirs[0].payloads, s.dirs[0].first_len, s.dirs[0].second_len), (255, 1, 1));
-    }
-
-    #[test]
-    fn http_split_across_segments_is_reassembled_then_released() {
-        let mut buffers = PrefixBuffers::new(4);
-        let mut s = opened();
-        let (head, tail) = KAZAA_GET.split_at(40);
-        s.on_segment(true, ACK, 1000, head.len());
-        assert_eq!(s.scan_http(Direction::Initiator, head, head.len(), &mut buffers, &1), None);
-        assert_eq!(buffers.len(), 1);
-        assert!(s.dirs[0].buffering);
-        s.on_segment(true, ACK, 1040, tail.len());
-        let found = s.scan_http(Direction::Initiator, tail, tail.len(), &mut buffers, &1);
-        assert!(found.is_some());
-        assert_eq!(buffers.len(), 0, "the buffer goes once the direction is judged");
-        assert_eq!(s.scan_http(Direction::Initiator, KAZAA_GET, KAZAA_GET.len(), &mut buffers, &1), None);
-    }
-
-    #[test]
-    fn http_inspection_is_bounded() {
-        let mut buffers = PrefixBuffers::new(4);
-        let mut s = opened();
-        let mut line = b"GET / HTTP/1.1\r\n".to_vec();
-        let header = b"X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
-        let mut seq = 1000;
-        for _ in 0..100 {
-            line.extend_from_slice(header);
-            s.on_segment(true, ACK, seq, line.len());
-            seq += line.len() as u32;
-            assert_eq!(s.scan_http(Direction::Initiator, &line, line.len(), &mut buffers, &1), None);
-            assert!(s.dirs[0].inspected as usize <= REASSEMBLY_LIMIT);
-            line.clear();
-        }
-        assert!(s.dirs[0].http_done, "judged after {REASSEMBLY_LIMIT} bytes");
-        assert_eq!(s.dirs[0].inspected as usize, REASSEMBLY_LIMIT);
-        assert_eq!(buffers.len(), 0);
-        // A header block cut by the capture ends the direction too (its bytes are not all here).
-        let mut s = opened();
-        let partial = &KAZAA_GET[..30];
-        s.on_segment(true, ACK, 1000, 200);
-        assert_eq!(s.scan_http(Direction::Initiator, partial, 200, &mut buffers, &2), None);
-        assert!(s.dirs[0].http_done && !s.dirs[0].buffering);
-    }
-
-    #[test]
-    fn buffers_are_capped_and_an_evicted_direction_gives_up() {
-        let mut buffers = PrefixBuffers::new(1);
-        let (head, tail) = KAZAA_GET.split_at(40);
-        let mut a = opened();
-        let mut b = opened();
-        assert_eq!(a.scan_http(Direction::Initiator, head, head.len(), &mut buffers, &1), None);
-        assert_eq!(b.scan_http(Direction::Initiator, head, head.len(), &mut buffers, &2), None);
-        assert_eq!(buffers.len(), 1, "the second flow's buffer evicted the first's");
-        assert_eq!(a.scan_http(Direction::Initiator, tail, tail.len(), &mut buffers, &1), None);
-        assert!(a.dirs[0].http_done && !a.dirs[0].buffering);
-        assert!(b.scan_http(Direction::Initiator, tail, tail.len(), &mut buffers, &2).is_some());
-        buffers.resize(0);
-        assert_eq!(buffers.lru.cap().get(), 1, "at least one");
-    }
-
-    #[test]
-    fn inspection_ends_when_no_tell_can_follow() {
-        let mut buffers = PrefixBuffers::new(4);
-        // An HTTP request and its clean response: both prefixes judged.
-        let mut s = opened();
-        let request = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
-        s.on_segment(true, ACK, 1000, request.len());
-        s.scan_http(Direction::Initiator, request, request.len(), &mut buffers, &1);
-        s.end_inspection_if_done();
-        assert!(s.inspecting(), "the response may still tell");
-        let response = b"HTTP/1.1 200 OK\r\nServer: nginx\r\n\r\n";
-        s.on_segment(false, ACK, 50_000, response.len());
-        s.scan_http(Direction::Responder, response, response.len(), &mut buffers, &1);
-        s.end_inspection_if_done();
-        assert!(!s.inspecting());
-        assert_eq!(s.on_segment(false, ACK, 50_100, 10), StreamProgress::Idle, "for good");
-        // A non-HTTP initiator does not wait for the responder.
-        let mut s = opened();
-        let tls = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03, 0x03, 0x5A, 0x5A];
-        s.on_segment(true, ACK, 1000, tls.len());
-        s.scan_http(Direction::Initiator, &tls, tls.len(), &mut buffers, &1);
-        s.end_inspection_if_done();
-        assert!(!s.inspecting());
-        // A 12-byte first message keeps the handshake shape pending until the second one.
-        let mut s = opened();
-        let twelve = [0x80u8; 12];
-        s.on_segment(true, ACK, 1000, 12);
-        s.scan_http(Direction::Initiator, &twelve, 12, &mut buffers, &1);
-        s.end_inspection_if_done();
-        assert!(s.inspecting());
-        s.on_segment(true, ACK, 1012, 5);
-        s.end_inspection_if_done();
-        assert!(!s.inspecting());
-    }
-}
+mod tests;

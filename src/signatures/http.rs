@@ -30,26 +30,53 @@ pub struct HttpMatch {
     pub supernode_addr: Option<SocketAddr>,
 }
 
-/// Result of scanning the first bytes of one direction of a TCP stream.
+/// Result of scanning the first bytes of one HTTP message (a direction of a TCP stream, from
+/// the start of a message on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpScan {
-    /// The stream does not start like an HTTP request or status line: stop looking.
+    /// The bytes do not start like an HTTP request or status line: stop looking.
     NotHttp,
     /// Looks like HTTP so far, header block not complete, no tell yet: more bytes may tell.
     Incomplete,
     /// A complete header block without any tell.
-    Clean,
+    Clean(HeaderBlock),
     /// FastTrack HTTP.
     Kazaa(HttpMatch),
+}
+
+/// A complete header block without a tell: how long it is and where the next message starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderBlock {
+    /// Bytes from the start line up to and including the empty line that ends the block.
+    pub len: usize,
+    /// What follows the block.
+    pub next: Framing,
+}
+
+/// Where the next message of the same direction starts, as far as the header block tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// A request whose body is this many bytes (`Content-Length`, or 0 without one): the next
+    /// request starts right after it.
+    Body(u64),
+    /// An interim (1xx, not 101) response: the next header block follows at once.
+    Interim,
+    /// No next message, or not known from the header block alone: a final response (its body
+    /// length may depend on the request method), a request with `Transfer-Encoding` or an
+    /// unreadable or conflicting `Content-Length`, the last request of its connection
+    /// (`Connection: close`, or HTTP/1.0 without `Connection: keep-alive`), a
+    /// `101 Switching Protocols`.
+    Unknown,
 }
 
 /// Longest method token accepted in a request line.
 const MAX_METHOD_LEN: usize = 16;
 
-/// Scans `stream_prefix`, the first bytes of one direction of a TCP stream (at most ~2 KiB).
+/// Scans `stream_prefix`, the first bytes of one HTTP message of a TCP stream (at most ~2 KiB).
 ///
 /// Only the start line and the header lines before the first empty line are judged, and only
-/// complete lines (CRLF, or a bare LF). Body text never matches.
+/// complete lines (CRLF, or a bare LF). Body text never matches: the block ends at the first
+/// empty line, and nothing after it is read.
 pub fn scan(stream_prefix: &[u8]) -> HttpScan {
     let (first, mut rest) = match stream_prefix.iter().position(|&b| b == b'\n') {
         Some(i) => (trim_cr(&stream_prefix[..i]), Some(&stream_prefix[i + 1..])),
@@ -62,18 +89,20 @@ pub fn scan(stream_prefix: &[u8]) -> HttpScan {
     }
     let mut found = HttpMatch { tell: HttpTell::HashRequest, sender_addr: None, supernode_addr: None };
     let mut tell = is_hash_request(first).then_some(HttpTell::HashRequest);
-    let mut complete = false;
+    let mut framing = Frame::new(first);
+    let mut end = None;
     while let Some(text) = rest {
         let Some(i) = text.iter().position(|&b| b == b'\n') else { break };
         let line = trim_cr(&text[..i]);
         rest = Some(&text[i + 1..]);
         if line.is_empty() {
-            complete = true;
+            end = Some(stream_prefix.len() - text.len() + i + 1);
             break;
         }
         let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
         let name = &line[..colon];
         let value = trim_start(&line[colon + 1..]);
+        framing.header(name, value);
         let header_tell = if starts_with_ignore_case(name, b"x-kazaa-") {
             if name.eq_ignore_ascii_case(b"x-kazaa-ip") {
                 found.sender_addr = found.sender_addr.or_else(|| parse_addr(value));
@@ -94,10 +123,71 @@ pub fn scan(stream_prefix: &[u8]) -> HttpScan {
         };
         tell = tell.or(header_tell);
     }
-    match tell {
-        Some(tell) => HttpScan::Kazaa(HttpMatch { tell, ..found }),
-        None if complete => HttpScan::Clean,
-        None => HttpScan::Incomplete,
+    match (tell, end) {
+        (Some(tell), _) => HttpScan::Kazaa(HttpMatch { tell, ..found }),
+        (None, Some(len)) => HttpScan::Clean(HeaderBlock { len, next: framing.next() }),
+        (None, None) => HttpScan::Incomplete,
+    }
+}
+
+/// What a header block says about the message's end (RFC 9112 section 6.3, for requests and
+/// interim responses only).
+struct Frame {
+    /// The status code of a response (None: a request).
+    status: Option<u16>,
+    content_length: Option<u64>,
+    /// `Transfer-Encoding`, or an unreadable or conflicting `Content-Length`.
+    unknown: bool,
+    /// The connection stays open after this request (HTTP/1.1 unless `Connection: close`,
+    /// HTTP/1.0 only with `Connection: keep-alive`).
+    persistent: bool,
+}
+
+impl Frame {
+    fn new(start_line: &[u8]) -> Self {
+        let status = start_line.strip_prefix(b"HTTP/").map(|rest| {
+            let code = rest.split(|&b| b == b' ').nth(1).unwrap_or_default();
+            match code {
+                [a, b, c] if code.iter().all(u8::is_ascii_digit) => {
+                    u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+                }
+                _ => 0,
+            }
+        });
+        let persistent = !start_line.ends_with(b" HTTP/1.0");
+        Self { status, content_length: None, unknown: false, persistent }
+    }
+
+    fn header(&mut self, name: &[u8], value: &[u8]) {
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(|&b| b == b',').map(|t| trim_end(trim_start(t))) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    self.persistent = false;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    self.persistent = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.unknown = true;
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            let digits = trim_end(value);
+            let parsed = (!digits.is_empty() && digits.len() <= 18 && digits.iter().all(u8::is_ascii_digit))
+                .then(|| digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
+            match (parsed, self.content_length) {
+                (Some(n), None) => self.content_length = Some(n),
+                (Some(n), Some(m)) if n == m => {}
+                _ => self.unknown = true,
+            }
+        }
+    }
+
+    fn next(&self) -> Framing {
+        match self.status {
+            Some(code) if (100..200).contains(&code) && code != 101 => Framing::Interim,
+            Some(_) => Framing::Unknown,
+            None if self.unknown || !self.persistent => Framing::Unknown,
+            None => Framing::Body(self.content_length.unwrap_or(0)),
+        }
     }
 }
 
@@ -152,6 +242,11 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 fn trim_start(value: &[u8]) -> &[u8] {
     let skip = value.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
     &value[skip..]
+}
+
+fn trim_end(value: &[u8]) -> &[u8] {
+    let keep = value.len() - value.iter().rev().take_while(|&&b| b == b' ' || b == b'\t').count();
+    &value[..keep]
 }
 
 fn starts_with_ignore_case(text: &[u8], prefix: &[u8]) -> bool {
@@ -241,14 +336,48 @@ X-Kazaa-XferUid: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\r\n\r\n";
     #[test]
     fn ordinary_http_is_clean() {
         let req = "GET / HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: Mozilla/5.0\r\nAccept: */*\r\n\r\n";
-        assert_eq!(scan(req.as_bytes()), HttpScan::Clean);
+        assert_eq!(scan(req.as_bytes()), clean(req.len(), Framing::Body(0)));
         let resp = "HTTP/1.1 200 OK\r\nContent-Length: 25\r\n\r\nX-Kazaa-Username: alice\r\n";
-        assert_eq!(scan(resp.as_bytes()), HttpScan::Clean, "body text is not a header");
+        assert_eq!(scan(resp.as_bytes()), clean(39, Framing::Unknown), "body text is not a header");
         let hyphen = "GET / HTTP/1.1\r\nUser-Agent: KazaaClient\r\n\r\n";
-        assert_eq!(scan(hyphen.as_bytes()), HttpScan::Clean, "real Kazaa sends UserAgent without a hyphen");
+        assert!(
+            matches!(scan(hyphen.as_bytes()), HttpScan::Clean(_)),
+            "real Kazaa sends UserAgent without a hyphen"
+        );
         let short_hash = "GET /.hash=0123456789abcdef0123456789abcdef0123456 HTTP/1.1\r\n\r\n";
-        assert_eq!(scan(short_hash.as_bytes()), HttpScan::Clean);
+        assert!(matches!(scan(short_hash.as_bytes()), HttpScan::Clean(_)));
         assert_eq!(scan(b"GET / HTTP/1.1\r\nHost: x\r\n"), HttpScan::Incomplete);
+    }
+
+    fn clean(len: usize, next: Framing) -> HttpScan {
+        HttpScan::Clean(HeaderBlock { len, next })
+    }
+
+    #[test]
+    fn header_blocks_say_where_the_next_message_starts() {
+        let post = "POST /form HTTP/1.1\r\nContent-Length:  12 \r\nHost: a\r\n\r\nname=X-Kazaa";
+        assert_eq!(scan(post.as_bytes()), clean(post.len() - 12, Framing::Body(12)));
+        let lf = "GET / HTTP/1.1\n\nGET /next HTTP/1.1\n\n";
+        assert_eq!(scan(lf.as_bytes()), clean(16, Framing::Body(0)), "only the first block");
+        let keep = "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n";
+        assert_eq!(scan(keep.as_bytes()), clean(keep.len(), Framing::Body(0)), "MLDonkey");
+        for unknown in [
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "HTTP/1.1 200 OK\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+            "HTTP/1.1 abc\r\n\r\n",
+            "GET / HTTP/1.1\r\nConnection: TE, close\r\n\r\n",
+            "GET / HTTP/1.0\r\n\r\n",
+        ] {
+            assert_eq!(scan(unknown.as_bytes()), clean(unknown.len(), Framing::Unknown), "{unknown:?}");
+        }
+        let same = "POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n";
+        assert_eq!(scan(same.as_bytes()), clean(same.len(), Framing::Body(5)));
+        let interim = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n";
+        assert_eq!(scan(interim.as_bytes()), clean(25, Framing::Interim));
     }
 
     #[test]
@@ -260,7 +389,7 @@ X-Kazaa-XferUid: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\r\n\r\n";
         assert_eq!(scan(b"GIVE 1\r\n"), HttpScan::Incomplete, "request-like line, no header block yet");
         assert_eq!(scan(b"ABCDEFGHIJKLMNOPQ / HTTP/1.1\r\n"), HttpScan::NotHttp, "method too long");
         let gnutella = "GNUTELLA CONNECT/0.6\r\nUser-Agent: LimeWire\r\n\r\n";
-        assert_eq!(scan(gnutella.as_bytes()), HttpScan::Clean);
+        assert!(matches!(scan(gnutella.as_bytes()), HttpScan::Clean(_)));
     }
 
     #[test]

@@ -5,24 +5,34 @@ use super::Network;
 /// The constant 12-byte opener of giFT-FastTrack and MLDonkey.
 pub const GIFT_OPENER: [u8; 12] = [0xFA, 0x00, 0xB6, 0x2B, 0xFA, 0xCB, 0x12, 0x38, 0x32, 0x09, 0xD2, 0x32];
 
-/// True if the client's first payload starts with [`GIFT_OPENER`].
-pub fn constant_opener(client_first_payload: &[u8]) -> bool {
-    client_first_payload.starts_with(&GIFT_OPENER)
+/// True if the client's stream starts with [`GIFT_OPENER`].
+pub fn constant_opener(client_stream_prefix: &[u8]) -> bool {
+    client_stream_prefix.starts_with(&GIFT_OPENER)
 }
 
-/// The handshake shape: client's first payload exactly 12 bytes, server's first payload 8 or
-/// 8 + |name| + 1 bytes, client's next payload |name| + 1 bytes (the same name when the server's
-/// length names it). On its own this is only a hint: the engine requires corroboration.
-pub fn handshake_shape(client_first: usize, server_first: usize, client_second: usize) -> bool {
-    if client_first != 12 {
-        return false;
-    }
-    let name_len = |n: Network| n.wire_name().len() + 1;
-    if server_first == 8 {
-        Network::ALL.into_iter().any(|n| client_second == name_len(n))
-    } else {
-        Network::ALL.into_iter().any(|n| server_first == 8 + name_len(n) && client_second == name_len(n))
-    }
+/// Longest network-name message in the handshake (`|name| + 1`, the NUL included).
+pub const MAX_NAME_MESSAGE: usize = 10;
+
+/// The handshake shape, measured on the two streams at the turns of the exchange: the client's
+/// stream held exactly `client_first` = 12 bytes when the server's first byte came; when the
+/// client's stream then grew past 12, the server's stream held at least 8 contiguous bytes
+/// (`server_contiguous`) and at most 8 + |name| + 1 bytes in all (`server_received`: the seed
+/// and enc type, and some or all of its encrypted network name); the client's stream now holds
+/// exactly 12 + `client_second` bytes, `client_second` = |name| + 1 for a known network name.
+/// On its own this is only a hint: the engine requires corroboration.
+pub fn handshake_shape(
+    client_first: usize,
+    server_contiguous: usize,
+    server_received: usize,
+    client_second: usize,
+) -> bool {
+    client_first == 12
+        && server_contiguous >= 8
+        && server_received >= server_contiguous
+        && Network::ALL.into_iter().any(|n| {
+            let name = n.wire_name().len() + 1;
+            client_second == name && server_received <= 8 + name
+        })
 }
 
 #[cfg(test)]
@@ -43,13 +53,33 @@ mod tests {
 
     #[test]
     fn handshake_shapes() {
-        for (c1, s1, c2) in [(12, 14, 6), (12, 8, 6), (12, 17, 9), (12, 18, 10), (12, 8, 9), (12, 8, 10)] {
-            assert!(handshake_shape(c1, s1, c2), "{c1}/{s1}/{c2}");
+        // (client first, server contiguous, server received, client second)
+        for (c1, sc, sr, c2) in [
+            (12, 14, 14, 6),
+            (12, 8, 8, 6),
+            (12, 8, 11, 6),
+            (12, 17, 17, 9),
+            (12, 18, 18, 10),
+            (12, 8, 8, 9),
+            (12, 8, 8, 10),
+            (12, 8, 14, 10),
+        ] {
+            assert!(handshake_shape(c1, sc, sr, c2), "{c1}/{sc}/{sr}/{c2}");
         }
-        for (c1, s1, c2) in
-            [(13, 14, 6), (11, 14, 6), (12, 14, 9), (12, 9, 6), (12, 8, 7), (12, 14, 7), (12, 1448, 6)]
-        {
-            assert!(!handshake_shape(c1, s1, c2), "{c1}/{s1}/{c2}");
+        for (c1, sc, sr, c2) in [
+            (13, 14, 14, 6),
+            (11, 14, 14, 6),
+            (12, 7, 7, 6),
+            (12, 7, 14, 6),
+            (12, 15, 15, 6),
+            (12, 8, 8, 7),
+            (12, 14, 14, 7),
+            (12, 1448, 1448, 6),
+            (12, 19, 19, 10),
+        ] {
+            assert!(!handshake_shape(c1, sc, sr, c2), "{c1}/{sc}/{sr}/{c2}");
         }
+        let longest = Network::ALL.into_iter().map(|n| n.wire_name().len() + 1).max();
+        assert_eq!(longest, Some(MAX_NAME_MESSAGE));
     }
 }

@@ -38,16 +38,39 @@ fn flows_settle_only_when_decided() {
     for p in [conn.syn(), conn.syn_ack(), conn.ack()] {
         assert_eq!(e.handle_packet(at(0), &p).settled, None, "nothing inspected yet");
     }
-    let hello = conn.client_data(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 0, 0, 1, 0]);
+    let hello =
+        conn.client_data(&[0x16, 0x03, 0x01, 0x00, 0x0F, 1, 0, 0, 0x0B, 3, 3, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
     assert_eq!(e.handle_packet(at(0), &hello).settled, Some(Settled::Clean), "not HTTP, no shape: done");
+    // A first message shorter than 12 bytes may still grow into the shape's: until the reply.
+    let mut short = Conn::new((CLIENT, 50013), ("203.0.113.93", 443));
+    short.open(&mut e, at(0));
+    let p = short.client_data(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 0, 0, 1, 0]);
+    assert_eq!(e.handle_packet(at(0), &p).settled, None);
+    let p = short.server_data(&[0x16, 0x03, 0x03, 0x00, 0x05, 2, 0, 0, 1, 0]);
+    assert_eq!(e.handle_packet(at(0), &p).settled, Some(Settled::Clean));
 
     // An HTTP request: the server's response headers must be seen first.
     let mut web = Conn::new((CLIENT, 50012), ("203.0.113.92", 80));
     web.open(&mut e, at(0));
-    let req = web.client_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    let req = web.client_data(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     assert_eq!(e.handle_packet(at(0), &req).settled, None, "the response may still carry Kazaa headers");
     let resp = web.server_data(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(e.handle_packet(at(0), &resp).settled, Some(Settled::Clean));
+    // A kept-alive connection: later requests may still tell, up to the budget.
+    let mut kept = Conn::new((CLIENT, 50014), ("203.0.113.94", 80));
+    kept.open(&mut e, at(0));
+    let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    for k in 0..stream::MAX_MESSAGES {
+        let p = kept.client_data(req);
+        let expect = (k + 1 == stream::MAX_MESSAGES).then_some(Settled::Clean);
+        if k == 0 {
+            assert_eq!(e.handle_packet(at(0), &p).settled, None);
+            let resp = kept.server_data(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            assert_eq!(e.handle_packet(at(0), &resp).settled, None, "request {k}");
+        } else {
+            assert_eq!(e.handle_packet(at(0), &p).settled, expect, "request {k}");
+        }
+    }
 
     // A client whose first payload is 12 bytes may still complete the handshake shape: not yet.
     let mut shaped = Conn::new((CLIENT, 50011), ("203.0.113.91", 3000));

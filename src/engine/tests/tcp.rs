@@ -157,3 +157,30 @@ fn port_1214_is_only_a_hint_unless_configured() {
     let syn = tcp((CLIENT, 1214), ("203.0.113.79", 80), 1, SYN, &[]);
     assert_eq!(judge(&mut e, at(0), &syn).1, Reason::Clean);
 }
+
+#[test]
+fn a_connection_picked_up_mid_stream_gets_no_stream_inspection() {
+    // Its first bytes seen could lie anywhere in the stream (here: in a body quoting a request).
+    let mut e = Engine::new(config());
+    let quoted = tcp(("192.0.2.40", 50100), ("198.51.100.7", 80), 7777, PSH_ACK, KAZAA_REQUEST.as_bytes());
+    assert_eq!(judge(&mut e, at(0), &quoted), (Verdict::Accept, Reason::Clean));
+    assert_eq!((e.peer_count(), e.locked_count(), e.reassembly_count()), (0, 0, 0));
+    // The connection rules still hold for it: a locked client's mid-stream connection is dropped.
+    e.handle_packet(at(1), &udp(("192.0.2.40", CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    let later = tcp(("192.0.2.40", 50101), ("203.0.113.9", 5000), 1, PSH_ACK, b"data");
+    assert_eq!(judge(&mut e, at(2), &later), (Verdict::Drop, Reason::ClientLocked));
+}
+
+#[test]
+fn a_kazaa_request_kept_alive_behind_an_ordinary_one_is_seen() {
+    let mut e = Engine::new(config());
+    let mut conn = Conn::new(("192.0.2.40", 50102), ("198.51.100.7", 80));
+    conn.open(&mut e, at(0));
+    let first = conn.client_data(b"GET /index.html HTTP/1.1\r\nHost: 198.51.100.7\r\n\r\n");
+    assert_eq!(judge(&mut e, at(0), &first).1, Reason::Clean);
+    let reply = conn.server_data(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nhi\n");
+    let d = e.handle_packet(at(0), &reply);
+    assert_eq!((d.reason, d.settled), (Reason::Clean, None), "the budget is not spent: no offload");
+    let second = conn.client_data(KAZAA_REQUEST.as_bytes());
+    assert_eq!(judge(&mut e, at(0), &second), (Verdict::Drop, Reason::HttpTransfer));
+}

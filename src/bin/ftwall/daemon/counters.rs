@@ -109,6 +109,12 @@ pub(crate) const ENGINE_CATALOGUE: &[EngineCounter] = &[
     ("probe_answers", "ftwall_probe_answers_total", "Half-expiry probes a locked client answered.", |s| {
         s.probe_answers
     }),
+    (
+        "reassembly_evicted",
+        "ftwall_reassembly_evicted_total",
+        "TCP reassembly windows evicted from the full pool (flows.reassembly_capacity); the evicted direction is no longer inspected.",
+        |s| s.reassembly_evicted,
+    ),
 ];
 
 /// The engine's own counters: (status key, metric, help, value), in [`ENGINE_CATALOGUE`] order.
