@@ -25,6 +25,9 @@ pub struct EngineStats {
     /// Locked clients that answered a half-expiry probe: a pong from the client to the peer the
     /// probe was forged from, after the probe was sent.
     pub probe_answers: u64,
+    /// Clients whose remembered FastTrack UDP port was evicted to make room for another client's
+    /// (the table holds `timelock.capacity` clients, least recently learned evicted first).
+    pub client_ports_evicted: u64,
     by_reason: [u64; Reason::ALL.len()],
 }
 

@@ -96,6 +96,11 @@ pub(crate) const ENGINE_CATALOGUE: &[(&str, &str, &str)] = &[
         "Forged pongs refused by the pongs rate limits.",
     ),
     ("probe_answers", "ftwall_probe_answers_total", "Half-expiry probes a locked client answered."),
+    (
+        "client_ports_evicted",
+        "ftwall_client_ports_evicted_total",
+        "Clients' remembered FastTrack UDP ports evicted for another client's (table full).",
+    ),
 ];
 
 /// The engine's own counters: (status key, metric, help, value), in [`ENGINE_CATALOGUE`] order.
@@ -108,6 +113,7 @@ pub(crate) fn engine_counters(
         s.pongs_refused_not_lan,
         s.pongs_rate_limited,
         s.probe_answers,
+        s.client_ports_evicted,
     ];
     ENGINE_CATALOGUE
         .iter()
