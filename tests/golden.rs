@@ -92,6 +92,7 @@ fn every_tell_and_decoy_is_covered() {
         "udp_pong",
         "udp_pong_ack",
         "udp_address_echo",
+        "udp_session",
         "tcp_opener",
         "tcp_handshake",
         "http_transfer",
@@ -122,5 +123,5 @@ fn generator_is_deterministic_and_fixtures_are_current() {
         );
         compared += 1;
     }
-    assert_eq!(compared, 16);
+    assert_eq!(compared, 18);
 }

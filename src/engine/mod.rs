@@ -483,7 +483,8 @@ impl Engine {
             tell.reason()
         } else if let Some(blocked) = flow.blocked {
             if blocked.is_tell() && signatures::udp::session_datagram(payload) {
-                self.rearm(now, at.parties, Some(at.parties.inside.port));
+                let client_port = self.session_port(at.parties.inside);
+                self.rearm(now, at.parties, client_port);
             }
             blocked_reason(blocked)
         } else if at.from_inside && self.is_suspect(at.parties.outside.ip, now) {
@@ -509,6 +510,15 @@ impl Engine {
             || self.client_ports.is_fasttrack_port(inside.ip, inside.port, now)
             || self.locks.is_locked_on(inside.ip, inside.port, now)
             || self.is_suspect(outside.ip, now)
+    }
+
+    /// The FastTrack port a session datagram from `inside` gives its client's lock: its own port
+    /// only when the lock knows none yet (a lock from TCP tells alone). A session datagram never
+    /// moves a known port: its tell rests on corroboration (port 1214, say), and the port it
+    /// would teach would corroborate the client's next ones and aim its probes.
+    fn session_port(&self, inside: Endpoint) -> Option<u16> {
+        let known = self.locks.entry(inside.ip).and_then(|l| l.port);
+        known.is_none().then_some(inside.port)
     }
 
     /// A UDP tell on `flow`. Besides [`Engine::on_tell`]: a 0x29 pong's id is remembered for
@@ -540,7 +550,11 @@ impl Engine {
         {
             self.stats.probe_answers += 1;
         }
-        self.on_tell(now, flow, tell.reason(), parties, Some(parties.inside.port), probe_peer);
+        let client_port = match tell {
+            UdpTell::Session => self.session_port(parties.inside),
+            _ => Some(parties.inside.port),
+        };
+        self.on_tell(now, flow, tell.reason(), parties, client_port, probe_peer);
         if let (UdpTell::Ping(network), true) = (tell, from_inside) {
             if self.config.spoof_pongs && self.enforcing() {
                 self.forge_pong(now, parties, network);

@@ -286,6 +286,15 @@ fn the_outside_port_1214_corroborates() {
     // IPv6 the same way.
     let v6 = udp((CLIENT6, 50_000), (PEER6, 1214), &c0_session());
     assert_eq!(judge(&mut e, at(2), &v6), (Verdict::Drop, Reason::UdpSession));
+    // A client whose lock knows its FastTrack port (from a ping): a session tell from another
+    // port (corroborated by 1214) does not move it, so that port corroborates nothing after.
+    let host = ("192.0.2.14", 3531);
+    e.handle_packet(at(2), &udp(host, (PEER, PEER_PORT), &KAZAA_PING));
+    let to_1214 = udp(("192.0.2.14", 50_002), ("203.0.113.103", 1214), &c0_session());
+    assert_eq!(judge(&mut e, at(2), &to_1214), (Verdict::Drop, Reason::UdpSession));
+    assert_eq!(e.locks.entry(ip(host.0)).unwrap().port, Some(3531));
+    let next = udp(("192.0.2.14", 50_002), ("203.0.113.104", 4000), &c0_session());
+    assert_eq!(judge(&mut e, at(2), &next), (Verdict::Accept, Reason::Clean));
     // A truncated capture of the datagram is no tell (the shape needs the whole datagram).
     let mut cut = udp((CLIENT, 50_001), ("203.0.113.102", 1214), &c0_session());
     cut.truncate(40);
