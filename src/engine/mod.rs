@@ -59,10 +59,9 @@
 //!
 //! ## Bounds
 //! Flows, reassembly buffers, suspect peers, locks and client ports (as many as locks) each live
-//! in a fixed-capacity LRU, operator
-//! bans in a table capped at [`MAX_BANS`] that only the operator fills; the event
-//! and action queues are capped at [`QUEUE_LIMIT`] entries (the oldest are discarded and
-//! counted). Memory therefore does not grow with attacker-chosen input.
+//! in a fixed-capacity LRU, operator bans in a table capped at [`MAX_BANS`] that only the
+//! operator fills; the event and action queues are capped at [`QUEUE_LIMIT`] entries (the oldest
+//! are discarded and counted). Memory therefore does not grow with attacker-chosen input.
 //!
 //! ## Layout
 //! This file is the hub: the public types and methods, and the decision order above written

@@ -7,9 +7,9 @@
 //! Every tell but one is decided by the datagram alone (its exact shape, or its shape and the
 //! 0x29 id seen on the same flow). The exception is the `C0 28` / `C3 28` session datagram: two
 //! fixed bytes in front of opaque data, which 1 random payload in 32,768 starts with (real
-//! Skype datagrams start with `C0` too). It is a tell only when the caller says something independent
-//! of the datagram corroborates it ([`classify`]'s `session_corroborated`, asked only for that
-//! shape, so the caller's lookups cost nothing on other datagrams).
+//! Skype datagrams start with `C0` too). It is a tell only when the caller says something
+//! independent of the datagram corroborates it ([`classify`]'s `session_corroborated`, asked
+//! only for that shape, so the caller's lookups cost nothing on other datagrams).
 
 use super::Network;
 use crate::verdict::Reason;
