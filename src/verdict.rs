@@ -91,6 +91,9 @@ reasons! {
     UdpPongAck => "udp_pong_ack", Drop, tell;
     /// UDP 0xC1/0xC2 datagram that embeds its own destination IPv4 address.
     UdpAddressEcho => "udp_address_echo", Drop, tell;
+    /// UDP `C0 28` / `C3 28` datagram, corroborated by the client's FastTrack port, a locked
+    /// client, a suspect peer or peer port 1214 (never on its own).
+    UdpSession => "udp_session", Drop, tell;
     /// TCP opener sent by giFT-FastTrack and MLDonkey (`FA 00 B6 2B ...`).
     TcpOpener => "tcp_opener", Drop, tell;
     /// TCP 12/8(+name)/name handshake shape, corroborated by port 1214, a suspect peer or a locked client.
@@ -130,6 +133,7 @@ impl Reason {
         Self::UdpPong,
         Self::UdpPongAck,
         Self::UdpAddressEcho,
+        Self::UdpSession,
         Self::TcpOpener,
         Self::TcpHandshake,
         Self::HttpTransfer,
@@ -275,6 +279,7 @@ mod tests {
                 "udp_pong",
                 "udp_pong_ack",
                 "udp_address_echo",
+                "udp_session",
                 "tcp_opener",
                 "tcp_handshake",
                 "http_transfer",

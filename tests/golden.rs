@@ -106,6 +106,7 @@ fn every_tell_and_decoy_is_covered() {
         "udp_pong",
         "udp_pong_ack",
         "udp_address_echo",
+        "udp_session",
         "tcp_opener",
         "tcp_handshake",
         "http_transfer",
@@ -136,7 +137,7 @@ fn generator_is_deterministic_and_fixtures_are_current() {
         );
         compared += 1;
     }
-    assert_eq!(compared, 22);
+    assert_eq!(compared, 24);
 }
 
 /// What a flow summary says, or what the records of one flow add up to, keyed by protocol and the

@@ -151,6 +151,8 @@ fn nft_file_checks_and_loads_with_queue_swapped_for_accept() {
         "udp length 13 @th,64,8 0x2a accept",
         "udp length 15 @th,64,8 0xc1 accept",
         "udp length 19 @th,64,8 0xc2 accept",
+        "meta l4proto udp @th,64,16 0xc028 accept",
+        "meta l4proto udp @th,64,16 0xc328 accept",
         "iifname \"veth0\" ip saddr @ft_clients ct state new tcp dport != @ft_allow_ports drop",
         "iifname \"veth0\" ip6 saddr @ft_clients6 ct state new tcp dport != @ft_allow_ports drop",
         "iifname \"veth0\" ip daddr @ft_peers ct state new meta l4proto { tcp, udp } drop",
@@ -203,14 +205,14 @@ fn nft_file_with_queue_loads_or_fails_only_at_queue() {
             assert!(check.status.success(), "{queue}: {stderr}");
             ns.must(&["nft", "-f", &file]);
             let listing = ns.must(&["nft", "list", "table", "inet", "ftwall"]);
-            assert_eq!(listing.matches(queue).count(), 7, "{listing}");
+            assert_eq!(listing.matches(queue).count(), 9, "{listing}");
             continue;
         }
         assert!(!check.status.success(), "{queue} accepted although the probe failed");
         // nft prints, per error: `file:line:cols: Error: ...`, the source line, then carets.
         let lines: Vec<&str> = stderr.lines().collect();
         let errors: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains("Error:")).collect();
-        assert_eq!(errors.len(), 7, "one error per queue rule, nothing else:\n{stderr}");
+        assert_eq!(errors.len(), 9, "one error per queue rule, nothing else:\n{stderr}");
         for i in errors {
             let (source, carets) = (lines[i + 1], lines[i + 2]);
             let at = carets.find('^').unwrap_or_else(|| panic!("no carets:\n{stderr}"));
@@ -294,7 +296,7 @@ fn installer_nft_backend_through_a_queue_shim() {
     assert!(ns.must(&["iptables", "-S"]).contains("FTWALL"));
     assert!(installer(&["veth0", "3:4"]).contains("installed (nft)"));
     let given = std::fs::read_to_string(&seen).unwrap();
-    assert_eq!(rules_with(&given, "queue num 3-4 bypass"), 7, "{given}");
+    assert_eq!(rules_with(&given, "queue num 3-4 bypass"), 9, "{given}");
     assert!(given.contains("oifname \"veth0\" iifname != \"veth0\"") && !given.contains("@LAN_IF@"));
     let once = ns.must(&["nft", "list", "table", "inet", "ftwall"]);
     assert!(!ns.must(&["iptables", "-S"]).contains("FTWALL"), "iptables chain removed");
@@ -305,7 +307,7 @@ fn installer_nft_backend_through_a_queue_shim() {
         "installing twice changes nothing"
     );
     installer(&["veth0", "5"]);
-    assert_eq!(rules_with(&std::fs::read_to_string(&seen).unwrap(), "queue num 5 bypass"), 7);
+    assert_eq!(rules_with(&std::fs::read_to_string(&seen).unwrap(), "queue num 5 bypass"), 9);
 
     // And back: the iptables backend removes the nft table.
     let out = ns.cmd(&["sh", install, "veth0", "3"]).env("FTWALL_BACKEND", "iptables").output().unwrap();

@@ -3,7 +3,8 @@
 //! - a packet comes back from `REPEAT` at most once, even without a conntrack entry (a UDP ping
 //!   with a bad checksum, INVALID TCP segments of an offloaded connection, a NOTRACK flow): the
 //!   gateway's queue `id_sequence` grows by at most 2 per packet sent (security review F1);
-//! - offload opens no path for tells: a ping after junk datagrams on one 5-tuple is still seen;
+//! - offload opens no path for tells: a ping, or a `C0 28` session datagram to port 1214, after
+//!   junk datagrams on one 5-tuple is still seen;
 //! - pings on a flow already classified FastTrack keep reaching the daemon (one forged pong each);
 //! - the kernel sets keep a locked client and a suspect peer blocked while the daemon restarts;
 //! - `uninstall.sh` removes exactly what `install.sh` added.
@@ -77,7 +78,7 @@ fn hostile_packets_never_loop_and_offload_hides_no_tell() {
         "wan",
         &[
             "--udp",
-            "198.51.100.21:1214,198.51.100.22:1214,198.51.100.23:1214,198.51.100.25:53",
+            "198.51.100.21:1214,198.51.100.22:1214,198.51.100.23:1214,198.51.100.25:53,198.51.100.27:1214",
             "--tcp-ports",
             "7777",
         ],
@@ -129,6 +130,17 @@ fn hostile_packets_never_loop_and_offload_hides_no_tell() {
     assert_eq!(received(&wan_log, "udp_ping", smuggler), 0, "the smuggled ping reached wan: {result}");
     assert!(rule_packets(&lab, tell_rule) > tells_before, "the ping was not queued by the tell rule");
     assert!(locked(&lab, smuggler), "{}", lab.ctl(&["clients"]));
+    // The same with a C0 28 session datagram (a tell here: its outside port is 1214), from a
+    // client that showed no tell before.
+    let session_rule = "0x0>>0x16&0x3c@0x8>>0x10=0xc028";
+    let (sessions_before, data_before) =
+        (rule_packets(&lab, session_rule), received(&wan_log, "udp_data", OTHER_CLIENT));
+    let result = hostile(&lab, "smuggle", &[OTHER_CLIENT, "41004", "198.51.100.27", "1214", "12", "session"]);
+    assert_eq!(result["echoes"], 12, "the junk flow works: {result}");
+    let data = received(&wan_log, "udp_data", OTHER_CLIENT) - data_before;
+    assert_eq!(data, 12, "the session datagram reached wan: {result}");
+    assert!(rule_packets(&lab, session_rule) > sessions_before, "not queued by the session rule");
+    assert!(locked(&lab, OTHER_CLIENT), "{}", lab.ctl(&["clients"]));
 
     // 3. Five pings, 200 ms apart, on one 5-tuple: after the first, the flow is FastTrack (in
     // the kernel too), yet every ping reaches the daemon and is answered by one forged pong.

@@ -113,6 +113,14 @@ impl ClientLocks {
         self.locks.peek(&client).is_some_and(|l| l.until > now)
     }
 
+    /// True if `client` is locked at `now` and `port` may be its FastTrack port: the lock's port,
+    /// or any port when the lock knows none (a client locked by TCP tells only). A FastTrack
+    /// node uses one port for everything, so another port of a client whose port is known is
+    /// some other program.
+    pub(crate) fn is_locked_on(&self, client: IpAddr, port: u16, now: Timestamp) -> bool {
+        self.locks.peek(&client).is_some_and(|l| l.until > now && l.port.is_none_or(|p| p == port))
+    }
+
     /// Locks or re-arms `client` for `period`. `port` is its FastTrack UDP port when known,
     /// `peer` the outside peer it just pinged (the caller checked it is a probe target).
     /// Returns what happened and, if the table was full, the client evicted to make room.
@@ -292,6 +300,21 @@ mod tests {
 
     fn sock(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn locked_on_the_locks_port_or_any_port_when_it_knows_none() {
+        let mut locks = ClientLocks::new(8);
+        let (c, tcp_only) = (ip("192.0.2.10"), ip("192.0.2.11"));
+        locks.arm(c, Some(3531), None, at(0), T);
+        locks.arm(tcp_only, None, None, at(0), T);
+        assert!(locks.is_locked_on(c, 3531, at(119)));
+        assert!(!locks.is_locked_on(c, 3532, at(1)), "another program of the same host");
+        assert!(!locks.is_locked_on(c, 3531, at(120)), "expired");
+        assert!(locks.is_locked_on(tcp_only, 3532, at(1)) && locks.is_locked_on(tcp_only, 53, at(1)));
+        assert!(!locks.is_locked_on(ip("192.0.2.12"), 3531, at(1)), "not locked");
+        locks.arm(tcp_only, Some(4000), None, at(2), T);
+        assert!(!locks.is_locked_on(tcp_only, 3532, at(3)), "the port once known");
     }
 
     #[test]

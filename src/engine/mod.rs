@@ -11,9 +11,15 @@
 //!    A banned inside address (in `lan`) keeps the time-lock's `allow_ports` (DNS, web); a
 //!    banned outside address loses everything.
 //! 1. A FastTrack tell in this very packet (`udp_ping`, `udp_pong`, `udp_pong_ack`,
-//!    `udp_address_echo`, `tcp_opener`, `tcp_handshake`, `http_transfer`, `give_push`): the flow
-//!    is classified, the peer learned, the inside client (re-)locked. The TCP tells are judged
-//!    on each direction's reassembled stream (`stream`), on the packet that completes them.
+//!    `udp_address_echo`, `udp_session`, `tcp_opener`, `tcp_handshake`, `http_transfer`,
+//!    `give_push`): the flow is classified, the peer learned, the inside client (re-)locked.
+//!    A `C0 28` / `C3 28` datagram on a flow not yet classified is the `udp_session` tell only
+//!    when something independent corroborates it (`session_corroborated`): its inside port is the
+//!    client's FastTrack port (learned from the client's own pings, pongs and 0x2A echoes, see
+//!    `ports`), its client is locked (on the lock's port, or on any port when the lock knows
+//!    none), its outside end is a suspect peer, or its outside port is 1214. On a classified
+//!    flow it is `fasttrack_flow` and re-arms the lock. The TCP tells are judged on each
+//!    direction's reassembled stream (`stream`), on the packet that completes them.
 //! 2. A packet of a flow already classified: `fasttrack_flow`.
 //! 3. An outbound TCP SYN or UDP datagram to a suspect peer: `suspect_peer`.
 //! 4. An outbound TCP SYN from a locked client to a port outside `timelock.allow_ports`:
@@ -53,10 +59,10 @@
 //! works them out again.
 //!
 //! ## Bounds
-//! Flows, reassembly buffers, suspect peers and locks each live in a fixed-capacity LRU, operator
-//! bans in a table capped at [`MAX_BANS`] that only the operator fills; the event
-//! and action queues are capped at [`QUEUE_LIMIT`] entries (the oldest are discarded and
-//! counted). Memory therefore does not grow with attacker-chosen input.
+//! Flows, reassembly buffers, suspect peers, locks and client ports (as many as locks) each live
+//! in a fixed-capacity LRU, operator bans in a table capped at [`MAX_BANS`] that only the
+//! operator fills; the event and action queues are capped at [`QUEUE_LIMIT`] entries (the oldest
+//! are discarded and counted). Memory therefore does not grow with attacker-chosen input.
 //!
 //! ## Layout
 //! This file is the hub: the public types and methods, and the decision order above written
@@ -64,7 +70,8 @@
 //! is kept in one place; the mechanics live in the children, each with its own invariants:
 //! - `flows`: the flow table; `stream`: TCP stream reassembly and the stream tells;
 //! - `peers`, `locks`, `bans`, `pongs`: suspect peers, client time-locks, operator bans, the
-//!   forged-pong rate limits;
+//!   forged-pong rate limits; `ports`: each client's FastTrack UDP port (evidence for
+//!   `udp_session`);
 //! - `snapshot`: the persisted types and [`StateChange`] (a leaf, shared with [`crate::state`]);
 //! - `stats`: the packet counters.
 
@@ -73,6 +80,7 @@ mod flows;
 mod locks;
 mod peers;
 mod pongs;
+mod ports;
 pub(crate) mod snapshot;
 mod stats;
 mod stream;
@@ -92,6 +100,7 @@ use locks::{Armed, ClientLocks, Due};
 use lru::LruCache;
 use peers::{Learned, PeerCache};
 use pongs::PongLimiter;
+use ports::ClientPorts;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
@@ -199,6 +208,7 @@ pub struct Engine {
     reassembly: Reassembly<FlowKey>,
     peers: PeerCache,
     locks: ClientLocks,
+    client_ports: ClientPorts,
     bans: Bans,
     pongs: PongLimiter,
     events: VecDeque<Event>,
@@ -260,6 +270,7 @@ impl Engine {
             reassembly: Reassembly::new(config.flows.reassembly_capacity),
             peers: PeerCache::new(config.peers.capacity, config.peers.expire_seconds),
             locks: ClientLocks::new(config.timelock.capacity),
+            client_ports: ClientPorts::new(config.timelock.capacity, config.peers.expire_seconds),
             bans: Bans::default(),
             pongs: PongLimiter::new(
                 config.pongs.per_client_per_second,
@@ -464,12 +475,19 @@ impl Engine {
         // Exact-shape tells need the whole datagram.
         let payload = if d.payload.len() == d.payload_len { d.payload } else { &[] };
 
-        let reason = if let Some(tell) = signatures::udp::classify(payload, dst, flow.nat_pong_id) {
+        // A session datagram is asked about only on a flow no tell classified yet: on a
+        // classified one it is a later packet of the flow (below) and re-arms the lock.
+        let classified = flow.blocked.is_some_and(Reason::is_tell);
+        let tell = signatures::udp::classify(payload, dst, flow.nat_pong_id, || {
+            !classified && self.session_corroborated(now, at.parties)
+        });
+        let reason = if let Some(tell) = tell {
             self.on_udp_tell(now, &at, &mut flow, tell);
             tell.reason()
         } else if let Some(blocked) = flow.blocked {
             if blocked.is_tell() && signatures::udp::session_datagram(payload) {
-                self.rearm(now, at.parties, Some(at.parties.inside.port));
+                let client_port = self.session_port(at.parties.inside);
+                self.rearm(now, at.parties, client_port);
             }
             blocked_reason(blocked)
         } else if at.from_inside && self.is_suspect(at.parties.outside.ip, now) {
@@ -485,14 +503,44 @@ impl Engine {
         (reason, settled)
     }
 
+    /// Whether something independent of a `C0 28` / `C3 28` datagram says its flow is FastTrack
+    /// (see the module documentation): the client's FastTrack port, its lock, a suspect peer,
+    /// or the FastTrack default port on the outside end. Cheapest first; asked only for that
+    /// shape on an unclassified flow.
+    fn session_corroborated(&mut self, now: Timestamp, parties: Parties) -> bool {
+        let Parties { inside, outside, .. } = parties;
+        outside.port == 1214
+            || self.client_ports.is_fasttrack_port(inside.ip, inside.port, now)
+            || self.locks.is_locked_on(inside.ip, inside.port, now)
+            || self.is_suspect(outside.ip, now)
+    }
+
+    /// The FastTrack port a session datagram from `inside` gives its client's lock: its own port
+    /// only when the lock knows none yet (a lock from TCP tells alone). A session datagram never
+    /// moves a known port: its tell rests on corroboration (port 1214, say), and the port it
+    /// would teach would corroborate the client's next ones and aim its probes.
+    fn session_port(&self, inside: Endpoint) -> Option<u16> {
+        let known = self.locks.entry(inside.ip).and_then(|l| l.port);
+        known.is_none().then_some(inside.port)
+    }
+
     /// A UDP tell on `flow`. Besides [`Engine::on_tell`]: a 0x29 pong's id is remembered for
-    /// the 0x2A echo, a pong from a client may answer its lock's probe, and a ping from a LAN
+    /// the 0x2A echo, the inside port of a ping, pong or 0x2A is remembered as the client's
+    /// FastTrack port, a pong from a client may answer its lock's probe, and a ping from a LAN
     /// client to an outside peer names the peer probes are forged from and is answered with a
     /// forged pong.
     fn on_udp_tell(&mut self, now: Timestamp, at: &Place, flow: &mut Flow, tell: UdpTell) {
         let Place { parties, from_inside, .. } = *at;
         if let UdpTell::NatPong(pong) = tell {
             flow.nat_pong_id = Some(pong.id);
+        }
+        // Discovery leaves from and arrives at the node's one FastTrack port. Not learned from
+        // 0xC1 (mostly, not always, sent from it) nor from a session datagram, whose tell
+        // rests on corroboration already: one piece of evidence must not mint another.
+        let discovery =
+            matches!(tell, UdpTell::Ping(_) | UdpTell::Pong(_) | UdpTell::NatPong(_) | UdpTell::PongAck(_));
+        if discovery && self.client_ports.learn(parties.inside.ip, parties.inside.port, now) {
+            self.stats.client_ports_evicted += 1;
         }
         let probe_peer = (matches!(tell, UdpTell::Ping(_))
             && from_inside
@@ -505,7 +553,11 @@ impl Engine {
         {
             self.stats.probe_answers += 1;
         }
-        self.on_tell(now, flow, tell.reason(), parties, Some(parties.inside.port), probe_peer);
+        let client_port = match tell {
+            UdpTell::Session => self.session_port(parties.inside),
+            _ => Some(parties.inside.port),
+        };
+        self.on_tell(now, flow, tell.reason(), parties, client_port, probe_peer);
         if let (UdpTell::Ping(network), true) = (tell, from_inside) {
             if self.config.spoof_pongs && self.enforcing() {
                 self.forge_pong(now, parties, network);
@@ -837,6 +889,8 @@ impl Engine {
         for client in self.locks.resize(config.timelock.capacity) {
             self.release_event(client);
         }
+        self.stats.client_ports_evicted +=
+            self.client_ports.reconfigure(config.timelock.capacity, config.peers.expire_seconds);
         self.flows.resize(non_zero(config.flows.capacity));
         self.reassembly.resize(config.flows.reassembly_capacity, &mut self.stats.reassembly_evicted);
         self.pongs.reconfigure(

@@ -28,6 +28,9 @@ pub struct EngineStats {
     /// TCP reassembly windows evicted from the full pool (`flows.reassembly_capacity`) to make
     /// room for another flow's: the evicted direction gives up its byte tells.
     pub reassembly_evicted: u64,
+    /// Clients whose remembered FastTrack UDP port was evicted to make room for another client's
+    /// (the table holds `timelock.capacity` clients, least recently learned evicted first).
+    pub client_ports_evicted: u64,
     by_reason: [u64; Reason::ALL.len()],
 }
 

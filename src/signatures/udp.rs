@@ -3,6 +3,13 @@
 //! [`classify`] is the one entry point the engine calls for a datagram: it dispatches on the
 //! first byte to the tell functions below and returns a [`UdpTell`]. A new UDP tell is one
 //! function here, one [`UdpTell`] arm (with its [`Reason`]) and one `Reason` in the table.
+//!
+//! Every tell but one is decided by the datagram alone (its exact shape, or its shape and the
+//! 0x29 id seen on the same flow). The exception is the `C0 28` / `C3 28` session datagram: two
+//! fixed bytes in front of opaque data, which 1 random payload in 32,768 starts with (real
+//! Skype datagrams start with `C0` too). It is a tell only when the caller says something
+//! independent of the datagram corroborates it ([`classify`]'s `session_corroborated`, asked
+//! only for that shape, so the caller's lookups cost nothing on other datagrams).
 
 use super::Network;
 use crate::verdict::Reason;
@@ -22,6 +29,8 @@ pub enum UdpTell {
     PongAck(u32),
     /// A 0xC1/0xC2 datagram embedding its own destination address ([`address_echo`]).
     AddressEcho,
+    /// A `C0 28` / `C3 28` datagram ([`session_datagram`]) that the caller corroborated.
+    Session,
 }
 
 impl UdpTell {
@@ -32,20 +41,30 @@ impl UdpTell {
             Self::Pong(_) | Self::NatPong(_) => Reason::UdpPong,
             Self::PongAck(_) => Reason::UdpPongAck,
             Self::AddressEcho => Reason::UdpAddressEcho,
+            Self::Session => Reason::UdpSession,
         }
     }
 }
 
 /// The tell in a whole UDP payload sent to `dst`, if any. `nat_pong_id`: the id of the last 0x29
-/// pong seen on the same flow (a 0x2A is only a tell when it echoes that id). Exact-shape tells
-/// need the whole datagram: pass an empty payload when the capture truncated it.
-pub fn classify(payload: &[u8], dst: IpAddr, nat_pong_id: Option<u32>) -> Option<UdpTell> {
+/// pong seen on the same flow (a 0x2A is only a tell when it echoes that id).
+/// `session_corroborated`: called only for a [`session_datagram`], and at most once; whether
+/// independent evidence says the datagram's flow is FastTrack (a session datagram is never a
+/// tell on its own). Exact-shape tells need the whole datagram: pass an empty payload when the
+/// capture truncated it.
+pub fn classify(
+    payload: &[u8],
+    dst: IpAddr,
+    nat_pong_id: Option<u32>,
+    session_corroborated: impl FnOnce() -> bool,
+) -> Option<UdpTell> {
     match payload.first()? {
         0x27 => ping(payload).map(UdpTell::Ping),
         0x28 => pong(payload).map(UdpTell::Pong),
         0x29 => nat_pong(payload).map(UdpTell::NatPong),
         0x2A => pong_ack(payload).filter(|&id| nat_pong_id == Some(id)).map(UdpTell::PongAck),
         0xC1 | 0xC2 => address_echo(payload, dst).then_some(UdpTell::AddressEcho),
+        0xC0 | 0xC3 => (session_datagram(payload) && session_corroborated()).then_some(UdpTell::Session),
         _ => None,
     }
 }
@@ -129,7 +148,8 @@ pub fn address_echo(payload: &[u8], dst: IpAddr) -> bool {
     embedded == dst.octets()
 }
 
-/// `C0 28 ...` or `C3 28 ...`: only meaningful on a flow already classified (the engine checks that).
+/// `C0 28 ...` or `C3 28 ...` (any length from 2 bytes: the rest is opaque). A 16-bit prefix, so
+/// only a tell with corroboration (see [`classify`]).
 pub fn session_datagram(payload: &[u8]) -> bool {
     matches!(payload, [0xC0 | 0xC3, 0x28, ..])
 }
@@ -170,6 +190,14 @@ mod tests {
         0,
     ];
     const NAT_PONG_FLAG0: [u8; 13] = [0x29, 0, 0, 0, 0xA9, 0x01, 0, 0, 0, 0xDC, 0x93, 0xF0, 0x6B];
+    /// The first bytes of captured session datagrams (fasttrack-wire.md section 4).
+    const C0_SESSION: [u8; 8] = [0xC0, 0x28, 0x7D, 0x4E, 0xFC, 0x99, 0x88, 0x9D];
+    const C3_SESSION: [u8; 12] = [0xC3, 0x28, 0x8B, 0x79, 0x6D, 0x50, 0x00, 0x0D, 0xC0, 0x00, 0x02, 0x0A];
+
+    /// A corroboration that must not be asked for: only session datagrams ask.
+    fn never() -> bool {
+        panic!("corroboration asked for a datagram that is not C0 28 / C3 28")
+    }
 
     fn padded(prefix: &[u8], len: usize) -> Vec<u8> {
         let mut v = prefix.to_vec();
@@ -275,30 +303,40 @@ mod tests {
     #[test]
     fn classify_dispatches_every_arm() {
         let peer: IpAddr = "198.51.100.23".parse().unwrap();
-        assert_eq!(classify(&PING_KAZAA, peer, None), Some(UdpTell::Ping(Network::Kazaa)));
-        assert_eq!(classify(&PING_MLDONKEY, peer, None), Some(UdpTell::Ping(Network::Kazaa)));
-        assert_eq!(classify(&PONG_IMESH, peer, None), Some(UdpTell::Pong(Network::FileShare)));
+        assert_eq!(classify(&PING_KAZAA, peer, None, never), Some(UdpTell::Ping(Network::Kazaa)));
+        assert_eq!(classify(&PING_MLDONKEY, peer, None, never), Some(UdpTell::Ping(Network::Kazaa)));
+        assert_eq!(classify(&PONG_IMESH, peer, None, never), Some(UdpTell::Pong(Network::FileShare)));
         assert_eq!(
-            classify(&NAT_PONG_FLAG0, peer, None),
+            classify(&NAT_PONG_FLAG0, peer, None, never),
             Some(UdpTell::NatPong(NatPong { id: 0xDC93_F06B, observed: None }))
         );
         let ack = [0x2A, 0xDC, 0x93, 0xF0, 0x6B];
-        assert_eq!(classify(&ack, peer, Some(0xDC93_F06B)), Some(UdpTell::PongAck(0xDC93_F06B)));
+        assert_eq!(classify(&ack, peer, Some(0xDC93_F06B), never), Some(UdpTell::PongAck(0xDC93_F06B)));
         let c1 = [0xC1, 0x88, 0x9D, 0xC6, 0x33, 0x64, 0x17];
-        assert_eq!(classify(&c1, peer, None), Some(UdpTell::AddressEcho));
+        assert_eq!(classify(&c1, peer, None, never), Some(UdpTell::AddressEcho));
+        assert_eq!(classify(&C0_SESSION, peer, None, || true), Some(UdpTell::Session));
+        assert_eq!(classify(&C3_SESSION, peer, None, || true), Some(UdpTell::Session));
         let reasons: Vec<Reason> = [
             UdpTell::Ping(Network::Kazaa),
             UdpTell::Pong(Network::Kazaa),
             UdpTell::NatPong(NatPong { id: 1, observed: None }),
             UdpTell::PongAck(1),
             UdpTell::AddressEcho,
+            UdpTell::Session,
         ]
         .iter()
         .map(|t| t.reason())
         .collect();
         assert_eq!(
             reasons,
-            [Reason::UdpPing, Reason::UdpPong, Reason::UdpPong, Reason::UdpPongAck, Reason::UdpAddressEcho]
+            [
+                Reason::UdpPing,
+                Reason::UdpPong,
+                Reason::UdpPong,
+                Reason::UdpPongAck,
+                Reason::UdpAddressEcho,
+                Reason::UdpSession
+            ]
         );
         assert!(reasons.iter().all(|r| r.is_tell()));
     }
@@ -307,26 +345,67 @@ mod tests {
     fn classify_passes_decoys() {
         let peer: IpAddr = "198.51.100.23".parse().unwrap();
         let ack = [0x2A, 0xDC, 0x93, 0xF0, 0x6B];
-        assert_eq!(classify(&ack, peer, None), None, "0x2A without a 0x29 on the flow");
-        assert_eq!(classify(&ack, peer, Some(0xDC93_F06C)), None, "0x2A echoing another id");
+        assert_eq!(classify(&ack, peer, None, never), None, "0x2A without a 0x29 on the flow");
+        assert_eq!(classify(&ack, peer, Some(0xDC93_F06C), never), None, "0x2A echoing another id");
         let c1 = [0xC1, 0x88, 0x9D, 0xC6, 0x33, 0x64, 0x17];
-        assert_eq!(classify(&c1, "198.51.100.24".parse().unwrap(), None), None, "another destination");
+        assert_eq!(classify(&c1, "198.51.100.24".parse().unwrap(), None, never), None, "another destination");
         // Skype 0x27 and 0xC0 datagrams, a GTP datagram starting 27 00 00 00, a truncated ping.
-        assert_eq!(classify(&padded(&[0x27, 0x4C, 0x02, 0xF6], 18), peer, None), None);
-        assert_eq!(classify(&padded(&[0x27, 0, 0, 0, 0x02, 0x59, 0, 0, 0xC8, 0], 39), peer, None), None);
-        assert_eq!(classify(&padded(&[0xC0, 0x9A, 0x02, 0x51], 18), peer, None), None);
-        assert_eq!(classify(&PING_KAZAA[..11], peer, None), None);
-        // Session datagrams are no tell by themselves (only on a classified flow).
-        assert_eq!(classify(&[0xC0, 0x28, 0x7D, 0x4E, 0xFC, 0x99, 0x88, 0x9D], peer, None), None);
-        assert_eq!(classify(&[], peer, None), None);
-        assert_eq!(classify(b"\x12\x34\x01\x00\x00\x01www", peer, None), None, "DNS");
+        assert_eq!(classify(&padded(&[0x27, 0x4C, 0x02, 0xF6], 18), peer, None, never), None);
+        assert_eq!(
+            classify(&padded(&[0x27, 0, 0, 0, 0x02, 0x59, 0, 0, 0xC8, 0], 39), peer, None, never),
+            None
+        );
+        assert_eq!(classify(&padded(&[0xC0, 0x9A, 0x02, 0x51], 18), peer, None, never), None);
+        assert_eq!(classify(&PING_KAZAA[..11], peer, None, never), None);
+        // Session datagrams are no tell by themselves (the caller must corroborate them).
+        assert_eq!(classify(&C0_SESSION, peer, None, || false), None);
+        assert_eq!(classify(&[], peer, None, never), None);
+        assert_eq!(classify(b"\x12\x34\x01\x00\x00\x01www", peer, None, never), None, "DNS");
     }
 
     #[test]
     fn session_datagrams() {
-        assert!(session_datagram(&[0xC0, 0x28, 0x7D, 0x4E, 0xFC, 0x99, 0x88, 0x9D]));
-        assert!(session_datagram(&[0xC3, 0x28, 0x8B, 0x79, 0x6D, 0x50, 0x00, 0x0D]));
+        assert!(session_datagram(&C0_SESSION));
+        assert!(session_datagram(&C3_SESSION));
+        assert!(session_datagram(&padded(&C0_SESSION, 413)));
+        assert!(session_datagram(&padded(&C3_SESSION, 1317)));
         assert!(!session_datagram(&padded(&[0xC0, 0x9A, 0x02, 0x51], 18)), "Skype");
         assert!(!session_datagram(&[0xC0]));
+        assert!(!session_datagram(&[]));
+        // The rest of the family with 0x28 second: C1/C2 are the address echoes, not sessions.
+        assert!(!session_datagram(&[0xC1, 0x28, 0x9D, 0xC6, 0x33, 0x64, 0x17]));
+        assert!(!session_datagram(&[0xC2, 0x28, 0x0D, 0xC6, 0x33, 0x64, 0x18, 0x8B, 0x79, 0x6D, 0x50]));
+        assert!(!session_datagram(&padded(&[0x28, 0xC0], 413)), "bytes swapped");
+        assert!(!session_datagram(&padded(&[0xC0, 0x29], 413)), "byte 1 is always 0x28");
+    }
+
+    #[test]
+    fn session_datagrams_need_corroboration_and_ask_for_it_once() {
+        let peer: IpAddr = "198.51.100.23".parse().unwrap();
+        let mut asked = 0;
+        for payload in [padded(&C0_SESSION, 413), padded(&C3_SESSION, 896)] {
+            assert_eq!(classify(&payload, peer, None, || false), None, "never on its own");
+            assert_eq!(
+                classify(&payload, peer, None, || {
+                    asked += 1;
+                    true
+                }),
+                Some(UdpTell::Session)
+            );
+        }
+        assert_eq!(asked, 2);
+        // Decoys that must not even ask: Skype's C0, the other first bytes of the family with
+        // 0x28 second, a lone C0, and C0 28 as the tail of something else.
+        let decoys: [&[u8]; 6] = [
+            &padded(&[0xC0, 0x9A, 0x02, 0x51], 18),
+            &padded(&[0xC0, 0x27], 413),
+            &[0xC1, 0x28, 0x9D, 0xC6, 0x33, 0x64, 0x18],
+            &padded(&[0xC4, 0x28], 413),
+            &[0xC0],
+            &padded(&[0x00, 0xC0, 0x28], 413),
+        ];
+        for d in decoys {
+            assert_eq!(classify(d, peer, None, never), None, "{d:02X?}");
+        }
     }
 }

@@ -12,8 +12,10 @@ and print one JSON line: {"sent": packets sent, "before": id_sequence, "after": 
                                        checksum and with SYN+FIN (INVALID), then closed
   udp-flow     SRC SPORT DST DPORT N   N junk datagrams then one ping on one 5-tuple, not
                                        waiting for answers (for a NOTRACK flow)
-  smuggle      SRC SPORT DST DPORT N   N junk datagrams on one 5-tuple, each echoed, then a ping
-                                       on the same 5-tuple; prints echoes and pongs
+  smuggle      SRC SPORT DST DPORT N [session]
+                                       N junk datagrams on one 5-tuple, each echoed, then a ping
+                                       (with `session`: a C0 28 session datagram) on the same
+                                       5-tuple; prints echoes and pongs
   pings        SRC SPORT DST DPORT N   N pings, 200 ms apart, from one source port; prints pongs
 """
 
@@ -25,6 +27,8 @@ import sys
 import time
 
 PING = bytes([0x27, 0, 0, 0, 0x29, 0x80]) + b"KaZaA\0"
+# A C0 28 session datagram of a common captured length (413 bytes), opaque body.
+SESSION = bytes([0xC0, 0x28, 0x7D, 0x4E, 0xFC, 0x99, 0x88, 0x9D]) + bytes(range(256))[:405]
 
 
 def id_sequence(gw, queue):
@@ -149,7 +153,7 @@ def main(argv):
         for i in range(n):
             s.sendto(b"junk datagram %03d ........" % i, (dst, dport))
             echoes += len(receive(s, time.monotonic() + 1.0)[:1])
-        s.sendto(PING, (dst, dport))
+        s.sendto(SESSION if args[5:] == ["session"] else PING, (dst, dport))
         answers = receive(s, time.monotonic() + 1.0)
         result.update(echoes=echoes, pongs=sum(1 for a in answers if a[:1] == b"\x28"))
     elif mode == "pings":

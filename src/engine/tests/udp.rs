@@ -107,18 +107,218 @@ fn address_echo_needs_the_destination_inside() {
     assert_eq!(judge(&mut e, at(0), &p), (Verdict::Accept, Reason::Clean));
 }
 
+/// A `C0 28 …` session datagram of a common captured length (413 bytes).
+fn c0_session() -> Vec<u8> {
+    let mut c0 = vec![0xC0, 0x28, 0x7D, 0x4E, 0xFC, 0x99, 0x88, 0x9D];
+    c0.resize(413, 0x6B);
+    c0
+}
+
+/// A `C3 28 …` session datagram (896 bytes), embedding 192.0.2.10 as captured ones do.
+fn c3_session() -> Vec<u8> {
+    let mut c3 = vec![0xC3, 0x28, 0x8B, 0x79, 0x6D, 0x50, 0x00, 0x0D, 192, 0, 2, 10];
+    c3.resize(896, 0x3C);
+    c3
+}
+
+/// A configuration without time-lock, so only the other kinds of evidence can corroborate.
+fn no_timelock() -> EngineConfig {
+    let mut c = config();
+    c.timelock.seconds = 0;
+    c
+}
+
 #[test]
-fn session_datagrams_count_only_on_classified_flows() {
+fn session_datagrams_are_never_a_tell_on_their_own() {
     let mut e = Engine::new(config());
-    let mut c0 = vec![0xC0, 0x28];
-    c0.extend_from_slice(&[0x7D; 411]);
-    let elsewhere = udp((CLIENT, CLIENT_PORT), ("203.0.113.60", 7000), &c0);
-    assert_eq!(judge(&mut e, at(0), &elsewhere), (Verdict::Accept, Reason::Clean));
-    assert_eq!(e.locked_count(), 0);
+    for (i, payload) in [c0_session(), c3_session()].into_iter().enumerate() {
+        let port = 7000 + i as u16;
+        // From a client nobody has seen, to a peer never seen, both ways, on ports other than 1214.
+        let out = udp((CLIENT, CLIENT_PORT), ("203.0.113.60", port), &payload);
+        assert_eq!(judge(&mut e, at(0), &out), (Verdict::Accept, Reason::Clean));
+        let back = udp(("203.0.113.60", port), (CLIENT, CLIENT_PORT), &payload);
+        assert_eq!(judge(&mut e, at(0), &back), (Verdict::Accept, Reason::Clean));
+        // The inside end on 1214 is no corroboration (an ephemeral port of older Windows).
+        let from_1214 = udp((CLIENT, 1214), ("203.0.113.61", port), &payload);
+        assert_eq!(judge(&mut e, at(0), &from_1214), (Verdict::Accept, Reason::Clean));
+    }
+    assert_eq!((e.locked_count(), e.peer_count(), e.stats().dropped), (0, 0, 0));
+    assert!(events(&mut e).is_empty());
+}
+
+#[test]
+fn session_datagrams_on_classified_flows_rearm_the_lock() {
+    let mut e = Engine::new(config());
     e.handle_packet(at(10), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
-    let on_flow = udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &c0);
+    let on_flow = udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &c0_session());
     assert_eq!(judge(&mut e, at(50), &on_flow), (Verdict::Drop, Reason::FasttrackFlow));
     assert_eq!(e.locked_clients().next().unwrap().until, at(170), "re-armed by the C0 datagram");
+    let back = udp((PEER, PEER_PORT), (CLIENT, CLIENT_PORT), &c3_session());
+    assert_eq!(judge(&mut e, at(60), &back), (Verdict::Drop, Reason::FasttrackFlow));
+    assert_eq!(e.locked_clients().next().unwrap().until, at(180));
+}
+
+#[test]
+fn the_clients_fasttrack_port_corroborates_with_no_lock_at_all() {
+    let mut e = Engine::new(no_timelock());
+    // The client's pings leave from its FastTrack port: the port is learned, though the lock is off.
+    e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    assert_eq!((e.locked_count(), e.client_ports.len()), (0, 1));
+    events(&mut e);
+    // A session datagram from that port to a peer never seen is a tell: flow classified, peer learned.
+    let fresh = ("203.0.113.70", 4811);
+    let c0 = udp((CLIENT, CLIENT_PORT), fresh, &c0_session());
+    assert_eq!(judge(&mut e, at(1), &c0), (Verdict::Drop, Reason::UdpSession));
+    let ev = events(&mut e);
+    let (client, peer) = (SocketAddr::new(ip(CLIENT), CLIENT_PORT), SocketAddr::new(ip(fresh.0), fresh.1));
+    assert!(ev.contains(&Event::FlowClassified {
+        proto: Proto::Udp,
+        client,
+        peer,
+        reason: Reason::UdpSession
+    }));
+    assert!(ev.contains(&Event::PeerIdentified {
+        peer: ip(fresh.0),
+        port: Some(fresh.1),
+        client: Some(ip(CLIENT)),
+        reason: Reason::UdpSession
+    }));
+    // Its answer is a later packet of the classified flow.
+    let back = udp(fresh, (CLIENT, CLIENT_PORT), &c0_session());
+    assert_eq!(judge(&mut e, at(1), &back), (Verdict::Drop, Reason::FasttrackFlow));
+    // An inbound session datagram at the FastTrack port, on a flow the client opened with
+    // something else, is corroborated the same way (C3 28 too).
+    let other = ("203.0.113.71", 5000);
+    assert_eq!(
+        judge(&mut e, at(2), &udp((CLIENT, CLIENT_PORT), other, b"hi")),
+        (Verdict::Accept, Reason::Clean)
+    );
+    let c3 = udp(other, (CLIENT, CLIENT_PORT), &c3_session());
+    assert_eq!(judge(&mut e, at(2), &c3), (Verdict::Drop, Reason::UdpSession));
+
+    // Not from another port of the same client, nor from the same port of another client.
+    let other_port = udp((CLIENT, CLIENT_PORT + 1), ("203.0.113.72", 4811), &c0_session());
+    assert_eq!(judge(&mut e, at(3), &other_port), (Verdict::Accept, Reason::Clean));
+    let other_client = udp(("192.0.2.11", CLIENT_PORT), ("203.0.113.72", 4811), &c0_session());
+    assert_eq!(judge(&mut e, at(3), &other_client), (Verdict::Accept, Reason::Clean));
+    // Pongs arriving at the port teach it as well (a 0x29 pong here), and the memory outlives
+    // a lock: it lasts peers.expire_seconds (a day by default) from the last discovery datagram.
+    let nat_pong = [0x29, 0, 0, 0, 0xA9, 0x01, 0x00, 0x00, 0x00, 0xDC, 0x93, 0xF0, 0x6B];
+    e.handle_packet(at(4), &udp(("203.0.113.7", 1214), ("192.0.2.12", 4000), &nat_pong));
+    let c0 = udp(("192.0.2.12", 4000), ("203.0.113.73", 999), &c0_session());
+    assert_eq!(judge(&mut e, at(86_403), &c0), (Verdict::Drop, Reason::UdpSession));
+    let c0 = udp(("192.0.2.12", 4000), ("203.0.113.74", 999), &c0_session());
+    assert_eq!(judge(&mut e, at(86_404), &c0), (Verdict::Accept, Reason::Clean), "forgotten after a day");
+}
+
+#[test]
+fn the_port_is_learned_from_discovery_only() {
+    let mut e = Engine::new(no_timelock());
+    // A 0xC1 address echo and a corroborated session datagram teach no port.
+    let c1 = [0xC1, 0x88, 0x9D, 198, 51, 100, 23];
+    e.handle_packet(at(0), &udp((CLIENT, 5555), ("198.51.100.23", 1500), &c1));
+    e.handle_packet(at(0), &udp(("192.0.2.11", 6666), ("203.0.113.80", 1214), &c0_session()));
+    assert_eq!(e.client_ports.len(), 0);
+    let c0 = udp((CLIENT, 5555), ("203.0.113.81", 4000), &c0_session());
+    assert_eq!(judge(&mut e, at(1), &c0), (Verdict::Accept, Reason::Clean));
+    let c0 = udp(("192.0.2.11", 6666), ("203.0.113.81", 4000), &c0_session());
+    assert_eq!(judge(&mut e, at(1), &c0), (Verdict::Accept, Reason::Clean));
+}
+
+#[test]
+fn a_locked_client_corroborates_on_its_port_or_any_port_when_unknown() {
+    let mut e = Engine::new(config());
+    // Locked by a TCP tell only: the lock knows no FastTrack port.
+    let mut conn = Conn::new((CLIENT, 40_001), ("203.0.113.90", 8080));
+    conn.open(&mut e, at(0));
+    assert_eq!(e.handle_packet(at(0), &conn.client_data(&GIFT_OPENER)).reason, Reason::TcpOpener);
+    assert_eq!(e.locked_clients().next().unwrap().port, None);
+    let c0 = udp((CLIENT, 3777), ("203.0.113.91", 4000), &c0_session());
+    assert_eq!(judge(&mut e, at(1), &c0), (Verdict::Drop, Reason::UdpSession));
+    // The tell gives the lock its port; from then on another port of the client is another program.
+    assert_eq!(e.locked_clients().next().unwrap().port, Some(3777));
+    let elsewhere = udp((CLIENT, 3778), ("203.0.113.92", 4000), &c0_session());
+    assert_eq!(judge(&mut e, at(2), &elsewhere), (Verdict::Accept, Reason::Clean));
+    let again = udp((CLIENT, 3777), ("203.0.113.92", 4001), &c0_session());
+    assert_eq!(judge(&mut e, at(2), &again), (Verdict::Drop, Reason::UdpSession));
+    assert!(e.peers().any(|p| p.addr == ip("203.0.113.92")), "the new peer is learned");
+    // Once the lock expires (and no discovery taught the port), the same datagram passes.
+    e.drive(at(200));
+    let late = udp((CLIENT, 3777), ("203.0.113.93", 4000), &c0_session());
+    assert_eq!(judge(&mut e, at(200), &late), (Verdict::Accept, Reason::Clean));
+    // A locked client elsewhere corroborates nothing for this one.
+    let other = udp(("192.0.2.11", 3777), ("203.0.113.94", 4000), &c0_session());
+    assert_eq!(judge(&mut e, at(200), &other), (Verdict::Accept, Reason::Clean));
+}
+
+#[test]
+fn a_suspect_peer_corroborates_in_both_directions_and_locks_the_client() {
+    let mut e = Engine::new(config());
+    // Another client's ping makes PEER a suspect.
+    e.handle_packet(at(0), &udp(("192.0.2.11", 3000), (PEER, PEER_PORT), &KAZAA_PING));
+    // Outbound, a session datagram to it is a tell (no longer only `suspect_peer`), and locks
+    // the sender, whatever its port.
+    let out = udp((CLIENT, 50_000), (PEER, 6000), &c0_session());
+    assert_eq!(judge(&mut e, at(1), &out), (Verdict::Drop, Reason::UdpSession));
+    assert!(e.locked_clients().any(|l| l.client == ip(CLIENT) && l.port == Some(50_000)));
+    // Inbound from it, on a flow opened by something else, where `suspect_peer` never applied.
+    let host = ("192.0.2.12", 41_000);
+    e.set_config(no_timelock());
+    assert_eq!(judge(&mut e, at(2), &udp(host, (PEER, 7000), b"x")), (Verdict::Drop, Reason::SuspectPeer));
+    let inbound = udp((PEER, 7000), host, &c3_session());
+    assert_eq!(judge(&mut e, at(2), &inbound), (Verdict::Drop, Reason::UdpSession));
+    // Other datagrams from it still pass inbound (the peer rule is outbound only).
+    let plain = udp((PEER, 7002), ("192.0.2.13", 41_000), b"x");
+    assert_eq!(judge(&mut e, at(2), &plain), (Verdict::Accept, Reason::Clean));
+}
+
+#[test]
+fn the_outside_port_1214_corroborates() {
+    let mut e = Engine::new(config());
+    let out = udp((CLIENT, 50_000), ("203.0.113.100", 1214), &c0_session());
+    assert_eq!(judge(&mut e, at(0), &out), (Verdict::Drop, Reason::UdpSession));
+    assert_eq!((e.locked_count(), e.peer_count()), (1, 1));
+    // Inbound from an outside 1214 on a flow the host opened otherwise.
+    let host = ("192.0.2.12", 41_000);
+    judge(&mut e, at(1), &udp(host, ("203.0.113.101", 1214), b"x"));
+    let inbound = udp(("203.0.113.101", 1214), host, &c3_session());
+    assert_eq!(judge(&mut e, at(1), &inbound), (Verdict::Drop, Reason::UdpSession));
+    // IPv6 the same way.
+    let v6 = udp((CLIENT6, 50_000), (PEER6, 1214), &c0_session());
+    assert_eq!(judge(&mut e, at(2), &v6), (Verdict::Drop, Reason::UdpSession));
+    // A client whose lock knows its FastTrack port (from a ping): a session tell from another
+    // port (corroborated by 1214) does not move it, so that port corroborates nothing after.
+    let host = ("192.0.2.14", 3531);
+    e.handle_packet(at(2), &udp(host, (PEER, PEER_PORT), &KAZAA_PING));
+    let to_1214 = udp(("192.0.2.14", 50_002), ("203.0.113.103", 1214), &c0_session());
+    assert_eq!(judge(&mut e, at(2), &to_1214), (Verdict::Drop, Reason::UdpSession));
+    assert_eq!(e.locks.entry(ip(host.0)).unwrap().port, Some(3531));
+    let next = udp(("192.0.2.14", 50_002), ("203.0.113.104", 4000), &c0_session());
+    assert_eq!(judge(&mut e, at(2), &next), (Verdict::Accept, Reason::Clean));
+    // A truncated capture of the datagram is no tell (the shape needs the whole datagram).
+    let mut cut = udp((CLIENT, 50_001), ("203.0.113.102", 1214), &c0_session());
+    cut.truncate(40);
+    assert_eq!(judge(&mut e, at(3), &cut), (Verdict::Accept, Reason::Clean));
+}
+
+#[test]
+fn client_ports_are_bounded_and_evictions_counted() {
+    let mut c = no_timelock();
+    c.timelock.capacity = 2;
+    let mut e = Engine::new(c);
+    for (i, client) in ["192.0.2.1", "192.0.2.2", "192.0.2.3"].into_iter().enumerate() {
+        e.handle_packet(at(i as u64), &udp((client, 3000), (PEER, PEER_PORT + i as u16), &KAZAA_PING));
+    }
+    assert_eq!((e.client_ports.len(), e.stats().client_ports_evicted), (2, 1));
+    // Peers are suspects now: send the session datagrams to fresh peers on ports other than 1214.
+    let c0 = |client| udp((client, 3000), ("203.0.113.110", 4000), &c0_session());
+    assert_eq!(judge(&mut e, at(5), &c0("192.0.2.1")), (Verdict::Accept, Reason::Clean), "evicted");
+    let c0 = |client| udp((client, 3000), ("203.0.113.111", 4000), &c0_session());
+    assert_eq!(judge(&mut e, at(5), &c0("192.0.2.3")), (Verdict::Drop, Reason::UdpSession));
+    let mut c = no_timelock();
+    c.timelock.capacity = 1;
+    e.set_config(c);
+    assert_eq!((e.client_ports.len(), e.stats().client_ports_evicted), (1, 2));
 }
 
 #[test]

@@ -115,6 +115,12 @@ pub(crate) const ENGINE_CATALOGUE: &[EngineCounter] = &[
         "TCP reassembly windows evicted from the full pool (flows.reassembly_capacity); the evicted direction is no longer inspected.",
         |s| s.reassembly_evicted,
     ),
+    (
+        "client_ports_evicted",
+        "ftwall_client_ports_evicted_total",
+        "Clients' remembered FastTrack UDP ports evicted for another client's (table full).",
+        |s| s.client_ports_evicted,
+    ),
 ];
 
 /// The engine's own counters: (status key, metric, help, value), in [`ENGINE_CATALOGUE`] order.
