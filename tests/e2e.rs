@@ -370,17 +370,17 @@ fn ipv6_gateway_blocks_fasttrack_and_offloads_clean_flows() {
         (0..10).any(|_| echo(&lab, &["--timeout-ms", "1000"])["echoed"] == true),
         "plain IPv6 forwarding fails"
     );
+    // Each address's duplicate address detection and first neighbour solicitation can take
+    // seconds on a loaded machine: try a few times before calling the path broken.
     for client in [LAN_CLIENT6, TELL_CLIENT6] {
-        let warm =
-            lab.sim("lan", &["udp", "--to", "[2001:db8:2::25]:53", "--bind", client, "--timeout-ms", "2000"]);
-        assert_eq!(warm["echoed"], true, "{warm}");
+        let udp = ["udp", "--to", "[2001:db8:2::25]:53", "--bind", client, "--timeout-ms", "2000"];
+        let warm = (0..5).map(|_| lab.sim("lan", &udp)).find(|w| w["echoed"] == true);
+        assert!(warm.is_some(), "IPv6 UDP from {client} never echoed");
     }
     for to in ["[2001:db8:2::20]:5555", "[2001:db8:2::21]:5555", "[2001:db8:2::26]:80"] {
-        let warm = lab.sim(
-            "lan",
-            &["tcp", "--bind", OTHER_CLIENT6, "--to", to, "--payload", "none", "--timeout-ms", "2000"],
-        );
-        assert_eq!(warm["connected"], true, "{warm}");
+        let tcp = ["tcp", "--bind", OTHER_CLIENT6, "--to", to, "--payload", "none", "--timeout-ms", "2000"];
+        let warm = (0..5).map(|_| lab.sim("lan", &tcp)).find(|w| w["connected"] == true);
+        assert!(warm.is_some(), "IPv6 TCP to {to} never connected");
     }
     lab.write_config(&[], false);
     lab.start_and_wait(&[]);

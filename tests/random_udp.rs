@@ -14,6 +14,7 @@
 //!   knows its port, so only port 1214 corroborates; the TCP-locked client's lock knows no port,
 //!   so its first session datagram is a tell (by design) and gives the lock its port.
 
+use ftwall::signatures::tcp::GIFT_OPENER;
 use ftwall::wire::{self, IpRepr, TcpFlags, TcpRepr, TransportRepr, UdpRepr};
 use ftwall::{Decision, Engine, EngineConfig, Reason, Timestamp, Verdict};
 use std::collections::BTreeMap;
@@ -22,7 +23,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 const DATAGRAMS: u64 = 100_000;
 const FLOWS: u64 = 30_000;
 const PING: [u8; 12] = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
-const GIFT_OPENER: [u8; 12] = [0xFA, 0x00, 0xB6, 0x2B, 0xFA, 0xCB, 0x12, 0x38, 0x32, 0x09, 0xD2, 0x32];
 
 /// splitmix64: deterministic, so the figures printed are reproducible.
 struct Rng(u64);
