@@ -566,6 +566,9 @@ impl Window {
     fn write(&mut self, at: usize, bytes: &[u8]) {
         let end = at + bytes.len();
         if self.data.len() < end {
+            // Reserve the whole window once: growing by doubling could hold up to twice
+            // HEADER_LIMIT, past the bound the module documents.
+            self.data.reserve_exact(HEADER_LIMIT.saturating_sub(self.data.len()));
             self.data.resize(end, 0);
         }
         for (k, &byte) in bytes.iter().enumerate() {

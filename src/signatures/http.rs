@@ -78,6 +78,19 @@ const MAX_METHOD_LEN: usize = 16;
 /// complete lines (CRLF, or a bare LF). Body text never matches: the block ends at the first
 /// empty line, and nothing after it is read.
 pub fn scan(stream_prefix: &[u8]) -> HttpScan {
+    // A stream whose first bytes cannot begin a start line is decided there, without searching
+    // the whole window for a line end (bulk data is the common case). Equivalent to the full
+    // check: a method longer than MAX_METHOD_LEN, or a byte other than a space after it, rules
+    // the line out however it ends.
+    let head = &stream_prefix[..stream_prefix.len().min(MAX_METHOD_LEN + 1)];
+    if matches!(start_line(head, false), Start::NotHttp) {
+        return HttpScan::NotHttp;
+    }
+    scan_lines(stream_prefix)
+}
+
+/// [`scan`] without its shortcut: the start line, then the header lines.
+fn scan_lines(stream_prefix: &[u8]) -> HttpScan {
     let (first, mut rest) = match stream_prefix.iter().position(|&b| b == b'\n') {
         Some(i) => (trim_cr(&stream_prefix[..i]), Some(&stream_prefix[i + 1..])),
         None => (stream_prefix, None),
@@ -207,7 +220,7 @@ fn start_line(line: &[u8], complete: bool) -> Start {
     if line.starts_with(STATUS) {
         return if complete { Start::Line } else { Start::Partial };
     }
-    let method_len = line.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    let method_len = line.iter().take(MAX_METHOD_LEN + 1).take_while(|b| b.is_ascii_uppercase()).count();
     if method_len > MAX_METHOD_LEN {
         return Start::NotHttp;
     }
@@ -378,6 +391,24 @@ X-Kazaa-XferUid: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\r\n\r\n";
         assert_eq!(scan(same.as_bytes()), clean(same.len(), Framing::Body(5)));
         let interim = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n";
         assert_eq!(scan(interim.as_bytes()), clean(25, Framing::Interim));
+    }
+
+    #[test]
+    fn the_shortcut_decides_as_the_full_scan_does() {
+        // Every string of up to 4 pieces from an alphabet of start-line fragments.
+        let pieces: [&[u8]; 9] =
+            [b"GET", b" ", b"\r\n", b"\n", b"Z", b"HTTP/1.1", b"ABCDEFGHIJKLMNOP", b"/", b"X-Kazaa-IP: 1"];
+        let mut inputs: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut last = inputs.clone();
+        for _ in 0..4 {
+            last = last.iter().flat_map(|i| pieces.iter().map(move |p| [i.as_slice(), p].concat())).collect();
+            inputs.extend(last.iter().cloned());
+        }
+        assert!(inputs.len() > 5_000);
+        for i in &inputs {
+            assert_eq!(scan(i), scan_lines(i), "{:?}", String::from_utf8_lossy(i));
+        }
+        assert_eq!(scan(&[b'Z'; 1400]), HttpScan::NotHttp, "long uppercase data is not a method");
     }
 
     #[test]
