@@ -427,6 +427,9 @@ impl TcpStream {
             };
             // Write what falls in the window, judge, and again while judged messages move the
             // window on over this segment's bytes (writing twice is harmless: first copy wins).
+            // The window up to `contiguous` was judged when it last grew, so a segment that adds
+            // nothing contiguous (a duplicate, bytes beyond a hole) is not judged again.
+            let mut judged_to = Some(d.contiguous);
             loop {
                 let from = start.max(d.contiguous);
                 let to = captured_end.min(d.lo + HEADER_LIMIT as u32);
@@ -435,6 +438,9 @@ impl TcpStream {
                     buf.write((from - d.lo) as usize, bytes);
                 }
                 d.contiguous = d.lo + buf.run();
+                if judged_to == Some(d.contiguous) {
+                    break;
+                }
                 let view = &buf.data[..(d.contiguous - d.lo) as usize];
                 let pos = if view.is_empty() { 0 } else { d.judge(view, found) };
                 if pos == 0 {
@@ -443,6 +449,8 @@ impl TcpStream {
                 buf.shift(pos as usize);
                 d.lo += pos;
                 d.contiguous = d.lo + buf.run();
+                // A new message starts at the window's new beginning: judge it.
+                judged_to = None;
             }
             if captured_end > d.lo + HEADER_LIMIT as u32 {
                 d.overflowed = true;
