@@ -48,9 +48,11 @@
 //!   counted): memory is bounded by `capacity × 2 × (HEADER_LIMIT + HEADER_LIMIT / 8)` bytes,
 //!   whatever the input. A direction whose buffer was evicted gives up its byte tells (no tell,
 //!   never a wrong one).
-//! - Each direction inspects at most `STREAM_BUDGET + HEADER_LIMIT` bytes of its stream; once no
-//!   tell can follow in either direction, inspection ends for the life of the stream
-//!   (`inspecting()` false) and the flow may be offloaded.
+//! - Each direction's tells read at most `STREAM_BUDGET + HEADER_LIMIT` bytes of its stream;
+//!   once no tell can follow in either direction, inspection ends for the life of the stream
+//!   (`inspecting()` false) and the flow may be offloaded. A direction waiting on a hole before
+//!   that point keeps the flow inspected until the hole fills or the flow ends (giving up would
+//!   let a sender fill the hole after inspection stopped); its memory stays the bounded window.
 
 use crate::signatures::http::{self, Framing, HttpMatch, HttpScan};
 use crate::signatures::{push, tcp as tcp_tells};
