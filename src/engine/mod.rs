@@ -580,6 +580,7 @@ impl Engine {
             flow = Flow::new(now, flow.inside_is_low, at.sender_is_low);
             self.reassembly.forget(&at.key);
         }
+        flow.tcp.on_ack_of_syn(at.sender_is_low, s.flags, s.ack);
         let found = flow.tcp.on_segment(
             at.sender_is_low,
             s.flags,

@@ -254,6 +254,10 @@ pub(crate) struct TcpStream {
     initiator_is_low: bool,
     /// The initial SYN was seen.
     saw_syn: bool,
+    /// The stream start (sequence number + 1) of the first initial SYN seen.
+    first_syn_start: Option<u32>,
+    /// The responder's SYN/ACK acknowledged a SYN seen: the initiator's stream start is fixed.
+    start_confirmed: bool,
     /// Still looking for tells.
     inspecting: bool,
     shape: Shape,
@@ -268,6 +272,8 @@ impl TcpStream {
         Self {
             initiator_is_low,
             saw_syn: false,
+            first_syn_start: None,
+            start_confirmed: false,
             inspecting: true,
             shape: Shape::Open,
             dirs: [DirectionState::new(true), DirectionState::new(false)],
@@ -299,6 +305,23 @@ impl TcpStream {
     /// `payload_len` bytes at `seq`) in its direction's stream, and returns the tells it
     /// completed. Buffers live in `pool` under `key`; a buffer evicted to make room is counted
     /// in `evicted`.
+    /// Call for every segment before [`TcpStream::on_segment`]: a responder's SYN/ACK whose
+    /// acknowledgment number matches a SYN seen (the first or the latest) fixes the initiator's
+    /// stream start at what the peer accepted. A SYN the peer never accepted (sent with a short
+    /// TTL, or after the handshake, where the peer answers with a challenge ACK) then no longer
+    /// moves the stream. Without a matching SYN/ACK (asymmetric routing, a capture that lacks
+    /// it) the latest SYN before data sets the start.
+    pub(crate) fn on_ack_of_syn(&mut self, sender_is_low: bool, flags: TcpFlags, ack: u32) {
+        let syn_ack = flags.has(TcpFlags::SYN | TcpFlags::ACK);
+        if !syn_ack || !self.saw_syn || sender_is_low == self.initiator_is_low || self.dirs[0].carried {
+            return;
+        }
+        if Some(ack) == self.dirs[0].base || Some(ack) == self.first_syn_start {
+            self.dirs[0].base = Some(ack);
+            self.start_confirmed = true;
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_segment<K: Hash + Eq + Copy>(
         &mut self,
@@ -316,8 +339,10 @@ impl TcpStream {
                 self.saw_syn = true;
                 self.initiator_is_low = sender_is_low;
             }
-            if sender_is_low == self.initiator_is_low && !self.dirs[0].carried {
-                self.dirs[0].base = Some(seq.wrapping_add(1));
+            if sender_is_low == self.initiator_is_low && !self.dirs[0].carried && !self.start_confirmed {
+                let start = seq.wrapping_add(1);
+                self.first_syn_start.get_or_insert(start);
+                self.dirs[0].base = Some(start);
             }
         } else if flags.has(TcpFlags::SYN | TcpFlags::ACK)
             && self.saw_syn

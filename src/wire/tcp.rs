@@ -52,6 +52,8 @@ pub struct TcpSegment<'a> {
     pub dst_port: u16,
     /// Sequence number.
     pub seq: u32,
+    /// Acknowledgment number (meaningful when the ACK flag is set).
+    pub ack: u32,
     /// Flags.
     pub flags: TcpFlags,
     /// Payload bytes present in the buffer (may be shorter than `payload_len` if truncated).
@@ -82,6 +84,7 @@ pub(super) fn parse(payload: &[u8], announced: usize) -> Result<Transport<'_>, M
         src_port: tcp.get_source(),
         dst_port: tcp.get_destination(),
         seq: tcp.get_sequence(),
+        ack: tcp.get_acknowledgement(),
         // CWR … FIN, byte 13 on the wire.
         flags: TcpFlags(tcp.get_flags()),
         payload: &payload[header_len..],

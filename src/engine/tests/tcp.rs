@@ -184,3 +184,39 @@ fn a_kazaa_request_kept_alive_behind_an_ordinary_one_is_seen() {
     let second = conn.client_data(KAZAA_REQUEST.as_bytes());
     assert_eq!(judge(&mut e, at(0), &second), (Verdict::Drop, Reason::HttpTransfer));
 }
+
+/// A SYN the peer never accepted (a short TTL, or sent after the handshake) must not move the
+/// stream start once the peer's SYN/ACK acknowledged the real one: the opener is still seen.
+#[test]
+fn a_bogus_syn_after_the_handshake_does_not_hide_the_opener() {
+    let client = (CLIENT, 40_321);
+    let server = (PEER, 3_608);
+    let isn = 0x1000_0000u32;
+    let with_ack = |src: (&str, u16), dst: (&str, u16), seq: u32, ack: u32, flags: u8, payload: &[u8]| {
+        let repr = TcpRepr { ack, ..TcpRepr::new(src.1, dst.1, seq, TcpFlags(flags)) };
+        packet(ip(src.0), ip(dst.0), &[], TransportRepr::Tcp(repr), payload)
+    };
+    for bogus_first in [false, true] {
+        let mut e = Engine::new(config());
+        let bogus = with_ack(client, server, isn.wrapping_add(0x8000_0000), 0, SYN, &[]);
+        if bogus_first {
+            // A bogus SYN before the real one (it dies before the peer).
+            assert_eq!(e.handle_packet(at(1), &bogus).reason, Reason::Clean);
+        }
+        let syn = with_ack(client, server, isn, 0, SYN, &[]);
+        let syn_ack = with_ack(server, client, 7_000, isn.wrapping_add(1), SYN | ACK, &[]);
+        let ack = with_ack(client, server, isn.wrapping_add(1), 7_001, ACK, &[]);
+        for p in [&syn, &syn_ack, &ack] {
+            assert_eq!(e.handle_packet(at(1), p).reason, Reason::Clean);
+        }
+        // The peer answers a SYN after the handshake with a challenge ACK and keeps the
+        // connection: the stream has not moved.
+        assert_eq!(e.handle_packet(at(1), &bogus).reason, Reason::Clean);
+        let opener = with_ack(client, server, isn.wrapping_add(1), 7_001, PSH_ACK, &GIFT_OPENER);
+        assert_eq!(
+            e.handle_packet(at(2), &opener).reason,
+            Reason::TcpOpener,
+            "bogus SYN first: {bogus_first}"
+        );
+    }
+}
