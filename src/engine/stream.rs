@@ -258,6 +258,10 @@ pub(crate) struct TcpStream {
     first_syn_start: Option<u32>,
     /// The responder's SYN/ACK acknowledged a SYN seen: the initiator's stream start is fixed.
     start_confirmed: bool,
+    /// The stream start (sequence number + 1) of the first SYN/ACK seen from the responder.
+    first_syn_ack_start: Option<u32>,
+    /// The initiator acknowledged a SYN/ACK seen: the responder's stream start is fixed.
+    responder_confirmed: bool,
     /// Still looking for tells.
     inspecting: bool,
     shape: Shape,
@@ -274,6 +278,8 @@ impl TcpStream {
             saw_syn: false,
             first_syn_start: None,
             start_confirmed: false,
+            first_syn_ack_start: None,
+            responder_confirmed: false,
             inspecting: true,
             shape: Shape::Open,
             dirs: [DirectionState::new(true), DirectionState::new(false)],
@@ -307,18 +313,32 @@ impl TcpStream {
     /// in `evicted`.
     /// Call for every segment before [`TcpStream::on_segment`]: a responder's SYN/ACK whose
     /// acknowledgment number matches a SYN seen (the first or the latest) fixes the initiator's
-    /// stream start at what the peer accepted. A SYN the peer never accepted (sent with a short
-    /// TTL, or after the handshake, where the peer answers with a challenge ACK) then no longer
-    /// moves the stream. Without a matching SYN/ACK (asymmetric routing, a capture that lacks
-    /// it) the latest SYN before data sets the start.
+    /// stream start at what the peer accepted, and the initiator's first ACK of a SYN/ACK seen
+    /// fixes the responder's the same way. A SYN or SYN/ACK the other end never accepted (sent
+    /// with a short TTL, or after the handshake, where the peer answers with a challenge ACK)
+    /// then no longer moves the stream. Without a matching acknowledgment (asymmetric routing, a
+    /// capture that lacks it) the latest SYN or SYN/ACK before data sets the start.
     pub(crate) fn on_ack_of_syn(&mut self, sender_is_low: bool, flags: TcpFlags, ack: u32) {
-        let syn_ack = flags.has(TcpFlags::SYN | TcpFlags::ACK);
-        if !syn_ack || !self.saw_syn || sender_is_low == self.initiator_is_low || self.dirs[0].carried {
+        if !self.saw_syn || !flags.has(TcpFlags::ACK) {
             return;
         }
-        if Some(ack) == self.dirs[0].base || Some(ack) == self.first_syn_start {
-            self.dirs[0].base = Some(ack);
-            self.start_confirmed = true;
+        let from_initiator = sender_is_low == self.initiator_is_low;
+        if !from_initiator && flags.has(TcpFlags::SYN) && !self.dirs[0].carried {
+            // The responder's SYN/ACK confirms the initiator's start.
+            if Some(ack) == self.dirs[0].base || Some(ack) == self.first_syn_start {
+                self.dirs[0].base = Some(ack);
+                self.start_confirmed = true;
+            }
+        } else if from_initiator
+            && !flags.has(TcpFlags::SYN)
+            && !self.dirs[1].carried
+            && !self.responder_confirmed
+        {
+            // The initiator's ACK of a SYN/ACK seen confirms the responder's start.
+            if Some(ack) == self.dirs[1].base || Some(ack) == self.first_syn_ack_start {
+                self.dirs[1].base = Some(ack);
+                self.responder_confirmed = true;
+            }
         }
     }
 
@@ -348,8 +368,11 @@ impl TcpStream {
             && self.saw_syn
             && sender_is_low != self.initiator_is_low
             && !self.dirs[1].carried
+            && !self.responder_confirmed
         {
-            self.dirs[1].base = Some(seq.wrapping_add(1));
+            let start = seq.wrapping_add(1);
+            self.first_syn_ack_start.get_or_insert(start);
+            self.dirs[1].base = Some(start);
         }
         if payload_len == 0 {
             return Found::default();

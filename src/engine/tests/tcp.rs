@@ -220,3 +220,32 @@ fn a_bogus_syn_after_the_handshake_does_not_hide_the_opener() {
         );
     }
 }
+
+/// The same for the responder: once the initiator acknowledged its SYN/ACK, a second SYN/ACK
+/// with another sequence number does not move the response stream.
+#[test]
+fn a_bogus_syn_ack_does_not_hide_a_kazaa_response() {
+    let client = (CLIENT, 40_322);
+    let server = (PEER, 1_977);
+    let (cisn, sisn) = (0x2000_0000u32, 0x7000_0000u32);
+    let seg = |src: (&str, u16), dst: (&str, u16), seq: u32, ack: u32, flags: u8, payload: &[u8]| {
+        let repr = TcpRepr { ack, ..TcpRepr::new(src.1, dst.1, seq, TcpFlags(flags)) };
+        packet(ip(src.0), ip(dst.0), &[], TransportRepr::Tcp(repr), payload)
+    };
+    let mut e = Engine::new(config());
+    let request = b"GET /index.html HTTP/1.1\r\nHost: 198.51.100.20\r\n\r\n";
+    for p in [
+        seg(client, server, cisn, 0, SYN, &[]),
+        seg(server, client, sisn, cisn + 1, SYN | ACK, &[]),
+        seg(client, server, cisn + 1, sisn + 1, ACK, &[]),
+        seg(client, server, cisn + 1, sisn + 1, PSH_ACK, request),
+        // A SYN/ACK the client never takes (a short TTL on the way in).
+        seg(server, client, sisn.wrapping_add(0x8000_0000), cisn + 1, SYN | ACK, &[]),
+    ] {
+        assert_eq!(e.handle_packet(at(1), &p).reason, Reason::Clean);
+    }
+    let response =
+        b"HTTP/1.1 200 OK\r\nServer: KazaaClient Nov 3 2002 20:29:03\r\nContent-Length: 3\r\n\r\nabc";
+    let reply = seg(server, client, sisn + 1, cisn + 1 + request.len() as u32, PSH_ACK, response);
+    assert_eq!(e.handle_packet(at(2), &reply).reason, Reason::HttpTransfer);
+}
