@@ -22,6 +22,17 @@ const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const PSH_ACK: u8 = 0x18;
 
+/// A KazaaLite download request: the HTTP tell of the TCP and reassembly tests.
+const KAZAA_REQUEST: &str = "GET /.hash=0123456789abcdef0123456789abcdef01234567 HTTP/1.1\r\n\
+Host: 198.51.100.7:1977\r\n\
+UserAgent: KazaaClient Oct 28 2002 16:24:35\r\n\
+X-Kazaa-Username: alice\r\n\
+X-Kazaa-Network: KaZaA\r\n\
+X-Kazaa-IP: 192.0.2.40:1977\r\n\
+X-Kazaa-SupernodeIP: 203.0.113.50:3608\r\n\
+Range: bytes=3155006-4459308\r\n\
+Connection: close\r\n\r\n";
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }

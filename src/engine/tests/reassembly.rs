@@ -20,17 +20,8 @@ struct Scenario {
 }
 
 fn kazaa_request() -> Vec<u8> {
-    KAZAA_REQUEST_BYTES.to_vec()
+    KAZAA_REQUEST.as_bytes().to_vec()
 }
-
-const KAZAA_REQUEST_BYTES: &[u8] = b"GET /.hash=0123456789abcdef0123456789abcdef01234567 HTTP/1.1\r\n\
-Host: 198.51.100.7:1977\r\n\
-UserAgent: KazaaClient Oct 28 2002 16:24:35\r\n\
-X-Kazaa-Username: alice\r\n\
-X-Kazaa-Network: KaZaA\r\n\
-X-Kazaa-IP: 192.0.2.40:1977\r\n\
-X-Kazaa-SupernodeIP: 203.0.113.50:3608\r\n\
-Connection: close\r\n\r\n";
 
 fn tell_scenarios() -> Vec<Scenario> {
     let plain = b"GET /index.html HTTP/1.1\r\nHost: www.example.com\r\n\r\n".to_vec();

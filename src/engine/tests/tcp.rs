@@ -71,16 +71,6 @@ fn handshake_shape_needs_corroboration() {
     );
 }
 
-const KAZAA_REQUEST: &str = "GET /.hash=0123456789abcdef0123456789abcdef01234567 HTTP/1.1\r\n\
-Host: 198.51.100.7:1977\r\n\
-UserAgent: KazaaClient Oct 28 2002 16:24:35\r\n\
-X-Kazaa-Username: alice\r\n\
-X-Kazaa-Network: KaZaA\r\n\
-X-Kazaa-IP: 192.0.2.40:1977\r\n\
-X-Kazaa-SupernodeIP: 203.0.113.50:3608\r\n\
-Range: bytes=3155006-4459308\r\n\
-Connection: close\r\n\r\n";
-
 #[test]
 fn http_request_split_across_segments_is_seen_and_teaches_peers() {
     let mut e = Engine::new(config());
