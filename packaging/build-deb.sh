@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Debian package: target/debian/ftwall_<version>-1_<arch>.deb (path printed last).
 #   usage: packaging/build-deb.sh        (installs cargo-deb with `cargo install` if it is missing)
-# Steps: release build, man pages into target/man/ (`ftwall man --dir`, gzipped), `cargo deb --no-build`.
+# Steps: release build, man pages into target/man/ (`ftwall man --dir`, gzipped), shell completions
+# into target/completions/, `cargo deb --no-build` (which adds packaging/debian/changelog).
 # Honours CARGO_TARGET_DIR; extra arguments go to `cargo build` (e.g. --locked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,14 @@ rm -rf "$man_dir"
 "$target_dir/release/ftwall" man --dir "$man_dir"
 gzip -9n "$man_dir"/*.8 "$man_dir"/*.7 "$man_dir"/*.5
 
-# --strip: the release profile keeps line tables (debug = 1) for backtraces; the package does not.
+completions_dir=target/completions
+rm -rf "$completions_dir" && mkdir -p "$completions_dir"
+"$target_dir/release/ftwall" completions bash > "$completions_dir/ftwall.bash"
+"$target_dir/release/ftwall" completions zsh > "$completions_dir/_ftwall"
+"$target_dir/release/ftwall" completions fish > "$completions_dir/ftwall.fish"
+
+# --strip: the release profile splits its line tables into ftwall.dwp already; strip the symbol
+# table too, as Debian packages do.
 deb=$(cargo deb --no-build --strip | tail -n 1)
 [ -f "$deb" ] || { echo "build-deb: cargo deb did not report a .deb (got: $deb)" >&2; exit 1; }
 echo "$deb"

@@ -5,6 +5,8 @@
 //!   `docs/detection.md` is what `ftwall man --markdown reasons` generates from the library's
 //!   `reasons!` table, and no log call bypasses the catalogue;
 //! - the README's test command is the one `.ci/run` runs;
+//! - every series the shipped Grafana dashboard queries is a metric of the catalogue (a real
+//!   daemon's metrics file is checked too, in tests/operations.rs);
 //! - every relative link in the README and `docs/` (and `benches/README.md`) points at a file that
 //!   exists and, with a `#fragment`, at a heading of that file.
 //!
@@ -207,4 +209,26 @@ fn the_log_check_of_the_e2e_tests_rejects_what_the_catalogue_does_not_describe()
     let level = json!({"event": "client_released", "level": "ERROR", "message": "x"});
     assert!(violation(&level).unwrap().contains("logged at error"));
     assert!(violation(&json!({"level": "INFO"})).unwrap().contains("without an event"));
+}
+
+#[test]
+fn the_dashboard_queries_only_catalogued_metrics() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ftwall"))
+        .args(["man", "--catalogue"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ftwall man --catalogue: {}", String::from_utf8_lossy(&out.stderr));
+    let catalogue: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut known = std::collections::BTreeSet::new();
+    for family in catalogue["metrics"].as_array().unwrap() {
+        let name = family["name"].as_str().unwrap();
+        known.insert(name.to_string());
+        if family["type"] == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                known.insert(format!("{name}{suffix}"));
+            }
+        }
+    }
+    let unknown: Vec<String> = common::dashboard::series().into_iter().filter(|s| !known.contains(s)).collect();
+    assert!(unknown.is_empty(), "the dashboard queries series ftwall does not export: {unknown:?}");
 }

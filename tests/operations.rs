@@ -163,6 +163,17 @@ fn ctl_inspects_and_changes_the_running_daemon_and_metrics_are_written() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temporary metrics files left: {leftovers:?}");
+    // Every series the shipped Grafana dashboard queries is in the real file.
+    let missing: Vec<String> = common::dashboard::series()
+        .into_iter()
+        .filter(|s| {
+            !text.lines().any(|l| l.strip_prefix(s.as_str()).is_some_and(|r| r.starts_with([' ', '{'])))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries series missing from the metrics file: {missing:?}\n{text}"
+    );
 }
 
 /// Under systemd with stderr on the journal (`JOURNAL_STREAM` names stderr's device and inode),

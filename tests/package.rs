@@ -55,6 +55,9 @@ fn tools_or_skip() -> bool {
     false
 }
 
+/// The two tests build the same package in the same target directory: one at a time.
+static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs packaging/build-deb.sh and returns the .deb it reports.
 fn build_deb() -> PathBuf {
     let mut cmd = Command::new("bash");
@@ -94,6 +97,7 @@ fn deb_has_binary_unit_rules_conffile_man_pages_and_state_dir() {
     if !tools_or_skip() {
         return;
     }
+    let _serial = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let deb = build_deb();
     let files = contents(&deb);
     let listing = || files.keys().cloned().collect::<Vec<_>>().join("\n");
@@ -117,6 +121,15 @@ fn deb_has_binary_unit_rules_conffile_man_pages_and_state_dir() {
         }
     }
     mode("/usr/share/doc/ftwall/copyright");
+    assert_eq!(mode("/usr/share/doc/ftwall/changelog.Debian.gz"), "-rw-r--r--");
+    for completion in [
+        "/usr/share/bash-completion/completions/ftwall",
+        "/usr/share/zsh/vendor-completions/_ftwall",
+        "/usr/share/fish/vendor_completions.d/ftwall.fish",
+    ] {
+        assert_eq!(mode(completion), "-rw-r--r--", "{completion}");
+    }
+    assert_eq!(mode("/usr/share/ftwall/grafana/ftwall-dashboard.json"), "-rw-r--r--");
     // Every file of iptables/, scripts executable.
     for entry in std::fs::read_dir(manifest_dir().join("iptables")).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
@@ -162,7 +175,19 @@ fn deb_has_binary_unit_rules_conffile_man_pages_and_state_dir() {
     );
     assert_eq!(read(&root.join("usr/lib/systemd/system/ftwall.service")), unit);
 
+    let bash = read(&root.join("usr/share/bash-completion/completions/ftwall"));
+    assert!(bash.contains("complete -F _ftwall") && bash.contains("check-config"), "{bash:.300}");
+    assert_eq!(
+        read(&root.join("usr/share/ftwall/grafana/ftwall-dashboard.json")),
+        read(&manifest_dir().join("packaging/grafana/ftwall-dashboard.json"))
+    );
+
     let bin = root.join("usr/sbin/ftwall");
+    // Stripped: no debug info, no symbol table (the release profile splits its line tables out).
+    let sections = stdout_of(Command::new("readelf").arg("-S").arg("-W").arg(&bin));
+    for section in [".debug_info", ".debug_line", ".symtab"] {
+        assert!(!sections.contains(section), "{section} in the packaged binary:\n{sections}");
+    }
     let version = stdout_of(Command::new(&bin).arg("--version"));
     assert!(version.starts_with(&format!("ftwall {} (git ", env!("CARGO_PKG_VERSION"))), "{version}");
     let conf = root.join("etc/ftwall/ftwall.toml");
@@ -182,12 +207,28 @@ fn deb_has_binary_unit_rules_conffile_man_pages_and_state_dir() {
     let gunzip = |p: &str| stdout_of(Command::new("gzip").arg("-dc").arg(root.join(p)));
     let page = gunzip("usr/share/man/man8/ftwall.8.gz");
     assert!(page.contains("\n.TH ftwall 8 ") && page.contains(".SH FILES"), "{page:.300}");
-    for sub in &subcommands {
+    // Developer tools (test traffic) have no page in the package.
+    let developer_tools = ["sim"];
+    for sub in subcommands.iter().filter(|s| !developer_tools.contains(s)) {
         let name = format!("ftwall-{sub}");
         assert!(page.contains(&format!("{}(8)", name.replace('-', "\\-"))), "ftwall.8 lacks {name}");
         let sub_page = gunzip(&format!("usr/share/man/man8/{name}.8.gz"));
         assert!(sub_page.contains(&format!("\n.TH {name} 8 ")), "{name}.8: {sub_page:.300}");
     }
+    for tool in developer_tools {
+        assert!(subcommands.contains(&tool), "{tool} is no longer a subcommand: {subcommands:?}");
+        assert!(
+            !files.keys().any(|p| p.starts_with(&format!("/usr/share/man/man8/ftwall-{tool}"))),
+            "developer tool {tool} has a page:\n{}",
+            listing()
+        );
+    }
+    // ftwall-run(8) answers an operator's questions about the daemon, not just its options.
+    let run = gunzip("usr/share/man/man8/ftwall-run.8.gz");
+    for section in [".SH SIGNALS", ".SH EXIT STATUS", ".SH ENVIRONMENT", ".SH LOG EVENTS", ".SH FILES"] {
+        assert!(run.contains(section), "ftwall-run.8 lacks {section}: {run:.600}");
+    }
+    assert!(run.contains("SIGHUP") && run.contains("\\fBpacket_dropped\\fR"), "{run:.600}");
     let conf = gunzip("usr/share/man/man5/ftwall.toml.5.gz");
     assert!(conf.contains(".TH ftwall.toml 5 ") && conf.contains(".SH KEYS"), "ftwall.toml.5: {conf:.300}");
     let events = gunzip("usr/share/man/man7/ftwall-events.7.gz");
@@ -204,8 +245,34 @@ fn deb_has_binary_unit_rules_conffile_man_pages_and_state_dir() {
         assert!(name == "ftwall" || top.is_some_and(known), "{page} is no subcommand's page:\n{}", listing());
     }
     assert!(
-        pages.len() > subcommands.len(),
+        pages.len() > subcommands.len() - developer_tools.len(),
         "one page per visible subcommand, plus ftwall.8:\n{}",
         listing()
     );
+}
+
+/// lintian, Debian's package checker, has nothing to say at the error or warning level (.ci/run
+/// installs it; without it the test skips, or fails under CI=true).
+#[test]
+fn lintian_finds_no_errors_or_warnings() {
+    if !tools_or_skip() {
+        return;
+    }
+    if let Some(why) = missing(Command::new("lintian").arg("--version")) {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "no lintian under CI ({why}); .ci/run installs it"
+        );
+        eprintln!("skipping lintian: {why}");
+        return;
+    }
+    let _serial = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let deb = build_deb();
+    let out =
+        output(Command::new("lintian").args(["--fail-on", "none", "--tag-display-limit", "0"]).arg(&deb));
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    let serious: Vec<&str> =
+        report.lines().filter(|l| l.starts_with("E: ") || l.starts_with("W: ")).collect();
+    assert!(serious.is_empty(), "lintian:\n{report}{}", stderr(&out));
 }

@@ -7,6 +7,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod catalogue;
+pub mod dashboard;
 
 use serde_json::Value;
 use std::fs::File;

@@ -7,7 +7,8 @@
 //! - `ftwall ctl`: ask the running daemon over its control socket (`ctl.rs`, `daemon/control.rs`).
 //! - `ftwall lab`: a throw-away namespace gateway demo, and `lab up|down`, the namespaces alone
 //!   (`lab/`); `ftwall sim`: the FastTrack simulator it and the end-to-end tests use (`sim.rs`).
-//! - `ftwall man` (hidden): the man page, for packaging (`man.rs`).
+//! - `ftwall completions SHELL`: a shell completion script (clap_complete, here in `main.rs`).
+//! - `ftwall man` (hidden): the man pages, for packaging (`man.rs`).
 //! - `ftwall bench-accept-all` (hidden): an NFQUEUE consumer that accepts everything, the
 //!   yardstick of `benches/live.sh` (`bench_accept_all.rs`).
 //! - `ftwall bench-traffic` (hidden): UDP load generators for `benches/` and the tests
@@ -31,7 +32,7 @@ mod replay;
 mod sim;
 mod version;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use version::VERSION;
@@ -72,6 +73,13 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print a shell completion script (the .deb installs bash, zsh and fish ones), e.g.
+    /// `ftwall completions bash > /etc/bash_completion.d/ftwall`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Print the man page (roff, section 8), or write all pages with --dir.
     #[command(hide = true)]
     Man(man::ManArgs),
@@ -94,6 +102,10 @@ fn main() -> ExitCode {
         Some(Command::Ctl(args)) => ctl::run(args),
         Some(Command::Lab(args)) => lab::run(args),
         Some(Command::Sim(args)) => sim::run(args).map(|()| ExitCode::SUCCESS).map_err(Into::into),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "ftwall", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Man(args)) => man::run(args),
         Some(Command::BenchAcceptAll(args)) => bench_accept_all::run(args),
         Some(Command::BenchTraffic(args)) => {

@@ -164,12 +164,78 @@ fn events_page() -> String {
 }
 
 /// One page for `sub` and, recursively, its visible subcommands.
+/// Developer tools (test traffic) are documented by `--help` and docs/hacking.md, not by pages
+/// that would ship to every gateway.
 fn write_pages(sub: &clap::Command, dir: &Path) -> std::io::Result<()> {
+    let name = sub.get_display_name().unwrap_or_else(|| sub.get_name());
+    if DEVELOPER_TOOLS.contains(&name) {
+        return Ok(());
+    }
     for nested in sub.get_subcommands().filter(|s| !s.is_hide_set()) {
         write_pages(nested, dir)?;
     }
+    if name == "ftwall-run" {
+        let mut out = Vec::new();
+        render_run(sub, &mut out)?;
+        return std::fs::write(dir.join(format!("ftwall-run.{SECTION}")), out);
+    }
     page(sub).generate_to(dir).map(drop)
 }
+
+/// Visible subcommands that get no man page (`build()` has prefixed their names).
+const DEVELOPER_TOOLS: &[&str] = &["ftwall-sim"];
+
+/// `ftwall-run(8)`: clap's sections plus what an operator of the daemon needs: signals, exit
+/// status, environment, files and the log events (names and levels, from the catalogue; the
+/// fields are in ftwall-events(7)).
+fn render_run(cmd: &clap::Command, out: &mut dyn Write) -> std::io::Result<()> {
+    let man = page(cmd);
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    out.write_all(RUN_SECTIONS.as_bytes())?;
+    out.write_all(LOG_EVENTS_INTRO.as_bytes())?;
+    for e in crate::events::ALL {
+        let levels: Vec<String> = e.levels.iter().map(|l| l.as_str().to_ascii_lowercase()).collect();
+        let meaning = crate::events::roff_escape(e.meaning);
+        writeln!(out, ".TP\n\\fB{}\\fR ({})\n{meaning}", roff(e.name), levels.join(", "))?;
+    }
+    out.write_all(FILES.as_bytes())
+}
+
+const LOG_EVENTS_INTRO: &str = ".SH LOG EVENTS\nEvery line carries an \\fBevent\\fR field naming one \
+of these; the fields of each are listed in \\fBftwall\\-events\\fR(7).\n";
+
+const RUN_SECTIONS: &str = r#".SH SIGNALS
+.TP
+\fBSIGHUP\fR
+Reread the configuration (\fBsystemctl reload ftwall\fR). Engine keys apply at once and peers,
+locks and flows are kept; keys that need a restart are named in a \fBconfig_restart_required\fR
+event. A file that does not parse or validate is refused (\fBconfig_rejected\fR) and the old
+configuration stays in force.
+.TP
+\fBSIGUSR1\fR
+Log every counter once (\fBcounters\fR event).
+.TP
+\fBSIGTERM\fR, \fBSIGINT\fR
+Stop: save the state file, then release the queues and exit 0. While no daemon is bound, the
+rules' \fB\-\-queue\-bypass\fR lets queued traffic pass unjudged; the kernel sets keep enforcing
+the locks, suspect peers and bans already known.
+.SH EXIT STATUS
+0 after a clean stop; 1 when the daemon cannot start (configuration, queue bind, files) or
+stops on an unrecoverable error, with the reason on standard error and in the log.
+.SH ENVIRONMENT
+.TP
+\fBNOTIFY_SOCKET\fR, \fBWATCHDOG_USEC\fR
+Set by systemd (\fBType=notify\fR, \fBWatchdogSec=\fR): ftwall sends readiness, reload,
+stopping and watchdog notifications.
+.TP
+\fBJOURNAL_STREAM\fR
+When it names standard error (as under systemd), log lines carry no timestamp (journald adds
+one) and start with a syslog priority prefix, so \fBjournalctl \-p warning \-u ftwall\fR works.
+"#;
 
 /// Section 8, and the title line names the ftwall version on subcommand pages too.
 fn page(cmd: &clap::Command) -> clap_mangen::Man {
