@@ -374,3 +374,30 @@ fn log_counters(shared: &Shared) {
         health: health.as_str(),
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wall_clock_step_is_a_change_of_offset_beyond_the_threshold() {
+        let s = Timestamp::from_secs;
+        let before = Clock::at(s(100), s(1_800_000_000));
+        // Both clocks advanced together (0.1 s), or the wall slewed by a millisecond: no step.
+        assert_eq!(wall_clock_step(&before, &Clock::at(s(101), s(1_800_000_001))), None);
+        let slewed =
+            Clock::at(Timestamp::from_micros(101_000_000), Timestamp::from_micros(1_800_000_001_001_000));
+        assert_eq!(wall_clock_step(&before, &slewed), None);
+        // A day back, three days forward, and just past the threshold.
+        assert_eq!(
+            wall_clock_step(&before, &Clock::at(s(101), s(1_800_000_001 - 86_400))),
+            Some(-86_400_000_000)
+        );
+        assert_eq!(wall_clock_step(&before, &Clock::at(s(101), s(1_800_259_201))), Some(259_200_000_000));
+        let just_over =
+            Clock::at(Timestamp::from_micros(101_000_000), Timestamp::from_micros(1_800_000_003_000_001));
+        assert_eq!(wall_clock_step(&before, &just_over), Some(2_000_001));
+        // A suspend moves both clocks (CLOCK_BOOTTIME counts it): no step.
+        assert_eq!(wall_clock_step(&before, &Clock::at(s(3700), s(1_800_003_600))), None);
+    }
+}
