@@ -453,7 +453,7 @@ fn wait_probes(lab: &Lab, n: u64) {
 #[test]
 fn only_the_clients_own_answer_to_a_probe_rearms_its_lock() {
     let Some(_serial) = kernel_test_guard_with(&["python3"]) else { return };
-    let mut lab = Lab::new("ftp");
+    let mut lab = Lab::new("ftx");
     let wan_log = lab.dir.path().join("wan.jsonl");
     lab.spawn_responder("wan", &["--udp", "198.51.100.20:1214,198.51.100.25:53"], &wan_log);
     lab.warm_up();
