@@ -462,7 +462,7 @@ fn only_the_clients_own_answer_to_a_probe_rearms_its_lock() {
     let released = |v: &serde_json::Value| is_event(v, "client_released") && v["client"] == LAN_CLIENT;
     let remaining = |lab: &Lab| {
         let clients = lab.ctl(&["clients"]);
-        clients["clients"].as_array().unwrap().iter().find(|c| c["client"] == LAN_CLIENT).map(|c| c.clone())
+        clients["clients"].as_array().unwrap().iter().find(|c| c["client"] == LAN_CLIENT).cloned()
     };
 
     // Locked by a ping from its FastTrack port 3531 to 198.51.100.20:1214, the peer the probe
