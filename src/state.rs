@@ -1,8 +1,17 @@
 //! The state-file format: suspect peers and locked clients, as persisted by the daemon.
 //!
 //! Pure encoding and decoding (the daemon does the file IO). The format is JSON:
-//! `{"version": 1, "saved_at": <unix µs>, "peers": [...], "locks": [...]}`. Decoding validates the
-//! version and rejects unknown fields; it never panics, whatever the bytes (a fuzz target checks).
+//! `{"version": 1, "saved_at": <unix µs>, "peers": [...], "locks": [...], "bans": [...]}`. Decoding
+//! validates the version and rejects unknown fields; it never panics, whatever the bytes (a fuzz
+//! target checks).
+//!
+//! Every time in the file (`saved_at`, `expires`, `until`) is a **wall-clock** date, µs since the
+//! Unix epoch, as it has been since version 1 (the daemon then ran its engine on the wall clock),
+//! so old files load unchanged and a file means the same after a reboot. The engine runs on a
+//! monotonic clock: the daemon converts a snapshot to wall-clock dates before [`encode`] and back
+//! after [`decode`] (`Snapshot::map_timestamps`), and the engine's restore clamps every expiry to
+//! its configured maximum, so a date far in the future (an edited file, or a wall clock stepped
+//! back between save and restore) cannot lengthen a block.
 
 use crate::engine::snapshot::Snapshot;
 use crate::time::Timestamp;
@@ -78,7 +87,7 @@ mod tests {
                 port: Some(3531),
                 peer: Some("198.51.100.20:1214".parse().unwrap()),
             }],
-            bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None }],
+            bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None, seconds: None }],
         };
         let bytes = encode(&snapshot, Timestamp::from_secs(1));
         assert_eq!(decode(&bytes).unwrap(), snapshot);

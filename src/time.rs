@@ -1,17 +1,26 @@
 //! Engine time.
 //!
-//! The core never reads a clock: every entry point takes a [`Timestamp`]. The live daemon passes
-//! wall-clock time (microseconds since the Unix epoch) so that lock expiries can be persisted and
-//! shown to operators as dates; `ftwall replay` passes the capture's own timestamps. The engine
-//! only needs the value to be non-decreasing in practice; a step backwards is tolerated (nothing
-//! expires early, nothing panics).
+//! The core never reads a clock: every entry point takes a [`Timestamp`], microseconds since an
+//! epoch the driver chooses, and every expiry the engine keeps (locks, probes, suspect peers,
+//! bans, flows) is a `Timestamp` on that same clock.
+//!
+//! - The live daemon passes a **monotonic** clock with an arbitrary epoch (`CLOCK_BOOTTIME`:
+//!   microseconds since boot, counting through suspend), never the wall clock, so stepping the
+//!   wall clock neither extends nor ends anything. It converts to wall-clock dates only to show
+//!   or write them (logs, `ftwall ctl`, the client directory, the state file), in one place
+//!   (`src/bin/ftwall/clock.rs`), and converts a state file's dates back before
+//!   [`crate::Engine::restore`], which clamps every restored expiry to its configured maximum.
+//! - `ftwall replay` passes each record's capture time (microseconds since the Unix epoch).
+//!
+//! The engine only needs the value to be non-decreasing in practice; a step backwards is
+//! tolerated (nothing expires early, nothing panics).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::Duration;
 
-/// A point in time, in microseconds since an epoch chosen by the caller (the Unix epoch in the
-/// daemon and in capture files).
+/// A point in time, in microseconds since an epoch chosen by the caller: boot in the daemon
+/// (`CLOCK_BOOTTIME`), the Unix epoch in capture files and in the daemon's state file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Timestamp(u64);

@@ -418,3 +418,86 @@ fn ipv6_gateway_blocks_fasttrack_and_offloads_clean_flows() {
     assert_eq!(opener["ok"], false, "IPv6 opener got through: {opener}");
     assert_eq!(received(&wan_log, "tcp_opener", TELL_CLIENT6), 0);
 }
+
+/// Sends one UDP datagram with a FastTrack 0x28 pong from `from` (ip:port, an address of the
+/// `lan` namespace) to `to`, from a real socket in `lan`.
+fn send_pong(lab: &Lab, from: &str, to: &str) {
+    let (from_ip, from_port) = from.rsplit_once(':').unwrap();
+    let (to_ip, to_port) = to.rsplit_once(':').unwrap();
+    let script = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('{from_ip}', {from_port}))\n\
+         s.sendto(bytes.fromhex('28000000a9000f59d94efa4b615a614100'), ('{to_ip}', {to_port}))\n"
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("lan"), "python3", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pong {from} -> {to}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn status_counter(lab: &Lab, key: &str) -> u64 {
+    let status = lab.ctl(&["status"]);
+    status["status"][key].as_u64().unwrap_or_else(|| panic!("no {key}: {status}"))
+}
+
+/// Waits until the daemon has sent `n` half-expiry probes.
+fn wait_probes(lab: &Lab, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(LOCK_SECONDS);
+    while status_counter(lab, "probes_sent") < n {
+        assert!(std::time::Instant::now() < deadline, "no probe sent");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn only_the_clients_own_answer_to_a_probe_rearms_its_lock() {
+    let Some(_serial) = kernel_test_guard_with(&["python3"]) else { return };
+    let mut lab = Lab::new("ftx");
+    let wan_log = lab.dir.path().join("wan.jsonl");
+    lab.spawn_responder("wan", &["--udp", "198.51.100.20:1214,198.51.100.25:53"], &wan_log);
+    lab.warm_up();
+    lab.write_config(&[], false);
+    lab.start_and_wait(&[]);
+    let released = |v: &serde_json::Value| is_event(v, "client_released") && v["client"] == LAN_CLIENT;
+    let remaining = |lab: &Lab| {
+        let clients = lab.ctl(&["clients"]);
+        clients["clients"].as_array().unwrap().iter().find(|c| c["client"] == LAN_CLIENT).cloned()
+    };
+
+    // Locked by a ping from its FastTrack port 3531 to 198.51.100.20:1214, the peer the probe
+    // is then forged from.
+    lab.ping_flood(LAN_CLIENT, "198.51.100.20:1214", 300);
+    let locked_at = std::time::Instant::now();
+    assert!(remaining(&lab).is_some(), "locked");
+    wait_probes(&lab, 1);
+    // Forged answers, twice a second until the lock must have ended: from another port of the
+    // client's address, to another port of the peer, to another outside host. None re-arms; the
+    // client is released LOCK_SECONDS after the ping.
+    while lab.log().iter().all(|v| !released(v)) {
+        assert!(locked_at.elapsed() < Duration::from_secs(LOCK_SECONDS + 3), "forged answers kept the lock");
+        send_pong(&lab, "192.0.2.10:4000", "198.51.100.20:1214");
+        send_pong(&lab, "192.0.2.10:3531", "198.51.100.20:1215");
+        send_pong(&lab, "192.0.2.10:3531", "198.51.100.21:1214");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(locked_at.elapsed() >= Duration::from_secs(LOCK_SECONDS - 1), "released early");
+    assert!(status_counter(&lab, "pongs_unsolicited") >= 3, "forged answers counted");
+    assert_eq!(status_counter(&lab, "probe_answers"), 0);
+    // None of the forged pongs reached the outside.
+    assert_eq!(received(&wan_log, "udp_pong", LAN_CLIENT), 0);
+
+    // The exact answer, from the probed port to the probe's forged source, re-arms the lock.
+    lab.ping_flood(LAN_CLIENT, "198.51.100.20:1214", 300);
+    wait_probes(&lab, 2);
+    let before = remaining(&lab).expect("locked")["remaining_seconds"].as_u64().unwrap();
+    assert!(before <= LOCK_SECONDS / 2, "{before}");
+    send_pong(&lab, "192.0.2.10:3531", "198.51.100.20:1214");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while status_counter(&lab, "probe_answers") < 1 {
+        assert!(std::time::Instant::now() < deadline, "the answer was not seen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = remaining(&lab).expect("still locked")["remaining_seconds"].as_u64().unwrap();
+    assert!(after > before + 2, "re-armed: {before} s left before the answer, {after} s after");
+}

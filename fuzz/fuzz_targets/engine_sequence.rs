@@ -32,8 +32,8 @@ fuzz_target!(|data: &[u8]| {
             let [op, a, b, c, d, after @ ..] = tail else { break };
             let addr = std::net::IpAddr::from([*a, *b, *c, *d]);
             match op % 4 {
-                0 => drop(engine.ban(addr, None)),
-                1 => drop(engine.ban(addr, Some(Timestamp::from_micros(now + u64::from(*op) * 1_000_000)))),
+                0 => drop(engine.ban(t, addr, None)),
+                1 => drop(engine.ban(t, addr, Some(std::time::Duration::from_secs(u64::from(*op))))),
                 2 => drop(engine.unban(addr)),
                 _ => drop((engine.release_client(addr), engine.forget_peer(addr))),
             }

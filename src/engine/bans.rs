@@ -17,9 +17,15 @@ use std::net::IpAddr;
 /// Most bans held at once.
 pub const MAX_BANS: usize = 65_536;
 
+/// Longest timed ban, in seconds (365 days): `ftwall ctl ban` refuses longer ones (a ban
+/// without a length lasts until lifted), and a restored timed ban that does not record its
+/// length (state files that predate [`BanEntry::seconds`]) ends at most this long after the
+/// restore.
+pub const MAX_BAN_SECONDS: u64 = 365 * 86_400;
+
 #[derive(Debug, Default)]
 pub(crate) struct Bans {
-    bans: HashMap<IpAddr, Option<Timestamp>>,
+    bans: HashMap<IpAddr, BanEntry>,
     expiries: BTreeSet<(Timestamp, IpAddr)>,
 }
 
@@ -43,21 +49,23 @@ impl Bans {
 
     /// True if `addr` is banned at `now`.
     pub(crate) fn is_banned(&self, addr: IpAddr, now: Timestamp) -> bool {
-        self.bans.get(&addr).is_some_and(|until| until.is_none_or(|u| u > now))
+        self.bans.get(&addr).is_some_and(|ban| ban.until.is_none_or(|u| u > now))
     }
 
-    /// Bans `addr` until `until` (None: until lifted), replacing an existing ban of `addr`.
-    pub(crate) fn insert(&mut self, addr: IpAddr, until: Option<Timestamp>) -> Result<(), BanError> {
+    /// Adds `ban` (its `until` None: until lifted), replacing an existing ban of its address.
+    pub(crate) fn insert(&mut self, ban: BanEntry) -> Result<(), BanError> {
+        let addr = ban.addr;
         match self.bans.get(&addr) {
-            Some(&Some(old)) => {
-                self.expiries.remove(&(old, addr));
+            Some(old) => {
+                if let Some(until) = old.until {
+                    self.expiries.remove(&(until, addr));
+                }
             }
-            Some(None) => {}
             None if self.bans.len() >= MAX_BANS => return Err(BanError::Full),
             None => {}
         }
-        self.bans.insert(addr, until);
-        if let Some(until) = until {
+        self.bans.insert(addr, ban);
+        if let Some(until) = ban.until {
             self.expiries.insert((until, addr));
         }
         Ok(())
@@ -66,11 +74,12 @@ impl Bans {
     /// Lifts the ban of `addr`; returns whether there was one.
     pub(crate) fn remove(&mut self, addr: IpAddr) -> bool {
         match self.bans.remove(&addr) {
-            Some(Some(until)) => {
-                self.expiries.remove(&(until, addr));
+            Some(ban) => {
+                if let Some(until) = ban.until {
+                    self.expiries.remove(&(until, addr));
+                }
                 true
             }
-            Some(None) => true,
             None => false,
         }
     }
@@ -90,8 +99,7 @@ impl Bans {
 
     /// Every ban, ordered by address (stable output for `ftwall ctl`).
     pub(crate) fn entries(&self) -> Vec<BanEntry> {
-        let mut entries: Vec<BanEntry> =
-            self.bans.iter().map(|(&addr, &until)| BanEntry { addr, until }).collect();
+        let mut entries: Vec<BanEntry> = self.bans.values().copied().collect();
         entries.sort_by_key(|e| e.addr);
         entries
     }
@@ -105,18 +113,22 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn ban(addr: &str, until: Option<Timestamp>) -> BanEntry {
+        BanEntry { addr: ip(addr), until, seconds: until.map(Timestamp::as_secs) }
+    }
+
     #[test]
     fn ban_expire_and_lift() {
         let mut bans = Bans::default();
         let t = Timestamp::from_secs;
-        bans.insert(ip("198.51.100.7"), None).unwrap();
-        bans.insert(ip("192.0.2.10"), Some(t(10))).unwrap();
+        bans.insert(ban("198.51.100.7", None)).unwrap();
+        bans.insert(ban("192.0.2.10", Some(t(10)))).unwrap();
         assert!(bans.is_banned(ip("198.51.100.7"), t(1_000_000)));
         assert!(bans.is_banned(ip("192.0.2.10"), t(9)));
         assert!(!bans.is_banned(ip("192.0.2.10"), t(10)));
         assert_eq!(bans.next_deadline(), Some(t(10)));
         // Re-banning replaces the expiry and its index entry.
-        bans.insert(ip("192.0.2.10"), Some(t(20))).unwrap();
+        bans.insert(ban("192.0.2.10", Some(t(20)))).unwrap();
         assert_eq!(bans.next_deadline(), Some(t(20)));
         assert_eq!(bans.pop_expired(t(19)), None);
         assert_eq!(bans.pop_expired(t(20)), Some(ip("192.0.2.10")));
@@ -131,11 +143,11 @@ mod tests {
     fn full_table_refuses_new_bans_but_updates_old_ones() {
         let mut bans = Bans::default();
         for i in 0..MAX_BANS as u32 {
-            bans.insert(IpAddr::from(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i))), None)
-                .unwrap();
+            let addr = IpAddr::from(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)));
+            bans.insert(BanEntry { addr, until: None, seconds: None }).unwrap();
         }
-        assert_eq!(bans.insert(ip("198.51.100.7"), None), Err(BanError::Full));
-        assert_eq!(bans.insert(ip("2001:db8::1"), Some(Timestamp::from_secs(5))), Ok(()));
+        assert_eq!(bans.insert(ban("198.51.100.7", None)), Err(BanError::Full));
+        assert_eq!(bans.insert(ban("2001:db8::1", Some(Timestamp::from_secs(5)))), Ok(()));
         assert_eq!(bans.len(), MAX_BANS);
         assert_eq!(bans.entries()[0].addr, ip("2001:db8::"));
     }

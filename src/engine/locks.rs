@@ -7,6 +7,12 @@
 //! The client answers a node it pinged itself; its pong crosses the gateway as a tell and re-arms
 //! the lock.
 //!
+//! Only the answer to that probe re-arms a lock by a pong: sent from the probed address and port
+//! (the client's FastTrack port the probe went to), to the exact address and port the probe was
+//! forged from, after the probe was sent, while the lock is in force, once per probe
+//! ([`ClientLocks::take_probe_answer`]). The lock remembers the one probe outstanding, so this
+//! costs nothing per client beyond the lock itself.
+//!
 //! Invariants:
 //! - At most `capacity` locked clients (least recently re-armed evicted first, with a release).
 //! - `timers` holds exactly one `(deadline, client)` entry per locked client: its next probe time
@@ -31,8 +37,9 @@ struct Lock {
     peer: Option<SocketAddr>,
     /// No probe is pending for the current arming (sent, or none due).
     probe_sent: bool,
-    /// A probe was actually sent for the current arming (see [`ClientLocks::mark_probed`]).
-    probed: bool,
+    /// The probe sent for the current arming and not yet answered: the client's address and
+    /// port it went to, and the peer it was forged from (see [`ClientLocks::mark_probed`]).
+    probed: Option<(SocketAddr, SocketAddr)>,
     /// The deadline currently registered in the timer index.
     deadline: Timestamp,
     /// The expiry last written to the store.
@@ -149,7 +156,7 @@ impl ClientLocks {
             lock.until = until;
             lock.armed = now;
             lock.probe_sent = false;
-            lock.probed = false;
+            lock.probed = None;
             if port.is_some() {
                 lock.port = port;
             }
@@ -171,7 +178,7 @@ impl ClientLocks {
             port,
             peer,
             probe_sent: false,
-            probed: false,
+            probed: None,
             deadline,
             stored_until: until,
         };
@@ -229,17 +236,25 @@ impl ClientLocks {
         }
     }
 
-    /// Records that the probe [`ClientLocks::pop_due`] returned for `client` was sent.
-    pub(crate) fn mark_probed(&mut self, client: IpAddr) {
-        if let Some(lock) = self.locks.peek_mut(&client) {
-            lock.probed = true;
+    /// Records that the probe [`ClientLocks::pop_due`] returned was sent: to `client` (address
+    /// and FastTrack port), forged from `peer`.
+    pub(crate) fn mark_probed(&mut self, client: SocketAddr, peer: SocketAddr) {
+        if let Some(lock) = self.locks.peek_mut(&client.ip()) {
+            lock.probed = Some((client, peer));
         }
     }
 
-    /// True if `client` is locked at `now`, a probe was sent for its current arming, and `to` is
-    /// the peer the probe was forged from: a pong from the client to `to` answers the probe.
-    pub(crate) fn answers_probe(&self, client: IpAddr, to: SocketAddr, now: Timestamp) -> bool {
-        self.locks.peek(&client).is_some_and(|l| l.probed && l.until > now && l.peer == Some(to))
+    /// Whether a datagram sent from `from` to `to` at `now` answers the probe outstanding for
+    /// `from`'s lock: the lock is in force, a probe was sent for its current arming and not yet
+    /// answered, `from` is the exact address and port the probe went to and `to` the exact
+    /// address and port it was forged from. A match consumes the probe (one answer per probe).
+    pub(crate) fn take_probe_answer(&mut self, from: SocketAddr, to: SocketAddr, now: Timestamp) -> bool {
+        let Some(lock) = self.locks.peek_mut(&from.ip()) else { return false };
+        let answers = lock.until > now && lock.probed == Some((from, to));
+        if answers {
+            lock.probed = None;
+        }
+        answers
     }
 
     /// The lock of `client`, if any.
@@ -271,7 +286,7 @@ impl ClientLocks {
             port: entry.port,
             peer: entry.peer,
             probe_sent: deadline == entry.until,
-            probed: false,
+            probed: None,
             deadline,
             stored_until: entry.until,
         };
@@ -328,10 +343,14 @@ mod tests {
         assert_eq!(locks.next_deadline(), Some(at(60)));
         assert_eq!(locks.pop_due(at(59)), None);
         assert_eq!(locks.pop_due(at(60)), Some(Due::Probe { client: SocketAddr::new(c, 3531), peer }));
-        assert!(!locks.answers_probe(c, peer, at(61)), "not sent yet");
-        locks.mark_probed(c);
-        assert!(locks.answers_probe(c, peer, at(61)));
-        assert!(!locks.answers_probe(c, sock("198.51.100.21:1214"), at(61)), "another peer");
+        let probed = SocketAddr::new(c, 3531);
+        assert!(!locks.take_probe_answer(probed, peer, at(61)), "not sent yet");
+        locks.mark_probed(probed, peer);
+        assert!(!locks.take_probe_answer(probed, sock("198.51.100.21:1214"), at(61)), "another peer");
+        assert!(!locks.take_probe_answer(probed, sock("198.51.100.20:1215"), at(61)), "another peer port");
+        assert!(!locks.take_probe_answer(SocketAddr::new(c, 3532), peer, at(61)), "another client port");
+        assert!(locks.take_probe_answer(probed, peer, at(61)));
+        assert!(!locks.take_probe_answer(probed, peer, at(62)), "one answer per probe");
         assert_eq!(locks.next_deadline(), Some(at(120)));
         assert_eq!(locks.pop_due(at(119)), None);
         assert_eq!(locks.pop_due(at(120)), Some(Due::Released(c)));

@@ -46,9 +46,13 @@
 //!   [`EngineStats`] (`pongs_refused_not_lan`, `pongs_rate_limited`).
 //! - [`Action::SendProbe`]: at half expiry of a lock, a ping forged from the last outside peer
 //!   the client pinged to the client's FastTrack port. The client answers a node it pinged
-//!   itself; its pong to the peer is judged here like any other packet (a `udp_pong` tell that
-//!   re-arms the lock, counted in [`EngineStats::probe_answers`]). Locks without a known peer (TCP
-//!   tells only, older state files) get no probe.
+//!   itself; its pong to the peer is judged here (a `udp_pong` tell, dropped). A locked client's
+//!   pong re-arms its lock only when it is the answer to the probe outstanding: from the exact
+//!   address and port the probe went to, to the exact address and port it was forged from, once
+//!   per probe (counted in [`EngineStats::probe_answers`]); any other pong "from" a locked client
+//!   is dropped with its flow but teaches nothing (counted in
+//!   [`EngineStats::pongs_unsolicited`]), so another host cannot keep a client locked by forging
+//!   answers. Locks without a known peer (TCP tells only, older state files) get no probe.
 //!
 //! Neither is queued in monitor mode or with `spoof_pongs = false`.
 //!
@@ -85,7 +89,7 @@ pub(crate) mod snapshot;
 mod stats;
 mod stream;
 
-pub use bans::{BanError, MAX_BANS};
+pub use bans::{BanError, MAX_BANS, MAX_BAN_SECONDS};
 pub use snapshot::{BanEntry, LockEntry, PeerEntry, Snapshot, StateChange};
 pub use stats::EngineStats;
 
@@ -526,11 +530,23 @@ impl Engine {
 
     /// A UDP tell on `flow`. Besides [`Engine::on_tell`]: a 0x29 pong's id is remembered for
     /// the 0x2A echo, the inside port of a ping, pong or 0x2A is remembered as the client's
-    /// FastTrack port, a pong from a client may answer its lock's probe, and a ping from a LAN
-    /// client to an outside peer names the peer probes are forged from and is answered with a
-    /// forged pong.
+    /// FastTrack port, a pong from a locked client counts only as the answer to its lock's
+    /// probe, and a ping from a LAN client to an outside peer names the peer probes are forged
+    /// from and is answered with a forged pong.
     fn on_udp_tell(&mut self, now: Timestamp, at: &Place, flow: &mut Flow, tell: UdpTell) {
         let Place { parties, from_inside, .. } = *at;
+        if tell.reason() == Reason::UdpPong && from_inside && self.locks.is_locked(parties.inside.ip, now) {
+            // A locked client's pings are dropped, so the only ping it can be answering is the
+            // probe. The exact answer re-arms the lock; any other pong "from" it (forged by
+            // another host, from another port, to another address) is dropped with its flow
+            // but teaches nothing: no re-arm, no port, no peer (see the module documentation).
+            if !self.locks.take_probe_answer(socket(parties.inside), socket(parties.outside), now) {
+                self.stats.pongs_unsolicited += 1;
+                self.classify(flow, tell.reason(), parties);
+                return;
+            }
+            self.stats.probe_answers += 1;
+        }
         if let UdpTell::NatPong(pong) = tell {
             flow.nat_pong_id = Some(pong.id);
         }
@@ -547,12 +563,6 @@ impl Engine {
             && self.config.is_lan(parties.inside.ip)
             && !self.config.is_lan(parties.outside.ip))
         .then(|| socket(parties.outside));
-        if tell.reason() == Reason::UdpPong
-            && from_inside
-            && self.locks.answers_probe(parties.inside.ip, socket(parties.outside), now)
-        {
-            self.stats.probe_answers += 1;
-        }
         let client_port = match tell {
             UdpTell::Session => self.session_port(parties.inside),
             _ => Some(parties.inside.port),
@@ -723,16 +733,7 @@ impl Engine {
         client_port: Option<u16>,
         probe_peer: Option<SocketAddr>,
     ) {
-        let newly_classified = !flow.blocked.is_some_and(Reason::is_tell);
-        if newly_classified {
-            flow.blocked = Some(tell);
-            self.push_event(Event::FlowClassified {
-                proto: parties.proto,
-                client: socket(parties.inside),
-                peer: socket(parties.outside),
-                reason: tell,
-            });
-        }
+        let newly_classified = self.classify(flow, tell, parties);
         self.learn_peer(now, parties.outside.ip, Some(parties.outside.port), Some(parties.inside.ip), tell);
         match self.lock_period {
             Some(_) => self.arm_lock(now, parties, client_port, probe_peer, tell),
@@ -744,6 +745,22 @@ impl Engine {
             }),
             None => {}
         }
+    }
+
+    /// Marks `flow` as FastTrack by `tell` (its later packets are `fasttrack_flow`); returns
+    /// whether it was not classified before.
+    fn classify(&mut self, flow: &mut Flow, tell: Reason, parties: Parties) -> bool {
+        let newly_classified = !flow.blocked.is_some_and(Reason::is_tell);
+        if newly_classified {
+            flow.blocked = Some(tell);
+            self.push_event(Event::FlowClassified {
+                proto: parties.proto,
+                client: socket(parties.inside),
+                peer: socket(parties.outside),
+                reason: tell,
+            });
+        }
+        newly_classified
     }
 
     /// Re-arms the lock of the client of a classified flow (a later FastTrack datagram).
@@ -848,7 +865,7 @@ impl Engine {
                         && self.config.is_lan(client.ip())
                         && !self.config.is_lan(peer.ip());
                     if probe {
-                        self.locks.mark_probed(client.ip());
+                        self.locks.mark_probed(client, peer);
                         self.push_action(Action::SendProbe {
                             from: peer,
                             to: client,
@@ -948,13 +965,22 @@ impl Engine {
         removed
     }
 
-    /// Bans `addr` (operator action) until `until`, or until [`Engine::unban`] when None;
-    /// replaces an existing ban of the same address. Its traffic is dropped as `banned` from
-    /// the next packet on (connections the kernel already offloaded as clean are not revisited).
-    pub fn ban(&mut self, addr: IpAddr, until: Option<Timestamp>) -> Result<(), BanError> {
-        self.bans.insert(addr, until)?;
-        self.push_action(Action::StateChanged(StateChange::Ban(BanEntry { addr, until })));
-        Ok(())
+    /// Bans `addr` (operator action) from `now` for `length` (rounded down to whole seconds, at
+    /// least one; at most [`MAX_BAN_SECONDS`]), or until [`Engine::unban`] when None; replaces an
+    /// existing ban of the same address. Its traffic is dropped as `banned` from the next packet
+    /// on (connections the kernel already offloaded as clean are not revisited). Returns the ban.
+    pub fn ban(
+        &mut self,
+        now: Timestamp,
+        addr: IpAddr,
+        length: Option<Duration>,
+    ) -> Result<BanEntry, BanError> {
+        let seconds = length.map(|l| l.as_secs().clamp(1, MAX_BAN_SECONDS));
+        let until = seconds.map(|s| now.saturating_add(Duration::from_secs(s)));
+        let ban = BanEntry { addr, until, seconds };
+        self.bans.insert(ban)?;
+        self.push_action(Action::StateChanged(StateChange::Ban(ban)));
+        Ok(ban)
     }
 
     /// Lifts the ban of `addr` (operator action); returns whether it was banned.
@@ -994,20 +1020,51 @@ impl Engine {
 
     /// Loads persisted state (entries already expired at `now` are skipped). Existing state is
     /// kept; restored entries count as most recently used, in the snapshot's order.
-    pub fn restore(&mut self, now: Timestamp, snapshot: &Snapshot) {
+    ///
+    /// The snapshot's times must be on this engine's clock (a driver whose file holds another
+    /// clock converts with [`Snapshot::map_timestamps`] first). Whatever they say, no restored
+    /// entry outlives what the configuration could have given it from `now` on: a lock ends
+    /// at most `timelock.seconds` after `now` (with the time-lock disabled, no lock is
+    /// restored), a suspect peer at most `peers.expire_seconds` after it (one saved without an
+    /// expiry gets that one, when the configuration sets one), and a timed ban at most its own
+    /// length ([`BanEntry::seconds`], or [`MAX_BAN_SECONDS`] when the file does not say). So a
+    /// clock step between save and restore, or an edited file, cannot make a block last longer
+    /// than one fresh tell (or one fresh ban) would. Returns how many expiries were shortened.
+    pub fn restore(&mut self, now: Timestamp, snapshot: &Snapshot) -> usize {
+        let mut clamped = 0;
+        let mut clamp = |until: Timestamp, longest: Duration| {
+            let latest = now.saturating_add(longest);
+            if until > latest {
+                clamped += 1;
+                latest
+            } else {
+                until
+            }
+        };
+        let peer_ttl = (self.config.peers.expire_seconds > 0)
+            .then(|| Duration::from_secs(self.config.peers.expire_seconds));
         for &peer in &snapshot.peers {
             if !self.config.is_lan(peer.addr) {
-                self.peers.restore(peer, now);
+                let expires = match (peer.expires, peer_ttl) {
+                    (Some(expires), Some(ttl)) => Some(clamp(expires, ttl)),
+                    (None, Some(ttl)) => Some(clamp(Timestamp::from_micros(u64::MAX), ttl)),
+                    (expires, None) => expires,
+                };
+                self.peers.restore(PeerEntry { expires, ..peer }, now);
             }
         }
         let period = Duration::from_secs(self.config.timelock.seconds);
         for &lock in &snapshot.locks {
-            self.locks.restore(lock, now, period);
+            let until = clamp(lock.until, period);
+            self.locks.restore(LockEntry { until, ..lock }, now, period);
         }
         for ban in snapshot.bans.iter().filter(|b| b.until.is_none_or(|u| u > now)) {
+            let longest = Duration::from_secs(ban.seconds.unwrap_or(MAX_BAN_SECONDS).min(MAX_BAN_SECONDS));
+            let until = ban.until.map(|u| clamp(u, longest));
             // A snapshot larger than the cap can only come from a hand-edited file: keep the first.
-            let _ = self.bans.insert(ban.addr, ban.until);
+            let _ = self.bans.insert(BanEntry { until, ..*ban });
         }
+        clamped
     }
 }
 

@@ -7,6 +7,9 @@
 //! Invariants:
 //! - The serde shapes here *are* the state-file format (version 1): a field may be added only
 //!   with `#[serde(default)]`, so files written by older versions still load.
+//! - Every [`Timestamp`] here is on the clock of whoever holds the value: the engine's own clock
+//!   in a snapshot it made or restores, the wall clock (µs since the Unix epoch) in the daemon's
+//!   state file. [`Snapshot::map_timestamps`] is the one conversion point between the two.
 //! - A [`Snapshot`] is complete (every suspect peer, lock and ban); a [`StateChange`] is one
 //!   change to it, in the order the engine made them, so a mirror that applies every change in
 //!   order ends with the same state as a fresh snapshot.
@@ -67,6 +70,11 @@ pub struct BanEntry {
     pub addr: IpAddr,
     /// When the ban ends (None: when the operator lifts it).
     pub until: Option<Timestamp>,
+    /// The length the operator gave a timed ban, in seconds: a restored ban never lasts longer
+    /// than this from the restore on. None for bans until lifted, and in state files that
+    /// predate it (those are held to [`crate::engine::MAX_BAN_SECONDS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u64>,
 }
 
 /// Engine state that survives restarts.
@@ -80,4 +88,30 @@ pub struct Snapshot {
     /// versions that predate them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bans: Vec<BanEntry>,
+}
+
+impl Snapshot {
+    /// The same snapshot with every [`Timestamp`] of every entry passed through `f`: the one
+    /// place that knows which fields are times, so a driver converts a whole snapshot between
+    /// the engine's clock and another (the daemon: its monotonic clock and the wall clock of
+    /// the state file) with one call. Each entry is destructured field by field, so a field
+    /// added to an entry does not compile until it is listed here as a time or as not one.
+    pub fn map_timestamps(&self, mut f: impl FnMut(Timestamp) -> Timestamp) -> Self {
+        let peers = self
+            .peers
+            .iter()
+            .map(|&PeerEntry { addr, port, expires }| PeerEntry { addr, port, expires: expires.map(&mut f) })
+            .collect();
+        let locks = self
+            .locks
+            .iter()
+            .map(|&LockEntry { client, until, port, peer }| LockEntry { client, until: f(until), port, peer })
+            .collect();
+        let bans = self
+            .bans
+            .iter()
+            .map(|&BanEntry { addr, until, seconds }| BanEntry { addr, until: until.map(&mut f), seconds })
+            .collect();
+        Self { peers, locks, bans }
+    }
 }

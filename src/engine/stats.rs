@@ -22,9 +22,14 @@ pub struct EngineStats {
     pub pongs_refused_not_lan: u64,
     /// Forged pongs not sent because a `pongs` rate limit (per client or total) was reached.
     pub pongs_rate_limited: u64,
-    /// Locked clients that answered a half-expiry probe: a pong from the client to the peer the
-    /// probe was forged from, after the probe was sent.
+    /// Locked clients that answered a half-expiry probe: a pong from the address and port the
+    /// probe went to, to the address and port it was forged from, after the probe was sent
+    /// (one per probe). Each re-armed the lock.
     pub probe_answers: u64,
+    /// Pongs "from" a locked client that answered no probe (another host forging the client's
+    /// address, another port, another peer, a second answer): dropped, but they neither re-arm
+    /// the lock nor teach a port or a peer.
+    pub pongs_unsolicited: u64,
     /// TCP reassembly windows evicted from the full pool (`flows.reassembly_capacity`) to make
     /// room for another flow's: the evicted direction gives up its byte tells.
     pub reassembly_evicted: u64,

@@ -46,7 +46,8 @@ enum CtlCommand {
     /// Drop all traffic of an address (an inside one keeps the time-lock's allowed ports).
     Ban {
         addr: IpAddr,
-        /// Lift the ban after this many seconds (default: only by `unban`).
+        /// Lift the ban after this many seconds, at most 31536000 (365 days) (default: only by
+        /// `unban`).
         #[arg(long)]
         seconds: Option<u64>,
     },
@@ -68,6 +69,12 @@ pub(crate) fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
         CtlCommand::Ban { addr, seconds } => {
             if seconds == Some(0) {
                 bail!("--seconds must be at least 1");
+            }
+            if seconds.is_some_and(|s| s > ftwall::engine::MAX_BAN_SECONDS) {
+                bail!(
+                    "--seconds is at most {} (365 days); without --seconds a ban lasts until unbanned",
+                    ftwall::engine::MAX_BAN_SECONDS
+                );
             }
             Request::Ban(addr, seconds)
         }

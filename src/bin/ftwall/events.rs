@@ -14,7 +14,7 @@
 //! A new log event: one entry here and one `log_event!` call; the docs follow from
 //! `ftwall man --markdown` (see `docs/hacking.md`).
 
-use crate::clock::rfc3339;
+use crate::clock::Clock;
 use ftwall::Event;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -87,6 +87,7 @@ log_events! {
         "fail_open": "whether the kernel accepts packets when the queue is full",
         "peers_restored": "suspect peers loaded from the state file",
         "locks_restored": "time-locks loaded from the state file",
+        "expiries_clamped": "restored expiries shortened to their configured maximum (a clock step or an edited file)",
         "bound_ms": "milliseconds from start to queues bound", "state_file": "the state file",
         "config": "the configuration file, or (defaults)",
     };
@@ -108,6 +109,11 @@ log_events! {
         "A reload changed keys that only a restart applies (the queues and their socket options, busy_poll_us, the control socket); their old values stay in force.", {
         "keys": "the keys that wait for a restart (comma-separated)", "old_queue": "queue in force", "new_queue": "queue in the file",
         "old_queues": "queues in force", "new_queues": "queues in the file",
+    };
+    CLOCK_STEP = "clock_step", [WARN],
+        "The wall clock was stepped (by more than 2 s between two housekeeping ticks). Expiries run on the monotonic clock and do not move; only the dates shown for them do.", {
+        "step_ms": "how far the wall clock moved against the monotonic clock (negative: back)",
+        "wall_before": "RFC 3339 wall time at the previous tick", "wall_now": "RFC 3339 wall time now",
     };
     LAN_INTERFACE_MISSING = "lan_interface_missing", [WARN],
         "A lan_interfaces entry does not exist; no forged pong leaves through it.", { "interface": "its name" };
@@ -235,7 +241,7 @@ pub(crate) fn engine_event(event: Event) {
                 client = %client,
                 peer = %peer,
                 reason = reason.as_str(),
-                locked_until = %locked_until.map_or("none (time-lock disabled)".to_string(), |t| rfc3339(t.as_secs())),
+                locked_until = %locked_until.map_or("none (time-lock disabled)".to_string(), |t| Clock::read().rfc3339(t)),
                 "FastTrack client identified"
             )
         }

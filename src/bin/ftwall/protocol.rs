@@ -59,7 +59,14 @@ impl Request {
             ["release", a] => Ok(Self::Release(addr(a)?)),
             ["ban", a] => Ok(Self::Ban(addr(a)?, None)),
             ["ban", a, s] => {
-                let secs = s.parse::<u64>().ok().filter(|&n| n > 0).ok_or(format!("bad seconds: {s:?}"))?;
+                let secs = s
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&n| (1..=ftwall::engine::MAX_BAN_SECONDS).contains(&n))
+                    .ok_or(format!(
+                        "bad seconds: {s:?} (1 to {}, 365 days; without seconds a ban lasts until unbanned)",
+                        ftwall::engine::MAX_BAN_SECONDS
+                    ))?;
                 Ok(Self::Ban(addr(a)?, Some(secs)))
             }
             ["unban", a] => Ok(Self::Unban(addr(a)?)),
@@ -418,6 +425,7 @@ pub(crate) mod tests {
             Request::Release(a),
             Request::Ban(a, None),
             Request::Ban("2001:db8::1".parse().unwrap(), Some(60)),
+            Request::Ban("2001:db8::1".parse().unwrap(), Some(31_536_000)),
             Request::Unban(a),
         ] {
             assert_eq!(Request::parse(&r.to_string()), Ok(r));
@@ -434,6 +442,7 @@ pub(crate) mod tests {
             "ban nowhere",
             "ban 192.0.2.1 0",
             "ban 192.0.2.1 -5",
+            "ban 192.0.2.1 31536001",
             "release 1 2",
             "status x",
         ] {

@@ -6,8 +6,8 @@ use super::*;
 fn operator_bans_drop_outside_addresses_fully_and_inside_ones_outside_allow_ports() {
     let mut e = Engine::new(config());
     let outside = ("198.51.100.66", 443);
-    e.ban(ip(outside.0), None).unwrap();
-    e.ban(ip(CLIENT), Some(at(100))).unwrap();
+    e.ban(at(0), ip(outside.0), None).unwrap();
+    e.ban(at(0), ip(CLIENT), Some(Duration::from_secs(100))).unwrap();
     assert_eq!(e.ban_count(), 2);
     // An outside ban covers every port, in both directions.
     assert_eq!(
@@ -36,7 +36,8 @@ fn operator_bans_drop_outside_addresses_fully_and_inside_ones_outside_allow_port
     let acts = actions(&mut e);
     assert!(acts.contains(&Action::StateChanged(StateChange::Ban(BanEntry {
         addr: ip(CLIENT),
-        until: Some(at(100))
+        until: Some(at(100)),
+        seconds: Some(100),
     }))));
     let snapshot = e.snapshot();
     assert_eq!(snapshot.bans.len(), 2);
@@ -68,7 +69,7 @@ fn operator_bans_drop_outside_addresses_fully_and_inside_ones_outside_allow_port
 #[test]
 fn monitor_mode_reports_bans_without_dropping() {
     let mut e = Engine::new(EngineConfig { mode: Mode::Monitor, ..config() });
-    e.ban(ip(PEER), None).unwrap();
+    e.ban(at(0), ip(PEER), None).unwrap();
     assert_eq!(
         judge(&mut e, at(1), &tcp((CLIENT, 40000), (PEER, 5555), 1, SYN, &[])),
         (Verdict::Accept, Reason::Banned)

@@ -95,3 +95,67 @@ fn stats_add_up() {
     assert_eq!((s.packets, s.accepted, s.dropped), (3, 2, 1));
     assert_eq!(s.by_reason().map(|(_, n)| n).sum::<u64>(), 3);
 }
+
+#[test]
+fn restored_expiries_are_clamped_to_their_configured_maximum() {
+    // A state file planted (or saved before a wall-clock step) with expiries in 2100.
+    let year_2100 = Timestamp::from_secs(4_102_444_800);
+    let snapshot = Snapshot {
+        peers: vec![
+            PeerEntry { addr: ip(PEER), port: Some(PEER_PORT), expires: Some(year_2100) },
+            PeerEntry { addr: ip("198.51.100.21"), port: None, expires: None },
+            PeerEntry { addr: ip("198.51.100.22"), port: None, expires: Some(at(1_500)) },
+        ],
+        locks: vec![
+            LockEntry { client: ip(CLIENT), until: year_2100, port: Some(CLIENT_PORT), peer: None },
+            LockEntry { client: ip("192.0.2.11"), until: at(1_050), port: None, peer: None },
+        ],
+        bans: vec![
+            BanEntry { addr: ip("203.0.113.5"), until: Some(year_2100), seconds: Some(60) },
+            BanEntry { addr: ip("203.0.113.6"), until: Some(year_2100), seconds: None },
+            BanEntry { addr: ip("203.0.113.7"), until: None, seconds: None },
+            BanEntry { addr: ip("203.0.113.8"), until: Some(at(1_030)), seconds: Some(60) },
+        ],
+    };
+    let mut e = Engine::new(config());
+    let now = at(1_000);
+    // The 2100 lock, peer and both 2100 bans, and the peer saved without an expiry.
+    assert_eq!(e.restore(now, &snapshot), 5);
+    let locks: Vec<_> = e.locked_clients().map(|l| (l.client, l.until)).collect();
+    assert_eq!(locks, vec![(ip(CLIENT), at(1_120)), (ip("192.0.2.11"), at(1_050))], "timelock.seconds = 120");
+    let day = 86_400;
+    let peers: Vec<_> = e.peers().map(|p| (p.addr, p.expires)).collect();
+    assert_eq!(
+        peers,
+        vec![
+            (ip(PEER), Some(at(1_000 + day))),
+            (ip("198.51.100.21"), Some(at(1_000 + day))),
+            (ip("198.51.100.22"), Some(at(1_500))),
+        ],
+        "peers.expire_seconds = one day"
+    );
+    let bans: Vec<_> = e.bans().into_iter().map(|b| (b.addr, b.until)).collect();
+    assert_eq!(
+        bans,
+        vec![
+            (ip("203.0.113.5"), Some(at(1_060))),
+            (ip("203.0.113.6"), Some(at(1_000 + MAX_BAN_SECONDS))),
+            (ip("203.0.113.7"), None),
+            (ip("203.0.113.8"), Some(at(1_030))),
+        ],
+        "a timed ban by its own length, or by MAX_BAN_SECONDS when the file does not say"
+    );
+    // The clamped lock really ends then.
+    e.handle_timeout(at(1_120));
+    assert!(e.locked_clients().all(|l| l.client != ip(CLIENT)));
+
+    // With the time-lock disabled no lock comes back; peers without an expiry stay without one
+    // when peers never expire.
+    let mut c = config();
+    c.timelock.seconds = 0;
+    c.peers.expire_seconds = 0;
+    let mut e = Engine::new(c);
+    e.restore(now, &snapshot);
+    assert_eq!(e.locked_count(), 0);
+    assert_eq!(e.peers().find(|p| p.addr == ip("198.51.100.21")).unwrap().expires, None);
+}

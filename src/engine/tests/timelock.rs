@@ -226,3 +226,54 @@ fn drive_runs_timers_only_when_due() {
     assert!(e.drive(at(500)), "a late call runs what is overdue");
     assert_eq!(events(&mut e), vec![Event::ClientReleased { client: ip(CLIENT) }]);
 }
+
+#[test]
+fn only_the_exact_answer_to_the_probe_rearms_the_lock() {
+    let mut e = Engine::new(config());
+    let client = SocketAddr::new(ip(CLIENT), CLIENT_PORT);
+    let peer = SocketAddr::new(ip(PEER), PEER_PORT);
+    e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    actions(&mut e);
+    let until = |e: &Engine| e.locked_clients().find(|l| l.client == ip(CLIENT)).map(|l| l.until);
+
+    // Before the probe is sent, a pong "from" the client answers nothing.
+    let answer = udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PONG);
+    assert_eq!(judge(&mut e, at(30), &answer), (Verdict::Drop, Reason::UdpPong));
+    assert_eq!(until(&e), Some(at(120)), "no probe out: not re-armed");
+
+    e.handle_timeout(at(60));
+    assert_eq!(probes(&mut e), vec![(peer, client)]);
+    // Forged answers: from another port of the client, to another port of the peer, to another
+    // peer. Each is dropped (FastTrack-shaped) but re-arms nothing and teaches nothing.
+    let forged = [
+        udp((CLIENT, CLIENT_PORT + 1), (PEER, PEER_PORT), &KAZAA_PONG),
+        udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT + 1), &KAZAA_PONG),
+        udp((CLIENT, CLIENT_PORT), ("198.51.100.21", PEER_PORT), &KAZAA_PONG),
+    ];
+    for (t, packet) in (61..).zip(&forged) {
+        assert_eq!(judge(&mut e, at(t), packet), (Verdict::Drop, Reason::UdpPong));
+        assert_eq!(until(&e), Some(at(120)), "forged answer at {t} s re-armed the lock");
+    }
+    assert_eq!(e.locked_clients().next().unwrap().port, Some(CLIENT_PORT), "the lock's port did not move");
+    assert_eq!(e.peer_count(), 1, "no peer learned from a forged answer");
+    assert_eq!((e.stats().pongs_unsolicited, e.stats().probe_answers), (4, 0));
+    // Another host's own pong is its own tell: it locks that host, never the client.
+    let other = udp(("192.0.2.12", CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PONG);
+    assert_eq!(judge(&mut e, at(65), &other), (Verdict::Drop, Reason::UdpPong));
+    assert_eq!(until(&e), Some(at(120)));
+
+    // The real answer (client's FastTrack port to the probe's forged source) re-arms, once.
+    assert_eq!(judge(&mut e, at(70), &answer), (Verdict::Drop, Reason::UdpPong));
+    assert_eq!(until(&e), Some(at(190)));
+    assert_eq!(e.stats().probe_answers, 1);
+    assert_eq!(judge(&mut e, at(80), &answer), (Verdict::Drop, Reason::UdpPong));
+    assert_eq!(until(&e), Some(at(190)), "a replayed answer does not re-arm");
+    assert_eq!(e.stats().pongs_unsolicited, 5);
+
+    // Nothing else keeps it: the next probe goes unanswered and the lock ends on time.
+    e.handle_timeout(at(130));
+    assert_eq!(probes(&mut e), vec![(peer, client)]);
+    assert_eq!(judge(&mut e, at(131), &forged[0]), (Verdict::Drop, Reason::UdpPong));
+    e.handle_timeout(at(190));
+    assert!(until(&e).is_none(), "released at 190 s despite the forged answers");
+}

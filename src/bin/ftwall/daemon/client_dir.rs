@@ -1,7 +1,7 @@
 //! The client directory (the original's `-c`): one file per locked client, named by its
 //! address, holding the lock's end; removed when the lock is released. Other tools can list it.
 
-use crate::clock::rfc3339;
+use crate::clock::Clock;
 use ftwall::engine::LockEntry;
 use std::collections::HashSet;
 use std::fs;
@@ -28,8 +28,9 @@ impl ClientDir {
         self.dir.join(client.to_string())
     }
 
-    pub(crate) fn locked(&self, lock: &LockEntry) -> io::Result<()> {
-        let body = format!("client={}\nlocked_until={}\n", lock.client, rfc3339(lock.until.as_secs()));
+    /// Writes `lock`'s file; its end (engine time) is shown as a date through `clock`.
+    pub(crate) fn locked(&self, lock: &LockEntry, clock: &Clock) -> io::Result<()> {
+        let body = format!("client={}\nlocked_until={}\n", lock.client, clock.rfc3339(lock.until));
         fs::write(self.path(lock.client), body)
     }
 
@@ -42,7 +43,7 @@ impl ClientDir {
 
     /// Makes the directory list exactly `locks`: writes their files and removes files of clients
     /// that are no longer locked (left over from before a restart).
-    pub(crate) fn sync(&self, locks: &[LockEntry]) -> io::Result<()> {
+    pub(crate) fn sync(&self, locks: &[LockEntry], clock: &Clock) -> io::Result<()> {
         let keep: HashSet<String> = locks.iter().map(|l| l.client.to_string()).collect();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
@@ -51,7 +52,7 @@ impl ClientDir {
                 fs::remove_file(entry.path())?;
             }
         }
-        locks.iter().try_for_each(|l| self.locked(l))
+        locks.iter().try_for_each(|l| self.locked(l, clock))
     }
 }
 
@@ -68,15 +69,17 @@ mod tests {
         let cd = ClientDir::new(dir.path()).unwrap();
         let lock = LockEntry {
             client: "192.0.2.10".parse().unwrap(),
-            until: Timestamp::from_secs(0),
+            until: Timestamp::from_secs(100),
             port: None,
             peer: None,
         };
-        cd.sync(&[lock]).unwrap();
+        // Engine time 100 s is the wall's 1970-01-01T00:01:40Z at this reading.
+        let clock = Clock::at(Timestamp::from_secs(40), Timestamp::from_secs(40));
+        cd.sync(&[lock], &clock).unwrap();
         assert!(!dir.path().join("192.0.2.99").exists());
         assert!(dir.path().join("README").exists());
         let body = fs::read_to_string(dir.path().join("192.0.2.10")).unwrap();
-        assert!(body.contains("locked_until=1970-01-01T00:00:00Z"), "{body}");
+        assert!(body.contains("locked_until=1970-01-01T00:01:40Z"), "{body}");
         cd.released(lock.client).unwrap();
         cd.released(lock.client).unwrap();
         assert!(!dir.path().join("192.0.2.10").exists());

@@ -11,7 +11,7 @@
 //! user. Operator changes are saved to the state file before the answer is sent.
 
 use super::{lock, Daemon, Shared, SHUTDOWN_WAIT};
-use crate::clock;
+use crate::clock::{self, Clock};
 use crate::events::log_event;
 use crate::protocol::{
     Answer, Ban, Change, Counts, Done, LockedClient, Request, Status, SuspectPeer, MAX_REQUEST,
@@ -137,9 +137,8 @@ fn answer(stream: UnixStream, shared: &Shared) -> io::Result<()> {
                 let mut reply = lock(&shared.core).control(request, uid, shared);
                 if let Answer::Done(done) = &mut reply {
                     // Saved before the answer goes out, by the writer thread, outside the lock.
-                    let (path, snapshot) = shared.take_snapshot();
-                    let saved =
-                        shared.writer.save_and_wait(path, snapshot, clock::now().as_micros(), SHUTDOWN_WAIT);
+                    let (path, snapshot, saved_at) = shared.take_snapshot();
+                    let saved = shared.writer.save_and_wait(path, snapshot, saved_at, SHUTDOWN_WAIT);
                     done.saved = saved.is_ok();
                 }
                 reply
@@ -152,15 +151,14 @@ fn answer(stream: UnixStream, shared: &Shared) -> io::Result<()> {
     (&stream).write_all(text.as_bytes())
 }
 
-fn iso(t: ftwall::Timestamp) -> String {
-    clock::rfc3339(t.as_secs())
-}
-
 impl Daemon {
     /// Executes one control request. An operator change answers [`Answer::Done`], and the
     /// caller saves the state (and sets `saved`) before sending it.
     fn control(&mut self, request: Request, uid: u32, shared: &Shared) -> Answer {
-        let now = clock::now();
+        // Every date shown is the engine's time through this one reading of both clocks.
+        let clock = Clock::read();
+        let now = clock.engine();
+        let iso = |t| clock.rfc3339(t);
         match request {
             Request::Status => Answer::Status(Box::new(self.status(now, shared))),
             Request::Clients => Answer::Clients(
@@ -203,10 +201,10 @@ impl Daemon {
                 self.changed(shared, format!("{addr}: {what}"), change)
             }
             Request::Ban(addr, seconds) => {
-                let until = seconds.map(|s| now.saturating_add(Duration::from_secs(s)));
-                if let Err(e) = self.engine.ban(addr, until) {
-                    return Answer::Failed(e.to_string());
-                }
+                let until = match self.engine.ban(now, addr, seconds.map(Duration::from_secs)) {
+                    Ok(ban) => ban.until,
+                    Err(e) => return Answer::Failed(e.to_string()),
+                };
                 let until_text = until.map_or("until unbanned".to_string(), |u| format!("until {}", iso(u)));
                 log_event!(OPERATOR_BAN, addr = %addr, until = %until_text, inside = self.config.engine.is_lan(addr), uid, "banned by the operator");
                 self.changed(
@@ -242,7 +240,7 @@ impl Daemon {
             version: crate::version::VERSION.to_string(),
             pid: std::process::id(),
             uptime_seconds: shared.started.elapsed().as_secs(),
-            started_at: iso(shared.started_at),
+            started_at: clock::rfc3339(shared.started_at.as_secs()),
             mode: config.engine.mode,
             health: shared.health.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             offload: if shared.offload_rules_missing.load(Ordering::Relaxed) {

@@ -110,6 +110,12 @@ pub(crate) const ENGINE_CATALOGUE: &[EngineCounter] = &[
         s.probe_answers
     }),
     (
+        "pongs_unsolicited",
+        "ftwall_pongs_unsolicited_total",
+        "Pongs from a locked client that answered no probe (forged or stray): dropped, the lock not re-armed.",
+        |s| s.pongs_unsolicited,
+    ),
+    (
         "reassembly_evicted",
         "ftwall_reassembly_evicted_total",
         "TCP reassembly windows evicted from the full pool (flows.reassembly_capacity); the evicted direction is no longer inspected.",

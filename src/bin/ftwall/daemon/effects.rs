@@ -19,7 +19,7 @@ use super::counters::Counters;
 use super::kernel_set::KernelSets;
 use super::spoof::Spoofer;
 use super::throttle::Throttle;
-use crate::clock;
+use crate::clock::Clock;
 use crate::config::DaemonConfig;
 use crate::events::log_event;
 use ftwall::engine::{Snapshot, StateChange};
@@ -269,12 +269,13 @@ impl Mirrors {
     }
 
     fn record(&mut self, record: &StateChange) {
+        let clock = Clock::read();
         if let Some(set) = &mut self.kernel_set {
-            set.record(record, clock::now());
+            set.record(record, clock.engine());
         }
         if let Some(dir) = &self.client_dir {
             let result = match record {
-                StateChange::Lock(lock) => dir.locked(lock),
+                StateChange::Lock(lock) => dir.locked(lock, &clock),
                 StateChange::LockRemoved(client) => dir.released(*client),
                 _ => Ok(()),
             };
@@ -286,13 +287,14 @@ impl Mirrors {
     }
 
     fn resync(&mut self, snapshot: &Snapshot) {
-        let now = clock::now();
+        let clock = Clock::read();
+        let now = clock.engine();
         if let Some(set) = &mut self.kernel_set {
             set.sync(snapshot, now);
         }
         if let Some(dir) = &self.client_dir {
             let locks: Vec<_> = snapshot.locks.iter().filter(|l| l.until > now).copied().collect();
-            if let Err(e) = dir.sync(&locks) {
+            if let Err(e) = dir.sync(&locks, &clock) {
                 Counters::bump(&self.counters.client_dir_errors);
                 log_event!(CLIENT_DIR_ERROR, error = %e, "client directory not synchronised");
             }

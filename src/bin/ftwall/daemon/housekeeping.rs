@@ -14,9 +14,10 @@ use super::metrics::{self, MetricsInput};
 use super::queue::{self, KernelCounters, TICK};
 use super::throttle::Throttle;
 use super::{lock, logging, notify, resolve_interfaces, Shared, SHUTDOWN_WAIT};
-use crate::clock;
+use crate::clock::{self, Clock};
 use crate::config::{load_config, ConfigChange, QueuesChange};
 use crate::events::log_event;
+use ftwall::Timestamp;
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
@@ -39,6 +40,18 @@ pub(super) struct Housekeeping {
     /// Reads of the kernel's drop counters, every 5 s.
     kernel_read: Throttle,
     health: HealthMonitor,
+    /// The clock reading of the previous tick (for `clock_step`).
+    last_clock: Option<Clock>,
+}
+
+/// A change of the wall-minus-monotonic offset between two ticks beyond this is a wall-clock
+/// step (NTP's slewing moves it by at most 0.5 ms a second; a tick is 100 ms).
+const CLOCK_STEP_THRESHOLD_MICROS: i128 = 2_000_000;
+
+/// The wall-clock step between two readings (µs, negative: back), if it exceeds the threshold.
+fn wall_clock_step(before: &Clock, now: &Clock) -> Option<i128> {
+    let step = now.offset_micros() - before.offset_micros();
+    (step.abs() > CLOCK_STEP_THRESHOLD_MICROS).then_some(step)
 }
 
 impl Housekeeping {
@@ -53,6 +66,7 @@ impl Housekeeping {
             kernel: None,
             kernel_read: Throttle::new(Duration::from_secs(5)),
             health,
+            last_clock: None,
         }
     }
 
@@ -76,7 +90,19 @@ impl Housekeeping {
 
     /// One tick. Returns true when the daemon must stop.
     fn tick(&mut self, shared: &Shared) -> bool {
-        let now = clock::now();
+        let reading = Clock::read();
+        let now = reading.engine();
+        if let Some(step) = self.last_clock.as_ref().and_then(|before| wall_clock_step(before, &reading)) {
+            let before = self.last_clock.as_ref().map_or(Timestamp::ZERO, Clock::wall);
+            log_event!(
+                CLOCK_STEP,
+                step_ms = i64::try_from(step / 1000).unwrap_or(i64::MAX),
+                wall_before = %clock::rfc3339(before.as_secs()),
+                wall_now = %clock::rfc3339(reading.wall().as_secs()),
+                "the wall clock was stepped; no expiry moves (they run on the monotonic clock)"
+            );
+        }
+        self.last_clock = Some(reading);
         {
             let mut d = lock(&shared.core);
             if d.engine.poll_timeout().is_some_and(|t| t <= now) {
@@ -97,8 +123,8 @@ impl Housekeeping {
             lock(&shared.core).store_dirty = true;
         }
         if self.save.is_due() && lock(&shared.core).store_dirty {
-            let (path, snapshot) = shared.take_snapshot();
-            if shared.writer.save(path, snapshot, now.as_micros(), None) {
+            let (path, snapshot, saved_at) = shared.take_snapshot();
+            if shared.writer.save(path, snapshot, saved_at, None) {
                 self.save.mark();
             } else {
                 lock(&shared.core).store_dirty = true;
@@ -281,8 +307,8 @@ impl Housekeeping {
     pub(super) fn finish(&mut self, shared: &Shared) {
         notify(&[NotifyState::Stopping]);
         log_event!(DAEMON_STOPPING, "stopping: saving state, then releasing the queues");
-        let (path, snapshot) = shared.take_snapshot();
-        if let Err(e) = shared.writer.save_and_wait(path, snapshot, clock::now().as_micros(), SHUTDOWN_WAIT) {
+        let (path, snapshot, saved_at) = shared.take_snapshot();
+        if let Err(e) = shared.writer.save_and_wait(path, snapshot, saved_at, SHUTDOWN_WAIT) {
             log_event!(STATE_SAVE_FAILED, error = %e, "final state not saved");
         }
         if !shared.effects.finish_mirrors(SHUTDOWN_WAIT) {
@@ -347,4 +373,31 @@ fn log_counters(shared: &Shared) {
         flows: d.engine.flow_count(),
         health: health.as_str(),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wall_clock_step_is_a_change_of_offset_beyond_the_threshold() {
+        let s = Timestamp::from_secs;
+        let before = Clock::at(s(100), s(1_800_000_000));
+        // Both clocks advanced together (0.1 s), or the wall slewed by a millisecond: no step.
+        assert_eq!(wall_clock_step(&before, &Clock::at(s(101), s(1_800_000_001))), None);
+        let slewed =
+            Clock::at(Timestamp::from_micros(101_000_000), Timestamp::from_micros(1_800_000_001_001_000));
+        assert_eq!(wall_clock_step(&before, &slewed), None);
+        // A day back, three days forward, and just past the threshold.
+        assert_eq!(
+            wall_clock_step(&before, &Clock::at(s(101), s(1_800_000_001 - 86_400))),
+            Some(-86_400_000_000)
+        );
+        assert_eq!(wall_clock_step(&before, &Clock::at(s(101), s(1_800_259_201))), Some(259_200_000_000));
+        let just_over =
+            Clock::at(Timestamp::from_micros(101_000_000), Timestamp::from_micros(1_800_000_003_000_001));
+        assert_eq!(wall_clock_step(&before, &just_over), Some(2_000_001));
+        // A suspend moves both clocks (CLOCK_BOOTTIME counts it): no step.
+        assert_eq!(wall_clock_step(&before, &Clock::at(s(3700), s(1_800_003_600))), None);
+    }
 }

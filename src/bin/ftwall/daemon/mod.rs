@@ -43,7 +43,7 @@ mod throttle;
 mod worker;
 mod writer;
 
-use crate::clock;
+use crate::clock::{self, Clock};
 use crate::config::{load_config, DaemonConfig};
 use crate::events::log_event;
 use anyhow::Context;
@@ -184,6 +184,7 @@ pub(crate) struct Shared {
     fail_open: bool,
     config_path: Option<PathBuf>,
     started: Instant,
+    /// Wall-clock time of the start (for display only).
     started_at: Timestamp,
     /// Rate limit of the error logs of the packet threads.
     error_log: SharedThrottle,
@@ -279,7 +280,8 @@ impl Shared {
         let bound_ms = started.elapsed().as_millis() as u64;
         let signals =
             Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1]).context("installing signal handlers")?;
-        let now = clock::now();
+        let clock = Clock::read();
+        let now = clock.engine();
         if let Some(dir) = config.state_file.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Running by hand (not under systemd's StateDirectory=): create the directory.
             if let Err(e) = std::fs::create_dir_all(dir) {
@@ -287,9 +289,13 @@ impl Shared {
             }
         }
         let mut engine = Engine::new(config.engine.clone());
-        match store::load(&config.state_file, now.as_secs()) {
+        let mut expiries_clamped = 0;
+        match store::load(&config.state_file, clock.wall().as_secs()) {
             store::Loaded::Missing => {}
-            store::Loaded::State(snapshot) => engine.restore(now, &snapshot),
+            // The file holds wall-clock dates: onto the engine's clock, then clamped.
+            store::Loaded::State(snapshot) => {
+                expiries_clamped = engine.restore(now, &clock.snapshot_to_engine(&snapshot))
+            }
             store::Loaded::MovedAside { to, reason } => {
                 log_event!(
                     STATE_CORRUPT,
@@ -339,7 +345,7 @@ impl Shared {
             fail_open: config.fail_open,
             config_path,
             started,
-            started_at: now,
+            started_at: clock.wall(),
             error_log: SharedThrottle::new(LOG_EVERY),
             overflow_log: SharedThrottle::new(LOG_EVERY),
         };
@@ -359,6 +365,7 @@ impl Shared {
                 fail_open = config.fail_open,
                 peers_restored = d.engine.peer_count(),
                 locks_restored = d.engine.locked_count(),
+                expiries_clamped,
                 bound_ms,
                 state_file = %config.state_file.display(),
                 config = %shared.config_path.as_deref().map_or("(defaults)".into(), |p| p.display().to_string()),
@@ -418,12 +425,15 @@ impl Shared {
         }
     }
 
-    /// Snapshot of the engine's persistent state, for a save (taken under the lock).
-    fn take_snapshot(&self) -> (PathBuf, ftwall::engine::Snapshot) {
+    /// Snapshot of the engine's persistent state, for a save (taken under the lock): the state
+    /// file's path, the snapshot with its times as wall-clock dates, and the wall-clock time of
+    /// the save in µs (the state file's `saved_at`).
+    fn take_snapshot(&self) -> (PathBuf, ftwall::engine::Snapshot, u64) {
         let mut d = lock(&self.core);
         d.drain(self, None);
         d.store_dirty = false;
-        (d.config.state_file.clone(), d.engine.snapshot())
+        let clock = Clock::read();
+        (d.config.state_file.clone(), clock.snapshot_to_wall(&d.engine.snapshot()), clock.wall().as_micros())
     }
 }
 

@@ -90,7 +90,7 @@ mod tests {
                 port: Some(3531),
                 peer: None,
             }],
-            bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None }],
+            bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None, seconds: None }],
         }
     }
 
