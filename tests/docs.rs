@@ -229,6 +229,7 @@ fn the_dashboard_queries_only_catalogued_metrics() {
             }
         }
     }
-    let unknown: Vec<String> = common::dashboard::series().into_iter().filter(|s| !known.contains(s)).collect();
+    let unknown: Vec<String> =
+        common::dashboard::series().into_iter().filter(|s| !known.contains(s)).collect();
     assert!(unknown.is_empty(), "the dashboard queries series ftwall does not export: {unknown:?}");
 }
