@@ -67,16 +67,18 @@ remove_created_table() { # tool family
 }
 
 remove_iptables() { # tool family
-    command -v "$1" >/dev/null 2>&1 && "$1" -t security -S >/dev/null 2>&1 || return 0
-    created=0
-    if "$1-save" -t security 2>/dev/null | grep -q -- '--comment "\{0,1\}ftwall-created-table"\{0,1\} -j FTWALL$'; then
-        created=1
-    fi
-    if [ "$except" != iptables ]; then
+    command -v "$1" >/dev/null 2>&1 || return 0
+    if [ "$except" != iptables ] && "$1" -t security -S >/dev/null 2>&1; then
+        created=0
+        if "$1-save" -t security 2>/dev/null | grep -q -- '--comment "\{0,1\}ftwall-created-table"\{0,1\} -j FTWALL$'; then
+            created=1
+        fi
         remove_chain "$1" security
         [ $created -eq 0 ] || remove_created_table "$1" "$2"
     fi
-    remove_chain "$1" filter
+    if "$1" -t filter -S >/dev/null 2>&1; then
+        remove_chain "$1" filter
+    fi
 }
 
 remove_iptables iptables ip
