@@ -159,7 +159,8 @@ if [ "$backend" = nft ]; then
     echo "  nft: table inet ftwall (chain forward, hook forward, priority security, after your filter" \
         "chains; sets ft_clients ft_clients6 ft_peers ft_peers6 ft_allow_ports)"
     echo "  inbound block: $inbound"
-    sh "$here/uninstall.sh" --except nft | sed -n 's/^  /  replaced: /p'
+    replaced=$(sh "$here/uninstall.sh" --except nft) || { echo "install.sh: could not remove the other backend's rules" >&2; exit 1; }
+    printf '%s\n' "$replaced" | sed -n 's/^  /  replaced: /p'
     echo "see them: nft list table inet ftwall; remove them: $here/uninstall.sh"
 else
     echo "ftwall: adding (iptables backend, LAN interface $lan_if, NFQUEUE $queue):"
@@ -179,7 +180,8 @@ else
         echo "note: ip6tables unavailable; IPv6 rules not installed" >&2
     fi
     echo "  inbound block: $inbound"
-    sh "$here/uninstall.sh" --except iptables | sed -n 's/^  /  replaced: /p'
+    replaced=$(sh "$here/uninstall.sh" --except iptables) || { echo "install.sh: could not remove the other backend's rules" >&2; exit 1; }
+    printf '%s\n' "$replaced" | sed -n 's/^  /  replaced: /p'
     echo "see them: iptables -t security -S; ip6tables -t security -S; remove them: $here/uninstall.sh"
 fi
 echo "ftwall rules installed ($backend): LAN interface $lan_if, NFQUEUE $queue"
