@@ -36,6 +36,7 @@ pub enum StateChange {
 
 /// A suspect peer, as persisted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PeerEntry {
     /// Outside address.
     pub addr: IpAddr,
@@ -47,6 +48,7 @@ pub struct PeerEntry {
 
 /// A locked client, as persisted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LockEntry {
     /// Inside address.
     pub client: IpAddr,
@@ -62,6 +64,7 @@ pub struct LockEntry {
 
 /// An operator ban, as persisted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BanEntry {
     /// The banned address (inside or outside).
     pub addr: IpAddr,
