@@ -216,7 +216,9 @@ fn runs_unprivileged_with_only_its_capabilities_and_fails_clearly_without() {
     std::fs::set_permissions(lab.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let state_dir = lab.dir.path().join("state-nobody");
     std::fs::create_dir(&state_dir).unwrap();
-    std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Its own directory (the directory rule refuses one that others can write).
+    std::os::unix::fs::chown(&state_dir, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o750)).unwrap();
     lab.state_dir = state_dir.clone();
     lab.write_config(&[], false);
 

@@ -35,7 +35,8 @@ pub(crate) const FILE_MODE: u32 = 0o640;
 pub(crate) const DIR_MODE: u32 = 0o750;
 
 fn c_path(path: &OsStr) -> io::Result<CString> {
-    CString::new(path.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+    CString::new(path.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
 }
 
 /// A single file name (no `/`, not `.` or `..`), as a C string.

@@ -2,11 +2,12 @@
 //!
 //! One thread accepts connections and checks each caller's `SO_PEERCRED` at once: an
 //! unauthorised caller gets the refusal and is closed without a byte of its request being read.
-//! Authorised connections are answered on up to [`MAX_CONCURRENT`] threads at a time (one
-//! more is told the daemon is busy), each under whole-connection deadlines, not per-read
-//! timeouts: the request must arrive complete within [`REQUEST_DEADLINE`] and the answer be
-//! taken within [`ANSWER_DEADLINE`], so a client that trickles bytes holds one slot for at most
-//! that long and never delays the others. An answer holds the daemon lock for as long as the
+//! Authorised connections are answered on up to [`MAX_CONCURRENT`] threads at a time (further
+//! connections wait in the listen backlog until a slot frees), each under whole-connection
+//! deadlines, not per-read timeouts: the request must arrive complete within
+//! [`REQUEST_DEADLINE`] and the answer be taken within [`ANSWER_DEADLINE`], so a client that
+//! trickles its request holds a slot for at most [`REQUEST_DEADLINE`], and an operator's request
+//! waits at most about that long however many such clients there are. An answer holds the daemon lock for as long as the
 //! engine call takes (microseconds; a full listing is bounded by the LRU caps). An operator
 //! change is saved by the writer thread after the lock is released; the answer waits for that
 //! save, the packet threads never do.
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 /// Longest time a connection may take to read its whole answer (a full listing is a few MB).
 const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
-/// Connections answered at once; one more is told to try again.
+/// Connections answered at once; more wait in the listen backlog.
 const MAX_CONCURRENT: usize = 4;
 
 /// The bound control socket; the socket file is removed on drop.
@@ -85,14 +86,16 @@ impl ControlSocket {
                 if ready <= 0 {
                     continue;
                 }
+                if busy.load(Ordering::Acquire) >= MAX_CONCURRENT {
+                    // Every slot is taken: the next connection waits in the listen backlog until
+                    // one frees, which the deadlines bound.
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
                 match self.listener.accept() {
                     Ok((stream, _)) => {
                         let Some(uid) = admit(&stream) else { continue };
-                        if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONCURRENT {
-                            busy.fetch_sub(1, Ordering::AcqRel);
-                            refuse(&stream, "busy: other ftwall ctl requests are being answered; try again");
-                            continue;
-                        }
+                        busy.fetch_add(1, Ordering::AcqRel);
                         let busy = &busy;
                         let spawned = std::thread::Builder::new().name("ftwall-ctl".into()).spawn_scoped(
                             scope,
@@ -235,7 +238,8 @@ fn answer(stream: UnixStream, uid: u32, shared: &Shared) -> io::Result<()> {
             if let Answer::Done(done) = &mut reply {
                 // Saved before the answer goes out, by the writer thread, outside the lock.
                 let (path, snapshot) = shared.take_snapshot();
-                let saved = shared.writer.save_and_wait(path, snapshot, clock::now().as_micros(), SHUTDOWN_WAIT);
+                let saved =
+                    shared.writer.save_and_wait(path, snapshot, clock::now().as_micros(), SHUTDOWN_WAIT);
                 done.saved = saved.is_ok();
             }
             reply

@@ -244,7 +244,8 @@ impl Visit for EscapingVisitor<'_> {
 
 /// Whether a value must be quoted to stay one field.
 fn needs_quotes(text: &str) -> bool {
-    text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\' | '='))
+    text.is_empty()
+        || text.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\' | '='))
 }
 
 /// `text` with control characters escaped; with `quoted`, also `"` and `\`, inside quotes.

@@ -7,8 +7,8 @@
 //! only, so a slow or full disk delays the files, never a verdict.
 
 use super::counters::Counters;
-use super::throttle::Throttle;
 use super::store;
+use super::throttle::Throttle;
 use crate::events::log_event;
 use ftwall::engine::Snapshot;
 use std::io;

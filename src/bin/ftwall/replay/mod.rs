@@ -573,7 +573,10 @@ mod tests {
         // One more in a section: refused at that block, not kept.
         let bytes = pcapng_section(MAX_INTERFACES + 1);
         let err = records(&bytes[..], CHUNK).unwrap_err();
-        assert_eq!(err, format!("more than 65536 interface blocks in one section at {}", 28 + MAX_INTERFACES * 20));
+        assert_eq!(
+            err,
+            format!("more than 65536 interface blocks in one section at {}", 28 + MAX_INTERFACES * 20)
+        );
     }
 
     #[test]
