@@ -117,6 +117,32 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_or_symlinked_file_is_moved_aside_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        // Valid JSON, but larger than the cap: refused by size, not parsed.
+        let mut big = b"{\"version\": 1, \"saved_at\": 0, \"peers\": [], \"locks\": []}".to_vec();
+        big.resize(state::MAX_STATE_BYTES + 10, b' ');
+        fs::write(&path, &big).unwrap();
+        match load(&path, 7) {
+            Loaded::MovedAside { reason, .. } => assert!(reason.contains("too large"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // A symlink to a valid state file is not followed; the link itself is moved aside.
+        let real = dir.path().join("elsewhere");
+        save(&real, &snapshot(), 1).unwrap();
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        match load(&path, 8) {
+            Loaded::MovedAside { to, reason } => {
+                assert!(reason.contains("symbolic link"), "{reason}");
+                assert!(fs::symlink_metadata(to).unwrap().file_type().is_symlink());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(load(&real, 9), Loaded::State(_)), "the link's target is left alone");
+    }
+
+    #[test]
     fn missing_directory_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("absent/state");
