@@ -35,7 +35,8 @@ impl Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
         must(
             "mount",
-            &["-t", "tmpfs", "-o", &format!("size={size},mode=0777"), "tmpfs", dir.to_str().unwrap()],
+            // 0750: the daemon refuses a directory others can write (the directory rule).
+            &["-t", "tmpfs", "-o", &format!("size={size},mode=0750"), "tmpfs", dir.to_str().unwrap()],
         );
         Self(dir.to_path_buf())
     }
