@@ -47,7 +47,7 @@ impl ControlSocket {
     /// live one, or anything that is not a socket, is an error (never deleted).
     pub(super) fn bind(path: &Path) -> io::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            crate::files::create_dir_all(dir)?;
         }
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             use std::os::unix::fs::FileTypeExt;
