@@ -4,7 +4,7 @@
 //! [`Reason`] says why. Reason names are stable identifiers: they appear in logs, in
 //! `ftwall replay --jsonl` output and in metrics, and are documented in `docs/detection.md`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -33,7 +33,7 @@ impl Verdict {
 macro_rules! reasons {
     ($( $(#[doc = $doc:literal])* $variant:ident => $name:literal, $verdict:ident $(, $tell:ident)?; )*) => {
         /// Why the engine reached its verdict.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[non_exhaustive]
         pub enum Reason {
             $( $(#[doc = $doc])* #[serde(rename = $name)] $variant, )*
@@ -153,7 +153,7 @@ impl fmt::Display for Reason {
 }
 
 /// Transport protocol of a packet, as reported with each decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Proto {
     /// TCP.

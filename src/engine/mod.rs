@@ -86,7 +86,7 @@ mod stats;
 mod stream;
 
 pub use bans::{BanError, MAX_BANS};
-pub use snapshot::{BanEntry, LockEntry, PeerEntry, Snapshot, StateChange};
+pub use snapshot::{BanEntry, FlowTuple, LockEntry, PeerEntry, Snapshot, StateChange, Strength};
 pub use stats::EngineStats;
 
 use crate::config::{EngineConfig, MalformedPolicy, Mode};
@@ -96,9 +96,9 @@ use crate::verdict::{Decision, FlowEnds, PacketSummary, Proto, Reason, Settled, 
 use crate::wire::{self, Packet, TcpSegment, Transport, UdpDatagram};
 use bans::Bans;
 use flows::{Endpoint, Flow, FlowKey, TCP, UDP};
-use locks::{Armed, ClientLocks, Due};
+use locks::{Armed, Arming, ClientLocks, Due};
 use lru::LruCache;
-use peers::{Learned, PeerCache};
+use peers::{Claim, Learned, PeerCache, PeerLimits, Refusal};
 use pongs::PongLimiter;
 use ports::ClientPorts;
 use std::collections::VecDeque;
@@ -138,6 +138,21 @@ pub enum Event {
         client: Option<IpAddr>,
         /// The tell.
         reason: Reason,
+        /// What the evidence is worth (and so what the entry blocks).
+        strength: Strength,
+    },
+    /// Something learned was not admitted because a bound was reached. Reported at the 1st,
+    /// 2nd, 4th, 8th... refusal of each kind, so a flood gives a handful of events; every
+    /// refusal is counted in [`EngineStats`].
+    Refused {
+        /// Which bound.
+        kind: RefusedKind,
+        /// The address refused (the peer, or the client for a lock).
+        addr: IpAddr,
+        /// The inside client whose flow it came from, when there was one.
+        client: Option<IpAddr>,
+        /// Refusals of this kind so far.
+        total: u64,
     },
     /// A client's time-lock expired.
     ClientReleased {
@@ -160,6 +175,29 @@ pub enum Event {
         /// The tell.
         reason: Reason,
     },
+}
+
+/// Which bound refused something learned ([`Event::Refused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefusedKind {
+    /// A suspect-peer table (per family and strength, `peers.capacity`) is full of live entries.
+    PeerTableFull,
+    /// The client's flows already added `peers.per_client` live suspect peers.
+    PeerQuota,
+    /// A lock table (per family, `timelock.capacity`) is full of live locks.
+    LockTableFull,
+}
+
+impl RefusedKind {
+    /// The stable snake_case name used in logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::PeerTableFull => "peer_table_full",
+            Self::PeerQuota => "peer_quota",
+            Self::LockTableFull => "lock_table_full",
+        }
+    }
 }
 
 /// Something the shell must do. Drained with [`Engine::poll_action`].
@@ -238,6 +276,20 @@ struct Place {
     from_inside: bool,
 }
 
+fn peer_limits(config: &EngineConfig) -> PeerLimits {
+    PeerLimits {
+        capacity: config.peers.capacity,
+        expire_seconds: config.peers.expire_seconds,
+        weak_expire_seconds: config.peers.weak_expire_seconds,
+        per_client: config.peers.per_client,
+    }
+}
+
+/// True at the 1st, 2nd, 4th, 8th... count: when a refusal is worth an event.
+fn worth_reporting(total: u64) -> bool {
+    total.is_power_of_two()
+}
+
 fn non_zero(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n.max(1)).expect("non-zero")
 }
@@ -268,7 +320,7 @@ impl Engine {
             idle: Duration::from_secs(1),
             flows: LruCache::new(non_zero(config.flows.capacity)),
             reassembly: Reassembly::new(config.flows.reassembly_capacity),
-            peers: PeerCache::new(config.peers.capacity, config.peers.expire_seconds),
+            peers: PeerCache::new(peer_limits(&config)),
             locks: ClientLocks::new(config.timelock.capacity),
             client_ports: ClientPorts::new(config.timelock.capacity, config.peers.expire_seconds),
             bans: Bans::default(),
@@ -490,7 +542,7 @@ impl Engine {
                 self.rearm(now, at.parties, client_port);
             }
             blocked_reason(blocked)
-        } else if at.from_inside && self.is_suspect(at.parties.outside.ip, now) {
+        } else if at.from_inside && self.peer_blocks(now, at.parties) {
             Reason::SuspectPeer
         } else if new && at.from_inside && self.config.port_1214_blocks && d.dst_port == 1214 {
             flow.blocked = Some(Reason::Port1214);
@@ -511,8 +563,8 @@ impl Engine {
         let Parties { inside, outside, .. } = parties;
         outside.port == 1214
             || self.client_ports.is_fasttrack_port(inside.ip, inside.port, now)
-            || self.locks.is_locked_on(inside.ip, inside.port, now)
-            || self.is_suspect(outside.ip, now)
+            || self.client_locked_on(inside, now)
+            || self.peer_blocks(now, parties)
     }
 
     /// The FastTrack port a session datagram from `inside` gives its client's lock: its own port
@@ -520,7 +572,7 @@ impl Engine {
     /// moves a known port: its tell rests on corroboration (port 1214, say), and the port it
     /// would teach would corroborate the client's next ones and aim its probes.
     fn session_port(&self, inside: Endpoint) -> Option<u16> {
-        let known = self.locks.entry(inside.ip).and_then(|l| l.port);
+        let known = self.locks.entry(self.config.client_key(inside.ip)).and_then(|l| l.port);
         known.is_none().then_some(inside.port)
     }
 
@@ -533,6 +585,17 @@ impl Engine {
         let Place { parties, from_inside, .. } = *at;
         if let UdpTell::NatPong(pong) = tell {
             flow.nat_pong_id = Some(pong.id);
+        }
+        // What the tell says about the outside end: a pong from it answering a ping the client
+        // sent it on this very flow is the address itself speaking (strong); anything else is
+        // a claim (weak): the client's own datagram names its destination, and the source of
+        // an unsolicited inbound datagram is not verified.
+        let answers_client = !from_inside
+            && flow.inside_pinged
+            && matches!(tell, UdpTell::Pong(_) | UdpTell::NatPong(_) | UdpTell::PongAck(_));
+        let strength = if answers_client { Strength::Strong } else { Strength::Weak };
+        if from_inside && matches!(tell, UdpTell::Ping(_)) {
+            flow.inside_pinged = true;
         }
         // Discovery leaves from and arrives at the node's one FastTrack port. Not learned from
         // 0xC1 (mostly, not always, sent from it) nor from a session datagram, whose tell
@@ -549,7 +612,7 @@ impl Engine {
         .then(|| socket(parties.outside));
         if tell.reason() == Reason::UdpPong
             && from_inside
-            && self.locks.answers_probe(parties.inside.ip, socket(parties.outside), now)
+            && self.locks.answers_probe(self.config.client_key(parties.inside.ip), socket(parties.outside), now)
         {
             self.stats.probe_answers += 1;
         }
@@ -557,7 +620,7 @@ impl Engine {
             UdpTell::Session => self.session_port(parties.inside),
             _ => Some(parties.inside.port),
         };
-        self.on_tell(now, flow, tell.reason(), parties, client_port, probe_peer);
+        self.on_tell(now, flow, tell.reason(), parties, client_port, probe_peer, strength);
         if let (UdpTell::Ping(network), true) = (tell, from_inside) {
             if self.config.spoof_pongs && self.enforcing() {
                 self.forge_pong(now, parties, network);
@@ -594,7 +657,15 @@ impl Engine {
         let tell = self.tcp_tell(now, &at, &flow, found);
 
         let reason = if let Some((tell, client_port)) = tell {
-            self.on_tell(now, &mut flow, tell, at.parties, client_port, None);
+            // The outside end spoke the tell itself, on a connection whose handshake it
+            // completed (its address is verified): strong. The client speaking FastTrack to an
+            // address, or a segment of a connection first seen mid-stream, is only a claim.
+            let strength = if !at.from_inside && flow.tcp.handshake_seen() {
+                Strength::Strong
+            } else {
+                Strength::Weak
+            };
+            self.on_tell(now, &mut flow, tell, at.parties, client_port, None, strength);
             tell
         } else if let Some(blocked) = flow.blocked {
             blocked_reason(blocked)
@@ -625,9 +696,9 @@ impl Engine {
     /// (`suspect_peer`), or its inside end is a locked client and the outside port is not in
     /// `timelock.allow_ports` (`client_locked`).
     fn connection_rule(&mut self, now: Timestamp, parties: Parties) -> Option<Reason> {
-        if self.is_suspect(parties.outside.ip, now) {
+        if self.peer_blocks(now, parties) {
             Some(Reason::SuspectPeer)
-        } else if self.locks.is_locked(parties.inside.ip, now)
+        } else if self.client_locked(parties.inside.ip, now)
             && !self.config.timelock.allow_ports.contains(&parties.outside.port)
         {
             Some(Reason::ClientLocked)
@@ -655,8 +726,8 @@ impl Engine {
         // the constant opener, say) it adds nothing.
         if found.shape && !flow.blocked.is_some_and(Reason::is_tell) {
             let corroborated = flow.responder(&at.key).port == 1214
-                || self.is_suspect(at.parties.outside.ip, now)
-                || self.locks.is_locked(at.parties.inside.ip, now);
+                || self.peer_blocks(now, at.parties)
+                || self.client_locked(at.parties.inside.ip, now);
             if corroborated {
                 return Some((Reason::TcpHandshake, None));
             }
@@ -677,38 +748,89 @@ impl Engine {
         Some((Reason::HttpTransfer, client_port))
     }
 
+    /// An address named in a header of the flow `parties`: a third party's claim, so weak,
+    /// scoped to the client of the flow and the port the header names.
     fn learn_peer_from_header(&mut self, now: Timestamp, addr: SocketAddr, parties: Parties) {
         let ip = addr.ip();
-        if ip == parties.inside.ip || self.config.is_lan(ip) {
+        if ip == parties.inside.ip {
             return;
         }
-        self.learn_peer(now, ip, Some(addr.port()), Some(parties.inside.ip), Reason::HttpTransfer);
+        let flow = flow_tuple(parties);
+        self.learn_peer(now, ip, Some(addr.port()), Strength::Weak, Some(parties.inside.ip), Reason::HttpTransfer, flow);
     }
 
-    fn is_suspect(&mut self, ip: IpAddr, now: Timestamp) -> bool {
+    /// Whether the new flow `parties` (opened by its inside end) is blocked by a suspect peer:
+    /// its outside address is a strong suspect peer, or its outside address and port are a weak
+    /// suspect peer of this very client (its IPv6 prefix) and the port is not in
+    /// `timelock.allow_ports`. Exempt addresses are never blocked by learned state.
+    fn peer_blocks(&mut self, now: Timestamp, parties: Parties) -> bool {
+        let Parties { inside, outside, .. } = parties;
+        if self.peers.len() == 0 || self.config.is_exempt(outside.ip) || self.config.is_exempt(inside.ip) {
+            return false;
+        }
+        let client = self.config.client_key(inside.ip);
+        let weak_applies = !self.config.timelock.allow_ports.contains(&outside.port);
         let Self { peers, actions, stats, .. } = self;
-        peers.is_suspect(ip, now, &mut |r| {
-            push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded)
-        })
+        let mut store = |r| push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded);
+        peers.is_strong(outside.ip, now, &mut store)
+            || (weak_applies && peers.is_weak_for(client, outside.ip, outside.port, now, &mut store))
     }
 
+    /// Whether the lock of `client`'s network is in force (never for an exempt address).
+    fn client_locked(&self, client: IpAddr, now: Timestamp) -> bool {
+        !self.config.is_exempt(client) && self.locks.is_locked(self.config.client_key(client), now)
+    }
+
+    /// [`ClientLocks::is_locked_on`] for the inside end `inside`.
+    fn client_locked_on(&self, inside: Endpoint, now: Timestamp) -> bool {
+        !self.config.is_exempt(inside.ip)
+            && self.locks.is_locked_on(self.config.client_key(inside.ip), inside.port, now)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn learn_peer(
         &mut self,
         now: Timestamp,
         ip: IpAddr,
         port: Option<u16>,
+        strength: Strength,
         client: Option<IpAddr>,
         reason: Reason,
+        flow: Option<FlowTuple>,
     ) {
-        if self.config.is_lan(ip) {
+        if self.config.is_lan(ip) || self.config.is_exempt(ip) {
             return;
         }
+        let claim = Claim {
+            addr: ip,
+            port,
+            strength,
+            client: client.map(|c| (c, self.config.client_key(c))),
+            reason,
+            flow,
+        };
         let Self { peers, actions, stats, .. } = self;
-        let learned = peers.learn(ip, port, now, &mut |r| {
+        let learned = peers.learn(claim, now, &mut |r| {
             push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded)
         });
-        if learned == Learned::New {
-            self.push_event(Event::PeerIdentified { peer: ip, port, client, reason });
+        match learned {
+            Learned::New => self.push_event(Event::PeerIdentified { peer: ip, port, client, reason, strength }),
+            Learned::Refused(refusal) => {
+                let (kind, total) = match refusal {
+                    Refusal::Full => {
+                        self.stats.peers_refused_full += 1;
+                        (RefusedKind::PeerTableFull, self.stats.peers_refused_full)
+                    }
+                    Refusal::Quota => {
+                        self.stats.peers_refused_quota += 1;
+                        (RefusedKind::PeerQuota, self.stats.peers_refused_quota)
+                    }
+                };
+                if worth_reporting(total) {
+                    self.push_event(Event::Refused { kind, addr: ip, client, total });
+                }
+            }
+            Learned::Ignored | Learned::Refreshed => {}
         }
     }
 
@@ -722,6 +844,7 @@ impl Engine {
         parties: Parties,
         client_port: Option<u16>,
         probe_peer: Option<SocketAddr>,
+        strength: Strength,
     ) {
         let newly_classified = !flow.blocked.is_some_and(Reason::is_tell);
         if newly_classified {
@@ -733,7 +856,16 @@ impl Engine {
                 reason: tell,
             });
         }
-        self.learn_peer(now, parties.outside.ip, Some(parties.outside.port), Some(parties.inside.ip), tell);
+        let flow_tuple = flow_tuple(parties);
+        self.learn_peer(
+            now,
+            parties.outside.ip,
+            Some(parties.outside.port),
+            strength,
+            Some(parties.inside.ip),
+            tell,
+            flow_tuple,
+        );
         match self.lock_period {
             Some(_) => self.arm_lock(now, parties, client_port, probe_peer, tell),
             None if newly_classified => self.push_event(Event::ClientIdentified {
@@ -753,6 +885,8 @@ impl Engine {
         }
     }
 
+    /// Locks or re-arms the inside client of `parties`. Only hosts in `lan` that are not
+    /// `exempt` are locked; an IPv6 client by its `timelock.ipv6_prefix`.
     fn arm_lock(
         &mut self,
         now: Timestamp,
@@ -763,12 +897,21 @@ impl Engine {
     ) {
         let Some(period) = self.lock_period else { return };
         let client = parties.inside.ip;
-        let (armed, evicted) = self.locks.arm(client, client_port, probe_peer, now, period);
-        if let Some(evicted) = evicted {
-            self.release_event(evicted);
+        if !self.config.is_lan(client) || self.config.is_exempt(client) {
+            self.stats.locks_refused_not_inside += 1;
+            return;
         }
+        let key = self.config.client_key(client);
+        let arming = Arming {
+            client,
+            key,
+            port: client_port,
+            peer: probe_peer,
+            reason: Some(reason),
+            flow: flow_tuple(parties),
+        };
         let until = now.saturating_add(period);
-        let persist = match armed {
+        let persist = match self.locks.arm(arming, now, period) {
             Armed::New => {
                 self.push_event(Event::ClientIdentified {
                     client,
@@ -779,9 +922,18 @@ impl Engine {
                 true
             }
             Armed::Rearmed { persist } => persist,
+            Armed::Refused => {
+                self.stats.locks_refused_full += 1;
+                let total = self.stats.locks_refused_full;
+                if worth_reporting(total) {
+                    let kind = RefusedKind::LockTableFull;
+                    self.push_event(Event::Refused { kind, addr: client, client: Some(client), total });
+                }
+                false
+            }
         };
         if persist {
-            if let Some(entry) = self.locks.entry(client) {
+            if let Some(entry) = self.locks.entry(key) {
                 self.push_action(Action::StateChanged(StateChange::Lock(entry)));
             }
         }
@@ -805,9 +957,9 @@ impl Engine {
         });
     }
 
-    fn release_event(&mut self, client: IpAddr) {
-        self.push_event(Event::ClientReleased { client });
-        self.push_action(Action::StateChanged(StateChange::LockRemoved(client)));
+    fn release_event(&mut self, lock: LockEntry) {
+        self.push_event(Event::ClientReleased { client: lock.client });
+        self.push_action(Action::StateChanged(StateChange::LockRemoved(lock.network())));
     }
 
     fn push_event(&mut self, event: Event) {
@@ -848,7 +1000,7 @@ impl Engine {
                         && self.config.is_lan(client.ip())
                         && !self.config.is_lan(peer.ip());
                     if probe {
-                        self.locks.mark_probed(client.ip());
+                        self.locks.mark_probed(self.config.client_key(client.ip()));
                         self.push_action(Action::SendProbe {
                             from: peer,
                             to: client,
@@ -856,7 +1008,7 @@ impl Engine {
                         });
                     }
                 }
-                Due::Released(client) => self.release_event(client),
+                Due::Released(lock) => self.release_event(lock),
             }
         }
         while let Some(addr) = self.bans.pop_expired(now) {
@@ -883,12 +1035,12 @@ impl Engine {
     pub fn set_config(&mut self, config: EngineConfig) {
         {
             let Self { peers, actions, stats, .. } = self;
-            peers.reconfigure(config.peers.capacity, config.peers.expire_seconds, &mut |r| {
+            peers.reconfigure(peer_limits(&config), &mut |r| {
                 push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded)
             });
         }
-        for client in self.locks.resize(config.timelock.capacity) {
-            self.release_event(client);
+        for lock in self.locks.resize(config.timelock.capacity) {
+            self.release_event(lock);
         }
         self.stats.client_ports_evicted +=
             self.client_ports.reconfigure(config.timelock.capacity, config.peers.expire_seconds);
@@ -929,23 +1081,31 @@ impl Engine {
         self.peers.len()
     }
 
+    /// Number of suspect peers of one strength.
+    pub fn peer_count_of(&self, strength: Strength) -> usize {
+        self.peers.count(strength)
+    }
+
     /// Ends `client`'s lock now (operator action). Queues a release event and state change;
     /// returns whether the client was locked.
     pub fn release_client(&mut self, client: IpAddr) -> bool {
-        let released = self.locks.release(client);
-        if released {
-            self.release_event(client);
+        match self.locks.release(self.config.client_key(client)) {
+            Some(lock) => {
+                self.release_event(lock);
+                true
+            }
+            None => false,
         }
-        released
     }
 
     /// Removes `peer` from the suspect cache (operator action); returns whether it was there.
     pub fn forget_peer(&mut self, peer: IpAddr) -> bool {
         let removed = self.peers.remove(peer);
-        if removed {
-            self.push_action(Action::StateChanged(StateChange::PeerRemoved(peer)));
+        let any = !removed.is_empty();
+        for entry in removed {
+            self.push_action(Action::StateChanged(StateChange::PeerRemoved(entry)));
         }
-        removed
+        any
     }
 
     /// Bans `addr` (operator action) until `until`, or until [`Engine::unban`] when None;
@@ -995,20 +1155,27 @@ impl Engine {
     /// Loads persisted state (entries already expired at `now` are skipped). Existing state is
     /// kept; restored entries count as most recently used, in the snapshot's order.
     pub fn restore(&mut self, now: Timestamp, snapshot: &Snapshot) {
+        let Self { peers, config, locks, .. } = self;
         for &peer in &snapshot.peers {
-            if !self.config.is_lan(peer.addr) {
-                self.peers.restore(peer, now);
+            if !config.is_lan(peer.addr) && !config.is_exempt(peer.addr) {
+                peers.restore(peer, now, |c| config.client_key(c));
             }
         }
-        let period = Duration::from_secs(self.config.timelock.seconds);
-        for &lock in &snapshot.locks {
-            self.locks.restore(lock, now, period);
+        let period = Duration::from_secs(config.timelock.seconds);
+        // Only inside hosts are locked, whatever an older (or hand-made) file says.
+        for &lock in snapshot.locks.iter().filter(|l| config.is_lan(l.client) && !config.is_exempt(l.client)) {
+            locks.restore(lock, config.client_key(lock.client), now, period);
         }
         for ban in snapshot.bans.iter().filter(|b| b.until.is_none_or(|u| u > now)) {
             // A snapshot larger than the cap can only come from a hand-edited file: keep the first.
             let _ = self.bans.insert(ban.addr, ban.until);
         }
     }
+}
+
+/// The flow a tell was seen on, for provenance.
+fn flow_tuple(parties: Parties) -> Option<FlowTuple> {
+    Some(FlowTuple { proto: parties.proto, client: socket(parties.inside), peer: socket(parties.outside) })
 }
 
 /// The reason reported for a later packet of a blocked flow.

@@ -28,7 +28,8 @@ fn state_is_bounded_under_a_flood_of_distinct_flows() {
 
 #[test]
 fn undrained_queues_are_capped() {
-    let mut e = Engine::new(config());
+    let peers = crate::config::PeersConfig { capacity: 100_000, per_client: 100_000, ..Default::default() };
+    let mut e = Engine::new(EngineConfig { peers, ..config() });
     for i in 0..(QUEUE_LIMIT as u32 / 2 + 10) {
         let [_, _, x, y] = i.to_be_bytes();
         let pkt = udp((CLIENT, CLIENT_PORT), (&format!("198.51.{x}.{y}"), 1214), &KAZAA_PING);
@@ -46,13 +47,23 @@ fn snapshot_restore_and_reload_keep_state() {
     let peer = Some(SocketAddr::new(ip(PEER), PEER_PORT));
     assert_eq!(
         snap.locks,
-        vec![LockEntry { client: ip(CLIENT), until: at(120), port: Some(CLIENT_PORT), peer }]
+        vec![LockEntry {
+            reason: Some(Reason::UdpPing),
+            flow: Some(FlowTuple {
+                proto: Proto::Udp,
+                client: SocketAddr::new(ip(CLIENT), CLIENT_PORT),
+                peer: SocketAddr::new(ip(PEER), PEER_PORT)
+            }),
+            ..LockEntry::new(ip(CLIENT), at(120), Some(CLIENT_PORT), peer)
+        }]
     );
     assert_eq!(snap.peers.len(), 1);
 
     let mut restored = Engine::new(config());
     restored.restore(at(10), &snap);
-    let syn = tcp((CLIENT, 41000), (PEER, 80), 1, SYN, &[]);
+    // The ping made PEER a weak suspect peer of this client, on the pinged port.
+    assert_eq!(snap.peers[0].strength, Strength::Weak);
+    let syn = tcp((CLIENT, 41000), (PEER, PEER_PORT), 1, SYN, &[]);
     assert_eq!(judge(&mut restored, at(11), &syn), (Verdict::Drop, Reason::SuspectPeer));
     let syn = tcp((CLIENT, 41001), ("203.0.113.9", 6000), 1, SYN, &[]);
     assert_eq!(judge(&mut restored, at(11), &syn), (Verdict::Drop, Reason::ClientLocked));

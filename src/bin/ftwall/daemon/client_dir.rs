@@ -1,11 +1,14 @@
-//! The client directory (the original's `-c`): one file per locked client, named by its
-//! address, holding the lock's end; removed when the lock is released. Other tools can list it.
+//! The client directory (the original's `-c`): one file per lock, named by the address of the
+//! network it covers (the client's IPv4 address, or its IPv6 prefix's network address), holding
+//! the client, the network and the lock's end; removed when the lock is released. Other tools
+//! can list it.
 
 use crate::clock::rfc3339;
 use ftwall::engine::LockEntry;
 use std::collections::HashSet;
 use std::fs;
 use std::io;
+use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -24,17 +27,22 @@ impl ClientDir {
         &self.dir
     }
 
-    fn path(&self, client: IpAddr) -> PathBuf {
-        self.dir.join(client.to_string())
+    fn path(&self, network: IpNet) -> PathBuf {
+        self.dir.join(network.addr().to_string())
     }
 
     pub(crate) fn locked(&self, lock: &LockEntry) -> io::Result<()> {
-        let body = format!("client={}\nlocked_until={}\n", lock.client, rfc3339(lock.until.as_secs()));
-        fs::write(self.path(lock.client), body)
+        let body = format!(
+            "client={}\nnetwork={}\nlocked_until={}\n",
+            lock.client,
+            lock.network(),
+            rfc3339(lock.until.as_secs())
+        );
+        fs::write(self.path(lock.network()), body)
     }
 
-    pub(crate) fn released(&self, client: IpAddr) -> io::Result<()> {
-        match fs::remove_file(self.path(client)) {
+    pub(crate) fn released(&self, network: IpNet) -> io::Result<()> {
+        match fs::remove_file(self.path(network)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
         }
@@ -43,7 +51,7 @@ impl ClientDir {
     /// Makes the directory list exactly `locks`: writes their files and removes files of clients
     /// that are no longer locked (left over from before a restart).
     pub(crate) fn sync(&self, locks: &[LockEntry]) -> io::Result<()> {
-        let keep: HashSet<String> = locks.iter().map(|l| l.client.to_string()).collect();
+        let keep: HashSet<String> = locks.iter().map(|l| l.network().addr().to_string()).collect();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -66,19 +74,14 @@ mod tests {
         fs::write(dir.path().join("192.0.2.99"), "stale").unwrap();
         fs::write(dir.path().join("README"), "not a client").unwrap();
         let cd = ClientDir::new(dir.path()).unwrap();
-        let lock = LockEntry {
-            client: "192.0.2.10".parse().unwrap(),
-            until: Timestamp::from_secs(0),
-            port: None,
-            peer: None,
-        };
+        let lock = LockEntry::new("192.0.2.10".parse().unwrap(), Timestamp::from_secs(0), None, None);
         cd.sync(&[lock]).unwrap();
         assert!(!dir.path().join("192.0.2.99").exists());
         assert!(dir.path().join("README").exists());
         let body = fs::read_to_string(dir.path().join("192.0.2.10")).unwrap();
         assert!(body.contains("locked_until=1970-01-01T00:00:00Z"), "{body}");
-        cd.released(lock.client).unwrap();
-        cd.released(lock.client).unwrap();
+        cd.released(lock.network()).unwrap();
+        cd.released(lock.network()).unwrap();
         assert!(!dir.path().join("192.0.2.10").exists());
     }
 }

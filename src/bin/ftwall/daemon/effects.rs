@@ -275,7 +275,7 @@ impl Mirrors {
         if let Some(dir) = &self.client_dir {
             let result = match record {
                 StateChange::Lock(lock) => dir.locked(lock),
-                StateChange::LockRemoved(client) => dir.released(*client),
+                StateChange::LockRemoved(network) => dir.released(*network),
                 _ => Ok(()),
             };
             if let Err(e) = result {
