@@ -2,8 +2,8 @@
 # Installs ftwall's rules, with one of two backends:
 #   nft       the table `inet ftwall` from ftwall.nft (IPv4 and IPv6), loaded with `nft -f`;
 #   iptables  a chain FTWALL (IPv4 and IPv6) jumped to from FORWARD (ftwall.rules, ftwall6.rules),
-#             and the ipsets ftwall_clients, ftwall_clients6, ftwall_peers, ftwall_peers6 and
-#             ftwall_allow_ports, which the daemon fills (`kernel_sets`); without `ipset`, the
+#             and the ipsets ftwall_clients, ftwall_clients6, ftwall_peers, ftwall_peers6,
+#             ftwall_weak_peers, ftwall_weak_peers6 and ftwall_allow_ports, which the daemon fills (`kernel_sets`); without `ipset`, the
 #             rules that use them are left out, with a note.
 # By default the kernel is probed: nft when `nft` exists and the kernel has the native nftables
 # `queue` statement (CONFIG_NFT_QUEUE), otherwise iptables (which works with the nft backend).
@@ -81,12 +81,22 @@ esac
 # stays enforced while the daemon restarts. Element timeouts are set by the daemon per element;
 # the defaults are ftwall's `timelock.seconds` and `peers.expire_seconds`. `-exist`: an existing
 # set (and its elements) is kept, so re-installing does not forget what the daemon loaded.
-ipsets="ftwall_clients ftwall_clients6 ftwall_peers ftwall_peers6 ftwall_allow_ports"
+# IPv6 clients are locked by prefix (ftwall_clients6 is a hash:net); weak suspect peers are
+# (peer, port, witness client) triples, hash:ip,port,ip.
+ipsets="ftwall_clients ftwall_clients6 ftwall_peers ftwall_peers6 ftwall_weak_peers ftwall_weak_peers6 ftwall_allow_ports"
 create_ipsets() {
+    # An ftwall_clients6 of an older install is a hash:ip: replace it (the rules that use it go
+    # first; apply() puts them back).
+    if ipset list -t ftwall_clients6 2>/dev/null | grep -q '^Type: hash:ip$'; then
+        remove_chain ip6tables
+        ipset destroy ftwall_clients6
+    fi
     ipset create -exist ftwall_clients hash:ip timeout 120
-    ipset create -exist ftwall_clients6 hash:ip family inet6 timeout 120
+    ipset create -exist ftwall_clients6 hash:net family inet6 timeout 120
     ipset create -exist ftwall_peers hash:ip timeout 86400
     ipset create -exist ftwall_peers6 hash:ip family inet6 timeout 86400
+    ipset create -exist ftwall_weak_peers hash:ip,port,ip timeout 3600
+    ipset create -exist ftwall_weak_peers6 hash:ip,port,ip family inet6 timeout 3600
     ipset create -exist ftwall_allow_ports bitmap:port range 0-65535
 }
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Removes what install.sh added: the iptables FTWALL chains and their FORWARD jumps, then the
 # ipsets those rules used (ftwall_clients, ftwall_clients6, ftwall_peers, ftwall_peers6,
-# ftwall_allow_ports), and the nftables table `inet ftwall` (with its sets). Idempotent.
+# ftwall_weak_peers, ftwall_weak_peers6, ftwall_allow_ports), and the nftables table `inet ftwall` (with its sets). Idempotent.
 #   usage: uninstall.sh
 set -eu
 [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ] && { echo "usage: $0"; exit 0; }
@@ -19,7 +19,8 @@ if command -v ip6tables >/dev/null 2>&1 && ip6tables -L -n >/dev/null 2>&1; then
 fi
 # Only after the rules that reference them are gone.
 if command -v ipset >/dev/null 2>&1; then
-    for set in ftwall_clients ftwall_clients6 ftwall_peers ftwall_peers6 ftwall_allow_ports ftwall_allow_ports_new; do
+    for set in ftwall_clients ftwall_clients6 ftwall_peers ftwall_peers6 ftwall_weak_peers ftwall_weak_peers6 \
+        ftwall_allow_ports ftwall_allow_ports_new; do
         if ipset list -n "$set" >/dev/null 2>&1; then ipset destroy "$set"; fi
     done
 fi
