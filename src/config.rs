@@ -51,8 +51,8 @@ pub enum MalformedPolicy {
 pub struct PeersConfig {
     /// Maximum number of suspect peers remembered, in each of four separate tables (IPv4 and
     /// IPv6, strong and weak evidence): churn in one never evicts from another. A full table
-    /// refuses new entries (counted) rather than evicting live ones, except that an expired
-    /// entry is reclaimed and a strong entry may replace the least recently used weak one.
+    /// refuses new entries (counted) rather than evicting live ones; an expired least recently
+    /// used entry is reclaimed.
     pub capacity: usize,
     /// Seconds a strong suspect peer is remembered after it was last seen; 0 = until evicted.
     pub expire_seconds: u64,
@@ -60,9 +60,9 @@ pub struct PeersConfig {
     /// the destination of a client's ping) is remembered after it was last asserted; 0 = until
     /// evicted. Never longer than `expire_seconds` when that is set.
     pub weak_expire_seconds: u64,
-    /// Most suspect peers (strong and weak together) that the flows of one inside client (one
-    /// IPv4 address, one IPv6 `timelock.ipv6_prefix`) may have added and that are still
-    /// remembered; further ones are refused and counted.
+    /// Most suspect peers of each strength that the flows of one inside client (one IPv4
+    /// address, one IPv6 `timelock.ipv6_prefix`) may have added and that are still remembered;
+    /// further ones are refused and counted.
     pub per_client: usize,
 }
 
@@ -352,10 +352,10 @@ impl EngineConfig {
         Key::new("spoof_pongs", "Answer a dropped ping from a client in lan with a forged pong from the pinged peer (needs CAP_NET_RAW)."),
         Key::new("pongs.per_client_per_second", "Forged pongs per second to one client, burst the same (0: no per-client limit); buckets are kept for up to timelock.capacity clients."),
         Key::new("pongs.max_per_second", "Forged pongs per second to all clients together, burst the same (0: no total limit)."),
-        Key::new("peers.capacity", "Suspect peers remembered at once, per table (IPv4, IPv6) x (strong, weak); a full table refuses new ones (counted), never evicts a live one except a weak one for a strong one."),
+        Key::new("peers.capacity", "Suspect peers remembered at once, per table (IPv4, IPv6) x (strong, weak); a full table refuses new ones (counted) and never evicts a live one."),
         Key::new("peers.expire_seconds", "Forget a strong suspect peer (one that spoke FastTrack itself) this many seconds after it was last seen (0: only by eviction)."),
         Key::new("peers.weak_expire_seconds", "Forget a weak suspect peer (an address a header or a client's ping named) this many seconds after it was last named (0: only by eviction; at most expire_seconds)."),
-        Key::new("peers.per_client", "Most live suspect peers one inside client's flows may have added (an IPv6 client is its timelock.ipv6_prefix); more are refused and counted."),
+        Key::new("peers.per_client", "Most live suspect peers of each strength one inside client's flows may have added (an IPv6 client is its timelock.ipv6_prefix); more are refused and counted."),
         Key::new("timelock.seconds", "Lock a client this long after its last FastTrack tell (0: no time-lock)."),
         Key::new("timelock.allow_ports", "While locked, new outbound TCP connections are dropped except to these ports (still inspected)."),
         Key::new("timelock.capacity", "Locked clients tracked at once, per family (IPv4 addresses, IPv6 prefixes); a full table refuses new locks (counted) rather than evicting live ones."),

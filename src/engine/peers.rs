@@ -16,9 +16,11 @@
 //!   entries: churn in one never evicts from another. A full table refuses a new entry
 //!   ([`Learned::Refused`]) unless its least recently used entry has expired (then reclaimed).
 //!   Live entries leave only by expiry, operator action or a shrinking reconfiguration.
-//! - At most `per_client` live entries (both strengths) carry one client key (an IPv4 address,
-//!   an IPv6 prefix) as their witness; further ones are refused. The per-client counts have an
-//!   entry only for keys with live entries, so they are bounded by the tables.
+//! - At most `per_client` live entries of each strength carry one client key (an IPv4 address,
+//!   an IPv6 prefix) as their witness; further ones are refused. The two strengths count
+//!   separately, so the weak claims of a real client's start-up (hundreds of pings) never use up
+//!   the room for the strong confirmations that follow. The per-client counts have an entry
+//!   only for keys with live entries, so they are bounded by the tables.
 //! - Expiry is checked lazily on lookup: an expired entry is treated as absent and removed.
 //! - Loopback, unspecified, multicast and broadcast addresses are never admitted (the engine
 //!   also keeps out the LAN and `exempt`).
@@ -37,8 +39,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy)]
 struct Peer {
     entry: PeerEntry,
-    /// The witness client's key, counted in `per_client`.
-    owner: Option<IpNet>,
+    /// The witness client's key and the entry's strength, counted in `per_client`.
+    owner: Option<(IpNet, Strength)>,
     /// The expiry last written to the store, to avoid a store write on every refresh.
     stored_expires: Option<Timestamp>,
 }
@@ -85,7 +87,8 @@ pub(crate) struct PeerCache {
     /// By family: 0 IPv4, 1 IPv6.
     strong: [LruCache<IpAddr, Peer>; 2],
     weak: [LruCache<WeakKey, Peer>; 2],
-    per_client: HashMap<IpNet, usize>,
+    /// Live entries per (witness client key, strength).
+    per_client: HashMap<(IpNet, Strength), usize>,
     quota: usize,
     ttl: Option<Duration>,
     weak_ttl: Option<Duration>,
@@ -138,7 +141,7 @@ impl PeerCache {
         }
     }
 
-    fn disown(&mut self, owner: Option<IpNet>) {
+    fn disown(&mut self, owner: Option<(IpNet, Strength)>) {
         if let Some(owner) = owner {
             if let Some(n) = self.per_client.get_mut(&owner) {
                 *n = n.saturating_sub(1);
@@ -227,7 +230,7 @@ impl PeerCache {
     }
 
     /// Whether one more entry may carry `owner`.
-    fn quota_allows(&self, owner: Option<IpNet>) -> bool {
+    fn quota_allows(&self, owner: Option<(IpNet, Strength)>) -> bool {
         owner.is_none_or(|o| self.per_client.get(&o).copied().unwrap_or(0) < self.quota)
     }
 
@@ -236,7 +239,7 @@ impl PeerCache {
         if !admissible(claim.addr) {
             return Learned::Ignored;
         }
-        let owner = claim.client.map(|(_, key)| key);
+        let owner = claim.client.map(|(_, key)| (key, claim.strength));
         let fresh = |expires| PeerEntry {
             addr: claim.addr,
             port: claim.port,
@@ -269,7 +272,7 @@ impl PeerCache {
                 Learned::New
             }
             Strength::Weak => {
-                let (Some(owner_key), Some(port)) = (owner, claim.port) else { return Learned::Ignored };
+                let (Some((owner_key, _)), Some(port)) = (owner, claim.port) else { return Learned::Ignored };
                 if self.strong[family(claim.addr)].peek(&claim.addr).is_some_and(|p| !expired(p, now)) {
                     return Learned::Ignored;
                 }
@@ -295,7 +298,7 @@ impl PeerCache {
         }
     }
 
-    fn own(&mut self, owner: Option<IpNet>) {
+    fn own(&mut self, owner: Option<(IpNet, Strength)>) {
         if let Some(owner) = owner {
             *self.per_client.entry(owner).or_insert(0) += 1;
         }
@@ -330,7 +333,7 @@ impl PeerCache {
         if !admissible(entry.addr) || entry.expires.is_some_and(|e| e <= now) {
             return;
         }
-        let owner = entry.client.map(&key);
+        let owner = entry.client.map(|c| (key(c), entry.strength));
         if !self.quota_allows(owner) {
             return;
         }
@@ -344,7 +347,7 @@ impl PeerCache {
                 }
                 table.push(entry.addr, peer);
             }
-            (Strength::Weak, Some(owner_key), Some(port)) => {
+            (Strength::Weak, Some((owner_key, _)), Some(port)) => {
                 let key = (owner_key, entry.addr, port);
                 let table = &mut self.weak[family(entry.addr)];
                 if table.contains(&key) || make_room(table, now, &mut self.per_client, &mut ignore).is_some() {
@@ -398,7 +401,7 @@ fn refresh(
 fn make_room<K: Hash + Eq + Copy>(
     table: &mut LruCache<K, Peer>,
     now: Timestamp,
-    per_client: &mut HashMap<IpNet, usize>,
+    per_client: &mut HashMap<(IpNet, Strength), usize>,
     store: &mut impl FnMut(StateChange),
 ) -> Option<Refusal> {
     if table.len() < table.cap().get() {
