@@ -1053,6 +1053,19 @@ impl Engine {
         );
         self.config = config;
         self.apply_derived();
+        // What is now exempt leaves the tables (and so the shell's mirrors) at once.
+        if !self.config.exempt.is_empty() {
+            let peers: Vec<IpAddr> =
+                self.peers.entries().map(|p| p.addr).filter(|&a| self.config.is_exempt(a)).collect();
+            for peer in peers {
+                self.forget_peer(peer);
+            }
+            let clients: Vec<IpAddr> =
+                self.locks.entries().map(|l| l.client).filter(|&c| self.config.is_exempt(c)).collect();
+            for client in clients {
+                self.release_client(client);
+            }
+        }
     }
 
     /// Locked clients, least recently armed first.

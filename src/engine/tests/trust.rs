@@ -100,6 +100,19 @@ fn an_exempt_address_is_never_blocked_by_learned_state() {
     assert_eq!(e.stats().locks_refused_not_inside, before + 1);
     let syn = tcp(("192.0.2.99", 41002), ("203.0.113.9", 6000), 1, SYN, &[]);
     assert_eq!(judge(&mut e, at(2), &syn), (Verdict::Accept, Reason::Clean));
+    // Exempting an address at a reload forgets what was learned about it.
+    e.handle_packet(at(2), &udp(("192.0.2.12", 3000), ("203.0.113.60", 1214), &KAZAA_PING));
+    assert!(e.peers().any(|p| p.addr == ip("203.0.113.60")));
+    assert!(e.locked_clients().any(|l| l.client == ip("192.0.2.12")));
+    let mut reloaded = e.config().clone();
+    reloaded.exempt.extend(["203.0.113.60/32".parse::<ipnet::IpNet>().unwrap(), "192.0.2.12/32".parse().unwrap()]);
+    actions(&mut e);
+    e.set_config(reloaded);
+    assert!(e.peers().all(|p| p.addr != ip("203.0.113.60")));
+    assert!(e.locked_clients().all(|l| l.client != ip("192.0.2.12")));
+    let removed = actions(&mut e);
+    assert!(removed.iter().any(|a| matches!(a, Action::StateChanged(StateChange::PeerRemoved(p)) if p.addr == ip("203.0.113.60"))));
+    assert!(removed.contains(&Action::StateChanged(StateChange::LockRemoved(ip("192.0.2.12").into()))));
     // Operator bans still apply to exempt addresses.
     e.ban(ip(RESOLVER), None).unwrap();
     let dns = udp(("192.0.2.11", 41003), (RESOLVER, 53), b"q");
