@@ -109,11 +109,17 @@ pub struct TimelockConfig {
     /// IPv6 clients are locked by prefix of this length (a LAN host picks any address of its
     /// /64); IPv4 clients by address.
     pub ipv6_prefix: u8,
+    /// Tie a lock to the source hardware address of the packet that armed it (when the shell
+    /// passes one, [`crate::engine::PacketMeta`]): a new connection from any address sent with
+    /// that MAC is held by the lock too (an IPv4 client escaping to IPv6, say). Off by default:
+    /// every host behind a router, bridge or NAT on the LAN side shares the router's MAC, and a
+    /// MAC is the sender's claim (it can change its own).
+    pub mac_tie: bool,
 }
 
 impl Default for TimelockConfig {
     fn default() -> Self {
-        Self { seconds: 120, allow_ports: vec![53, 80, 443], capacity: 4096, ipv6_prefix: 64 }
+        Self { seconds: 120, allow_ports: vec![53, 80, 443], capacity: 4096, ipv6_prefix: 64, mac_tie: false }
     }
 }
 
@@ -360,6 +366,7 @@ impl EngineConfig {
         Key::new("timelock.allow_ports", "While locked, new outbound TCP connections are dropped except to these ports (still inspected)."),
         Key::new("timelock.capacity", "Locked clients tracked at once, per family (IPv4 addresses, IPv6 prefixes); a full table refuses new locks (counted) rather than evicting live ones."),
         Key::new("timelock.ipv6_prefix", "Lock IPv6 clients by prefix of this length (a host picks any address of its /64); 1 to 128."),
+        Key::new("timelock.mac_tie", "A lock also holds new connections sent with the LAN hardware address of the packet that armed it (ties a host's IPv4 and IPv6); only where each inside host is its own MAC (no router, bridge or NAT on the LAN side)."),
         Key::new("flows.capacity", "Flows tracked at once (least recently used evicted first)."),
         Key::new("flows.idle_seconds", "A flow idle this long is forgotten; its next packet starts a new flow."),
         Key::new("flows.reassembly_capacity", "Flows that may hold a TCP reassembly window (2 KiB per direction) while a tell waits for split, reordered or lost bytes; evictions are counted in ftwall_reassembly_evicted_total."),
@@ -393,7 +400,8 @@ impl EngineConfig {
         at_least_one("peers.capacity", self.peers.capacity as u64)?;
         at_least_one("peers.per_client", self.peers.per_client as u64)?;
         if self.peers.expire_seconds > 0
-            && (self.peers.weak_expire_seconds == 0 || self.peers.weak_expire_seconds > self.peers.expire_seconds)
+            && (self.peers.weak_expire_seconds == 0
+                || self.peers.weak_expire_seconds > self.peers.expire_seconds)
         {
             return Err(ConfigError::Invalid {
                 key: "peers.weak_expire_seconds",

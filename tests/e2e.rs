@@ -416,7 +416,8 @@ fn ipv6_gateway_blocks_fasttrack_and_offloads_clean_flows() {
 
     // Another address of the same /64 is held by the same lock (IPv6 clients are locked by
     // prefix)...
-    let escape = lab.sim("lan", &["tcp", "--bind", TELL_CLIENT6, "--to", "[2001:db8:2::21]:5555", "--payload", "none"]);
+    let escape = lab
+        .sim("lan", &["tcp", "--bind", TELL_CLIENT6, "--to", "[2001:db8:2::21]:5555", "--payload", "none"]);
     assert_eq!(escape["connected"], false, "another address of the locked /64: {escape}");
     // ...and its supernode opener to another peer, on an allowed port, is cut.
     let opener = lab.sim(

@@ -7,7 +7,8 @@
 //! - One ping to an address does not block other hosts' HTTPS (or anything) to it.
 //! - An exempt address is never blocked by what ftwall learns: an exempt outside host is never
 //!   a suspect peer, an exempt inside host is never locked.
-//! - A locked IPv6 client cannot escape to another address of its /64.
+//! - A locked IPv6 client cannot escape to another address of its /64, and (with
+//!   `timelock.mac_tie`) a locked IPv4 client cannot escape to IPv6 from the same MAC.
 //!
 //! Needs root (and `ip`, `iptables`, `ipset`). Without them the test is skipped with a
 //! message, except when `CI=true`, where it fails.
@@ -21,12 +22,23 @@ use std::time::Duration;
 const RESOLVER: &str = "198.51.100.25";
 
 fn lab_with(name: &str, extra_config: &str, header: Option<&str>) -> Lab {
+    lab_with_timelock(name, extra_config, "", header)
+}
+
+/// [`lab_with`], with extra `[timelock]` keys.
+fn lab_with_timelock(name: &str, extra_config: &str, timelock: &str, header: Option<&str>) -> Lab {
     assert!(sim_path().exists(), "simulator not built at {}", sim_path().display());
     let mut lab = Lab::new(name);
     let wan_log = lab.dir.path().join("wan.jsonl");
     // `::` listens on IPv6 and (dual stack) IPv4.
-    let mut args =
-        vec!["--udp", "198.51.100.25:53,198.51.100.20:1214", "--tcp-ports", "80,443,7777", "--tcp-bind", "::"];
+    let mut args = vec![
+        "--udp",
+        "198.51.100.25:53,198.51.100.20:1214",
+        "--tcp-ports",
+        "80,443,7777",
+        "--tcp-bind",
+        "::",
+    ];
     if let Some(header) = header {
         args.extend_from_slice(&["--http-header", header]);
     }
@@ -34,6 +46,9 @@ fn lab_with(name: &str, extra_config: &str, header: Option<&str>) -> Lab {
     lab.warm_up();
     lab.extra_config = extra_config.to_string();
     lab.write_config(&[], false);
+    let config = std::fs::read_to_string(&lab.config_path).unwrap();
+    std::fs::write(&lab.config_path, config.replace("[timelock]\n", &format!("[timelock]\n{timelock}")))
+        .unwrap();
     lab.start_and_wait(&[]);
     lab
 }
@@ -163,4 +178,22 @@ fn a_locked_ipv6_client_cannot_escape_to_another_address_of_its_prefix() {
     let set = in_gw(&lab, &["ipset", "list", "ftwall_clients6"]);
     assert!(set.contains("2001:db8:1::/64"), "{set}");
     lab.teardown_namespaces();
+}
+
+#[test]
+fn with_mac_tie_a_locked_ipv4_client_cannot_escape_to_ipv6() {
+    let Some(_serial) = kernel_test_guard_with(&["ipset"]) else { return };
+    let lab = lab_with_timelock("ftm", "", "mac_tie = true\n", None);
+    let warm = (0..5).any(|_| connects(&lab, LAN_CLIENT6, "[2001:db8:2::26]:443"));
+    assert!(warm, "IPv6 forwarding through the gateway does not work");
+    assert!(connects(&lab, LAN_CLIENT6, "[2001:db8:2::21]:7777"), "IPv6 before the lock");
+    lab.ping_flood(LAN_CLIENT, "198.51.100.20:1214", 300);
+    lab.wait_log("the IPv4 client", 1, Duration::from_secs(5), |v| {
+        is_event(v, "client_identified") && v["client"] == LAN_CLIENT
+    });
+    // The lab's LAN hosts are addresses of one interface: one MAC, so the IPv4 lock holds
+    // every new connection sent from it, over IPv6 too (and would hold a whole LAN behind a
+    // router the same way: why mac_tie is off by default).
+    assert!(!connects(&lab, LAN_CLIENT6, "[2001:db8:2::21]:7777"), "escaped to IPv6");
+    assert!(connects(&lab, LAN_CLIENT6, "[2001:db8:2::21]:443"), "allowed ports still pass");
 }

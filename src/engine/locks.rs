@@ -372,7 +372,9 @@ mod tests {
         assert!(locks.is_locked_on(net(c), 3531, at(119)));
         assert!(!locks.is_locked_on(net(c), 3532, at(1)), "another program of the same host");
         assert!(!locks.is_locked_on(net(c), 3531, at(120)), "expired");
-        assert!(locks.is_locked_on(net(tcp_only), 3532, at(1)) && locks.is_locked_on(net(tcp_only), 53, at(1)));
+        assert!(
+            locks.is_locked_on(net(tcp_only), 3532, at(1)) && locks.is_locked_on(net(tcp_only), 53, at(1))
+        );
         assert!(!locks.is_locked_on(net(ip("192.0.2.12")), 3531, at(1)), "not locked");
         locks.arm(arming(tcp_only, Some(4000), None), at(2), T);
         assert!(!locks.is_locked_on(net(tcp_only), 3532, at(3)), "the port once known");
@@ -463,8 +465,7 @@ mod tests {
     fn restore_places_probe_and_skips_expired() {
         let mut locks = ClientLocks::new(8);
         let peer = sock("198.51.100.20:1214");
-        let entry =
-            |client, until, peer| LockEntry::new(ip(client), at(until), Some(1214), peer);
+        let entry = |client, until, peer| LockEntry::new(ip(client), at(until), Some(1214), peer);
         locks.restore(entry("192.0.2.5", 100, Some(peer)), net(ip("192.0.2.5")), at(100), T);
         assert_eq!(locks.len(), 0);
         // Armed at 50 (until 170): probe due at 110.

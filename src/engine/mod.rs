@@ -87,6 +87,7 @@ mod stream;
 
 pub use bans::{BanError, MAX_BANS};
 pub use snapshot::{BanEntry, FlowTuple, LockEntry, PeerEntry, Snapshot, StateChange, Strength};
+
 pub use stats::EngineStats;
 
 use crate::config::{EngineConfig, MalformedPolicy, Mode};
@@ -106,6 +107,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 use stream::{ByteTell, Found, Reassembly};
+
+/// What the shell knows about a packet besides its bytes (NFQUEUE metadata).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PacketMeta {
+    /// The source hardware address of the frame that carried it (`NFQA_HWADDR`: the previous
+    /// hop on the interface it arrived on), when known and 6 bytes long.
+    pub src_mac: Option<[u8; 6]>,
+}
 
 /// Maximum number of undrained events, and of undrained actions.
 pub const QUEUE_LIMIT: usize = 65_536;
@@ -255,6 +264,14 @@ pub struct Engine {
     /// Whether the sender of the packet being judged is its flow's inside end; set by
     /// `lookup`, taken by `handle_packet` for [`Decision::ends`].
     sender_inside: Option<bool>,
+    /// The source MAC of the packet being judged (its [`PacketMeta`]).
+    packet_mac: Option<[u8; 6]>,
+    /// That MAC when the packet was sent by its flow's inside end in `lan` and `timelock.mac_tie`
+    /// is on; set by `lookup`.
+    inside_mac: Option<[u8; 6]>,
+    /// `timelock.mac_tie`: the lock last armed by a packet from each inside MAC (at most
+    /// `timelock.capacity`, least recently used forgotten).
+    mac_ties: LruCache<[u8; 6], ipnet::IpNet>,
 }
 
 /// Identity of the two endpoints of the flow a tell was seen on.
@@ -333,6 +350,9 @@ impl Engine {
             actions: VecDeque::new(),
             stats: EngineStats::default(),
             sender_inside: None,
+            packet_mac: None,
+            inside_mac: None,
+            mac_ties: LruCache::new(non_zero(config.timelock.capacity)),
             config,
         };
         engine.apply_derived();
@@ -358,6 +378,20 @@ impl Engine {
     /// Judges one L3 packet (IP header first) seen at `now`. Never panics; every call is counted
     /// in [`Engine::stats`] under exactly one reason.
     pub fn handle_packet(&mut self, now: Timestamp, packet: &[u8]) -> Decision {
+        self.handle_packet_with(now, packet, PacketMeta::default())
+    }
+
+    /// [`Engine::handle_packet`] with what the shell knows about the packet besides its bytes.
+    pub fn handle_packet_with(&mut self, now: Timestamp, packet: &[u8], meta: PacketMeta) -> Decision {
+        // Broadcast, multicast and all-zero addresses name no host.
+        self.packet_mac = meta.src_mac.filter(|m| m[0] & 1 == 0 && *m != [0; 6]);
+        let decision = self.judge_packet(now, packet);
+        self.packet_mac = None;
+        self.inside_mac = None;
+        decision
+    }
+
+    fn judge_packet(&mut self, now: Timestamp, packet: &[u8]) -> Decision {
         let (reason, settled, summary) = match wire::parse(packet) {
             Ok(parsed) => {
                 let summary = summarize(&parsed);
@@ -504,6 +538,9 @@ impl Engine {
             Parties { inside: key.high, outside: key.low, proto }
         };
         let place = Place { key, sender_is_low, parties, from_inside: flow.inside_is_low == sender_is_low };
+        self.inside_mac = self.packet_mac.filter(|_| {
+            place.from_inside && self.config.timelock.mac_tie && self.config.is_lan(parties.inside.ip)
+        });
         (place, flow, new)
     }
 
@@ -612,7 +649,11 @@ impl Engine {
         .then(|| socket(parties.outside));
         if tell.reason() == Reason::UdpPong
             && from_inside
-            && self.locks.answers_probe(self.config.client_key(parties.inside.ip), socket(parties.outside), now)
+            && self.locks.answers_probe(
+                self.config.client_key(parties.inside.ip),
+                socket(parties.outside),
+                now,
+            )
         {
             self.stats.probe_answers += 1;
         }
@@ -660,11 +701,8 @@ impl Engine {
             // The outside end spoke the tell itself, on a connection whose handshake it
             // completed (its address is verified): strong. The client speaking FastTrack to an
             // address, or a segment of a connection first seen mid-stream, is only a claim.
-            let strength = if !at.from_inside && flow.tcp.handshake_seen() {
-                Strength::Strong
-            } else {
-                Strength::Weak
-            };
+            let strength =
+                if !at.from_inside && flow.tcp.handshake_seen() { Strength::Strong } else { Strength::Weak };
             self.on_tell(now, &mut flow, tell, at.parties, client_port, None, strength);
             tell
         } else if let Some(blocked) = flow.blocked {
@@ -756,7 +794,15 @@ impl Engine {
             return;
         }
         let flow = flow_tuple(parties);
-        self.learn_peer(now, ip, Some(addr.port()), Strength::Weak, Some(parties.inside.ip), Reason::HttpTransfer, flow);
+        self.learn_peer(
+            now,
+            ip,
+            Some(addr.port()),
+            Strength::Weak,
+            Some(parties.inside.ip),
+            Reason::HttpTransfer,
+            flow,
+        );
     }
 
     /// Whether the new flow `parties` (opened by its inside end) is blocked by a suspect peer:
@@ -776,9 +822,17 @@ impl Engine {
             || (weak_applies && peers.is_weak_for(client, outside.ip, outside.port, now, &mut store))
     }
 
-    /// Whether the lock of `client`'s network is in force (never for an exempt address).
+    /// Whether the lock of `client`'s network is in force, or (`timelock.mac_tie`) the lock
+    /// tied to the MAC this packet came from (never for an exempt address).
     fn client_locked(&self, client: IpAddr, now: Timestamp) -> bool {
-        !self.config.is_exempt(client) && self.locks.is_locked(self.config.client_key(client), now)
+        if self.config.is_exempt(client) {
+            return false;
+        }
+        self.locks.is_locked(self.config.client_key(client), now)
+            || self
+                .inside_mac
+                .and_then(|mac| self.mac_ties.peek(&mac))
+                .is_some_and(|&key| self.locks.is_locked(key, now))
     }
 
     /// [`ClientLocks::is_locked_on`] for the inside end `inside`.
@@ -814,7 +868,9 @@ impl Engine {
             push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded)
         });
         match learned {
-            Learned::New => self.push_event(Event::PeerIdentified { peer: ip, port, client, reason, strength }),
+            Learned::New => {
+                self.push_event(Event::PeerIdentified { peer: ip, port, client, reason, strength })
+            }
             Learned::Refused(refusal) => {
                 let (kind, total) = match refusal {
                     Refusal::Full => {
@@ -923,6 +979,7 @@ impl Engine {
             }
             Armed::Rearmed { persist } => persist,
             Armed::Refused => {
+                self.inside_mac = None;
                 self.stats.locks_refused_full += 1;
                 let total = self.stats.locks_refused_full;
                 if worth_reporting(total) {
@@ -932,6 +989,9 @@ impl Engine {
                 false
             }
         };
+        if let Some(mac) = self.inside_mac {
+            self.mac_ties.put(mac, key);
+        }
         if persist {
             if let Some(entry) = self.locks.entry(key) {
                 self.push_action(Action::StateChanged(StateChange::Lock(entry)));
@@ -1045,6 +1105,10 @@ impl Engine {
         self.stats.client_ports_evicted +=
             self.client_ports.reconfigure(config.timelock.capacity, config.peers.expire_seconds);
         self.flows.resize(non_zero(config.flows.capacity));
+        self.mac_ties.resize(non_zero(config.timelock.capacity));
+        if !config.timelock.mac_tie {
+            self.mac_ties.clear();
+        }
         self.reassembly.resize(config.flows.reassembly_capacity, &mut self.stats.reassembly_evicted);
         self.pongs.reconfigure(
             config.pongs.per_client_per_second,
@@ -1176,7 +1240,8 @@ impl Engine {
         }
         let period = Duration::from_secs(config.timelock.seconds);
         // Only inside hosts are locked, whatever an older (or hand-made) file says.
-        for &lock in snapshot.locks.iter().filter(|l| config.is_lan(l.client) && !config.is_exempt(l.client)) {
+        for &lock in snapshot.locks.iter().filter(|l| config.is_lan(l.client) && !config.is_exempt(l.client))
+        {
             locks.restore(lock, config.client_key(lock.client), now, period);
         }
         for ban in snapshot.bans.iter().filter(|b| b.until.is_none_or(|u| u > now)) {

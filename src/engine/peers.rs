@@ -177,7 +177,8 @@ impl PeerCache {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.strong.iter().map(LruCache::len).sum::<usize>() + self.weak.iter().map(LruCache::len).sum::<usize>()
+        self.strong.iter().map(LruCache::len).sum::<usize>()
+            + self.weak.iter().map(LruCache::len).sum::<usize>()
     }
 
     /// Number of live-or-lazily-expired entries of one strength.
@@ -190,7 +191,12 @@ impl PeerCache {
 
     /// True if `ip` is a live strong suspect peer at `now` (refreshes its recency, not its
     /// expiry).
-    pub(crate) fn is_strong(&mut self, ip: IpAddr, now: Timestamp, store: &mut impl FnMut(StateChange)) -> bool {
+    pub(crate) fn is_strong(
+        &mut self,
+        ip: IpAddr,
+        now: Timestamp,
+        store: &mut impl FnMut(StateChange),
+    ) -> bool {
         let table = &mut self.strong[family(ip)];
         match table.get(&ip) {
             None => false,
@@ -235,7 +241,12 @@ impl PeerCache {
     }
 
     /// Adds or refreshes a suspect peer from `claim`.
-    pub(crate) fn learn(&mut self, claim: Claim, now: Timestamp, store: &mut impl FnMut(StateChange)) -> Learned {
+    pub(crate) fn learn(
+        &mut self,
+        claim: Claim,
+        now: Timestamp,
+        store: &mut impl FnMut(StateChange),
+    ) -> Learned {
         if !admissible(claim.addr) {
             return Learned::Ignored;
         }
@@ -342,7 +353,9 @@ impl PeerCache {
         match (entry.strength, owner, entry.port) {
             (Strength::Strong, _, _) => {
                 let table = &mut self.strong[family(entry.addr)];
-                if table.contains(&entry.addr) || make_room(table, now, &mut self.per_client, &mut ignore).is_some() {
+                if table.contains(&entry.addr)
+                    || make_room(table, now, &mut self.per_client, &mut ignore).is_some()
+                {
                     return;
                 }
                 table.push(entry.addr, peer);
@@ -350,7 +363,8 @@ impl PeerCache {
             (Strength::Weak, Some((owner_key, _)), Some(port)) => {
                 let key = (owner_key, entry.addr, port);
                 let table = &mut self.weak[family(entry.addr)];
-                if table.contains(&key) || make_room(table, now, &mut self.per_client, &mut ignore).is_some() {
+                if table.contains(&key) || make_room(table, now, &mut self.per_client, &mut ignore).is_some()
+                {
                     return;
                 }
                 table.push(key, peer);
@@ -439,7 +453,14 @@ mod tests {
     }
 
     fn strong(addr: &str, port: Option<u16>) -> Claim {
-        Claim { addr: ip(addr), port, strength: Strength::Strong, client: None, reason: Reason::UdpPong, flow: None }
+        Claim {
+            addr: ip(addr),
+            port,
+            strength: Strength::Strong,
+            client: None,
+            reason: Reason::UdpPong,
+            flow: None,
+        }
     }
 
     fn weak(client: &str, addr: &str, port: u16) -> Claim {
@@ -463,7 +484,10 @@ mod tests {
         assert_eq!(cache.learn(strong("198.51.100.1", Some(1214)), now, &mut store), Learned::New);
         assert_eq!(cache.learn(strong("198.51.100.2", None), now, &mut store), Learned::New);
         assert_eq!(cache.learn(strong("198.51.100.1", Some(1214)), now, &mut store), Learned::Refreshed);
-        assert_eq!(cache.learn(strong("198.51.100.3", None), now, &mut store), Learned::Refused(Refusal::Full));
+        assert_eq!(
+            cache.learn(strong("198.51.100.3", None), now, &mut store),
+            Learned::Refused(Refusal::Full)
+        );
         // IPv6 and weak entries have tables of their own.
         assert_eq!(cache.learn(strong("2001:db8:2::1", None), now, &mut store), Learned::New);
         assert_eq!(cache.learn(weak("192.0.2.10", "198.51.100.3", 53), now, &mut store), Learned::New);
@@ -529,7 +553,11 @@ mod tests {
         let mut cache = PeerCache::new(limits(10, 0));
         let mut store = |_| {};
         for bad in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "::", "::1", "ff02::1"] {
-            assert_eq!(cache.learn(strong(bad, None), Timestamp::ZERO, &mut store), Learned::Ignored, "{bad}");
+            assert_eq!(
+                cache.learn(strong(bad, None), Timestamp::ZERO, &mut store),
+                Learned::Ignored,
+                "{bad}"
+            );
         }
         assert_eq!(cache.len(), 0);
     }

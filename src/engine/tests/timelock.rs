@@ -172,8 +172,18 @@ fn no_probe_without_a_pinged_outside_peer() {
     let snapshot = Snapshot {
         locks: vec![
             LockEntry::new(ip(CLIENT), at(100), Some(CLIENT_PORT), None),
-            LockEntry::new(ip("192.0.2.11"), at(100), Some(CLIENT_PORT), Some(SocketAddr::new(ip("192.0.2.12"), 1214))),
-            LockEntry::new(ip("203.0.113.9"), at(100), Some(CLIENT_PORT), Some(SocketAddr::new(ip(PEER), PEER_PORT))),
+            LockEntry::new(
+                ip("192.0.2.11"),
+                at(100),
+                Some(CLIENT_PORT),
+                Some(SocketAddr::new(ip("192.0.2.12"), 1214)),
+            ),
+            LockEntry::new(
+                ip("203.0.113.9"),
+                at(100),
+                Some(CLIENT_PORT),
+                Some(SocketAddr::new(ip(PEER), PEER_PORT)),
+            ),
         ],
         ..Snapshot::default()
     };

@@ -3,9 +3,11 @@
 
 use super::*;
 use crate::config::{PeersConfig, TimelockConfig};
+use crate::engine::PacketMeta;
 
 const RESOLVER: &str = "198.51.100.53";
 const WEB: (&str, u16) = ("198.51.100.80", 80);
+const OTHER6: &str = "2001:db8:1::99";
 
 /// A web page whose response names `named` in `X-Kazaa-SupernodeIP`, fetched by `client`.
 fn fetch_poisoned_page(e: &mut Engine, now: Timestamp, client: (&'static str, u16), named: &str) {
@@ -46,7 +48,13 @@ fn a_web_response_naming_the_resolver_does_not_cut_dns_to_it_for_anyone() {
     }
     // Even on a port outside allow_ports, a named address blocks only the client that fetched
     // the page, and only that port.
-    fetch_poisoned_page_from(&mut e, at(2), (CLIENT, 40001), ("198.51.100.81", 80), &format!("{RESOLVER}:5353"));
+    fetch_poisoned_page_from(
+        &mut e,
+        at(2),
+        (CLIENT, 40001),
+        ("198.51.100.81", 80),
+        &format!("{RESOLVER}:5353"),
+    );
     let other = udp(("192.0.2.11", 41003), (RESOLVER, 5353), b"x");
     assert_eq!(judge(&mut e, at(3), &other), (Verdict::Accept, Reason::Clean));
     let own = udp((CLIENT, 41004), (RESOLVER, 5353), b"x");
@@ -105,13 +113,17 @@ fn an_exempt_address_is_never_blocked_by_learned_state() {
     assert!(e.peers().any(|p| p.addr == ip("203.0.113.60")));
     assert!(e.locked_clients().any(|l| l.client == ip("192.0.2.12")));
     let mut reloaded = e.config().clone();
-    reloaded.exempt.extend(["203.0.113.60/32".parse::<ipnet::IpNet>().unwrap(), "192.0.2.12/32".parse().unwrap()]);
+    reloaded
+        .exempt
+        .extend(["203.0.113.60/32".parse::<ipnet::IpNet>().unwrap(), "192.0.2.12/32".parse().unwrap()]);
     actions(&mut e);
     e.set_config(reloaded);
     assert!(e.peers().all(|p| p.addr != ip("203.0.113.60")));
     assert!(e.locked_clients().all(|l| l.client != ip("192.0.2.12")));
     let removed = actions(&mut e);
-    assert!(removed.iter().any(|a| matches!(a, Action::StateChanged(StateChange::PeerRemoved(p)) if p.addr == ip("203.0.113.60"))));
+    assert!(removed.iter().any(
+        |a| matches!(a, Action::StateChanged(StateChange::PeerRemoved(p)) if p.addr == ip("203.0.113.60"))
+    ));
     assert!(removed.contains(&Action::StateChanged(StateChange::LockRemoved(ip("192.0.2.12").into()))));
     // Operator bans still apply to exempt addresses.
     e.ban(ip(RESOLVER), None).unwrap();
@@ -176,7 +188,8 @@ fn a_locked_ipv6_client_cannot_escape_to_another_address_of_its_prefix() {
     // The operator releases the lock by any address of the prefix.
     assert!(e.release_client(ip("2001:db8:1::99")));
     let released = actions(&mut e);
-    assert!(released.contains(&Action::StateChanged(StateChange::LockRemoved("2001:db8:1::/64".parse().unwrap()))));
+    assert!(released
+        .contains(&Action::StateChanged(StateChange::LockRemoved("2001:db8:1::/64".parse().unwrap()))));
     // A /128 keying keeps the old behaviour, for an operator who wants it.
     let timelock = TimelockConfig { ipv6_prefix: 128, ..TimelockConfig::default() };
     let mut e = Engine::new(EngineConfig { timelock, ..config() });
@@ -216,14 +229,42 @@ fn ipv6_churn_evicts_neither_ipv4_locks_nor_peers() {
 
 #[test]
 fn peers_of_older_state_files_load_as_weak_and_block_nothing_they_cannot_scope() {
-    let old: Snapshot = serde_json::from_str(
-        r#"{"peers":[{"addr":"198.51.100.53","port":53,"expires":null}],"locks":[]}"#,
-    )
-    .unwrap();
+    let old: Snapshot =
+        serde_json::from_str(r#"{"peers":[{"addr":"198.51.100.53","port":53,"expires":null}],"locks":[]}"#)
+            .unwrap();
     assert_eq!(old.peers[0].strength, Strength::Weak);
     let mut e = Engine::new(config());
     e.restore(at(0), &old);
     assert_eq!(e.peer_count(), 0, "no witness client to scope it to");
     let dns = udp((CLIENT, 41000), (RESOLVER, 53), b"q");
     assert_eq!(judge(&mut e, at(1), &dns), (Verdict::Accept, Reason::Clean));
+}
+
+#[test]
+fn with_mac_tie_a_lock_holds_for_the_same_lan_mac_on_ipv6() {
+    const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
+    const OTHER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
+    let from = |mac| PacketMeta { src_mac: Some(mac) };
+    for tie in [false, true] {
+        let timelock = TimelockConfig { mac_tie: tie, ..TimelockConfig::default() };
+        let mut e = Engine::new(EngineConfig { timelock, ..config() });
+        // The IPv4 client is locked by a ping sent from its MAC.
+        let ping = udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING);
+        assert_eq!(e.handle_packet_with(at(0), &ping, from(MAC)).reason, Reason::UdpPing);
+        // It moves to IPv6 (another address family, another key).
+        let syn = tcp((CLIENT6, 41000), ("2001:db8:2::77", 6000), 1, SYN, &[]);
+        let d = e.handle_packet_with(at(1), &syn, from(MAC));
+        let expected = if tie { Reason::ClientLocked } else { Reason::Clean };
+        assert_eq!(d.reason, expected, "mac_tie = {tie}");
+        // Another host's MAC is not held, nor are packets the shell gave no MAC for.
+        let syn = tcp((OTHER6, 41001), ("2001:db8:2::77", 6000), 1, SYN, &[]);
+        assert_eq!(e.handle_packet_with(at(1), &syn, from(OTHER_MAC)).reason, Reason::Clean);
+        let syn = tcp((OTHER6, 41002), ("2001:db8:2::77", 6000), 1, SYN, &[]);
+        assert_eq!(e.handle_packet(at(1), &syn).reason, Reason::Clean);
+        // A tell from the outside end (its MAC is the upstream router's) ties nothing.
+        let pong = udp(("203.0.113.5", 1214), ("192.0.2.30", 3531), &KAZAA_PONG);
+        e.handle_packet_with(at(2), &pong, from(OTHER_MAC));
+        let syn = tcp((OTHER6, 41003), ("2001:db8:2::77", 6000), 1, SYN, &[]);
+        assert_eq!(e.handle_packet_with(at(2), &syn, from(OTHER_MAC)).reason, Reason::Clean);
+    }
 }

@@ -5,10 +5,10 @@
 
 use crate::clock::rfc3339;
 use ftwall::engine::LockEntry;
+use ipnet::IpNet;
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 

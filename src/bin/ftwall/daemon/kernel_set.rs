@@ -112,7 +112,9 @@ impl Backend {
         }
         Some(match self {
             Self::Nft => vec![format!("{client} . {} . {port}", peer.addr)],
-            Self::Ipset => ["tcp", "udp"].iter().map(|p| format!("{},{p}:{port},{client}", peer.addr)).collect(),
+            Self::Ipset => {
+                ["tcp", "udp"].iter().map(|p| format!("{},{p}:{port},{client}", peer.addr)).collect()
+            }
         })
     }
 
@@ -461,10 +463,16 @@ mod tests {
         let mut sets = KernelSets::with_program(Backend::Ipset, recorder(dir.path(), &log));
         let now = Timestamp::from_secs(1000);
         sets.allow_ports(&[443, 53, 80, 53]);
-        let strong_peer = PeerEntry::new("198.51.100.20".parse().unwrap(), Some(1214), None, Strength::Strong);
+        let strong_peer =
+            PeerEntry::new("198.51.100.20".parse().unwrap(), Some(1214), None, Strength::Strong);
         let weak_peer = PeerEntry {
             client: Some("192.0.2.10".parse().unwrap()),
-            ..PeerEntry::new("198.51.100.22".parse().unwrap(), Some(1214), Some(Timestamp::from_secs(1060)), Strength::Weak)
+            ..PeerEntry::new(
+                "198.51.100.22".parse().unwrap(),
+                Some(1214),
+                Some(Timestamp::from_secs(1060)),
+                Strength::Weak,
+            )
         };
         let lock6 = LockEntry {
             network: Some("2001:db8:1::/64".parse().unwrap()),
@@ -576,16 +584,25 @@ mod tests {
         // A weak peer never becomes an all-client, all-port element.
         let weak = PeerEntry {
             client: Some("192.0.2.10".parse().unwrap()),
-            ..PeerEntry::new("198.51.100.20".parse().unwrap(), Some(1214), Some(Timestamp::from_secs(60)), Strength::Weak)
+            ..PeerEntry::new(
+                "198.51.100.20".parse().unwrap(),
+                Some(1214),
+                Some(Timestamp::from_secs(60)),
+                Strength::Weak,
+            )
         };
         let script = nft.peer(&weak, Timestamp::ZERO);
         assert!(!script.contains("ft_peers "), "{script}");
-        assert!(script.ends_with("add element inet ftwall ft_weak_peers { 192.0.2.10 . 198.51.100.20 . 1214 timeout 60s }\n"));
+        assert!(script.ends_with(
+            "add element inet ftwall ft_weak_peers { 192.0.2.10 . 198.51.100.20 . 1214 timeout 60s }\n"
+        ));
         let prefix = LockEntry {
             network: Some("2001:db8:1::/64".parse().unwrap()),
             ..lock("2001:db8:1::10", Timestamp::from_secs(60))
         };
-        assert!(nft.lock(&prefix, Timestamp::ZERO).ends_with("ft_clients6 { 2001:db8:1::/64 timeout 60s }\n"));
+        assert!(nft
+            .lock(&prefix, Timestamp::ZERO)
+            .ends_with("ft_clients6 { 2001:db8:1::/64 timeout 60s }\n"));
         assert_eq!(
             nft.allow_ports(&[80, 53]),
             "flush set inet ftwall ft_allow_ports\nadd element inet ftwall ft_allow_ports { 53, 80 }\n"

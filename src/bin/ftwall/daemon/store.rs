@@ -80,7 +80,12 @@ mod tests {
     fn snapshot() -> Snapshot {
         Snapshot {
             peers: vec![PeerEntry::new("198.51.100.20".parse().unwrap(), Some(1214), None, Strength::Strong)],
-            locks: vec![LockEntry::new("192.0.2.10".parse().unwrap(), Timestamp::from_secs(1_800_000_000), Some(3531), None)],
+            locks: vec![LockEntry::new(
+                "192.0.2.10".parse().unwrap(),
+                Timestamp::from_secs(1_800_000_000),
+                Some(3531),
+                None,
+            )],
             bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None }],
         }
     }
