@@ -21,9 +21,15 @@
 //!    flow it is `fasttrack_flow` and re-arms the lock. The TCP tells are judged on each
 //!    direction's reassembled stream (`stream`), on the packet that completes them.
 //! 2. A packet of a flow already classified: `fasttrack_flow`.
-//! 3. An outbound TCP SYN or UDP datagram to a suspect peer: `suspect_peer`.
-//! 4. An outbound TCP SYN from a locked client to a port outside `timelock.allow_ports`:
-//!    `client_locked`.
+//! 3. An outbound TCP SYN or UDP datagram to a suspect peer: `suspect_peer`. A strong peer (it
+//!    spoke FastTrack itself on a verified flow) blocks every inside host on every port; a weak
+//!    one (only named by a header, a ping's destination, an unverified datagram) blocks only the
+//!    client that named it, only to that port, never a port of `timelock.allow_ports`. Neither
+//!    applies to an `exempt` address. See `peers` for the trust model.
+//! 4. An outbound TCP SYN from a locked client (its lock: its IPv4 address, its IPv6 prefix, or
+//!    with `timelock.mac_tie` the lock armed from the packet's source MAC) to a port outside
+//!    `timelock.allow_ports`: `client_locked`. Only inside hosts (in `lan`, not `exempt`) are
+//!    ever locked.
 //! 5. A new flow to port 1214 when `port_1214_blocks`: `port_1214`.
 //! 6. Otherwise `clean`.
 //!
@@ -59,10 +65,14 @@
 //! works them out again.
 //!
 //! ## Bounds
-//! Flows, reassembly buffers, suspect peers, locks and client ports (as many as locks) each live
-//! in a fixed-capacity LRU, operator bans in a table capped at [`MAX_BANS`] that only the
-//! operator fills; the event and action queues are capped at [`QUEUE_LIMIT`] entries (the oldest
-//! are discarded and counted). Memory therefore does not grow with attacker-chosen input.
+//! Flows, reassembly buffers, client ports (as many as locks) and MAC ties each live in a
+//! fixed-capacity LRU; suspect peers in four tables (family x strength) and locks in two
+//! (family) that refuse new entries when full of live ones (counted in [`EngineStats`], reported
+//! as [`Event::Refused`]) and never evict a live one; one client's flows hold at most
+//! `peers.per_client` peers of each strength; operator bans live in a table capped at
+//! [`MAX_BANS`] that only the operator fills; the event and action queues are capped at
+//! [`QUEUE_LIMIT`] entries (the oldest are discarded and counted). Memory therefore does not
+//! grow with attacker-chosen input.
 //!
 //! ## Layout
 //! This file is the hub: the public types and methods, and the decision order above written
@@ -892,6 +902,7 @@ impl Engine {
 
     /// A tell was seen on `flow`: classify it, learn the peer, lock the client. `probe_peer`: the
     /// outside peer a LAN client just pinged, remembered with its lock for probes.
+    #[allow(clippy::too_many_arguments)] // the tell's facts, passed through from its judge
     fn on_tell(
         &mut self,
         now: Timestamp,
