@@ -797,10 +797,11 @@ impl Engine {
     }
 
     /// An address named in a header of the flow `parties`: a third party's claim, so weak,
-    /// scoped to the client of the flow and the port the header names.
+    /// scoped to the client of the flow and the port the header names. The flow's own outside
+    /// end naming itself adds nothing: the tell itself teaches that address, with its strength.
     fn learn_peer_from_header(&mut self, now: Timestamp, addr: SocketAddr, parties: Parties) {
         let ip = addr.ip();
-        if ip == parties.inside.ip {
+        if ip == parties.inside.ip || ip == parties.outside.ip {
             return;
         }
         let flow = flow_tuple(parties);
