@@ -104,7 +104,9 @@ reasons! {
     GivePush => "give_push", Drop, tell;
     /// A later packet of a flow already classified as FastTrack.
     FasttrackFlow => "fasttrack_flow", Drop;
-    /// A new outbound TCP connection or UDP datagram to a suspect FastTrack peer.
+    /// A new outbound TCP connection or UDP datagram to a suspect FastTrack peer: a strong one
+    /// (it spoke FastTrack itself; any inside host, any port), or a weak one this client named
+    /// (that address and port only, never `timelock.allow_ports`).
     SuspectPeer => "suspect_peer", Drop;
     /// A new outbound TCP connection from a time-locked client to a port outside `timelock.allow_ports`.
     ClientLocked => "client_locked", Drop;
