@@ -4,7 +4,7 @@
 //! [`Reason`] says why. Reason names are stable identifiers: they appear in logs, in
 //! `ftwall replay --jsonl` output and in metrics, and are documented in `docs/detection.md`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -33,7 +33,7 @@ impl Verdict {
 macro_rules! reasons {
     ($( $(#[doc = $doc:literal])* $variant:ident => $name:literal, $verdict:ident $(, $tell:ident)?; )*) => {
         /// Why the engine reached its verdict.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[non_exhaustive]
         pub enum Reason {
             $( $(#[doc = $doc])* #[serde(rename = $name)] $variant, )*
@@ -104,7 +104,9 @@ reasons! {
     GivePush => "give_push", Drop, tell;
     /// A later packet of a flow already classified as FastTrack.
     FasttrackFlow => "fasttrack_flow", Drop;
-    /// A new outbound TCP connection or UDP datagram to a suspect FastTrack peer.
+    /// A new outbound TCP connection or UDP datagram to a suspect FastTrack peer: a strong one
+    /// (it spoke FastTrack itself; any inside host, any port), or a weak one this client named
+    /// (that address and port only, never `timelock.allow_ports`).
     SuspectPeer => "suspect_peer", Drop;
     /// A new outbound TCP connection from a time-locked client to a port outside `timelock.allow_ports`.
     ClientLocked => "client_locked", Drop;
@@ -153,7 +155,7 @@ impl fmt::Display for Reason {
 }
 
 /// Transport protocol of a packet, as reported with each decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Proto {
     /// TCP.

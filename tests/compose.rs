@@ -298,7 +298,7 @@ fn install_then_uninstall_leaves_the_ruleset_byte_identical() {
             "iptables: table security: chain FTWALL",
             "ip6tables: table security: chain FTWALL",
             "`-A FORWARD -m comment --comment",
-            "ipsets (kept if present): ftwall_clients ftwall_clients6 ftwall_peers ftwall_peers6 ftwall_allow_ports",
+            "ipsets (kept if present): ftwall_clients ftwall_clients6 ftwall_peers ftwall_peers6 ftwall_weak_peers ftwall_weak_peers6 ftwall_allow_ports",
             "inbound block: on",
             "ftwall rules installed (iptables)",
         ] {

@@ -201,8 +201,13 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
     assert!(restarted["peers_restored"].as_u64().unwrap() >= 5, "{restarted}");
     let relocked = tcp(&lab, LAN_CLIENT, "203.0.113.9:6666", "none");
     assert_eq!(relocked["connected"], false, "restored lock: {relocked}");
-    let to_suspect = tcp(&lab, OTHER_CLIENT, "198.51.100.20:80", "none");
-    assert_eq!(to_suspect["connected"], false, "restored suspect peer: {to_suspect}");
+    // The pinged peers are weak (only the client's pings name them): restored, they still
+    // block that client's datagrams to the pinged port, and nobody else's traffic.
+    let to_suspect =
+        lab.sim("lan", &["udp", "--to", "198.51.100.22:1214", "--bind", LAN_CLIENT, "--timeout-ms", "800"]);
+    assert_eq!(to_suspect["echoed"], false, "restored weak peer, its client: {to_suspect}");
+    let others = tcp(&lab, OTHER_CLIENT, "198.51.100.20:80", "none");
+    assert_eq!(others["connected"], true, "restored weak peer, another host: {others}");
 
     // A clean stop saves the state and exits 0.
     lab.signal_daemon("-TERM");
@@ -411,10 +416,15 @@ fn ipv6_gateway_blocks_fasttrack_and_offloads_clean_flows() {
     });
     assert_eq!(identified["reason"], "udp_ping");
 
-    // The supernode opener from another client to another peer is cut.
+    // Another address of the same /64 is held by the same lock (IPv6 clients are locked by
+    // prefix)...
+    let escape = lab
+        .sim("lan", &["tcp", "--bind", TELL_CLIENT6, "--to", "[2001:db8:2::21]:5555", "--payload", "none"]);
+    assert_eq!(escape["connected"], false, "another address of the locked /64: {escape}");
+    // ...and its supernode opener to another peer, on an allowed port, is cut.
     let opener = lab.sim(
         "lan",
-        &["tcp", "--bind", TELL_CLIENT6, "--to", "[2001:db8:2::21]:5555", "--payload", "constant-opener"],
+        &["tcp", "--bind", TELL_CLIENT6, "--to", "[2001:db8:2::21]:80", "--payload", "constant-opener"],
     );
     assert_eq!(opener["connected"], true, "{opener}");
     assert_eq!(opener["ok"], false, "IPv6 opener got through: {opener}");

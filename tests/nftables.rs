@@ -139,6 +139,10 @@ fn nft_file_checks_and_loads_with_queue_swapped_for_accept() {
         "set ft_clients6 {",
         "set ft_peers {",
         "set ft_peers6 {",
+        "set ft_weak_peers {",
+        "set ft_weak_peers6 {",
+        "type ipv4_addr . ipv4_addr . inet_service",
+        "flags interval,timeout",
         "set ft_allow_ports {",
         "type inet_service",
         "type ipv4_addr",
@@ -167,6 +171,8 @@ fn nft_file_checks_and_loads_with_queue_swapped_for_accept() {
         "iifname \"veth0\" ip6 saddr @ft_clients6 ct state new tcp dport != @ft_allow_ports drop",
         "iifname \"veth0\" ip daddr @ft_peers ct state new meta l4proto { tcp, udp } drop",
         "iifname \"veth0\" ip6 daddr @ft_peers6 ct state new meta l4proto { tcp, udp } drop",
+        "iifname \"veth0\" meta l4proto { tcp, udp } ct state new ip saddr . ip daddr . th dport @ft_weak_peers th dport != @ft_allow_ports drop",
+        "iifname \"veth0\" meta l4proto { tcp, udp } ct state new ip6 saddr . ip6 daddr . th dport @ft_weak_peers6 th dport != @ft_allow_ports drop",
         "ct mark & 0x00000003 == 0x00000001 accept",
         "ct mark & 0x00000003 == 0x00000002 drop",
         "oifname \"veth0\" iifname != \"veth0\" ct state established ct reply packets 1-8 accept",
@@ -496,8 +502,14 @@ fn daemon_mirrors_locks_into_ft_clients() {
     let almost = format!("timeout {}s", common::LOCK_SECONDS - 1);
     assert!(listing.contains(&timeout) || listing.contains(&almost), "{listing}");
     assert!(!listing.contains(common::OTHER_CLIENT));
+    // The pinged peer is only named by the client's own pings: a weak peer, mirrored as the
+    // triple (client, peer, port), never as an all-client all-port element of ft_peers.
     let peers = in_gw(&["nft", "list", "set", "inet", "ftwall", "ft_peers"]);
-    assert!(peers.contains("198.51.100.20 timeout 23h59m5"), "the peer's remaining time: {peers}");
+    assert!(!peers.contains("198.51.100.20"), "a weak peer in ft_peers: {peers}");
+    let weak = in_gw(&["nft", "list", "set", "inet", "ftwall", "ft_weak_peers"]);
+    let triple = format!("{} . 198.51.100.20 . 1214 timeout ", common::LAN_CLIENT);
+    let hour = [format!("{triple}1h "), format!("{triple}59m5")];
+    assert!(hour.iter().any(|t| weak.contains(t)), "the weak peer's triple and remaining hour: {weak}");
     let ports = in_gw(&["nft", "list", "set", "inet", "ftwall", "ft_allow_ports"]);
     assert!(ports.contains("elements = { 53, 80, 443 }"), "{ports}");
     lab.ctl(&["release", common::LAN_CLIENT]);

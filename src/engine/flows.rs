@@ -59,6 +59,9 @@ pub(crate) struct Flow {
     pub(crate) nat_pong_id: Option<u32>,
     /// Packets seen (saturating), for UDP offload.
     pub(crate) packets: u8,
+    /// The inside end sent a FastTrack ping on this UDP flow: a pong from the outside end then
+    /// answers it (evidence that the outside address itself speaks FastTrack).
+    pub(crate) inside_pinged: bool,
     /// TCP progress (unused for UDP flows).
     pub(crate) tcp: TcpStream,
 }
@@ -73,6 +76,7 @@ impl Flow {
             blocked: None,
             nat_pong_id: None,
             packets: 0,
+            inside_pinged: false,
             tcp: TcpStream::new(initiator_is_low),
         }
     }

@@ -36,6 +36,18 @@ pub struct EngineStats {
     /// Clients whose remembered FastTrack UDP port was evicted to make room for another client's
     /// (the table holds `timelock.capacity` clients, least recently learned evicted first).
     pub client_ports_evicted: u64,
+    /// Suspect peers not admitted because their table (per family and strength,
+    /// `peers.capacity`) was full of live entries.
+    pub peers_refused_full: u64,
+    /// Suspect peers not admitted because the client whose flow named them already had
+    /// `peers.per_client` live ones.
+    pub peers_refused_quota: u64,
+    /// Locks not armed because their table (per family, `timelock.capacity`) was full of live
+    /// locks.
+    pub locks_refused_full: u64,
+    /// Tells whose client was not locked because it is not an inside host (not in `lan`) or is
+    /// `exempt`.
+    pub locks_refused_not_inside: u64,
     by_reason: [u64; Reason::ALL.len()],
 }
 

@@ -3,7 +3,7 @@
 //! `protocol.rs`; this file only turns the command line into a [`Request`] and an [`Answer`] into
 //! text.
 
-use crate::protocol::{Answer, Request, Status, MAX_ANSWER};
+use crate::protocol::{Answer, Provenance, Request, Status, MAX_ANSWER};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -146,17 +146,24 @@ fn pairs<'a>(items: impl IntoIterator<Item = (&'a str, String)>) -> String {
 fn render(answer: &Answer) -> String {
     match answer {
         Answer::Status(status) => status_text(status),
-        Answer::Clients(clients) => table(
+        Answer::Clients(clients) => table_with_details(
             "clients",
             &["CLIENT", "LOCKED UNTIL", "REMAINING S", "FASTTRACK PORT"],
             clients.iter().map(|c| {
-                vec![cell(&c.client), cell(&c.locked_until), cell(&c.remaining_seconds), cell(&c.port)]
+                let client = c.network.clone().unwrap_or_else(|| c.client.to_string());
+                let row = vec![client, cell(&c.locked_until), cell(&c.remaining_seconds), cell(&c.port)];
+                let last = c.network.as_ref().map(|_| format!("last address {}", c.client));
+                (row, details(&c.why, last))
             }),
         ),
-        Answer::Peers(peers) => table(
+        Answer::Peers(peers) => table_with_details(
             "peers",
-            &["PEER", "PORT", "EXPIRES"],
-            peers.iter().map(|p| vec![cell(&p.peer), cell(&p.port), cell(&p.expires)]),
+            &["PEER", "PORT", "STRENGTH", "CLIENT", "EXPIRES"],
+            peers.iter().map(|p| {
+                let row =
+                    vec![cell(&p.peer), cell(&p.port), cell(&p.strength), cell(&p.client), cell(&p.expires)];
+                (row, details(&p.why, None))
+            }),
         ),
         Answer::Bans(bans) => {
             table("bans", &["ADDRESS", "UNTIL"], bans.iter().map(|b| vec![cell(&b.addr), cell(&b.until)]))
@@ -164,6 +171,50 @@ fn render(answer: &Answer) -> String {
         Answer::Done(done) => format!("{}\n", done.message),
         Answer::Failed(_) => String::new(),
     }
+}
+
+/// The indented lines under a row of `clients` or `peers`: why (the tell and its flow) and
+/// since when; none when nothing is known (an entry from an older state file).
+fn details(why: &Provenance, extra: Option<String>) -> Vec<String> {
+    let mut lines = Vec::new();
+    match (&why.reason, &why.flow) {
+        (Some(reason), Some(flow)) => lines.push(format!("why:  {reason} on {flow}")),
+        (Some(reason), None) => lines.push(format!("why:  {reason}")),
+        _ => {}
+    }
+    match (&why.first_seen, &why.last_seen) {
+        (Some(first), Some(last)) => lines.push(format!("seen: {first} .. {last}")),
+        (Some(first), None) => lines.push(format!("seen: {first}")),
+        _ => {}
+    }
+    lines.extend(extra);
+    lines
+}
+
+/// [`table`], with indented detail lines under each row.
+fn table_with_details(
+    what: &str,
+    titles: &[&str],
+    rows: impl Iterator<Item = (Vec<String>, Vec<String>)>,
+) -> String {
+    let (rows, details): (Vec<Vec<String>>, Vec<Vec<String>>) = rows.unzip();
+    let text = table(what, titles, rows.into_iter());
+    let mut lines = text.lines();
+    let mut out = String::new();
+    out.push_str(lines.next().unwrap_or_default());
+    out.push('\n');
+    for detail in &details {
+        out.push_str(lines.next().unwrap_or_default());
+        out.push('\n');
+        for line in detail {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
+    for rest in lines {
+        out.push_str(rest);
+        out.push('\n');
+    }
+    out
 }
 
 /// Aligned columns under `titles`, then `(N what)`.
@@ -214,7 +265,7 @@ fn status_text(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Counts, HealthReport, SuspectPeer};
+    use crate::protocol::{Counts, HealthReport, LockedClient, SuspectPeer};
 
     #[test]
     fn tables_align_columns() {
@@ -223,15 +274,50 @@ mod tests {
                 peer: "198.51.100.20".parse().unwrap(),
                 port: Some(1214),
                 expires: Some("2026-11-24T10:00:00Z".into()),
+                strength: Some("weak".into()),
+                client: Some("192.0.2.10".parse().unwrap()),
+                why: Provenance {
+                    reason: Some("udp_ping".into()),
+                    flow: Some("udp 192.0.2.10:3531 > 198.51.100.20:1214".into()),
+                    first_seen: Some("2026-11-24T09:00:00Z".into()),
+                    last_seen: Some("2026-11-24T09:00:05Z".into()),
+                },
             },
-            SuspectPeer { peer: "2001:db8::20".parse().unwrap(), port: None, expires: None },
+            SuspectPeer {
+                peer: "2001:db8::20".parse().unwrap(),
+                port: None,
+                expires: None,
+                strength: None,
+                client: None,
+                why: Provenance::default(),
+            },
         ]);
         let text = render(&answer);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "PEER           PORT  EXPIRES");
-        assert_eq!(lines[1], "198.51.100.20  1214  2026-11-24T10:00:00Z");
-        assert_eq!(lines[2], "2001:db8::20   -     -");
-        assert_eq!(lines[3], "(2 peers)");
+        assert_eq!(lines[0], "PEER           PORT  STRENGTH  CLIENT      EXPIRES");
+        assert_eq!(lines[1], "198.51.100.20  1214  weak      192.0.2.10  2026-11-24T10:00:00Z");
+        assert_eq!(lines[2], "    why:  udp_ping on udp 192.0.2.10:3531 > 198.51.100.20:1214");
+        assert_eq!(lines[3], "    seen: 2026-11-24T09:00:00Z .. 2026-11-24T09:00:05Z");
+        assert_eq!(lines[4], "2001:db8::20   -     -         -           -");
+        assert_eq!(lines[5], "(2 peers)");
+        assert!(lines.iter().all(|l| l.len() <= 80), "80 columns for IPv4: {text}");
+        let prefix = Answer::Clients(vec![LockedClient {
+            client: "2001:db8:1::10".parse().unwrap(),
+            locked_until: "2026-11-24T10:00:00Z".into(),
+            remaining_seconds: 7,
+            port: None,
+            network: Some("2001:db8:1::/64".into()),
+            why: Provenance { reason: Some("tcp_opener".into()), ..Provenance::default() },
+        }]);
+        let text = render(&prefix);
+        assert_eq!(
+            text,
+            "CLIENT           LOCKED UNTIL          REMAINING S  FASTTRACK PORT\n\
+             2001:db8:1::/64  2026-11-24T10:00:00Z  7            -\n    \
+             why:  tcp_opener\n    \
+             last address 2001:db8:1::10\n\
+             (1 clients)\n"
+        );
         assert_eq!(render(&Answer::Bans(vec![])), "ADDRESS  UNTIL\n(0 bans)\n");
     }
 

@@ -125,6 +125,12 @@ log_events! {
     };
     PEER_IDENTIFIED = "peer_identified", [INFO], "An outside host entered the suspect-peer cache.", {
         "peer": "ip:port (or ip)", "client": "the inside client it talked to, or -", "reason": "the tell",
+        "strength": "strong (it spoke FastTrack itself: blocked for every host) or weak (only named: blocked for that client and port)",
+    };
+    LEARNING_REFUSED = "learning_refused", [WARN],
+        "A suspect peer or a lock was not admitted because a bound was reached (logged at the 1st, 2nd, 4th, 8th... refusal of each kind; every one is counted).", {
+        "kind": "peer_table_full, peer_quota or lock_table_full", "addr": "the peer, or the client for a lock",
+        "client": "the inside client whose flow it came from, or -", "total": "refusals of this kind so far",
     };
     PACKET_DROPPED = "packet_dropped", [INFO],
         "A packet was dropped (or would be, in monitor mode); rate-limited per pair by log.drop_burst / log.drop_interval_seconds and globally by log.drop_max_per_second.", {
@@ -245,13 +251,24 @@ pub(crate) fn engine_event(event: Event) {
                 "FastTrack client identified"
             )
         }
-        Event::PeerIdentified { peer, port, client, reason } => {
+        Event::PeerIdentified { peer, port, client, reason, strength } => {
             log_event!(
                 PEER_IDENTIFIED,
                 peer = %port.map_or(peer.to_string(), |p| SocketAddr::new(peer, p).to_string()),
                 client = %client.map_or("-".to_string(), |c| c.to_string()),
                 reason = reason.as_str(),
+                strength = strength.as_str(),
                 "FastTrack peer identified"
+            )
+        }
+        Event::Refused { kind, addr, client, total } => {
+            log_event!(
+                LEARNING_REFUSED,
+                kind = kind.as_str(),
+                addr = %addr,
+                client = %client.map_or("-".to_string(), |c| c.to_string()),
+                total = total,
+                "not learned: a bound was reached"
             )
         }
         Event::ClientReleased { client } => {

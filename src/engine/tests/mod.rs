@@ -137,4 +137,5 @@ mod reassembly;
 mod state;
 mod tcp;
 mod timelock;
+mod trust;
 mod udp;

@@ -20,7 +20,7 @@ use super::{lock, Daemon, Shared, SHUTDOWN_WAIT};
 use crate::clock::{self, Clock};
 use crate::events::log_event;
 use crate::protocol::{
-    Answer, Ban, Change, Counts, Done, LockedClient, Request, Status, SuspectPeer, MAX_REQUEST,
+    Answer, Ban, Change, Counts, Done, LockedClient, Provenance, Request, Status, SuspectPeer, MAX_REQUEST,
 };
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -250,6 +250,24 @@ fn answer(stream: UnixStream, uid: u32, shared: &Shared) -> io::Result<()> {
     write_answer(&stream, text.as_bytes(), Instant::now() + ANSWER_DEADLINE)
 }
 
+/// Why and since when, for the control protocol (a zero time is unknown: an older state file);
+/// engine times are shown as dates through `clock`.
+fn provenance(
+    clock: &Clock,
+    reason: Option<ftwall::Reason>,
+    flow: Option<ftwall::engine::FlowTuple>,
+    first_seen: ftwall::Timestamp,
+    last_seen: ftwall::Timestamp,
+) -> Provenance {
+    let known = |t: ftwall::Timestamp| (t != ftwall::Timestamp::ZERO).then(|| clock.rfc3339(t));
+    Provenance {
+        reason: reason.map(|r| r.as_str().to_string()),
+        flow: flow.map(|f| format!("{} {} > {}", f.proto.as_str(), f.client, f.peer)),
+        first_seen: known(first_seen),
+        last_seen: known(last_seen),
+    }
+}
+
 impl Daemon {
     /// Executes one control request. An operator change answers [`Answer::Done`], and the
     /// caller saves the state (and sets `saved`) before sending it.
@@ -268,13 +286,22 @@ impl Daemon {
                         locked_until: iso(l.until),
                         remaining_seconds: l.until.saturating_since(now).as_secs(),
                         port: l.port,
+                        network: l.network.map(|n| n.to_string()),
+                        why: provenance(&clock, l.reason, l.flow, l.first_seen, l.last_seen),
                     })
                     .collect(),
             ),
             Request::Peers => Answer::Peers(
                 self.engine
                     .peers()
-                    .map(|p| SuspectPeer { peer: p.addr, port: p.port, expires: p.expires.map(iso) })
+                    .map(|p| SuspectPeer {
+                        peer: p.addr,
+                        port: p.port,
+                        expires: p.expires.map(iso),
+                        strength: Some(p.strength.as_str().to_string()),
+                        client: p.client,
+                        why: provenance(&clock, p.reason, p.flow, p.first_seen, p.last_seen),
+                    })
                     .collect(),
             ),
             Request::Bans => Answer::Bans(

@@ -127,6 +127,30 @@ pub(crate) const ENGINE_CATALOGUE: &[EngineCounter] = &[
         "Clients' remembered FastTrack UDP ports evicted for another client's (table full).",
         |s| s.client_ports_evicted,
     ),
+    (
+        "peers_refused_full",
+        "ftwall_peers_refused_full_total",
+        "Suspect peers not learned because their table (per family and strength, peers.capacity) was full of live entries.",
+        |s| s.peers_refused_full,
+    ),
+    (
+        "peers_refused_quota",
+        "ftwall_peers_refused_quota_total",
+        "Suspect peers not learned because the client whose flow named them had peers.per_client live ones.",
+        |s| s.peers_refused_quota,
+    ),
+    (
+        "locks_refused_full",
+        "ftwall_locks_refused_full_total",
+        "Locks not armed because their table (per family, timelock.capacity) was full of live locks.",
+        |s| s.locks_refused_full,
+    ),
+    (
+        "locks_refused_not_inside",
+        "ftwall_locks_refused_not_inside_total",
+        "Tells whose client was not locked because it is not in lan, or is exempt.",
+        |s| s.locks_refused_not_inside,
+    ),
 ];
 
 /// The engine's own counters: (status key, metric, help, value), in [`ENGINE_CATALOGUE`] order.

@@ -276,7 +276,7 @@ impl Mirrors {
         if let Some(dir) = &self.client_dir {
             let result = match record {
                 StateChange::Lock(lock) => dir.locked(lock, &clock),
-                StateChange::LockRemoved(client) => dir.released(*client),
+                StateChange::LockRemoved(network) => dir.released(*network),
                 _ => Ok(()),
             };
             if let Err(e) = result {

@@ -442,9 +442,15 @@ impl Shared {
 
 impl Daemon {
     /// Judges one packet: engine, drop log, outputs into their queues. In-memory only.
-    fn judge(&mut self, shared: &Shared, packet: &[u8], indev: u32) -> Decision {
+    fn judge(
+        &mut self,
+        shared: &Shared,
+        packet: &[u8],
+        indev: u32,
+        meta: ftwall::engine::PacketMeta,
+    ) -> Decision {
         let now = clock::now();
-        let decision = self.engine.handle_packet(now, packet);
+        let decision = self.engine.handle_packet_with(now, packet, meta);
         if decision.blocked {
             self.log_drop(now, &decision, &shared.counters);
         }
