@@ -147,7 +147,7 @@ log_events! {
         "released_ms": integer "time from releasing the queues to exit: the part of a restart's unjudged window this process owns",
     };
     CONFIG_RELOADED = "config_reloaded", [INFO], "SIGHUP: the new configuration is in force; state kept.", {
-        "changed": string "the dotted keys the file changed, comma-separated, or none (restart-only ones wait, see config_restart_required)",
+        "changed": string "the dotted keys the file changed, comma-separated; empty if none (restart-only ones wait, see config_restart_required)",
         "peers": integer "suspect peers", "locks": integer "time-locks",
     };
     CONFIG_RELOAD_FAILED = "config_reload_failed", [ERROR], "SIGHUP: the new configuration was rejected; the old one stays.", {
@@ -296,7 +296,7 @@ log_events! {
         "file": string "its path", "error": string "why",
     };
     COUNTERS = "counters", [INFO],
-        "Periodic summary: the engine's figures and every daemon counter of ftwall ctl status as a field of its own.", {
+        "Summary on SIGUSR1 and at exit: the engine's figures and every daemon counter of ftwall ctl status as a field of its own.", {
         "packets": integer "packets judged", "accepted": integer "accepted", "dropped": integer "dropped",
         "by_reason": object "packets per reason code, e.g. {\"clean\": 9, \"udp_ping\": 1} (reasons with none left out; as reasons in ftwall ctl status --json)",
         "locked_clients": integer "time-locked clients", "suspect_peers": integer "suspect peers", "flows": integer "tracked flows",
