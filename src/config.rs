@@ -330,6 +330,20 @@ pub fn check_keys(document: &DeTable<'_>, layers: &[&[Key]]) -> Result<(), Confi
     Ok(())
 }
 
+/// Largest `peers.capacity`. Every capacity has a documented maximum because [`crate::Engine::new`]
+/// sizes its tables up front: a value that parses but cannot be allocated would abort the daemon
+/// at start (and `check-config` builds an engine to prove the file starts). The maxima are far
+/// above what a gateway needs; an engine with every capacity at its maximum starts in 27 MiB
+/// (tables are sized up front, filled as traffic comes).
+pub const MAX_PEERS: usize = 1 << 20;
+/// Largest `timelock.capacity` (see [`MAX_PEERS`]).
+pub const MAX_LOCKED_CLIENTS: usize = 1 << 20;
+/// Largest `flows.capacity` (see [`MAX_PEERS`]).
+pub const MAX_FLOWS: usize = 1 << 22;
+/// Largest `flows.reassembly_capacity` (see [`MAX_PEERS`]); each window holds up to 2 KiB per
+/// direction, so this many is at most 1 GiB of buffers at full load.
+pub const MAX_REASSEMBLY_FLOWS: usize = 1 << 18;
+
 impl EngineConfig {
     /// The keys of this layer, in the order of the shipped `ftwall.toml`.
     pub const KEYS: &'static [Key] = &[
@@ -340,14 +354,14 @@ impl EngineConfig {
         Key::new("spoof_pongs", "Answer a dropped ping from a client in lan with a forged pong from the pinged peer (needs CAP_NET_RAW)."),
         Key::new("pongs.per_client_per_second", "Forged pongs per second to one client, burst the same (0: no per-client limit); buckets are kept for up to timelock.capacity clients."),
         Key::new("pongs.max_per_second", "Forged pongs per second to all clients together, burst the same (0: no total limit)."),
-        Key::new("peers.capacity", "Suspect peers remembered at once (least recently used evicted first)."),
+        Key::new("peers.capacity", "Suspect peers remembered at once (least recently used evicted first); 1 to 1048576."),
         Key::new("peers.expire_seconds", "Forget a suspect peer this many seconds after it was last seen (0: only by eviction)."),
         Key::new("timelock.seconds", "Lock a client this long after its last FastTrack tell (0: no time-lock)."),
         Key::new("timelock.allow_ports", "While locked, new outbound TCP connections are dropped except to these ports (still inspected)."),
-        Key::new("timelock.capacity", "Locked clients tracked at once."),
-        Key::new("flows.capacity", "Flows tracked at once (least recently used evicted first)."),
+        Key::new("timelock.capacity", "Locked clients tracked at once; 1 to 1048576."),
+        Key::new("flows.capacity", "Flows tracked at once (least recently used evicted first); 1 to 4194304."),
         Key::new("flows.idle_seconds", "A flow idle this long is forgotten; its next packet starts a new flow."),
-        Key::new("flows.reassembly_capacity", "Flows that may hold a TCP reassembly window (2 KiB per direction) while a tell waits for split, reordered or lost bytes; evictions are counted in ftwall_reassembly_evicted_total."),
+        Key::new("flows.reassembly_capacity", "Flows that may hold a TCP reassembly window (2 KiB per direction) while a tell waits for split, reordered or lost bytes; evictions are counted in ftwall_reassembly_evicted_total; 1 to 262144."),
         Key::new("offload.enabled", "Mark decided flows (connmark 0x1 clean, 0x2 FastTrack, mask 0x3) so the kernel handles the rest without queueing; a time-locked client's new connections are new conntrack entries and still reach the daemon."),
         Key::new("offload.udp_after_packets", "A UDP flow is judged clean after this many datagrams without a tell."),
     ];
@@ -375,10 +389,16 @@ impl EngineConfig {
                 Ok(())
             }
         };
-        at_least_one("peers.capacity", self.peers.capacity as u64)?;
-        at_least_one("timelock.capacity", self.timelock.capacity as u64)?;
-        at_least_one("flows.capacity", self.flows.capacity as u64)?;
-        at_least_one("flows.reassembly_capacity", self.flows.reassembly_capacity as u64)?;
+        for (key, value, max) in [
+            ("peers.capacity", self.peers.capacity, MAX_PEERS),
+            ("timelock.capacity", self.timelock.capacity, MAX_LOCKED_CLIENTS),
+            ("flows.capacity", self.flows.capacity, MAX_FLOWS),
+            ("flows.reassembly_capacity", self.flows.reassembly_capacity, MAX_REASSEMBLY_FLOWS),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(ConfigError::Invalid { key, problem: format!("must be between 1 and {max}") });
+            }
+        }
         at_least_one("flows.idle_seconds", self.flows.idle_seconds)?;
         at_least_one("offload.udp_after_packets", u64::from(self.offload.udp_after_packets))?;
         for (key, rate) in [
@@ -460,6 +480,20 @@ mod tests {
     #[test]
     fn values_are_validated() {
         assert!(EngineConfig::from_toml_str("[peers]\ncapacity = 0\n").is_err());
+        // Every capacity has a maximum (the engine sizes its tables up front): the largest
+        // accepted value builds an engine, one more is refused.
+        for (table, key, max) in [
+            ("peers", "capacity", MAX_PEERS),
+            ("timelock", "capacity", MAX_LOCKED_CLIENTS),
+            ("flows", "capacity", MAX_FLOWS),
+            ("flows", "reassembly_capacity", MAX_REASSEMBLY_FLOWS),
+        ] {
+            let err = EngineConfig::from_toml_str(&format!("[{table}]\n{key} = {}\n", max + 1)).unwrap_err();
+            assert!(err.to_string().contains(&format!("between 1 and {max}")), "{err}");
+            assert!(EngineConfig::from_toml_str(&format!("[{table}]\n{key} = 1000000000\n")).is_err());
+            let config = EngineConfig::from_toml_str(&format!("[{table}]\n{key} = {max}\n")).unwrap();
+            drop(crate::Engine::new(config));
+        }
         assert!(EngineConfig::from_toml_str("[pongs]\nmax_per_second = 1000001\n").is_err());
         assert!(EngineConfig::from_toml_str("[pongs]\nper_client_per_second = -1\n").is_err());
         let p =

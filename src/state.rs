@@ -2,8 +2,8 @@
 //!
 //! Pure encoding and decoding (the daemon does the file IO). The format is JSON:
 //! `{"version": 1, "saved_at": <unix µs>, "peers": [...], "locks": [...], "bans": [...]}`. Decoding
-//! validates the version and rejects unknown fields; it never panics, whatever the bytes (a fuzz
-//! target checks).
+//! validates the version and rejects unknown fields, at the top and in every entry; it never
+//! panics, whatever the bytes (a fuzz target checks).
 //!
 //! Every time in the file (`saved_at`, `expires`, `until`) is a **wall-clock** date, µs since the
 //! Unix epoch, as it has been since version 1 (the daemon then ran its engine on the wall clock),
@@ -101,6 +101,15 @@ mod tests {
             decode(b"{\"version\":1,\"saved_at\":0,\"peers\":[],\"locks\":[],\"x\":1}"),
             Err(StateError::Corrupt(_))
         ));
+        // An entry with a field this version does not know is rejected, not half-read.
+        for entry in [
+            r#""peers":[{"addr":"198.51.100.20","port":null,"expires":null,"x":1}],"locks":[]"#,
+            r#""peers":[],"locks":[{"client":"192.0.2.10","until":9,"port":null,"forever":true}]"#,
+            r#""peers":[],"locks":[],"bans":[{"addr":"192.0.2.10","until":null,"x":1}]"#,
+        ] {
+            let text = format!("{{\"version\":1,\"saved_at\":0,{entry}}}");
+            assert!(matches!(decode(text.as_bytes()), Err(StateError::Corrupt(_))), "{text}");
+        }
         // A lock saved before `peer` existed still loads (no peer: no probe).
         let old = br#"{"version":1,"saved_at":0,"peers":[],"locks":[{"client":"192.0.2.10","until":9000000,"port":null}]}"#;
         assert_eq!(decode(old).unwrap().locks[0].peer, None);

@@ -230,12 +230,14 @@ fn install_scripts_are_idempotent() {
         full.extend_from_slice(args);
         run("ip", &full)
     };
-    let rules = |tool: &str| String::from_utf8(run("ip", &["netns", "exec", ns, tool, "-S"]).stdout).unwrap();
+    let rules = |tool: &str| {
+        String::from_utf8(run("ip", &["netns", "exec", ns, tool, "-t", "security", "-S"]).stdout).unwrap()
+    };
     assert!(in_ns(&install, &["eth1", "3"]).status.success());
     let once = (rules("iptables"), rules("ip6tables"));
     assert!(in_ns(&install, &["eth1", "3"]).status.success());
     assert_eq!((rules("iptables"), rules("ip6tables")), once, "installing twice changes nothing");
-    assert!(once.0.contains("-A FORWARD -j FTWALL"));
+    assert!(once.0.contains("-A FORWARD -m comment --comment ftwall-created-table -j FTWALL"), "{}", once.0);
     assert!(once.0.contains("-A FTWALL -i eth1 -p udp -j NFQUEUE --queue-num 3 --queue-bypass"));
     assert!(once.0.contains("-A FTWALL -i eth1 -p tcp -j NFQUEUE --queue-num 3 --queue-bypass"));
     assert!(once.1.contains("-A FTWALL -p ipv6-icmp -j RETURN"));

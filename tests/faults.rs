@@ -35,7 +35,8 @@ impl Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
         must(
             "mount",
-            &["-t", "tmpfs", "-o", &format!("size={size},mode=0777"), "tmpfs", dir.to_str().unwrap()],
+            // 0750: the daemon refuses a directory others can write (the directory rule).
+            &["-t", "tmpfs", "-o", &format!("size={size},mode=0750"), "tmpfs", dir.to_str().unwrap()],
         );
         Self(dir.to_path_buf())
     }
@@ -216,7 +217,9 @@ fn runs_unprivileged_with_only_its_capabilities_and_fails_clearly_without() {
     std::fs::set_permissions(lab.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let state_dir = lab.dir.path().join("state-nobody");
     std::fs::create_dir(&state_dir).unwrap();
-    std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Its own directory (the directory rule refuses one that others can write).
+    std::os::unix::fs::chown(&state_dir, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o750)).unwrap();
     lab.state_dir = state_dir.clone();
     lab.write_config(&[], false);
 

@@ -82,11 +82,12 @@ fn lab_up_builds_the_topology_and_lab_down_removes_it_idempotently() {
         String::from_utf8(run("ip", &all).stdout).unwrap()
     };
     // The shipped rules, as install.sh applies them: the LAN side is PREFIXg0.
-    let chain = in_gw(&["iptables", "-S", "FTWALL"]);
+    let chain = in_gw(&["iptables", "-t", "security", "-S", "FTWALL"]);
     let queue_rule = format!("-A FTWALL -i {prefix}g0 -p udp -j NFQUEUE --queue-balance 5:6 --queue-bypass");
     assert!(chain.contains(&queue_rule), "{chain}");
-    assert!(in_gw(&["iptables", "-S", "FORWARD"]).contains("-A FORWARD -j FTWALL"));
-    assert!(in_gw(&["ip6tables", "-S", "FORWARD"]).contains("-A FORWARD -j FTWALL"));
+    let jump = "-A FORWARD -m comment --comment ftwall-created-table -j FTWALL";
+    assert!(in_gw(&["iptables", "-t", "security", "-S", "FORWARD"]).contains(jump));
+    assert!(in_gw(&["ip6tables", "-t", "security", "-S", "FORWARD"]).contains(jump));
     assert_eq!(in_gw(&["sysctl", "-n", "net.ipv4.ip_forward"]).trim(), "1");
     // Addresses and routes: an ordinary client in lan reaches hosts on wan and beyond it, in both
     // families (the queue rules bypass the queue while no daemon is bound to it).
@@ -114,7 +115,7 @@ fn lab_up_builds_the_topology_and_lab_down_removes_it_idempotently() {
     // Up again: the old lab is replaced, not duplicated; --rules none leaves no chain.
     let again = ftwall(&["lab", "up", "--prefix", &prefix, "--rules", "none"]);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
-    assert!(!in_gw(&["iptables", "-S"]).contains("FTWALL"));
+    assert!(!in_gw(&["iptables-save"]).contains("FTWALL"));
     assert_eq!(lab_namespaces(&prefix).len(), 3);
 
     // Down kills what still runs inside, and a second down has nothing to do.

@@ -67,12 +67,20 @@ fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("iptables")
 }
 
+/// ftwall.nft with its placeholders substituted as `install.sh` does (the inbound block kept),
+/// and `queue` for `@QUEUE@`.
+fn substitute(text: &str, lan_if: &str, queue: &str) -> String {
+    assert!(text.contains("@LAN_IF@") && text.contains("@QUEUE@") && text.contains("@INBOUND@"));
+    let text = text.replace("@LAN_IF@", lan_if).replace("@QUEUE@", queue).replace("@INBOUND@", "");
+    for placeholder in ["@LAN_IF@", "@QUEUE@", "@INBOUND@"] {
+        assert!(!text.contains(placeholder), "{placeholder} left: {text}");
+    }
+    text
+}
+
 /// ftwall.nft with its placeholders substituted, written to `dir`.
 fn nft_file(dir: &Path, name: &str, queue: &str) -> String {
-    let text = std::fs::read_to_string(scripts().join("ftwall.nft")).unwrap();
-    assert!(text.contains("@LAN_IF@") && text.contains("@QUEUE@"), "placeholders present");
-    let text = text.replace("@LAN_IF@", "veth0").replace("@QUEUE@", queue);
-    assert!(!text.contains("@LAN_IF@") && !text.contains("@QUEUE@"));
+    let text = substitute(&std::fs::read_to_string(scripts().join("ftwall.nft")).unwrap(), "veth0", queue);
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path.to_str().unwrap().to_owned()
@@ -139,14 +147,16 @@ fn nft_file_checks_and_loads_with_queue_swapped_for_accept() {
     ] {
         line_of(&once, needle);
     }
-    line_of(&once, "type filter hook forward priority filter; policy accept;");
+    // After the admin's chains at priority filter (0): an accept of ftwall's ends only its chain.
+    line_of(&once, "type filter hook forward priority security; policy accept;");
     let order = [
         "meta mark & 0x00000003 == 0x00000001 ct mark set ct mark",
         "meta mark & 0x00000003 == 0x00000002 ct mark set ct mark",
         "meta mark & 0x00000003 == 0x00000001 accept",
         "meta mark & 0x00000003 == 0x00000002 drop",
         "meta l4proto ipv6-icmp return",
-        "oifname \"veth0\" iifname != \"veth0\" ct state invalid,new drop",
+        "oifname \"veth0\" iifname != \"veth0\" ct state invalid drop",
+        "oifname \"veth0\" iifname != \"veth0\" ct state new ct status ! dnat drop",
         "meta l4proto udp @th,64,8 0x27-0x29 @th,72,24 0x0 accept",
         "udp length 13 @th,64,8 0x2a accept",
         "udp length 15 @th,64,8 0xc1 accept",
@@ -242,9 +252,10 @@ fn installer_probes_the_kernel_and_falls_back_to_iptables() {
     let note = "note: this kernel has no native nftables queue statement; using iptables (nft backend) rules";
     assert!(stderr.contains(note), "{stderr}");
     assert!(stdout.contains("installed (iptables)"), "{stdout}");
-    let chain = ns.must(&["iptables", "-S", "FTWALL"]);
+    let chain = ns.must(&["iptables", "-t", "security", "-S", "FTWALL"]);
     assert!(chain.contains("-A FTWALL -i veth0 -p tcp -j NFQUEUE --queue-num 0 --queue-bypass"), "{chain}");
-    assert!(ns.must(&["iptables", "-S", "FORWARD"]).contains("-A FORWARD -j FTWALL"));
+    let jumps = ns.must(&["iptables", "-t", "security", "-S", "FORWARD"]);
+    assert!(jumps.contains("-A FORWARD -m comment --comment ftwall-created-table -j FTWALL"), "{jumps}");
     assert!(!ns.run(&["nft", "list", "table", "inet", "ftwall"]).status.success(), "no nft table");
 
     // Forcing nft on this kernel fails clearly and changes nothing.
@@ -252,7 +263,7 @@ fn installer_probes_the_kernel_and_falls_back_to_iptables() {
     let stderr = String::from_utf8_lossy(&forced.stderr);
     assert_eq!(forced.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("FTWALL_BACKEND=nft, but this kernel has no native nftables queue statement"));
-    assert_eq!(ns.must(&["iptables", "-S", "FTWALL"]), chain, "iptables rules kept");
+    assert_eq!(ns.must(&["iptables", "-t", "security", "-S", "FTWALL"]), chain, "iptables rules kept");
     assert!(!ns.run(&["nft", "list", "table", "inet", "ftwall"]).status.success(), "no nft table");
 
     let bad = ns.cmd(&["sh", install, "veth0", "0"]).env("FTWALL_BACKEND", "pf").output().unwrap();
@@ -291,15 +302,24 @@ fn installer_nft_backend_through_a_queue_shim() {
         String::from_utf8(out.stdout).unwrap()
     };
 
+    // The admin's own ruleset (an nft table and an iptables rule), which install.sh, switching
+    // backends and uninstall.sh must leave byte for byte as it was.
+    ns.must(&["nft", "add", "table", "inet", "other"]);
+    ns.must(&["nft", "add", "chain", "inet", "other", "keep", "{ type filter hook forward priority 0; }"]);
+    ns.must(&["nft", "add", "rule", "inet", "other", "keep", "tcp", "dport", "25", "reject"]);
+    ns.must(&["iptables", "-A", "FORWARD", "-p", "udp", "--dport", "5000", "-j", "DROP"]);
+    let before = ns.must(&["nft", "list", "ruleset"]);
+
     // Installed over the iptables rules, the nft rules replace them.
     ns.cmd(&["sh", install, "veth0", "3"]).env("FTWALL_BACKEND", "iptables").output().unwrap();
-    assert!(ns.must(&["iptables", "-S"]).contains("FTWALL"));
+    assert!(ns.must(&["iptables-save"]).contains("FTWALL"));
     assert!(installer(&["veth0", "3:4"]).contains("installed (nft)"));
     let given = std::fs::read_to_string(&seen).unwrap();
     assert_eq!(rules_with(&given, "queue num 3-4 bypass"), 9, "{given}");
     assert!(given.contains("oifname \"veth0\" iifname != \"veth0\"") && !given.contains("@LAN_IF@"));
     let once = ns.must(&["nft", "list", "table", "inet", "ftwall"]);
-    assert!(!ns.must(&["iptables", "-S"]).contains("FTWALL"), "iptables chain removed");
+    assert!(!ns.must(&["iptables-save"]).contains("FTWALL"), "iptables chain removed");
+    assert!(!ns.must(&["iptables-save"]).contains("*security"), "the table it created removed");
     assert!(installer(&["veth0", "3:4"]).contains("installed (nft)"));
     assert_eq!(
         ns.must(&["nft", "list", "table", "inet", "ftwall"]),
@@ -313,7 +333,21 @@ fn installer_nft_backend_through_a_queue_shim() {
     let out = ns.cmd(&["sh", install, "veth0", "3"]).env("FTWALL_BACKEND", "iptables").output().unwrap();
     assert!(out.status.success());
     assert!(!ns.run(&["nft", "list", "table", "inet", "ftwall"]).status.success(), "nft table removed");
-    assert!(ns.must(&["iptables", "-S", "FTWALL"]).contains("--queue-num 3"));
+    assert!(ns.must(&["iptables", "-t", "security", "-S", "FTWALL"]).contains("--queue-num 3"));
+
+    // --no-inbound-block: the inbound block's two rules are left out, nothing else.
+    let printed = installer(&["--no-inbound-block", "veth0", "3"]);
+    assert!(printed.contains("inbound block: off"), "{printed}");
+    let open = ns.must(&["nft", "list", "table", "inet", "ftwall"]);
+    assert!(!open.contains("ct state invalid drop") && !open.contains("dnat"), "{open}");
+    assert_eq!(open.lines().count() + 2, once.lines().count(), "only the two inbound rules differ");
+    assert!(!ns.must(&["iptables-save"]).contains("FTWALL"), "iptables rules replaced");
+
+    // uninstall.sh leaves the ruleset as it was before the first install, and says what it removed.
+    let out = ns.cmd(&["sh", scripts().join("uninstall.sh").to_str().unwrap()]).output().unwrap();
+    let removed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && removed.contains("nft: table inet ftwall"), "{removed}");
+    assert_eq!(ns.must(&["nft", "list", "ruleset"]), before, "install/uninstall changed the ruleset");
 }
 
 /// Runs `args` in namespace `ns`; must succeed; returns stdout.
@@ -330,17 +364,14 @@ fn in_ns(ns: &str, args: &[&str]) -> String {
 fn load_accept_copy(lab: &common::Lab) {
     let text = std::fs::read_to_string(scripts().join("ftwall.nft")).unwrap();
     let file = lab.dir.path().join("ftwall-accept.nft");
-    std::fs::write(
-        &file,
-        text.replace("@LAN_IF@", &format!("{}g0", lab.prefix)).replace("@QUEUE@", "accept"),
-    )
-    .unwrap();
+    std::fs::write(&file, substitute(&text, &format!("{}g0", lab.prefix), "accept")).unwrap();
     in_ns(&lab.ns("gw"), &["nft", "-f", file.to_str().unwrap()]);
 }
 
 /// Traffic through ftwall.nft (queue swapped for accept, no daemon) in the end-to-end lab, built
 /// without the iptables rules (`ftwall lab up --rules none`) so that only the nft table filters:
-/// ordinary traffic passes, new connections into the LAN are dropped, and a client in `ft_clients` is blocked in the kernel
+/// ordinary traffic passes, new connections into the LAN are dropped (but for a DNAT port
+/// forward), and a client in `ft_clients` is blocked in the kernel
 /// (new TCP connections, as in the daemon's time-lock) except to the allowed ports, until its
 /// element times out.
 #[test]
@@ -350,7 +381,7 @@ fn ft_clients_blocks_a_locked_client_in_the_kernel() {
     let mut lab = common::Lab::with_rules("ftn", "none");
     let gw = lab.ns("gw");
     let in_gw = |args: &[&str]| in_ns(&gw, args);
-    assert!(!in_gw(&["iptables", "-S"]).contains("FTWALL"));
+    assert!(!in_gw(&["iptables-save"]).contains("FTWALL"));
     load_accept_copy(&lab);
 
     let wan_log = lab.dir.path().join("wan.jsonl");
@@ -371,6 +402,30 @@ fn ft_clients_blocks_a_locked_client_in_the_kernel() {
     let inbound =
         lab.sim("wan", &["tcp", "--to", "192.0.2.11:2222", "--payload", "none", "--timeout-ms", "1500"]);
     assert_eq!(inbound["connected"], false, "inbound connection: {inbound}");
+    // A port forward (the admin's DNAT, gateway:8080 -> 192.0.2.11:2222) is exempt from the
+    // inbound block.
+    let g1 = format!("{}g1", lab.prefix);
+    in_gw(&["nft", "add", "table", "ip", "labnat"]);
+    in_gw(&["nft", "add", "chain", "ip", "labnat", "pre", "{ type nat hook prerouting priority dstnat; }"]);
+    in_gw(&[
+        "nft",
+        "add",
+        "rule",
+        "ip",
+        "labnat",
+        "pre",
+        "iifname",
+        &g1,
+        "tcp",
+        "dport",
+        "8080",
+        "dnat",
+        "to",
+        "192.0.2.11:2222",
+    ]);
+    let forwarded =
+        lab.sim("wan", &["tcp", "--to", "198.51.100.1:8080", "--payload", "none", "--timeout-ms", "1500"]);
+    assert_eq!(forwarded["connected"], true, "port forward: {forwarded}");
 
     // What the daemon loads from `timelock.allow_ports` (the rules name no port).
     in_gw(&["nft", "add", "element", "inet", "ftwall", "ft_allow_ports", "{ 53, 80, 443 }"]);

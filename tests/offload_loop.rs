@@ -56,7 +56,7 @@ fn in_gw(lab: &Lab, args: &[&str]) -> String {
 /// Packets counted by the FTWALL rule whose listing contains `needle` (`iptables -L -v -x`);
 /// 0 if there is no such rule.
 fn rule_packets(lab: &Lab, needle: &str) -> u64 {
-    let listing = in_gw(lab, &["iptables", "-L", "FTWALL", "-v", "-n", "-x"]);
+    let listing = in_gw(lab, &["iptables", "-t", "security", "-L", "FTWALL", "-v", "-n", "-x"]);
     let line = listing.lines().find(|l| l.contains(needle));
     line.map_or(0, |l| l.split_whitespace().next().unwrap().parse().unwrap())
 }

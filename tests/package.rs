@@ -143,6 +143,9 @@ fn deb_has_binary_unit_rules_conffile_man_pages_and_state_dir() {
     }
     let depends = info.lines().find(|l| l.trim_start().starts_with("Depends:")).expect("Depends");
     assert!(depends.contains("iptables") && depends.contains("libc6"), "{depends}");
+    // uninstall.sh removes the iptables `security` table install.sh created with `nft`.
+    let recommends = info.lines().find(|l| l.trim_start().starts_with("Recommends:")).expect("Recommends");
+    assert!(recommends.contains("ipset") && recommends.contains("nftables"), "{recommends}");
 
     // Control files: the config is a conffile; the unit is neither enabled nor started.
     let work = tempfile::tempdir().unwrap();

@@ -55,8 +55,10 @@ fn one_line_queue_rule_never_loops_and_passes_whole_flows() {
     let gw = lab.ns("gw");
     let lan_if = format!("{}g0", lab.prefix);
     // The operator's own rule instead of the shipped ones: no mark rules at all.
-    must("ip", &["netns", "exec", &gw, "iptables", "-D", "FORWARD", "-j", "FTWALL"]);
-    must("ip", &["netns", "exec", &gw, "ip6tables", "-D", "FORWARD", "-j", "FTWALL"]);
+    for tool in ["iptables", "ip6tables"] {
+        let jump = ["-m", "comment", "--comment", "ftwall-created-table", "-j", "FTWALL"];
+        must("ip", &[&["netns", "exec", &gw, tool, "-t", "security", "-D", "FORWARD"][..], &jump].concat());
+    }
     let queue = QUEUE.to_string();
     must(
         "ip",

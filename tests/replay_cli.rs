@@ -139,7 +139,11 @@ fn a_bad_configuration_gives_the_same_message_to_every_command() {
         ),
         ("queue_max_len = 5\n", ":1:1: unknown field `queue_max_len`, expected one of `mode`"),
         ("[peers]\ncapacity = \"many\"\n", ":2:12: invalid type: string \"many\", expected usize"),
-        ("[flows]\ncapacity = 0\n", ": invalid value for `flows.capacity`: must be at least 1"),
+        ("[flows]\ncapacity = 0\n", ": invalid value for `flows.capacity`: must be between 1 and 4194304"),
+        (
+            "[flows]\ncapacity = 1000000000\n",
+            ": invalid value for `flows.capacity`: must be between 1 and 4194304",
+        ),
     ] {
         let file = dir.path().join("ftwall.toml");
         std::fs::write(&file, text).unwrap();

@@ -39,6 +39,7 @@ pub enum StateChange {
 
 /// A suspect peer, as persisted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PeerEntry {
     /// Outside address.
     pub addr: IpAddr,
@@ -50,6 +51,7 @@ pub struct PeerEntry {
 
 /// A locked client, as persisted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LockEntry {
     /// Inside address.
     pub client: IpAddr,
@@ -65,6 +67,7 @@ pub struct LockEntry {
 
 /// An operator ban, as persisted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BanEntry {
     /// The banned address (inside or outside).
     pub addr: IpAddr,

@@ -25,6 +25,7 @@ mod config;
 mod ctl;
 mod daemon;
 mod events;
+mod files;
 mod lab;
 mod man;
 mod protocol;
@@ -54,10 +55,15 @@ enum Command {
     Run(daemon::RunArgs),
     /// Run the engine over capture files and report verdicts.
     Replay(replay::ReplayArgs),
-    /// Validate a configuration file.
+    /// Validate a configuration file: its keys and values, that the engine it describes can be
+    /// built, and that the directories of its files pass the directory rule.
     CheckConfig {
         /// The file (default: /etc/ftwall/ftwall.toml).
         file: Option<PathBuf>,
+        /// The user the daemon runs as, for the directory rule (default: ftwall if that user
+        /// exists, else the caller).
+        #[arg(long)]
+        user: Option<String>,
     },
     /// Build a throw-away gateway in network namespaces, run ftwall and FastTrack traffic
     /// through it, print what was blocked, and clean up (root; the newcomer's first command).
@@ -97,7 +103,7 @@ fn main() -> ExitCode {
         None => daemon::run(cli.run),
         Some(Command::Run(args)) => daemon::run(args),
         Some(Command::Replay(args)) => replay::run(args),
-        Some(Command::CheckConfig { file }) => config::commands::check_config(file),
+        Some(Command::CheckConfig { file, user }) => config::commands::check_config(file, user),
         Some(Command::Config { config }) => config::commands::print_config(config.as_deref()),
         Some(Command::Ctl(args)) => ctl::run(args),
         Some(Command::Lab(args)) => lab::run(args),

@@ -71,7 +71,7 @@ The configuration (every key optional, see \fBftwall.toml\fR(5); \fBftwall confi
 The state file: suspect peers and time\-locks kept across restarts.
 .TP
 \fI/usr/share/ftwall/iptables/\fR
-The rule files, \fBinstall.sh\fR \fILAN_IF\fR [\fIQUEUE\fR|\fIFIRST\fR:\fILAST\fR] and \fBuninstall.sh\fR.
+The rule files, \fBinstall.sh\fR [\fB\-\-no\-inbound\-block\fR] \fILAN_IF\fR [\fIQUEUE\fR|\fIFIRST\fR:\fILAST\fR] and \fBuninstall.sh\fR.
 .TP
 \fI/usr/lib/systemd/system/ftwall.service\fR
 The hardened systemd unit (\fBsystemctl reload ftwall\fR rereads the configuration).

@@ -29,6 +29,11 @@ use ftwall::EngineConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// Largest `queue_maxlen` (packets the kernel holds for the daemon).
+pub(crate) const MAX_QUEUE_MAXLEN: u32 = 1 << 20;
+/// Largest explicit `socket_buffer`, in bytes.
+pub(crate) const MAX_SOCKET_BUFFER: u32 = 1 << 30;
+
 /// The file used when `--config` is not given.
 pub(crate) const DEFAULT_PATH: &str = "/etc/ftwall/ftwall.toml";
 
@@ -186,13 +191,13 @@ impl DaemonConfig {
         Key { name: "queue", aliases: &[], meaning: "First NFQUEUE number; must match the rules (restart to change)." },
         Key { name: "queues", aliases: &[], meaning: "Number of queues, queue .. queue+queues-1, one thread each, sharing one engine; install the rules with install.sh LAN_IF FIRST:LAST (restart to change)." },
         Key { name: "fail_open", aliases: &[], meaning: "Let the kernel accept packets when the queue or the socket buffer is full; false: they are dropped." },
-        Key { name: "queue_maxlen", aliases: &[], meaning: "Kernel queue length, in packets." },
+        Key { name: "queue_maxlen", aliases: &[], meaning: "Kernel queue length, in packets; 1 to 1048576." },
         Key { name: "copy_range", aliases: &[], meaning: "Bytes copied per packet: headers plus the first 2 KiB of payload." },
         Key { name: "verdict_batch", aliases: &[], meaning: "Accept verdicts sent in batches of up to this many packets (1: one verdict per packet)." },
-        Key { name: "socket_buffer", aliases: &[], meaning: "Receive buffer of the queue socket in bytes; 0 sizes it for queue_maxlen packets." },
+        Key { name: "socket_buffer", aliases: &[], meaning: "Receive buffer of the queue socket in bytes, at most 1 GiB; 0 sizes it for queue_maxlen packets." },
         Key { name: "busy_poll_us", aliases: &[], meaning: "After each packet, keep polling the queue this many microseconds instead of sleeping (0: off)." },
-        Key { name: "state_file", aliases: &[], meaning: "Where suspect peers, locked clients and bans survive restarts (written atomically)." },
-        Key { name: "client_dir", aliases: &[], meaning: "Optional directory with one file per locked client, named by its address." },
+        Key { name: "state_file", aliases: &[], meaning: "Where suspect peers, locked clients and bans survive restarts (written atomically, mode 0640); its directory must be owned by root or the daemon's user and not writable by group or others." },
+        Key { name: "client_dir", aliases: &[], meaning: "Optional directory (created 0750) with one file per locked client, named by its address; same directory rule as state_file." },
         Key { name: "lan_interfaces", aliases: &[], meaning: "The gateway's inside interfaces; when set, a forged pong is sent only for a ping that arrived on one of them." },
         Key { name: "timelock.kernel_set", aliases: &[], meaning: "The old switch for the kernel sets, still honoured: false is kernel_sets = \"off\"." },
         Key { name: "log.drop_burst", aliases: &[], meaning: "At most this many packet_dropped lines per (client, peer) pair per drop_interval_seconds." },
@@ -200,7 +205,7 @@ impl DaemonConfig {
         Key { name: "log.drop_max_per_second", aliases: &[], meaning: "At most this many packet_dropped lines per second over all pairs; the rest are counted in drop_lines_suppressed." },
         Key { name: "control.enabled", aliases: &[], meaning: "Serve ftwall ctl requests on the control socket." },
         Key { name: "control.socket", aliases: &[], meaning: "The control socket (mode 0600: root and the daemon's user)." },
-        Key { name: "metrics.file", aliases: &[], meaning: "Prometheus textfile, rewritten atomically every interval_seconds; unset: none." },
+        Key { name: "metrics.file", aliases: &[], meaning: "Prometheus textfile (mode 0640), rewritten atomically every interval_seconds; unset: none; same directory rule as state_file." },
         Key { name: "metrics.interval_seconds", aliases: &["metrics.interval"], meaning: "Seconds between metrics writes." },
     ];
 
@@ -246,6 +251,35 @@ impl DaemonConfig {
         Ok(config)
     }
 
+    /// The directories ftwall writes files into, with the key that names each: the state
+    /// file's, the client directory itself, the metrics file's.
+    pub(crate) fn file_directories(&self) -> Vec<(&'static str, PathBuf)> {
+        let mut dirs = vec![("state_file", crate::files::parent(&self.state_file).to_path_buf())];
+        if let Some(dir) = &self.client_dir {
+            dirs.push(("client_dir", dir.clone()));
+        }
+        if let Some(file) = &self.metrics.file {
+            dirs.push(("metrics.file", crate::files::parent(file).to_path_buf()));
+        }
+        dirs
+    }
+
+    /// The directory rule ([`crate::files::check_dir`]) for every directory ftwall writes into,
+    /// for a daemon running as `uid`: the first directory that breaks it, as an error naming
+    /// the key.
+    pub(crate) fn check_directories(&self, uid: u32) -> anyhow::Result<()> {
+        for (key, dir) in self.file_directories() {
+            crate::files::check_dir(&dir, uid).map_err(|problem| {
+                anyhow!(
+                    "{key}: refusing to write in {}: {problem}; ftwall's files must be in a directory \
+                     that only root or the daemon's user can write (docs/operating.md, \"Files and directories\")",
+                    dir.display()
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Checks the daemon's value ranges (the engine checks its own).
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let invalid =
@@ -256,8 +290,11 @@ impl DaemonConfig {
         if !(1..=64).contains(&self.queues) || u32::from(self.queue) + u32::from(self.queues) > 65_536 {
             return invalid("queues", "between 1 and 64 queues, numbered within 0-65535");
         }
-        if self.queue_maxlen == 0 {
-            return invalid("queue_maxlen", "must be at least 1");
+        if !(1..=MAX_QUEUE_MAXLEN).contains(&self.queue_maxlen) {
+            return invalid("queue_maxlen", "must be between 1 and 1048576");
+        }
+        if self.socket_buffer > MAX_SOCKET_BUFFER {
+            return invalid("socket_buffer", "at most 1073741824 bytes (1 GiB; 0 sizes it for queue_maxlen)");
         }
         if self.copy_range < 128 {
             return invalid("copy_range", "at least 128 bytes are needed to see the headers");

@@ -98,7 +98,15 @@ fn errors_name_file_line_and_column() {
     let err = parse(path, "[metrics]\ninterval = true\n").unwrap_err().to_string();
     assert!(err.starts_with("/etc/ftwall/ftwall.toml:2:12: "), "{err}");
     let err = parse(path, "[peers]\ncapacity = 0\n").unwrap_err().to_string();
-    assert_eq!(err, "/etc/ftwall/ftwall.toml: invalid value for `peers.capacity`: must be at least 1");
+    assert_eq!(
+        err,
+        "/etc/ftwall/ftwall.toml: invalid value for `peers.capacity`: must be between 1 and 1048576"
+    );
+    // The daemon's capacities have maxima too.
+    let err = parse(path, "queue_maxlen = 4294967295\n").unwrap_err().to_string();
+    assert!(err.ends_with("invalid value for `queue_maxlen`: must be between 1 and 1048576"), "{err}");
+    let err = parse(path, "socket_buffer = 2147483648\n").unwrap_err().to_string();
+    assert!(err.contains("invalid value for `socket_buffer`: at most 1073741824"), "{err}");
     assert_eq!(parse(path, "").unwrap(), DaemonConfig::default());
 }
 

@@ -1,55 +1,59 @@
 //! The client directory (the original's `-c`): one file per locked client, named by its
 //! address, holding the lock's end; removed when the lock is released. Other tools can list it.
+//!
+//! The directory is created 0750 and opened once (`O_DIRECTORY|O_NOFOLLOW`); every file is
+//! written (mode 0640, through the one atomic-write helper), removed and listed relative to
+//! that descriptor, so a symlink planted in it, or a directory swapped in under its path, is
+//! never written through.
 
 use crate::clock::Clock;
+use crate::files::{self, Dir};
 use ftwall::engine::LockEntry;
 use std::collections::HashSet;
-use std::fs;
+use std::ffi::OsString;
 use std::io;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub(crate) struct ClientDir {
-    dir: PathBuf,
+    dir: Dir,
 }
 
 impl ClientDir {
     pub(crate) fn new(dir: &Path) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
-        Ok(Self { dir: dir.to_path_buf() })
+        files::create_dir_all(dir)?;
+        Ok(Self { dir: Dir::open(dir)? })
     }
 
     /// The directory.
     pub(crate) fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
-    fn path(&self, client: IpAddr) -> PathBuf {
-        self.dir.join(client.to_string())
+    fn name(client: IpAddr) -> OsString {
+        client.to_string().into()
     }
 
     /// Writes `lock`'s file; its end (engine time) is shown as a date through `clock`.
     pub(crate) fn locked(&self, lock: &LockEntry, clock: &Clock) -> io::Result<()> {
-        let body = format!("client={}\nlocked_until={}\n", lock.client, clock.rfc3339(lock.until));
-        fs::write(self.path(lock.client), body)
+        let body = format!("client={}
+locked_until={}
+", lock.client, clock.rfc3339(lock.until));
+        self.dir.write_atomic(&Self::name(lock.client), body.as_bytes())
     }
 
     pub(crate) fn released(&self, client: IpAddr) -> io::Result<()> {
-        match fs::remove_file(self.path(client)) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
-        }
+        self.dir.remove(&Self::name(client))
     }
 
     /// Makes the directory list exactly `locks`: writes their files and removes files of clients
     /// that are no longer locked (left over from before a restart).
     pub(crate) fn sync(&self, locks: &[LockEntry], clock: &Clock) -> io::Result<()> {
         let keep: HashSet<String> = locks.iter().map(|l| l.client.to_string()).collect();
-        for entry in fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.parse::<IpAddr>().is_ok() && !keep.contains(&name) {
-                fs::remove_file(entry.path())?;
+        for name in self.dir.names()? {
+            let text = name.to_string_lossy();
+            if text.parse::<IpAddr>().is_ok() && !keep.contains(text.as_ref()) {
+                self.dir.remove(&name)?;
             }
         }
         locks.iter().try_for_each(|l| self.locked(l, clock))
@@ -60,6 +64,7 @@ impl ClientDir {
 mod tests {
     use super::*;
     use ftwall::Timestamp;
+    use std::fs;
 
     #[test]
     fn files_follow_locks() {

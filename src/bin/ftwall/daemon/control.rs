@@ -1,10 +1,16 @@
 //! The control socket behind `ftwall ctl` (the protocol and its types: `protocol.rs`).
 //!
-//! One plain thread accepts connections one at a time and answers each request while holding the
-//! daemon lock for as long as the engine call takes (microseconds; a full listing is bounded by
-//! the LRU caps). A slow or silent client cannot stall it for more than [`IO_TIMEOUT`]. An
-//! operator change is saved by the writer thread after the lock is released; the answer waits
-//! for that save, the packet threads never do.
+//! One thread accepts connections and checks each caller's `SO_PEERCRED` at once: an
+//! unauthorised caller gets the refusal and is closed without a byte of its request being read.
+//! Authorised connections are answered on up to [`MAX_CONCURRENT`] threads at a time (further
+//! connections wait in the listen backlog until a slot frees), each under whole-connection
+//! deadlines, not per-read timeouts: the request must arrive complete within
+//! [`REQUEST_DEADLINE`] and the answer be taken within [`ANSWER_DEADLINE`], so a client that
+//! trickles its request holds a slot for at most [`REQUEST_DEADLINE`], and an operator's request
+//! waits at most about that long however many such clients there are. An answer holds the daemon lock for as long as the
+//! engine call takes (microseconds; a full listing is bounded by the LRU caps). An operator
+//! change is saved by the writer thread after the lock is released; the answer waits for that
+//! save, the packet threads never do.
 //!
 //! Access: the socket is created mode 0600 (umask set around `bind`, so there is no window with
 //! looser permissions) and every connection's `SO_PEERCRED` must be root or the daemon's own
@@ -16,16 +22,19 @@ use crate::events::log_event;
 use crate::protocol::{
     Answer, Ban, Change, Counts, Done, LockedClient, Request, Status, SuspectPeer, MAX_REQUEST,
 };
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-/// Longest time one connection may take to send its request or read the answer.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest time a connection may take to send its whole request.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// Longest time a connection may take to read its whole answer (a full listing is a few MB).
+const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections answered at once; more wait in the listen backlog.
+const MAX_CONCURRENT: usize = 4;
 
 /// The bound control socket; the socket file is removed on drop.
 pub(super) struct ControlSocket {
@@ -38,7 +47,7 @@ impl ControlSocket {
     /// live one, or anything that is not a socket, is an error (never deleted).
     pub(super) fn bind(path: &Path) -> io::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
+            crate::files::create_dir_all(dir)?;
         }
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             use std::os::unix::fs::FileTypeExt;
@@ -62,32 +71,89 @@ impl ControlSocket {
         // SAFETY: as above.
         unsafe { libc::umask(old) };
         let listener = bound?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
         Ok(Self { listener, path: path.to_path_buf() })
     }
 
-    /// Serves requests until [`Shared::control_stop`] is set.
+    /// Serves requests until [`Shared::control_stop`] is set (see the module documentation).
     pub(super) fn serve(&self, shared: &Shared) {
         let mut fds = libc::pollfd { fd: self.listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        while !shared.control_stop.load(Ordering::Relaxed) {
-            // SAFETY: one valid pollfd for the duration of the call.
-            let ready = unsafe { libc::poll(&mut fds, 1, 50) };
-            if ready <= 0 {
-                continue;
-            }
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    if let Err(e) = answer(stream, shared) {
-                        log_event!(CONTROL_ERROR at DEBUG, error = %e, "control request failed");
+        let busy = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            while !shared.control_stop.load(Ordering::Relaxed) {
+                // SAFETY: one valid pollfd for the duration of the call.
+                let ready = unsafe { libc::poll(&mut fds, 1, 50) };
+                if ready <= 0 {
+                    continue;
+                }
+                if busy.load(Ordering::Acquire) >= MAX_CONCURRENT {
+                    // Every slot is taken: the next connection waits in the listen backlog until
+                    // one frees, which the deadlines bound.
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                match self.listener.accept() {
+                    Ok((stream, _)) => {
+                        let Some(uid) = admit(&stream) else { continue };
+                        busy.fetch_add(1, Ordering::AcqRel);
+                        let busy = &busy;
+                        let spawned = std::thread::Builder::new().name("ftwall-ctl".into()).spawn_scoped(
+                            scope,
+                            move || {
+                                if let Err(e) = answer(stream, uid, shared) {
+                                    log_event!(CONTROL_ERROR at DEBUG, error = %e, "control request failed");
+                                }
+                                busy.fetch_sub(1, Ordering::AcqRel);
+                            },
+                        );
+                        if let Err(e) = spawned {
+                            busy.fetch_sub(1, Ordering::AcqRel);
+                            log_event!(CONTROL_ERROR, error = %e, "cannot start a control thread");
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        log_event!(CONTROL_ERROR, error = %e, "accept on the control socket failed");
+                        std::thread::sleep(Duration::from_millis(200));
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    log_event!(CONTROL_ERROR, error = %e, "accept on the control socket failed");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
             }
+        });
+    }
+}
+
+/// The caller's uid if it may control ftwall (root or the daemon's own user); anyone else is
+/// logged, sent the refusal and closed at once, before anything is read from it.
+fn admit(stream: &UnixStream) -> Option<u32> {
+    let uid = match peer_uid(stream) {
+        Ok(uid) => uid,
+        Err(e) => {
+            log_event!(CONTROL_ERROR at DEBUG, error = %e, "control request failed");
+            return None;
+        }
+    };
+    if uid == 0 || uid == crate::files::own_uid() {
+        return Some(uid);
+    }
+    log_event!(CONTROL_REFUSED, uid, "control request from an unauthorised user refused");
+    refuse(stream, "permission denied: only root and the daemon's user may control ftwall");
+    None
+}
+
+/// Sends `why` as a failed answer without waiting (a small answer fits the socket buffer; if it
+/// does not, it is lost), discards what the caller has already sent (without waiting for more:
+/// closing on unread bytes would turn the caller's read of the answer into a reset), and
+/// leaves the stream to be closed.
+fn refuse(stream: &UnixStream, why: &str) {
+    let mut text = Answer::Failed(why.into()).encode();
+    text.push('\n');
+    let _ = stream.set_nonblocking(true);
+    let _ = (&*stream).write_all(text.as_bytes());
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut sink = [0u8; 512];
+    for _ in 0..MAX_REQUEST / sink.len() {
+        if !matches!((&*stream).read(&mut sink), Ok(n) if n > 0) {
+            break;
         }
     }
 }
@@ -118,37 +184,70 @@ fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
     Ok(cred.uid)
 }
 
-fn answer(stream: UnixStream, shared: &Shared) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let uid = peer_uid(&stream)?;
-    // SAFETY: geteuid has no preconditions.
-    let own = unsafe { libc::geteuid() };
-    // Read the request first, whoever sent it, so the client is never cut off mid-write.
-    let mut line = String::new();
-    BufReader::new((&stream).take(MAX_REQUEST as u64)).read_line(&mut line)?;
-    let reply = if uid != 0 && uid != own {
-        log_event!(CONTROL_REFUSED, uid, "control request from an unauthorised user refused");
-        Answer::Failed("permission denied: only root and the daemon's user may control ftwall".into())
-    } else {
-        match Request::parse(line.trim_end_matches(['\r', '\n'])) {
-            Ok(request) => {
-                let mut reply = lock(&shared.core).control(request, uid, shared);
-                if let Answer::Done(done) = &mut reply {
-                    // Saved before the answer goes out, by the writer thread, outside the lock.
-                    let (path, snapshot, saved_at) = shared.take_snapshot();
-                    let saved = shared.writer.save_and_wait(path, snapshot, saved_at, SHUTDOWN_WAIT);
-                    done.saved = saved.is_ok();
-                }
-                reply
-            }
-            Err(e) => Answer::Failed(e),
+/// Reads one request line (at most [`MAX_REQUEST`] bytes) within `deadline` in total.
+fn read_request(stream: &UnixStream, deadline: Instant) -> io::Result<String> {
+    let mut line = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "request not complete within the deadline"));
         }
+        stream.set_read_timeout(Some(left))?;
+        let want = buf.len().min(MAX_REQUEST - line.len());
+        let n = match (&*stream).read(&mut buf[..want]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        line.extend_from_slice(&buf[..n]);
+        if n == 0 || line.contains(&b'\n') || line.len() >= MAX_REQUEST {
+            break;
+        }
+    }
+    let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+    line.truncate(end);
+    String::from_utf8(line).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "request is not UTF-8"))
+}
+
+/// Writes all of `bytes` within `deadline` in total.
+fn write_answer(stream: &UnixStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "answer not taken within the deadline"));
+        }
+        stream.set_write_timeout(Some(left))?;
+        match (&*stream).write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Answers one authorised connection (see the module documentation for the deadlines).
+fn answer(stream: UnixStream, uid: u32, shared: &Shared) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    let line = read_request(&stream, Instant::now() + REQUEST_DEADLINE)?;
+    let reply = match Request::parse(line.trim_end_matches('\r')) {
+        Ok(request) => {
+            let mut reply = lock(&shared.core).control(request, uid, shared);
+            if let Answer::Done(done) = &mut reply {
+                // Saved before the answer goes out, by the writer thread, outside the lock.
+                let (path, snapshot, saved_at) = shared.take_snapshot();
+                let saved = shared.writer.save_and_wait(path, snapshot, saved_at, SHUTDOWN_WAIT);
+                done.saved = saved.is_ok();
+            }
+            reply
+        }
+        Err(e) => Answer::Failed(e),
     };
     let mut text = reply.encode();
     text.push('\n');
-    (&stream).write_all(text.as_bytes())
+    write_answer(&stream, text.as_bytes(), Instant::now() + ANSWER_DEADLINE)
 }
 
 impl Daemon {
@@ -276,6 +375,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run/control.sock");
         let socket = ControlSocket::bind(&path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         // A live socket is not taken over.
         assert_eq!(ControlSocket::bind(&path).err().map(|e| e.kind()), Some(io::ErrorKind::AddrInUse));

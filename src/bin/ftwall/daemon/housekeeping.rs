@@ -249,7 +249,12 @@ impl Housekeeping {
             reloading.push(usec);
         }
         notify(&reloading);
-        match load_config(shared.config_path.as_deref()) {
+        let loaded = load_config(shared.config_path.as_deref()).and_then(|(config, path)| {
+            // The files' directories must pass the rule before a reload may point ftwall at them.
+            config.check_directories(crate::files::own_uid())?;
+            Ok((config, path))
+        });
+        match loaded {
             Ok((config, _)) => {
                 // A syscall per name: done before taking the engine lock, which covers in-memory
                 // work only.

@@ -9,6 +9,12 @@
 //! ([`lines_discarded`]); the count is reported in `ftwall ctl status`, the metrics and the
 //! `counters` event.
 //!
+//! In text mode every field is written by [`EscapedFields`]: control characters are escaped
+//! (`\n`, `\r`, `\t`, `\u{..}`) in every value and in the message, and a value that is empty
+//! or holds whitespace, `"`, `\`, `=` or a control character is quoted; string values always
+//! are. So no value, whatever it holds (an error message quoting a crafted state file, say), can
+//! start a new line or pass for another field. JSON mode escapes by construction.
+//!
 //! When stderr is the journal (`JOURNAL_STREAM` names stderr's device and inode, as systemd
 //! documents), lines carry no timestamp (journald stamps them) and start with the sd-daemon
 //! priority prefix (`<3>` error, `<4>` warning, `<6>` info, `<7>` debug), which journald strips
@@ -16,6 +22,7 @@
 
 use clap::ValueEnum;
 use lru::LruCache;
+use std::fmt;
 use std::io::Write;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
@@ -23,8 +30,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
+use tracing::field::{Field, Visit};
 use tracing::{Level, Metadata};
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer as FmtWriter;
+use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 use tracing_subscriber::EnvFilter;
 
 /// Log output format.
@@ -182,10 +192,85 @@ pub(crate) fn init(format: Option<LogFormat>, level: &str) -> anyhow::Result<()>
             builder.with_writer(writer).without_time().json().flatten_event(true).try_init()
         }
         (LogFormat::Json, false) => builder.with_writer(writer).json().flatten_event(true).try_init(),
-        (LogFormat::Text, true) => builder.with_writer(writer).without_time().with_level(false).try_init(),
-        (LogFormat::Text, false) => builder.with_writer(writer).try_init(),
+        (LogFormat::Text, true) => {
+            builder.fmt_fields(EscapedFields).with_writer(writer).without_time().with_level(false).try_init()
+        }
+        (LogFormat::Text, false) => builder.fmt_fields(EscapedFields).with_writer(writer).try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}
+
+/// The text format's field formatter (see the module documentation).
+struct EscapedFields;
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, writer: FmtWriter<'writer>, fields: R) -> fmt::Result {
+        let mut visitor = EscapingVisitor { writer, result: Ok(()), first: true };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct EscapingVisitor<'writer> {
+    writer: FmtWriter<'writer>,
+    result: fmt::Result,
+    first: bool,
+}
+
+impl EscapingVisitor<'_> {
+    fn field(&mut self, field: &Field, text: &str, always_quote: bool) {
+        if self.result.is_err() {
+            return;
+        }
+        let separator = if std::mem::take(&mut self.first) { "" } else { " " };
+        self.result = if field.name() == "message" {
+            write!(self.writer, "{separator}{}", escape_text(text, false))
+        } else {
+            let quote = always_quote || needs_quotes(text);
+            write!(self.writer, "{separator}{}={}", field.name(), escape_text(text, quote))
+        };
+    }
+}
+
+impl Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, value, true);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, &format!("{value:?}"), false);
+    }
+}
+
+/// Whether a value must be quoted to stay one field.
+fn needs_quotes(text: &str) -> bool {
+    text.is_empty()
+        || text.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\' | '='))
+}
+
+/// `text` with control characters escaped; with `quoted`, also `"` and `\`, inside quotes.
+fn escape_text(text: &str, quoted: bool) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    if quoted {
+        out.push('"');
+    }
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '"' | '\\' if quoted => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    if quoted {
+        out.push('"');
+    }
+    out
 }
 
 /// Per (client, peer) limit: at most `burst` lines per `interval`; the rest are counted and the
@@ -325,6 +410,17 @@ mod tests {
         }
         assert!(logged <= 12 * 50 + 50, "{logged} lines");
         assert!(logged >= 11 * 50, "{logged} lines");
+    }
+
+    #[test]
+    fn text_fields_are_escaped_and_quoted() {
+        assert_eq!(escape_text("192.0.2.1", needs_quotes("192.0.2.1")), "192.0.2.1");
+        let forged = "unknown field `a\n2026-12-02T00:00:00Z INFO released event=\"x\"`";
+        let escaped = escape_text(forged, needs_quotes(forged));
+        assert!(!escaped.contains('\n'), "{escaped}");
+        assert_eq!(escaped, r#""unknown field `a\n2026-12-02T00:00:00Z INFO released event=\"x\"`""#);
+        assert_eq!(escape_text("", needs_quotes("")), r#""""#);
+        assert_eq!(escape_text("a\u{1b}[31m", false), "a\\u{1b}[31m");
     }
 
     #[test]

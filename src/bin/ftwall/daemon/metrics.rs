@@ -1,8 +1,9 @@
 //! Prometheus metrics in the node_exporter textfile-collector format.
 //!
 //! Every `metrics.interval_seconds` the housekeeping thread renders the counters ([`render`]) and
-//! the writer thread writes them next to the target as a temporary file that is then renamed
-//! over it ([`write_atomic`]), so the collector never reads a half-written file. Metric names are
+//! the writer thread writes them with the one atomic-write helper ([`crate::files::write_atomic`]:
+//! a temporary file beside the target, whose leading dot and `.tmp` suffix the collector
+//! ignores, renamed over it; mode 0640), so the collector never reads a half-written file. Metric names are
 //! stable; [`catalogue`] lists every family, and the table in `docs/operating.md` is generated
 //! from it.
 //!
@@ -14,8 +15,6 @@ use super::queue::KernelCounters;
 use ftwall::engine::EngineStats;
 use ftwall::Reason;
 use std::fmt::Write as _;
-use std::io::{self, Write as _};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -239,27 +238,6 @@ pub(crate) fn render(m: &MetricsInput<'_>) -> String {
     out
 }
 
-/// Writes `text` to `path` through a temporary file in the same directory and a rename, so
-/// readers see either the old or the new file, never a partial one. The file is mode 0644.
-pub(crate) fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io::Error::other("metrics file has no name"))?;
-    // A leading dot and no .prom suffix: the collector ignores the temporary file.
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut file =
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_data()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,17 +341,5 @@ mod tests {
         assert_eq!(md.lines().count(), 2 + FAMILIES.len() + counters);
         assert!(md.contains("| `ftwall_spoofed_pongs_total` | counter | none |"));
         assert!(md.contains("| `ftwall_queue_waiting` | gauge | `queue` |"));
-    }
-
-    #[test]
-    fn atomic_write_replaces_the_file_and_leaves_no_temporary() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ftwall.prom");
-        write_atomic(&path, "a 1\n").unwrap();
-        write_atomic(&path, "a 2\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a 2\n");
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("ftwall.prom")]);
-        assert!(write_atomic(&dir.path().join("missing/ftwall.prom"), "x").is_err());
     }
 }

@@ -96,6 +96,9 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (config, path) = load_config(args.config.as_deref())?;
+    // The directory rule (OpenSSH StrictModes style, `crate::files`): never start writing as
+    // root, or as the daemon's user, into a directory another user can write.
+    config.check_directories(crate::files::own_uid())?;
     let control = config.control.enabled.then(|| open_control(&config.control.socket)).flatten();
     let (shared, workers, mut housekeeping) = Shared::start(config, path)?;
     let result = std::thread::scope(|scope| {
@@ -309,7 +312,7 @@ impl Shared {
         let now = clock.engine();
         if let Some(dir) = config.state_file.parent().filter(|d| !d.as_os_str().is_empty()) {
             // Running by hand (not under systemd's StateDirectory=): create the directory.
-            if let Err(e) = std::fs::create_dir_all(dir) {
+            if let Err(e) = crate::files::create_dir_all(dir) {
                 log_event!(STATE_DIR_UNAVAILABLE, dir = %dir.display(), error = %e, "state will not be saved until it exists");
             }
         }

@@ -1,15 +1,25 @@
 //! The state file: suspect peers and locked clients, kept across restarts.
 //!
-//! Written atomically: a temporary file in the same directory is written, fsynced and renamed
-//! over the old one, then the directory is fsynced, so a crash at any point leaves either the old
-//! or the new file, never a torn one. A file that cannot be parsed is moved aside to
+//! Written with the one atomic-write helper ([`crate::files::write_atomic`]: an unpredictable
+//! temporary created `O_EXCL|O_NOFOLLOW` beside it, mode 0640, fsynced, renamed over the old
+//! one, the directory fsynced), so a crash at any point leaves either the old or the new file,
+//! never a torn one, and a planted symlink is never written through.
+//!
+//! Read guarded ([`crate::files::read_guarded`]): never through a symlink, never a FIFO or
+//! device, only a regular file owned by root or the daemon's user, at most
+//! [`state::MAX_STATE_BYTES`] + 1 bytes; then decoded and validated by [`state::decode`]
+//! (unknown fields and entries rejected). A file that fails any of this is moved aside to
 //! `<file>.corrupt-<unix time>` and the daemon starts empty; the old file is never truncated in
 //! place.
+//!
+//! This module is the file IO only; the format (and any conversion of its times) is the
+//! library's `ftwall::state`.
 
+use crate::files::{self, Guarded};
 use ftwall::engine::Snapshot;
 use ftwall::{state, Timestamp};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// What loading found.
@@ -27,9 +37,9 @@ pub(crate) enum Loaded {
 
 /// Loads the state file.
 pub(crate) fn load(path: &Path, now_secs: u64) -> Loaded {
-    let text = match fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Loaded::Missing,
+    let text = match files::read_guarded(path, state::MAX_STATE_BYTES) {
+        Ok(Guarded::Bytes(t)) => t,
+        Ok(Guarded::Missing) => return Loaded::Missing,
         Err(e) => return move_aside(path, now_secs, format!("cannot read: {e}")),
     };
     match state::decode(&text) {
@@ -50,25 +60,7 @@ fn move_aside(path: &Path, now_secs: u64, reason: String) -> Loaded {
 
 /// Writes the state file atomically.
 pub(crate) fn save(path: &Path, snapshot: &Snapshot, now_micros: u64) -> io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "state_file has no file name"))?;
-    let mut tmp_name = name.to_owned();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let body = state::encode(snapshot, Timestamp::from_micros(now_micros));
-    let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-        file.write_all(&body)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    files::write_atomic(path, &state::encode(snapshot, Timestamp::from_micros(now_micros)))
 }
 
 #[cfg(test)]
@@ -122,6 +114,32 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn an_oversized_or_symlinked_file_is_moved_aside_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        // Valid JSON, but larger than the cap: refused by size, not parsed.
+        let mut big = b"{\"version\": 1, \"saved_at\": 0, \"peers\": [], \"locks\": []}".to_vec();
+        big.resize(state::MAX_STATE_BYTES + 10, b' ');
+        fs::write(&path, &big).unwrap();
+        match load(&path, 7) {
+            Loaded::MovedAside { reason, .. } => assert!(reason.contains("too large"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // A symlink to a valid state file is not followed; the link itself is moved aside.
+        let real = dir.path().join("elsewhere");
+        save(&real, &snapshot(), 1).unwrap();
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        match load(&path, 8) {
+            Loaded::MovedAside { to, reason } => {
+                assert!(reason.contains("symbolic link"), "{reason}");
+                assert!(fs::symlink_metadata(to).unwrap().file_type().is_symlink());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(load(&real, 9), Loaded::State(_)), "the link's target is left alone");
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! only, so a slow or full disk delays the files, never a verdict.
 
 use super::counters::Counters;
+use super::store;
 use super::throttle::Throttle;
-use super::{metrics, store};
 use crate::events::log_event;
 use ftwall::engine::Snapshot;
 use std::io;
@@ -138,7 +138,7 @@ fn serve(jobs: Receiver<Job>, failed: &AtomicBool, counters: &Counters) {
                 }
             }
             Job::Metrics { path, text } => {
-                if let Err(e) = metrics::write_atomic(&path, &text) {
+                if let Err(e) = crate::files::write_atomic(&path, text.as_bytes()) {
                     if metrics_error_log.ready() {
                         log_event!(METRICS_WRITE_FAILED, file = %path.display(), error = %e, "metrics file not written");
                     }

@@ -17,9 +17,9 @@
 //!   pid) so that labs of several checkouts never share a name.
 //! - Documentation addresses only (RFC 5737, RFC 3849). `lan` and `wan` route by default through
 //!   the gateway, which forwards IPv4 and IPv6 and routes 203.0.113.0/24 to 198.51.100.20.
-//! - Rules are applied by the shipped `iptables/install.sh` with the shipped rule files, both
-//!   embedded in this binary at build time (so the lab works from any install), run in `P-gw`
-//!   only. Netfilter rules, ipsets, NFQUEUE instances and sysctls are per namespace: nothing in
+//! - Rules are applied by the shipped `iptables/install.sh` (and the `uninstall.sh` it calls) with
+//!   the shipped rule files, all embedded in this binary at build time (so the lab works from any
+//!   install), run in `P-gw` only. Netfilter rules, ipsets, NFQUEUE instances and sysctls are per namespace: nothing in
 //!   the host's own namespace is changed (the scripts go to a temporary directory, removed after).
 //! - `up` starts from nothing (a lab left with the same prefix is removed first) and removes what
 //!   it built when a step fails. `down` is idempotent: it kills the processes still running in
@@ -33,8 +33,10 @@ use std::ops::RangeInclusive;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// The installer and the rule files it reads, as shipped in `iptables/`.
+/// The installer and the rule files it reads, as shipped in `iptables/`, and the uninstaller,
+/// which the installer runs to remove the other backend's rules.
 const INSTALL_SH: &str = include_str!("../../../../iptables/install.sh");
+const UNINSTALL_SH: &str = include_str!("../../../../iptables/uninstall.sh");
 const RULE_FILES: [(&str, &str); 3] = [
     ("ftwall.rules", include_str!("../../../../iptables/ftwall.rules")),
     ("ftwall6.rules", include_str!("../../../../iptables/ftwall6.rules")),
@@ -262,6 +264,7 @@ impl Topology {
 fn write_scripts(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join("install.sh"), INSTALL_SH)?;
+    std::fs::write(dir.join("uninstall.sh"), UNINSTALL_SH)?;
     for (name, text) in RULE_FILES {
         std::fs::write(dir.join(name), text)?;
     }

@@ -3,7 +3,8 @@
 //! One engine for the whole invocation, files in the order given; capture timestamps are the
 //! engine clock, and engine timers run before each record whose timestamp reached them. Each
 //! file is streamed through a [`Window`] (read in 1 MiB chunks; memory is bounded by one chunk
-//! plus the largest record, itself capped at [`MAX_RECORD`], never by the file size) and parsed
+//! plus the largest record, itself capped at [`MAX_RECORD`], and the pcapng interface blocks of
+//! one section, capped at [`MAX_INTERFACES`]; never by the file size) and parsed
 //! with `pcap-file`'s slice parsers, so every error can name the byte offset of the record that
 //! failed. A failed file is reported and the others are still processed; the exit code is then 2.
 //!
@@ -59,6 +60,9 @@ const CHUNK: usize = 1 << 20;
 /// Largest record (pcap packet or pcapng block) accepted; a larger one is reported as corrupt
 /// instead of being buffered whole.
 const MAX_RECORD: usize = 16 << 20;
+/// Most pcapng interface description blocks accepted in one section (the parser keeps them
+/// all, so memory would otherwise grow with a file of interface blocks alone).
+const MAX_INTERFACES: usize = 65_536;
 /// The reason replay reports (accepted) for a capture record that is not an IP packet: ARP,
 /// LLDP, a truncated frame. Such a record never reaches the engine, so the name is replay's own,
 /// not an [`ftwall::Reason`].
@@ -424,6 +428,11 @@ fn replay_pcapng<R: Read>(window: &mut Window<R>, on_record: &mut OnRecord<'_>) 
             .ok_or_else(|| FileError::parse(0, &PcapError::IncompleteBuffer))?;
     each_in(window, |data, offset| {
         let (rest, block) = parser.next_block(data)?;
+        // The parser keeps every interface block of the section: bound them.
+        if parser.interfaces().len() > MAX_INTERFACES {
+            let message = format!("more than {MAX_INTERFACES} interface blocks in one section");
+            return Ok((data.len() - rest.len(), Err(FileError::at(offset, message))));
+        }
         Ok((data.len() - rest.len(), pcapng_record(&parser, &block, offset, on_record)))
     })
 }
@@ -532,6 +541,42 @@ mod tests {
             let err = records(cut, 5).unwrap_err();
             assert!(err.starts_with("truncated record at "), "{err}");
         }
+    }
+
+    /// A pcapng section header block, then `interfaces` interface description blocks
+    /// (Ethernet, snaplen 65535, no options).
+    fn pcapng_section(interfaces: usize) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(28 + interfaces * 20);
+        bytes.extend_from_slice(&0x0A0D_0D0Au32.to_le_bytes());
+        bytes.extend_from_slice(&28u32.to_le_bytes());
+        bytes.extend_from_slice(&0x1A2B_3C4Du32.to_le_bytes());
+        bytes.extend_from_slice(&[1, 0, 0, 0]);
+        bytes.extend_from_slice(&(-1i64).to_le_bytes());
+        bytes.extend_from_slice(&28u32.to_le_bytes());
+        for _ in 0..interfaces {
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.extend_from_slice(&20u32.to_le_bytes());
+            bytes.extend_from_slice(&1u16.to_le_bytes());
+            bytes.extend_from_slice(&0u16.to_le_bytes());
+            bytes.extend_from_slice(&65_535u32.to_le_bytes());
+            bytes.extend_from_slice(&20u32.to_le_bytes());
+        }
+        bytes
+    }
+
+    #[test]
+    fn interface_blocks_are_capped_per_section() {
+        // As many as allowed, in each of two sections: fine.
+        let mut two_sections = pcapng_section(MAX_INTERFACES);
+        two_sections.extend(pcapng_section(MAX_INTERFACES));
+        assert_eq!(records(&two_sections[..], CHUNK).unwrap(), vec![]);
+        // One more in a section: refused at that block, not kept.
+        let bytes = pcapng_section(MAX_INTERFACES + 1);
+        let err = records(&bytes[..], CHUNK).unwrap_err();
+        assert_eq!(
+            err,
+            format!("more than 65536 interface blocks in one section at {}", 28 + MAX_INTERFACES * 20)
+        );
     }
 
     #[test]
