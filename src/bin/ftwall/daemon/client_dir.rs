@@ -36,9 +36,13 @@ impl ClientDir {
 
     /// Writes `lock`'s file; its end (engine time) is shown as a date through `clock`.
     pub(crate) fn locked(&self, lock: &LockEntry, clock: &Clock) -> io::Result<()> {
-        let body = format!("client={}
+        let body = format!(
+            "client={}
 locked_until={}
-", lock.client, clock.rfc3339(lock.until));
+",
+            lock.client,
+            clock.rfc3339(lock.until)
+        );
         self.dir.write_atomic(&Self::name(lock.client), body.as_bytes())
     }
 
