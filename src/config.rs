@@ -34,6 +34,16 @@ pub enum Mode {
     Monitor,
 }
 
+impl Mode {
+    /// `"enforce"` or `"monitor"`: its name in the configuration, `ftwall ctl status` and the log.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Monitor => "monitor",
+        }
+    }
+}
+
 /// What to do with packets whose headers fail validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -560,6 +570,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.mode, Mode::Monitor);
+        for mode in [Mode::Enforce, Mode::Monitor] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str(), "the log says what the file says");
+        }
         assert_eq!(c.timelock.seconds, 0);
         assert!(c.is_lan("192.0.2.10".parse().unwrap()));
     }

@@ -209,6 +209,30 @@ fn the_log_check_of_the_e2e_tests_rejects_what_the_catalogue_does_not_describe()
     let level = json!({"event": "client_released", "level": "ERROR", "message": "x"});
     assert!(violation(&level).unwrap().contains("logged at error"));
     assert!(violation(&json!({"level": "INFO"})).unwrap().contains("without an event"));
+    // Types: an address is a bare IP, a port a number, by_reason an object.
+    let port_in_address = json!({"event": "client_released", "level": "INFO", "message": "x",
+        "client": "192.0.2.1:4000"});
+    assert!(violation(&port_in_address).unwrap().contains("field client is not of type ip"));
+    let drop = json!({"event": "packet_dropped", "level": "INFO", "message": "FastTrack UDP ping dropped",
+        "client": "192.0.2.10", "peer": "198.51.100.20", "reason": "udp_ping", "verdict": "drop",
+        "proto": "UDP", "src_ip": "192.0.2.10", "src_port": 4000, "dest_ip": "198.51.100.20",
+        "dest_port": 1214, "flow_id": 12345, "suppressed": 0});
+    assert_eq!(violation(&drop), None);
+    let mut port_as_text = drop.clone();
+    port_as_text["dest_port"] = json!("1214");
+    assert!(violation(&port_as_text).unwrap().contains("field dest_port is not of type port"));
+    let reasons_as_text = json!({"event": "counters", "level": "INFO", "message": "counters",
+        "by_reason": "clean=9 udp_ping=1"});
+    assert!(violation(&reasons_as_text).unwrap().contains("field by_reason is not of type object"));
+    let reasons = json!({"event": "counters", "level": "INFO", "message": "counters",
+        "by_reason": {"clean": 9}, "spoofed_pongs": "3"});
+    assert!(violation(&reasons).unwrap().contains("field spoofed_pongs is not of type integer"));
+    let date = json!({"event": "operator_ban", "level": "INFO", "message": "x", "addr": "203.0.113.9",
+        "until": "until unbanned"});
+    assert!(violation(&date).unwrap().contains("field until is not of type date"));
+    let mut date_ok = date.clone();
+    date_ok["until"] = json!("2026-12-02T11:33:42Z");
+    assert_eq!(violation(&date_ok), None);
 }
 
 #[test]

@@ -73,12 +73,14 @@ fn gateway_blocks_fasttrack_and_passes_ordinary_traffic() {
         is_event(v, "client_identified") && v["client"] == LAN_CLIENT
     });
     assert_eq!(identified["reason"], "udp_ping");
-    assert!(peers.iter().any(|p| identified["peer"] == p.as_str()), "{identified}");
+    let identified_peer = format!("{}:{}", identified["peer"].as_str().unwrap(), identified["peer_port"]);
+    assert!(peers.contains(&identified_peer), "{identified}");
     assert!(identified["locked_until"].as_str().is_some_and(|s| s.ends_with('Z')), "{identified}");
     let dropped = lab.wait_log("packet_dropped", 1, Duration::from_secs(5), |v| {
-        is_event(v, "packet_dropped") && v["client"] == LAN_CLIENT && v["peer"] == "198.51.100.20:1214"
+        is_event(v, "packet_dropped") && v["client"] == LAN_CLIENT && v["peer"] == "198.51.100.20"
     });
     assert_eq!(dropped["reason"], "udp_ping");
+    assert_eq!(dropped["dest_port"], 1214, "{dropped}");
     lab.wait_log("peer_identified", 5, Duration::from_secs(5), |v| is_event(v, "peer_identified"));
 
     // 2. Supernode openers, the Kazaa download and GIVE never reach wan.

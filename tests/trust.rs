@@ -86,7 +86,7 @@ fn a_web_page_naming_the_resolver_does_not_cut_dns_to_it_for_anyone() {
     let page = tcp(&lab, LAN_CLIENT, "198.51.100.20:80", "plain-http");
     assert_eq!(page["connected"], true, "{page}");
     let named = lab.wait_log("the resolver named", 1, Duration::from_secs(5), |v| {
-        is_event(v, "peer_identified") && v["peer"] == format!("{RESOLVER}:53")
+        is_event(v, "peer_identified") && v["peer"] == RESOLVER && v["peer_port"] == 53
     });
     assert_eq!(named["strength"], "weak", "{named}");
     // DNS to the resolver still works for everyone, the fetching client included, and so does
@@ -134,7 +134,7 @@ fn an_exempt_address_is_never_blocked() {
     lab.ping_flood(LAN_CLIENT, &format!("{RESOLVER}:7777"), 300);
     tcp(&lab, LAN_CLIENT, "198.51.100.20:80", "plain-http");
     lab.wait_log("the web server", 1, Duration::from_secs(5), |v| {
-        is_event(v, "peer_identified") && v["peer"] == "198.51.100.20:80"
+        is_event(v, "peer_identified") && v["peer"] == "198.51.100.20" && v["peer_port"] == 80
     });
     assert!(peers(&lab).iter().all(|p| p["peer"] != RESOLVER), "{:?}", peers(&lab));
     assert!(connects(&lab, OTHER_CLIENT, &format!("{RESOLVER}:7777")), "to the exempt address");

@@ -218,7 +218,16 @@ impl Lab {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns("gw")])
             .args(wrapper)
-            .args([env!("CARGO_BIN_EXE_ftwall"), "run", "--log-format", "json"])
+            // ftwall's debug events too (state_saved, flow_classified, probe_sent): the tests
+            // wait for some, and every line is checked against the catalogue.
+            .args([
+                env!("CARGO_BIN_EXE_ftwall"),
+                "run",
+                "--log-format",
+                "json",
+                "--log-level",
+                "info,ftwall=debug",
+            ])
             .arg("--config")
             .arg(&self.config_path)
             .env("NOTIFY_SOCKET", &self.notify_path)

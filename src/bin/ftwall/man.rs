@@ -283,14 +283,17 @@ fn default_of(defaults: &toml::Table, dotted: &str) -> String {
 /// The reason table of `docs/detection.md`: every reason in decision order, with its natural
 /// verdict, whether it is a tell, and its meaning (the `reasons!` table's doc comments).
 fn reasons_markdown() -> String {
-    let mut out = String::from("| reason | verdict | tell | meaning |\n|---|---|---|---|\n");
+    let mut out = String::from(
+        "| reason | verdict | tell | meaning | `packet_dropped` message |\n|---|---|---|---|---|\n",
+    );
     for reason in ftwall::Reason::DECISION_ORDER {
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} |\n",
             reason.as_str(),
             reason.natural_verdict().as_str(),
             if reason.is_tell() { "yes" } else { "" },
-            reason.description().replace('|', "\\|")
+            reason.description().replace('|', "\\|"),
+            reason.message().replace('|', "\\|")
         ));
     }
     out

@@ -332,7 +332,7 @@ impl Daemon {
                     Err(e) => return Answer::Failed(e.to_string()),
                 };
                 let until_text = until.map_or("until unbanned".to_string(), |u| format!("until {}", iso(u)));
-                log_event!(OPERATOR_BAN, addr = %addr, until = %until_text, inside = self.config.engine.is_lan(addr), uid, "banned by the operator");
+                log_event!(OPERATOR_BAN, addr = %addr, until = until.map(|u| tracing::field::display(iso(u))), inside = self.config.engine.is_lan(addr), uid, "banned by the operator");
                 self.changed(
                     shared,
                     format!("{addr}: banned {until_text}"),

@@ -33,7 +33,7 @@ macro_rules! counters {
                     packets = engine.packets,
                     accepted = engine.accepted,
                     dropped = engine.dropped,
-                    by_reason = %engine.by_reason,
+                    by_reason = tracing::field::valuable(engine.by_reason),
                     locked_clients = engine.locked_clients,
                     suspect_peers = engine.suspect_peers,
                     flows = engine.flows,
@@ -51,7 +51,8 @@ pub(crate) struct EngineFigures<'a> {
     pub(crate) packets: u64,
     pub(crate) accepted: u64,
     pub(crate) dropped: u64,
-    pub(crate) by_reason: &'a str,
+    /// Packets per reason code (reasons with none left out): a JSON object in the JSON log.
+    pub(crate) by_reason: &'a std::collections::BTreeMap<&'static str, u64>,
     pub(crate) locked_clients: usize,
     pub(crate) suspect_peers: usize,
     pub(crate) flows: usize,
@@ -175,6 +176,27 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_counters_line_has_numbers_and_by_reason_as_an_object() {
+        let c = Counters::default();
+        c.spoofed_pongs.store(3, Ordering::Relaxed);
+        let by_reason = [("clean", 9), ("udp_ping", 1)].into_iter().collect();
+        let lines = crate::events::captured(|| {
+            c.log(&EngineFigures {
+                packets: 10,
+                accepted: 9,
+                dropped: 1,
+                by_reason: &by_reason,
+                locked_clients: 1,
+                suspect_peers: 2,
+                flows: 3,
+                health: "ok",
+            })
+        });
+        assert_eq!(lines[0]["by_reason"], serde_json::json!({"clean": 9, "udp_ping": 1}), "{}", lines[0]);
+        assert_eq!((lines[0]["packets"].as_u64(), lines[0]["spoofed_pongs"].as_u64()), (Some(10), Some(3)));
+    }
 
     #[test]
     fn table_names_every_counter_once_with_metric_names() {
