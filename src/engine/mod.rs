@@ -591,6 +591,7 @@ impl Engine {
             &at.key,
             &mut self.stats.reassembly_evicted,
         );
+        self.stats.stream_segments_ignored += u64::from(found.ignored);
         let tell = self.tcp_tell(now, &at, &flow, found);
 
         let reason = if let Some((tell, client_port)) = tell {

@@ -31,6 +31,12 @@ pub struct EngineStats {
     /// Clients whose remembered FastTrack UDP port was evicted to make room for another client's
     /// (the table holds `timelock.capacity` clients, least recently learned evicted first).
     pub client_ports_evicted: u64,
+    /// TCP segments ignored because they started more than 64 KiB beyond their direction's
+    /// gap-free prefix (bytes no receiver would take yet; they influence no verdict).
+    pub stream_segments_ignored: u64,
+    /// Packets that would have opened a flow entry for a source already holding its quota of
+    /// the flow table (`flows.capacity / 4`; see `Reason::FlowQuota`).
+    pub flow_quota_refused: u64,
     by_reason: [u64; Reason::ALL.len()],
 }
 

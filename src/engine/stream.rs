@@ -67,6 +67,13 @@ pub(crate) const HEADER_LIMIT: usize = 2048;
 pub(crate) const STREAM_BUDGET: u32 = 8192;
 /// At most this many header blocks are inspected per direction.
 pub(crate) const MAX_MESSAGES: u8 = 8;
+/// A segment starting more than this many bytes beyond its direction's gap-free prefix is
+/// ignored (counted, never stored): 64 KiB is the largest window a receiver can offer before
+/// window scaling applies, and far beyond every byte a tell reads
+/// (`STREAM_BUDGET + HEADER_LIMIT`), so such bytes can change no verdict; ignoring them keeps
+/// a sender from vetoing the push and handshake-shape tells, or ending keep-alive inspection,
+/// with bytes the receiver would never deliver.
+pub(crate) const PLAUSIBLE_WINDOW: u32 = 65_535;
 
 const WORDS: usize = HEADER_LIMIT / 64;
 const OPENER_LEN: u32 = tcp_tells::GIFT_OPENER.len() as u32;
@@ -109,6 +116,9 @@ pub(crate) struct Found {
     pub(crate) shape: bool,
     /// FastTrack HTTP headers.
     pub(crate) http: Option<HttpMatch>,
+    /// The segment's payload lay more than [`PLAUSIBLE_WINDOW`] beyond its direction's
+    /// gap-free prefix and was ignored.
+    pub(crate) ignored: bool,
 }
 
 /// Progress of one direction.
@@ -118,6 +128,9 @@ struct DirectionState {
     base: Option<u32>,
     /// Payload was seen in this direction.
     carried: bool,
+    /// Payload was placed in this direction's stream (within [`PLAUSIBLE_WINDOW`] of its
+    /// start): from then on no SYN moves the start.
+    placed: bool,
     /// End of the gap-free prefix the tells need (bytes before `lo` count as received).
     contiguous: u32,
     /// One past the highest offset received (saturating).
@@ -254,12 +267,14 @@ pub(crate) struct TcpStream {
     initiator_is_low: bool,
     /// The initial SYN was seen.
     saw_syn: bool,
-    /// The stream start (sequence number + 1) of the first initial SYN seen.
-    first_syn_start: Option<u32>,
+    /// The stream start (sequence number + 1) of the latest initial SYN seen whose start
+    /// differs from the first one's (which is `dirs[0].base`), while neither is confirmed.
+    later_syn_start: Option<u32>,
     /// The responder's SYN/ACK acknowledged a SYN seen: the initiator's stream start is fixed.
     start_confirmed: bool,
-    /// The stream start (sequence number + 1) of the first SYN/ACK seen from the responder.
-    first_syn_ack_start: Option<u32>,
+    /// The stream start of the latest SYN/ACK seen from the responder whose start differs from
+    /// the first one's (which is `dirs[1].base`), while neither is confirmed.
+    later_syn_ack_start: Option<u32>,
     /// The initiator acknowledged a SYN/ACK seen: the responder's stream start is fixed.
     responder_confirmed: bool,
     /// Still looking for tells.
@@ -276,9 +291,9 @@ impl TcpStream {
         Self {
             initiator_is_low,
             saw_syn: false,
-            first_syn_start: None,
+            later_syn_start: None,
             start_confirmed: false,
-            first_syn_ack_start: None,
+            later_syn_ack_start: None,
             responder_confirmed: false,
             inspecting: true,
             shape: Shape::Open,
@@ -312,36 +327,49 @@ impl TcpStream {
     /// completed. Buffers live in `pool` under `key`; a buffer evicted to make room is counted
     /// in `evicted`.
     /// Call for every segment before [`TcpStream::on_segment`]: a responder's SYN/ACK whose
-    /// acknowledgment number matches a SYN seen (the first or the latest) fixes the initiator's
-    /// stream start at what the peer accepted, and the initiator's first ACK of a SYN/ACK seen
-    /// fixes the responder's the same way. A SYN or SYN/ACK the other end never accepted (sent
-    /// with a short TTL, or after the handshake, where the peer answers with a challenge ACK)
-    /// then no longer moves the stream. Without a matching acknowledgment (asymmetric routing, a
-    /// capture that lacks it) the latest SYN or SYN/ACK before data sets the start.
+    /// acknowledgment number matches a SYN seen (the first, or a later one with another ISN)
+    /// fixes the initiator's stream start at what the peer accepted, and the initiator's first
+    /// ACK of a SYN/ACK seen fixes the responder's the same way. A SYN or SYN/ACK the other end
+    /// never accepted (sent with a short TTL, or after the handshake, where the peer answers
+    /// with a challenge ACK) then no longer moves the stream. Without a matching acknowledgment
+    /// (asymmetric routing, a capture that lacks it) the **first** SYN or SYN/ACK sets the start
+    /// (see [`TcpStream::on_segment`]); once payload was placed, nothing moves it.
     pub(crate) fn on_ack_of_syn(&mut self, sender_is_low: bool, flags: TcpFlags, ack: u32) {
         if !self.saw_syn || !flags.has(TcpFlags::ACK) {
             return;
         }
         let from_initiator = sender_is_low == self.initiator_is_low;
-        if !from_initiator && flags.has(TcpFlags::SYN) && !self.dirs[0].carried {
+        if !from_initiator && flags.has(TcpFlags::SYN) && !self.dirs[0].placed && !self.start_confirmed {
             // The responder's SYN/ACK confirms the initiator's start.
-            if Some(ack) == self.dirs[0].base || Some(ack) == self.first_syn_start {
+            if Some(ack) == self.dirs[0].base || Some(ack) == self.later_syn_start {
                 self.dirs[0].base = Some(ack);
                 self.start_confirmed = true;
             }
         } else if from_initiator
             && !flags.has(TcpFlags::SYN)
-            && !self.dirs[1].carried
+            && !self.dirs[1].placed
             && !self.responder_confirmed
         {
             // The initiator's ACK of a SYN/ACK seen confirms the responder's start.
-            if Some(ack) == self.dirs[1].base || Some(ack) == self.first_syn_ack_start {
+            if Some(ack) == self.dirs[1].base || Some(ack) == self.later_syn_ack_start {
                 self.dirs[1].base = Some(ack);
                 self.responder_confirmed = true;
             }
         }
     }
 
+    /// Takes one segment sent by the key's `low` endpoint iff `sender_is_low`: tracks the
+    /// handshake's sequence numbers, places the payload (`payload`, the captured part of its
+    /// `payload_len` bytes at `seq`) in its direction's stream, and returns the tells it
+    /// completed. Buffers live in `pool` under `key`; a buffer evicted to make room is counted
+    /// in `evicted`, bytes ignored beyond [`PLAUSIBLE_WINDOW`] in `ignored`.
+    ///
+    /// The stream start of a direction is the first SYN's (SYN/ACK's) sequence number + 1. A
+    /// later SYN with another ISN is remembered, and becomes the start only if the other end's
+    /// acknowledgment confirms it ([`TcpStream::on_ack_of_syn`]); a SYN never moves a start once
+    /// payload was placed, nor once it was confirmed. A second SYN after the real one therefore
+    /// cannot hide the real stream's tells, whichever way round they come, as long as the
+    /// SYN/ACK crosses the gateway; without it the first SYN stands.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_segment<K: Hash + Eq + Copy>(
         &mut self,
@@ -359,20 +387,16 @@ impl TcpStream {
                 self.saw_syn = true;
                 self.initiator_is_low = sender_is_low;
             }
-            if sender_is_low == self.initiator_is_low && !self.dirs[0].carried && !self.start_confirmed {
-                let start = seq.wrapping_add(1);
-                self.first_syn_start.get_or_insert(start);
-                self.dirs[0].base = Some(start);
+            if sender_is_low == self.initiator_is_low && !self.dirs[0].placed && !self.start_confirmed {
+                Self::note_start(&mut self.dirs[0].base, &mut self.later_syn_start, seq.wrapping_add(1));
             }
         } else if flags.has(TcpFlags::SYN | TcpFlags::ACK)
             && self.saw_syn
             && sender_is_low != self.initiator_is_low
-            && !self.dirs[1].carried
+            && !self.dirs[1].placed
             && !self.responder_confirmed
         {
-            let start = seq.wrapping_add(1);
-            self.first_syn_ack_start.get_or_insert(start);
-            self.dirs[1].base = Some(start);
+            Self::note_start(&mut self.dirs[1].base, &mut self.later_syn_ack_start, seq.wrapping_add(1));
         }
         if payload_len == 0 {
             return Found::default();
@@ -403,6 +427,12 @@ impl TcpStream {
             return Found::default();
         }
         let start = rel.max(0) as u32;
+        if start > self.dirs[i].contiguous.saturating_add(PLAUSIBLE_WINDOW) {
+            // Far beyond the gap-free prefix: bytes no receiver would take, and that no tell
+            // reads. They change nothing (not what is received, not the window): counted only.
+            return Found { ignored: true, ..Found::default() };
+        }
+        self.dirs[i].placed = true;
         let captured = payload.get(skip..).unwrap_or_default();
         let len = u32::try_from(payload_len - skip).unwrap_or(u32::MAX);
         let end = start.saturating_add(len);
@@ -423,6 +453,16 @@ impl TcpStream {
         }
         self.end_inspection_if_done(pool, key);
         found
+    }
+
+    /// A SYN (or SYN/ACK) announcing stream start `start`: the first one sets `base`, a later
+    /// one with another start is only remembered in `later` (for the peer's acknowledgment).
+    fn note_start(base: &mut Option<u32>, later: &mut Option<u32>, start: u32) {
+        match *base {
+            None => *base = Some(start),
+            Some(first) if first != start => *later = Some(start),
+            Some(_) => {}
+        }
     }
 
     /// Places the bytes `captured` at offset `start` (of a segment ending at `end`) in

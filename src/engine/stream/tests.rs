@@ -433,3 +433,128 @@ fn inspection_ends_when_no_tell_can_follow() {
     h.client(17, &[0; 20]);
     assert!(!h.s.inspecting());
 }
+
+/// One segment of a raw stream, the handshake confirmations included (as the engine calls it).
+fn feed(
+    s: &mut TcpStream,
+    pool: &mut Reassembly<u8>,
+    from_low: bool,
+    flags: TcpFlags,
+    seq: u32,
+    ack: u32,
+    data: &[u8],
+) -> Found {
+    s.on_ack_of_syn(from_low, flags, ack);
+    s.on_segment(from_low, flags, seq, data, data.len(), pool, &1u8, &mut 0)
+}
+
+#[test]
+fn without_a_syn_ack_the_first_syn_fixes_the_start() {
+    // The gateway sees only the client's side. The real SYN, then a decoy SYN with another ISN
+    // (one the server would answer with a challenge ACK): the real stream is still judged.
+    let (real, decoy) = (1_000u32, 0x8000_0000u32);
+    let mut s = TcpStream::new(true);
+    let mut pool = Reassembly::new(4);
+    feed(&mut s, &mut pool, true, SYN, real, 0, &[]);
+    feed(&mut s, &mut pool, true, SYN, decoy, 0, &[]);
+    let found = feed(&mut s, &mut pool, true, ACK, real + 1, 7_001, &GIFT_OPENER);
+    assert_eq!(found.bytes, Some(ByteTell::Opener), "the decoy SYN did not move the start");
+    // A benign stream after a second SYN is judged on the first SYN's stream, and clean.
+    let mut s = TcpStream::new(true);
+    feed(&mut s, &mut pool, true, SYN, real, 0, &[]);
+    feed(&mut s, &mut pool, true, SYN, decoy, 0, &[]);
+    assert_eq!(feed(&mut s, &mut pool, true, ACK, real + 1, 7_001, PLAIN_GET), none());
+    assert_eq!(s.dirs[0].messages, 1, "its header block was judged clean");
+    // The decoy's stream (bytes the server never takes) is far beyond: ignored, not judged.
+    let mut s = TcpStream::new(true);
+    feed(&mut s, &mut pool, true, SYN, real, 0, &[]);
+    feed(&mut s, &mut pool, true, SYN, decoy, 0, &[]);
+    let found = feed(&mut s, &mut pool, true, ACK, decoy + 1, 7_001, KAZAA_HEADERS);
+    assert!(found.ignored && found.http.is_none());
+}
+
+#[test]
+fn a_syn_ack_confirms_the_syn_it_acknowledges() {
+    // A decoy SYN first (it dies before the server), then the real one: the server's SYN/ACK
+    // acknowledges the real one, which becomes the start; its tells are judged.
+    let (decoy, real) = (0x8000_0000u32, 1_000u32);
+    for data in [&GIFT_OPENER[..], PLAIN_GET] {
+        let mut s = TcpStream::new(true);
+        let mut pool = Reassembly::new(4);
+        feed(&mut s, &mut pool, true, SYN, decoy, 0, &[]);
+        feed(&mut s, &mut pool, true, SYN, real, 0, &[]);
+        feed(&mut s, &mut pool, false, SYN_ACK, 7_000, real + 1, &[]);
+        assert_eq!(s.dirs[0].base, Some(real + 1));
+        let found = feed(&mut s, &mut pool, true, ACK, real + 1, 7_001, data);
+        if data == PLAIN_GET {
+            assert_eq!(found, none());
+            assert_eq!(s.dirs[0].messages, 1, "a benign stream is judged clean on the confirmed start");
+        } else {
+            assert_eq!(found.bytes, Some(ByteTell::Opener));
+        }
+        // A SYN after that moves nothing.
+        feed(&mut s, &mut pool, true, SYN, decoy, 0, &[]);
+        assert_eq!(s.dirs[0].base, Some(real + 1));
+    }
+    // Once payload was placed, neither a later SYN nor a SYN/ACK acknowledging it moves the
+    // start.
+    let mut s = TcpStream::new(true);
+    let mut pool = Reassembly::new(4);
+    feed(&mut s, &mut pool, true, SYN, real, 0, &[]);
+    feed(&mut s, &mut pool, true, ACK, real + 1, 0, &GIFT_OPENER[..6]);
+    feed(&mut s, &mut pool, true, SYN, decoy, 0, &[]);
+    feed(&mut s, &mut pool, false, SYN_ACK, 7_000, decoy + 1, &[]);
+    assert_eq!(s.dirs[0].base, Some(real + 1));
+    assert_eq!(
+        feed(&mut s, &mut pool, true, ACK, real + 7, 0, &GIFT_OPENER[6..]).bytes,
+        Some(ByteTell::Opener)
+    );
+}
+
+#[test]
+fn the_first_syn_ack_fixes_the_responder_start_unless_the_client_acknowledges_another() {
+    let response = b"HTTP/1.1 200 OK\r\nServer: KazaaClient Nov  3 2002\r\n\r\n";
+    for confirm_second in [false, true] {
+        let mut s = TcpStream::new(true);
+        let mut pool = Reassembly::new(4);
+        feed(&mut s, &mut pool, true, SYN, 10, 0, &[]);
+        feed(&mut s, &mut pool, false, SYN_ACK, 5_000, 11, &[]);
+        feed(&mut s, &mut pool, false, SYN_ACK, 9_000, 11, &[]);
+        let real = if confirm_second {
+            feed(&mut s, &mut pool, true, ACK, 11, 9_001, &[]);
+            9_001
+        } else {
+            5_001
+        };
+        feed(&mut s, &mut pool, true, ACK, 11, real, PLAIN_GET);
+        assert!(
+            http(feed(&mut s, &mut pool, false, ACK, real, 11, response)),
+            "confirm second: {confirm_second}"
+        );
+    }
+}
+
+#[test]
+fn bytes_far_beyond_the_contiguous_edge_are_ignored() {
+    let line = b"GIVE 4253679545\r\n";
+    let far = line.len() as u32 + PLAUSIBLE_WINDOW + 1;
+    // They do not veto the push line (which needs nothing received beyond it)...
+    let mut h = Harness::new();
+    assert!(h.client(far, b"x").ignored);
+    assert_eq!(h.client(0, line).bytes, Some(ByteTell::Give));
+    // ...nor end keep-alive inspection (they are not stored: no overflow)...
+    let mut h = Harness::new();
+    assert!(h.client(PLAIN_GET.len() as u32 + PLAUSIBLE_WINDOW + 1, b"x").ignored);
+    assert!(!h.dir(Direction::Initiator).overflowed);
+    assert_eq!(h.pool.len(), 0, "nothing stored");
+    assert_eq!(h.client(0, PLAIN_GET), none());
+    assert!(http(h.client(PLAIN_GET.len() as u32, KAZAA_HEADERS)), "the second request is still judged");
+    // ...nor the handshake shape's count of what the opener's direction holds.
+    let mut h = Harness::new();
+    h.client(OPENER_LEN + PLAUSIBLE_WINDOW + 1, b"x");
+    assert_eq!(h.dir(Direction::Initiator).highest, 0);
+    // Bytes within the plausible window are still taken (a receiver would buffer them).
+    let mut h = Harness::new();
+    assert!(!h.client(line.len() as u32 + 100, b"x").ignored);
+    assert_eq!(h.client(0, line).bytes, None);
+}

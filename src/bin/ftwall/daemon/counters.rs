@@ -121,6 +121,18 @@ pub(crate) const ENGINE_CATALOGUE: &[EngineCounter] = &[
         "Clients' remembered FastTrack UDP ports evicted for another client's (table full).",
         |s| s.client_ports_evicted,
     ),
+    (
+        "stream_segments_ignored",
+        "ftwall_stream_segments_ignored_total",
+        "TCP segments ignored because they started more than 64 KiB beyond their direction's gap-free stream prefix (never stored, no influence on a verdict).",
+        |s| s.stream_segments_ignored,
+    ),
+    (
+        "flow_quota_refused",
+        "ftwall_flow_quota_refused_total",
+        "Packets refused a new flow entry because their source already holds its quota (a quarter of flows.capacity); judged without flow state.",
+        |s| s.flow_quota_refused,
+    ),
 ];
 
 /// The engine's own counters: (status key, metric, help, value), in [`ENGINE_CATALOGUE`] order.
