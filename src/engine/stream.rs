@@ -54,7 +54,7 @@
 //!   that point keeps the flow inspected until the hole fills or the flow ends (giving up would
 //!   let a sender fill the hole after inspection stopped); its memory stays the bounded window.
 
-use crate::signatures::http::{self, Framing, HttpMatch, HttpScan};
+use crate::signatures::http::{Framing, HeaderScanner, HttpMatch, HttpScan};
 use crate::signatures::{push, tcp as tcp_tells};
 use crate::wire::TcpFlags;
 use lru::LruCache;
@@ -184,8 +184,10 @@ impl DirectionState {
 
     /// Judges the stream bytes `view` = `[lo, contiguous)`: the opener and push while `lo` is
     /// 0, then as many HTTP header blocks as are complete. Returns what was found and how far
-    /// `lo` moves (possibly past `view`, over a body not yet received).
-    fn judge(&mut self, view: &[u8], found: &mut Found) -> u32 {
+    /// `lo` moves (possibly past `view`, over a body not yet received). `scanner` holds the
+    /// progress of the header block at `lo` (from earlier calls on shorter views), and on return
+    /// that of the block at the new `lo`.
+    fn judge(&mut self, view: &[u8], found: &mut Found, scanner: &mut HeaderScanner) -> u32 {
         if self.lo == 0 {
             if self.opener && (view.len() >= OPENER_LEN as usize || !tcp_tells::GIFT_OPENER.starts_with(view))
             {
@@ -206,7 +208,7 @@ impl DirectionState {
         while self.http && pos < view.len() {
             let rest = &view[pos..];
             let block = &rest[..rest.len().min(HEADER_LIMIT)];
-            match http::scan(block) {
+            match scanner.scan(block) {
                 HttpScan::NotHttp => {
                     self.http = false;
                     self.not_http = self.messages == 0;
@@ -236,6 +238,7 @@ impl DirectionState {
                                 && !self.overflowed =>
                         {
                             pos = (s - u64::from(self.lo)) as usize;
+                            *scanner = HeaderScanner::default();
                         }
                         _ => self.http = false,
                     }
@@ -490,13 +493,15 @@ impl TcpStream {
                 return;
             };
             d.contiguous = captured_end;
-            let pos = d.judge(view, found);
+            let mut scanner = HeaderScanner::default();
+            let pos = d.judge(view, found, &mut scanner);
             d.lo += pos;
             d.contiguous = d.contiguous.max(d.lo);
             let rest = view.get(pos as usize..).unwrap_or_default();
             if d.bytes_pending() && !rest.is_empty() {
                 let buf = pool.open(key, i, evicted);
                 buf.write(0, &rest[..rest.len().min(HEADER_LIMIT)]);
+                buf.scanner = scanner;
                 d.overflowed |= rest.len() > HEADER_LIMIT;
                 d.held = true;
             }
@@ -532,7 +537,7 @@ impl TcpStream {
                     break;
                 }
                 let view = &buf.data[..(d.contiguous - d.lo) as usize];
-                let pos = if view.is_empty() { 0 } else { d.judge(view, found) };
+                let pos = if view.is_empty() { 0 } else { d.judge(view, found, &mut buf.scanner) };
                 if pos == 0 {
                     break;
                 }
@@ -646,11 +651,14 @@ struct Window {
     data: Vec<u8>,
     /// Bit `i` set: byte `lo + i` was received.
     have: [u64; WORDS],
+    /// Progress of the HTTP header block at `lo` (so a block arriving a byte at a time is not
+    /// rescanned from its start at every byte).
+    scanner: HeaderScanner,
 }
 
 impl Default for Window {
     fn default() -> Self {
-        Self { live: false, data: Vec::new(), have: [0; WORDS] }
+        Self { live: false, data: Vec::new(), have: [0; WORDS], scanner: HeaderScanner::default() }
     }
 }
 

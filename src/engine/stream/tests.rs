@@ -558,3 +558,30 @@ fn bytes_far_beyond_the_contiguous_edge_are_ignored() {
     assert!(!h.client(line.len() as u32 + 100, b"x").ignored);
     assert_eq!(h.client(0, line).bytes, None);
 }
+
+#[test]
+fn a_header_block_in_one_byte_segments_is_scanned_in_linear_work() {
+    use crate::signatures::http::SCAN_WORK;
+    let mut block = b"GET / HTTP/1.1\r\n".to_vec();
+    while block.len() < HEADER_LIMIT - 40 {
+        block.extend_from_slice(b"X-Filler: 0123456789\r\n");
+    }
+    block.extend_from_slice(b"X-Kazaa-Username: someone\r\n\r\n");
+    if block.len() % 2 == 1 {
+        block.insert(20, b'9'); // A longer first filler value.
+    }
+    for reversed_pair in [false, true] {
+        let mut h = Harness::new();
+        SCAN_WORK.with(|w| w.set(0));
+        let mut tells = 0;
+        assert_eq!(block.len() % 2, 0);
+        for k in 0..block.len() {
+            // In order, or with each pair of bytes swapped (every second segment fills a hole).
+            let k = if reversed_pair { k ^ 1 } else { k };
+            tells += usize::from(http(h.client(k as u32, &block[k..=k])));
+        }
+        assert_eq!(tells, 1, "the tell comes once, with the last byte");
+        let work = SCAN_WORK.with(|w| w.get());
+        assert!(work <= 3 * block.len() as u64, "{work} bytes searched for {} bytes", block.len());
+    }
+}
