@@ -117,6 +117,12 @@ reasons! {
     /// bytes the daemon received (a long IPv6 extension-header chain past the copy range) or
     /// beyond an IPv6 first fragment. The receiver would still get it, so a tell could hide there.
     TransportUnreachable => "transport_unreachable", Drop;
+    /// A packet that needed a new flow entry when its source (the inside host, or the outside
+    /// /24 or /64, that sent it) already held its quota of the flow table (a quarter of
+    /// `flows.capacity`), and that no rule needing no flow state (a tell in the datagram itself,
+    /// a suspect peer, a locked client, port 1214) judged: dropped, since its flow could not be
+    /// inspected. Refusals are counted in `ftwall_flow_quota_refused_total`.
+    FlowQuota => "flow_quota", Drop;
 }
 
 impl Reason {
@@ -142,6 +148,7 @@ impl Reason {
         Self::SuspectPeer,
         Self::ClientLocked,
         Self::Port1214,
+        Self::FlowQuota,
         Self::Clean,
     ];
 }

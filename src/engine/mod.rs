@@ -25,7 +25,11 @@
 //! 4. An outbound TCP SYN from a locked client to a port outside `timelock.allow_ports`:
 //!    `client_locked`.
 //! 5. A new flow to port 1214 when `port_1214_blocks`: `port_1214`.
-//! 6. Otherwise `clean`.
+//! 6. A packet that needed a new flow entry its source had no quota for (see Bounds), and that
+//!    no rule above judged: `flow_quota` (dropped: its flow cannot be inspected). Such a packet
+//!    is judged without flow state: the UDP tells of the datagram itself and rules 3 to 5 (for
+//!    TCP at every packet, as for a connection first seen mid-stream) still apply.
+//! 7. Otherwise `clean`.
 //!
 //! Packets without a transport header to judge are accepted as `other_protocol` (not TCP/UDP,
 //! including IPv6 ESP and No Next Header) or `later_fragment`. A well-formed packet whose TCP/UDP
@@ -59,6 +63,11 @@
 //! works them out again.
 //!
 //! ## Bounds
+//! Every flow entry is charged to the source that sent its first packet (an inside host by its
+//! address, an outside sender by its /24 or /64); one source holds at most a quarter of
+//! `flows.capacity` entries (idle ones are forgotten to make room; refusals counted in
+//! [`EngineStats::flow_quota_refused`]), so one source's churn cannot evict the flows of others
+//! while they hold fewer than three quarters of the table.
 //! Flows, reassembly buffers, suspect peers, locks and client ports (as many as locks) each live
 //! in a fixed-capacity LRU, operator bans in a table capped at [`MAX_BANS`] that only the
 //! operator fills; the event and action queues are capped at [`QUEUE_LIMIT`] entries (the oldest
@@ -95,7 +104,7 @@ use crate::time::Timestamp;
 use crate::verdict::{Decision, FlowEnds, PacketSummary, Proto, Reason, Settled, Verdict};
 use crate::wire::{self, Packet, TcpSegment, Transport, UdpDatagram};
 use bans::Bans;
-use flows::{Endpoint, Flow, FlowKey, TCP, UDP};
+use flows::{Endpoint, Flow, FlowKey, Source, SourceQuota, TCP, UDP};
 use locks::{Armed, ClientLocks, Due};
 use lru::LruCache;
 use peers::{Learned, PeerCache};
@@ -205,6 +214,8 @@ pub struct Engine {
     lock_period: Option<Duration>,
     idle: Duration,
     flows: LruCache<FlowKey, Flow>,
+    /// Flow entries per source (see `flows`).
+    flow_quota: SourceQuota,
     reassembly: Reassembly<FlowKey>,
     peers: PeerCache,
     locks: ClientLocks,
@@ -231,6 +242,9 @@ struct Parties {
 #[derive(Debug, Clone, Copy)]
 struct Place {
     key: FlowKey,
+    /// The flow has an entry in the table; false when its source's quota refused one, and the
+    /// packet is judged without flow state.
+    tracked: bool,
     /// The packet was sent by the key's `low` endpoint.
     sender_is_low: bool,
     parties: Parties,
@@ -267,6 +281,7 @@ impl Engine {
             lock_period: None,
             idle: Duration::from_secs(1),
             flows: LruCache::new(non_zero(config.flows.capacity)),
+            flow_quota: SourceQuota::new(config.flows.capacity),
             reassembly: Reassembly::new(config.flows.reassembly_capacity),
             peers: PeerCache::new(config.peers.capacity, config.peers.expire_seconds),
             locks: ClientLocks::new(config.timelock.capacity),
@@ -418,7 +433,9 @@ impl Engine {
     }
 
     /// Finds or creates the flow of `src -> dst`. Returns where the packet sits in it, a copy of
-    /// the flow state (written back with [`Engine::store_flow`]), and whether the flow is new.
+    /// the flow state (written back with [`Engine::store_flow`]), and whether the flow is new. A
+    /// new flow whose sender's source holds its quota gets no entry (`Place::tracked` false,
+    /// counted in `flow_quota_refused`).
     fn lookup(&mut self, now: Timestamp, protocol: u8, src: Endpoint, dst: Endpoint) -> (Place, Flow, bool) {
         let (key, sender_is_low) = FlowKey::of(protocol, src, dst);
         let found = match self.flows.get_mut(&key) {
@@ -428,6 +445,7 @@ impl Engine {
             }
             _ => None,
         };
+        let mut tracked = true;
         let (flow, new) = match found {
             Some(flow) => {
                 self.sender_inside = Some(flow.inside_is_low == sender_is_low);
@@ -437,11 +455,25 @@ impl Engine {
                 let inside_is_src = self.sender_is_inside(src.ip, dst.ip);
                 self.sender_inside = Some(inside_is_src);
                 let flow = Flow::new(now, inside_is_src == sender_is_low, sender_is_low);
-                if let Some((evicted, _)) = self.flows.push(key, flow) {
-                    // A forgotten flow's reassembly windows go with it.
-                    self.reassembly.forget(&evicted);
+                if let Some(idle) = self.flows.pop(&key) {
+                    self.uncharge(&key, &idle);
                 }
                 self.reassembly.forget(&key);
+                let source = Source::of(src.ip, self.config.is_lan(src.ip));
+                if !self.flow_quota.allows(source) {
+                    self.forget_idle_flows(now, source);
+                }
+                if self.flow_quota.allows(source) {
+                    if let Some((evicted, old)) = self.flows.push(key, flow) {
+                        // A forgotten flow's reassembly windows go with it.
+                        self.uncharge(&evicted, &old);
+                        self.reassembly.forget(&evicted);
+                    }
+                    self.flow_quota.charge(source);
+                } else {
+                    self.stats.flow_quota_refused += 1;
+                    tracked = false;
+                }
                 (flow, true)
             }
         };
@@ -451,8 +483,32 @@ impl Engine {
         } else {
             Parties { inside: key.high, outside: key.low, proto }
         };
-        let place = Place { key, sender_is_low, parties, from_inside: flow.inside_is_low == sender_is_low };
+        let place =
+            Place { key, tracked, sender_is_low, parties, from_inside: flow.inside_is_low == sender_is_low };
         (place, flow, new)
+    }
+
+    /// Forgets idle flows from the least recently used end of the table until `source` may
+    /// have another entry or the oldest flow is live. Idle entries are forgotten anyway on their
+    /// next packet; the table keeps them until it is full, and their quota with them. Each
+    /// entry is forgotten once, so the work is amortised over the flows created.
+    fn forget_idle_flows(&mut self, now: Timestamp, source: Source) {
+        while !self.flow_quota.allows(source) {
+            match self.flows.peek_lru() {
+                Some((_, flow)) if now.saturating_since(flow.last_seen) >= self.idle => {}
+                _ => break,
+            }
+            if let Some((key, flow)) = self.flows.pop_lru() {
+                self.uncharge(&key, &flow);
+                self.reassembly.forget(&key);
+            }
+        }
+    }
+
+    /// Releases the quota an entry of `key` held.
+    fn uncharge(&mut self, key: &FlowKey, flow: &Flow) {
+        let ip = flow.charged(key).ip;
+        self.flow_quota.release(Source::of(ip, self.config.is_lan(ip)));
     }
 
     fn store_flow(&mut self, key: &FlowKey, flow: Flow) {
@@ -498,6 +554,11 @@ impl Engine {
         } else {
             Reason::Clean
         };
+        if !at.tracked {
+            // Judged without flow state: the tells of the datagram itself and the rules above
+            // applied; anything else cannot be inspected as a flow.
+            return (if reason == Reason::Clean { Reason::FlowQuota } else { reason }, None);
+        }
         self.store_flow(&at.key, flow);
         let settled = self.settled(&flow, reason, flow.packets >= self.config.offload.udp_after_packets);
         (reason, settled)
@@ -575,9 +636,25 @@ impl Engine {
         let src_ep = Endpoint { ip: src, port: s.src_port };
         let dst_ep = Endpoint { ip: dst, port: s.dst_port };
         let (at, mut flow, _) = self.lookup(now, TCP, src_ep, dst_ep);
+        if !at.tracked {
+            // No entry (its source's quota): no stream to inspect. The rules that need no flow
+            // state apply to every packet, as to a connection first seen mid-stream.
+            let reason = match self.connection_rule(now, at.parties) {
+                Some(rule) => rule,
+                None if at.from_inside && self.config.port_1214_blocks && s.dst_port == 1214 => {
+                    Reason::Port1214
+                }
+                None => Reason::FlowQuota,
+            };
+            return (reason, None);
+        }
         if flow.reused_by(s.flags) {
-            // Port reuse: a fresh connection on a 5-tuple that already carried data.
-            flow = Flow::new(now, flow.inside_is_low, at.sender_is_low);
+            // Port reuse: a fresh connection on a 5-tuple that already carried data (charged to
+            // the same source as before).
+            flow = Flow {
+                charged_low: flow.charged_low,
+                ..Flow::new(now, flow.inside_is_low, at.sender_is_low)
+            };
             self.reassembly.forget(&at.key);
         }
         flow.tcp.on_ack_of_syn(at.sender_is_low, s.flags, s.ack);
@@ -902,6 +979,12 @@ impl Engine {
         );
         self.config = config;
         self.apply_derived();
+        // `lan` or the capacity may have changed: count every entry's source again.
+        let sources = self.flows.iter().map(|(key, flow)| {
+            let ip = flow.charged(key).ip;
+            Source::of(ip, self.config.is_lan(ip))
+        });
+        self.flow_quota.recount(self.config.flows.capacity, sources);
     }
 
     /// Locked clients, least recently armed first.

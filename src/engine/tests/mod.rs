@@ -133,6 +133,7 @@ fn judge(e: &mut Engine, now: Timestamp, p: &[u8]) -> (Verdict, Reason) {
 mod decisions;
 mod ipv6;
 mod operator;
+mod quota;
 mod reassembly;
 mod state;
 mod tcp;

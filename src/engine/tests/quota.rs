@@ -1,0 +1,97 @@
+//! Per-source quotas on the flow table: one source's churn cannot evict another source's live
+//! flows, refusals are counted, and a refused packet still gets exactly one verdict.
+
+use super::*;
+
+const CHURNER: &str = "192.0.2.66";
+const VICTIM: &str = "192.0.2.11";
+/// A `C0 28` session datagram: no tell without corroboration, but a new UDP flow each.
+const SESSION: [u8; 8] = [0xC0, 0x28, 1, 2, 3, 4, 5, 6];
+
+fn small_table() -> Engine {
+    let mut c = config();
+    c.flows.capacity = 64;
+    Engine::new(c)
+}
+
+/// `n` session datagrams from the churner to as many outside peers (each a new flow), the
+/// `first`-th on.
+fn churn_from(e: &mut Engine, now: Timestamp, first: u16, n: u16) -> Vec<Reason> {
+    (first..first + n)
+        .map(|k| {
+            let peer = format!("203.0.113.{}", k % 250 + 1);
+            let p = udp((CHURNER, 40_000 + k), (peer.leak(), 7000 + k), &SESSION);
+            e.handle_packet(now, &p).reason
+        })
+        .collect()
+}
+
+fn churn(e: &mut Engine, now: Timestamp, n: u16) -> Vec<Reason> {
+    churn_from(e, now, 0, n)
+}
+
+#[test]
+fn one_sources_churn_does_not_evict_another_sources_flow() {
+    let mut e = small_table();
+    let quota = e.flow_quota.limit() as usize;
+    assert_eq!(quota, 16);
+    // The victim's connection, between its handshake and its opener.
+    let mut conn = Conn::new((VICTIM, 41_000), ("198.51.100.30", 5000));
+    conn.open(&mut e, at(0));
+    // The churner opens ten times the table's capacity in new UDP flows.
+    let reasons = churn(&mut e, at(1), 640);
+    assert!(reasons[..quota].iter().all(|&r| r == Reason::Clean), "{:?}", &reasons[..quota]);
+    assert!(reasons[quota..].iter().all(|&r| r == Reason::FlowQuota), "refused beyond the quota");
+    assert_eq!(e.stats().flow_quota_refused, 640 - quota as u64);
+    assert_eq!(e.stats().count(Reason::FlowQuota), 640 - quota as u64);
+    assert_eq!(e.flow_quota.held(Source::Host(ip(CHURNER))), quota as u32);
+    // The victim's flow is still tracked: its opener is judged on the stream.
+    let opener = conn.client_data(&GIFT_OPENER);
+    assert_eq!(judge(&mut e, at(2), &opener), (Verdict::Drop, Reason::TcpOpener));
+}
+
+#[test]
+fn refused_packets_are_judged_by_the_rules_that_need_no_flow() {
+    let mut e = small_table();
+    churn(&mut e, at(0), 16);
+    // A ping is a tell in the datagram itself.
+    let ping = udp((CHURNER, 3531), ("198.51.100.20", 2345), &KAZAA_PING);
+    assert_eq!(judge(&mut e, at(1), &ping), (Verdict::Drop, Reason::UdpPing));
+    // The client is locked now: a new TCP connection is refused by its lock...
+    let syn = tcp((CHURNER, 45_000), ("198.51.100.21", 8080), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(2), &syn), (Verdict::Drop, Reason::ClientLocked));
+    // ...and any other packet of a flow it cannot have is dropped, never passed uninspected.
+    let dns = udp((CHURNER, 45_001), ("198.51.100.53", 53), b"query");
+    assert_eq!(judge(&mut e, at(3), &dns), (Verdict::Drop, Reason::FlowQuota));
+    // In monitor mode it is only counted.
+    let mut monitor = Engine::new(EngineConfig { mode: Mode::Monitor, ..small_table().config().clone() });
+    churn(&mut monitor, at(0), 16);
+    assert_eq!(judge(&mut monitor, at(1), &dns), (Verdict::Accept, Reason::FlowQuota));
+}
+
+#[test]
+fn idle_flows_give_their_quota_back_and_a_resize_recounts() {
+    let mut e = small_table();
+    assert!(churn(&mut e, at(0), 16).iter().all(|&r| r == Reason::Clean));
+    assert_eq!(churn_from(&mut e, at(1), 100, 1), [Reason::FlowQuota]);
+    // Once the churner's flows are idle, new ones are admitted (the idle ones are forgotten).
+    let idle = e.config().flows.idle_seconds;
+    let later = at(idle + 2);
+    let dns = udp((CHURNER, 45_001), ("198.51.100.53", 53), b"query");
+    assert_eq!(judge(&mut e, later, &dns), (Verdict::Accept, Reason::Clean));
+    assert_eq!(e.flow_count(), 16, "one idle flow was forgotten to make room");
+    assert_eq!(e.flow_quota.held(Source::Host(ip(CHURNER))), 16);
+    // A reload that shrinks the table recounts what is left.
+    let mut c = e.config().clone();
+    c.flows.capacity = 8;
+    e.set_config(c);
+    assert_eq!(e.flow_quota.limit(), 2);
+    assert_eq!(e.flow_quota.held(Source::Host(ip(CHURNER))), 8);
+    // Outside senders are counted by /24.
+    let a = udp(("203.0.113.5", 1000), (VICTIM, 53), b"x");
+    let b = udp(("203.0.113.6", 1000), (VICTIM, 53), b"x");
+    let c = udp(("203.0.113.7", 1000), (VICTIM, 53), b"x");
+    assert_eq!(judge(&mut e, later, &a).1, Reason::Clean);
+    assert_eq!(judge(&mut e, later, &b).1, Reason::Clean);
+    assert_eq!(judge(&mut e, later, &c).1, Reason::FlowQuota);
+}
