@@ -120,8 +120,10 @@ reasons! {
     /// A packet that needed a new flow entry when its source (the inside host, or the outside
     /// /24 or /64, that sent it) already held its quota of the flow table (a quarter of
     /// `flows.capacity`), and that no rule needing no flow state (a tell in the datagram itself,
-    /// a suspect peer, a locked client, port 1214) judged: dropped, since its flow could not be
-    /// inspected. Refusals are counted in `ftwall_flow_quota_refused_total`.
+    /// a suspect peer, a locked client, port 1214) judged; or a TCP segment that needed a
+    /// reassembly window while its flow's source held a quarter of `flows.reassembly_capacity`.
+    /// Dropped, since it could not be inspected (TCP sends it again). Counted in
+    /// `ftwall_flow_quota_refused_total` and `ftwall_reassembly_quota_refused_total`.
     FlowQuota => "flow_quota", Drop;
 }
 

@@ -221,7 +221,17 @@ mod tests {
         let mut flow = Flow::new(crate::time::Timestamp::ZERO, true, true);
         assert!(!flow.reused_by(syn), "nothing carried yet");
         let mut pool = super::super::stream::Reassembly::new(1);
-        flow.tcp.on_segment(true, TcpFlags(TcpFlags::ACK), 1, &[0; 10], 10, &mut pool, &1u8, &mut 0);
+        flow.tcp.on_segment(
+            true,
+            TcpFlags(TcpFlags::ACK),
+            1,
+            &[0; 10],
+            10,
+            &mut pool,
+            &1u8,
+            Source::Net4([0; 3]),
+            &mut 0,
+        );
         assert!(flow.reused_by(syn));
         assert!(!flow.reused_by(TcpFlags(TcpFlags::SYN | TcpFlags::ACK)), "not an initial SYN");
         flow.blocked = Some(Reason::SuspectPeer);

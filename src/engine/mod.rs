@@ -657,7 +657,9 @@ impl Engine {
             };
             self.reassembly.forget(&at.key);
         }
+        let before = flow;
         flow.tcp.on_ack_of_syn(at.sender_is_low, s.flags, s.ack);
+        let charged = flow.charged(&at.key).ip;
         let found = flow.tcp.on_segment(
             at.sender_is_low,
             s.flags,
@@ -666,9 +668,20 @@ impl Engine {
             s.payload_len,
             &mut self.reassembly,
             &at.key,
+            Source::of(charged, self.config.is_lan(charged)),
             &mut self.stats.reassembly_evicted,
         );
         self.stats.stream_segments_ignored += u64::from(found.ignored);
+        if found.refused {
+            self.stats.reassembly_quota_refused += 1;
+            if found.bytes.is_none() && found.http.is_none() {
+                // The segment needed a reassembly window its source has no quota for: it is
+                // dropped and the stream stays as it was, so the sender's retransmission is
+                // judged once the source's other windows are freed (never passed uninspected).
+                self.store_flow(&at.key, before);
+                return (flow.blocked.map_or(Reason::FlowQuota, blocked_reason), None);
+            }
+        }
         let tell = self.tcp_tell(now, &at, &flow, found);
 
         let reason = if let Some((tell, client_port)) = tell {

@@ -37,6 +37,9 @@ pub struct EngineStats {
     /// Packets that would have opened a flow entry for a source already holding its quota of
     /// the flow table (`flows.capacity / 4`; see `Reason::FlowQuota`).
     pub flow_quota_refused: u64,
+    /// TCP segments dropped because they needed a reassembly window while their flow's source
+    /// held its quota of the pool (a quarter of `flows.reassembly_capacity`).
+    pub reassembly_quota_refused: u64,
     by_reason: [u64; Reason::ALL.len()],
 }
 

@@ -54,6 +54,7 @@
 //!   that point keeps the flow inspected until the hole fills or the flow ends (giving up would
 //!   let a sender fill the hole after inspection stopped); its memory stays the bounded window.
 
+use super::flows::{Source, SourceQuota};
 use crate::signatures::http::{Framing, HeaderScanner, HttpMatch, HttpScan};
 use crate::signatures::{push, tcp as tcp_tells};
 use crate::wire::TcpFlags;
@@ -119,6 +120,10 @@ pub(crate) struct Found {
     /// The segment's payload lay more than [`PLAUSIBLE_WINDOW`] beyond its direction's
     /// gap-free prefix and was ignored.
     pub(crate) ignored: bool,
+    /// The segment needed a reassembly window and its source holds its quota of the pool: when
+    /// nothing else was found, the segment was not taken (the caller keeps the stream as it was
+    /// and drops the segment, so the sender sends it again).
+    pub(crate) refused: bool,
 }
 
 /// Progress of one direction.
@@ -364,8 +369,10 @@ impl TcpStream {
     /// Takes one segment sent by the key's `low` endpoint iff `sender_is_low`: tracks the
     /// handshake's sequence numbers, places the payload (`payload`, the captured part of its
     /// `payload_len` bytes at `seq`) in its direction's stream, and returns the tells it
-    /// completed. Buffers live in `pool` under `key`; a buffer evicted to make room is counted
-    /// in `evicted`, bytes ignored beyond [`PLAUSIBLE_WINDOW`] in `ignored`.
+    /// completed. Buffers live in `pool` under `key`, charged to `source` (the flow's); a
+    /// buffer evicted to make room is counted in `evicted`. Bytes beyond [`PLAUSIBLE_WINDOW`]
+    /// are reported in [`Found::ignored`], a window refused by the source's quota in
+    /// [`Found::refused`].
     ///
     /// The stream start of a direction is the first SYN's (SYN/ACK's) sequence number + 1. A
     /// later SYN with another ISN is remembered, and becomes the start only if the other end's
@@ -383,6 +390,7 @@ impl TcpStream {
         payload_len: usize,
         pool: &mut Reassembly<K>,
         key: &K,
+        source: Source,
         evicted: &mut u64,
     ) -> Found {
         if flags.is_initial_syn() {
@@ -449,7 +457,10 @@ impl TcpStream {
             d.mark_early(start, end);
         }
         if d.bytes_pending() && end > d.contiguous {
-            self.take_bytes(i, start, captured, end, pool, key, evicted, &mut found);
+            self.take_bytes(i, start, captured, end, (pool, key, source, evicted), &mut found);
+            if found.refused {
+                return found;
+            }
         }
         if self.shape != Shape::Done && (grew || self.dirs[i].early != early_before) {
             found.shape = self.advance_shape(dir);
@@ -470,16 +481,13 @@ impl TcpStream {
 
     /// Places the bytes `captured` at offset `start` (of a segment ending at `end`) in
     /// direction `i`'s window and judges what became contiguous.
-    #[allow(clippy::too_many_arguments)]
     fn take_bytes<K: Hash + Eq + Copy>(
         &mut self,
         i: usize,
         start: u32,
         captured: &[u8],
         end: u32,
-        pool: &mut Reassembly<K>,
-        key: &K,
-        evicted: &mut u64,
+        (pool, key, source, evicted): (&mut Reassembly<K>, &K, Source, &mut u64),
         found: &mut Found,
     ) {
         let d = &mut self.dirs[i];
@@ -499,7 +507,13 @@ impl TcpStream {
             d.contiguous = d.contiguous.max(d.lo);
             let rest = view.get(pos as usize..).unwrap_or_default();
             if d.bytes_pending() && !rest.is_empty() {
-                let buf = pool.open(key, i, evicted);
+                let Some(buf) = pool.open(key, i, source, evicted) else {
+                    // No window for its source: the rest cannot be judged. With a tell found the
+                    // flow is classified anyway; otherwise the caller drops the segment.
+                    found.refused = true;
+                    d.give_up();
+                    return;
+                };
                 buf.write(0, &rest[..rest.len().min(HEADER_LIMIT)]);
                 buf.scanner = scanner;
                 d.overflowed |= rest.len() > HEADER_LIMIT;
@@ -517,8 +531,13 @@ impl TcpStream {
                     }
                 }
             } else {
+                let Some(buf) = pool.open(key, i, source, evicted) else {
+                    // Nothing changed yet: the caller drops the segment.
+                    found.refused = true;
+                    return;
+                };
                 d.held = true;
-                pool.open(key, i, evicted)
+                buf
             };
             // Write what falls in the window, judge, and again while judged messages move the
             // window on over this segment's bytes (writing twice is harmless: first copy wins).
@@ -715,10 +734,20 @@ impl Window {
 }
 
 /// The reassembly windows of all flows: a fixed-capacity LRU keyed by flow, holding up to
-/// [`HEADER_LIMIT`] bytes per direction.
+/// [`HEADER_LIMIT`] bytes per direction. Each entry is charged to its flow's [`Source`]; one
+/// source holds at most a quarter of the pool ([`SourceQuota`]), so one source's flows cannot
+/// evict the windows of all the others.
 #[derive(Debug)]
 pub(crate) struct Reassembly<K: Hash + Eq> {
-    lru: LruCache<K, [Window; 2]>,
+    lru: LruCache<K, Held>,
+    quota: SourceQuota,
+}
+
+/// One flow's windows and the source they are charged to.
+#[derive(Debug, Clone)]
+struct Held {
+    windows: [Window; 2],
+    source: Source,
 }
 
 fn capacity(n: usize) -> NonZeroUsize {
@@ -728,7 +757,7 @@ fn capacity(n: usize) -> NonZeroUsize {
 impl<K: Hash + Eq + Copy> Reassembly<K> {
     /// Room for the windows of `n` flows (at least one).
     pub(crate) fn new(n: usize) -> Self {
-        Self { lru: LruCache::new(capacity(n)) }
+        Self { lru: LruCache::new(capacity(n)), quota: SourceQuota::new(n) }
     }
 
     /// Changes the capacity; a shrink evicts the least recently used windows, counted in
@@ -739,41 +768,51 @@ impl<K: Hash + Eq + Copy> Reassembly<K> {
             *evicted += 1;
         }
         self.lru.resize(capacity(n));
+        self.quota.recount(n, self.lru.iter().map(|(_, held)| held.source));
     }
 
-    /// A fresh window for direction `i` of `key`, evicting the least recently used flow's if
-    /// the pool is full (counted in `evicted`).
-    fn open(&mut self, key: &K, i: usize, evicted: &mut u64) -> &mut Window {
+    /// A fresh window for direction `i` of `key`, charged to `source`, evicting the least
+    /// recently used flow's if the pool is full (counted in `evicted`). None if `key` holds no
+    /// window yet and `source` holds its quota (counted by the caller).
+    fn open(&mut self, key: &K, i: usize, source: Source, evicted: &mut u64) -> Option<&mut Window> {
         if !self.lru.contains(key) {
-            if let Some((_, old)) = self.lru.push(*key, Default::default()) {
-                if old.iter().any(|w| w.live) {
+            if !self.quota.allows(source) {
+                return None;
+            }
+            let fresh = Held { windows: Default::default(), source };
+            if let Some((_, old)) = self.lru.push(*key, fresh) {
+                self.quota.release(old.source);
+                if old.windows.iter().any(|w| w.live) {
                     *evicted += 1;
                 }
             }
+            self.quota.charge(source);
         }
-        let slot = &mut self.lru.get_mut(key).expect("just inserted")[i];
+        let slot = &mut self.lru.get_mut(key).expect("just inserted").windows[i];
         *slot = Window { live: true, ..Window::default() };
-        slot
+        Some(slot)
     }
 
     /// Direction `i`'s window of `key`, unless it was evicted.
     fn get(&mut self, key: &K, i: usize) -> Option<&mut Window> {
-        self.lru.get_mut(key).map(|w| &mut w[i]).filter(|w| w.live)
+        self.lru.get_mut(key).map(|held| &mut held.windows[i]).filter(|w| w.live)
     }
 
     /// Frees direction `i`'s window of `key` (and the entry once both are free).
     fn release(&mut self, key: &K, i: usize) {
-        if let Some(windows) = self.lru.peek_mut(key) {
-            windows[i] = Window::default();
-            if windows.iter().all(|w| !w.live) {
-                self.lru.pop(key);
+        if let Some(held) = self.lru.peek_mut(key) {
+            held.windows[i] = Window::default();
+            if held.windows.iter().all(|w| !w.live) {
+                self.forget(key);
             }
         }
     }
 
     /// Drops the windows of `key` (its flow restarted, was forgotten or was judged).
     pub(crate) fn forget(&mut self, key: &K) {
-        self.lru.pop(key);
+        if let Some(held) = self.lru.pop(key) {
+            self.quota.release(held.source);
+        }
     }
 
     /// Number of flows holding windows.

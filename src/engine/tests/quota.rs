@@ -95,3 +95,28 @@ fn idle_flows_give_their_quota_back_and_a_resize_recounts() {
     assert_eq!(judge(&mut e, later, &b).1, Reason::Clean);
     assert_eq!(judge(&mut e, later, &c).1, Reason::FlowQuota);
 }
+
+#[test]
+fn one_sources_open_requests_cannot_evict_anothers_reassembly_window() {
+    let mut c = config();
+    c.flows.reassembly_capacity = 8;
+    let mut e = Engine::new(c);
+    let (head, tail) = KAZAA_REQUEST.as_bytes().split_at(30);
+    let mut victim = Conn::new((VICTIM, 41_000), ("198.51.100.30", 80));
+    victim.open(&mut e, at(0));
+    assert_eq!(judge(&mut e, at(0), &victim.client_data(head)).1, Reason::Clean);
+    // The churner holds two windows with unfinished requests; further ones are dropped.
+    let reasons: Vec<Reason> = (0..10)
+        .map(|k| {
+            let mut conn = Conn::new((CHURNER, 42_000 + k), ("198.51.100.31", 80));
+            conn.open(&mut e, at(1));
+            e.handle_packet(at(1), &conn.client_data(b"GET / HTTP/1.1\r\nHost: a\r\n")).reason
+        })
+        .collect();
+    assert_eq!(reasons.iter().filter(|&&r| r == Reason::Clean).count(), 2, "{reasons:?}");
+    assert_eq!(reasons.iter().filter(|&&r| r == Reason::FlowQuota).count(), 8);
+    assert_eq!(e.stats().reassembly_quota_refused, 8);
+    assert_eq!(e.stats().reassembly_evicted, 0);
+    // The victim's window survived: the rest of its request completes the tell.
+    assert_eq!(judge(&mut e, at(2), &victim.client_data(tail)), (Verdict::Drop, Reason::HttpTransfer));
+}

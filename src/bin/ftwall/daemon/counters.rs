@@ -133,6 +133,12 @@ pub(crate) const ENGINE_CATALOGUE: &[EngineCounter] = &[
         "Packets refused a new flow entry because their source already holds its quota (a quarter of flows.capacity); judged without flow state.",
         |s| s.flow_quota_refused,
     ),
+    (
+        "reassembly_quota_refused",
+        "ftwall_reassembly_quota_refused_total",
+        "TCP segments dropped because they needed a reassembly window while their source held a quarter of flows.reassembly_capacity (the sender retransmits).",
+        |s| s.reassembly_quota_refused,
+    ),
 ];
 
 /// The engine's own counters: (status key, metric, help, value), in [`ENGINE_CATALOGUE`] order.
