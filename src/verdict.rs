@@ -79,6 +79,12 @@ reasons! {
     OtherProtocol => "other_protocol", Accept;
     /// A non-first IP fragment: it carries no transport header, so it is not inspected.
     LaterFragment => "later_fragment", Accept;
+    /// The first IP fragment of a TCP segment or UDP datagram that continues in later
+    /// fragments: its payload is incomplete, so no tell is judged on it and it opens no flow
+    /// (a UDP datagram wholly inside the first fragment is judged as usual). The shipped rules
+    /// need conntrack, whose defragmentation hands the daemon whole datagrams: a count here
+    /// means fragments reach the queue without the kernel's reassembly.
+    FirstFragment => "first_fragment", Accept;
     /// The packet's headers are inconsistent or truncated (e.g. an IPv6 extension-header chain
     /// that overruns the packet's own length: the receiver cannot parse it either). Accepted
     /// unless `malformed = "drop"`.
@@ -117,13 +123,14 @@ reasons! {
     /// bytes the daemon received (a long IPv6 extension-header chain past the copy range) or
     /// beyond an IPv6 first fragment. The receiver would still get it, so a tell could hide there.
     TransportUnreachable => "transport_unreachable", Drop;
-    /// A packet that needed a new flow entry when its source (the inside host, or the outside
-    /// /24 or /64, that sent it) already held its quota of the flow table (a quarter of
-    /// `flows.capacity`), and that no rule needing no flow state (a tell in the datagram itself,
-    /// a suspect peer, a locked client, port 1214) judged; or a TCP segment that needed a
-    /// reassembly window while its flow's source held a quarter of `flows.reassembly_capacity`.
-    /// Dropped, since it could not be inspected (TCP sends it again). Counted in
-    /// `ftwall_flow_quota_refused_total` and `ftwall_reassembly_quota_refused_total`.
+    /// A TCP packet that needed a new flow entry when its source (the inside host, or the
+    /// outside /24 or /64, that sent it) already held its quota of the flow table (a quarter of
+    /// `flows.capacity`), and that no rule needing no flow state (a suspect peer, a locked
+    /// client, port 1214) judged; or a TCP segment that needed a reassembly window while its
+    /// flow's source held a quarter of `flows.reassembly_capacity`. Dropped, since its stream
+    /// could not be inspected (TCP sends it again). UDP datagrams refused an entry are judged
+    /// without one instead. Counted in `ftwall_flow_quota_refused_total` and
+    /// `ftwall_reassembly_quota_refused_total`.
     FlowQuota => "flow_quota", Drop;
 }
 
@@ -135,6 +142,7 @@ impl Reason {
         Self::Malformed,
         Self::Banned,
         Self::LaterFragment,
+        Self::FirstFragment,
         Self::TransportUnreachable,
         Self::OtherProtocol,
         Self::UdpPing,

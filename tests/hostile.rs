@@ -160,9 +160,10 @@ fn a_locked_clients_session_stays_blocked_when_a_flood_evicts_its_flow_and_peer(
     e.handle_packet(Timestamp::ZERO, &tcp((client, 40_000), supernode, 9, 0x02, &[]));
     let d = e.handle_packet(Timestamp::ZERO, &tcp((client, 40_000), supernode, 10, 0x18, &opener));
     assert_eq!(d.verdict, Verdict::Drop);
-    // An attacker inside spoofs one address and pings 100,000 fake peers: flows and peers churn.
-    let attacker = Ipv4Addr::new(192, 0, 2, 66);
+    // An attacker inside spoofs a hundred LAN addresses (one source alone holds at most a
+    // quarter of the flow table) and pings 100,000 fake peers: flows and peers churn.
     for i in 0..100_000u64 {
+        let attacker = Ipv4Addr::new(192, 0, 2, 100 + (i % 100) as u8);
         let peer = Ipv4Addr::from(0xC633_0000 | (mix(i) as u32 & 0xFFFF));
         e.handle_packet(Timestamp::from_micros(1 + i), &udp((attacker, 1000), (peer, 1214), &PING));
         drain(&mut e);

@@ -25,14 +25,20 @@
 //! 4. An outbound TCP SYN from a locked client to a port outside `timelock.allow_ports`:
 //!    `client_locked`.
 //! 5. A new flow to port 1214 when `port_1214_blocks`: `port_1214`.
-//! 6. A packet that needed a new flow entry its source had no quota for (see Bounds), and that
-//!    no rule above judged: `flow_quota` (dropped: its flow cannot be inspected). Such a packet
-//!    is judged without flow state: the UDP tells of the datagram itself and rules 3 to 5 (for
-//!    TCP at every packet, as for a connection first seen mid-stream) still apply.
+//! 6. A TCP packet that needed a new flow entry its source had no quota for (see Bounds), or a
+//!    segment that needed a reassembly window its source had no quota for, and that no rule
+//!    above judged: `flow_quota` (dropped: its stream cannot be inspected; TCP sends it again).
+//!    Rules 3 to 5 apply to such a packet at every packet, as to a connection first seen
+//!    mid-stream. A UDP datagram refused an entry is judged without one: its tells are
+//!    properties of the datagram (only the 0x2A echo, which needs the flow's 0x29 pong, is
+//!    lost), so its verdict is the one above, `clean` included, and the refusal is counted.
 //! 7. Otherwise `clean`.
 //!
 //! Packets without a transport header to judge are accepted as `other_protocol` (not TCP/UDP,
-//! including IPv6 ESP and No Next Header) or `later_fragment`. A well-formed packet whose TCP/UDP
+//! including IPv6 ESP and No Next Header) or `later_fragment`, and a first fragment whose TCP
+//! segment or UDP datagram continues in later fragments as `first_fragment` (after the ban
+//! check): the engine does not reassemble IP fragments, since the kernel's conntrack
+//! defragments before the queue under the shipped rules (see `docs/detection.md`). A well-formed packet whose TCP/UDP
 //! header could not be reached, because it lies beyond the captured bytes (a long IPv6
 //! extension-header chain past `copy_range`) or beyond an IPv6 first fragment, is dropped as
 //! `transport_unreachable`: the receiver would still deliver it, tell and all. A broken header
@@ -398,6 +404,11 @@ impl Engine {
             return (Reason::Banned, None);
         }
         match packet.transport {
+            // The rest of the datagram is in later fragments: nothing complete to judge.
+            Transport::Udp(d) if packet.first_fragment && d.payload.len() < d.payload_len => {
+                (Reason::FirstFragment, None)
+            }
+            Transport::Tcp(_) if packet.first_fragment => (Reason::FirstFragment, None),
             Transport::Udp(d) => self.judge_udp(now, packet.src, packet.dst, d),
             Transport::Tcp(s) => self.judge_tcp(now, packet.src, packet.dst, s),
             Transport::LaterFragment { .. } => (Reason::LaterFragment, None),
@@ -555,9 +566,10 @@ impl Engine {
             Reason::Clean
         };
         if !at.tracked {
-            // Judged without flow state: the tells of the datagram itself and the rules above
-            // applied; anything else cannot be inspected as a flow.
-            return (if reason == Reason::Clean { Reason::FlowQuota } else { reason }, None);
+            // Judged without flow state: every UDP tell but the 0x2A echo is a property of the
+            // datagram itself (a session datagram's corroboration lives outside the flow), so
+            // the verdict above stands; only the flow is not remembered (nor offloaded).
+            return (reason, None);
         }
         self.store_flow(&at.key, flow);
         let settled = self.settled(&flow, reason, flow.packets >= self.config.offload.udp_after_packets);

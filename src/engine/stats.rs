@@ -35,7 +35,8 @@ pub struct EngineStats {
     /// gap-free prefix (bytes no receiver would take yet; they influence no verdict).
     pub stream_segments_ignored: u64,
     /// Packets that would have opened a flow entry for a source already holding its quota of
-    /// the flow table (`flows.capacity / 4`; see `Reason::FlowQuota`).
+    /// the flow table (`flows.capacity / 4`): TCP ones are dropped as `Reason::FlowQuota`, UDP
+    /// ones judged without a flow entry.
     pub flow_quota_refused: u64,
     /// TCP segments dropped because they needed a reassembly window while their flow's source
     /// held its quota of the pool (a quarter of `flows.reassembly_capacity`).

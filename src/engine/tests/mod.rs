@@ -131,6 +131,7 @@ fn judge(e: &mut Engine, now: Timestamp, p: &[u8]) -> (Verdict, Reason) {
 }
 
 mod decisions;
+mod fragments;
 mod ipv6;
 mod operator;
 mod quota;

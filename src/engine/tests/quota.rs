@@ -40,11 +40,10 @@ fn one_sources_churn_does_not_evict_another_sources_flow() {
     conn.open(&mut e, at(0));
     // The churner opens ten times the table's capacity in new UDP flows.
     let reasons = churn(&mut e, at(1), 640);
-    assert!(reasons[..quota].iter().all(|&r| r == Reason::Clean), "{:?}", &reasons[..quota]);
-    assert!(reasons[quota..].iter().all(|&r| r == Reason::FlowQuota), "refused beyond the quota");
-    assert_eq!(e.stats().flow_quota_refused, 640 - quota as u64);
-    assert_eq!(e.stats().count(Reason::FlowQuota), 640 - quota as u64);
+    assert!(reasons.iter().all(|&r| r == Reason::Clean), "judged without an entry: {reasons:?}");
+    assert_eq!(e.stats().flow_quota_refused, 640 - quota as u64, "refused beyond the quota");
     assert_eq!(e.flow_quota.held(Source::Host(ip(CHURNER))), quota as u32);
+    assert_eq!(e.flow_count(), quota + 1);
     // The victim's flow is still tracked: its opener is judged on the stream.
     let opener = conn.client_data(&GIFT_OPENER);
     assert_eq!(judge(&mut e, at(2), &opener), (Verdict::Drop, Reason::TcpOpener));
@@ -60,25 +59,33 @@ fn refused_packets_are_judged_by_the_rules_that_need_no_flow() {
     // The client is locked now: a new TCP connection is refused by its lock...
     let syn = tcp((CHURNER, 45_000), ("198.51.100.21", 8080), 1, SYN, &[]);
     assert_eq!(judge(&mut e, at(2), &syn), (Verdict::Drop, Reason::ClientLocked));
-    // ...and any other packet of a flow it cannot have is dropped, never passed uninspected.
+    // ...a session datagram is corroborated by its lock without a flow entry...
+    let session = udp((CHURNER, 3531), ("198.51.100.22", 7000), &SESSION);
+    assert_eq!(judge(&mut e, at(3), &session), (Verdict::Drop, Reason::UdpSession));
+    // ...other UDP is judged clean without an entry...
     let dns = udp((CHURNER, 45_001), ("198.51.100.53", 53), b"query");
-    assert_eq!(judge(&mut e, at(3), &dns), (Verdict::Drop, Reason::FlowQuota));
+    assert_eq!(judge(&mut e, at(3), &dns), (Verdict::Accept, Reason::Clean));
+    // ...and a TCP connection it cannot have an entry (so a stream) for is dropped, never passed
+    // uninspected.
+    let web = tcp((CHURNER, 45_002), ("198.51.100.54", 443), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(3), &web), (Verdict::Drop, Reason::FlowQuota));
+    assert_eq!(e.flow_count(), 16);
     // In monitor mode it is only counted.
     let mut monitor = Engine::new(EngineConfig { mode: Mode::Monitor, ..small_table().config().clone() });
     churn(&mut monitor, at(0), 16);
-    assert_eq!(judge(&mut monitor, at(1), &dns), (Verdict::Accept, Reason::FlowQuota));
+    assert_eq!(judge(&mut monitor, at(1), &web), (Verdict::Accept, Reason::FlowQuota));
 }
 
 #[test]
 fn idle_flows_give_their_quota_back_and_a_resize_recounts() {
     let mut e = small_table();
     assert!(churn(&mut e, at(0), 16).iter().all(|&r| r == Reason::Clean));
-    assert_eq!(churn_from(&mut e, at(1), 100, 1), [Reason::FlowQuota]);
+    let web = |port| tcp((CHURNER, port), ("198.51.100.54", 443), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(1), &web(45_000)).1, Reason::FlowQuota);
     // Once the churner's flows are idle, new ones are admitted (the idle ones are forgotten).
     let idle = e.config().flows.idle_seconds;
     let later = at(idle + 2);
-    let dns = udp((CHURNER, 45_001), ("198.51.100.53", 53), b"query");
-    assert_eq!(judge(&mut e, later, &dns), (Verdict::Accept, Reason::Clean));
+    assert_eq!(judge(&mut e, later, &web(45_001)), (Verdict::Accept, Reason::Clean));
     assert_eq!(e.flow_count(), 16, "one idle flow was forgotten to make room");
     assert_eq!(e.flow_quota.held(Source::Host(ip(CHURNER))), 16);
     // A reload that shrinks the table recounts what is left.
@@ -88,9 +95,9 @@ fn idle_flows_give_their_quota_back_and_a_resize_recounts() {
     assert_eq!(e.flow_quota.limit(), 2);
     assert_eq!(e.flow_quota.held(Source::Host(ip(CHURNER))), 8);
     // Outside senders are counted by /24.
-    let a = udp(("203.0.113.5", 1000), (VICTIM, 53), b"x");
-    let b = udp(("203.0.113.6", 1000), (VICTIM, 53), b"x");
-    let c = udp(("203.0.113.7", 1000), (VICTIM, 53), b"x");
+    let a = tcp(("203.0.113.5", 1000), (VICTIM, 22), 1, SYN, &[]);
+    let b = tcp(("203.0.113.6", 1000), (VICTIM, 22), 1, SYN, &[]);
+    let c = tcp(("203.0.113.7", 1000), (VICTIM, 22), 1, SYN, &[]);
     assert_eq!(judge(&mut e, later, &a).1, Reason::Clean);
     assert_eq!(judge(&mut e, later, &b).1, Reason::Clean);
     assert_eq!(judge(&mut e, later, &c).1, Reason::FlowQuota);

@@ -130,7 +130,7 @@ pub(crate) const ENGINE_CATALOGUE: &[EngineCounter] = &[
     (
         "flow_quota_refused",
         "ftwall_flow_quota_refused_total",
-        "Packets refused a new flow entry because their source already holds its quota (a quarter of flows.capacity); judged without flow state.",
+        "Packets refused a new flow entry because their source already holds its quota (a quarter of flows.capacity): TCP ones dropped (flow_quota), UDP ones judged without flow state.",
         |s| s.flow_quota_refused,
     ),
     (
