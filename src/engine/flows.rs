@@ -157,6 +157,8 @@ pub(crate) struct Flow {
     pub(crate) packets: u8,
     /// The entry is charged to the key's `low` endpoint (the sender of its first packet).
     pub(crate) charged_low: bool,
+    /// That endpoint is in `lan` (as configured when the entry was made or last reloaded).
+    pub(crate) charged_in_lan: bool,
     /// TCP progress (unused for UDP flows).
     pub(crate) tcp: TcpStream,
 }
@@ -166,6 +168,7 @@ impl Flow {
     /// packet.
     pub(crate) fn new(now: crate::time::Timestamp, inside_is_low: bool, initiator_is_low: bool) -> Self {
         Self {
+            charged_in_lan: false,
             last_seen: now,
             inside_is_low,
             blocked: None,
@@ -189,6 +192,11 @@ impl Flow {
         } else {
             key.high
         }
+    }
+
+    /// The source the entry of `key` is charged to.
+    pub(crate) fn source(&self, key: &FlowKey) -> Source {
+        Source::of(self.charged(key).ip, self.charged_in_lan)
     }
 
     /// The endpoint of `key` that answered the connection.

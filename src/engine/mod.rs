@@ -463,14 +463,18 @@ impl Engine {
                 (flow, false)
             }
             None => {
-                let inside_is_src = self.sender_is_inside(src.ip, dst.ip);
+                let src_in_lan = self.config.is_lan(src.ip);
+                let inside_is_src = src_in_lan || !self.config.is_lan(dst.ip);
                 self.sender_inside = Some(inside_is_src);
-                let flow = Flow::new(now, inside_is_src == sender_is_low, sender_is_low);
+                let flow = Flow {
+                    charged_in_lan: src_in_lan,
+                    ..Flow::new(now, inside_is_src == sender_is_low, sender_is_low)
+                };
                 if let Some(idle) = self.flows.pop(&key) {
                     self.uncharge(&key, &idle);
                 }
                 self.reassembly.forget(&key);
-                let source = Source::of(src.ip, self.config.is_lan(src.ip));
+                let source = flow.source(&key);
                 if !self.flow_quota.allows(source) {
                     self.forget_idle_flows(now, source);
                 }
@@ -518,8 +522,7 @@ impl Engine {
 
     /// Releases the quota an entry of `key` held.
     fn uncharge(&mut self, key: &FlowKey, flow: &Flow) {
-        let ip = flow.charged(key).ip;
-        self.flow_quota.release(Source::of(ip, self.config.is_lan(ip)));
+        self.flow_quota.release(flow.source(key));
     }
 
     fn store_flow(&mut self, key: &FlowKey, flow: Flow) {
@@ -663,15 +666,12 @@ impl Engine {
         if flow.reused_by(s.flags) {
             // Port reuse: a fresh connection on a 5-tuple that already carried data (charged to
             // the same source as before).
-            flow = Flow {
-                charged_low: flow.charged_low,
-                ..Flow::new(now, flow.inside_is_low, at.sender_is_low)
-            };
+            let reused = Flow::new(now, flow.inside_is_low, at.sender_is_low);
+            flow = Flow { charged_low: flow.charged_low, charged_in_lan: flow.charged_in_lan, ..reused };
             self.reassembly.forget(&at.key);
         }
-        let before = flow;
+        let before = flow.tcp;
         flow.tcp.on_ack_of_syn(at.sender_is_low, s.flags, s.ack);
-        let charged = flow.charged(&at.key).ip;
         let found = flow.tcp.on_segment(
             at.sender_is_low,
             s.flags,
@@ -680,7 +680,7 @@ impl Engine {
             s.payload_len,
             &mut self.reassembly,
             &at.key,
-            Source::of(charged, self.config.is_lan(charged)),
+            flow.source(&at.key),
             &mut self.stats.reassembly_evicted,
         );
         self.stats.stream_segments_ignored += u64::from(found.ignored);
@@ -690,7 +690,8 @@ impl Engine {
                 // The segment needed a reassembly window its source has no quota for: it is
                 // dropped and the stream stays as it was, so the sender's retransmission is
                 // judged once the source's other windows are freed (never passed uninspected).
-                self.store_flow(&at.key, before);
+                flow.tcp = before;
+                self.store_flow(&at.key, flow);
                 return (flow.blocked.map_or(Reason::FlowQuota, blocked_reason), None);
             }
         }
@@ -1005,10 +1006,10 @@ impl Engine {
         self.config = config;
         self.apply_derived();
         // `lan` or the capacity may have changed: count every entry's source again.
-        let sources = self.flows.iter().map(|(key, flow)| {
-            let ip = flow.charged(key).ip;
-            Source::of(ip, self.config.is_lan(ip))
-        });
+        for (key, flow) in self.flows.iter_mut() {
+            flow.charged_in_lan = self.config.is_lan(flow.charged(key).ip);
+        }
+        let sources = self.flows.iter().map(|(key, flow)| flow.source(key));
         self.flow_quota.recount(self.config.flows.capacity, sources);
     }
 
