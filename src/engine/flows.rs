@@ -23,7 +23,7 @@
 use super::stream::TcpStream;
 use crate::verdict::Reason;
 use crate::wire::TcpFlags;
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::net::IpAddr;
 
 /// Transport protocol numbers used in flow keys.
@@ -115,6 +115,17 @@ impl SourceQuota {
     /// One more entry for `source`.
     pub(crate) fn charge(&mut self, source: Source) {
         *self.held.entry(source).or_insert(0) += 1;
+    }
+
+    /// One more entry for `source` if it is below its quota (one hash lookup); whether it was.
+    pub(crate) fn try_charge(&mut self, source: Source) -> bool {
+        let held = self.held.entry(source).or_insert(0);
+        if *held < self.limit {
+            *held += 1;
+            true
+        } else {
+            false
+        }
     }
 
     /// One entry fewer for `source`.

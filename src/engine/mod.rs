@@ -449,12 +449,17 @@ impl Engine {
     /// counted in `flow_quota_refused`).
     fn lookup(&mut self, now: Timestamp, protocol: u8, src: Endpoint, dst: Endpoint) -> (Place, Flow, bool) {
         let (key, sender_is_low) = FlowKey::of(protocol, src, dst);
+        let mut stale = false;
         let found = match self.flows.get_mut(&key) {
             Some(flow) if now.saturating_since(flow.last_seen) < self.idle => {
                 flow.last_seen = flow.last_seen.max(now);
                 Some(*flow)
             }
-            _ => None,
+            Some(_) => {
+                stale = true;
+                None
+            }
+            None => None,
         };
         let mut tracked = true;
         let (flow, new) = match found {
@@ -470,21 +475,23 @@ impl Engine {
                     charged_in_lan: src_in_lan,
                     ..Flow::new(now, inside_is_src == sender_is_low, sender_is_low)
                 };
-                if let Some(idle) = self.flows.pop(&key) {
-                    self.uncharge(&key, &idle);
+                if stale {
+                    if let Some(idle) = self.flows.pop(&key) {
+                        self.uncharge(&key, &idle);
+                    }
                 }
                 self.reassembly.forget(&key);
                 let source = flow.source(&key);
-                if !self.flow_quota.allows(source) {
+                let charged = self.flow_quota.try_charge(source) || {
                     self.forget_idle_flows(now, source);
-                }
-                if self.flow_quota.allows(source) {
+                    self.flow_quota.try_charge(source)
+                };
+                if charged {
                     if let Some((evicted, old)) = self.flows.push(key, flow) {
                         // A forgotten flow's reassembly windows go with it.
                         self.uncharge(&evicted, &old);
                         self.reassembly.forget(&evicted);
                     }
-                    self.flow_quota.charge(source);
                 } else {
                     self.stats.flow_quota_refused += 1;
                     tracked = false;
@@ -670,7 +677,8 @@ impl Engine {
             flow = Flow { charged_low: flow.charged_low, charged_in_lan: flow.charged_in_lan, ..reused };
             self.reassembly.forget(&at.key);
         }
-        let before = flow.tcp;
+        // A segment can be refused a window only while the stream is inspected.
+        let before = flow.tcp.inspecting().then_some(flow.tcp);
         flow.tcp.on_ack_of_syn(at.sender_is_low, s.flags, s.ack);
         let found = flow.tcp.on_segment(
             at.sender_is_low,
@@ -684,7 +692,7 @@ impl Engine {
             &mut self.stats.reassembly_evicted,
         );
         self.stats.stream_segments_ignored += u64::from(found.ignored);
-        if found.refused {
+        if let (true, Some(before)) = (found.refused, before) {
             self.stats.reassembly_quota_refused += 1;
             if found.bytes.is_none() && found.http.is_none() {
                 // The segment needed a reassembly window its source has no quota for: it is
