@@ -94,6 +94,12 @@ reasons! {
     OtherProtocol => "other_protocol", "accepted: neither TCP nor UDP, not inspected", Accept;
     /// A non-first IP fragment: it carries no transport header, so it is not inspected.
     LaterFragment => "later_fragment", "accepted: a later IP fragment, not inspected", Accept;
+    /// The first IP fragment of a TCP segment or UDP datagram that continues in later
+    /// fragments: its payload is incomplete, so no tell is judged on it and it opens no flow
+    /// (a UDP datagram wholly inside the first fragment is judged as usual). The shipped rules
+    /// need conntrack, whose defragmentation hands the daemon whole datagrams: a count here
+    /// means fragments reach the queue without the kernel's reassembly.
+    FirstFragment => "first_fragment", "accepted: a first IP fragment, its payload continues in later fragments, not inspected", Accept;
     /// The packet's headers are inconsistent or truncated (e.g. an IPv6 extension-header chain
     /// that overruns the packet's own length: the receiver cannot parse it either). Accepted
     /// unless `malformed = "drop"`.
@@ -134,6 +140,15 @@ reasons! {
     /// bytes the daemon received (a long IPv6 extension-header chain past the copy range) or
     /// beyond an IPv6 first fragment. The receiver would still get it, so a tell could hide there.
     TransportUnreachable => "transport_unreachable", "packet dropped: transport header beyond inspection reach", Drop;
+    /// A TCP packet that needed a new flow entry when its source (the inside host, or the
+    /// outside /24 or /64, that sent it) already held its quota of the flow table (a quarter of
+    /// `flows.capacity`), and that no rule needing no flow state (a suspect peer, a locked
+    /// client, port 1214) judged; or a TCP segment that needed a reassembly window while its
+    /// flow's source held a quarter of `flows.reassembly_capacity`. Dropped, since its stream
+    /// could not be inspected (TCP sends it again). UDP datagrams refused an entry are judged
+    /// without one instead. Counted in `ftwall_flow_quota_refused_total` and
+    /// `ftwall_reassembly_quota_refused_total`.
+    FlowQuota => "flow_quota", "packet dropped: its source holds its share of the flow table", Drop;
 }
 
 impl Reason {
@@ -144,6 +159,7 @@ impl Reason {
         Self::Malformed,
         Self::Banned,
         Self::LaterFragment,
+        Self::FirstFragment,
         Self::TransportUnreachable,
         Self::OtherProtocol,
         Self::UdpPing,
@@ -159,6 +175,7 @@ impl Reason {
         Self::SuspectPeer,
         Self::ClientLocked,
         Self::Port1214,
+        Self::FlowQuota,
         Self::Clean,
     ];
 }

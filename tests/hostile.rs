@@ -162,19 +162,25 @@ fn a_locked_clients_session_stays_blocked_when_a_flood_evicts_its_flow_and_peer(
     e.handle_packet(Timestamp::ZERO, &tcp((client, 40_000), supernode, 9, 0x02, &[]));
     let d = e.handle_packet(Timestamp::ZERO, &tcp((client, 40_000), supernode, 10, 0x18, &opener));
     assert_eq!(d.verdict, Verdict::Drop);
-    // An attacker inside spoofs one address and pings 100,000 fake peers: flows and peers churn.
-    let attacker = Ipv4Addr::new(192, 0, 2, 66);
+    // An attacker inside spoofs a hundred LAN addresses (one source alone holds at most a
+    // quarter of the flow table) and pings 100,000 fake peers: flows and peers churn.
     for i in 0..100_000u64 {
+        let attacker = Ipv4Addr::new(192, 0, 2, 100 + (i % 100) as u8);
         let peer = Ipv4Addr::from(0xC633_0000 | (mix(i) as u32 & 0xFFFF));
         e.handle_packet(Timestamp::from_micros(1 + i), &udp((attacker, 1000), (peer, 1214), &PING));
         drain(&mut e);
     }
-    // The attacker's flows hold at most `peers.per_client` peers: the flood is refused, counted,
-    // and evicts nothing (before, it pushed the supernode out of the cache).
+    // Each attacking address's flows hold at most `peers.per_client` peers, a full table refuses
+    // the rest: the flood is refused, counted, and evicts nothing (before, it pushed the
+    // supernode out of the cache).
     let peers: Vec<IpAddr> = e.peers().map(|p| p.addr).collect();
     assert!(peers.contains(&IpAddr::V4(supernode.0)), "the flood evicted the supernode: {peers:?}");
-    assert_eq!(e.peers().filter(|p| p.client == Some(IpAddr::V4(attacker))).count(), 64);
-    assert!(e.stats().peers_refused_quota > 90_000, "{:?}", e.stats());
+    for i in 0..100u8 {
+        let attacker = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100 + i));
+        assert!(e.peers().filter(|p| p.client == Some(attacker)).count() <= 64, "{attacker}");
+    }
+    let stats = e.stats();
+    assert!(stats.peers_refused_quota + stats.peers_refused_full > 90_000, "{stats:?}");
     // The session's next segment arrives on a forgotten flow: the client's own claim about its
     // supernode (a weak peer on that port) still stops it, in both directions.
     let t = Timestamp::from_secs(1);

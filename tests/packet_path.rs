@@ -317,3 +317,45 @@ fn no_forged_pong_leaves_towards_an_outside_host() {
     let s = status(&lab);
     assert!(s["pongs_wrong_interface"].as_u64().unwrap() >= 1, "{s}");
 }
+
+/// What the daemon receives of a fragmented datagram, on the real kernel with the shipped rules:
+/// their conntrack defragments before the FORWARD hook, so the daemon judges the whole datagram
+/// (a ping split in the middle of its bytes is still `udp_ping`, and dropped), and sees no
+/// fragment at all (`first_fragment`, `later_fragment`: none). The engine itself does not
+/// reassemble; see docs/detection.md.
+#[test]
+fn fragmented_pings_reach_the_daemon_whole() {
+    let Some(_serial) = guard() else { return };
+    let mut lab = Lab::new("ftpf");
+    let wan_log = lab.dir.path().join("wan.jsonl");
+    lab.spawn_responder(
+        "wan",
+        &["--udp", "198.51.100.21:1214,[2001:db8:2::20]:1214,198.51.100.25:53"],
+        &wan_log,
+    );
+    lab.write_config(&[], false);
+    lab.start_and_wait(&[]);
+    lab.warm_up();
+
+    packets(&lab, "lan", &["frag-ping", LAN_CLIENT, "198.51.100.21", "1214", "3531"]);
+    // IPv6: the first packets may wait on duplicate address detection and neighbour discovery.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        packets(&lab, "lan", &["frag-ping", LAN_CLIENT6, "2001:db8:2::20", "1214", "3532"]);
+        std::thread::sleep(Duration::from_millis(500));
+        let reasons = status(&lab)["reasons"].clone();
+        if reasons["udp_ping"].as_u64().unwrap_or(0) >= 2 || Instant::now() > deadline {
+            break;
+        }
+    }
+    let s = status(&lab);
+    let reasons = &s["reasons"];
+    assert!(reasons["udp_ping"].as_u64().unwrap_or(0) >= 2, "both pings judged whole: {s}");
+    for fragment in ["first_fragment", "later_fragment", "malformed"] {
+        assert!(reasons[fragment].is_null(), "the daemon saw a fragment ({fragment}): {s}");
+    }
+    assert_eq!(received(&wan_log, "udp_ping", LAN_CLIENT), 0, "the IPv4 ping passed");
+    assert_eq!(received(&wan_log, "udp_ping", &format!("[{LAN_CLIENT6}]")), 0, "the IPv6 ping passed");
+    let clients = lab.ctl(&["clients"]).to_string();
+    assert!(clients.contains(LAN_CLIENT) && clients.contains(LAN_CLIENT6), "both clients locked: {clients}");
+}

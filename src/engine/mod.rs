@@ -31,10 +31,20 @@
 //!    `timelock.allow_ports`: `client_locked`. Only inside hosts (in `lan`, not `exempt`) are
 //!    ever locked.
 //! 5. A new flow to port 1214 when `port_1214_blocks`: `port_1214`.
-//! 6. Otherwise `clean`.
+//! 6. A TCP packet that needed a new flow entry its source had no quota for (see Bounds), or a
+//!    segment that needed a reassembly window its source had no quota for, and that no rule
+//!    above judged: `flow_quota` (dropped: its stream cannot be inspected; TCP sends it again).
+//!    Rules 3 to 5 apply to such a packet at every packet, as to a connection first seen
+//!    mid-stream. A UDP datagram refused an entry is judged without one: its tells are
+//!    properties of the datagram (only the 0x2A echo, which needs the flow's 0x29 pong, is
+//!    lost), so its verdict is the one above, `clean` included, and the refusal is counted.
+//! 7. Otherwise `clean`.
 //!
 //! Packets without a transport header to judge are accepted as `other_protocol` (not TCP/UDP,
-//! including IPv6 ESP and No Next Header) or `later_fragment`. A well-formed packet whose TCP/UDP
+//! including IPv6 ESP and No Next Header) or `later_fragment`, and a first fragment whose TCP
+//! segment or UDP datagram continues in later fragments as `first_fragment` (after the ban
+//! check): the engine does not reassemble IP fragments, since the kernel's conntrack
+//! defragments before the queue under the shipped rules (see `docs/detection.md`). A well-formed packet whose TCP/UDP
 //! header could not be reached, because it lies beyond the captured bytes (a long IPv6
 //! extension-header chain past `copy_range`) or beyond an IPv6 first fragment, is dropped as
 //! `transport_unreachable`: the receiver would still deliver it, tell and all. A broken header
@@ -69,6 +79,11 @@
 //! works them out again.
 //!
 //! ## Bounds
+//! Every flow entry is charged to the source that sent its first packet (an inside host by its
+//! address, an outside sender by its /24 or /64); one source holds at most a quarter of
+//! `flows.capacity` entries (idle ones are forgotten to make room; refusals counted in
+//! [`EngineStats::flow_quota_refused`]), so one source's churn cannot evict the flows of others
+//! while they hold fewer than three quarters of the table.
 //! Flows, reassembly buffers, client ports (as many as locks) and MAC ties each live in a
 //! fixed-capacity LRU; suspect peers in four tables (family x strength) and locks in two
 //! (family) that refuse new entries when full of live ones (counted in [`EngineStats`], reported
@@ -110,7 +125,7 @@ use crate::time::Timestamp;
 use crate::verdict::{Decision, FlowEnds, PacketSummary, Proto, Reason, Settled, Verdict};
 use crate::wire::{self, Packet, TcpSegment, Transport, UdpDatagram};
 use bans::Bans;
-use flows::{Endpoint, Flow, FlowKey, TCP, UDP};
+use flows::{Endpoint, Flow, FlowKey, Source, SourceQuota, TCP, UDP};
 use locks::{Armed, Arming, ClientLocks, Due};
 use lru::LruCache;
 use peers::{Claim, Learned, PeerCache, PeerLimits, Refusal};
@@ -266,6 +281,8 @@ pub struct Engine {
     lock_period: Option<Duration>,
     idle: Duration,
     flows: LruCache<FlowKey, Flow>,
+    /// Flow entries per source (see `flows`).
+    flow_quota: SourceQuota,
     reassembly: Reassembly<FlowKey>,
     peers: PeerCache,
     locks: ClientLocks,
@@ -300,6 +317,9 @@ struct Parties {
 #[derive(Debug, Clone, Copy)]
 struct Place {
     key: FlowKey,
+    /// The flow has an entry in the table; false when its source's quota refused one, and the
+    /// packet is judged without flow state.
+    tracked: bool,
     /// The packet was sent by the key's `low` endpoint.
     sender_is_low: bool,
     parties: Parties,
@@ -350,6 +370,7 @@ impl Engine {
             lock_period: None,
             idle: Duration::from_secs(1),
             flows: LruCache::new(non_zero(config.flows.capacity)),
+            flow_quota: SourceQuota::new(config.flows.capacity),
             reassembly: Reassembly::new(config.flows.reassembly_capacity),
             peers: PeerCache::new(peer_limits(&config)),
             locks: ClientLocks::new(config.timelock.capacity),
@@ -483,6 +504,11 @@ impl Engine {
             return (Reason::Banned, None);
         }
         match packet.transport {
+            // The rest of the datagram is in later fragments: nothing complete to judge.
+            Transport::Udp(d) if packet.first_fragment && d.payload.len() < d.payload_len => {
+                (Reason::FirstFragment, None)
+            }
+            Transport::Tcp(_) if packet.first_fragment => (Reason::FirstFragment, None),
             Transport::Udp(d) => self.judge_udp(now, packet.src, packet.dst, d),
             Transport::Tcp(s) => self.judge_tcp(now, packet.src, packet.dst, s),
             Transport::LaterFragment { .. } => (Reason::LaterFragment, None),
@@ -518,30 +544,58 @@ impl Engine {
     }
 
     /// Finds or creates the flow of `src -> dst`. Returns where the packet sits in it, a copy of
-    /// the flow state (written back with [`Engine::store_flow`]), and whether the flow is new.
+    /// the flow state (written back with [`Engine::store_flow`]), and whether the flow is new. A
+    /// new flow whose sender's source holds its quota gets no entry (`Place::tracked` false,
+    /// counted in `flow_quota_refused`).
     fn lookup(&mut self, now: Timestamp, protocol: u8, src: Endpoint, dst: Endpoint) -> (Place, Flow, bool) {
         let (key, sender_is_low) = FlowKey::of(protocol, src, dst);
+        let mut stale = false;
         let found = match self.flows.get_mut(&key) {
             Some(flow) if now.saturating_since(flow.last_seen) < self.idle => {
                 flow.last_seen = flow.last_seen.max(now);
                 Some(*flow)
             }
-            _ => None,
+            Some(_) => {
+                stale = true;
+                None
+            }
+            None => None,
         };
+        let mut tracked = true;
         let (flow, new) = match found {
             Some(flow) => {
                 self.sender_inside = Some(flow.inside_is_low == sender_is_low);
                 (flow, false)
             }
             None => {
-                let inside_is_src = self.sender_is_inside(src.ip, dst.ip);
+                let src_in_lan = self.config.is_lan(src.ip);
+                let inside_is_src = src_in_lan || !self.config.is_lan(dst.ip);
                 self.sender_inside = Some(inside_is_src);
-                let flow = Flow::new(now, inside_is_src == sender_is_low, sender_is_low);
-                if let Some((evicted, _)) = self.flows.push(key, flow) {
-                    // A forgotten flow's reassembly windows go with it.
-                    self.reassembly.forget(&evicted);
+                let flow = Flow {
+                    charged_in_lan: src_in_lan,
+                    ..Flow::new(now, inside_is_src == sender_is_low, sender_is_low)
+                };
+                if stale {
+                    if let Some(idle) = self.flows.pop(&key) {
+                        self.uncharge(&key, &idle);
+                    }
                 }
                 self.reassembly.forget(&key);
+                let source = flow.source(&key);
+                let charged = self.flow_quota.try_charge(source) || {
+                    self.forget_idle_flows(now, source);
+                    self.flow_quota.try_charge(source)
+                };
+                if charged {
+                    if let Some((evicted, old)) = self.flows.push(key, flow) {
+                        // A forgotten flow's reassembly windows go with it.
+                        self.uncharge(&evicted, &old);
+                        self.reassembly.forget(&evicted);
+                    }
+                } else {
+                    self.stats.flow_quota_refused += 1;
+                    tracked = false;
+                }
                 (flow, true)
             }
         };
@@ -551,11 +605,34 @@ impl Engine {
         } else {
             Parties { inside: key.high, outside: key.low, proto }
         };
-        let place = Place { key, sender_is_low, parties, from_inside: flow.inside_is_low == sender_is_low };
+        let place =
+            Place { key, tracked, sender_is_low, parties, from_inside: flow.inside_is_low == sender_is_low };
         self.inside_mac = self.packet_mac.filter(|_| {
             place.from_inside && self.config.timelock.mac_tie && self.config.is_lan(parties.inside.ip)
         });
         (place, flow, new)
+    }
+
+    /// Forgets idle flows from the least recently used end of the table until `source` may
+    /// have another entry or the oldest flow is live. Idle entries are forgotten anyway on their
+    /// next packet; the table keeps them until it is full, and their quota with them. Each
+    /// entry is forgotten once, so the work is amortised over the flows created.
+    fn forget_idle_flows(&mut self, now: Timestamp, source: Source) {
+        while !self.flow_quota.allows(source) {
+            match self.flows.peek_lru() {
+                Some((_, flow)) if now.saturating_since(flow.last_seen) >= self.idle => {}
+                _ => break,
+            }
+            if let Some((key, flow)) = self.flows.pop_lru() {
+                self.uncharge(&key, &flow);
+                self.reassembly.forget(&key);
+            }
+        }
+    }
+
+    /// Releases the quota an entry of `key` held.
+    fn uncharge(&mut self, key: &FlowKey, flow: &Flow) {
+        self.flow_quota.release(flow.source(key));
     }
 
     fn store_flow(&mut self, key: &FlowKey, flow: Flow) {
@@ -601,6 +678,12 @@ impl Engine {
         } else {
             Reason::Clean
         };
+        if !at.tracked {
+            // Judged without flow state: every UDP tell but the 0x2A echo is a property of the
+            // datagram itself (a session datagram's corroboration lives outside the flow), so
+            // the verdict above stands; only the flow is not remembered (nor offloaded).
+            return (reason, None);
+        }
         self.store_flow(&at.key, flow);
         let settled = self.settled(&flow, reason, flow.packets >= self.config.offload.udp_after_packets);
         (reason, settled)
@@ -696,11 +779,27 @@ impl Engine {
         let src_ep = Endpoint { ip: src, port: s.src_port };
         let dst_ep = Endpoint { ip: dst, port: s.dst_port };
         let (at, mut flow, _) = self.lookup(now, TCP, src_ep, dst_ep);
+        if !at.tracked {
+            // No entry (its source's quota): no stream to inspect. The rules that need no flow
+            // state apply to every packet, as to a connection first seen mid-stream.
+            let reason = match self.connection_rule(now, at.parties) {
+                Some(rule) => rule,
+                None if at.from_inside && self.config.port_1214_blocks && s.dst_port == 1214 => {
+                    Reason::Port1214
+                }
+                None => Reason::FlowQuota,
+            };
+            return (reason, None);
+        }
         if flow.reused_by(s.flags) {
-            // Port reuse: a fresh connection on a 5-tuple that already carried data.
-            flow = Flow::new(now, flow.inside_is_low, at.sender_is_low);
+            // Port reuse: a fresh connection on a 5-tuple that already carried data (charged to
+            // the same source as before).
+            let reused = Flow::new(now, flow.inside_is_low, at.sender_is_low);
+            flow = Flow { charged_low: flow.charged_low, charged_in_lan: flow.charged_in_lan, ..reused };
             self.reassembly.forget(&at.key);
         }
+        // A segment can be refused a window only while the stream is inspected.
+        let before = flow.tcp.inspecting().then_some(flow.tcp);
         flow.tcp.on_ack_of_syn(at.sender_is_low, s.flags, s.ack);
         let found = flow.tcp.on_segment(
             at.sender_is_low,
@@ -710,8 +809,21 @@ impl Engine {
             s.payload_len,
             &mut self.reassembly,
             &at.key,
+            flow.source(&at.key),
             &mut self.stats.reassembly_evicted,
         );
+        self.stats.stream_segments_ignored += u64::from(found.ignored);
+        if let (true, Some(before)) = (found.refused, before) {
+            self.stats.reassembly_quota_refused += 1;
+            if found.bytes.is_none() && found.http.is_none() {
+                // The segment needed a reassembly window its source has no quota for: it is
+                // dropped and the stream stays as it was, so the sender's retransmission is
+                // judged once the source's other windows are freed (never passed uninspected).
+                flow.tcp = before;
+                self.store_flow(&at.key, flow);
+                return (flow.blocked.map_or(Reason::FlowQuota, blocked_reason), None);
+            }
+        }
         let tell = self.tcp_tell(now, &at, &flow, found);
 
         let reason = if let Some((tell, client_port)) = tell {
@@ -1143,6 +1255,12 @@ impl Engine {
         );
         self.config = config;
         self.apply_derived();
+        // `lan` or the capacity may have changed: count every entry's source again.
+        for (key, flow) in self.flows.iter_mut() {
+            flow.charged_in_lan = self.config.is_lan(flow.charged(key).ip);
+        }
+        let sources = self.flows.iter().map(|(key, flow)| flow.source(key));
+        self.flow_quota.recount(self.config.flows.capacity, sources);
         // What is now exempt leaves the tables (and so the shell's mirrors) at once.
         if !self.config.exempt.is_empty() {
             let peers: Vec<IpAddr> =

@@ -48,6 +48,16 @@ pub struct EngineStats {
     /// Tells whose client was not locked because it is not an inside host (not in `lan`) or is
     /// `exempt`.
     pub locks_refused_not_inside: u64,
+    /// TCP segments ignored because they started more than 64 KiB beyond their direction's
+    /// gap-free prefix (bytes no receiver would take yet; they influence no verdict).
+    pub stream_segments_ignored: u64,
+    /// Packets that would have opened a flow entry for a source already holding its quota of
+    /// the flow table (`flows.capacity / 4`): TCP ones are dropped as `Reason::FlowQuota`, UDP
+    /// ones judged without a flow entry.
+    pub flow_quota_refused: u64,
+    /// TCP segments dropped because they needed a reassembly window while their flow's source
+    /// held its quota of the pool (a quarter of `flows.reassembly_capacity`).
+    pub reassembly_quota_refused: u64,
     by_reason: [u64; Reason::ALL.len()],
 }
 

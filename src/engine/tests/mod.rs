@@ -131,8 +131,10 @@ fn judge(e: &mut Engine, now: Timestamp, p: &[u8]) -> (Verdict, Reason) {
 }
 
 mod decisions;
+mod fragments;
 mod ipv6;
 mod operator;
+mod quota;
 mod reassembly;
 mod state;
 mod tcp;

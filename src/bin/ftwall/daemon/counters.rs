@@ -152,6 +152,24 @@ pub(crate) const ENGINE_CATALOGUE: &[EngineCounter] = &[
         "Tells whose client was not locked because it is not in lan, or is exempt.",
         |s| s.locks_refused_not_inside,
     ),
+    (
+        "stream_segments_ignored",
+        "ftwall_stream_segments_ignored_total",
+        "TCP segments ignored because they started more than 64 KiB beyond their direction's gap-free stream prefix (never stored, no influence on a verdict).",
+        |s| s.stream_segments_ignored,
+    ),
+    (
+        "flow_quota_refused",
+        "ftwall_flow_quota_refused_total",
+        "Packets refused a new flow entry because their source already holds its quota (a quarter of flows.capacity): TCP ones dropped (flow_quota), UDP ones judged without flow state.",
+        |s| s.flow_quota_refused,
+    ),
+    (
+        "reassembly_quota_refused",
+        "ftwall_reassembly_quota_refused_total",
+        "TCP segments dropped because they needed a reassembly window while their source held a quarter of flows.reassembly_capacity (the sender retransmits).",
+        |s| s.reassembly_quota_refused,
+    ),
 ];
 
 /// The engine's own counters: (status key, metric, help, value), in [`ENGINE_CATALOGUE`] order.
