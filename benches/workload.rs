@@ -18,7 +18,7 @@ fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, seq: u32, flags: u8
 
 /// About 100k packets: 85 % bulk TCP data of established flows, the rest handshakes, HTTP
 /// requests, DNS, and 2 % FastTrack.
-pub fn workload() -> Vec<Vec<u8>> {
+pub(crate) fn workload() -> Vec<Vec<u8>> {
     let mut packets = Vec::new();
     let ping = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
     let data = vec![0x5Au8; 1400];

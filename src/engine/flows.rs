@@ -19,12 +19,18 @@
 //!   source's churn can fill at most a quarter of the table, so it evicts no other source's
 //!   flow while the others hold fewer than three quarters. The counts hold at most one entry
 //!   per source with a flow, so at most `flows.capacity` entries.
+//! - [`FlowTable`] keeps the recency order (an LRU of keys) apart from the entries (a slab of
+//!   slots): a packet's flow is found with one hash lookup and written back to its slot with
+//!   none. A slot is in use by exactly one key of the order, or on the free list; the slab
+//!   holds at most as many slots as the table ever held entries (its largest capacity).
 
 use super::stream::TcpStream;
 use crate::verdict::Reason;
 use crate::wire::TcpFlags;
 use hashbrown::HashMap;
+use lru::LruCache;
 use std::net::IpAddr;
+use std::num::NonZeroUsize;
 
 /// Transport protocol numbers used in flow keys.
 pub(crate) const TCP: u8 = 6;
@@ -224,6 +230,106 @@ impl Flow {
     }
 }
 
+/// The flow table: at most `capacity` flows, least recently used evicted (see the module
+/// documentation for its layout).
+#[derive(Debug)]
+pub(crate) struct FlowTable {
+    /// Each key's slot, most recently used first.
+    order: LruCache<FlowKey, usize>,
+    /// The entries; a slot not in `order` is in `free`.
+    slots: Vec<Flow>,
+    free: Vec<usize>,
+}
+
+impl FlowTable {
+    pub(crate) fn new(capacity: NonZeroUsize) -> Self {
+        Self { order: LruCache::new(capacity), slots: Vec::new(), free: Vec::new() }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The slot of `key`'s entry, which becomes the most recently used.
+    pub(crate) fn get(&mut self, key: &FlowKey) -> Option<usize> {
+        self.order.get(key).copied()
+    }
+
+    /// The entry in `slot` (from [`FlowTable::get`] or [`FlowTable::push`], valid until the
+    /// table next changes).
+    pub(crate) fn slot_mut(&mut self, slot: usize) -> &mut Flow {
+        &mut self.slots[slot]
+    }
+
+    /// `key`'s entry, leaving the order as it is.
+    pub(crate) fn peek(&self, key: &FlowKey) -> Option<&Flow> {
+        self.order.peek(key).map(|&slot| &self.slots[slot])
+    }
+
+    /// Removes `key`'s entry.
+    pub(crate) fn pop(&mut self, key: &FlowKey) -> Option<Flow> {
+        let slot = self.order.pop(key)?;
+        self.free.push(slot);
+        Some(self.slots[slot])
+    }
+
+    /// Adds `flow` under `key` as the most recently used entry; returns its slot and the entry
+    /// that made room for it (the least recently used one when the table was full, or the one
+    /// `key` had), as [`LruCache::push`] does.
+    pub(crate) fn push(&mut self, key: FlowKey, flow: Flow) -> (usize, Option<(FlowKey, Flow)>) {
+        if let Some(&slot) = self.order.get(&key) {
+            let old = std::mem::replace(&mut self.slots[slot], flow);
+            return (slot, Some((key, old)));
+        }
+        let evicted = if self.order.len() >= self.order.cap().get() { self.pop_lru() } else { None };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = flow;
+                slot
+            }
+            None => {
+                self.slots.push(flow);
+                self.slots.len() - 1
+            }
+        };
+        self.order.put(key, slot);
+        (slot, evicted)
+    }
+
+    /// The least recently used entry.
+    pub(crate) fn peek_lru(&self) -> Option<(&FlowKey, &Flow)> {
+        self.order.peek_lru().map(|(key, &slot)| (key, &self.slots[slot]))
+    }
+
+    /// Removes the least recently used entry.
+    pub(crate) fn pop_lru(&mut self) -> Option<(FlowKey, Flow)> {
+        let (key, slot) = self.order.pop_lru()?;
+        self.free.push(slot);
+        Some((key, self.slots[slot]))
+    }
+
+    /// A new capacity; the least recently used entries beyond it are dropped, as
+    /// [`LruCache::resize`] does.
+    pub(crate) fn resize(&mut self, capacity: NonZeroUsize) {
+        while self.order.len() > capacity.get() {
+            self.pop_lru();
+        }
+        self.order.resize(capacity);
+    }
+
+    /// Every entry, most recently used first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&FlowKey, &Flow)> + '_ {
+        self.order.iter().map(|(key, &slot)| (key, &self.slots[slot]))
+    }
+
+    /// Calls `f` on every entry.
+    pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&FlowKey, &mut Flow)) {
+        for (key, &slot) in self.order.iter() {
+            f(key, &mut self.slots[slot]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +342,43 @@ mod tests {
         let (k2, b_low) = FlowKey::of(UDP, b, a);
         assert_eq!(k1, k2);
         assert!(a_low && !b_low);
+    }
+
+    #[test]
+    fn the_flow_table_evicts_the_least_recently_used_and_reuses_its_slots() {
+        let key = |port| {
+            FlowKey::of(
+                UDP,
+                Endpoint { ip: "192.0.2.1".parse().unwrap(), port },
+                Endpoint { ip: "198.51.100.1".parse().unwrap(), port: 53 },
+            )
+            .0
+        };
+        let flow = |micros| Flow::new(crate::time::Timestamp::from_micros(micros), true, true);
+        let mut table = FlowTable::new(NonZeroUsize::new(2).unwrap());
+        let (a, _) = table.push(key(1), flow(1));
+        let (b, _) = table.push(key(2), flow(2));
+        assert_ne!(a, b);
+        assert_eq!(table.get(&key(1)), Some(a), "key 1 is now the most recently used");
+        let (c, evicted) = table.push(key(3), flow(3));
+        let (evicted_key, evicted_flow) = evicted.expect("full: the least recently used goes");
+        assert_eq!(evicted_key, key(2));
+        assert_eq!(evicted_flow.last_seen, crate::time::Timestamp::from_micros(2));
+        assert_eq!(c, b, "its slot is reused");
+        table.slot_mut(c).packets = 7;
+        assert_eq!(table.peek(&key(3)).map(|f| f.packets), Some(7), "a slot write is the entry");
+        assert_eq!(table.pop(&key(1)).map(|f| f.last_seen), Some(crate::time::Timestamp::from_micros(1)));
+        assert_eq!(table.len(), 1);
+        table.resize(NonZeroUsize::new(1).unwrap());
+        for port in 10..100 {
+            table.push(key(port), flow(u64::from(port)));
+            table.resize(NonZeroUsize::new(1 + usize::from(port % 2)).unwrap());
+        }
+        assert!(table.len() <= 2);
+        assert!(table.slots.len() <= 2, "the slab holds no more slots than the table held entries");
+        let held: Vec<u16> = table.iter().map(|(k, _)| k.low.port).collect();
+        assert_eq!(held, [99], "the latest entry survived the shrink");
+        assert_eq!(table.peek_lru().map(|(k, _)| k.low.port), Some(99));
     }
 
     #[test]

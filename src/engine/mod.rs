@@ -125,7 +125,7 @@ use crate::time::Timestamp;
 use crate::verdict::{Decision, FlowEnds, PacketSummary, Proto, Reason, Settled, Verdict};
 use crate::wire::{self, Packet, TcpSegment, Transport, UdpDatagram};
 use bans::Bans;
-use flows::{Endpoint, Flow, FlowKey, Source, SourceQuota, TCP, UDP};
+use flows::{Endpoint, Flow, FlowKey, FlowTable, Source, SourceQuota, TCP, UDP};
 use locks::{Armed, Arming, ClientLocks, Due};
 use lru::LruCache;
 use peers::{Claim, Learned, PeerCache, PeerLimits, Refusal};
@@ -280,7 +280,7 @@ pub struct Engine {
     config: EngineConfig,
     lock_period: Option<Duration>,
     idle: Duration,
-    flows: LruCache<FlowKey, Flow>,
+    flows: FlowTable,
     /// Flow entries per source (see `flows`).
     flow_quota: SourceQuota,
     reassembly: Reassembly<FlowKey>,
@@ -317,9 +317,9 @@ struct Parties {
 #[derive(Debug, Clone, Copy)]
 struct Place {
     key: FlowKey,
-    /// The flow has an entry in the table; false when its source's quota refused one, and the
-    /// packet is judged without flow state.
-    tracked: bool,
+    /// The slot of the flow's entry in the table; None when its source's quota refused one,
+    /// and the packet is judged without flow state.
+    slot: Option<usize>,
     /// The packet was sent by the key's `low` endpoint.
     sender_is_low: bool,
     parties: Parties,
@@ -369,7 +369,7 @@ impl Engine {
         let mut engine = Self {
             lock_period: None,
             idle: Duration::from_secs(1),
-            flows: LruCache::new(non_zero(config.flows.capacity)),
+            flows: FlowTable::new(non_zero(config.flows.capacity)),
             flow_quota: SourceQuota::new(config.flows.capacity),
             reassembly: Reassembly::new(config.flows.reassembly_capacity),
             peers: PeerCache::new(peer_limits(&config)),
@@ -545,27 +545,28 @@ impl Engine {
 
     /// Finds or creates the flow of `src -> dst`. Returns where the packet sits in it, a copy of
     /// the flow state (written back with [`Engine::store_flow`]), and whether the flow is new. A
-    /// new flow whose sender's source holds its quota gets no entry (`Place::tracked` false,
+    /// new flow whose sender's source holds its quota gets no entry (`Place::slot` None,
     /// counted in `flow_quota_refused`).
     fn lookup(&mut self, now: Timestamp, protocol: u8, src: Endpoint, dst: Endpoint) -> (Place, Flow, bool) {
         let (key, sender_is_low) = FlowKey::of(protocol, src, dst);
         let mut stale = false;
-        let found = match self.flows.get_mut(&key) {
-            Some(flow) if now.saturating_since(flow.last_seen) < self.idle => {
-                flow.last_seen = flow.last_seen.max(now);
-                Some(*flow)
-            }
-            Some(_) => {
-                stale = true;
-                None
+        let found = match self.flows.get(&key) {
+            Some(slot) => {
+                let flow = self.flows.slot_mut(slot);
+                if now.saturating_since(flow.last_seen) < self.idle {
+                    flow.last_seen = flow.last_seen.max(now);
+                    Some((slot, *flow))
+                } else {
+                    stale = true;
+                    None
+                }
             }
             None => None,
         };
-        let mut tracked = true;
-        let (flow, new) = match found {
-            Some(flow) => {
+        let (slot, flow, new) = match found {
+            Some((slot, flow)) => {
                 self.sender_inside = Some(flow.inside_is_low == sender_is_low);
-                (flow, false)
+                (Some(slot), flow, false)
             }
             None => {
                 let src_in_lan = self.config.is_lan(src.ip);
@@ -586,17 +587,19 @@ impl Engine {
                     self.forget_idle_flows(now, source);
                     self.flow_quota.try_charge(source)
                 };
-                if charged {
-                    if let Some((evicted, old)) = self.flows.push(key, flow) {
+                let slot = if charged {
+                    let (slot, evicted) = self.flows.push(key, flow);
+                    if let Some((evicted, old)) = evicted {
                         // A forgotten flow's reassembly windows go with it.
                         self.uncharge(&evicted, &old);
                         self.reassembly.forget(&evicted);
                     }
+                    Some(slot)
                 } else {
                     self.stats.flow_quota_refused += 1;
-                    tracked = false;
-                }
-                (flow, true)
+                    None
+                };
+                (slot, flow, true)
             }
         };
         let proto = Proto::from_ip_protocol(protocol);
@@ -606,7 +609,7 @@ impl Engine {
             Parties { inside: key.high, outside: key.low, proto }
         };
         let place =
-            Place { key, tracked, sender_is_low, parties, from_inside: flow.inside_is_low == sender_is_low };
+            Place { key, slot, sender_is_low, parties, from_inside: flow.inside_is_low == sender_is_low };
         self.inside_mac = self.packet_mac.filter(|_| {
             place.from_inside && self.config.timelock.mac_tie && self.config.is_lan(parties.inside.ip)
         });
@@ -635,10 +638,10 @@ impl Engine {
         self.flow_quota.release(flow.source(key));
     }
 
-    fn store_flow(&mut self, key: &FlowKey, flow: Flow) {
-        if let Some(slot) = self.flows.peek_mut(key) {
-            *slot = flow;
-        }
+    /// Writes back the flow state `lookup` copied out of `slot` (nothing changes the table in
+    /// between).
+    fn store_flow(&mut self, slot: usize, flow: Flow) {
+        *self.flows.slot_mut(slot) = flow;
     }
 
     fn judge_udp(
@@ -678,13 +681,13 @@ impl Engine {
         } else {
             Reason::Clean
         };
-        if !at.tracked {
+        let Some(slot) = at.slot else {
             // Judged without flow state: every UDP tell but the 0x2A echo is a property of the
             // datagram itself (a session datagram's corroboration lives outside the flow), so
             // the verdict above stands; only the flow is not remembered (nor offloaded).
             return (reason, None);
-        }
-        self.store_flow(&at.key, flow);
+        };
+        self.store_flow(slot, flow);
         let settled = self.settled(&flow, reason, flow.packets >= self.config.offload.udp_after_packets);
         (reason, settled)
     }
@@ -779,7 +782,7 @@ impl Engine {
         let src_ep = Endpoint { ip: src, port: s.src_port };
         let dst_ep = Endpoint { ip: dst, port: s.dst_port };
         let (at, mut flow, _) = self.lookup(now, TCP, src_ep, dst_ep);
-        if !at.tracked {
+        let Some(slot) = at.slot else {
             // No entry (its source's quota): no stream to inspect. The rules that need no flow
             // state apply to every packet, as to a connection first seen mid-stream.
             let reason = match self.connection_rule(now, at.parties) {
@@ -790,7 +793,7 @@ impl Engine {
                 None => Reason::FlowQuota,
             };
             return (reason, None);
-        }
+        };
         if flow.reused_by(s.flags) {
             // Port reuse: a fresh connection on a 5-tuple that already carried data (charged to
             // the same source as before).
@@ -820,7 +823,7 @@ impl Engine {
                 // dropped and the stream stays as it was, so the sender's retransmission is
                 // judged once the source's other windows are freed (never passed uninspected).
                 flow.tcp = before;
-                self.store_flow(&at.key, flow);
+                self.store_flow(slot, flow);
                 return (flow.blocked.map_or(Reason::FlowQuota, blocked_reason), None);
             }
         }
@@ -855,7 +858,7 @@ impl Engine {
         } else {
             Reason::Clean
         };
-        self.store_flow(&at.key, flow);
+        self.store_flow(slot, flow);
         (reason, self.settled(&flow, reason, !flow.tcp.inspecting()))
     }
 
@@ -1256,9 +1259,8 @@ impl Engine {
         self.config = config;
         self.apply_derived();
         // `lan` or the capacity may have changed: count every entry's source again.
-        for (key, flow) in self.flows.iter_mut() {
-            flow.charged_in_lan = self.config.is_lan(flow.charged(key).ip);
-        }
+        let config = &self.config;
+        self.flows.for_each_mut(|key, flow| flow.charged_in_lan = config.is_lan(flow.charged(key).ip));
         let sources = self.flows.iter().map(|(key, flow)| flow.source(key));
         self.flow_quota.recount(self.config.flows.capacity, sources);
         // What is now exempt leaves the tables (and so the shell's mirrors) at once.
