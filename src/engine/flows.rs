@@ -257,6 +257,11 @@ impl FlowTable {
 
     /// The entry in `slot` (from [`FlowTable::get`] or [`FlowTable::push`], valid until the
     /// table next changes).
+    pub(crate) fn slot(&self, slot: usize) -> &Flow {
+        &self.slots[slot]
+    }
+
+    /// [`FlowTable::slot`], to change.
     pub(crate) fn slot_mut(&mut self, slot: usize) -> &mut Flow {
         &mut self.slots[slot]
     }

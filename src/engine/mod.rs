@@ -543,11 +543,12 @@ impl Engine {
         }
     }
 
-    /// Finds or creates the flow of `src -> dst`. Returns where the packet sits in it, a copy of
-    /// the flow state (written back with [`Engine::store_flow`]), and whether the flow is new. A
-    /// new flow whose sender's source holds its quota gets no entry (`Place::slot` None,
-    /// counted in `flow_quota_refused`).
-    fn lookup(&mut self, now: Timestamp, protocol: u8, src: Endpoint, dst: Endpoint) -> (Place, Flow, bool) {
+    /// Finds or creates the flow of `src -> dst`. Returns where the packet sits in it (the flow
+    /// state is copied out with [`Engine::flow_at`] and written back with
+    /// [`Engine::store_flow`]), and whether the flow is new. A new flow whose sender's source
+    /// holds its quota gets no entry (`Place::slot` None, counted in `flow_quota_refused`).
+    /// The flow state is not returned: copying it through here cost more than the lookup.
+    fn lookup(&mut self, now: Timestamp, protocol: u8, src: Endpoint, dst: Endpoint) -> (Place, bool) {
         let (key, sender_is_low) = FlowKey::of(protocol, src, dst);
         let mut stale = false;
         let found = match self.flows.get(&key) {
@@ -555,7 +556,7 @@ impl Engine {
                 let flow = self.flows.slot_mut(slot);
                 if now.saturating_since(flow.last_seen) < self.idle {
                     flow.last_seen = flow.last_seen.max(now);
-                    Some((slot, *flow))
+                    Some((slot, flow.inside_is_low))
                 } else {
                     stale = true;
                     None
@@ -563,10 +564,10 @@ impl Engine {
             }
             None => None,
         };
-        let (slot, flow, new) = match found {
-            Some((slot, flow)) => {
-                self.sender_inside = Some(flow.inside_is_low == sender_is_low);
-                (Some(slot), flow, false)
+        let (slot, inside_is_low, new) = match found {
+            Some((slot, inside_is_low)) => {
+                self.sender_inside = Some(inside_is_low == sender_is_low);
+                (Some(slot), inside_is_low, false)
             }
             None => {
                 let src_in_lan = self.config.is_lan(src.ip);
@@ -599,21 +600,29 @@ impl Engine {
                     self.stats.flow_quota_refused += 1;
                     None
                 };
-                (slot, flow, true)
+                (slot, flow.inside_is_low, true)
             }
         };
         let proto = Proto::from_ip_protocol(protocol);
-        let parties = if flow.inside_is_low {
+        let parties = if inside_is_low {
             Parties { inside: key.low, outside: key.high, proto }
         } else {
             Parties { inside: key.high, outside: key.low, proto }
         };
-        let place =
-            Place { key, slot, sender_is_low, parties, from_inside: flow.inside_is_low == sender_is_low };
+        let place = Place { key, slot, sender_is_low, parties, from_inside: inside_is_low == sender_is_low };
         self.inside_mac = self.packet_mac.filter(|_| {
             place.from_inside && self.config.timelock.mac_tie && self.config.is_lan(parties.inside.ip)
         });
-        (place, flow, new)
+        (place, new)
+    }
+
+    /// A copy of the state of the flow at `at` (see [`Engine::lookup`]); for a flow refused an
+    /// entry, the state a new one starts with (never stored, so its source is not needed).
+    fn flow_at(&self, now: Timestamp, at: &Place) -> Flow {
+        match at.slot {
+            Some(slot) => *self.flows.slot(slot),
+            None => Flow::new(now, at.from_inside == at.sender_is_low, at.sender_is_low),
+        }
     }
 
     /// Forgets idle flows from the least recently used end of the table until `source` may
@@ -653,7 +662,8 @@ impl Engine {
     ) -> (Reason, Option<Settled>) {
         let src_ep = Endpoint { ip: src, port: d.src_port };
         let dst_ep = Endpoint { ip: dst, port: d.dst_port };
-        let (at, mut flow, new) = self.lookup(now, UDP, src_ep, dst_ep);
+        let (at, new) = self.lookup(now, UDP, src_ep, dst_ep);
+        let mut flow = self.flow_at(now, &at);
         flow.packets = flow.packets.saturating_add(1);
         // Exact-shape tells need the whole datagram.
         let payload = if d.payload.len() == d.payload_len { d.payload } else { &[] };
@@ -781,7 +791,7 @@ impl Engine {
     ) -> (Reason, Option<Settled>) {
         let src_ep = Endpoint { ip: src, port: s.src_port };
         let dst_ep = Endpoint { ip: dst, port: s.dst_port };
-        let (at, mut flow, _) = self.lookup(now, TCP, src_ep, dst_ep);
+        let (at, _) = self.lookup(now, TCP, src_ep, dst_ep);
         let Some(slot) = at.slot else {
             // No entry (its source's quota): no stream to inspect. The rules that need no flow
             // state apply to every packet, as to a connection first seen mid-stream.
@@ -794,6 +804,7 @@ impl Engine {
             };
             return (reason, None);
         };
+        let mut flow = *self.flows.slot(slot);
         if flow.reused_by(s.flags) {
             // Port reuse: a fresh connection on a 5-tuple that already carried data (charged to
             // the same source as before).
