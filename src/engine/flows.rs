@@ -54,7 +54,13 @@ pub(crate) struct FlowKey {
 impl FlowKey {
     /// The key of the packet `src -> dst`, and whether `src` is the key's `low` endpoint.
     pub(crate) fn of(protocol: u8, src: Endpoint, dst: Endpoint) -> (Self, bool) {
-        if src <= dst {
+        // The same order as `Endpoint`'s `Ord` (address, then port; an IPv4 address orders as
+        // its big-endian bits), without matching the address family twice.
+        let src_is_low = match (src.ip, dst.ip) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => (s.to_bits(), src.port) <= (d.to_bits(), dst.port),
+            _ => src <= dst,
+        };
+        if src_is_low {
             (Self { protocol, low: src, high: dst }, true)
         } else {
             (Self { protocol, low: dst, high: src }, false)
@@ -347,6 +353,31 @@ mod tests {
         let (k2, b_low) = FlowKey::of(UDP, b, a);
         assert_eq!(k1, k2);
         assert!(a_low && !b_low);
+    }
+
+    #[test]
+    fn keys_order_endpoints_as_their_ord_does() {
+        let ips = [
+            "0.0.0.0",
+            "192.0.2.10",
+            "192.0.2.9",
+            "198.51.100.200",
+            "203.0.113.1",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::",
+        ];
+        let endpoints: Vec<Endpoint> = ips
+            .iter()
+            .flat_map(|ip| [0u16, 53, 1214, 65535].map(|port| Endpoint { ip: ip.parse().unwrap(), port }))
+            .collect();
+        for &a in &endpoints {
+            for &b in &endpoints {
+                let (key, a_low) = FlowKey::of(TCP, a, b);
+                assert_eq!(a_low, a <= b, "{a:?} {b:?}");
+                assert_eq!((key.low, key.high), if a <= b { (a, b) } else { (b, a) });
+            }
+        }
     }
 
     #[test]
