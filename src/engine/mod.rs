@@ -815,6 +815,8 @@ impl Engine {
         // A segment can be refused a window only while the stream is inspected.
         let before = flow.tcp.inspecting().then_some(flow.tcp);
         flow.tcp.on_ack_of_syn(at.sender_is_low, s.flags, s.ack);
+        // The flow's source, worked out only if the segment needs a reassembly window.
+        let (charged, charged_in_lan) = (flow.charged(&at.key).ip, flow.charged_in_lan);
         let found = flow.tcp.on_segment(
             at.sender_is_low,
             s.flags,
@@ -823,7 +825,7 @@ impl Engine {
             s.payload_len,
             &mut self.reassembly,
             &at.key,
-            flow.source(&at.key),
+            || Source::of(charged, charged_in_lan),
             &mut self.stats.reassembly_evicted,
         );
         self.stats.stream_segments_ignored += u64::from(found.ignored);

@@ -126,6 +126,24 @@ pub(crate) struct Found {
     pub(crate) refused: bool,
 }
 
+/// The [`Source`] a flow's reassembly windows are charged to, worked out only when a window
+/// is opened (rarely: most segments need none).
+pub(crate) trait ChargedTo: Copy {
+    fn source(self) -> Source;
+}
+
+impl ChargedTo for Source {
+    fn source(self) -> Source {
+        self
+    }
+}
+
+impl<F: Fn() -> Source + Copy> ChargedTo for F {
+    fn source(self) -> Source {
+        self()
+    }
+}
+
 /// Progress of one direction.
 #[derive(Debug, Clone, Copy, Default)]
 struct DirectionState {
@@ -390,7 +408,7 @@ impl TcpStream {
         payload_len: usize,
         pool: &mut Reassembly<K>,
         key: &K,
-        source: Source,
+        source: impl ChargedTo,
         evicted: &mut u64,
     ) -> Found {
         if flags.is_initial_syn() {
@@ -487,7 +505,7 @@ impl TcpStream {
         start: u32,
         captured: &[u8],
         end: u32,
-        (pool, key, source, evicted): (&mut Reassembly<K>, &K, Source, &mut u64),
+        (pool, key, source, evicted): (&mut Reassembly<K>, &K, impl ChargedTo, &mut u64),
         found: &mut Found,
     ) {
         let d = &mut self.dirs[i];
@@ -507,7 +525,7 @@ impl TcpStream {
             d.contiguous = d.contiguous.max(d.lo);
             let rest = view.get(pos as usize..).unwrap_or_default();
             if d.bytes_pending() && !rest.is_empty() {
-                let Some(buf) = pool.open(key, i, source, evicted) else {
+                let Some(buf) = pool.open(key, i, source.source(), evicted) else {
                     // No window for its source: the rest cannot be judged. With a tell found the
                     // flow is classified anyway; otherwise the caller drops the segment.
                     found.refused = true;
@@ -531,7 +549,7 @@ impl TcpStream {
                     }
                 }
             } else {
-                let Some(buf) = pool.open(key, i, source, evicted) else {
+                let Some(buf) = pool.open(key, i, source.source(), evicted) else {
                     // Nothing changed yet: the caller drops the segment.
                     found.refused = true;
                     return;
