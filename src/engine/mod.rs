@@ -322,9 +322,22 @@ struct Place {
     slot: Option<usize>,
     /// The packet was sent by the key's `low` endpoint.
     sender_is_low: bool,
-    parties: Parties,
     /// The packet was sent by the inside endpoint ("outbound").
     from_inside: bool,
+}
+
+impl Place {
+    /// The flow's inside and outside ends (worked out when asked: most packets never ask).
+    fn parties(&self) -> Parties {
+        let proto = Proto::from_ip_protocol(self.key.protocol);
+        let FlowKey { low, high, .. } = self.key;
+        // The inside end is the sender of an outbound packet, the receiver of an inbound one.
+        if self.from_inside == self.sender_is_low {
+            Parties { inside: low, outside: high, proto }
+        } else {
+            Parties { inside: high, outside: low, proto }
+        }
+    }
 }
 
 fn peer_limits(config: &EngineConfig) -> PeerLimits {
@@ -603,15 +616,9 @@ impl Engine {
                 (slot, flow.inside_is_low, true)
             }
         };
-        let proto = Proto::from_ip_protocol(protocol);
-        let parties = if inside_is_low {
-            Parties { inside: key.low, outside: key.high, proto }
-        } else {
-            Parties { inside: key.high, outside: key.low, proto }
-        };
-        let place = Place { key, slot, sender_is_low, parties, from_inside: inside_is_low == sender_is_low };
+        let place = Place { key, slot, sender_is_low, from_inside: inside_is_low == sender_is_low };
         self.inside_mac = self.packet_mac.filter(|_| {
-            place.from_inside && self.config.timelock.mac_tie && self.config.is_lan(parties.inside.ip)
+            place.from_inside && self.config.timelock.mac_tie && self.config.is_lan(place.parties().inside.ip)
         });
         (place, new)
     }
@@ -672,18 +679,18 @@ impl Engine {
         // classified one it is a later packet of the flow (below) and re-arms the lock.
         let classified = flow.blocked.is_some_and(Reason::is_tell);
         let tell = signatures::udp::classify(payload, dst, flow.nat_pong_id, || {
-            !classified && self.session_corroborated(now, at.parties)
+            !classified && self.session_corroborated(now, at.parties())
         });
         let reason = if let Some(tell) = tell {
             self.on_udp_tell(now, &at, &mut flow, tell);
             tell.reason()
         } else if let Some(blocked) = flow.blocked {
             if blocked.is_tell() && signatures::udp::session_datagram(payload) {
-                let client_port = self.session_port(at.parties.inside);
-                self.rearm(now, at.parties, client_port);
+                let client_port = self.session_port(at.parties().inside);
+                self.rearm(now, at.parties(), client_port);
             }
             blocked_reason(blocked)
-        } else if at.from_inside && self.peer_blocks(now, at.parties) {
+        } else if at.from_inside && self.peer_blocks(now, at.parties()) {
             Reason::SuspectPeer
         } else if new && at.from_inside && self.config.port_1214_blocks && d.dst_port == 1214 {
             flow.blocked = Some(Reason::Port1214);
@@ -729,7 +736,7 @@ impl Engine {
     /// probe, and a ping from a LAN client to an outside peer names the peer probes are forged
     /// from and is answered with a forged pong.
     fn on_udp_tell(&mut self, now: Timestamp, at: &Place, flow: &mut Flow, tell: UdpTell) {
-        let Place { parties, from_inside, .. } = *at;
+        let (parties, from_inside) = (at.parties(), at.from_inside);
         let key = self.config.client_key(parties.inside.ip);
         if tell.reason() == Reason::UdpPong && from_inside && self.locks.is_locked(key, now) {
             // A locked client's pings are dropped, so the only ping it can be answering is the
@@ -795,7 +802,7 @@ impl Engine {
         let Some(slot) = at.slot else {
             // No entry (its source's quota): no stream to inspect. The rules that need no flow
             // state apply to every packet, as to a connection first seen mid-stream.
-            let reason = match self.connection_rule(now, at.parties) {
+            let reason = match self.connection_rule(now, at.parties()) {
                 Some(rule) => rule,
                 None if at.from_inside && self.config.port_1214_blocks && s.dst_port == 1214 => {
                     Reason::Port1214
@@ -848,7 +855,7 @@ impl Engine {
             // address, or a segment of a connection first seen mid-stream, is only a claim.
             let strength =
                 if !at.from_inside && flow.tcp.handshake_seen() { Strength::Strong } else { Strength::Weak };
-            self.on_tell(now, &mut flow, tell, at.parties, client_port, None, strength);
+            self.on_tell(now, &mut flow, tell, at.parties(), client_port, None, strength);
             tell
         } else if let Some(blocked) = flow.blocked {
             blocked_reason(blocked)
@@ -857,10 +864,10 @@ impl Engine {
             // flow entry): judged as if it were new, in either direction, and the verdict sticks,
             // so a classified supernode session cannot slip through by losing its flow entry
             // while its peer or its client is still known.
-            flow.blocked = self.connection_rule(now, at.parties);
+            flow.blocked = self.connection_rule(now, at.parties());
             flow.blocked.unwrap_or(Reason::Clean)
         } else if s.flags.is_initial_syn() && at.from_inside {
-            if let Some(rule) = self.connection_rule(now, at.parties) {
+            if let Some(rule) = self.connection_rule(now, at.parties()) {
                 rule
             } else if self.config.port_1214_blocks && s.dst_port == 1214 {
                 flow.blocked = Some(Reason::Port1214);
@@ -909,8 +916,8 @@ impl Engine {
         // the constant opener, say) it adds nothing.
         if found.shape && !flow.blocked.is_some_and(Reason::is_tell) {
             let corroborated = flow.responder(&at.key).port == 1214
-                || self.peer_blocks(now, at.parties)
-                || self.client_locked(at.parties.inside.ip, now);
+                || self.peer_blocks(now, at.parties())
+                || self.client_locked(at.parties().inside.ip, now);
             if corroborated {
                 return Some((Reason::TcpHandshake, None));
             }
@@ -922,11 +929,11 @@ impl Engine {
                 // The client announcing its own listen address: its FastTrack port.
                 client_port = Some(addr.port());
             } else {
-                self.learn_peer_from_header(now, addr, at.parties);
+                self.learn_peer_from_header(now, addr, at.parties());
             }
         }
         if let Some(addr) = found.supernode_addr {
-            self.learn_peer_from_header(now, addr, at.parties);
+            self.learn_peer_from_header(now, addr, at.parties());
         }
         Some((Reason::HttpTransfer, client_port))
     }
