@@ -257,3 +257,43 @@ fn the_dashboard_queries_only_catalogued_metrics() {
         common::dashboard::series().into_iter().filter(|s| !known.contains(s)).collect();
     assert!(unknown.is_empty(), "the dashboard queries series ftwall does not export: {unknown:?}");
 }
+
+/// Tests that need the machine (root and netfilter through the kernel harness, the corpus, the
+/// packaging tools, libfaketime, systemd-analyze) carry `#[ignore = "why"]`, so that a plain
+/// `cargo test` reports them as ignored instead of passing them without running; CI runs them
+/// with `--include-ignored`, where one that cannot run fails.
+#[test]
+fn tests_that_need_the_machine_are_marked_ignored() {
+    let needs = [
+        "kernel_test_guard",
+        "guard()",
+        "require_packaging_tools",
+        "corpus_dir()",
+        "libfaketime()",
+        "systemd-analyze",
+    ];
+    let mut unmarked = Vec::new();
+    let mut marked = 0;
+    for entry in std::fs::read_dir(root().join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") || path.ends_with("docs.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Each test: its attributes, its name and its body (up to the next top-level `}`).
+        for chunk in text.split("#[test]\n").skip(1) {
+            let (head, rest) = chunk.split_once("fn ").unwrap();
+            let name = rest.split('(').next().unwrap();
+            let body = rest.split("\n}\n").next().unwrap();
+            if needs.iter().any(|n| body.contains(n)) {
+                if head.contains("#[ignore = \"") {
+                    marked += 1;
+                } else {
+                    unmarked.push(format!("{}: {name}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(unmarked.is_empty(), "tests that need the machine without #[ignore = \"why\"]: {unmarked:#?}");
+    assert!(marked > 40, "found only {marked} machine tests: the check no longer sees them");
+}
