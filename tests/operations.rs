@@ -119,10 +119,10 @@ fn ctl_inspects_and_changes_the_running_daemon_and_metrics_are_written() {
     assert_eq!(dropped["peer"], "198.51.100.25");
     assert_eq!(dropped["message"], "packet dropped: address banned by the operator");
     // An address inside the network is not a ban of its own.
-    assert!(
-        !lab.ctl_as(&[], &["unban", "198.51.100.25"]).status.success(),
-        "unban of an address in the network"
-    );
+    let inside = lab.ctl_as(&[], &["unban", "198.51.100.25"]);
+    assert!(!inside.status.success(), "unban of an address in the network");
+    let error = String::from_utf8_lossy(&inside.stderr);
+    assert!(error.contains("it is in the banned network 198.51.100.0/24"), "{error}");
     lab.ctl(&["unban", "198.51.100.0/24"]);
     let lifted = lab.wait_log("operator_unban", 1, Duration::from_secs(5), |v| is_event(v, "operator_unban"));
     assert_eq!(

@@ -363,7 +363,15 @@ impl Daemon {
             }
             Request::Unban(net) => {
                 let Some(ban) = self.engine.unban(net) else {
-                    return Answer::Failed(format!("{} is not banned", net_text(net)));
+                    // An address inside a banned network: name the ban to lift instead.
+                    let covering = self.engine.ban_covering(net.addr(), now).map(|b| net_text(b.net));
+                    return Answer::Failed(match covering {
+                        Some(wider) => format!(
+                            "{} is not banned itself; it is in the banned network {wider}",
+                            net_text(net)
+                        ),
+                        None => format!("{} is not banned", net_text(net)),
+                    });
                 };
                 let network = net_text(ban.net);
                 log_event!(OPERATOR_UNBAN, network = %network, reason = ban.reason.as_deref(), uid, "ban lifted by the operator");
