@@ -227,12 +227,20 @@ fn the_log_check_of_the_e2e_tests_rejects_what_the_catalogue_does_not_describe()
     let reasons = json!({"event": "counters", "level": "INFO", "message": "counters",
         "by_reason": {"clean": 9}, "spoofed_pongs": "3"});
     assert!(violation(&reasons).unwrap().contains("field spoofed_pongs is not of type integer"));
-    let date = json!({"event": "operator_ban", "level": "INFO", "message": "x", "addr": "203.0.113.9",
+    let date = json!({"event": "operator_ban", "level": "INFO", "message": "x", "network": "203.0.113.9",
         "until": "until unbanned"});
     assert!(violation(&date).unwrap().contains("field until is not of type date"));
     let mut date_ok = date.clone();
     date_ok["until"] = json!("2026-12-02T11:33:42Z");
     assert_eq!(violation(&date_ok), None);
+    // A network is an address or CIDR notation, nothing else.
+    let mut network = date_ok.clone();
+    network["network"] = json!("198.51.100.0/24");
+    assert_eq!(violation(&network), None);
+    for bad in [json!("198.51.100.0/x"), json!("banned"), json!("198.51.100.0/33"), json!(24)] {
+        network["network"] = bad;
+        assert!(violation(&network).unwrap().contains("field network is not of type net"), "{network}");
+    }
 }
 
 #[test]

@@ -7,9 +7,10 @@
 //! [`Engine::handle_timeout`] (lock probes and expiries). It performs no IO and reads no clock.
 //!
 //! ## Decision order for one packet
-//! 0. A TCP/UDP packet to or from an address the operator banned ([`Engine::ban`]): `banned`.
-//!    A banned inside address (in `lan`) keeps the time-lock's `allow_ports` (DNS, web); a
-//!    banned outside address loses everything.
+//! 0. A TCP/UDP packet to or from an address in a network the operator banned
+//!    ([`Engine::ban`]; a single address is a /32 or /128): `banned`. A banned inside address
+//!    (in `lan`) keeps the time-lock's `allow_ports` (DNS, web); a banned outside address loses
+//!    everything.
 //! 1. A FastTrack tell in this very packet (`udp_ping`, `udp_pong`, `udp_pong_ack`,
 //!    `udp_address_echo`, `udp_session`, `tcp_opener`, `tcp_handshake`, `http_transfer`,
 //!    `give_push`): the flow is classified, the peer learned, the inside client (re-)locked.
@@ -114,7 +115,7 @@ pub(crate) mod snapshot;
 mod stats;
 mod stream;
 
-pub use bans::{BanError, MAX_BANS, MAX_BAN_SECONDS};
+pub use bans::{check_ban_reason, BanError, MAX_BANS, MAX_BAN_REASON, MAX_BAN_SECONDS};
 pub use snapshot::{BanEntry, FlowTuple, LockEntry, PeerEntry, Snapshot, StateChange, Strength};
 
 pub use stats::EngineStats;
@@ -126,6 +127,7 @@ use crate::verdict::{Decision, FlowEnds, PacketSummary, Proto, Reason, Settled, 
 use crate::wire::{self, Packet, TcpSegment, Transport, UdpDatagram};
 use bans::Bans;
 use flows::{Endpoint, Flow, FlowKey, Source, SourceQuota, TCP, UDP};
+use ipnet::IpNet;
 use locks::{Armed, Arming, ClientLocks, Due};
 use lru::LruCache;
 use peers::{Claim, Learned, PeerCache, PeerLimits, Refusal};
@@ -199,8 +201,10 @@ pub enum Event {
     },
     /// An operator ban reached its expiry and was lifted.
     BanExpired {
-        /// The address no longer banned.
-        addr: IpAddr,
+        /// The network no longer banned.
+        net: IpNet,
+        /// The operator's reason for the ban, if one was given.
+        reason: Option<String>,
     },
     /// A flow was classified as FastTrack: all its later packets are dropped.
     FlowClassified {
@@ -302,7 +306,7 @@ pub struct Engine {
     inside_mac: Option<[u8; 6]>,
     /// `timelock.mac_tie`: the lock last armed by a packet from each inside MAC (at most
     /// `timelock.capacity`, least recently used forgotten).
-    mac_ties: LruCache<[u8; 6], ipnet::IpNet>,
+    mac_ties: LruCache<[u8; 6], IpNet>,
 }
 
 /// Identity of the two endpoints of the flow a tell was seen on.
@@ -1209,9 +1213,10 @@ impl Engine {
                 Due::Released(lock) => self.release_event(lock),
             }
         }
-        while let Some(addr) = self.bans.pop_expired(now) {
-            push_bounded(&mut self.events, Event::BanExpired { addr }, &mut self.stats.events_discarded);
-            self.push_action(Action::StateChanged(StateChange::BanRemoved(addr)));
+        while let Some(ban) = self.bans.pop_expired(now) {
+            let event = Event::BanExpired { net: ban.net, reason: ban.reason };
+            push_bounded(&mut self.events, event, &mut self.stats.events_discarded);
+            self.push_action(Action::StateChanged(StateChange::BanRemoved(ban.net)));
         }
     }
 
@@ -1329,34 +1334,44 @@ impl Engine {
         any
     }
 
-    /// Bans `addr` (operator action) from `now` for `length` (rounded down to whole seconds, at
-    /// least one; at most [`MAX_BAN_SECONDS`]), or until [`Engine::unban`] when None; replaces an
-    /// existing ban of the same address. Its traffic is dropped as `banned` from the next packet
+    /// Bans the network `net` (operator action; an address is its /32 or /128, host bits are
+    /// dropped) from `now` for `length` (rounded down to whole seconds, at least one; at most
+    /// [`MAX_BAN_SECONDS`]), or until [`Engine::unban`] when None, with the operator's `reason`
+    /// (checked by [`check_ban_reason`]) and uid `by`; replaces an existing ban of the same
+    /// network. Traffic to or from any address in it is dropped as `banned` from the next packet
     /// on (connections the kernel already offloaded as clean are not revisited). Returns the ban.
     pub fn ban(
         &mut self,
         now: Timestamp,
-        addr: IpAddr,
+        net: impl Into<IpNet>,
         length: Option<Duration>,
+        reason: Option<String>,
+        by: Option<u32>,
     ) -> Result<BanEntry, BanError> {
         let seconds = length.map(|l| l.as_secs().clamp(1, MAX_BAN_SECONDS));
         let until = seconds.map(|s| now.saturating_add(Duration::from_secs(s)));
-        let ban = BanEntry { addr, until, seconds };
-        self.bans.insert(ban)?;
-        self.push_action(Action::StateChanged(StateChange::Ban(ban)));
+        let ban = BanEntry { net: net.into(), until, seconds, reason, by, since: now };
+        let ban = self.bans.insert(ban)?;
+        self.push_action(Action::StateChanged(StateChange::Ban(ban.clone())));
         Ok(ban)
     }
 
-    /// Lifts the ban of `addr` (operator action); returns whether it was banned.
-    pub fn unban(&mut self, addr: IpAddr) -> bool {
-        let removed = self.bans.remove(addr);
-        if removed {
-            self.push_action(Action::StateChanged(StateChange::BanRemoved(addr)));
+    /// Lifts the ban of exactly the network `net` (operator action; an address is its /32 or
+    /// /128); returns the lifted ban, None when that network was not banned.
+    pub fn unban(&mut self, net: impl Into<IpNet>) -> Option<BanEntry> {
+        let removed = self.bans.remove(net.into());
+        if let Some(ban) = &removed {
+            self.push_action(Action::StateChanged(StateChange::BanRemoved(ban.net)));
         }
         removed
     }
 
-    /// Operator bans, ordered by address (expired ones may linger until the next
+    /// The most specific ban in force at `now` whose network holds `addr`, if any.
+    pub fn ban_covering(&self, addr: IpAddr, now: Timestamp) -> Option<&BanEntry> {
+        self.bans.covering(addr, now)
+    }
+
+    /// Operator bans, ordered by network (expired ones may linger until the next
     /// [`Engine::handle_timeout`]).
     pub fn bans(&self) -> Vec<BanEntry> {
         self.bans.entries()
@@ -1437,7 +1452,9 @@ impl Engine {
             let longest = Duration::from_secs(ban.seconds.unwrap_or(MAX_BAN_SECONDS).min(MAX_BAN_SECONDS));
             let until = ban.until.map(|u| clamp(u, longest));
             // A snapshot larger than the cap can only come from a hand-edited file: keep the first.
-            let _ = bans.insert(BanEntry { until, ..*ban });
+            // A reason a hand-edited file made unfit is dropped, not the ban.
+            let reason = ban.reason.clone().filter(|r| check_ban_reason(r).is_ok());
+            let _ = bans.insert(BanEntry { until, reason, ..ban.clone() });
         }
         clamped
     }

@@ -35,8 +35,8 @@ pub enum StateChange {
     LockRemoved(IpNet),
     /// An operator ban was added or changed.
     Ban(BanEntry),
-    /// An operator ban was lifted or expired.
-    BanRemoved(IpAddr),
+    /// An operator ban was lifted or expired: its network.
+    BanRemoved(IpNet),
 }
 
 /// What a suspect peer's evidence is worth: the trust model of learned facts (README, "What
@@ -180,12 +180,16 @@ impl LockEntry {
     }
 }
 
-/// An operator ban, as persisted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// An operator ban, as persisted: also the value a cluster mirror shares, so it stays a plain
+/// serde struct.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BanEntry {
-    /// The banned address (inside or outside).
-    pub addr: IpAddr,
+    /// The banned network, inside or outside (a single address is a /32 or /128), without host
+    /// bits once the engine holds it. Written as `net` in CIDR notation; state files that
+    /// predate networks wrote `addr` with a bare address, which reads as its /32 or /128.
+    #[serde(alias = "addr", deserialize_with = "net_or_addr")]
+    pub net: IpNet,
     /// When the ban ends (None: when the operator lifts it).
     pub until: Option<Timestamp>,
     /// The length the operator gave a timed ban, in seconds: a restored ban never lasts longer
@@ -193,6 +197,31 @@ pub struct BanEntry {
     /// predate it (those are held to [`crate::engine::MAX_BAN_SECONDS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<u64>,
+    /// The operator's reason (at most [`crate::engine::MAX_BAN_REASON`] bytes, no control
+    /// character: see [`crate::engine::check_ban_reason`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The uid of the operator who banned it (None: unknown, as in older state files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<u32>,
+    /// When it was banned (zero: unknown, as in older state files).
+    #[serde(default)]
+    pub since: Timestamp,
+}
+
+impl BanEntry {
+    /// A ban of `net` with no reason, operator or start time: for tests and hand-made snapshots.
+    pub fn new(net: IpNet, until: Option<Timestamp>, seconds: Option<u64>) -> Self {
+        Self { net, until, seconds, reason: None, by: None, since: Timestamp::ZERO }
+    }
+}
+
+/// Reads a ban's network: CIDR notation, or a bare address (its /32 or /128).
+fn net_or_addr<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<IpNet, D::Error> {
+    let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| serde::de::Error::custom(format_args!("not a network or an address: {text:?}")))
 }
 
 /// Engine state that survives restarts.
@@ -202,7 +231,7 @@ pub struct Snapshot {
     pub peers: Vec<PeerEntry>,
     /// Locked clients.
     pub locks: Vec<LockEntry>,
-    /// Operator bans, by address. Omitted when empty, so files without bans stay readable by
+    /// Operator bans, by network. Omitted when empty, so files without bans stay readable by
     /// versions that predate them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bans: Vec<BanEntry>,
@@ -268,7 +297,14 @@ impl Snapshot {
         let bans = self
             .bans
             .iter()
-            .map(|&BanEntry { addr, until, seconds }| BanEntry { addr, until: until.map(&mut seen), seconds })
+            .map(|BanEntry { net, until, seconds, reason, by, since }| BanEntry {
+                net: *net,
+                until: until.map(&mut seen),
+                seconds: *seconds,
+                reason: reason.clone(),
+                by: *by,
+                since: seen(*since),
+            })
             .collect();
         Self { peers, locks, bans }
     }

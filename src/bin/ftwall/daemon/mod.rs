@@ -591,7 +591,7 @@ mod tests {
             wire::emit(&ip, &TransportRepr::Tcp(tcp), &[])
         };
         let locked = engine.handle_packet(t(2), &syn("203.0.113.5:8080".parse().unwrap()));
-        engine.ban(t(3), "203.0.113.9".parse().unwrap(), None).unwrap();
+        engine.ban(t(3), "203.0.113.9".parse::<std::net::IpAddr>().unwrap(), None, None, None).unwrap();
         let banned = engine.handle_packet(t(3), &udp(client, "203.0.113.9:53".parse().unwrap(), b"dns"));
         let decisions = [ping, locked, banned];
         assert!(decisions.iter().all(|d| d.blocked), "{decisions:?}");
