@@ -80,14 +80,21 @@ mod tests {
                 addr: "198.51.100.20".parse().unwrap(),
                 port: Some(1214),
                 expires: None,
+                origin: None,
             }],
             locks: vec![LockEntry {
                 client: "192.0.2.10".parse().unwrap(),
                 until: Timestamp::from_secs(9),
                 port: Some(3531),
                 peer: Some("198.51.100.20:1214".parse().unwrap()),
+                origin: None,
             }],
-            bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None, seconds: None }],
+            bans: vec![BanEntry {
+                addr: "198.51.100.66".parse().unwrap(),
+                until: None,
+                seconds: None,
+                origin: None,
+            }],
         };
         let bytes = encode(&snapshot, Timestamp::from_secs(1));
         assert_eq!(decode(&bytes).unwrap(), snapshot);

@@ -71,6 +71,11 @@ impl Bans {
         Ok(())
     }
 
+    /// The ban of `addr`, if any.
+    pub(crate) fn get(&self, addr: IpAddr) -> Option<BanEntry> {
+        self.bans.get(&addr).copied()
+    }
+
     /// Lifts the ban of `addr`; returns whether there was one.
     pub(crate) fn remove(&mut self, addr: IpAddr) -> bool {
         match self.bans.remove(&addr) {
@@ -114,7 +119,7 @@ mod tests {
     }
 
     fn ban(addr: &str, until: Option<Timestamp>) -> BanEntry {
-        BanEntry { addr: ip(addr), until, seconds: until.map(Timestamp::as_secs) }
+        BanEntry { addr: ip(addr), until, seconds: until.map(Timestamp::as_secs), origin: None }
     }
 
     #[test]
@@ -144,7 +149,7 @@ mod tests {
         let mut bans = Bans::default();
         for i in 0..MAX_BANS as u32 {
             let addr = IpAddr::from(std::net::Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)));
-            bans.insert(BanEntry { addr, until: None, seconds: None }).unwrap();
+            bans.insert(BanEntry { addr, until: None, seconds: None, origin: None }).unwrap();
         }
         assert_eq!(bans.insert(ban("198.51.100.7", None)), Err(BanError::Full));
         assert_eq!(bans.insert(ban("2001:db8::1", Some(Timestamp::from_secs(5)))), Ok(()));

@@ -19,7 +19,7 @@
 //!   if a probe is due for the current arming, otherwise its expiry. So the timer index is
 //!   bounded by the lock table and `poll_timeout` is its first entry.
 
-use super::snapshot::LockEntry;
+use super::snapshot::{GatewayId, LockEntry};
 use crate::time::Timestamp;
 use lru::LruCache;
 use std::collections::BTreeSet;
@@ -44,6 +44,9 @@ struct Lock {
     deadline: Timestamp,
     /// The expiry last written to the store.
     stored_until: Timestamp,
+    /// The gateway whose tell set the current expiry ([`ClientLocks::merge`]); None for a
+    /// tell seen here.
+    origin: Option<GatewayId>,
 }
 
 impl Lock {
@@ -53,7 +56,7 @@ impl Lock {
     }
 
     fn entry(&self, client: IpAddr) -> LockEntry {
-        LockEntry { client, until: self.until, port: self.port, peer: self.peer }
+        LockEntry { client, until: self.until, port: self.port, peer: self.peer, origin: self.origin }
     }
 }
 
@@ -154,6 +157,7 @@ impl ClientLocks {
             }
             self.timers.remove(&(lock.deadline, client));
             lock.until = until;
+            lock.origin = None;
             lock.armed = now;
             lock.probe_sent = false;
             lock.probed = None;
@@ -181,6 +185,7 @@ impl ClientLocks {
             probed: None,
             deadline,
             stored_until: until,
+            origin: None,
         };
         let evicted = self.locks.push(client, lock).map(|(ip, old)| {
             self.timers.remove(&(old.deadline, ip));
@@ -267,11 +272,41 @@ impl ClientLocks {
         self.locks.iter().rev().map(|(&client, l)| l.entry(client))
     }
 
-    /// Loads a persisted lock (skipped if expired at `now`). `period` is the configured lock time,
-    /// used to place the half-expiry probe.
-    pub(crate) fn restore(&mut self, entry: LockEntry, now: Timestamp, period: Duration) {
+    /// Merges a lock another gateway set (the caller checked the client is in `lan` and
+    /// clamped the expiry): taken if not expired at `now` and later than the lock held here (an
+    /// equal expiry is settled by the origin, so the result does not depend on the order of
+    /// merges, and merging the same entry twice changes nothing). The port and peer known here
+    /// are kept when the entry has none. Returns the lock as now held if it was taken, and the
+    /// client evicted to make room, if any.
+    pub(crate) fn merge(
+        &mut self,
+        entry: LockEntry,
+        now: Timestamp,
+        period: Duration,
+    ) -> (Option<LockEntry>, Option<IpAddr>) {
         if entry.until <= now {
-            return;
+            return (None, None);
+        }
+        let old = self.locks.peek(&entry.client).copied();
+        if let Some(old) = old {
+            if (entry.until, entry.origin) <= (old.until, old.origin) {
+                return (None, None);
+            }
+        }
+        let entry = LockEntry {
+            port: entry.port.or(old.and_then(|o| o.port)),
+            peer: entry.peer.or(old.and_then(|o| o.peer)),
+            ..entry
+        };
+        let evicted = self.restore(entry, now, period);
+        (self.entry(entry.client), evicted)
+    }
+
+    /// Loads a persisted lock (skipped if expired at `now`). `period` is the configured lock time,
+    /// used to place the half-expiry probe. Returns the client evicted to make room, if any.
+    pub(crate) fn restore(&mut self, entry: LockEntry, now: Timestamp, period: Duration) -> Option<IpAddr> {
+        if entry.until <= now {
+            return None;
         }
         let armed = Timestamp::from_micros(entry.until.as_micros().saturating_sub(period.as_micros() as u64));
         let probe_at = armed.saturating_add(period / 2).max(now);
@@ -289,13 +324,17 @@ impl ClientLocks {
             probed: None,
             deadline,
             stored_until: entry.until,
+            origin: entry.origin,
         };
+        let mut evicted = None;
         if let Some((ip, old)) = self.locks.push(entry.client, lock) {
             if ip != entry.client {
                 self.timers.remove(&(old.deadline, ip));
+                evicted = Some(ip);
             }
         }
         self.timers.insert((deadline, entry.client));
+        evicted
     }
 }
 
@@ -401,11 +440,48 @@ mod tests {
     }
 
     #[test]
+    fn merge_keeps_the_later_expiry_whatever_the_order() {
+        let a = GatewayId::new("gw-a").unwrap();
+        let peer = sock("198.51.100.20:1214");
+        let entry = |until, origin| LockEntry {
+            client: ip("192.0.2.5"),
+            until: at(until),
+            port: None,
+            peer: None,
+            origin,
+        };
+        let now = at(10);
+        let mut one = ClientLocks::new(8);
+        let mut two = ClientLocks::new(8);
+        // A local lock with a port and peer, then a later remote expiry: the remote one wins
+        // and the local port and peer are kept for probes.
+        one.arm(ip("192.0.2.5"), Some(1214), Some(peer), now, T);
+        let (taken, evicted) = one.merge(entry(200, Some(a)), now, T);
+        assert_eq!(evicted, None);
+        assert_eq!(taken, Some(LockEntry { port: Some(1214), peer: Some(peer), ..entry(200, Some(a)) }));
+        assert_eq!(one.merge(entry(200, Some(a)), now, T), (None, None), "idempotent");
+        assert_eq!(one.merge(entry(100, Some(a)), now, T), (None, None), "an earlier expiry never shortens");
+        // The other order ends in the same expiry and origin.
+        two.merge(entry(200, Some(a)), now, T);
+        two.merge(entry(100, None), now, T);
+        assert_eq!(two.entry(ip("192.0.2.5")).map(|e| (e.until, e.origin)), Some((at(200), Some(a))));
+        assert_eq!(two.merge(entry(5, Some(a)), now, T), (None, None), "expired on arrival");
+        // A local tell that extends it makes it ours again.
+        one.arm(ip("192.0.2.5"), None, None, at(150), T);
+        assert_eq!(one.entry(ip("192.0.2.5")).map(|e| e.origin), Some(None));
+    }
+
+    #[test]
     fn restore_places_probe_and_skips_expired() {
         let mut locks = ClientLocks::new(8);
         let peer = sock("198.51.100.20:1214");
-        let entry =
-            |client, until, peer| LockEntry { client: ip(client), until: at(until), port: Some(1214), peer };
+        let entry = |client, until, peer| LockEntry {
+            client: ip(client),
+            until: at(until),
+            port: Some(1214),
+            peer,
+            origin: None,
+        };
         locks.restore(entry("192.0.2.5", 100, Some(peer)), at(100), T);
         assert_eq!(locks.len(), 0);
         // Armed at 50 (until 170): probe due at 110.

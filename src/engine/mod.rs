@@ -90,7 +90,7 @@ mod stats;
 mod stream;
 
 pub use bans::{BanError, MAX_BANS, MAX_BAN_SECONDS};
-pub use snapshot::{BanEntry, LockEntry, PeerEntry, Snapshot, StateChange};
+pub use snapshot::{BadGatewayId, BanEntry, GatewayId, LockEntry, PeerEntry, Snapshot, StateChange};
 pub use stats::EngineStats;
 
 use crate::config::{EngineConfig, MalformedPolicy, Mode};
@@ -200,6 +200,10 @@ pub enum Action {
     },
     /// The persisted state changed: mark the state file dirty and update any mirror of it.
     StateChanged(StateChange),
+    /// The persisted state changed by a merge from another gateway
+    /// ([`Engine::handle_remote`]): mark the state file dirty and update the local mirrors,
+    /// like [`Action::StateChanged`], but do not publish it to the other gateways (they know).
+    StateMerged(StateChange),
 }
 
 /// The verdict engine. See the module documentation for the decision order.
@@ -977,7 +981,7 @@ impl Engine {
     ) -> Result<BanEntry, BanError> {
         let seconds = length.map(|l| l.as_secs().clamp(1, MAX_BAN_SECONDS));
         let until = seconds.map(|s| now.saturating_add(Duration::from_secs(s)));
-        let ban = BanEntry { addr, until, seconds };
+        let ban = BanEntry { addr, until, seconds, origin: None };
         self.bans.insert(ban)?;
         self.push_action(Action::StateChanged(StateChange::Ban(ban)));
         Ok(ban)
@@ -990,6 +994,93 @@ impl Engine {
             self.push_action(Action::StateChanged(StateChange::BanRemoved(addr)));
         }
         removed
+    }
+
+    /// Merges a change another gateway of a cluster made (`origin`; the shell got it from the
+    /// shared store): an entry is taken when it ends later than what this engine holds (no
+    /// expiry is the latest; an equal expiry is settled by the origin), so merges are
+    /// idempotent and their order does not matter; a removal ends the entry here. The trust
+    /// rules of local learning apply: only a client in `lan` is locked (and only with the
+    /// time-lock enabled), a suspect peer must be admissible and outside `lan`, and no entry
+    /// outlives what a local tell or ban could give it from `now` on (as in
+    /// [`Engine::restore`]). The entry is recorded with `origin` (whatever it claims). What
+    /// changed is queued as [`Action::StateMerged`], never as [`Action::StateChanged`], so the
+    /// shell does not publish it back. Returns whether anything changed.
+    pub fn handle_remote(&mut self, now: Timestamp, origin: GatewayId, change: StateChange) -> bool {
+        let mut merged = Vec::new();
+        match change {
+            StateChange::Lock(entry) => {
+                let Some(period) = self.lock_period.filter(|_| self.config.is_lan(entry.client)) else {
+                    return false;
+                };
+                let until = entry.until.min(now.saturating_add(period));
+                let entry = LockEntry { until, origin: Some(origin), ..entry };
+                let (taken, evicted) = self.locks.merge(entry, now, period);
+                if let Some(evicted) = evicted {
+                    merged.push(StateChange::LockRemoved(evicted));
+                }
+                merged.extend(taken.map(StateChange::Lock));
+            }
+            StateChange::Peer(entry) => {
+                if self.config.is_lan(entry.addr) {
+                    return false;
+                }
+                let ttl = (self.config.peers.expire_seconds > 0)
+                    .then(|| now.saturating_add(Duration::from_secs(self.config.peers.expire_seconds)));
+                let expires = match (entry.expires, ttl) {
+                    (Some(expires), Some(latest)) => Some(expires.min(latest)),
+                    (None, latest) => latest,
+                    (expires, None) => expires,
+                };
+                let entry = PeerEntry { expires, origin: Some(origin), ..entry };
+                let taken = self.peers.merge(entry, now, &mut |change| merged.push(change));
+                merged.extend(taken.map(StateChange::Peer));
+            }
+            StateChange::Ban(entry) => {
+                let seconds = entry.seconds.map(|s| s.clamp(1, MAX_BAN_SECONDS));
+                let until = match (entry.until, seconds) {
+                    (Some(until), Some(s)) => Some(until.min(now.saturating_add(Duration::from_secs(s)))),
+                    (Some(until), None) => {
+                        Some(until.min(now.saturating_add(Duration::from_secs(MAX_BAN_SECONDS))))
+                    }
+                    (None, _) => None,
+                };
+                if until.is_some_and(|u| u <= now) {
+                    return false;
+                }
+                let latest = |until: Option<Timestamp>| until.unwrap_or(Timestamp::from_micros(u64::MAX));
+                let ban = BanEntry { until, seconds, origin: Some(origin), ..entry };
+                let held = self.bans.get(ban.addr);
+                if held.is_some_and(|old| (latest(ban.until), ban.origin) <= (latest(old.until), old.origin))
+                {
+                    return false;
+                }
+                if self.bans.insert(ban).is_ok() {
+                    merged.push(StateChange::Ban(ban));
+                }
+            }
+            StateChange::LockRemoved(client) => {
+                if self.locks.release(client) {
+                    self.push_event(Event::ClientReleased { client });
+                    merged.push(change);
+                }
+            }
+            StateChange::PeerRemoved(addr) => {
+                if self.peers.remove(addr) {
+                    merged.push(change);
+                }
+            }
+            StateChange::BanRemoved(addr) => {
+                if self.bans.remove(addr) {
+                    merged.push(change);
+                }
+            }
+        }
+        let changed = !merged.is_empty();
+        for change in merged {
+            self.push_action(Action::StateMerged(change));
+        }
+        changed
     }
 
     /// Operator bans, ordered by address (expired ones may linger until the next

@@ -8,7 +8,7 @@
 //! - Expiry is checked lazily on lookup: an expired entry is treated as absent and removed.
 //! - LAN, loopback, unspecified, multicast and broadcast addresses are never admitted.
 
-use super::snapshot::{PeerEntry, StateChange};
+use super::snapshot::{GatewayId, PeerEntry, StateChange};
 use crate::time::Timestamp;
 use lru::LruCache;
 use std::net::IpAddr;
@@ -21,6 +21,14 @@ struct Peer {
     expires: Option<Timestamp>,
     /// The expiry last written to the store, to avoid a store write on every refresh.
     stored_expires: Option<Timestamp>,
+    /// The gateway that taught it ([`PeerCache::merge`]); None once seen here.
+    origin: Option<GatewayId>,
+}
+
+impl Peer {
+    fn entry(&self, addr: IpAddr) -> PeerEntry {
+        PeerEntry { addr, port: self.port, expires: self.expires, origin: self.origin }
+    }
 }
 
 /// What [`PeerCache::learn`] did.
@@ -115,24 +123,25 @@ impl PeerCache {
                 peer.port = port;
             }
             peer.expires = expires;
+            let taught = peer.origin.take().is_some();
             // Persist a refresh only when it moves the stored expiry by a tenth of the TTL or more.
             let stale = match (peer.stored_expires, expires, self.ttl) {
                 (Some(stored), Some(new), Some(ttl)) => new.saturating_since(stored) >= ttl / 10,
                 _ => false,
             };
-            if port_changed || stale || was_expired {
+            if port_changed || stale || was_expired || taught {
                 peer.stored_expires = expires;
-                store(StateChange::Peer(PeerEntry { addr: ip, port: peer.port, expires }));
+                store(StateChange::Peer(peer.entry(ip)));
             }
             return if was_expired { Learned::New } else { Learned::Refreshed };
         }
-        let peer = Peer { port, expires, stored_expires: expires };
+        let peer = Peer { port, expires, stored_expires: expires, origin: None };
         if let Some((evicted, _)) = self.entries.push(ip, peer) {
             if evicted != ip {
                 store(StateChange::PeerRemoved(evicted));
             }
         }
-        store(StateChange::Peer(PeerEntry { addr: ip, port, expires }));
+        store(StateChange::Peer(peer.entry(ip)));
         Learned::New
     }
 
@@ -143,7 +152,7 @@ impl PeerCache {
 
     /// Live entries, least recently used first.
     pub(crate) fn entries(&self) -> impl Iterator<Item = PeerEntry> + '_ {
-        self.entries.iter().rev().map(|(&addr, p)| PeerEntry { addr, port: p.port, expires: p.expires })
+        self.entries.iter().rev().map(|(&addr, p)| p.entry(addr))
     }
 
     /// Loads a persisted entry (skipped if expired at `now` or inadmissible).
@@ -151,8 +160,45 @@ impl PeerCache {
         if !admissible(entry.addr) || entry.expires.is_some_and(|e| e <= now) {
             return;
         }
-        let peer = Peer { port: entry.port, expires: entry.expires, stored_expires: entry.expires };
+        let peer = Peer {
+            port: entry.port,
+            expires: entry.expires,
+            stored_expires: entry.expires,
+            origin: entry.origin,
+        };
         self.entries.push(entry.addr, peer);
+    }
+
+    /// Merges an entry another gateway learned (the caller checked it is outside `lan` and
+    /// clamped its expiry): kept if it is admissible, not expired at `now` and expires later
+    /// than what is known here (no expiry is the latest; an equal expiry is settled by the
+    /// origin, so the result does not depend on the order of merges, and merging the same
+    /// entry twice changes nothing). Returns the entry as now held, if it was taken, and
+    /// reports through `store` a peer evicted to make room.
+    pub(crate) fn merge(
+        &mut self,
+        entry: PeerEntry,
+        now: Timestamp,
+        store: &mut impl FnMut(StateChange),
+    ) -> Option<PeerEntry> {
+        if !admissible(entry.addr) || entry.expires.is_some_and(|e| e <= now) {
+            return None;
+        }
+        let latest = |expires: Option<Timestamp>| expires.unwrap_or(Timestamp::from_micros(u64::MAX));
+        let old = self.entries.peek(&entry.addr).copied();
+        if let Some(old) = old {
+            if (latest(entry.expires), entry.origin) <= (latest(old.expires), old.origin) {
+                return None;
+            }
+        }
+        let port = entry.port.or(old.and_then(|o| o.port));
+        let peer = Peer { port, expires: entry.expires, stored_expires: entry.expires, origin: entry.origin };
+        if let Some((evicted, _)) = self.entries.push(entry.addr, peer) {
+            if evicted != entry.addr {
+                store(StateChange::PeerRemoved(evicted));
+            }
+        }
+        Some(peer.entry(entry.addr))
     }
 }
 
@@ -191,6 +237,34 @@ mod tests {
         assert!(cache.is_suspect(ip("203.0.113.9"), Timestamp::from_secs(89), &mut store));
         assert!(!cache.is_suspect(ip("203.0.113.9"), Timestamp::from_secs(90), &mut store));
         assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn merge_keeps_the_later_expiry_whatever_the_order() {
+        let a = GatewayId::new("gw-a").unwrap();
+        let b = GatewayId::new("gw-b").unwrap();
+        let entry =
+            |expires, origin| PeerEntry { addr: ip("198.51.100.9"), port: Some(1214), expires, origin };
+        let early = entry(Some(Timestamp::from_secs(50)), Some(a));
+        let late = entry(Some(Timestamp::from_secs(90)), Some(b));
+        let now = Timestamp::from_secs(10);
+        let mut store = |_| {};
+        let mut one = PeerCache::new(10, 100);
+        let mut two = PeerCache::new(10, 100);
+        assert!(one.merge(early, now, &mut store).is_some());
+        assert!(one.merge(late, now, &mut store).is_some());
+        assert!(two.merge(late, now, &mut store).is_some());
+        assert_eq!(two.merge(early, now, &mut store), None, "an earlier expiry never shortens");
+        assert_eq!(two.merge(late, now, &mut store), None, "merging twice changes nothing");
+        assert_eq!(one.entries().collect::<Vec<_>>(), vec![late]);
+        assert_eq!(two.entries().collect::<Vec<_>>(), vec![late]);
+        // Seen here again: the peer is ours now (no origin) and is stored.
+        let mut stored = Vec::new();
+        one.learn(ip("198.51.100.9"), Some(1214), Timestamp::from_secs(20), &mut |c| stored.push(c));
+        assert!(matches!(stored.as_slice(), [StateChange::Peer(PeerEntry { origin: None, .. })]));
+        assert_eq!(one.merge(entry(Some(Timestamp::from_secs(5)), Some(a)), now, &mut store), None);
+        assert_eq!(one.merge(entry(None, None), now, &mut store).map(|e| e.expires), Some(None));
+        assert_eq!(one.merge(entry(None, Some(a)), now, &mut store).map(|e| e.origin), Some(Some(a)));
     }
 
     #[test]

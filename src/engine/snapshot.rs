@@ -37,6 +37,87 @@ pub enum StateChange {
     BanRemoved(IpAddr),
 }
 
+impl StateChange {
+    /// The address the change is about.
+    pub fn addr(&self) -> IpAddr {
+        match *self {
+            Self::Peer(PeerEntry { addr, .. }) | Self::Ban(BanEntry { addr, .. }) => addr,
+            Self::Lock(LockEntry { client, .. }) => client,
+            Self::PeerRemoved(addr) | Self::LockRemoved(addr) | Self::BanRemoved(addr) => addr,
+        }
+    }
+}
+
+/// The name of a gateway of a cluster (`cluster.node_id`), recorded on an entry learned from
+/// another gateway ([`crate::Engine::handle_remote`]): 1 to [`GatewayId::MAX_LEN`] bytes of ASCII
+/// letters, digits, `.`, `_` and `-` (a host name fits). A fixed-size value, so the entries stay
+/// `Copy`; serialised as a string.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GatewayId {
+    len: u8,
+    bytes: [u8; Self::MAX_LEN],
+}
+
+/// Why a string is not a [`GatewayId`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a gateway name is 1 to 64 ASCII letters, digits, '.', '_' or '-'")]
+pub struct BadGatewayId;
+
+impl GatewayId {
+    /// Longest name, in bytes.
+    pub const MAX_LEN: usize = 64;
+
+    /// The name, if `name` is one (see the type's documentation).
+    pub fn new(name: &str) -> Result<Self, BadGatewayId> {
+        let ok = (1..=Self::MAX_LEN).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
+            return Err(BadGatewayId);
+        }
+        let mut bytes = [0; Self::MAX_LEN];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(Self { len: name.len() as u8, bytes })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored (checked by `new`).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for GatewayId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl std::fmt::Display for GatewayId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for GatewayId {
+    type Err = BadGatewayId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl Serialize for GatewayId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for GatewayId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::new(&name).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A suspect peer, as persisted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +128,10 @@ pub struct PeerEntry {
     pub port: Option<u16>,
     /// When it is forgotten unless seen again (None: only by eviction).
     pub expires: Option<Timestamp>,
+    /// The gateway it was learned from, when another gateway of the cluster taught it (None:
+    /// learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<GatewayId>,
 }
 
 /// A locked client, as persisted.
@@ -63,6 +148,10 @@ pub struct LockEntry {
     /// None for locks by other tells only, and in state files that predate it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<SocketAddr>,
+    /// The gateway it was learned from, when another gateway of the cluster taught it (None:
+    /// learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<GatewayId>,
 }
 
 /// An operator ban, as persisted.
@@ -78,6 +167,10 @@ pub struct BanEntry {
     /// predate it (those are held to [`crate::engine::MAX_BAN_SECONDS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<u64>,
+    /// The gateway it was learned from, when another gateway of the cluster taught it (None:
+    /// learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<GatewayId>,
 }
 
 /// Engine state that survives restarts.
@@ -103,17 +196,33 @@ impl Snapshot {
         let peers = self
             .peers
             .iter()
-            .map(|&PeerEntry { addr, port, expires }| PeerEntry { addr, port, expires: expires.map(&mut f) })
+            .map(|&PeerEntry { addr, port, expires, origin }| PeerEntry {
+                addr,
+                port,
+                expires: expires.map(&mut f),
+                origin,
+            })
             .collect();
         let locks = self
             .locks
             .iter()
-            .map(|&LockEntry { client, until, port, peer }| LockEntry { client, until: f(until), port, peer })
+            .map(|&LockEntry { client, until, port, peer, origin }| LockEntry {
+                client,
+                until: f(until),
+                port,
+                peer,
+                origin,
+            })
             .collect();
         let bans = self
             .bans
             .iter()
-            .map(|&BanEntry { addr, until, seconds }| BanEntry { addr, until: until.map(&mut f), seconds })
+            .map(|&BanEntry { addr, until, seconds, origin }| BanEntry {
+                addr,
+                until: until.map(&mut f),
+                seconds,
+                origin,
+            })
             .collect();
         Self { peers, locks, bans }
     }

@@ -166,19 +166,26 @@ mod tests {
         let s = Timestamp::from_secs;
         let snapshot = Snapshot {
             peers: vec![
-                PeerEntry { addr: "198.51.100.20".parse().unwrap(), port: Some(1214), expires: Some(s(900)) },
-                PeerEntry { addr: "198.51.100.21".parse().unwrap(), port: None, expires: None },
+                PeerEntry {
+                    addr: "198.51.100.20".parse().unwrap(),
+                    port: Some(1214),
+                    expires: Some(s(900)),
+                    origin: None,
+                },
+                PeerEntry { addr: "198.51.100.21".parse().unwrap(), port: None, expires: None, origin: None },
             ],
             locks: vec![LockEntry {
                 client: "192.0.2.10".parse().unwrap(),
                 until: s(619),
                 port: Some(3531),
                 peer: Some("198.51.100.20:1214".parse().unwrap()),
+                origin: None,
             }],
             bans: vec![BanEntry {
                 addr: "203.0.113.9".parse().unwrap(),
                 until: Some(s(560)),
                 seconds: Some(60),
+                origin: None,
             }],
         };
         let saved = Clock::at(s(500), s(1_800_000_000));

@@ -207,6 +207,17 @@ fn status_text(s: &Status) -> String {
         ("bans", cell(&s.bans)),
         ("flows", cell(&s.flows)),
     ];
+    if let Some(c) = &s.cluster {
+        let cluster = [
+            ("node_id", cell(&c.node_id)),
+            ("connected", cell(&c.connected)),
+            ("gateways_seen", cell(&c.gateways_seen)),
+            ("last_sync", cell(&c.last_sync)),
+            ("outbox_depth", cell(&c.outbox_depth)),
+            ("last_lag_us", cell(&c.last_lag_us)),
+        ];
+        lines.push(("cluster", pairs(cluster)));
+    }
     lines.extend(s.counters.0.iter().map(|(name, n)| (name.as_str(), cell(n))));
     lines.iter().map(|(key, value)| format!("{key:<20} {value}\n")).collect()
 }

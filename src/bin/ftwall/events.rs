@@ -153,6 +153,20 @@ log_events! {
     OPERATOR_UNBAN = "operator_unban", [INFO], "ftwall ctl unban.", { "addr": "the address", "uid": "the caller" };
     BAN_EXPIRED = "ban_expired", [INFO], "A timed operator ban ended.", { "addr": "the address" };
 
+    // Cluster (Redis).
+    CLUSTER_CONNECTED = "cluster_connected", [INFO], "The first connection to Redis is up and the prefix was read: state is shared with the other gateways.", {
+        "url": "the Redis URL", "node_id": "this gateway's name", "gateways": "other gateways heard from so far",
+    };
+    CLUSTER_UNAVAILABLE = "cluster_unavailable", [WARN], "Redis cannot be reached or failed a call: this gateway keeps judging with what it knows and retries with backoff; logged once until cluster_recovered.", {
+        "url": "the Redis URL", "error": "why",
+    };
+    CLUSTER_RECOVERED = "cluster_recovered", [INFO], "Redis is reachable again: the prefix was read again and this gateway's own entries written back.", {
+        "url": "the Redis URL", "gateways": "other gateways heard from so far",
+    };
+    CLUSTER_GARBAGE = "cluster_garbage", [WARN], "A value or message from Redis was ignored (another type than a string, oversized, unparsable or inconsistent); rate-limited, counted in cluster_garbage.", {
+        "key": "the key or channel", "reason": "what is wrong with it", "total": "values ignored so far",
+    };
+
     // Control socket.
     CONTROL_LISTENING = "control_listening", [INFO], "The ftwall ctl socket is ready.", { "socket": "its path" };
     CONTROL_UNAVAILABLE = "control_unavailable", [WARN], "The control socket could not be opened; the daemon runs on without ftwall ctl.", {

@@ -252,9 +252,29 @@ pub(crate) struct Status {
     pub(crate) suspect_peers: usize,
     pub(crate) bans: usize,
     pub(crate) flows: usize,
+    /// The cluster (`cluster.enabled`), absent when off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cluster: Option<ClusterStatus>,
     /// The daemon's counters, each a field of its own.
     #[serde(flatten)]
     pub(crate) counters: Counts,
+}
+
+/// What `status` shows under `cluster` (computed by `daemon/cluster.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ClusterStatus {
+    /// This gateway's name in the cluster.
+    pub(crate) node_id: String,
+    /// Both Redis connections (publisher and subscriber) are up.
+    pub(crate) connected: bool,
+    /// The other gateways heard from, by name.
+    pub(crate) gateways_seen: Vec<String>,
+    /// When the last full resync ended (RFC 3339).
+    pub(crate) last_sync: Option<String>,
+    /// Local changes waiting to be published.
+    pub(crate) outbox_depth: usize,
+    /// Propagation time of the last change received from another gateway, in µs (wall clocks).
+    pub(crate) last_lag_us: Option<u64>,
 }
 
 /// Named counts in a fixed order; a JSON object on the wire.
@@ -408,6 +428,7 @@ pub(crate) mod tests {
             suspect_peers: 2,
             bans: 0,
             flows: 5,
+            cluster: None,
             counters: Counts(vec![("flows_offloaded".into(), 1), ("spoofed_pongs".into(), 2)]),
         };
         let line = r#"{"ok":true,"status":{"version":"0.1.0 (v0.1.0-5-gabc, 2026-12-01)","pid":4242,"uptime_seconds":75,"started_at":"2026-12-02T06:00:00Z","mode":"enforce","health":{"state":"degraded","reasons":["queue 0: kernel dropped 3 packets"],"queues":[{"queue":0,"received":10,"waiting":0,"occupancy_percent":0,"unread":0,"since_last_verdict_ms":12,"verdict_lag_us":null}]},"offload":"on","queues":[0,1],"config":"/etc/ftwall/ftwall.toml","state_file":"/var/lib/ftwall/state.json","packets":10,"accepted":7,"dropped":3,"reasons":{"udp_ping":2,"tcp_opener":1},"locked_clients":1,"suspect_peers":2,"bans":0,"flows":5,"flows_offloaded":1,"spoofed_pongs":2}}"#;

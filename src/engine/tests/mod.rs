@@ -134,6 +134,7 @@ mod decisions;
 mod ipv6;
 mod operator;
 mod reassembly;
+mod remote;
 mod state;
 mod tcp;
 mod timelock;

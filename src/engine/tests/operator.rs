@@ -38,6 +38,7 @@ fn operator_bans_drop_outside_addresses_fully_and_inside_ones_outside_allow_port
         addr: ip(CLIENT),
         until: Some(at(100)),
         seconds: Some(100),
+        origin: None,
     }))));
     let snapshot = e.snapshot();
     assert_eq!(snapshot.bans.len(), 2);

@@ -46,7 +46,7 @@ fn snapshot_restore_and_reload_keep_state() {
     let peer = Some(SocketAddr::new(ip(PEER), PEER_PORT));
     assert_eq!(
         snap.locks,
-        vec![LockEntry { client: ip(CLIENT), until: at(120), port: Some(CLIENT_PORT), peer }]
+        vec![LockEntry { client: ip(CLIENT), until: at(120), port: Some(CLIENT_PORT), peer, origin: None }]
     );
     assert_eq!(snap.peers.len(), 1);
 
@@ -102,19 +102,25 @@ fn restored_expiries_are_clamped_to_their_configured_maximum() {
     let year_2100 = Timestamp::from_secs(4_102_444_800);
     let snapshot = Snapshot {
         peers: vec![
-            PeerEntry { addr: ip(PEER), port: Some(PEER_PORT), expires: Some(year_2100) },
-            PeerEntry { addr: ip("198.51.100.21"), port: None, expires: None },
-            PeerEntry { addr: ip("198.51.100.22"), port: None, expires: Some(at(1_500)) },
+            PeerEntry { addr: ip(PEER), port: Some(PEER_PORT), expires: Some(year_2100), origin: None },
+            PeerEntry { addr: ip("198.51.100.21"), port: None, expires: None, origin: None },
+            PeerEntry { addr: ip("198.51.100.22"), port: None, expires: Some(at(1_500)), origin: None },
         ],
         locks: vec![
-            LockEntry { client: ip(CLIENT), until: year_2100, port: Some(CLIENT_PORT), peer: None },
-            LockEntry { client: ip("192.0.2.11"), until: at(1_050), port: None, peer: None },
+            LockEntry {
+                client: ip(CLIENT),
+                until: year_2100,
+                port: Some(CLIENT_PORT),
+                peer: None,
+                origin: None,
+            },
+            LockEntry { client: ip("192.0.2.11"), until: at(1_050), port: None, peer: None, origin: None },
         ],
         bans: vec![
-            BanEntry { addr: ip("203.0.113.5"), until: Some(year_2100), seconds: Some(60) },
-            BanEntry { addr: ip("203.0.113.6"), until: Some(year_2100), seconds: None },
-            BanEntry { addr: ip("203.0.113.7"), until: None, seconds: None },
-            BanEntry { addr: ip("203.0.113.8"), until: Some(at(1_030)), seconds: Some(60) },
+            BanEntry { addr: ip("203.0.113.5"), until: Some(year_2100), seconds: Some(60), origin: None },
+            BanEntry { addr: ip("203.0.113.6"), until: Some(year_2100), seconds: None, origin: None },
+            BanEntry { addr: ip("203.0.113.7"), until: None, seconds: None, origin: None },
+            BanEntry { addr: ip("203.0.113.8"), until: Some(at(1_030)), seconds: Some(60), origin: None },
         ],
     };
     let mut e = Engine::new(config());

@@ -171,18 +171,26 @@ fn no_probe_without_a_pinged_outside_peer() {
     // client outside it neither.
     let snapshot = Snapshot {
         locks: vec![
-            LockEntry { client: ip(CLIENT), until: at(100), port: Some(CLIENT_PORT), peer: None },
+            LockEntry {
+                client: ip(CLIENT),
+                until: at(100),
+                port: Some(CLIENT_PORT),
+                peer: None,
+                origin: None,
+            },
             LockEntry {
                 client: ip("192.0.2.11"),
                 until: at(100),
                 port: Some(CLIENT_PORT),
                 peer: Some(SocketAddr::new(ip("192.0.2.12"), 1214)),
+                origin: None,
             },
             LockEntry {
                 client: ip("203.0.113.9"),
                 until: at(100),
                 port: Some(CLIENT_PORT),
                 peer: Some(SocketAddr::new(ip(PEER), PEER_PORT)),
+                origin: None,
             },
         ],
         ..Snapshot::default()

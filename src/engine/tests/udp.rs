@@ -43,13 +43,15 @@ fn ping_is_dropped_identifies_client_and_peer_and_spoofs_a_pong() {
     assert!(acts.contains(&Action::StateChanged(StateChange::Peer(PeerEntry {
         addr: ip(PEER),
         port: Some(PEER_PORT),
-        expires: Some(at(100 + 86_400))
+        expires: Some(at(100 + 86_400)),
+        origin: None
     }))));
     assert!(acts.contains(&Action::StateChanged(StateChange::Lock(LockEntry {
         client: ip(CLIENT),
         until: at(220),
         port: Some(CLIENT_PORT),
         peer: Some(peer_sock),
+        origin: None,
     }))));
 
     // The pong coming back on the same flow is a tell too; a second ping re-arms silently.

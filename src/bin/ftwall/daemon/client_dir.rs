@@ -36,9 +36,13 @@ impl ClientDir {
 
     /// Writes `lock`'s file; its end (engine time) is shown as a date through `clock`.
     pub(crate) fn locked(&self, lock: &LockEntry, clock: &Clock) -> io::Result<()> {
-        let body = format!("client={}
+        let body = format!(
+            "client={}
 locked_until={}
-", lock.client, clock.rfc3339(lock.until));
+",
+            lock.client,
+            clock.rfc3339(lock.until)
+        );
         self.dir.write_atomic(&Self::name(lock.client), body.as_bytes())
     }
 
@@ -77,6 +81,7 @@ mod tests {
             until: Timestamp::from_secs(100),
             port: None,
             peer: None,
+            origin: None,
         };
         // Engine time 100 s is the wall's 1970-01-01T00:01:40Z at this reading.
         let clock = Clock::at(Timestamp::from_secs(40), Timestamp::from_secs(40));

@@ -361,6 +361,7 @@ impl Daemon {
             suspect_peers: self.engine.peer_count(),
             bans: self.engine.ban_count(),
             flows: self.engine.flow_count(),
+            cluster: shared.cluster.as_ref().map(|c| c.status()),
             counters: Counts(counters.map(|(key, _, _, value)| (key.to_string(), value)).collect()),
         }
     }

@@ -356,7 +356,7 @@ mod tests {
     }
 
     fn lock(client: &str, until: Timestamp) -> LockEntry {
-        LockEntry { client: client.parse().unwrap(), until, port: None, peer: None }
+        LockEntry { client: client.parse().unwrap(), until, port: None, peer: None, origin: None }
     }
 
     #[test]
@@ -391,14 +391,25 @@ mod tests {
         sets.allow_ports(&[443, 53, 80, 53]);
         let snapshot = Snapshot {
             peers: vec![
-                PeerEntry { addr: "198.51.100.20".parse().unwrap(), port: Some(1214), expires: None },
+                PeerEntry {
+                    addr: "198.51.100.20".parse().unwrap(),
+                    port: Some(1214),
+                    expires: None,
+                    origin: None,
+                },
                 PeerEntry {
                     addr: "2001:db8:2::20".parse().unwrap(),
                     port: None,
                     expires: Some(Timestamp::from_secs(1000 + 86_399)),
+                    origin: None,
                 },
                 // Already expired: not loaded.
-                PeerEntry { addr: "198.51.100.21".parse().unwrap(), port: None, expires: Some(now) },
+                PeerEntry {
+                    addr: "198.51.100.21".parse().unwrap(),
+                    port: None,
+                    expires: Some(now),
+                    origin: None,
+                },
             ],
             locks: vec![
                 lock("192.0.2.10", Timestamp::from_micros(1_119_600_000)),
@@ -479,7 +490,8 @@ mod tests {
         assert!(nft
             .lock(&expired, Timestamp::from_secs(9))
             .ends_with("ft_clients6 { 2001:db8::10 timeout 1s }\n"));
-        let forever = PeerEntry { addr: "198.51.100.20".parse().unwrap(), port: None, expires: None };
+        let forever =
+            PeerEntry { addr: "198.51.100.20".parse().unwrap(), port: None, expires: None, origin: None };
         assert!(nft
             .peer(&forever, Timestamp::ZERO)
             .ends_with("add element inet ftwall ft_peers { 198.51.100.20 }\n"));

@@ -28,6 +28,7 @@
 //! the `--queue-bypass` rules plus `fail_open` let traffic through until systemd restarts it.
 
 mod client_dir;
+mod cluster;
 mod control;
 pub(crate) mod counters;
 mod effects;
@@ -105,6 +106,10 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     let result = std::thread::scope(|scope| {
         let shared = &shared;
         let control_thread = control.as_ref().map(|control| scope.spawn(move || control.serve(shared)));
+        let cluster_threads = match &shared.cluster {
+            Some(cluster) => cluster.spawn(scope, shared)?,
+            None => Vec::new(),
+        };
         let mut handles = Vec::with_capacity(workers.len());
         for (w, number) in workers.into_iter().zip(&shared.queue_numbers) {
             let named = std::thread::Builder::new().name(format!("ftwall-q{number}"));
@@ -117,6 +122,12 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         housekeeping.finish(shared);
         shared.control_stop.store(true, Ordering::Relaxed);
         if let Some(t) = control_thread {
+            let _ = t.join();
+        }
+        if let Some(cluster) = &shared.cluster {
+            cluster.stop();
+        }
+        for t in cluster_threads {
             let _ = t.join();
         }
         shared.release.store(true, Ordering::Relaxed);
@@ -170,6 +181,8 @@ pub(crate) struct Shared {
     counters: Arc<Counters>,
     effects: Effects,
     writer: Writer,
+    /// The other gateways' end (`cluster.enabled`), see [`cluster`].
+    cluster: Option<cluster::Cluster>,
     /// One per queue, in `queue_numbers` order.
     progress: Vec<QueueProgress>,
     latency: Arc<LatencyHistogram>,
@@ -317,6 +330,7 @@ impl Shared {
                 )
             }
         }
+        let cluster = cluster::Cluster::new(&config.cluster)?;
         let counters = Arc::new(Counters::default());
         let effects = Effects::start(Arc::clone(&counters), &config, &engine.snapshot())
             .context("starting the effects threads")?;
@@ -337,6 +351,7 @@ impl Shared {
             counters,
             effects,
             writer,
+            cluster,
             progress: queue_numbers.iter().map(|&q| QueueProgress::new(q, started)).collect(),
             latency,
             health: Mutex::new(HealthReport::default()),
@@ -498,6 +513,13 @@ impl Daemon {
                     shared.effects.send(Outgoing::Probe { from, to, payload })
                 }
                 Action::StateChanged(record) => {
+                    self.store_dirty = true;
+                    if let Some(cluster) = &shared.cluster {
+                        cluster.publish(&record, &shared.counters);
+                    }
+                    shared.effects.mirror(MirrorJob::Record(record));
+                }
+                Action::StateMerged(record) => {
                     self.store_dirty = true;
                     shared.effects.mirror(MirrorJob::Record(record));
                 }
