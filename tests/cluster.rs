@@ -16,6 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const REDIS_PORT: &str = "6390";
+/// The commands of the documented ACL (docs/cluster.md), as `ACL SETUSER` rules.
+const ACL_COMMANDS: &str =
+    "-@all +auth +hello +ping +select +get +mget +set +del +scan +type +publish +subscribe +unsubscribe";
 /// The Redis end of the link to gateway `i`, and the gateway's end.
 fn redis_addr(i: usize) -> String {
     format!("203.0.113.{}", 249 + 4 * i)
@@ -93,6 +96,16 @@ impl Redis {
         std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
     }
 
+    /// The minimal ACL of docs/cluster.md: user `ftwall`, only the prefix's keys and channel.
+    fn acl(&self, prefix: &str) {
+        let keys = format!("~{prefix}:*");
+        let channel = format!("&{prefix}:events");
+        let mut args =
+            vec!["ACL", "SETUSER", "ftwall", "reset", "on", ">cluster-test-secret", &keys, &channel];
+        args.extend(ACL_COMMANDS.split_whitespace());
+        assert_eq!(self.cli(&args).trim(), "OK", "{args:?}");
+    }
+
     /// `redis-cli ARGS` against the server; its output.
     fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("ip")
@@ -125,6 +138,7 @@ impl Site {
         let b = Lab::new("clb");
         let redis = Redis::start(&[&a, &b]);
         let prefix = unique_prefix("site");
+        redis.acl(&prefix);
         let mut site = Self { a, b, redis, prefix };
         for (i, name) in ["gw-a", "gw-b"].into_iter().enumerate() {
             let lab = if i == 0 { &mut site.a } else { &mut site.b };
@@ -135,11 +149,15 @@ impl Site {
                 &wan_log,
             );
             lab.warm_up();
+            let secret = lab.dir.path().join("redis.secret");
+            std::fs::write(&secret, "ftwall cluster-test-secret\n").unwrap();
+            std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
             lab.extra_config = format!(
                 "cluster.enabled = true\ncluster.node_id = \"{name}\"\ncluster.url = \"redis://{}:{REDIS_PORT}\"\n\
-                 cluster.prefix = \"{}\"\ncluster.timeout_ms = 300\n",
+                 cluster.prefix = \"{}\"\ncluster.timeout_ms = 300\ncluster.password_file = \"{}\"\n",
                 redis_addr(i),
-                site.prefix
+                site.prefix,
+                secret.display()
             );
             lab.write_config(&[], false);
         }
@@ -292,6 +310,7 @@ fn a_redis_outage_is_local_and_repaired_on_reconnect() {
     // Redis is back: both converge within a few seconds, nothing learned meanwhile is lost.
     let restarted = Instant::now();
     site.redis.spawn(2);
+    site.redis.acl(&site.prefix);
     for lab in [&site.a, &site.b] {
         lab.wait_log("cluster_recovered", 1, Duration::from_secs(15), |v| is_event(v, "cluster_recovered"));
     }
