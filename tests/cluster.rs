@@ -219,6 +219,8 @@ fn a_lock_a_ban_and_a_release_cross_gateways() {
         lists(v, "clients", "client", LAN_CLIENT)
     });
     assert!(!connects(b, LAN_CLIENT, "203.0.113.6:7777"), "B let A's locked client out: {clients}");
+    let merged = clients["clients"].as_array().unwrap().iter().find(|c| c["client"] == LAN_CLIENT).unwrap();
+    assert_eq!(merged["gateway"], "gw-a", "B records where the lock came from: {clients}");
     // (The SYN never reaches B's daemon: the merged lock is mirrored into B's kernel sets, as
     // a local one is, and the rules drop it there.)
     // And the peer A identified is a suspect on B.

@@ -148,19 +148,27 @@ fn render(answer: &Answer) -> String {
         Answer::Status(status) => status_text(status),
         Answer::Clients(clients) => table(
             "clients",
-            &["CLIENT", "LOCKED UNTIL", "REMAINING S", "FASTTRACK PORT"],
+            &["CLIENT", "LOCKED UNTIL", "REMAINING S", "FASTTRACK PORT", "GATEWAY"],
             clients.iter().map(|c| {
-                vec![cell(&c.client), cell(&c.locked_until), cell(&c.remaining_seconds), cell(&c.port)]
+                vec![
+                    cell(&c.client),
+                    cell(&c.locked_until),
+                    cell(&c.remaining_seconds),
+                    cell(&c.port),
+                    cell(&c.gateway),
+                ]
             }),
         ),
         Answer::Peers(peers) => table(
             "peers",
-            &["PEER", "PORT", "EXPIRES"],
-            peers.iter().map(|p| vec![cell(&p.peer), cell(&p.port), cell(&p.expires)]),
+            &["PEER", "PORT", "EXPIRES", "GATEWAY"],
+            peers.iter().map(|p| vec![cell(&p.peer), cell(&p.port), cell(&p.expires), cell(&p.gateway)]),
         ),
-        Answer::Bans(bans) => {
-            table("bans", &["ADDRESS", "UNTIL"], bans.iter().map(|b| vec![cell(&b.addr), cell(&b.until)]))
-        }
+        Answer::Bans(bans) => table(
+            "bans",
+            &["ADDRESS", "UNTIL", "GATEWAY"],
+            bans.iter().map(|b| vec![cell(&b.addr), cell(&b.until), cell(&b.gateway)]),
+        ),
         Answer::Done(done) => format!("{}\n", done.message),
         Answer::Failed(_) => String::new(),
     }
@@ -234,16 +242,17 @@ mod tests {
                 peer: "198.51.100.20".parse().unwrap(),
                 port: Some(1214),
                 expires: Some("2026-11-24T10:00:00Z".into()),
+                gateway: Some("gw-b".into()),
             },
-            SuspectPeer { peer: "2001:db8::20".parse().unwrap(), port: None, expires: None },
+            SuspectPeer { peer: "2001:db8::20".parse().unwrap(), port: None, expires: None, gateway: None },
         ]);
         let text = render(&answer);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "PEER           PORT  EXPIRES");
-        assert_eq!(lines[1], "198.51.100.20  1214  2026-11-24T10:00:00Z");
-        assert_eq!(lines[2], "2001:db8::20   -     -");
+        assert_eq!(lines[0], "PEER           PORT  EXPIRES               GATEWAY");
+        assert_eq!(lines[1], "198.51.100.20  1214  2026-11-24T10:00:00Z  gw-b");
+        assert_eq!(lines[2], "2001:db8::20   -     -                     -");
         assert_eq!(lines[3], "(2 peers)");
-        assert_eq!(render(&Answer::Bans(vec![])), "ADDRESS  UNTIL\n(0 bans)\n");
+        assert_eq!(render(&Answer::Bans(vec![])), "ADDRESS  UNTIL  GATEWAY\n(0 bans)\n");
     }
 
     /// The text is what `ctl` printed when it rendered the JSON generically (captured from that

@@ -372,6 +372,9 @@ pub(crate) struct LockedClient {
     pub(crate) remaining_seconds: u64,
     /// The client's FastTrack UDP port, when known.
     pub(crate) port: Option<u16>,
+    /// The gateway of the cluster it was learned from (absent: learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) gateway: Option<String>,
 }
 
 /// One row of `peers`.
@@ -381,6 +384,9 @@ pub(crate) struct SuspectPeer {
     pub(crate) port: Option<u16>,
     /// RFC 3339 (null: forgotten only by eviction).
     pub(crate) expires: Option<String>,
+    /// The gateway of the cluster it was learned from (absent: learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) gateway: Option<String>,
 }
 
 /// One row of `bans`.
@@ -389,6 +395,9 @@ pub(crate) struct Ban {
     pub(crate) addr: IpAddr,
     /// RFC 3339 (null: until unbanned).
     pub(crate) until: Option<String>,
+    /// The gateway of the cluster it was learned from (absent: learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) gateway: Option<String>,
 }
 
 #[cfg(test)]
@@ -485,6 +494,7 @@ pub(crate) mod tests {
                     locked_until: "2026-12-02T06:02:00Z".into(),
                     remaining_seconds: 100,
                     port: Some(3531),
+                    gateway: None,
                 }]),
                 r#"{"ok":true,"clients":[{"client":"192.0.2.10","locked_until":"2026-12-02T06:02:00Z","remaining_seconds":100,"port":3531}]}"#,
             ),
@@ -495,15 +505,21 @@ pub(crate) mod tests {
                         peer: "198.51.100.20".parse().unwrap(),
                         port: Some(1214),
                         expires: Some("2026-12-02T07:00:00Z".into()),
+                        gateway: Some("gw-b".into()),
                     },
-                    SuspectPeer { peer: "2001:db8:2::20".parse().unwrap(), port: None, expires: None },
+                    SuspectPeer {
+                        peer: "2001:db8:2::20".parse().unwrap(),
+                        port: None,
+                        expires: None,
+                        gateway: None,
+                    },
                 ]),
-                r#"{"ok":true,"peers":[{"peer":"198.51.100.20","port":1214,"expires":"2026-12-02T07:00:00Z"},{"peer":"2001:db8:2::20","port":null,"expires":null}]}"#,
+                r#"{"ok":true,"peers":[{"peer":"198.51.100.20","port":1214,"expires":"2026-12-02T07:00:00Z","gateway":"gw-b"},{"peer":"2001:db8:2::20","port":null,"expires":null}]}"#,
             ),
             (Request::Bans, Answer::Bans(vec![]), r#"{"ok":true,"bans":[]}"#),
             (
                 Request::Bans,
-                Answer::Bans(vec![Ban { addr: a, until: None }]),
+                Answer::Bans(vec![Ban { addr: a, until: None, gateway: None }]),
                 r#"{"ok":true,"bans":[{"addr":"192.0.2.10","until":null}]}"#,
             ),
             (

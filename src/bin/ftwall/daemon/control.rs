@@ -268,20 +268,30 @@ impl Daemon {
                         locked_until: iso(l.until),
                         remaining_seconds: l.until.saturating_since(now).as_secs(),
                         port: l.port,
+                        gateway: l.origin.map(|g| g.to_string()),
                     })
                     .collect(),
             ),
             Request::Peers => Answer::Peers(
                 self.engine
                     .peers()
-                    .map(|p| SuspectPeer { peer: p.addr, port: p.port, expires: p.expires.map(iso) })
+                    .map(|p| SuspectPeer {
+                        peer: p.addr,
+                        port: p.port,
+                        expires: p.expires.map(iso),
+                        gateway: p.origin.map(|g| g.to_string()),
+                    })
                     .collect(),
             ),
             Request::Bans => Answer::Bans(
                 self.engine
                     .bans()
                     .into_iter()
-                    .map(|b| Ban { addr: b.addr, until: b.until.map(iso) })
+                    .map(|b| Ban {
+                        addr: b.addr,
+                        until: b.until.map(iso),
+                        gateway: b.origin.map(|g| g.to_string()),
+                    })
                     .collect(),
             ),
             Request::Release(addr) => {

@@ -8,6 +8,8 @@
 //! - the **control** thread (`ftwall ctl`, [`control`]);
 //! - the **effects** threads ([`effects`]): forged pongs and probes, and the lock mirrors (client
 //!   directory, kernel sets);
+//! - the **cluster** threads ([`cluster`], with `cluster.enabled`): publish the engine's local
+//!   changes to Redis from a bounded outbox, and merge the other gateways' changes;
 //! - the **writer** ([`writer`]): state and metrics files;
 //! - the **log** writer (`logging`).
 //!
