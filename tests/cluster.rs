@@ -386,3 +386,32 @@ fn garbage_under_the_prefix_is_counted_and_ignored() {
     assert!(connects(a, OTHER_CLIENT, "203.0.113.5:7777"));
     assert!(Path::new(&a.log_path).exists());
 }
+
+#[test]
+fn a_dead_gateways_entries_last_until_they_expire() {
+    let Some(_serial) = kernel_test_guard_with(&["redis-server", "redis-cli"]) else { return };
+    let mut site = Site::new();
+    site.start();
+    site.a.ping_flood(LAN_CLIENT, "198.51.100.20:1214", 500);
+    wait_ctl(&site.b, &["clients"], Duration::from_secs(5), "A's lock on B", |v| {
+        lists(v, "clients", "client", LAN_CLIENT)
+    });
+    let locked_at = Instant::now();
+    // Gateway A dies.
+    let mut daemon = site.a.daemon.take().unwrap();
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    // B still holds A's lock and peer, and Redis still has the key, with its TTL.
+    assert!(!connects(&site.b, LAN_CLIENT, "203.0.113.5:7777"), "B dropped A's lock when A died");
+    assert!(lists(&site.b.ctl(&["peers"]), "peers", "peer", "198.51.100.20"));
+    let key = format!("{}:lock:{LAN_CLIENT}", site.prefix);
+    let ttl: i64 = site.redis.cli(&["PTTL", &key]).trim().parse().unwrap();
+    assert!(ttl > 0 && ttl <= (LOCK_SECONDS * 1000) as i64, "lock key TTL {ttl}");
+    // Until they expire: then B releases the client, and Redis has dropped the key.
+    site.b.wait_log("client_released on B", 1, Duration::from_secs(LOCK_SECONDS + 5), |v| {
+        is_event(v, "client_released") && v["client"] == LAN_CLIENT
+    });
+    assert!(locked_at.elapsed() >= Duration::from_secs(LOCK_SECONDS - 2), "released too early");
+    assert!(connects(&site.b, LAN_CLIENT, "203.0.113.6:7777"), "B still blocks after the lock expired");
+    assert_eq!(site.redis.cli(&["EXISTS", &key]).trim(), "0", "Redis kept an expired lock");
+}
