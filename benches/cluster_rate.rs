@@ -79,7 +79,7 @@ fn main() -> redis::RedisResult<()> {
                     let until = wall_us() + 120_000_000;
                     let entry = serde_json::json!({"client": addr, "until": until, "port": 3531});
                     let record = serde_json::json!({"from": node, "entry": entry});
-                    let message = serde_json::json!({"from": node, "sent_us": wall_us(), "kind": "locks", "addr": addr, "entry": entry});
+                    let message = serde_json::json!({"from": node, "sent_us": wall_us(), "kind": "locks", "id": addr, "entry": entry});
                     pipe.cmd("SET")
                         .arg(format!("{prefix}:lock:{addr}"))
                         .arg(record.to_string())

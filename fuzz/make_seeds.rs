@@ -2,7 +2,7 @@
 //! `cargo run --manifest-path fuzz/Cargo.toml --bin make_seeds` (from the project root), which
 //! fills `fuzz/corpus/<target>/`.
 
-use ftwall::engine::{BanEntry, LockEntry, PeerEntry, Snapshot};
+use ftwall::engine::{BanEntry, LockEntry, PeerEntry, Snapshot, Strength};
 use ftwall::wire::link;
 use ftwall::{state, Timestamp};
 use pcap_file::pcap::PcapReader;
@@ -65,13 +65,19 @@ fn main() {
         fs::write(corpus.join(format!("engine_sequence/f{f}")), &sequence).unwrap();
     }
     let snapshot = Snapshot {
-        peers: vec![PeerEntry { addr: "198.51.100.20".parse().unwrap(), port: Some(1214), expires: None }],
-        locks: vec![LockEntry {
-            client: "192.0.2.10".parse().unwrap(),
-            until: Timestamp::from_secs(99),
-            port: Some(3531),
-            peer: Some("198.51.100.20:1214".parse().unwrap()),
-        }],
+        peers: vec![
+            PeerEntry::new("198.51.100.20".parse().unwrap(), Some(1214), None, Strength::Strong),
+            PeerEntry {
+                client: Some("192.0.2.10".parse().unwrap()),
+                ..PeerEntry::new("198.51.100.21".parse().unwrap(), Some(1214), None, Strength::Weak)
+            },
+        ],
+        locks: vec![LockEntry::new(
+            "192.0.2.10".parse().unwrap(),
+            Timestamp::from_secs(99),
+            Some(3531),
+            Some("198.51.100.20:1214".parse().unwrap()),
+        )],
     bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None, seconds: None }],
     };
     fs::write(corpus.join("state_file/seed"), state::encode(&snapshot, Timestamp::from_secs(1))).unwrap();

@@ -4,8 +4,9 @@
 #   iptables  a chain FTWALL (IPv4 and IPv6) in the `security` table (ftwall.rules,
 #             ftwall6.rules), jumped to by the last rule of that table's FORWARD chain
 #             (`-A FORWARD -m comment --comment ftwall -j FTWALL`), and the ipsets ftwall_clients,
-#             ftwall_clients6, ftwall_peers, ftwall_peers6 and ftwall_allow_ports, which the
-#             daemon fills (`kernel_sets`); without `ipset`, the rules that use them are left out,
+#             ftwall_clients6, ftwall_peers, ftwall_peers6, ftwall_weak_peers,
+#             ftwall_weak_peers6 and ftwall_allow_ports, which the daemon fills (`kernel_sets`);
+#             without `ipset`, the rules that use them are left out,
 #             with a note.
 # Both run after the admin's own filter rules: those still decide for every packet (a REJECT or
 # DROP of theirs still applies after ftwall accepted), and ftwall's drops are final. The reasons
@@ -107,11 +108,29 @@ esac
 # stays enforced while the daemon restarts. Element timeouts are set by the daemon per element;
 # the defaults are ftwall's `timelock.seconds` and `peers.expire_seconds`. `-exist`: an existing
 # set (and its elements) is kept, so re-installing does not forget what the daemon loaded.
+# IPv6 clients are locked by prefix (ftwall_clients6 is a hash:net); weak suspect peers are
+# (peer, port, witness client) triples, hash:ip,port,ip.
 create_ipsets() {
+    # An ftwall_clients6 of an older install is a hash:ip: replace it (the rules that use it go
+    # first; apply() puts them back).
+    if ipset list -t ftwall_clients6 2>/dev/null | grep -q '^Type: hash:ip$'; then
+        for table in security filter; do
+            ip6tables -t "$table" -S FORWARD 2>/dev/null | sed -n 's/^-A \(FORWARD .*-j FTWALL\)$/-D \1/p' |
+                while read -r rule; do
+                    # shellcheck disable=SC2086 # the rule's words, as ip6tables -S printed them
+                    ip6tables -t "$table" $rule
+                done
+            ip6tables -t "$table" -F FTWALL 2>/dev/null || true
+            ip6tables -t "$table" -X FTWALL 2>/dev/null || true
+        done
+        ipset destroy ftwall_clients6
+    fi
     ipset create -exist ftwall_clients hash:ip timeout 120
-    ipset create -exist ftwall_clients6 hash:ip family inet6 timeout 120
+    ipset create -exist ftwall_clients6 hash:net family inet6 timeout 120
     ipset create -exist ftwall_peers hash:ip timeout 86400
     ipset create -exist ftwall_peers6 hash:ip family inet6 timeout 86400
+    ipset create -exist ftwall_weak_peers hash:ip,port,ip timeout 3600
+    ipset create -exist ftwall_weak_peers6 hash:ip,port,ip family inet6 timeout 3600
     ipset create -exist ftwall_allow_ports bitmap:port range 0-65535
 }
 
@@ -157,7 +176,7 @@ if [ "$backend" = nft ]; then
     echo "ftwall: adding (nft backend, LAN interface $lan_if, NFQUEUE $queue):"
     sed -e "s/@LAN_IF@/$lan_if/g" -e "s/@QUEUE@/$nft_queue/g" -e "$inbound_filter" "$rules_dir/ftwall.nft" | nft -f -
     echo "  nft: table inet ftwall (chain forward, hook forward, priority security, after your filter" \
-        "chains; sets ft_clients ft_clients6 ft_peers ft_peers6 ft_allow_ports)"
+        "chains; sets ft_clients ft_clients6 ft_peers ft_peers6 ft_weak_peers ft_weak_peers6 ft_allow_ports)"
     echo "  inbound block: $inbound"
     replaced=$(sh "$here/uninstall.sh" --except nft) || { echo "install.sh: could not remove the other backend's rules" >&2; exit 1; }
     printf '%s\n' "$replaced" | sed -n 's/^  /  replaced: /p'
@@ -168,7 +187,8 @@ else
     if command -v ipset >/dev/null 2>&1; then
         create_ipsets
         set_filter=""
-        echo "  ipsets (kept if present): ftwall_clients ftwall_clients6 ftwall_peers ftwall_peers6 ftwall_allow_ports"
+        echo "  ipsets (kept if present): ftwall_clients ftwall_clients6 ftwall_peers ftwall_peers6" \
+            "ftwall_weak_peers ftwall_weak_peers6 ftwall_allow_ports"
     else
         echo "note: ipset is not installed; the kernel sets (locks kept across restarts) are left out" >&2
         set_filter="/-m set/d"

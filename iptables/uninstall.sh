@@ -5,7 +5,7 @@
 #   comment says `ftwall-created-table`) and nothing else is in it now (no rule, no chain of
 #   anyone's, every policy ACCEPT);
 # - the ipsets those rules used (ftwall_clients, ftwall_clients6, ftwall_peers, ftwall_peers6,
-#   ftwall_allow_ports), after the rules;
+#   ftwall_weak_peers, ftwall_weak_peers6, ftwall_allow_ports), after the rules;
 # - the nftables table `inet ftwall` (with its sets);
 # - what an older ftwall installed in the filter table (a FORWARD jump to a chain FTWALL there).
 # Nothing else is touched. Idempotent; needs no daemon (stopped or running alike: a running
@@ -85,7 +85,8 @@ remove_iptables iptables ip
 remove_iptables ip6tables ip6
 # Only after the rules that reference them are gone.
 if [ "$except" != iptables ] && command -v ipset >/dev/null 2>&1; then
-    for set in ftwall_clients ftwall_clients6 ftwall_peers ftwall_peers6 ftwall_allow_ports ftwall_allow_ports_new; do
+    for set in ftwall_clients ftwall_clients6 ftwall_peers ftwall_peers6 ftwall_weak_peers ftwall_weak_peers6 \
+        ftwall_allow_ports ftwall_allow_ports_new; do
         if ipset list -n "$set" >/dev/null 2>&1; then
             ipset destroy "$set"
             say "ipset $set"

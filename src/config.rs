@@ -34,6 +34,16 @@ pub enum Mode {
     Monitor,
 }
 
+impl Mode {
+    /// `"enforce"` or `"monitor"`: its name in the configuration, `ftwall ctl status` and the log.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Monitor => "monitor",
+        }
+    }
+}
+
 /// What to do with packets whose headers fail validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -49,15 +59,26 @@ pub enum MalformedPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PeersConfig {
-    /// Maximum number of suspect peers remembered (least recently used evicted first).
+    /// Maximum number of suspect peers remembered, in each of four separate tables (IPv4 and
+    /// IPv6, strong and weak evidence): churn in one never evicts from another. A full table
+    /// refuses new entries (counted) rather than evicting live ones; an expired least recently
+    /// used entry is reclaimed.
     pub capacity: usize,
-    /// Seconds a suspect peer is remembered after it was last seen; 0 = until evicted.
+    /// Seconds a strong suspect peer is remembered after it was last seen; 0 = until evicted.
     pub expire_seconds: u64,
+    /// Seconds a weak suspect peer (an address only asserted by a third party: a header value,
+    /// the destination of a client's ping) is remembered after it was last asserted; 0 = until
+    /// evicted. Never longer than `expire_seconds` when that is set.
+    pub weak_expire_seconds: u64,
+    /// Most suspect peers of each strength that the flows of one inside client (one IPv4
+    /// address, one IPv6 `timelock.ipv6_prefix`) may have added and that are still remembered;
+    /// further ones are refused and counted.
+    pub per_client: usize,
 }
 
 impl Default for PeersConfig {
     fn default() -> Self {
-        Self { capacity: 200, expire_seconds: 86_400 }
+        Self { capacity: 200, expire_seconds: 86_400, weak_expire_seconds: 3_600, per_client: 64 }
     }
 }
 
@@ -91,13 +112,24 @@ pub struct TimelockConfig {
     pub seconds: u64,
     /// Destination ports a locked client may still open TCP connections to (still inspected).
     pub allow_ports: Vec<u16>,
-    /// Maximum number of locked clients tracked at once.
+    /// Maximum number of locked clients tracked at once, in each of two separate tables (IPv4
+    /// addresses, IPv6 prefixes). A full table refuses new locks (counted) rather than
+    /// evicting live ones.
     pub capacity: usize,
+    /// IPv6 clients are locked by prefix of this length (a LAN host picks any address of its
+    /// /64); IPv4 clients by address.
+    pub ipv6_prefix: u8,
+    /// Tie a lock to the source hardware address of the packet that armed it (when the shell
+    /// passes one, [`crate::engine::PacketMeta`]): a new connection from any address sent with
+    /// that MAC is held by the lock too (an IPv4 client escaping to IPv6, say). Off by default:
+    /// every host behind a router, bridge or NAT on the LAN side shares the router's MAC, and a
+    /// MAC is the sender's claim (it can change its own).
+    pub mac_tie: bool,
 }
 
 impl Default for TimelockConfig {
     fn default() -> Self {
-        Self { seconds: 120, allow_ports: vec![53, 80, 443], capacity: 4096 }
+        Self { seconds: 120, allow_ports: vec![53, 80, 443], capacity: 4096, ipv6_prefix: 64, mac_tie: false }
     }
 }
 
@@ -144,6 +176,10 @@ pub struct EngineConfig {
     pub mode: Mode,
     /// The inside networks (see "Direction" in [`crate::engine`]).
     pub lan: Vec<IpNet>,
+    /// The operator's allow list: addresses never locked as clients, never suspect as peers,
+    /// and never blocked by learned state (a tell still drops its own flow; operator bans still
+    /// apply).
+    pub exempt: Vec<IpNet>,
     /// `accept` (default) or `drop` packets whose headers fail validation.
     pub malformed: MalformedPolicy,
     /// Drop every new TCP/UDP flow to destination port 1214 (the old, false-positive-prone rule).
@@ -172,6 +208,7 @@ impl Default for EngineConfig {
         Self {
             mode: Mode::Enforce,
             lan: DEFAULT_LAN.iter().map(|s| s.parse().expect("valid default CIDR")).collect(),
+            exempt: Vec::new(),
             malformed: MalformedPolicy::Accept,
             port_1214_blocks: false,
             spoof_pongs: true,
@@ -339,16 +376,21 @@ impl EngineConfig {
     pub const KEYS: &'static [Key] = &[
         Key::new("mode", "\"enforce\" drops what the engine decides to drop; \"monitor\" decides and logs but accepts every packet."),
         Key::new("lan", "The inside networks: a flow's inside end (the client) is the one in them; outside hosts are peers."),
+        Key::new("exempt", "Never locked, never a suspect peer, never blocked by learned state (CIDRs or addresses, inside or outside; a tell still drops its own flow, operator bans still apply)."),
         Key::new("malformed", "Packets whose headers fail validation: \"accept\" (and count them) or \"drop\" (fail closed)."),
         Key::new("port_1214_blocks", "Drop every new flow to port 1214 (the old, false-positive-prone rule); off, 1214 only corroborates."),
         Key::new("spoof_pongs", "Answer a dropped ping from a client in lan with a forged pong from the pinged peer (needs CAP_NET_RAW)."),
         Key::new("pongs.per_client_per_second", "Forged pongs per second to one client, burst the same (0: no per-client limit); buckets are kept for up to timelock.capacity clients."),
         Key::new("pongs.max_per_second", "Forged pongs per second to all clients together, burst the same (0: no total limit)."),
-        Key::new("peers.capacity", "Suspect peers remembered at once (least recently used evicted first); 1 to 1048576."),
-        Key::new("peers.expire_seconds", "Forget a suspect peer this many seconds after it was last seen (0: only by eviction)."),
+        Key::new("peers.capacity", "Suspect peers remembered at once, per table (IPv4, IPv6) x (strong, weak); a full table refuses new ones (counted) and never evicts a live one; 1 to 1048576."),
+        Key::new("peers.expire_seconds", "Forget a strong suspect peer (one that spoke FastTrack itself) this many seconds after it was last seen (0: only by eviction)."),
+        Key::new("peers.weak_expire_seconds", "Forget a weak suspect peer (an address a header or a client's ping named) this many seconds after it was last named (0: only by eviction; at most expire_seconds)."),
+        Key::new("peers.per_client", "Most live suspect peers of each strength one inside client's flows may have added (an IPv6 client is its timelock.ipv6_prefix); more are refused and counted."),
         Key::new("timelock.seconds", "Lock a client this long after its last FastTrack tell (0: no time-lock)."),
         Key::new("timelock.allow_ports", "While locked, new outbound TCP connections are dropped except to these ports (still inspected)."),
-        Key::new("timelock.capacity", "Locked clients tracked at once; 1 to 1048576."),
+        Key::new("timelock.capacity", "Locked clients tracked at once, per family (IPv4 addresses, IPv6 prefixes); a full table refuses new locks (counted) rather than evicting live ones; 1 to 1048576."),
+        Key::new("timelock.ipv6_prefix", "Lock IPv6 clients by prefix of this length (a host picks any address of its /64); 1 to 128."),
+        Key::new("timelock.mac_tie", "A lock also holds new connections sent with the LAN hardware address of the packet that armed it (ties a host's IPv4 and IPv6); only where each inside host is its own MAC (no router, bridge or NAT on the LAN side)."),
         Key::new("flows.capacity", "Flows tracked at once (least recently used evicted first); 1 to 4194304."),
         Key::new("flows.idle_seconds", "A flow idle this long is forgotten; its next packet starts a new flow."),
         Key::new("flows.reassembly_capacity", "Flows that may hold a TCP reassembly window (2 KiB per direction) while a tell waits for split, reordered or lost bytes; evictions are counted in ftwall_reassembly_evicted_total; 1 to 262144."),
@@ -389,6 +431,19 @@ impl EngineConfig {
                 return Err(ConfigError::Invalid { key, problem: format!("must be between 1 and {max}") });
             }
         }
+        at_least_one("peers.per_client", self.peers.per_client as u64)?;
+        if self.peers.expire_seconds > 0
+            && (self.peers.weak_expire_seconds == 0
+                || self.peers.weak_expire_seconds > self.peers.expire_seconds)
+        {
+            return Err(ConfigError::Invalid {
+                key: "peers.weak_expire_seconds",
+                problem: "at most peers.expire_seconds (weak evidence never outlives strong)".into(),
+            });
+        }
+        if !(1..=128).contains(&self.timelock.ipv6_prefix) {
+            return Err(ConfigError::Invalid { key: "timelock.ipv6_prefix", problem: "1 to 128".into() });
+        }
         at_least_one("flows.idle_seconds", self.flows.idle_seconds)?;
         at_least_one("offload.udp_after_packets", u64::from(self.offload.udp_after_packets))?;
         for (key, rate) in [
@@ -408,6 +463,21 @@ impl EngineConfig {
     /// True if `ip` belongs to one of the `lan` networks.
     pub fn is_lan(&self, ip: IpAddr) -> bool {
         self.lan.iter().any(|net| net.contains(&ip))
+    }
+
+    /// True if `ip` is on the operator's allow list (`exempt`).
+    pub fn is_exempt(&self, ip: IpAddr) -> bool {
+        !self.exempt.is_empty() && self.exempt.iter().any(|net| net.contains(&ip))
+    }
+
+    /// The network a lock on client `ip` covers: the address itself (IPv4), or its
+    /// `timelock.ipv6_prefix` (IPv6).
+    pub fn client_key(&self, ip: IpAddr) -> IpNet {
+        let len = match ip {
+            IpAddr::V4(_) => 32,
+            IpAddr::V6(_) => self.timelock.ipv6_prefix.clamp(1, 128),
+        };
+        IpNet::new(ip, len).map(|n| n.trunc()).unwrap_or_else(|_| IpNet::from(ip))
     }
 }
 
@@ -500,6 +570,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.mode, Mode::Monitor);
+        for mode in [Mode::Enforce, Mode::Monitor] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.as_str(), "the log says what the file says");
+        }
         assert_eq!(c.timelock.seconds, 0);
         assert!(c.is_lan("192.0.2.10".parse().unwrap()));
     }

@@ -71,29 +71,31 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::snapshot::{BanEntry, LockEntry, PeerEntry};
+    use crate::engine::snapshot::{BanEntry, LockEntry, PeerEntry, Strength};
 
     #[test]
     fn round_trip_and_rejections() {
         let snapshot = Snapshot {
             peers: vec![PeerEntry {
-                addr: "198.51.100.20".parse().unwrap(),
-                port: Some(1214),
-                expires: None,
-                origin: None,
+                client: Some("192.0.2.10".parse().unwrap()),
+                first_seen: Timestamp::from_secs(3),
+                last_seen: Timestamp::from_secs(4),
+                ..PeerEntry::new("198.51.100.20".parse().unwrap(), Some(1214), None, Strength::Strong)
             }],
             locks: vec![LockEntry {
-                client: "192.0.2.10".parse().unwrap(),
-                until: Timestamp::from_secs(9),
-                port: Some(3531),
-                peer: Some("198.51.100.20:1214".parse().unwrap()),
-                origin: None,
+                network: Some("2001:db8:1::/64".parse().unwrap()),
+                ..LockEntry::new(
+                    "2001:db8:1::10".parse().unwrap(),
+                    Timestamp::from_secs(9),
+                    Some(3531),
+                    Some("198.51.100.20:1214".parse().unwrap()),
+                )
             }],
             bans: vec![BanEntry {
                 addr: "198.51.100.66".parse().unwrap(),
                 until: None,
                 seconds: None,
-                origin: None,
+                origin: Some(crate::engine::GatewayId::new("gw-a").unwrap()),
             }],
         };
         let bytes = encode(&snapshot, Timestamp::from_secs(1));

@@ -4,7 +4,7 @@
 //! [`Reason`] says why. Reason names are stable identifiers: they appear in logs, in
 //! `ftwall replay --jsonl` output and in metrics, and are documented in `docs/detection.md`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -28,12 +28,13 @@ impl Verdict {
     }
 }
 
-/// Declares [`Reason`] from one table row per reason: its doc, its stable name, the verdict it
-/// leads to when enforcing, and `tell` when it is a FastTrack tell seen in the packet itself.
+/// Declares [`Reason`] from one table row per reason: its doc, its stable name, the log message
+/// of a packet it decides (what happened, for the operator), the verdict it leads to when
+/// enforcing, and `tell` when it is a FastTrack tell seen in the packet itself.
 macro_rules! reasons {
-    ($( $(#[doc = $doc:literal])* $variant:ident => $name:literal, $verdict:ident $(, $tell:ident)?; )*) => {
+    ($( $(#[doc = $doc:literal])* $variant:ident => $name:literal, $message:literal, $verdict:ident $(, $tell:ident)?; )*) => {
         /// Why the engine reached its verdict.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[non_exhaustive]
         pub enum Reason {
             $( $(#[doc = $doc])* #[serde(rename = $name)] $variant, )*
@@ -46,6 +47,20 @@ macro_rules! reasons {
             /// The stable snake_case name used in logs, JSON and metrics.
             pub const fn as_str(self) -> &'static str {
                 match self { $( Self::$variant => $name, )* }
+            }
+
+            /// What happened to a packet this reason decided, as the log says it when the engine
+            /// enforces: a tell's is "FastTrack ... dropped", a state-based drop's says which
+            /// state refused the packet ("new connection refused: client time-locked"). A static
+            /// string: the verdict path selects it without allocating.
+            pub const fn message(self) -> &'static str {
+                match self { $( Self::$variant => $message, )* }
+            }
+
+            /// The log message of a packet this reason would have dropped in monitor mode, where
+            /// it was accepted: `monitor: would drop (<name>)`.
+            pub const fn monitor_message(self) -> &'static str {
+                match self { $( Self::$variant => concat!("monitor: would drop (", $name, ")"), )* }
             }
 
             /// The verdict this reason leads to when the engine enforces (not in monitor mode).
@@ -74,49 +89,66 @@ macro_rules! reasons {
 
 reasons! {
     /// Nothing FastTrack-like was seen.
-    Clean => "clean", Accept;
+    Clean => "clean", "accepted: nothing FastTrack-like seen", Accept;
     /// IP, but neither TCP nor UDP (ICMP, GRE, ...): not inspected.
-    OtherProtocol => "other_protocol", Accept;
+    OtherProtocol => "other_protocol", "accepted: neither TCP nor UDP, not inspected", Accept;
     /// A non-first IP fragment: it carries no transport header, so it is not inspected.
-    LaterFragment => "later_fragment", Accept;
+    LaterFragment => "later_fragment", "accepted: a later IP fragment, not inspected", Accept;
+    /// The first IP fragment of a TCP segment or UDP datagram that continues in later
+    /// fragments: its payload is incomplete, so no tell is judged on it and it opens no flow
+    /// (a UDP datagram wholly inside the first fragment is judged as usual). The shipped rules
+    /// need conntrack, whose defragmentation hands the daemon whole datagrams: a count here
+    /// means fragments reach the queue without the kernel's reassembly.
+    FirstFragment => "first_fragment", "accepted: a first IP fragment, its payload continues in later fragments, not inspected", Accept;
     /// The packet's headers are inconsistent or truncated (e.g. an IPv6 extension-header chain
     /// that overruns the packet's own length: the receiver cannot parse it either). Accepted
     /// unless `malformed = "drop"`.
-    Malformed => "malformed", Accept;
+    Malformed => "malformed", "malformed headers: accepted unless malformed = \"drop\"", Accept;
     /// UDP 0x27 discovery ping of exact FastTrack shape.
-    UdpPing => "udp_ping", Drop, tell;
+    UdpPing => "udp_ping", "FastTrack UDP ping dropped", Drop, tell;
     /// UDP 0x28 or 0x29 pong of exact FastTrack shape.
-    UdpPong => "udp_pong", Drop, tell;
+    UdpPong => "udp_pong", "FastTrack UDP pong dropped", Drop, tell;
     /// UDP 0x2A datagram echoing the id of a 0x29 pong seen on the same flow.
-    UdpPongAck => "udp_pong_ack", Drop, tell;
+    UdpPongAck => "udp_pong_ack", "FastTrack UDP pong acknowledgement dropped", Drop, tell;
     /// UDP 0xC1/0xC2 datagram that embeds its own destination IPv4 address.
-    UdpAddressEcho => "udp_address_echo", Drop, tell;
+    UdpAddressEcho => "udp_address_echo", "FastTrack UDP address echo dropped", Drop, tell;
     /// UDP `C0 28` / `C3 28` datagram, corroborated by the client's FastTrack port, a locked
     /// client, a suspect peer or peer port 1214 (never on its own).
-    UdpSession => "udp_session", Drop, tell;
+    UdpSession => "udp_session", "FastTrack UDP session datagram dropped", Drop, tell;
     /// TCP opener sent by giFT-FastTrack and MLDonkey (`FA 00 B6 2B ...`).
-    TcpOpener => "tcp_opener", Drop, tell;
+    TcpOpener => "tcp_opener", "FastTrack TCP opener dropped", Drop, tell;
     /// TCP 12/8(+name)/name handshake shape, corroborated by port 1214, a suspect peer or a locked client.
-    TcpHandshake => "tcp_handshake", Drop, tell;
+    TcpHandshake => "tcp_handshake", "FastTrack TCP handshake dropped", Drop, tell;
     /// HTTP transfer with FastTrack request line or headers (`/.hash=`, `X-Kazaa-*`, `KazaaClient`, ...).
-    HttpTransfer => "http_transfer", Drop, tell;
+    HttpTransfer => "http_transfer", "FastTrack HTTP transfer dropped", Drop, tell;
     /// `GIVE <id>\r\n` push request.
-    GivePush => "give_push", Drop, tell;
+    GivePush => "give_push", "FastTrack GIVE push request dropped", Drop, tell;
     /// A later packet of a flow already classified as FastTrack.
-    FasttrackFlow => "fasttrack_flow", Drop;
-    /// A new outbound TCP connection or UDP datagram to a suspect FastTrack peer.
-    SuspectPeer => "suspect_peer", Drop;
+    FasttrackFlow => "fasttrack_flow", "packet dropped: its flow was classified as FastTrack", Drop;
+    /// A new outbound TCP connection or UDP datagram to a suspect FastTrack peer: a strong one
+    /// (it spoke FastTrack itself; any inside host, any port), or a weak one this client named
+    /// (that address and port only, never `timelock.allow_ports`).
+    SuspectPeer => "suspect_peer", "new connection refused: peer is a suspect FastTrack node", Drop;
     /// A new outbound TCP connection from a time-locked client to a port outside `timelock.allow_ports`.
-    ClientLocked => "client_locked", Drop;
+    ClientLocked => "client_locked", "new connection refused: client time-locked", Drop;
     /// A new flow to destination port 1214 while `port_1214_blocks = true`.
-    Port1214 => "port_1214", Drop;
+    Port1214 => "port_1214", "new connection refused: destination port 1214", Drop;
     /// TCP/UDP to or from an address the operator banned (`ftwall ctl ban`); a banned inside
     /// address keeps `timelock.allow_ports`.
-    Banned => "banned", Drop;
+    Banned => "banned", "packet dropped: address banned by the operator", Drop;
     /// A well-formed packet whose transport header could not be inspected: it lies beyond the
     /// bytes the daemon received (a long IPv6 extension-header chain past the copy range) or
     /// beyond an IPv6 first fragment. The receiver would still get it, so a tell could hide there.
-    TransportUnreachable => "transport_unreachable", Drop;
+    TransportUnreachable => "transport_unreachable", "packet dropped: transport header beyond inspection reach", Drop;
+    /// A TCP packet that needed a new flow entry when its source (the inside host, or the
+    /// outside /24 or /64, that sent it) already held its quota of the flow table (a quarter of
+    /// `flows.capacity`), and that no rule needing no flow state (a suspect peer, a locked
+    /// client, port 1214) judged; or a TCP segment that needed a reassembly window while its
+    /// flow's source held a quarter of `flows.reassembly_capacity`. Dropped, since its stream
+    /// could not be inspected (TCP sends it again). UDP datagrams refused an entry are judged
+    /// without one instead. Counted in `ftwall_flow_quota_refused_total` and
+    /// `ftwall_reassembly_quota_refused_total`.
+    FlowQuota => "flow_quota", "packet dropped: its source holds its share of the flow table", Drop;
 }
 
 impl Reason {
@@ -127,6 +159,7 @@ impl Reason {
         Self::Malformed,
         Self::Banned,
         Self::LaterFragment,
+        Self::FirstFragment,
         Self::TransportUnreachable,
         Self::OtherProtocol,
         Self::UdpPing,
@@ -142,6 +175,7 @@ impl Reason {
         Self::SuspectPeer,
         Self::ClientLocked,
         Self::Port1214,
+        Self::FlowQuota,
         Self::Clean,
     ];
 }
@@ -153,7 +187,7 @@ impl fmt::Display for Reason {
 }
 
 /// Transport protocol of a packet, as reported with each decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Proto {
     /// TCP.
@@ -291,5 +325,29 @@ mod tests {
             assert!(r.as_str().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str(), "serde and as_str agree");
         }
+    }
+
+    #[test]
+    fn every_reason_has_its_own_message_saying_what_happened() {
+        let mut messages: Vec<&str> = Reason::ALL.iter().map(|r| r.message()).collect();
+        messages.sort_unstable();
+        messages.dedup();
+        assert_eq!(messages.len(), Reason::ALL.len(), "messages are unique");
+        for r in Reason::ALL {
+            let m = r.message();
+            if r.is_tell() {
+                assert!(m.starts_with("FastTrack ") && m.ends_with(" dropped"), "{r}: {m}");
+            } else {
+                assert!(!m.starts_with("FastTrack"), "{r} is no tell: {m}");
+            }
+            if r.natural_verdict() == Verdict::Accept {
+                assert!(m.contains("accepted"), "{r}: {m}");
+            }
+            assert_eq!(r.monitor_message(), format!("monitor: would drop ({r})"));
+        }
+        assert_eq!(Reason::ClientLocked.message(), "new connection refused: client time-locked");
+        assert_eq!(Reason::Banned.message(), "packet dropped: address banned by the operator");
+        assert_eq!(Reason::SuspectPeer.message(), "new connection refused: peer is a suspect FastTrack node");
+        assert_eq!(Reason::UdpPing.message(), "FastTrack UDP ping dropped");
     }
 }

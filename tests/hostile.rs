@@ -8,6 +8,8 @@ use ftwall::{Engine, EngineConfig, Reason, Timestamp, Verdict};
 use std::net::{IpAddr, Ipv4Addr};
 
 const PING: [u8; 12] = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
+const PONG: [u8; 17] =
+    [0x28, 0, 0, 0, 0xA9, 0, 0x0F, 0x59, 0xD9, 0x4E, 0xFA, b'K', b'a', b'Z', b'a', b'A', 0];
 
 fn ip(src: Ipv4Addr, dst: Ipv4Addr) -> IpRepr<'static> {
     IpRepr::V4(Ipv4Repr::new(src, dst))
@@ -160,23 +162,34 @@ fn a_locked_clients_session_stays_blocked_when_a_flood_evicts_its_flow_and_peer(
     e.handle_packet(Timestamp::ZERO, &tcp((client, 40_000), supernode, 9, 0x02, &[]));
     let d = e.handle_packet(Timestamp::ZERO, &tcp((client, 40_000), supernode, 10, 0x18, &opener));
     assert_eq!(d.verdict, Verdict::Drop);
-    // An attacker inside spoofs one address and pings 100,000 fake peers: flows and peers churn.
-    let attacker = Ipv4Addr::new(192, 0, 2, 66);
+    // An attacker inside spoofs a hundred LAN addresses (one source alone holds at most a
+    // quarter of the flow table) and pings 100,000 fake peers: flows and peers churn.
     for i in 0..100_000u64 {
+        let attacker = Ipv4Addr::new(192, 0, 2, 100 + (i % 100) as u8);
         let peer = Ipv4Addr::from(0xC633_0000 | (mix(i) as u32 & 0xFFFF));
         e.handle_packet(Timestamp::from_micros(1 + i), &udp((attacker, 1000), (peer, 1214), &PING));
         drain(&mut e);
     }
+    // Each attacking address's flows hold at most `peers.per_client` peers, a full table refuses
+    // the rest: the flood is refused, counted, and evicts nothing (before, it pushed the
+    // supernode out of the cache).
     let peers: Vec<IpAddr> = e.peers().map(|p| p.addr).collect();
-    assert!(!peers.contains(&IpAddr::V4(supernode.0)), "the flood evicted the supernode from the peer cache");
-    // The session's next segment arrives on a forgotten flow: the client's lock still stops it.
+    assert!(peers.contains(&IpAddr::V4(supernode.0)), "the flood evicted the supernode: {peers:?}");
+    for i in 0..100u8 {
+        let attacker = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100 + i));
+        assert!(e.peers().filter(|p| p.client == Some(attacker)).count() <= 64, "{attacker}");
+    }
+    let stats = e.stats();
+    assert!(stats.peers_refused_quota + stats.peers_refused_full > 90_000, "{stats:?}");
+    // The session's next segment arrives on a forgotten flow: the client's own claim about its
+    // supernode (a weak peer on that port) still stops it, in both directions.
     let t = Timestamp::from_secs(1);
     let d = e.handle_packet(t, &tcp((client, 40_000), supernode, 22, 0x18, &[0x50]));
-    assert_eq!((d.verdict, d.reason), (Verdict::Drop, Reason::ClientLocked));
+    assert_eq!((d.verdict, d.reason), (Verdict::Drop, Reason::SuspectPeer));
     let d = e.handle_packet(t, &tcp(supernode, (client, 40_000), 77, 0x18, &[0x52]));
-    assert_eq!((d.verdict, d.reason), (Verdict::Drop, Reason::ClientLocked), "both directions");
-    // And the client's new connections to random ports too.
-    let d = e.handle_packet(t, &tcp((client, 40_001), supernode, 1, 0x02, &[]));
+    assert_eq!((d.verdict, d.reason), (Verdict::Drop, Reason::SuspectPeer), "both directions");
+    // And its lock stops its new connections to random ports elsewhere.
+    let d = e.handle_packet(t, &tcp((client, 40_001), (Ipv4Addr::new(203, 0, 113, 10), 5000), 1, 0x02, &[]));
     assert_eq!(d.reason, Reason::ClientLocked);
 }
 
@@ -186,6 +199,8 @@ fn a_restarted_daemon_cuts_sessions_to_restored_suspect_peers() {
     let client = Ipv4Addr::new(192, 0, 2, 10);
     let peer = (Ipv4Addr::new(198, 51, 100, 20), 1214);
     first.handle_packet(Timestamp::ZERO, &udp((client, 3531), peer, &PING));
+    // The peer answers on the same flow: it speaks FastTrack itself (a strong peer).
+    first.handle_packet(Timestamp::ZERO, &udp(peer, (client, 3531), &PONG));
     let mut second = Engine::new(small_config());
     second.restore(Timestamp::from_secs(1), &first.snapshot());
     // Another inside host's already-open connection to the suspect peer (no SYN seen).

@@ -1,7 +1,8 @@
 //! Operations on the real kernel: `ftwall ctl` against the running daemon (status, clients,
 //! peers, release, ban, unban, persistence across a restart, access control) and the Prometheus
-//! textfile. Same three-namespace lab as `e2e.rs`; needs root, and fails under `CI=true`
-//! instead of skipping.
+//! textfile. Same three-namespace lab as `e2e.rs`; needs root. Every test here is `#[ignore]`d, so plain `cargo test`
+//! lists it as ignored; `cargo test -- --include-ignored` (the README's test command, and CI's)
+//! runs it, and where it cannot run it fails, saying why.
 
 mod common;
 
@@ -20,8 +21,9 @@ fn addresses(answer: &Value, list: &str, key: &str) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and netfilter: cargo test -- --include-ignored"]
 fn ctl_inspects_and_changes_the_running_daemon_and_metrics_are_written() {
-    let Some(_serial) = kernel_test_guard() else { return };
+    let _serial = kernel_test_guard();
     assert!(sim_path().exists(), "simulator not built at {}", sim_path().display());
     let mut lab = Lab::new("ftc");
     let wan_log = lab.dir.path().join("wan.jsonl");
@@ -95,7 +97,8 @@ fn ctl_inspects_and_changes_the_running_daemon_and_metrics_are_written() {
     let dropped = lab.wait_log("banned drop", 1, Duration::from_secs(5), |v| {
         is_event(v, "packet_dropped") && v["reason"] == "banned"
     });
-    assert_eq!(dropped["peer"].as_str().unwrap().split(':').next(), Some("198.51.100.25"));
+    assert_eq!(dropped["peer"], "198.51.100.25");
+    assert_eq!(dropped["message"], "packet dropped: address banned by the operator");
     lab.ctl(&["unban", "198.51.100.25"]);
     assert_eq!(lab.dns_echo(&[])["echoed"], true, "unbanned");
     assert!(!lab.ctl_as(&[], &["unban", "198.51.100.25"]).status.success(), "second unban is an error");
@@ -180,9 +183,10 @@ fn ctl_inspects_and_changes_the_running_daemon_and_metrics_are_written() {
 /// log lines carry the sd-daemon priority prefix and no timestamp of their own; with stderr
 /// elsewhere they keep their timestamp and no prefix.
 #[test]
+#[ignore = "needs root, network namespaces and netfilter: cargo test -- --include-ignored"]
 fn journal_output_has_priorities_and_no_timestamps() {
     use std::os::unix::fs::MetadataExt;
-    let Some(_serial) = kernel_test_guard() else { return };
+    let _serial = kernel_test_guard();
     let ns = format!("ftj-{}", std::process::id());
     must("ip", &["netns", "add", &ns]);
     let dir = tempfile::tempdir().unwrap();

@@ -90,7 +90,8 @@ fn man_page_covers_every_subcommand() {
     files.sort();
     // One page per subcommand, and per nested subcommand (`ftwall ctl ban` -> ftwall-ctl-ban.8).
     let mut want: Vec<String> = subs.iter().map(|s| format!("ftwall-{s}.8")).collect();
-    for sub in &subs {
+    // `ftwall sim`, a test-traffic tool, has one page, not one per nested subcommand.
+    for sub in subs.iter().filter(|s| *s != "sim") {
         want.extend(subcommands_of(&[sub]).iter().map(|n| format!("ftwall-{sub}-{n}.8")));
     }
     assert!(want.iter().any(|w| w == "ftwall-ctl-ban.8"), "{want:?}");

@@ -11,10 +11,19 @@
 //!   [`super::stream`]).
 //! - A fresh TCP connection on a 5-tuple that already carried data (port reuse) restarts the
 //!   entry, unless a rule blocked the flow: a blocked flow stays blocked.
+//! - Every entry is charged to the [`Source`] of its first packet's sender ([`Flow::charged_low`]
+//!   says which end): an inside host (in `lan`) by its address, an outside sender by its /24
+//!   (IPv4) or /64 (IPv6). [`SourceQuota`] counts the entries charged to each source, exactly
+//!   (an entry is uncharged when it is evicted, replaced or the table is resized), and refuses a
+//!   new entry to a source that holds [`SourceQuota::limit`] (a quarter of the capacity): one
+//!   source's churn can fill at most a quarter of the table, so it evicts no other source's
+//!   flow while the others hold fewer than three quarters. The counts hold at most one entry
+//!   per source with a flow, so at most `flows.capacity` entries.
 
 use super::stream::TcpStream;
 use crate::verdict::Reason;
 use crate::wire::TcpFlags;
+use hashbrown::HashMap;
 use std::net::IpAddr;
 
 /// Transport protocol numbers used in flow keys.
@@ -47,6 +56,104 @@ impl FlowKey {
     }
 }
 
+/// Who a flow entry is charged to (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Source {
+    /// An inside host, by its address.
+    Host(IpAddr),
+    /// An outside IPv4 /24 (its first three octets).
+    Net4([u8; 3]),
+    /// An outside IPv6 /64 (its first eight octets).
+    Net6([u8; 8]),
+}
+
+impl Source {
+    /// The source of a sender at `ip`, inside (`in_lan`) or not.
+    pub(crate) fn of(ip: IpAddr, in_lan: bool) -> Self {
+        match ip {
+            _ if in_lan => Self::Host(ip),
+            IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                Self::Net4([a, b, c])
+            }
+            IpAddr::V6(v6) => {
+                let o = v6.octets();
+                Self::Net6([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]])
+            }
+        }
+    }
+}
+
+/// Flow entries charged to each source, and the most one source may hold.
+#[derive(Debug)]
+pub(crate) struct SourceQuota {
+    held: HashMap<Source, u32>,
+    limit: u32,
+}
+
+impl SourceQuota {
+    /// The quota for a flow table of `capacity` entries: a quarter of it (at least one).
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self { held: HashMap::new(), limit: Self::limit_for(capacity) }
+    }
+
+    fn limit_for(capacity: usize) -> u32 {
+        u32::try_from(capacity / 4).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// The most entries one source may hold.
+    #[cfg(test)]
+    pub(crate) fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Whether `source` may have one more entry.
+    pub(crate) fn allows(&self, source: Source) -> bool {
+        self.held.get(&source).copied().unwrap_or(0) < self.limit
+    }
+
+    /// One more entry for `source`.
+    pub(crate) fn charge(&mut self, source: Source) {
+        *self.held.entry(source).or_insert(0) += 1;
+    }
+
+    /// One more entry for `source` if it is below its quota (one hash lookup); whether it was.
+    pub(crate) fn try_charge(&mut self, source: Source) -> bool {
+        let held = self.held.entry(source).or_insert(0);
+        if *held < self.limit {
+            *held += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// One entry fewer for `source`.
+    pub(crate) fn release(&mut self, source: Source) {
+        if let Some(n) = self.held.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(&source);
+            }
+        }
+    }
+
+    /// Starts again from `sources` (one per entry), for a table of `capacity` entries.
+    pub(crate) fn recount(&mut self, capacity: usize, sources: impl Iterator<Item = Source>) {
+        self.limit = Self::limit_for(capacity);
+        self.held.clear();
+        for source in sources {
+            self.charge(source);
+        }
+    }
+
+    /// Entries charged to `source`.
+    #[cfg(test)]
+    pub(crate) fn held(&self, source: Source) -> u32 {
+        self.held.get(&source).copied().unwrap_or(0)
+    }
+}
+
 /// State of one flow.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Flow {
@@ -59,6 +166,13 @@ pub(crate) struct Flow {
     pub(crate) nat_pong_id: Option<u32>,
     /// Packets seen (saturating), for UDP offload.
     pub(crate) packets: u8,
+    /// The inside end sent a FastTrack ping on this UDP flow: a pong from the outside end then
+    /// answers it (evidence that the outside address itself speaks FastTrack).
+    pub(crate) inside_pinged: bool,
+    /// The entry is charged to the key's `low` endpoint (the sender of its first packet).
+    pub(crate) charged_low: bool,
+    /// That endpoint is in `lan` (as configured when the entry was made or last reloaded).
+    pub(crate) charged_in_lan: bool,
     /// TCP progress (unused for UDP flows).
     pub(crate) tcp: TcpStream,
 }
@@ -68,11 +182,14 @@ impl Flow {
     /// packet.
     pub(crate) fn new(now: crate::time::Timestamp, inside_is_low: bool, initiator_is_low: bool) -> Self {
         Self {
+            charged_in_lan: false,
             last_seen: now,
             inside_is_low,
             blocked: None,
             nat_pong_id: None,
             packets: 0,
+            inside_pinged: false,
+            charged_low: initiator_is_low,
             tcp: TcpStream::new(initiator_is_low),
         }
     }
@@ -81,6 +198,20 @@ impl Flow {
     /// initial SYN on a flow that already carried data and that no rule blocked.
     pub(crate) fn reused_by(&self, flags: TcpFlags) -> bool {
         flags.is_initial_syn() && self.blocked.is_none() && self.tcp.carried_data()
+    }
+
+    /// The endpoint of `key` the entry is charged to.
+    pub(crate) fn charged(&self, key: &FlowKey) -> Endpoint {
+        if self.charged_low {
+            key.low
+        } else {
+            key.high
+        }
+    }
+
+    /// The source the entry of `key` is charged to.
+    pub(crate) fn source(&self, key: &FlowKey) -> Source {
+        Source::of(self.charged(key).ip, self.charged_in_lan)
     }
 
     /// The endpoint of `key` that answered the connection.
@@ -113,7 +244,17 @@ mod tests {
         let mut flow = Flow::new(crate::time::Timestamp::ZERO, true, true);
         assert!(!flow.reused_by(syn), "nothing carried yet");
         let mut pool = super::super::stream::Reassembly::new(1);
-        flow.tcp.on_segment(true, TcpFlags(TcpFlags::ACK), 1, &[0; 10], 10, &mut pool, &1u8, &mut 0);
+        flow.tcp.on_segment(
+            true,
+            TcpFlags(TcpFlags::ACK),
+            1,
+            &[0; 10],
+            10,
+            &mut pool,
+            &1u8,
+            Source::Net4([0; 3]),
+            &mut 0,
+        );
         assert!(flow.reused_by(syn));
         assert!(!flow.reused_by(TcpFlags(TcpFlags::SYN | TcpFlags::ACK)), "not an initial SYN");
         flow.blocked = Some(Reason::SuspectPeer);

@@ -14,13 +14,20 @@
 //! costs nothing per client beyond the lock itself.
 //!
 //! Invariants:
-//! - At most `capacity` locked clients (least recently re-armed evicted first, with a release).
-//! - `timers` holds exactly one `(deadline, client)` entry per locked client: its next probe time
-//!   if a probe is due for the current arming, otherwise its expiry. So the timer index is
-//!   bounded by the lock table and `poll_timeout` is its first entry.
+//! - Keyed by the network the lock covers ([`crate::EngineConfig::client_key`]: an IPv4
+//!   address, an IPv6 `timelock.ipv6_prefix`), so a host cannot escape its lock by moving to
+//!   another address of its prefix. The engine locks only inside hosts (in `lan`, not `exempt`).
+//! - Two tables (IPv4, IPv6) of at most `capacity` locks each: churn in one never touches the
+//!   other. A full table refuses a new lock ([`Armed::Refused`]) rather than evicting a live one;
+//!   locks leave only by expiry, operator release or a shrinking reconfiguration.
+//! - `timers` holds exactly one `(deadline, key)` entry per lock: its next probe time if a probe
+//!   is due for the current arming, otherwise its expiry. So the timer index is bounded by the
+//!   lock tables and `poll_timeout` is its first entry.
 
-use super::snapshot::{GatewayId, LockEntry};
+use super::snapshot::{FlowTuple, GatewayId, LockEntry};
 use crate::time::Timestamp;
+use crate::verdict::Reason;
+use ipnet::IpNet;
 use lru::LruCache;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -29,6 +36,8 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Copy)]
 struct Lock {
+    /// The last address of the locked network seen (the probe's target).
+    client: IpAddr,
     until: Timestamp,
     /// When the current arming started (probe time = armed + T/2).
     armed: Timestamp,
@@ -44,6 +53,10 @@ struct Lock {
     deadline: Timestamp,
     /// The expiry last written to the store.
     stored_until: Timestamp,
+    reason: Option<Reason>,
+    flow: Option<FlowTuple>,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
     /// The gateway whose tell set the current expiry ([`ClientLocks::merge`]); None for a
     /// tell seen here.
     origin: Option<GatewayId>,
@@ -55,8 +68,19 @@ impl Lock {
         self.port.zip(self.peer)
     }
 
-    fn entry(&self, client: IpAddr) -> LockEntry {
-        LockEntry { client, until: self.until, port: self.port, peer: self.peer, origin: self.origin }
+    fn entry(&self, key: IpNet) -> LockEntry {
+        LockEntry {
+            client: self.client,
+            network: (key != IpNet::from(self.client)).then_some(key),
+            until: self.until,
+            port: self.port,
+            peer: self.peer,
+            reason: self.reason,
+            flow: self.flow,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            origin: self.origin,
+        }
     }
 }
 
@@ -70,6 +94,8 @@ pub(crate) enum Armed {
         /// Whether the new expiry should be persisted (moved by at least a second).
         persist: bool,
     },
+    /// The client's table is full of live locks: not locked.
+    Refused,
 }
 
 /// Something due at a deadline.
@@ -83,68 +109,88 @@ pub(crate) enum Due {
         peer: SocketAddr,
     },
     /// The client's lock expired.
-    Released(IpAddr),
+    Released(LockEntry),
+}
+
+/// What a tell says about the client it locks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arming {
+    pub(crate) client: IpAddr,
+    pub(crate) key: IpNet,
+    pub(crate) port: Option<u16>,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) reason: Option<Reason>,
+    pub(crate) flow: Option<FlowTuple>,
 }
 
 #[derive(Debug)]
 pub(crate) struct ClientLocks {
-    locks: LruCache<IpAddr, Lock>,
-    timers: BTreeSet<(Timestamp, IpAddr)>,
+    /// By family: 0 IPv4, 1 IPv6.
+    locks: [LruCache<IpNet, Lock>; 2],
+    timers: BTreeSet<(Timestamp, IpNet)>,
+}
+
+fn family(key: &IpNet) -> usize {
+    usize::from(matches!(key, IpNet::V6(_)))
+}
+
+fn table(capacity: usize) -> LruCache<IpNet, Lock> {
+    LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("non-zero"))
 }
 
 impl ClientLocks {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            locks: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("non-zero")),
-            timers: BTreeSet::new(),
-        }
+        Self { locks: [table(capacity), table(capacity)], timers: BTreeSet::new() }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.locks.len()
+        self.locks.iter().map(LruCache::len).sum()
     }
 
-    /// Shrinks or grows the table; returns clients released by shrinking.
-    pub(crate) fn resize(&mut self, capacity: usize) -> Vec<IpAddr> {
+    fn peek(&self, key: &IpNet) -> Option<&Lock> {
+        self.locks[family(key)].peek(key)
+    }
+
+    /// Shrinks or grows the tables; returns the locks released by shrinking.
+    pub(crate) fn resize(&mut self, capacity: usize) -> Vec<LockEntry> {
         let capacity = NonZeroUsize::new(capacity.max(1)).expect("non-zero");
         let mut released = Vec::new();
-        while self.locks.len() > capacity.get() {
-            if let Some((ip, lock)) = self.locks.pop_lru() {
-                self.timers.remove(&(lock.deadline, ip));
-                released.push(ip);
+        for locks in &mut self.locks {
+            while locks.len() > capacity.get() {
+                if let Some((key, lock)) = locks.pop_lru() {
+                    self.timers.remove(&(lock.deadline, key));
+                    released.push(lock.entry(key));
+                }
             }
+            locks.resize(capacity);
         }
-        self.locks.resize(capacity);
         released
     }
 
-    /// True if `client` is locked at `now`.
-    pub(crate) fn is_locked(&self, client: IpAddr, now: Timestamp) -> bool {
-        self.locks.peek(&client).is_some_and(|l| l.until > now)
+    /// True if the network `key` is locked at `now`.
+    pub(crate) fn is_locked(&self, key: IpNet, now: Timestamp) -> bool {
+        self.peek(&key).is_some_and(|l| l.until > now)
     }
 
-    /// True if `client` is locked at `now` and `port` may be its FastTrack port: the lock's port,
+    /// True if `key` is locked at `now` and `port` may be its FastTrack port: the lock's port,
     /// or any port when the lock knows none (a client locked by TCP tells only). A FastTrack
     /// node uses one port for everything, so another port of a client whose port is known is
     /// some other program.
-    pub(crate) fn is_locked_on(&self, client: IpAddr, port: u16, now: Timestamp) -> bool {
-        self.locks.peek(&client).is_some_and(|l| l.until > now && l.port.is_none_or(|p| p == port))
+    pub(crate) fn is_locked_on(&self, key: IpNet, port: u16, now: Timestamp) -> bool {
+        self.peek(&key).is_some_and(|l| l.until > now && l.port.is_none_or(|p| p == port))
     }
 
-    /// Locks or re-arms `client` for `period`. `port` is its FastTrack UDP port when known,
-    /// `peer` the outside peer it just pinged (the caller checked it is a probe target).
-    /// Returns what happened and, if the table was full, the client evicted to make room.
-    pub(crate) fn arm(
-        &mut self,
-        client: IpAddr,
-        port: Option<u16>,
-        peer: Option<SocketAddr>,
-        now: Timestamp,
-        period: Duration,
-    ) -> (Armed, Option<IpAddr>) {
+    /// Locks or re-arms the network of `arming.client` for `period`. `port` is its FastTrack
+    /// UDP port when known, `peer` the outside peer it just pinged (the caller checked it is a
+    /// probe target).
+    pub(crate) fn arm(&mut self, arming: Arming, now: Timestamp, period: Duration) -> Armed {
+        let Arming { client, key, port, peer, reason, flow } = arming;
         let until = now.saturating_add(period);
         let probe_at = now.saturating_add(period / 2);
-        if let Some(lock) = self.locks.get_mut(&client) {
+        let locks = &mut self.locks[family(&key)];
+        if let Some(lock) = locks.get_mut(&key) {
+            lock.client = client;
+            lock.last_seen = lock.last_seen.max(now);
             if until <= lock.until {
                 // A tell with an older timestamp (clock step): keep the later expiry.
                 if port.is_some() && lock.port.is_none() {
@@ -153,9 +199,9 @@ impl ClientLocks {
                 if peer.is_some() {
                     lock.peer = peer;
                 }
-                return (Armed::Rearmed { persist: false }, None);
+                return Armed::Rearmed { persist: false };
             }
-            self.timers.remove(&(lock.deadline, client));
+            self.timers.remove(&(lock.deadline, key));
             lock.until = until;
             lock.origin = None;
             lock.armed = now;
@@ -168,15 +214,19 @@ impl ClientLocks {
                 lock.peer = peer;
             }
             lock.deadline = if lock.probe_target().is_some() { probe_at } else { until };
-            self.timers.insert((lock.deadline, client));
+            self.timers.insert((lock.deadline, key));
             let persist = until.saturating_since(lock.stored_until) >= Duration::from_secs(1);
             if persist {
                 lock.stored_until = until;
             }
-            return (Armed::Rearmed { persist }, None);
+            return Armed::Rearmed { persist };
+        }
+        if locks.len() >= locks.cap().get() {
+            return Armed::Refused;
         }
         let deadline = if port.is_some() && peer.is_some() { probe_at } else { until };
         let lock = Lock {
+            client,
             until,
             armed: now,
             port,
@@ -185,25 +235,22 @@ impl ClientLocks {
             probed: None,
             deadline,
             stored_until: until,
+            reason,
+            flow,
+            first_seen: now,
+            last_seen: now,
             origin: None,
         };
-        let evicted = self.locks.push(client, lock).map(|(ip, old)| {
-            self.timers.remove(&(old.deadline, ip));
-            ip
-        });
-        self.timers.insert((deadline, client));
-        (Armed::New, evicted.filter(|&ip| ip != client))
+        locks.push(key, lock);
+        self.timers.insert((deadline, key));
+        Armed::New
     }
 
-    /// Releases `client` now (operator action); returns whether it was locked.
-    pub(crate) fn release(&mut self, client: IpAddr) -> bool {
-        match self.locks.pop(&client) {
-            Some(lock) => {
-                self.timers.remove(&(lock.deadline, client));
-                true
-            }
-            None => false,
-        }
+    /// Releases the lock of `key` now (operator action); returns it if there was one.
+    pub(crate) fn release(&mut self, key: IpNet) -> Option<LockEntry> {
+        let lock = self.locks[family(&key)].pop(&key)?;
+        self.timers.remove(&(lock.deadline, key));
+        Some(lock.entry(key))
     }
 
     /// The earliest deadline.
@@ -213,48 +260,58 @@ impl ClientLocks {
 
     /// Pops the next thing due at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Timestamp) -> Option<Due> {
-        let &(deadline, client) = self.timers.first()?;
+        let &(deadline, key) = self.timers.first()?;
         if deadline > now {
             return None;
         }
-        self.timers.remove(&(deadline, client));
-        let Some(lock) = self.locks.peek_mut(&client) else {
+        self.timers.remove(&(deadline, key));
+        let locks = &mut self.locks[family(&key)];
+        let Some(lock) = locks.peek_mut(&key) else {
             return self.pop_due(now);
         };
         if lock.until <= now {
-            self.locks.pop(&client);
-            return Some(Due::Released(client));
+            let entry = lock.entry(key);
+            locks.pop(&key);
+            return Some(Due::Released(entry));
         }
         match lock.probe_target() {
             Some((port, peer)) if !lock.probe_sent => {
                 lock.probe_sent = true;
                 lock.deadline = lock.until;
-                self.timers.insert((lock.until, client));
+                let client = lock.client;
+                self.timers.insert((lock.until, key));
                 Some(Due::Probe { client: SocketAddr::new(client, port), peer })
             }
             _ => {
                 // Not expired yet (should not happen): reschedule at the expiry.
                 lock.deadline = lock.until;
-                self.timers.insert((lock.until, client));
+                self.timers.insert((lock.until, key));
                 self.pop_due(now)
             }
         }
     }
 
-    /// Records that the probe [`ClientLocks::pop_due`] returned was sent: to `client` (address
-    /// and FastTrack port), forged from `peer`.
-    pub(crate) fn mark_probed(&mut self, client: SocketAddr, peer: SocketAddr) {
-        if let Some(lock) = self.locks.peek_mut(&client.ip()) {
+    /// Records that the probe [`ClientLocks::pop_due`] returned for `key` was sent: to `client`
+    /// (address and FastTrack port), forged from `peer`.
+    pub(crate) fn mark_probed(&mut self, key: IpNet, client: SocketAddr, peer: SocketAddr) {
+        if let Some(lock) = self.locks[family(&key)].peek_mut(&key) {
             lock.probed = Some((client, peer));
         }
     }
 
     /// Whether a datagram sent from `from` to `to` at `now` answers the probe outstanding for
-    /// `from`'s lock: the lock is in force, a probe was sent for its current arming and not yet
-    /// answered, `from` is the exact address and port the probe went to and `to` the exact
-    /// address and port it was forged from. A match consumes the probe (one answer per probe).
-    pub(crate) fn take_probe_answer(&mut self, from: SocketAddr, to: SocketAddr, now: Timestamp) -> bool {
-        let Some(lock) = self.locks.peek_mut(&from.ip()) else { return false };
+    /// `key`, `from`'s lock: the lock is in force, a probe was sent for its current arming and
+    /// not yet answered, `from` is the exact address and port the probe went to and `to` the
+    /// exact address and port it was forged from. A match consumes the probe (one answer per
+    /// probe).
+    pub(crate) fn take_probe_answer(
+        &mut self,
+        key: IpNet,
+        from: SocketAddr,
+        to: SocketAddr,
+        now: Timestamp,
+    ) -> bool {
+        let Some(lock) = self.locks[family(&key)].peek_mut(&key) else { return false };
         let answers = lock.until > now && lock.probed == Some((from, to));
         if answers {
             lock.probed = None;
@@ -262,60 +319,72 @@ impl ClientLocks {
         answers
     }
 
-    /// The lock of `client`, if any.
-    pub(crate) fn entry(&self, client: IpAddr) -> Option<LockEntry> {
-        self.locks.peek(&client).map(|l| l.entry(client))
+    /// The lock of `key`, if any.
+    pub(crate) fn entry(&self, key: IpNet) -> Option<LockEntry> {
+        self.peek(&key).map(|l| l.entry(key))
     }
 
-    /// Locked clients, least recently armed first.
+    /// Locked clients: IPv4 then IPv6, each least recently armed first.
     pub(crate) fn entries(&self) -> impl Iterator<Item = LockEntry> + '_ {
-        self.locks.iter().rev().map(|(&client, l)| l.entry(client))
+        self.locks.iter().flat_map(|t| t.iter().rev().map(|(&key, l)| l.entry(key)))
     }
 
-    /// Merges a lock another gateway set (the caller checked the client is in `lan` and
-    /// clamped the expiry): taken if not expired at `now` and later than the lock held here (an
-    /// equal expiry is settled by the origin, so the result does not depend on the order of
-    /// merges, and merging the same entry twice changes nothing). The port and peer known here
-    /// are kept when the entry has none. Returns the lock as now held if it was taken, and the
-    /// client evicted to make room, if any.
+    /// Merges a lock another gateway set under `key` (the caller checked the client is an
+    /// inside host, keyed it and clamped the expiry): taken if not expired at `now` and later
+    /// than the lock held here (an equal expiry is settled by the origin, so the result does not
+    /// depend on the order of merges, and merging the same entry twice changes nothing). The
+    /// port, peer and provenance known here are kept when the entry has none. A full table
+    /// refuses a new lock, as for a local tell. Returns the lock as now held if it was taken.
     pub(crate) fn merge(
         &mut self,
         entry: LockEntry,
+        key: IpNet,
         now: Timestamp,
         period: Duration,
-    ) -> (Option<LockEntry>, Option<IpAddr>) {
+    ) -> Result<Option<LockEntry>, Armed> {
         if entry.until <= now {
-            return (None, None);
+            return Ok(None);
         }
-        let old = self.locks.peek(&entry.client).copied();
+        let old = self.peek(&key).copied();
         if let Some(old) = old {
             if (entry.until, entry.origin) <= (old.until, old.origin) {
-                return (None, None);
+                return Ok(None);
             }
         }
         let entry = LockEntry {
             port: entry.port.or(old.and_then(|o| o.port)),
             peer: entry.peer.or(old.and_then(|o| o.peer)),
+            reason: entry.reason.or(old.and_then(|o| o.reason)),
+            flow: entry.flow.or(old.and_then(|o| o.flow)),
+            first_seen: old.map_or(entry.first_seen, |o| o.first_seen),
+            last_seen: entry.last_seen.max(old.map_or(Timestamp::ZERO, |o| o.last_seen)),
             ..entry
         };
-        let evicted = self.restore(entry, now, period);
-        (self.entry(entry.client), evicted)
+        if !self.restore(entry, key, now, period) {
+            return Err(Armed::Refused);
+        }
+        Ok(self.entry(key))
     }
 
-    /// Loads a persisted lock (skipped if expired at `now`). `period` is the configured lock time,
-    /// used to place the half-expiry probe. Returns the client evicted to make room, if any.
-    pub(crate) fn restore(&mut self, entry: LockEntry, now: Timestamp, period: Duration) -> Option<IpAddr> {
+    /// Loads a persisted lock under `key` (skipped if expired at `now`, or if its table is
+    /// full). `period` is the configured lock time, used to place the half-expiry probe.
+    /// Returns whether it was loaded.
+    pub(crate) fn restore(&mut self, entry: LockEntry, key: IpNet, now: Timestamp, period: Duration) -> bool {
         if entry.until <= now {
-            return None;
+            return false;
         }
         let armed = Timestamp::from_micros(entry.until.as_micros().saturating_sub(period.as_micros() as u64));
         let probe_at = armed.saturating_add(period / 2).max(now);
         let probe = entry.port.is_some() && entry.peer.is_some();
         let deadline = if probe && probe_at < entry.until { probe_at } else { entry.until };
-        if let Some(old) = self.locks.peek(&entry.client) {
-            self.timers.remove(&(old.deadline, entry.client));
+        let locks = &mut self.locks[family(&key)];
+        if let Some(old) = locks.peek(&key) {
+            self.timers.remove(&(old.deadline, key));
+        } else if locks.len() >= locks.cap().get() {
+            return false;
         }
         let lock = Lock {
+            client: entry.client,
             until: entry.until,
             armed,
             port: entry.port,
@@ -324,17 +393,15 @@ impl ClientLocks {
             probed: None,
             deadline,
             stored_until: entry.until,
+            reason: entry.reason,
+            flow: entry.flow,
+            first_seen: entry.first_seen,
+            last_seen: entry.last_seen,
             origin: entry.origin,
         };
-        let mut evicted = None;
-        if let Some((ip, old)) = self.locks.push(entry.client, lock) {
-            if ip != entry.client {
-                self.timers.remove(&(old.deadline, ip));
-                evicted = Some(ip);
-            }
-        }
-        self.timers.insert((deadline, entry.client));
-        evicted
+        locks.push(key, lock);
+        self.timers.insert((deadline, key));
+        true
     }
 }
 
@@ -356,19 +423,29 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn net(ip: IpAddr) -> IpNet {
+        IpNet::from(ip)
+    }
+
+    fn arming(client: IpAddr, port: Option<u16>, peer: Option<SocketAddr>) -> Arming {
+        Arming { client, key: net(client), port, peer, reason: None, flow: None }
+    }
+
     #[test]
     fn locked_on_the_locks_port_or_any_port_when_it_knows_none() {
         let mut locks = ClientLocks::new(8);
         let (c, tcp_only) = (ip("192.0.2.10"), ip("192.0.2.11"));
-        locks.arm(c, Some(3531), None, at(0), T);
-        locks.arm(tcp_only, None, None, at(0), T);
-        assert!(locks.is_locked_on(c, 3531, at(119)));
-        assert!(!locks.is_locked_on(c, 3532, at(1)), "another program of the same host");
-        assert!(!locks.is_locked_on(c, 3531, at(120)), "expired");
-        assert!(locks.is_locked_on(tcp_only, 3532, at(1)) && locks.is_locked_on(tcp_only, 53, at(1)));
-        assert!(!locks.is_locked_on(ip("192.0.2.12"), 3531, at(1)), "not locked");
-        locks.arm(tcp_only, Some(4000), None, at(2), T);
-        assert!(!locks.is_locked_on(tcp_only, 3532, at(3)), "the port once known");
+        locks.arm(arming(c, Some(3531), None), at(0), T);
+        locks.arm(arming(tcp_only, None, None), at(0), T);
+        assert!(locks.is_locked_on(net(c), 3531, at(119)));
+        assert!(!locks.is_locked_on(net(c), 3532, at(1)), "another program of the same host");
+        assert!(!locks.is_locked_on(net(c), 3531, at(120)), "expired");
+        assert!(
+            locks.is_locked_on(net(tcp_only), 3532, at(1)) && locks.is_locked_on(net(tcp_only), 53, at(1))
+        );
+        assert!(!locks.is_locked_on(net(ip("192.0.2.12")), 3531, at(1)), "not locked");
+        locks.arm(arming(tcp_only, Some(4000), None), at(2), T);
+        assert!(!locks.is_locked_on(net(tcp_only), 3532, at(3)), "the port once known");
     }
 
     #[test]
@@ -376,23 +453,29 @@ mod tests {
         let mut locks = ClientLocks::new(8);
         let c = ip("192.0.2.10");
         let peer = sock("198.51.100.20:1214");
-        assert_eq!(locks.arm(c, Some(3531), Some(peer), at(0), T), (Armed::New, None));
-        assert!(locks.is_locked(c, at(119)));
-        assert!(!locks.is_locked(c, at(120)));
+        assert_eq!(locks.arm(arming(c, Some(3531), Some(peer)), at(0), T), Armed::New);
+        assert!(locks.is_locked(net(c), at(119)));
+        assert!(!locks.is_locked(net(c), at(120)));
         assert_eq!(locks.next_deadline(), Some(at(60)));
         assert_eq!(locks.pop_due(at(59)), None);
         assert_eq!(locks.pop_due(at(60)), Some(Due::Probe { client: SocketAddr::new(c, 3531), peer }));
         let probed = SocketAddr::new(c, 3531);
-        assert!(!locks.take_probe_answer(probed, peer, at(61)), "not sent yet");
-        locks.mark_probed(probed, peer);
-        assert!(!locks.take_probe_answer(probed, sock("198.51.100.21:1214"), at(61)), "another peer");
-        assert!(!locks.take_probe_answer(probed, sock("198.51.100.20:1215"), at(61)), "another peer port");
-        assert!(!locks.take_probe_answer(SocketAddr::new(c, 3532), peer, at(61)), "another client port");
-        assert!(locks.take_probe_answer(probed, peer, at(61)));
-        assert!(!locks.take_probe_answer(probed, peer, at(62)), "one answer per probe");
+        assert!(!locks.take_probe_answer(net(c), probed, peer, at(61)), "not sent yet");
+        locks.mark_probed(net(c), probed, peer);
+        assert!(!locks.take_probe_answer(net(c), probed, sock("198.51.100.21:1214"), at(61)), "another peer");
+        assert!(
+            !locks.take_probe_answer(net(c), probed, sock("198.51.100.20:1215"), at(61)),
+            "another peer port"
+        );
+        assert!(
+            !locks.take_probe_answer(net(c), SocketAddr::new(c, 3532), peer, at(61)),
+            "another client port"
+        );
+        assert!(locks.take_probe_answer(net(c), probed, peer, at(61)));
+        assert!(!locks.take_probe_answer(net(c), probed, peer, at(62)), "one answer per probe");
         assert_eq!(locks.next_deadline(), Some(at(120)));
         assert_eq!(locks.pop_due(at(119)), None);
-        assert_eq!(locks.pop_due(at(120)), Some(Due::Released(c)));
+        assert!(matches!(locks.pop_due(at(120)), Some(Due::Released(l)) if l.client == c));
         assert_eq!(locks.len(), 0);
         assert_eq!(locks.next_deadline(), None);
     }
@@ -401,97 +484,115 @@ mod tests {
     fn rearm_moves_both_deadlines() {
         let mut locks = ClientLocks::new(8);
         let c = ip("192.0.2.10");
-        locks.arm(c, None, None, at(0), T);
+        locks.arm(arming(c, None, None), at(0), T);
         assert_eq!(locks.next_deadline(), Some(at(120)), "no port: no probe");
-        assert_eq!(locks.arm(c, None, None, at(100), T), (Armed::Rearmed { persist: true }, None));
+        assert_eq!(locks.arm(arming(c, None, None), at(100), T), Armed::Rearmed { persist: true });
         assert_eq!(locks.next_deadline(), Some(at(220)));
-        assert_eq!(locks.arm(c, None, None, at(100), T), (Armed::Rearmed { persist: false }, None));
+        assert_eq!(locks.arm(arming(c, None, None), at(100), T), Armed::Rearmed { persist: false });
         assert_eq!(locks.pop_due(at(219)), None);
-        assert_eq!(locks.pop_due(at(220)), Some(Due::Released(c)));
+        assert!(matches!(locks.pop_due(at(220)), Some(Due::Released(l)) if l.client == c));
     }
 
     #[test]
-    fn eviction_keeps_timers_consistent() {
+    fn a_full_table_refuses_and_keeps_timers_consistent() {
         let mut locks = ClientLocks::new(2);
-        locks.arm(ip("192.0.2.1"), None, None, at(0), T);
-        locks.arm(ip("192.0.2.2"), None, None, at(1), T);
-        let (armed, evicted) = locks.arm(ip("192.0.2.3"), None, None, at(2), T);
-        assert_eq!((armed, evicted), (Armed::New, Some(ip("192.0.2.1"))));
+        locks.arm(arming(ip("192.0.2.1"), None, None), at(0), T);
+        locks.arm(arming(ip("192.0.2.2"), None, None), at(1), T);
+        assert_eq!(locks.arm(arming(ip("192.0.2.3"), None, None), at(2), T), Armed::Refused);
+        assert!(locks.is_locked(net(ip("192.0.2.1")), at(2)), "a live lock is never evicted");
+        assert!(!locks.is_locked(net(ip("192.0.2.3")), at(2)));
         assert_eq!(locks.timers.len(), 2);
-        assert_eq!(locks.next_deadline(), Some(at(121)));
-        assert!(locks.release(ip("192.0.2.2")));
+        assert_eq!(locks.next_deadline(), Some(at(120)));
+        assert!(locks.release(net(ip("192.0.2.2"))).is_some());
         assert_eq!(locks.timers.len(), 1);
-        assert_eq!(locks.resize(1), Vec::<IpAddr>::new());
+        assert!(locks.resize(1).is_empty());
+    }
+
+    #[test]
+    fn ipv6_locks_have_their_own_table_and_cover_their_prefix() {
+        let mut locks = ClientLocks::new(2);
+        let v4 = ip("192.0.2.10");
+        locks.arm(arming(v4, None, None), at(0), T);
+        let prefix: IpNet = "2001:db8:1::/64".parse().unwrap();
+        for i in 0..100u16 {
+            let addr = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, i, 0, 0, 0, 1));
+            let key = IpNet::new(addr, 64).unwrap().trunc();
+            locks.arm(Arming { key, ..arming(addr, None, None) }, at(1), T);
+        }
+        assert!(locks.is_locked(net(v4), at(1)), "IPv6 churn never touches the IPv4 table");
+        assert!(locks.is_locked(prefix, at(1)), "the first prefixes keep their locks");
+        assert_eq!(locks.len(), 3);
     }
 
     #[test]
     fn a_port_without_a_peer_gets_no_probe_until_a_ping_names_one() {
         let mut locks = ClientLocks::new(8);
         let c = ip("192.0.2.10");
-        locks.arm(c, Some(3531), None, at(0), T);
+        locks.arm(arming(c, Some(3531), None), at(0), T);
         assert_eq!(locks.next_deadline(), Some(at(120)), "TCP-locked: no probe");
         let peer = sock("198.51.100.20:2345");
-        locks.arm(c, Some(3531), Some(peer), at(10), T);
+        locks.arm(arming(c, Some(3531), Some(peer)), at(10), T);
         assert_eq!(locks.next_deadline(), Some(at(70)));
         // A later tell without a peer keeps the one known.
-        locks.arm(c, None, None, at(20), T);
-        assert_eq!(locks.entry(c).unwrap().peer, Some(peer));
+        locks.arm(arming(c, None, None), at(20), T);
+        assert_eq!(locks.entry(net(c)).unwrap().peer, Some(peer));
         assert_eq!(locks.pop_due(at(80)), Some(Due::Probe { client: SocketAddr::new(c, 3531), peer }));
     }
 
     #[test]
-    fn merge_keeps_the_later_expiry_whatever_the_order() {
+    fn merge_keeps_the_later_expiry_whatever_the_order_and_refuses_when_full() {
         let a = GatewayId::new("gw-a").unwrap();
         let peer = sock("198.51.100.20:1214");
-        let entry = |until, origin| LockEntry {
-            client: ip("192.0.2.5"),
-            until: at(until),
-            port: None,
-            peer: None,
-            origin,
-        };
+        let c = ip("192.0.2.5");
+        let entry = |until, origin| LockEntry { origin, ..LockEntry::new(c, at(until), None, None) };
         let now = at(10);
         let mut one = ClientLocks::new(8);
         let mut two = ClientLocks::new(8);
         // A local lock with a port and peer, then a later remote expiry: the remote one wins
         // and the local port and peer are kept for probes.
-        one.arm(ip("192.0.2.5"), Some(1214), Some(peer), now, T);
-        let (taken, evicted) = one.merge(entry(200, Some(a)), now, T);
-        assert_eq!(evicted, None);
-        assert_eq!(taken, Some(LockEntry { port: Some(1214), peer: Some(peer), ..entry(200, Some(a)) }));
-        assert_eq!(one.merge(entry(200, Some(a)), now, T), (None, None), "idempotent");
-        assert_eq!(one.merge(entry(100, Some(a)), now, T), (None, None), "an earlier expiry never shortens");
+        one.arm(arming(c, Some(1214), Some(peer)), now, T);
+        let taken = one.merge(entry(200, Some(a)), net(c), now, T).unwrap().unwrap();
+        assert_eq!(
+            (taken.until, taken.origin, taken.port, taken.peer),
+            (at(200), Some(a), Some(1214), Some(peer))
+        );
+        assert_eq!(one.merge(entry(200, Some(a)), net(c), now, T), Ok(None), "idempotent");
+        assert_eq!(
+            one.merge(entry(100, Some(a)), net(c), now, T),
+            Ok(None),
+            "an earlier expiry never shortens"
+        );
         // The other order ends in the same expiry and origin.
-        two.merge(entry(200, Some(a)), now, T);
-        two.merge(entry(100, None), now, T);
-        assert_eq!(two.entry(ip("192.0.2.5")).map(|e| (e.until, e.origin)), Some((at(200), Some(a))));
-        assert_eq!(two.merge(entry(5, Some(a)), now, T), (None, None), "expired on arrival");
+        two.merge(entry(200, Some(a)), net(c), now, T).unwrap();
+        two.merge(entry(100, None), net(c), now, T).unwrap();
+        assert_eq!(two.entry(net(c)).map(|e| (e.until, e.origin)), Some((at(200), Some(a))));
+        assert_eq!(two.merge(entry(5, Some(a)), net(c), now, T), Ok(None), "expired on arrival");
         // A local tell that extends it makes it ours again.
-        one.arm(ip("192.0.2.5"), None, None, at(150), T);
-        assert_eq!(one.entry(ip("192.0.2.5")).map(|e| e.origin), Some(None));
+        one.arm(arming(c, None, None), at(150), T);
+        assert_eq!(one.entry(net(c)).map(|e| e.origin), Some(None));
+        // A full table refuses a remote lock rather than evicting a live one.
+        let mut full = ClientLocks::new(1);
+        full.arm(arming(ip("192.0.2.6"), None, None), now, T);
+        assert_eq!(full.merge(entry(100, Some(a)), net(c), now, T), Err(Armed::Refused));
+        assert!(full.is_locked(net(ip("192.0.2.6")), now));
+        assert!(!full.is_locked(net(c), now));
     }
 
     #[test]
     fn restore_places_probe_and_skips_expired() {
         let mut locks = ClientLocks::new(8);
         let peer = sock("198.51.100.20:1214");
-        let entry = |client, until, peer| LockEntry {
-            client: ip(client),
-            until: at(until),
-            port: Some(1214),
-            peer,
-            origin: None,
-        };
-        locks.restore(entry("192.0.2.5", 100, Some(peer)), at(100), T);
+        let entry = |client, until, peer| LockEntry::new(ip(client), at(until), Some(1214), peer);
+        locks.restore(entry("192.0.2.5", 100, Some(peer)), net(ip("192.0.2.5")), at(100), T);
         assert_eq!(locks.len(), 0);
         // Armed at 50 (until 170): probe due at 110.
-        locks.restore(entry("192.0.2.6", 170, Some(peer)), at(100), T);
+        locks.restore(entry("192.0.2.6", 170, Some(peer)), net(ip("192.0.2.6")), at(100), T);
         assert_eq!(locks.next_deadline(), Some(at(110)));
         assert_eq!(locks.pop_due(at(110)), Some(Due::Probe { client: sock("192.0.2.6:1214"), peer }));
-        assert_eq!(locks.pop_due(at(170)), Some(Due::Released(ip("192.0.2.6"))));
+        assert!(matches!(locks.pop_due(at(170)), Some(Due::Released(l)) if l.client == ip("192.0.2.6")));
         // From an older state file (no peer): no probe, only the expiry.
-        locks.restore(entry("192.0.2.7", 170, None), at(100), T);
+        locks.restore(entry("192.0.2.7", 170, None), net(ip("192.0.2.7")), at(100), T);
         assert_eq!(locks.next_deadline(), Some(at(170)));
-        assert_eq!(locks.pop_due(at(170)), Some(Due::Released(ip("192.0.2.7"))));
+        assert!(matches!(locks.pop_due(at(170)), Some(Due::Released(l)) if l.client == ip("192.0.2.7")));
     }
 }

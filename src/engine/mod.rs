@@ -21,14 +21,30 @@
 //!    flow it is `fasttrack_flow` and re-arms the lock. The TCP tells are judged on each
 //!    direction's reassembled stream (`stream`), on the packet that completes them.
 //! 2. A packet of a flow already classified: `fasttrack_flow`.
-//! 3. An outbound TCP SYN or UDP datagram to a suspect peer: `suspect_peer`.
-//! 4. An outbound TCP SYN from a locked client to a port outside `timelock.allow_ports`:
-//!    `client_locked`.
+//! 3. An outbound TCP SYN or UDP datagram to a suspect peer: `suspect_peer`. A strong peer (it
+//!    spoke FastTrack itself on a verified flow) blocks every inside host on every port; a weak
+//!    one (only named by a header, a ping's destination, an unverified datagram) blocks only the
+//!    client that named it, only to that port, never a port of `timelock.allow_ports`. Neither
+//!    applies to an `exempt` address. See `peers` for the trust model.
+//! 4. An outbound TCP SYN from a locked client (its lock: its IPv4 address, its IPv6 prefix, or
+//!    with `timelock.mac_tie` the lock armed from the packet's source MAC) to a port outside
+//!    `timelock.allow_ports`: `client_locked`. Only inside hosts (in `lan`, not `exempt`) are
+//!    ever locked.
 //! 5. A new flow to port 1214 when `port_1214_blocks`: `port_1214`.
-//! 6. Otherwise `clean`.
+//! 6. A TCP packet that needed a new flow entry its source had no quota for (see Bounds), or a
+//!    segment that needed a reassembly window its source had no quota for, and that no rule
+//!    above judged: `flow_quota` (dropped: its stream cannot be inspected; TCP sends it again).
+//!    Rules 3 to 5 apply to such a packet at every packet, as to a connection first seen
+//!    mid-stream. A UDP datagram refused an entry is judged without one: its tells are
+//!    properties of the datagram (only the 0x2A echo, which needs the flow's 0x29 pong, is
+//!    lost), so its verdict is the one above, `clean` included, and the refusal is counted.
+//! 7. Otherwise `clean`.
 //!
 //! Packets without a transport header to judge are accepted as `other_protocol` (not TCP/UDP,
-//! including IPv6 ESP and No Next Header) or `later_fragment`. A well-formed packet whose TCP/UDP
+//! including IPv6 ESP and No Next Header) or `later_fragment`, and a first fragment whose TCP
+//! segment or UDP datagram continues in later fragments as `first_fragment` (after the ban
+//! check): the engine does not reassemble IP fragments, since the kernel's conntrack
+//! defragments before the queue under the shipped rules (see `docs/detection.md`). A well-formed packet whose TCP/UDP
 //! header could not be reached, because it lies beyond the captured bytes (a long IPv6
 //! extension-header chain past `copy_range`) or beyond an IPv6 first fragment, is dropped as
 //! `transport_unreachable`: the receiver would still deliver it, tell and all. A broken header
@@ -63,10 +79,19 @@
 //! works them out again.
 //!
 //! ## Bounds
-//! Flows, reassembly buffers, suspect peers, locks and client ports (as many as locks) each live
-//! in a fixed-capacity LRU, operator bans in a table capped at [`MAX_BANS`] that only the
-//! operator fills; the event and action queues are capped at [`QUEUE_LIMIT`] entries (the oldest
-//! are discarded and counted). Memory therefore does not grow with attacker-chosen input.
+//! Every flow entry is charged to the source that sent its first packet (an inside host by its
+//! address, an outside sender by its /24 or /64); one source holds at most a quarter of
+//! `flows.capacity` entries (idle ones are forgotten to make room; refusals counted in
+//! [`EngineStats::flow_quota_refused`]), so one source's churn cannot evict the flows of others
+//! while they hold fewer than three quarters of the table.
+//! Flows, reassembly buffers, client ports (as many as locks) and MAC ties each live in a
+//! fixed-capacity LRU; suspect peers in four tables (family x strength) and locks in two
+//! (family) that refuse new entries when full of live ones (counted in [`EngineStats`], reported
+//! as [`Event::Refused`]) and never evict a live one; one client's flows hold at most
+//! `peers.per_client` peers of each strength; operator bans live in a table capped at
+//! [`MAX_BANS`] that only the operator fills; the event and action queues are capped at
+//! [`QUEUE_LIMIT`] entries (the oldest are discarded and counted). Memory therefore does not
+//! grow with attacker-chosen input.
 //!
 //! ## Layout
 //! This file is the hub: the public types and methods, and the decision order above written
@@ -90,7 +115,10 @@ mod stats;
 mod stream;
 
 pub use bans::{BanError, MAX_BANS, MAX_BAN_SECONDS};
-pub use snapshot::{BadGatewayId, BanEntry, GatewayId, LockEntry, PeerEntry, Snapshot, StateChange};
+pub use snapshot::{
+    BadGatewayId, BanEntry, FlowTuple, GatewayId, LockEntry, PeerEntry, Snapshot, StateChange, Strength,
+};
+
 pub use stats::EngineStats;
 
 use crate::config::{EngineConfig, MalformedPolicy, Mode};
@@ -99,10 +127,10 @@ use crate::time::Timestamp;
 use crate::verdict::{Decision, FlowEnds, PacketSummary, Proto, Reason, Settled, Verdict};
 use crate::wire::{self, Packet, TcpSegment, Transport, UdpDatagram};
 use bans::Bans;
-use flows::{Endpoint, Flow, FlowKey, TCP, UDP};
-use locks::{Armed, ClientLocks, Due};
+use flows::{Endpoint, Flow, FlowKey, Source, SourceQuota, TCP, UDP};
+use locks::{Armed, Arming, ClientLocks, Due};
 use lru::LruCache;
-use peers::{Learned, PeerCache};
+use peers::{Claim, Learned, Merged, PeerCache, PeerLimits, Refusal};
 use pongs::PongLimiter;
 use ports::ClientPorts;
 use std::collections::VecDeque;
@@ -110,6 +138,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 use stream::{ByteTell, Found, Reassembly};
+
+/// What the shell knows about a packet besides its bytes (NFQUEUE metadata).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PacketMeta {
+    /// The source hardware address of the frame that carried it (`NFQA_HWADDR`: the previous
+    /// hop on the interface it arrived on), when known and 6 bytes long.
+    pub src_mac: Option<[u8; 6]>,
+}
 
 /// Maximum number of undrained events, and of undrained actions.
 pub const QUEUE_LIMIT: usize = 65_536;
@@ -142,6 +178,21 @@ pub enum Event {
         client: Option<IpAddr>,
         /// The tell.
         reason: Reason,
+        /// What the evidence is worth (and so what the entry blocks).
+        strength: Strength,
+    },
+    /// Something learned was not admitted because a bound was reached. Reported at the 1st,
+    /// 2nd, 4th, 8th... refusal of each kind, so a flood gives a handful of events; every
+    /// refusal is counted in [`EngineStats`].
+    Refused {
+        /// Which bound.
+        kind: RefusedKind,
+        /// The address refused (the peer, or the client for a lock).
+        addr: IpAddr,
+        /// The inside client whose flow it came from, when there was one.
+        client: Option<IpAddr>,
+        /// Refusals of this kind so far.
+        total: u64,
     },
     /// A client's time-lock expired.
     ClientReleased {
@@ -164,6 +215,29 @@ pub enum Event {
         /// The tell.
         reason: Reason,
     },
+}
+
+/// Which bound refused something learned ([`Event::Refused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefusedKind {
+    /// A suspect-peer table (per family and strength, `peers.capacity`) is full of live entries.
+    PeerTableFull,
+    /// The client's flows already added `peers.per_client` live suspect peers.
+    PeerQuota,
+    /// A lock table (per family, `timelock.capacity`) is full of live locks.
+    LockTableFull,
+}
+
+impl RefusedKind {
+    /// The stable snake_case name used in logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::PeerTableFull => "peer_table_full",
+            Self::PeerQuota => "peer_quota",
+            Self::LockTableFull => "lock_table_full",
+        }
+    }
 }
 
 /// Something the shell must do. Drained with [`Engine::poll_action`].
@@ -213,6 +287,8 @@ pub struct Engine {
     lock_period: Option<Duration>,
     idle: Duration,
     flows: LruCache<FlowKey, Flow>,
+    /// Flow entries per source (see `flows`).
+    flow_quota: SourceQuota,
     reassembly: Reassembly<FlowKey>,
     peers: PeerCache,
     locks: ClientLocks,
@@ -225,6 +301,14 @@ pub struct Engine {
     /// Whether the sender of the packet being judged is its flow's inside end; set by
     /// `lookup`, taken by `handle_packet` for [`Decision::ends`].
     sender_inside: Option<bool>,
+    /// The source MAC of the packet being judged (its [`PacketMeta`]).
+    packet_mac: Option<[u8; 6]>,
+    /// That MAC when the packet was sent by its flow's inside end in `lan` and `timelock.mac_tie`
+    /// is on; set by `lookup`.
+    inside_mac: Option<[u8; 6]>,
+    /// `timelock.mac_tie`: the lock last armed by a packet from each inside MAC (at most
+    /// `timelock.capacity`, least recently used forgotten).
+    mac_ties: LruCache<[u8; 6], ipnet::IpNet>,
 }
 
 /// Identity of the two endpoints of the flow a tell was seen on.
@@ -239,11 +323,28 @@ struct Parties {
 #[derive(Debug, Clone, Copy)]
 struct Place {
     key: FlowKey,
+    /// The flow has an entry in the table; false when its source's quota refused one, and the
+    /// packet is judged without flow state.
+    tracked: bool,
     /// The packet was sent by the key's `low` endpoint.
     sender_is_low: bool,
     parties: Parties,
     /// The packet was sent by the inside endpoint ("outbound").
     from_inside: bool,
+}
+
+fn peer_limits(config: &EngineConfig) -> PeerLimits {
+    PeerLimits {
+        capacity: config.peers.capacity,
+        expire_seconds: config.peers.expire_seconds,
+        weak_expire_seconds: config.peers.weak_expire_seconds,
+        per_client: config.peers.per_client,
+    }
+}
+
+/// True at the 1st, 2nd, 4th, 8th... count: when a refusal is worth an event.
+fn worth_reporting(total: u64) -> bool {
+    total.is_power_of_two()
 }
 
 fn non_zero(n: usize) -> NonZeroUsize {
@@ -275,8 +376,9 @@ impl Engine {
             lock_period: None,
             idle: Duration::from_secs(1),
             flows: LruCache::new(non_zero(config.flows.capacity)),
+            flow_quota: SourceQuota::new(config.flows.capacity),
             reassembly: Reassembly::new(config.flows.reassembly_capacity),
-            peers: PeerCache::new(config.peers.capacity, config.peers.expire_seconds),
+            peers: PeerCache::new(peer_limits(&config)),
             locks: ClientLocks::new(config.timelock.capacity),
             client_ports: ClientPorts::new(config.timelock.capacity, config.peers.expire_seconds),
             bans: Bans::default(),
@@ -289,6 +391,9 @@ impl Engine {
             actions: VecDeque::new(),
             stats: EngineStats::default(),
             sender_inside: None,
+            packet_mac: None,
+            inside_mac: None,
+            mac_ties: LruCache::new(non_zero(config.timelock.capacity)),
             config,
         };
         engine.apply_derived();
@@ -314,6 +419,20 @@ impl Engine {
     /// Judges one L3 packet (IP header first) seen at `now`. Never panics; every call is counted
     /// in [`Engine::stats`] under exactly one reason.
     pub fn handle_packet(&mut self, now: Timestamp, packet: &[u8]) -> Decision {
+        self.handle_packet_with(now, packet, PacketMeta::default())
+    }
+
+    /// [`Engine::handle_packet`] with what the shell knows about the packet besides its bytes.
+    pub fn handle_packet_with(&mut self, now: Timestamp, packet: &[u8], meta: PacketMeta) -> Decision {
+        // Broadcast, multicast and all-zero addresses name no host.
+        self.packet_mac = meta.src_mac.filter(|m| m[0] & 1 == 0 && *m != [0; 6]);
+        let decision = self.judge_packet(now, packet);
+        self.packet_mac = None;
+        self.inside_mac = None;
+        decision
+    }
+
+    fn judge_packet(&mut self, now: Timestamp, packet: &[u8]) -> Decision {
         let (reason, settled, summary) = match wire::parse(packet) {
             Ok(parsed) => {
                 let summary = summarize(&parsed);
@@ -391,6 +510,11 @@ impl Engine {
             return (Reason::Banned, None);
         }
         match packet.transport {
+            // The rest of the datagram is in later fragments: nothing complete to judge.
+            Transport::Udp(d) if packet.first_fragment && d.payload.len() < d.payload_len => {
+                (Reason::FirstFragment, None)
+            }
+            Transport::Tcp(_) if packet.first_fragment => (Reason::FirstFragment, None),
             Transport::Udp(d) => self.judge_udp(now, packet.src, packet.dst, d),
             Transport::Tcp(s) => self.judge_tcp(now, packet.src, packet.dst, s),
             Transport::LaterFragment { .. } => (Reason::LaterFragment, None),
@@ -426,30 +550,58 @@ impl Engine {
     }
 
     /// Finds or creates the flow of `src -> dst`. Returns where the packet sits in it, a copy of
-    /// the flow state (written back with [`Engine::store_flow`]), and whether the flow is new.
+    /// the flow state (written back with [`Engine::store_flow`]), and whether the flow is new. A
+    /// new flow whose sender's source holds its quota gets no entry (`Place::tracked` false,
+    /// counted in `flow_quota_refused`).
     fn lookup(&mut self, now: Timestamp, protocol: u8, src: Endpoint, dst: Endpoint) -> (Place, Flow, bool) {
         let (key, sender_is_low) = FlowKey::of(protocol, src, dst);
+        let mut stale = false;
         let found = match self.flows.get_mut(&key) {
             Some(flow) if now.saturating_since(flow.last_seen) < self.idle => {
                 flow.last_seen = flow.last_seen.max(now);
                 Some(*flow)
             }
-            _ => None,
+            Some(_) => {
+                stale = true;
+                None
+            }
+            None => None,
         };
+        let mut tracked = true;
         let (flow, new) = match found {
             Some(flow) => {
                 self.sender_inside = Some(flow.inside_is_low == sender_is_low);
                 (flow, false)
             }
             None => {
-                let inside_is_src = self.sender_is_inside(src.ip, dst.ip);
+                let src_in_lan = self.config.is_lan(src.ip);
+                let inside_is_src = src_in_lan || !self.config.is_lan(dst.ip);
                 self.sender_inside = Some(inside_is_src);
-                let flow = Flow::new(now, inside_is_src == sender_is_low, sender_is_low);
-                if let Some((evicted, _)) = self.flows.push(key, flow) {
-                    // A forgotten flow's reassembly windows go with it.
-                    self.reassembly.forget(&evicted);
+                let flow = Flow {
+                    charged_in_lan: src_in_lan,
+                    ..Flow::new(now, inside_is_src == sender_is_low, sender_is_low)
+                };
+                if stale {
+                    if let Some(idle) = self.flows.pop(&key) {
+                        self.uncharge(&key, &idle);
+                    }
                 }
                 self.reassembly.forget(&key);
+                let source = flow.source(&key);
+                let charged = self.flow_quota.try_charge(source) || {
+                    self.forget_idle_flows(now, source);
+                    self.flow_quota.try_charge(source)
+                };
+                if charged {
+                    if let Some((evicted, old)) = self.flows.push(key, flow) {
+                        // A forgotten flow's reassembly windows go with it.
+                        self.uncharge(&evicted, &old);
+                        self.reassembly.forget(&evicted);
+                    }
+                } else {
+                    self.stats.flow_quota_refused += 1;
+                    tracked = false;
+                }
                 (flow, true)
             }
         };
@@ -459,8 +611,34 @@ impl Engine {
         } else {
             Parties { inside: key.high, outside: key.low, proto }
         };
-        let place = Place { key, sender_is_low, parties, from_inside: flow.inside_is_low == sender_is_low };
+        let place =
+            Place { key, tracked, sender_is_low, parties, from_inside: flow.inside_is_low == sender_is_low };
+        self.inside_mac = self.packet_mac.filter(|_| {
+            place.from_inside && self.config.timelock.mac_tie && self.config.is_lan(parties.inside.ip)
+        });
         (place, flow, new)
+    }
+
+    /// Forgets idle flows from the least recently used end of the table until `source` may
+    /// have another entry or the oldest flow is live. Idle entries are forgotten anyway on their
+    /// next packet; the table keeps them until it is full, and their quota with them. Each
+    /// entry is forgotten once, so the work is amortised over the flows created.
+    fn forget_idle_flows(&mut self, now: Timestamp, source: Source) {
+        while !self.flow_quota.allows(source) {
+            match self.flows.peek_lru() {
+                Some((_, flow)) if now.saturating_since(flow.last_seen) >= self.idle => {}
+                _ => break,
+            }
+            if let Some((key, flow)) = self.flows.pop_lru() {
+                self.uncharge(&key, &flow);
+                self.reassembly.forget(&key);
+            }
+        }
+    }
+
+    /// Releases the quota an entry of `key` held.
+    fn uncharge(&mut self, key: &FlowKey, flow: &Flow) {
+        self.flow_quota.release(flow.source(key));
     }
 
     fn store_flow(&mut self, key: &FlowKey, flow: Flow) {
@@ -498,7 +676,7 @@ impl Engine {
                 self.rearm(now, at.parties, client_port);
             }
             blocked_reason(blocked)
-        } else if at.from_inside && self.is_suspect(at.parties.outside.ip, now) {
+        } else if at.from_inside && self.peer_blocks(now, at.parties) {
             Reason::SuspectPeer
         } else if new && at.from_inside && self.config.port_1214_blocks && d.dst_port == 1214 {
             flow.blocked = Some(Reason::Port1214);
@@ -506,6 +684,12 @@ impl Engine {
         } else {
             Reason::Clean
         };
+        if !at.tracked {
+            // Judged without flow state: every UDP tell but the 0x2A echo is a property of the
+            // datagram itself (a session datagram's corroboration lives outside the flow), so
+            // the verdict above stands; only the flow is not remembered (nor offloaded).
+            return (reason, None);
+        }
         self.store_flow(&at.key, flow);
         let settled = self.settled(&flow, reason, flow.packets >= self.config.offload.udp_after_packets);
         (reason, settled)
@@ -519,8 +703,8 @@ impl Engine {
         let Parties { inside, outside, .. } = parties;
         outside.port == 1214
             || self.client_ports.is_fasttrack_port(inside.ip, inside.port, now)
-            || self.locks.is_locked_on(inside.ip, inside.port, now)
-            || self.is_suspect(outside.ip, now)
+            || self.client_locked_on(inside, now)
+            || self.peer_blocks(now, parties)
     }
 
     /// The FastTrack port a session datagram from `inside` gives its client's lock: its own port
@@ -528,7 +712,7 @@ impl Engine {
     /// moves a known port: its tell rests on corroboration (port 1214, say), and the port it
     /// would teach would corroborate the client's next ones and aim its probes.
     fn session_port(&self, inside: Endpoint) -> Option<u16> {
-        let known = self.locks.entry(inside.ip).and_then(|l| l.port);
+        let known = self.locks.entry(self.config.client_key(inside.ip)).and_then(|l| l.port);
         known.is_none().then_some(inside.port)
     }
 
@@ -539,12 +723,13 @@ impl Engine {
     /// from and is answered with a forged pong.
     fn on_udp_tell(&mut self, now: Timestamp, at: &Place, flow: &mut Flow, tell: UdpTell) {
         let Place { parties, from_inside, .. } = *at;
-        if tell.reason() == Reason::UdpPong && from_inside && self.locks.is_locked(parties.inside.ip, now) {
+        let key = self.config.client_key(parties.inside.ip);
+        if tell.reason() == Reason::UdpPong && from_inside && self.locks.is_locked(key, now) {
             // A locked client's pings are dropped, so the only ping it can be answering is the
             // probe. The exact answer re-arms the lock; any other pong "from" it (forged by
             // another host, from another port, to another address) is dropped with its flow
             // but teaches nothing: no re-arm, no port, no peer (see the module documentation).
-            if !self.locks.take_probe_answer(socket(parties.inside), socket(parties.outside), now) {
+            if !self.locks.take_probe_answer(key, socket(parties.inside), socket(parties.outside), now) {
                 self.stats.pongs_unsolicited += 1;
                 self.classify(flow, tell.reason(), parties);
                 return;
@@ -553,6 +738,17 @@ impl Engine {
         }
         if let UdpTell::NatPong(pong) = tell {
             flow.nat_pong_id = Some(pong.id);
+        }
+        // What the tell says about the outside end: a pong from it answering a ping the client
+        // sent it on this very flow is the address itself speaking (strong); anything else is
+        // a claim (weak): the client's own datagram names its destination, and the source of
+        // an unsolicited inbound datagram is not verified.
+        let answers_client = !from_inside
+            && flow.inside_pinged
+            && matches!(tell, UdpTell::Pong(_) | UdpTell::NatPong(_) | UdpTell::PongAck(_));
+        let strength = if answers_client { Strength::Strong } else { Strength::Weak };
+        if from_inside && matches!(tell, UdpTell::Ping(_)) {
+            flow.inside_pinged = true;
         }
         // Discovery leaves from and arrives at the node's one FastTrack port. Not learned from
         // 0xC1 (mostly, not always, sent from it) nor from a session datagram, whose tell
@@ -571,7 +767,7 @@ impl Engine {
             UdpTell::Session => self.session_port(parties.inside),
             _ => Some(parties.inside.port),
         };
-        self.on_tell(now, flow, tell.reason(), parties, client_port, probe_peer);
+        self.on_tell(now, flow, tell.reason(), parties, client_port, probe_peer, strength);
         if let (UdpTell::Ping(network), true) = (tell, from_inside) {
             if self.config.spoof_pongs && self.enforcing() {
                 self.forge_pong(now, parties, network);
@@ -589,11 +785,27 @@ impl Engine {
         let src_ep = Endpoint { ip: src, port: s.src_port };
         let dst_ep = Endpoint { ip: dst, port: s.dst_port };
         let (at, mut flow, _) = self.lookup(now, TCP, src_ep, dst_ep);
+        if !at.tracked {
+            // No entry (its source's quota): no stream to inspect. The rules that need no flow
+            // state apply to every packet, as to a connection first seen mid-stream.
+            let reason = match self.connection_rule(now, at.parties) {
+                Some(rule) => rule,
+                None if at.from_inside && self.config.port_1214_blocks && s.dst_port == 1214 => {
+                    Reason::Port1214
+                }
+                None => Reason::FlowQuota,
+            };
+            return (reason, None);
+        }
         if flow.reused_by(s.flags) {
-            // Port reuse: a fresh connection on a 5-tuple that already carried data.
-            flow = Flow::new(now, flow.inside_is_low, at.sender_is_low);
+            // Port reuse: a fresh connection on a 5-tuple that already carried data (charged to
+            // the same source as before).
+            let reused = Flow::new(now, flow.inside_is_low, at.sender_is_low);
+            flow = Flow { charged_low: flow.charged_low, charged_in_lan: flow.charged_in_lan, ..reused };
             self.reassembly.forget(&at.key);
         }
+        // A segment can be refused a window only while the stream is inspected.
+        let before = flow.tcp.inspecting().then_some(flow.tcp);
         flow.tcp.on_ack_of_syn(at.sender_is_low, s.flags, s.ack);
         let found = flow.tcp.on_segment(
             at.sender_is_low,
@@ -603,12 +815,30 @@ impl Engine {
             s.payload_len,
             &mut self.reassembly,
             &at.key,
+            flow.source(&at.key),
             &mut self.stats.reassembly_evicted,
         );
+        self.stats.stream_segments_ignored += u64::from(found.ignored);
+        if let (true, Some(before)) = (found.refused, before) {
+            self.stats.reassembly_quota_refused += 1;
+            if found.bytes.is_none() && found.http.is_none() {
+                // The segment needed a reassembly window its source has no quota for: it is
+                // dropped and the stream stays as it was, so the sender's retransmission is
+                // judged once the source's other windows are freed (never passed uninspected).
+                flow.tcp = before;
+                self.store_flow(&at.key, flow);
+                return (flow.blocked.map_or(Reason::FlowQuota, blocked_reason), None);
+            }
+        }
         let tell = self.tcp_tell(now, &at, &flow, found);
 
         let reason = if let Some((tell, client_port)) = tell {
-            self.on_tell(now, &mut flow, tell, at.parties, client_port, None);
+            // The outside end spoke the tell itself, on a connection whose handshake it
+            // completed (its address is verified): strong. The client speaking FastTrack to an
+            // address, or a segment of a connection first seen mid-stream, is only a claim.
+            let strength =
+                if !at.from_inside && flow.tcp.handshake_seen() { Strength::Strong } else { Strength::Weak };
+            self.on_tell(now, &mut flow, tell, at.parties, client_port, None, strength);
             tell
         } else if let Some(blocked) = flow.blocked {
             blocked_reason(blocked)
@@ -639,9 +869,9 @@ impl Engine {
     /// (`suspect_peer`), or its inside end is a locked client and the outside port is not in
     /// `timelock.allow_ports` (`client_locked`).
     fn connection_rule(&mut self, now: Timestamp, parties: Parties) -> Option<Reason> {
-        if self.is_suspect(parties.outside.ip, now) {
+        if self.peer_blocks(now, parties) {
             Some(Reason::SuspectPeer)
-        } else if self.locks.is_locked(parties.inside.ip, now)
+        } else if self.client_locked(parties.inside.ip, now)
             && !self.config.timelock.allow_ports.contains(&parties.outside.port)
         {
             Some(Reason::ClientLocked)
@@ -669,8 +899,8 @@ impl Engine {
         // the constant opener, say) it adds nothing.
         if found.shape && !flow.blocked.is_some_and(Reason::is_tell) {
             let corroborated = flow.responder(&at.key).port == 1214
-                || self.is_suspect(at.parties.outside.ip, now)
-                || self.locks.is_locked(at.parties.inside.ip, now);
+                || self.peer_blocks(now, at.parties)
+                || self.client_locked(at.parties.inside.ip, now);
             if corroborated {
                 return Some((Reason::TcpHandshake, None));
             }
@@ -691,43 +921,114 @@ impl Engine {
         Some((Reason::HttpTransfer, client_port))
     }
 
+    /// An address named in a header of the flow `parties`: a third party's claim, so weak,
+    /// scoped to the client of the flow and the port the header names. The flow's own outside
+    /// end naming itself adds nothing: the tell itself teaches that address, with its strength.
     fn learn_peer_from_header(&mut self, now: Timestamp, addr: SocketAddr, parties: Parties) {
         let ip = addr.ip();
-        if ip == parties.inside.ip || self.config.is_lan(ip) {
+        if ip == parties.inside.ip || ip == parties.outside.ip {
             return;
         }
-        self.learn_peer(now, ip, Some(addr.port()), Some(parties.inside.ip), Reason::HttpTransfer);
+        let flow = flow_tuple(parties);
+        self.learn_peer(
+            now,
+            ip,
+            Some(addr.port()),
+            Strength::Weak,
+            Some(parties.inside.ip),
+            Reason::HttpTransfer,
+            flow,
+        );
     }
 
-    fn is_suspect(&mut self, ip: IpAddr, now: Timestamp) -> bool {
+    /// Whether the new flow `parties` (opened by its inside end) is blocked by a suspect peer:
+    /// its outside address is a strong suspect peer, or its outside address and port are a weak
+    /// suspect peer of this very client (its IPv6 prefix) and the port is not in
+    /// `timelock.allow_ports`. Exempt addresses are never blocked by learned state.
+    fn peer_blocks(&mut self, now: Timestamp, parties: Parties) -> bool {
+        let Parties { inside, outside, .. } = parties;
+        if self.peers.len() == 0 || self.config.is_exempt(outside.ip) || self.config.is_exempt(inside.ip) {
+            return false;
+        }
+        let client = self.config.client_key(inside.ip);
+        let weak_applies = !self.config.timelock.allow_ports.contains(&outside.port);
         let Self { peers, actions, stats, .. } = self;
-        peers.is_suspect(ip, now, &mut |r| {
-            push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded)
-        })
+        let mut store = |r| push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded);
+        peers.is_strong(outside.ip, now, &mut store)
+            || (weak_applies && peers.is_weak_for(client, outside.ip, outside.port, now, &mut store))
     }
 
+    /// Whether the lock of `client`'s network is in force, or (`timelock.mac_tie`) the lock
+    /// tied to the MAC this packet came from (never for an exempt address).
+    fn client_locked(&self, client: IpAddr, now: Timestamp) -> bool {
+        if self.config.is_exempt(client) {
+            return false;
+        }
+        self.locks.is_locked(self.config.client_key(client), now)
+            || self
+                .inside_mac
+                .and_then(|mac| self.mac_ties.peek(&mac))
+                .is_some_and(|&key| self.locks.is_locked(key, now))
+    }
+
+    /// [`ClientLocks::is_locked_on`] for the inside end `inside`.
+    fn client_locked_on(&self, inside: Endpoint, now: Timestamp) -> bool {
+        !self.config.is_exempt(inside.ip)
+            && self.locks.is_locked_on(self.config.client_key(inside.ip), inside.port, now)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn learn_peer(
         &mut self,
         now: Timestamp,
         ip: IpAddr,
         port: Option<u16>,
+        strength: Strength,
         client: Option<IpAddr>,
         reason: Reason,
+        flow: Option<FlowTuple>,
     ) {
-        if self.config.is_lan(ip) {
+        if self.config.is_lan(ip) || self.config.is_exempt(ip) {
             return;
         }
+        let claim = Claim {
+            addr: ip,
+            port,
+            strength,
+            client: client.map(|c| (c, self.config.client_key(c))),
+            reason,
+            flow,
+        };
         let Self { peers, actions, stats, .. } = self;
-        let learned = peers.learn(ip, port, now, &mut |r| {
+        let learned = peers.learn(claim, now, &mut |r| {
             push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded)
         });
-        if learned == Learned::New {
-            self.push_event(Event::PeerIdentified { peer: ip, port, client, reason });
+        match learned {
+            Learned::New => {
+                self.push_event(Event::PeerIdentified { peer: ip, port, client, reason, strength })
+            }
+            Learned::Refused(refusal) => {
+                let (kind, total) = match refusal {
+                    Refusal::Full => {
+                        self.stats.peers_refused_full += 1;
+                        (RefusedKind::PeerTableFull, self.stats.peers_refused_full)
+                    }
+                    Refusal::Quota => {
+                        self.stats.peers_refused_quota += 1;
+                        (RefusedKind::PeerQuota, self.stats.peers_refused_quota)
+                    }
+                };
+                if worth_reporting(total) {
+                    self.push_event(Event::Refused { kind, addr: ip, client, total });
+                }
+            }
+            Learned::Ignored | Learned::Refreshed => {}
         }
     }
 
     /// A tell was seen on `flow`: classify it, learn the peer, lock the client. `probe_peer`: the
     /// outside peer a LAN client just pinged, remembered with its lock for probes.
+    #[allow(clippy::too_many_arguments)] // the tell's facts, passed through from its judge
     fn on_tell(
         &mut self,
         now: Timestamp,
@@ -736,9 +1037,19 @@ impl Engine {
         parties: Parties,
         client_port: Option<u16>,
         probe_peer: Option<SocketAddr>,
+        strength: Strength,
     ) {
         let newly_classified = self.classify(flow, tell, parties);
-        self.learn_peer(now, parties.outside.ip, Some(parties.outside.port), Some(parties.inside.ip), tell);
+        let flow_tuple = flow_tuple(parties);
+        self.learn_peer(
+            now,
+            parties.outside.ip,
+            Some(parties.outside.port),
+            strength,
+            Some(parties.inside.ip),
+            tell,
+            flow_tuple,
+        );
         match self.lock_period {
             Some(_) => self.arm_lock(now, parties, client_port, probe_peer, tell),
             None if newly_classified => self.push_event(Event::ClientIdentified {
@@ -774,6 +1085,8 @@ impl Engine {
         }
     }
 
+    /// Locks or re-arms the inside client of `parties`. Only hosts in `lan` that are not
+    /// `exempt` are locked; an IPv6 client by its `timelock.ipv6_prefix`.
     fn arm_lock(
         &mut self,
         now: Timestamp,
@@ -784,12 +1097,21 @@ impl Engine {
     ) {
         let Some(period) = self.lock_period else { return };
         let client = parties.inside.ip;
-        let (armed, evicted) = self.locks.arm(client, client_port, probe_peer, now, period);
-        if let Some(evicted) = evicted {
-            self.release_event(evicted);
+        if !self.config.is_lan(client) || self.config.is_exempt(client) {
+            self.stats.locks_refused_not_inside += 1;
+            return;
         }
+        let key = self.config.client_key(client);
+        let arming = Arming {
+            client,
+            key,
+            port: client_port,
+            peer: probe_peer,
+            reason: Some(reason),
+            flow: flow_tuple(parties),
+        };
         let until = now.saturating_add(period);
-        let persist = match armed {
+        let persist = match self.locks.arm(arming, now, period) {
             Armed::New => {
                 self.push_event(Event::ClientIdentified {
                     client,
@@ -800,9 +1122,22 @@ impl Engine {
                 true
             }
             Armed::Rearmed { persist } => persist,
+            Armed::Refused => {
+                self.inside_mac = None;
+                self.stats.locks_refused_full += 1;
+                let total = self.stats.locks_refused_full;
+                if worth_reporting(total) {
+                    let kind = RefusedKind::LockTableFull;
+                    self.push_event(Event::Refused { kind, addr: client, client: Some(client), total });
+                }
+                false
+            }
         };
+        if let Some(mac) = self.inside_mac {
+            self.mac_ties.put(mac, key);
+        }
         if persist {
-            if let Some(entry) = self.locks.entry(client) {
+            if let Some(entry) = self.locks.entry(key) {
                 self.push_action(Action::StateChanged(StateChange::Lock(entry)));
             }
         }
@@ -826,9 +1161,9 @@ impl Engine {
         });
     }
 
-    fn release_event(&mut self, client: IpAddr) {
-        self.push_event(Event::ClientReleased { client });
-        self.push_action(Action::StateChanged(StateChange::LockRemoved(client)));
+    fn release_event(&mut self, lock: LockEntry) {
+        self.push_event(Event::ClientReleased { client: lock.client });
+        self.push_action(Action::StateChanged(StateChange::LockRemoved(lock.network())));
     }
 
     fn push_event(&mut self, event: Event) {
@@ -869,7 +1204,7 @@ impl Engine {
                         && self.config.is_lan(client.ip())
                         && !self.config.is_lan(peer.ip());
                     if probe {
-                        self.locks.mark_probed(client, peer);
+                        self.locks.mark_probed(self.config.client_key(client.ip()), client, peer);
                         self.push_action(Action::SendProbe {
                             from: peer,
                             to: client,
@@ -877,7 +1212,7 @@ impl Engine {
                         });
                     }
                 }
-                Due::Released(client) => self.release_event(client),
+                Due::Released(lock) => self.release_event(lock),
             }
         }
         while let Some(addr) = self.bans.pop_expired(now) {
@@ -904,16 +1239,20 @@ impl Engine {
     pub fn set_config(&mut self, config: EngineConfig) {
         {
             let Self { peers, actions, stats, .. } = self;
-            peers.reconfigure(config.peers.capacity, config.peers.expire_seconds, &mut |r| {
+            peers.reconfigure(peer_limits(&config), &mut |r| {
                 push_bounded(actions, Action::StateChanged(r), &mut stats.actions_discarded)
             });
         }
-        for client in self.locks.resize(config.timelock.capacity) {
-            self.release_event(client);
+        for lock in self.locks.resize(config.timelock.capacity) {
+            self.release_event(lock);
         }
         self.stats.client_ports_evicted +=
             self.client_ports.reconfigure(config.timelock.capacity, config.peers.expire_seconds);
         self.flows.resize(non_zero(config.flows.capacity));
+        self.mac_ties.resize(non_zero(config.timelock.capacity));
+        if !config.timelock.mac_tie {
+            self.mac_ties.clear();
+        }
         self.reassembly.resize(config.flows.reassembly_capacity, &mut self.stats.reassembly_evicted);
         self.pongs.reconfigure(
             config.pongs.per_client_per_second,
@@ -922,6 +1261,25 @@ impl Engine {
         );
         self.config = config;
         self.apply_derived();
+        // `lan` or the capacity may have changed: count every entry's source again.
+        for (key, flow) in self.flows.iter_mut() {
+            flow.charged_in_lan = self.config.is_lan(flow.charged(key).ip);
+        }
+        let sources = self.flows.iter().map(|(key, flow)| flow.source(key));
+        self.flow_quota.recount(self.config.flows.capacity, sources);
+        // What is now exempt leaves the tables (and so the shell's mirrors) at once.
+        if !self.config.exempt.is_empty() {
+            let peers: Vec<IpAddr> =
+                self.peers.entries().map(|p| p.addr).filter(|&a| self.config.is_exempt(a)).collect();
+            for peer in peers {
+                self.forget_peer(peer);
+            }
+            let clients: Vec<IpAddr> =
+                self.locks.entries().map(|l| l.client).filter(|&c| self.config.is_exempt(c)).collect();
+            for client in clients {
+                self.release_client(client);
+            }
+        }
     }
 
     /// Locked clients, least recently armed first.
@@ -950,23 +1308,31 @@ impl Engine {
         self.peers.len()
     }
 
+    /// Number of suspect peers of one strength.
+    pub fn peer_count_of(&self, strength: Strength) -> usize {
+        self.peers.count(strength)
+    }
+
     /// Ends `client`'s lock now (operator action). Queues a release event and state change;
     /// returns whether the client was locked.
     pub fn release_client(&mut self, client: IpAddr) -> bool {
-        let released = self.locks.release(client);
-        if released {
-            self.release_event(client);
+        match self.locks.release(self.config.client_key(client)) {
+            Some(lock) => {
+                self.release_event(lock);
+                true
+            }
+            None => false,
         }
-        released
     }
 
     /// Removes `peer` from the suspect cache (operator action); returns whether it was there.
     pub fn forget_peer(&mut self, peer: IpAddr) -> bool {
         let removed = self.peers.remove(peer);
-        if removed {
-            self.push_action(Action::StateChanged(StateChange::PeerRemoved(peer)));
+        let any = !removed.is_empty();
+        for entry in removed {
+            self.push_action(Action::StateChanged(StateChange::PeerRemoved(entry)));
         }
-        removed
+        any
     }
 
     /// Bans `addr` (operator action) from `now` for `length` (rounded down to whole seconds, at
@@ -999,52 +1365,93 @@ impl Engine {
     /// Merges a change another gateway of a cluster made (`origin`; the shell got it from the
     /// shared store): an entry is taken when it ends later than what this engine holds (no
     /// expiry is the latest; an equal expiry is settled by the origin), so merges are
-    /// idempotent and their order does not matter; a removal ends the entry here. The trust
-    /// rules of local learning apply: only a client in `lan` is locked (and only with the
-    /// time-lock enabled), a suspect peer must be admissible and outside `lan`, and no entry
-    /// outlives what a local tell or ban could give it from `now` on (as in
-    /// [`Engine::restore`]). The entry is recorded with `origin` (whatever it claims). What
-    /// changed is queued as [`Action::StateMerged`], never as [`Action::StateChanged`], so the
-    /// shell does not publish it back. Returns whether anything changed.
+    /// idempotent and their order does not matter; a removal ends the entry here.
+    ///
+    /// A remote entry is a claim and passes the same admission as a local one: only an inside
+    /// client (in `lan`, not `exempt`) is locked, keyed by [`EngineConfig::client_key`], and
+    /// only with the time-lock enabled; a suspect peer must be admissible, outside `lan` and not
+    /// `exempt`, and keeps its strength (a weak one stays scoped to its inside witness client
+    /// and port, and adds nothing to a live strong peer); the per-client quotas apply and full
+    /// tables refuse (counted and reported as for local learning); no entry outlives what a
+    /// local tell or ban could give it from `now` on (as in [`Engine::restore`]). The entry is
+    /// recorded with `origin` (whatever it claims). What changed is queued as
+    /// [`Action::StateMerged`], never as [`Action::StateChanged`], so the shell does not publish
+    /// it back. Returns whether anything changed.
     pub fn handle_remote(&mut self, now: Timestamp, origin: GatewayId, change: StateChange) -> bool {
         let mut merged = Vec::new();
         match change {
             StateChange::Lock(entry) => {
-                let Some(period) = self.lock_period.filter(|_| self.config.is_lan(entry.client)) else {
+                let Some(period) = self.lock_period else { return false };
+                if !self.config.is_lan(entry.client) || self.config.is_exempt(entry.client) {
+                    self.stats.locks_refused_not_inside += 1;
                     return false;
-                };
-                let until = entry.until.min(now.saturating_add(period));
-                let entry = LockEntry { until, origin: Some(origin), ..entry };
-                let (taken, evicted) = self.locks.merge(entry, now, period);
-                if let Some(evicted) = evicted {
-                    merged.push(StateChange::LockRemoved(evicted));
                 }
-                merged.extend(taken.map(StateChange::Lock));
+                let key = self.config.client_key(entry.client);
+                let until = entry.until.min(now.saturating_add(period));
+                let network = (key != ipnet::IpNet::from(entry.client)).then_some(key);
+                let entry = LockEntry { until, network, origin: Some(origin), ..entry };
+                match self.locks.merge(entry, key, now, period) {
+                    Ok(taken) => merged.extend(taken.map(StateChange::Lock)),
+                    Err(_) => {
+                        self.stats.locks_refused_full += 1;
+                        let total = self.stats.locks_refused_full;
+                        if worth_reporting(total) {
+                            let kind = RefusedKind::LockTableFull;
+                            let client = Some(entry.client);
+                            self.push_event(Event::Refused { kind, addr: entry.client, client, total });
+                        }
+                    }
+                }
             }
             StateChange::Peer(entry) => {
-                if self.config.is_lan(entry.addr) {
+                if self.config.is_lan(entry.addr) || self.config.is_exempt(entry.addr) {
                     return false;
                 }
-                let ttl = (self.config.peers.expire_seconds > 0)
-                    .then(|| now.saturating_add(Duration::from_secs(self.config.peers.expire_seconds)));
+                // A weak entry's witness must be an inside client here too.
+                if entry.strength == Strength::Weak
+                    && !entry.client.is_some_and(|c| self.config.is_lan(c) && !self.config.is_exempt(c))
+                {
+                    return false;
+                }
+                let secs = match entry.strength {
+                    Strength::Strong => self.config.peers.expire_seconds,
+                    Strength::Weak => self.config.peers.weak_expire_seconds,
+                };
+                let ttl = (secs > 0).then(|| now.saturating_add(Duration::from_secs(secs)));
                 let expires = match (entry.expires, ttl) {
                     (Some(expires), Some(latest)) => Some(expires.min(latest)),
                     (None, latest) => latest,
                     (expires, None) => expires,
                 };
                 let entry = PeerEntry { expires, origin: Some(origin), ..entry };
-                let taken = self.peers.merge(entry, now, &mut |change| merged.push(change));
-                merged.extend(taken.map(StateChange::Peer));
+                let Self { peers, config, .. } = self;
+                let result =
+                    peers.merge(entry, now, |c| config.client_key(c), &mut |change| merged.push(change));
+                match result {
+                    Merged::Taken(taken) => merged.push(StateChange::Peer(*taken)),
+                    Merged::Ignored => {}
+                    Merged::Refused(refusal) => {
+                        let (kind, total) = match refusal {
+                            Refusal::Full => {
+                                self.stats.peers_refused_full += 1;
+                                (RefusedKind::PeerTableFull, self.stats.peers_refused_full)
+                            }
+                            Refusal::Quota => {
+                                self.stats.peers_refused_quota += 1;
+                                (RefusedKind::PeerQuota, self.stats.peers_refused_quota)
+                            }
+                        };
+                        if worth_reporting(total) {
+                            let client = entry.client;
+                            self.push_event(Event::Refused { kind, addr: entry.addr, client, total });
+                        }
+                    }
+                }
             }
             StateChange::Ban(entry) => {
                 let seconds = entry.seconds.map(|s| s.clamp(1, MAX_BAN_SECONDS));
-                let until = match (entry.until, seconds) {
-                    (Some(until), Some(s)) => Some(until.min(now.saturating_add(Duration::from_secs(s)))),
-                    (Some(until), None) => {
-                        Some(until.min(now.saturating_add(Duration::from_secs(MAX_BAN_SECONDS))))
-                    }
-                    (None, _) => None,
-                };
+                let longest = Duration::from_secs(seconds.unwrap_or(MAX_BAN_SECONDS));
+                let until = entry.until.map(|until| until.min(now.saturating_add(longest)));
                 if until.is_some_and(|u| u <= now) {
                     return false;
                 }
@@ -1059,15 +1466,16 @@ impl Engine {
                     merged.push(StateChange::Ban(ban));
                 }
             }
-            StateChange::LockRemoved(client) => {
-                if self.locks.release(client) {
-                    self.push_event(Event::ClientReleased { client });
-                    merged.push(change);
+            StateChange::LockRemoved(network) => {
+                if let Some(lock) = self.locks.release(self.config.client_key(network.addr())) {
+                    self.push_event(Event::ClientReleased { client: lock.client });
+                    merged.push(StateChange::LockRemoved(lock.network()));
                 }
             }
-            StateChange::PeerRemoved(addr) => {
-                if self.peers.remove(addr) {
-                    merged.push(change);
+            StateChange::PeerRemoved(entry) => {
+                let config = &self.config;
+                if let Some(removed) = self.peers.remove_entry(&entry, |c| config.client_key(c)) {
+                    merged.push(StateChange::PeerRemoved(removed));
                 }
             }
             StateChange::BanRemoved(addr) => {
@@ -1116,11 +1524,15 @@ impl Engine {
     /// clock converts with [`Snapshot::map_timestamps`] first). Whatever they say, no restored
     /// entry outlives what the configuration could have given it from `now` on: a lock ends
     /// at most `timelock.seconds` after `now` (with the time-lock disabled, no lock is
-    /// restored), a suspect peer at most `peers.expire_seconds` after it (one saved without an
-    /// expiry gets that one, when the configuration sets one), and a timed ban at most its own
+    /// restored), a suspect peer at most `peers.expire_seconds` (a weak one `peers.weak_expire_seconds`)
+    /// after it (one saved without an expiry gets that one, when the configuration sets one), and a timed ban at most its own
     /// length ([`BanEntry::seconds`], or [`MAX_BAN_SECONDS`] when the file does not say). So a
     /// clock step between save and restore, or an edited file, cannot make a block last longer
     /// than one fresh tell (or one fresh ban) would. Returns how many expiries were shortened.
+    ///
+    /// Only what the configuration in force admits is restored: no lock of an outside or exempt
+    /// host, no suspect peer in `lan` or exempt, and the per-client quotas and per-family caps
+    /// apply as when the entries were learned.
     pub fn restore(&mut self, now: Timestamp, snapshot: &Snapshot) -> usize {
         let mut clamped = 0;
         let mut clamp = |until: Timestamp, longest: Duration| {
@@ -1132,31 +1544,43 @@ impl Engine {
                 until
             }
         };
-        let peer_ttl = (self.config.peers.expire_seconds > 0)
-            .then(|| Duration::from_secs(self.config.peers.expire_seconds));
+        let Self { peers, config, locks, bans, .. } = self;
+        let ttl = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
         for &peer in &snapshot.peers {
-            if !self.config.is_lan(peer.addr) {
-                let expires = match (peer.expires, peer_ttl) {
-                    (Some(expires), Some(ttl)) => Some(clamp(expires, ttl)),
-                    (None, Some(ttl)) => Some(clamp(Timestamp::from_micros(u64::MAX), ttl)),
-                    (expires, None) => expires,
-                };
-                self.peers.restore(PeerEntry { expires, ..peer }, now);
+            if config.is_lan(peer.addr) || config.is_exempt(peer.addr) {
+                continue;
             }
+            let peer_ttl = match peer.strength {
+                Strength::Strong => ttl(config.peers.expire_seconds),
+                Strength::Weak => ttl(config.peers.weak_expire_seconds),
+            };
+            let expires = match (peer.expires, peer_ttl) {
+                (Some(expires), Some(ttl)) => Some(clamp(expires, ttl)),
+                (None, Some(ttl)) => Some(clamp(Timestamp::from_micros(u64::MAX), ttl)),
+                (expires, None) => expires,
+            };
+            peers.restore(PeerEntry { expires, ..peer }, now, |c| config.client_key(c));
         }
-        let period = Duration::from_secs(self.config.timelock.seconds);
-        for &lock in &snapshot.locks {
+        let period = Duration::from_secs(config.timelock.seconds);
+        // Only inside hosts are locked, whatever an older (or hand-made) file says.
+        for &lock in snapshot.locks.iter().filter(|l| config.is_lan(l.client) && !config.is_exempt(l.client))
+        {
             let until = clamp(lock.until, period);
-            self.locks.restore(LockEntry { until, ..lock }, now, period);
+            locks.restore(LockEntry { until, ..lock }, config.client_key(lock.client), now, period);
         }
         for ban in snapshot.bans.iter().filter(|b| b.until.is_none_or(|u| u > now)) {
             let longest = Duration::from_secs(ban.seconds.unwrap_or(MAX_BAN_SECONDS).min(MAX_BAN_SECONDS));
             let until = ban.until.map(|u| clamp(u, longest));
             // A snapshot larger than the cap can only come from a hand-edited file: keep the first.
-            let _ = self.bans.insert(BanEntry { until, ..*ban });
+            let _ = bans.insert(BanEntry { until, ..*ban });
         }
         clamped
     }
+}
+
+/// The flow a tell was seen on, for provenance.
+fn flow_tuple(parties: Parties) -> Option<FlowTuple> {
+    Some(FlowTuple { proto: parties.proto, client: socket(parties.inside), peer: socket(parties.outside) })
 }
 
 /// The reason reported for a later packet of a blocked flow.

@@ -15,6 +15,8 @@
 //!   order ends with the same state as a fresh snapshot.
 
 use crate::time::Timestamp;
+use crate::verdict::{Proto, Reason};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 
@@ -25,27 +27,16 @@ use std::net::{IpAddr, SocketAddr};
 pub enum StateChange {
     /// A suspect peer was added or refreshed.
     Peer(PeerEntry),
-    /// A suspect peer left the cache (evicted or expired).
-    PeerRemoved(IpAddr),
+    /// A suspect peer left the cache (expired, replaced or forgotten), as it was.
+    PeerRemoved(PeerEntry),
     /// A client's lock was armed or re-armed.
     Lock(LockEntry),
-    /// A client's lock ended.
-    LockRemoved(IpAddr),
+    /// A client's lock ended: the network it covered ([`LockEntry::network`]).
+    LockRemoved(IpNet),
     /// An operator ban was added or changed.
     Ban(BanEntry),
     /// An operator ban was lifted or expired.
     BanRemoved(IpAddr),
-}
-
-impl StateChange {
-    /// The address the change is about.
-    pub fn addr(&self) -> IpAddr {
-        match *self {
-            Self::Peer(PeerEntry { addr, .. }) | Self::Ban(BanEntry { addr, .. }) => addr,
-            Self::Lock(LockEntry { client, .. }) => client,
-            Self::PeerRemoved(addr) | Self::LockRemoved(addr) | Self::BanRemoved(addr) => addr,
-        }
-    }
 }
 
 /// The name of a gateway of a cluster (`cluster.node_id`), recorded on an entry learned from
@@ -118,28 +109,108 @@ impl<'de> Deserialize<'de> for GatewayId {
     }
 }
 
-/// A suspect peer, as persisted.
+/// What a suspect peer's evidence is worth: the trust model of learned facts (README, "What
+/// ftwall learns, and how far it trusts it").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strength {
+    /// The address was only asserted by a third party: named in a header, or the destination
+    /// of a client's ping or request that the address itself never answered as FastTrack. It
+    /// blocks only its witness client's new flows to `addr:port`, never a port of
+    /// `timelock.allow_ports`, and expires after `peers.weak_expire_seconds`. Entries of state
+    /// files that predate strength load as weak.
+    #[default]
+    Weak,
+    /// The address itself spoke FastTrack on a flow whose source is verified (it sent the tell
+    /// on a TCP connection whose handshake it completed, or a UDP pong answering a ping the
+    /// client sent to it). It blocks every LAN host's new TCP and UDP flows to it, on every port.
+    Strong,
+}
+
+impl Strength {
+    /// `"weak"` or `"strong"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Weak => "weak",
+            Self::Strong => "strong",
+        }
+    }
+}
+
+/// The flow a learned fact was seen on: its protocol, its inside and its outside end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowTuple {
+    /// Transport protocol.
+    pub proto: Proto,
+    /// The inside end.
+    pub client: SocketAddr,
+    /// The outside end.
+    pub peer: SocketAddr,
+}
+
+/// A suspect peer, as persisted, with its provenance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerEntry {
     /// Outside address.
     pub addr: IpAddr,
-    /// FastTrack port, when known.
+    /// FastTrack port, when known (a weak entry blocks this port only).
     pub port: Option<u16>,
     /// When it is forgotten unless seen again (None: only by eviction).
     pub expires: Option<Timestamp>,
+    /// What the evidence is worth.
+    #[serde(default)]
+    pub strength: Strength,
+    /// The inside client whose flow revealed it (a weak entry blocks this client only, or its
+    /// IPv6 prefix); None in older state files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<IpAddr>,
+    /// The tell that revealed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// The flow the tell was seen on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<FlowTuple>,
+    /// When it was first learned (zero in older state files).
+    #[serde(default)]
+    pub first_seen: Timestamp,
+    /// When it was last learned again.
+    #[serde(default)]
+    pub last_seen: Timestamp,
     /// The gateway it was learned from, when another gateway of the cluster taught it (None:
     /// learned here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<GatewayId>,
 }
 
-/// A locked client, as persisted.
+impl PeerEntry {
+    /// A bare entry (no provenance): for tests and hand-made snapshots.
+    pub fn new(addr: IpAddr, port: Option<u16>, expires: Option<Timestamp>, strength: Strength) -> Self {
+        Self {
+            addr,
+            port,
+            expires,
+            strength,
+            client: None,
+            reason: None,
+            flow: None,
+            first_seen: Timestamp::ZERO,
+            last_seen: Timestamp::ZERO,
+            origin: None,
+        }
+    }
+}
+
+/// A locked client, as persisted, with its provenance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockEntry {
-    /// Inside address.
+    /// Inside address (the last one seen, for an IPv6 prefix).
     pub client: IpAddr,
+    /// The network the lock covers when it is more than `client` (an IPv6 client's
+    /// `timelock.ipv6_prefix`); None: `client` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<IpNet>,
     /// When the lock ends unless re-armed.
     pub until: Timestamp,
     /// The client's FastTrack UDP port (for probes), when known.
@@ -148,10 +219,45 @@ pub struct LockEntry {
     /// None for locks by other tells only, and in state files that predate it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<SocketAddr>,
+    /// The tell that first locked it (this arming's lock), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// The flow that tell was seen on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<FlowTuple>,
+    /// When the client was first locked (zero in older state files).
+    #[serde(default)]
+    pub first_seen: Timestamp,
+    /// When its lock was last armed or re-armed.
+    #[serde(default)]
+    pub last_seen: Timestamp,
     /// The gateway it was learned from, when another gateway of the cluster taught it (None:
     /// learned here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<GatewayId>,
+}
+
+impl LockEntry {
+    /// A bare lock of `client` (no provenance): for tests and hand-made snapshots.
+    pub fn new(client: IpAddr, until: Timestamp, port: Option<u16>, peer: Option<SocketAddr>) -> Self {
+        Self {
+            client,
+            network: None,
+            until,
+            port,
+            peer,
+            reason: None,
+            flow: None,
+            first_seen: Timestamp::ZERO,
+            last_seen: Timestamp::ZERO,
+            origin: None,
+        }
+    }
+
+    /// The network the lock covers: `network`, or `client` alone.
+    pub fn network(&self) -> IpNet {
+        self.network.unwrap_or_else(|| IpNet::from(self.client))
+    }
 }
 
 /// An operator ban, as persisted.
@@ -192,34 +298,79 @@ impl Snapshot {
     /// the engine's clock and another (the daemon: its monotonic clock and the wall clock of
     /// the state file) with one call. Each entry is destructured field by field, so a field
     /// added to an entry does not compile until it is listed here as a time or as not one.
+    ///
+    /// A zero `first_seen` / `last_seen` means "unknown" (an entry from an older file) and stays
+    /// zero.
     pub fn map_timestamps(&self, mut f: impl FnMut(Timestamp) -> Timestamp) -> Self {
+        let mut seen = |t: Timestamp| if t == Timestamp::ZERO { t } else { f(t) };
         let peers = self
             .peers
             .iter()
-            .map(|&PeerEntry { addr, port, expires, origin }| PeerEntry {
-                addr,
-                port,
-                expires: expires.map(&mut f),
-                origin,
-            })
+            .map(
+                |&PeerEntry {
+                     addr,
+                     port,
+                     expires,
+                     strength,
+                     client,
+                     reason,
+                     flow,
+                     first_seen,
+                     last_seen,
+                     origin,
+                 }| {
+                    PeerEntry {
+                        addr,
+                        port,
+                        expires: expires.map(&mut seen),
+                        strength,
+                        client,
+                        reason,
+                        flow,
+                        first_seen: seen(first_seen),
+                        last_seen: seen(last_seen),
+                        origin,
+                    }
+                },
+            )
             .collect();
         let locks = self
             .locks
             .iter()
-            .map(|&LockEntry { client, until, port, peer, origin }| LockEntry {
-                client,
-                until: f(until),
-                port,
-                peer,
-                origin,
-            })
+            .map(
+                |&LockEntry {
+                     client,
+                     network,
+                     until,
+                     port,
+                     peer,
+                     reason,
+                     flow,
+                     first_seen,
+                     last_seen,
+                     origin,
+                 }| {
+                    LockEntry {
+                        client,
+                        network,
+                        until: seen(until),
+                        port,
+                        peer,
+                        reason,
+                        flow,
+                        first_seen: seen(first_seen),
+                        last_seen: seen(last_seen),
+                        origin,
+                    }
+                },
+            )
             .collect();
         let bans = self
             .bans
             .iter()
             .map(|&BanEntry { addr, until, seconds, origin }| BanEntry {
                 addr,
-                until: until.map(&mut f),
+                until: until.map(&mut seen),
                 seconds,
                 origin,
             })

@@ -36,6 +36,28 @@ pub struct EngineStats {
     /// Clients whose remembered FastTrack UDP port was evicted to make room for another client's
     /// (the table holds `timelock.capacity` clients, least recently learned evicted first).
     pub client_ports_evicted: u64,
+    /// Suspect peers not admitted because their table (per family and strength,
+    /// `peers.capacity`) was full of live entries.
+    pub peers_refused_full: u64,
+    /// Suspect peers not admitted because the client whose flow named them already had
+    /// `peers.per_client` live ones.
+    pub peers_refused_quota: u64,
+    /// Locks not armed because their table (per family, `timelock.capacity`) was full of live
+    /// locks.
+    pub locks_refused_full: u64,
+    /// Tells whose client was not locked because it is not an inside host (not in `lan`) or is
+    /// `exempt`.
+    pub locks_refused_not_inside: u64,
+    /// TCP segments ignored because they started more than 64 KiB beyond their direction's
+    /// gap-free prefix (bytes no receiver would take yet; they influence no verdict).
+    pub stream_segments_ignored: u64,
+    /// Packets that would have opened a flow entry for a source already holding its quota of
+    /// the flow table (`flows.capacity / 4`): TCP ones are dropped as `Reason::FlowQuota`, UDP
+    /// ones judged without a flow entry.
+    pub flow_quota_refused: u64,
+    /// TCP segments dropped because they needed a reassembly window while their flow's source
+    /// held its quota of the pool (a quarter of `flows.reassembly_capacity`).
+    pub reassembly_quota_refused: u64,
     by_reason: [u64; Reason::ALL.len()],
 }
 

@@ -54,7 +54,8 @@
 //!   that point keeps the flow inspected until the hole fills or the flow ends (giving up would
 //!   let a sender fill the hole after inspection stopped); its memory stays the bounded window.
 
-use crate::signatures::http::{self, Framing, HttpMatch, HttpScan};
+use super::flows::{Source, SourceQuota};
+use crate::signatures::http::{Framing, HeaderScanner, HttpMatch, HttpScan};
 use crate::signatures::{push, tcp as tcp_tells};
 use crate::wire::TcpFlags;
 use lru::LruCache;
@@ -67,6 +68,13 @@ pub(crate) const HEADER_LIMIT: usize = 2048;
 pub(crate) const STREAM_BUDGET: u32 = 8192;
 /// At most this many header blocks are inspected per direction.
 pub(crate) const MAX_MESSAGES: u8 = 8;
+/// A segment starting more than this many bytes beyond its direction's gap-free prefix is
+/// ignored (counted, never stored): 64 KiB is the largest window a receiver can offer before
+/// window scaling applies, and far beyond every byte a tell reads
+/// (`STREAM_BUDGET + HEADER_LIMIT`), so such bytes can change no verdict; ignoring them keeps
+/// a sender from vetoing the push and handshake-shape tells, or ending keep-alive inspection,
+/// with bytes the receiver would never deliver.
+pub(crate) const PLAUSIBLE_WINDOW: u32 = 65_535;
 
 const WORDS: usize = HEADER_LIMIT / 64;
 const OPENER_LEN: u32 = tcp_tells::GIFT_OPENER.len() as u32;
@@ -109,6 +117,13 @@ pub(crate) struct Found {
     pub(crate) shape: bool,
     /// FastTrack HTTP headers.
     pub(crate) http: Option<HttpMatch>,
+    /// The segment's payload lay more than [`PLAUSIBLE_WINDOW`] beyond its direction's
+    /// gap-free prefix and was ignored.
+    pub(crate) ignored: bool,
+    /// The segment needed a reassembly window and its source holds its quota of the pool: when
+    /// nothing else was found, the segment was not taken (the caller keeps the stream as it was
+    /// and drops the segment, so the sender sends it again).
+    pub(crate) refused: bool,
 }
 
 /// Progress of one direction.
@@ -118,6 +133,9 @@ struct DirectionState {
     base: Option<u32>,
     /// Payload was seen in this direction.
     carried: bool,
+    /// Payload was placed in this direction's stream (within [`PLAUSIBLE_WINDOW`] of its
+    /// start): from then on no SYN moves the start.
+    placed: bool,
     /// End of the gap-free prefix the tells need (bytes before `lo` count as received).
     contiguous: u32,
     /// One past the highest offset received (saturating).
@@ -171,8 +189,10 @@ impl DirectionState {
 
     /// Judges the stream bytes `view` = `[lo, contiguous)`: the opener and push while `lo` is
     /// 0, then as many HTTP header blocks as are complete. Returns what was found and how far
-    /// `lo` moves (possibly past `view`, over a body not yet received).
-    fn judge(&mut self, view: &[u8], found: &mut Found) -> u32 {
+    /// `lo` moves (possibly past `view`, over a body not yet received). `scanner` holds the
+    /// progress of the header block at `lo` (from earlier calls on shorter views), and on return
+    /// that of the block at the new `lo`.
+    fn judge(&mut self, view: &[u8], found: &mut Found, scanner: &mut HeaderScanner) -> u32 {
         if self.lo == 0 {
             if self.opener && (view.len() >= OPENER_LEN as usize || !tcp_tells::GIFT_OPENER.starts_with(view))
             {
@@ -193,7 +213,7 @@ impl DirectionState {
         while self.http && pos < view.len() {
             let rest = &view[pos..];
             let block = &rest[..rest.len().min(HEADER_LIMIT)];
-            match http::scan(block) {
+            match scanner.scan(block) {
                 HttpScan::NotHttp => {
                     self.http = false;
                     self.not_http = self.messages == 0;
@@ -223,6 +243,7 @@ impl DirectionState {
                                 && !self.overflowed =>
                         {
                             pos = (s - u64::from(self.lo)) as usize;
+                            *scanner = HeaderScanner::default();
                         }
                         _ => self.http = false,
                     }
@@ -254,12 +275,14 @@ pub(crate) struct TcpStream {
     initiator_is_low: bool,
     /// The initial SYN was seen.
     saw_syn: bool,
-    /// The stream start (sequence number + 1) of the first initial SYN seen.
-    first_syn_start: Option<u32>,
+    /// The stream start (sequence number + 1) of the latest initial SYN seen whose start
+    /// differs from the first one's (which is `dirs[0].base`), while neither is confirmed.
+    later_syn_start: Option<u32>,
     /// The responder's SYN/ACK acknowledged a SYN seen: the initiator's stream start is fixed.
     start_confirmed: bool,
-    /// The stream start (sequence number + 1) of the first SYN/ACK seen from the responder.
-    first_syn_ack_start: Option<u32>,
+    /// The stream start of the latest SYN/ACK seen from the responder whose start differs from
+    /// the first one's (which is `dirs[1].base`), while neither is confirmed.
+    later_syn_ack_start: Option<u32>,
     /// The initiator acknowledged a SYN/ACK seen: the responder's stream start is fixed.
     responder_confirmed: bool,
     /// Still looking for tells.
@@ -276,9 +299,9 @@ impl TcpStream {
         Self {
             initiator_is_low,
             saw_syn: false,
-            first_syn_start: None,
+            later_syn_start: None,
             start_confirmed: false,
-            first_syn_ack_start: None,
+            later_syn_ack_start: None,
             responder_confirmed: false,
             inspecting: true,
             shape: Shape::Open,
@@ -312,36 +335,51 @@ impl TcpStream {
     /// completed. Buffers live in `pool` under `key`; a buffer evicted to make room is counted
     /// in `evicted`.
     /// Call for every segment before [`TcpStream::on_segment`]: a responder's SYN/ACK whose
-    /// acknowledgment number matches a SYN seen (the first or the latest) fixes the initiator's
-    /// stream start at what the peer accepted, and the initiator's first ACK of a SYN/ACK seen
-    /// fixes the responder's the same way. A SYN or SYN/ACK the other end never accepted (sent
-    /// with a short TTL, or after the handshake, where the peer answers with a challenge ACK)
-    /// then no longer moves the stream. Without a matching acknowledgment (asymmetric routing, a
-    /// capture that lacks it) the latest SYN or SYN/ACK before data sets the start.
+    /// acknowledgment number matches a SYN seen (the first, or a later one with another ISN)
+    /// fixes the initiator's stream start at what the peer accepted, and the initiator's first
+    /// ACK of a SYN/ACK seen fixes the responder's the same way. A SYN or SYN/ACK the other end
+    /// never accepted (sent with a short TTL, or after the handshake, where the peer answers
+    /// with a challenge ACK) then no longer moves the stream. Without a matching acknowledgment
+    /// (asymmetric routing, a capture that lacks it) the **first** SYN or SYN/ACK sets the start
+    /// (see [`TcpStream::on_segment`]); once payload was placed, nothing moves it.
     pub(crate) fn on_ack_of_syn(&mut self, sender_is_low: bool, flags: TcpFlags, ack: u32) {
         if !self.saw_syn || !flags.has(TcpFlags::ACK) {
             return;
         }
         let from_initiator = sender_is_low == self.initiator_is_low;
-        if !from_initiator && flags.has(TcpFlags::SYN) && !self.dirs[0].carried {
+        if !from_initiator && flags.has(TcpFlags::SYN) && !self.dirs[0].placed && !self.start_confirmed {
             // The responder's SYN/ACK confirms the initiator's start.
-            if Some(ack) == self.dirs[0].base || Some(ack) == self.first_syn_start {
+            if Some(ack) == self.dirs[0].base || Some(ack) == self.later_syn_start {
                 self.dirs[0].base = Some(ack);
                 self.start_confirmed = true;
             }
         } else if from_initiator
             && !flags.has(TcpFlags::SYN)
-            && !self.dirs[1].carried
+            && !self.dirs[1].placed
             && !self.responder_confirmed
         {
             // The initiator's ACK of a SYN/ACK seen confirms the responder's start.
-            if Some(ack) == self.dirs[1].base || Some(ack) == self.first_syn_ack_start {
+            if Some(ack) == self.dirs[1].base || Some(ack) == self.later_syn_ack_start {
                 self.dirs[1].base = Some(ack);
                 self.responder_confirmed = true;
             }
         }
     }
 
+    /// Takes one segment sent by the key's `low` endpoint iff `sender_is_low`: tracks the
+    /// handshake's sequence numbers, places the payload (`payload`, the captured part of its
+    /// `payload_len` bytes at `seq`) in its direction's stream, and returns the tells it
+    /// completed. Buffers live in `pool` under `key`, charged to `source` (the flow's); a
+    /// buffer evicted to make room is counted in `evicted`. Bytes beyond [`PLAUSIBLE_WINDOW`]
+    /// are reported in [`Found::ignored`], a window refused by the source's quota in
+    /// [`Found::refused`].
+    ///
+    /// The stream start of a direction is the first SYN's (SYN/ACK's) sequence number + 1. A
+    /// later SYN with another ISN is remembered, and becomes the start only if the other end's
+    /// acknowledgment confirms it ([`TcpStream::on_ack_of_syn`]); a SYN never moves a start once
+    /// payload was placed, nor once it was confirmed. A second SYN after the real one therefore
+    /// cannot hide the real stream's tells, whichever way round they come, as long as the
+    /// SYN/ACK crosses the gateway; without it the first SYN stands.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_segment<K: Hash + Eq + Copy>(
         &mut self,
@@ -352,6 +390,7 @@ impl TcpStream {
         payload_len: usize,
         pool: &mut Reassembly<K>,
         key: &K,
+        source: Source,
         evicted: &mut u64,
     ) -> Found {
         if flags.is_initial_syn() {
@@ -359,20 +398,16 @@ impl TcpStream {
                 self.saw_syn = true;
                 self.initiator_is_low = sender_is_low;
             }
-            if sender_is_low == self.initiator_is_low && !self.dirs[0].carried && !self.start_confirmed {
-                let start = seq.wrapping_add(1);
-                self.first_syn_start.get_or_insert(start);
-                self.dirs[0].base = Some(start);
+            if sender_is_low == self.initiator_is_low && !self.dirs[0].placed && !self.start_confirmed {
+                Self::note_start(&mut self.dirs[0].base, &mut self.later_syn_start, seq.wrapping_add(1));
             }
         } else if flags.has(TcpFlags::SYN | TcpFlags::ACK)
             && self.saw_syn
             && sender_is_low != self.initiator_is_low
-            && !self.dirs[1].carried
+            && !self.dirs[1].placed
             && !self.responder_confirmed
         {
-            let start = seq.wrapping_add(1);
-            self.first_syn_ack_start.get_or_insert(start);
-            self.dirs[1].base = Some(start);
+            Self::note_start(&mut self.dirs[1].base, &mut self.later_syn_ack_start, seq.wrapping_add(1));
         }
         if payload_len == 0 {
             return Found::default();
@@ -403,6 +438,12 @@ impl TcpStream {
             return Found::default();
         }
         let start = rel.max(0) as u32;
+        if start > self.dirs[i].contiguous.saturating_add(PLAUSIBLE_WINDOW) {
+            // Far beyond the gap-free prefix: bytes no receiver would take, and that no tell
+            // reads. They change nothing (not what is received, not the window): counted only.
+            return Found { ignored: true, ..Found::default() };
+        }
+        self.dirs[i].placed = true;
         let captured = payload.get(skip..).unwrap_or_default();
         let len = u32::try_from(payload_len - skip).unwrap_or(u32::MAX);
         let end = start.saturating_add(len);
@@ -416,7 +457,10 @@ impl TcpStream {
             d.mark_early(start, end);
         }
         if d.bytes_pending() && end > d.contiguous {
-            self.take_bytes(i, start, captured, end, pool, key, evicted, &mut found);
+            self.take_bytes(i, start, captured, end, (pool, key, source, evicted), &mut found);
+            if found.refused {
+                return found;
+            }
         }
         if self.shape != Shape::Done && (grew || self.dirs[i].early != early_before) {
             found.shape = self.advance_shape(dir);
@@ -425,18 +469,25 @@ impl TcpStream {
         found
     }
 
+    /// A SYN (or SYN/ACK) announcing stream start `start`: the first one sets `base`, a later
+    /// one with another start is only remembered in `later` (for the peer's acknowledgment).
+    fn note_start(base: &mut Option<u32>, later: &mut Option<u32>, start: u32) {
+        match *base {
+            None => *base = Some(start),
+            Some(first) if first != start => *later = Some(start),
+            Some(_) => {}
+        }
+    }
+
     /// Places the bytes `captured` at offset `start` (of a segment ending at `end`) in
     /// direction `i`'s window and judges what became contiguous.
-    #[allow(clippy::too_many_arguments)]
     fn take_bytes<K: Hash + Eq + Copy>(
         &mut self,
         i: usize,
         start: u32,
         captured: &[u8],
         end: u32,
-        pool: &mut Reassembly<K>,
-        key: &K,
-        evicted: &mut u64,
+        (pool, key, source, evicted): (&mut Reassembly<K>, &K, Source, &mut u64),
         found: &mut Found,
     ) {
         let d = &mut self.dirs[i];
@@ -450,13 +501,21 @@ impl TcpStream {
                 return;
             };
             d.contiguous = captured_end;
-            let pos = d.judge(view, found);
+            let mut scanner = HeaderScanner::default();
+            let pos = d.judge(view, found, &mut scanner);
             d.lo += pos;
             d.contiguous = d.contiguous.max(d.lo);
             let rest = view.get(pos as usize..).unwrap_or_default();
             if d.bytes_pending() && !rest.is_empty() {
-                let buf = pool.open(key, i, evicted);
+                let Some(buf) = pool.open(key, i, source, evicted) else {
+                    // No window for its source: the rest cannot be judged. With a tell found the
+                    // flow is classified anyway; otherwise the caller drops the segment.
+                    found.refused = true;
+                    d.give_up();
+                    return;
+                };
                 buf.write(0, &rest[..rest.len().min(HEADER_LIMIT)]);
+                buf.scanner = scanner;
                 d.overflowed |= rest.len() > HEADER_LIMIT;
                 d.held = true;
             }
@@ -472,8 +531,13 @@ impl TcpStream {
                     }
                 }
             } else {
+                let Some(buf) = pool.open(key, i, source, evicted) else {
+                    // Nothing changed yet: the caller drops the segment.
+                    found.refused = true;
+                    return;
+                };
                 d.held = true;
-                pool.open(key, i, evicted)
+                buf
             };
             // Write what falls in the window, judge, and again while judged messages move the
             // window on over this segment's bytes (writing twice is harmless: first copy wins).
@@ -492,7 +556,7 @@ impl TcpStream {
                     break;
                 }
                 let view = &buf.data[..(d.contiguous - d.lo) as usize];
-                let pos = if view.is_empty() { 0 } else { d.judge(view, found) };
+                let pos = if view.is_empty() { 0 } else { d.judge(view, found, &mut buf.scanner) };
                 if pos == 0 {
                     break;
                 }
@@ -606,11 +670,14 @@ struct Window {
     data: Vec<u8>,
     /// Bit `i` set: byte `lo + i` was received.
     have: [u64; WORDS],
+    /// Progress of the HTTP header block at `lo` (so a block arriving a byte at a time is not
+    /// rescanned from its start at every byte).
+    scanner: HeaderScanner,
 }
 
 impl Default for Window {
     fn default() -> Self {
-        Self { live: false, data: Vec::new(), have: [0; WORDS] }
+        Self { live: false, data: Vec::new(), have: [0; WORDS], scanner: HeaderScanner::default() }
     }
 }
 
@@ -667,10 +734,20 @@ impl Window {
 }
 
 /// The reassembly windows of all flows: a fixed-capacity LRU keyed by flow, holding up to
-/// [`HEADER_LIMIT`] bytes per direction.
+/// [`HEADER_LIMIT`] bytes per direction. Each entry is charged to its flow's [`Source`]; one
+/// source holds at most a quarter of the pool ([`SourceQuota`]), so one source's flows cannot
+/// evict the windows of all the others.
 #[derive(Debug)]
 pub(crate) struct Reassembly<K: Hash + Eq> {
-    lru: LruCache<K, [Window; 2]>,
+    lru: LruCache<K, Held>,
+    quota: SourceQuota,
+}
+
+/// One flow's windows and the source they are charged to.
+#[derive(Debug, Clone)]
+struct Held {
+    windows: [Window; 2],
+    source: Source,
 }
 
 fn capacity(n: usize) -> NonZeroUsize {
@@ -680,7 +757,7 @@ fn capacity(n: usize) -> NonZeroUsize {
 impl<K: Hash + Eq + Copy> Reassembly<K> {
     /// Room for the windows of `n` flows (at least one).
     pub(crate) fn new(n: usize) -> Self {
-        Self { lru: LruCache::new(capacity(n)) }
+        Self { lru: LruCache::new(capacity(n)), quota: SourceQuota::new(n) }
     }
 
     /// Changes the capacity; a shrink evicts the least recently used windows, counted in
@@ -691,41 +768,51 @@ impl<K: Hash + Eq + Copy> Reassembly<K> {
             *evicted += 1;
         }
         self.lru.resize(capacity(n));
+        self.quota.recount(n, self.lru.iter().map(|(_, held)| held.source));
     }
 
-    /// A fresh window for direction `i` of `key`, evicting the least recently used flow's if
-    /// the pool is full (counted in `evicted`).
-    fn open(&mut self, key: &K, i: usize, evicted: &mut u64) -> &mut Window {
+    /// A fresh window for direction `i` of `key`, charged to `source`, evicting the least
+    /// recently used flow's if the pool is full (counted in `evicted`). None if `key` holds no
+    /// window yet and `source` holds its quota (counted by the caller).
+    fn open(&mut self, key: &K, i: usize, source: Source, evicted: &mut u64) -> Option<&mut Window> {
         if !self.lru.contains(key) {
-            if let Some((_, old)) = self.lru.push(*key, Default::default()) {
-                if old.iter().any(|w| w.live) {
+            if !self.quota.allows(source) {
+                return None;
+            }
+            let fresh = Held { windows: Default::default(), source };
+            if let Some((_, old)) = self.lru.push(*key, fresh) {
+                self.quota.release(old.source);
+                if old.windows.iter().any(|w| w.live) {
                     *evicted += 1;
                 }
             }
+            self.quota.charge(source);
         }
-        let slot = &mut self.lru.get_mut(key).expect("just inserted")[i];
+        let slot = &mut self.lru.get_mut(key).expect("just inserted").windows[i];
         *slot = Window { live: true, ..Window::default() };
-        slot
+        Some(slot)
     }
 
     /// Direction `i`'s window of `key`, unless it was evicted.
     fn get(&mut self, key: &K, i: usize) -> Option<&mut Window> {
-        self.lru.get_mut(key).map(|w| &mut w[i]).filter(|w| w.live)
+        self.lru.get_mut(key).map(|held| &mut held.windows[i]).filter(|w| w.live)
     }
 
     /// Frees direction `i`'s window of `key` (and the entry once both are free).
     fn release(&mut self, key: &K, i: usize) {
-        if let Some(windows) = self.lru.peek_mut(key) {
-            windows[i] = Window::default();
-            if windows.iter().all(|w| !w.live) {
-                self.lru.pop(key);
+        if let Some(held) = self.lru.peek_mut(key) {
+            held.windows[i] = Window::default();
+            if held.windows.iter().all(|w| !w.live) {
+                self.forget(key);
             }
         }
     }
 
     /// Drops the windows of `key` (its flow restarted, was forgotten or was judged).
     pub(crate) fn forget(&mut self, key: &K) {
-        self.lru.pop(key);
+        if let Some(held) = self.lru.pop(key) {
+            self.quota.release(held.source);
+        }
     }
 
     /// Number of flows holding windows.

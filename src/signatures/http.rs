@@ -78,18 +78,134 @@ const MAX_METHOD_LEN: usize = 16;
 /// complete lines (CRLF, or a bare LF). Body text never matches: the block ends at the first
 /// empty line, and nothing after it is read.
 pub fn scan(stream_prefix: &[u8]) -> HttpScan {
-    // A stream whose first bytes cannot begin a start line is decided there, without searching
-    // the whole window for a line end (bulk data is the common case). Equivalent to the full
-    // check: a method longer than MAX_METHOD_LEN, or a byte other than a space after it, rules
-    // the line out however it ends.
-    let head = &stream_prefix[..stream_prefix.len().min(MAX_METHOD_LEN + 1)];
-    if matches!(start_line(head, false), Start::NotHttp) {
-        return HttpScan::NotHttp;
-    }
-    scan_lines(stream_prefix)
+    HeaderScanner::default().scan(stream_prefix)
 }
 
-/// [`scan`] without its shortcut: the start line, then the header lines.
+/// A resumable [`scan`] of one message's header block as its bytes arrive: each call takes a
+/// longer prefix of the same message and judges only what the last call had not, so the total
+/// work over any sequence of prefixes is linear in the longest (a header block sent one byte
+/// per segment is not rescanned from its start at every byte).
+///
+/// Invariants: the result of [`HeaderScanner::scan`] is always [`scan`] of the same prefix;
+/// lines before `line_start` are judged (no tell, their framing in `frame`), and the bytes
+/// from `line_start` to `searched` hold no line end. Start again with a fresh scanner for
+/// another message, or when the prefix does not extend the last one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeaderScanner {
+    /// Offset of the first line not judged yet (0 while the start line is incomplete).
+    line_start: u32,
+    /// Bytes before this offset were searched for a line end.
+    searched: u32,
+    /// What the judged lines said about framing (None until the start line is complete).
+    frame: Option<Frame>,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes searched for line ends by this thread's scans (the work [`HeaderScanner`] keeps
+    /// linear), for tests.
+    pub(crate) static SCAN_WORK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The offset of the first line end in `bytes`.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    #[cfg(test)]
+    SCAN_WORK.with(|w| w.set(w.get() + bytes.len() as u64));
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+impl HeaderScanner {
+    /// Scans `stream_prefix`, which extends the prefix of the previous call (if any, and whose
+    /// result was [`HttpScan::Incomplete`]); returns what [`scan`] would.
+    pub fn scan(&mut self, stream_prefix: &[u8]) -> HttpScan {
+        let mut tell = None;
+        let mut frame = match self.frame {
+            Some(frame) => frame,
+            None => {
+                // A stream whose first bytes cannot begin a start line is decided there, without
+                // searching the whole window for a line end (bulk data is the common case).
+                // Equivalent to the full check: a method longer than MAX_METHOD_LEN, or a byte
+                // other than a space after it, rules the line out however it ends.
+                let head = &stream_prefix[..stream_prefix.len().min(MAX_METHOD_LEN + 1)];
+                if matches!(start_line(head, false), Start::NotHttp) {
+                    return HttpScan::NotHttp;
+                }
+                let from = (self.searched as usize).min(stream_prefix.len());
+                let Some(i) = find_newline(&stream_prefix[from..]).map(|k| from + k) else {
+                    self.searched = stream_prefix.len() as u32;
+                    return match start_line(stream_prefix, false) {
+                        Start::NotHttp => HttpScan::NotHttp,
+                        Start::Partial | Start::Line => HttpScan::Incomplete,
+                    };
+                };
+                let first = trim_cr(&stream_prefix[..i]);
+                if !matches!(start_line(first, true), Start::Line) {
+                    // A complete line is a start line or not HTTP.
+                    return HttpScan::NotHttp;
+                }
+                tell = is_hash_request(first).then_some(HttpTell::HashRequest);
+                self.line_start = (i + 1) as u32;
+                self.searched = self.line_start;
+                Frame::new(first)
+            }
+        };
+        let mut found = HttpMatch { tell: HttpTell::HashRequest, sender_addr: None, supernode_addr: None };
+        let mut pos = (self.line_start as usize).min(stream_prefix.len());
+        let mut search_from = (self.searched as usize).clamp(pos, stream_prefix.len());
+        let mut end = None;
+        while let Some(i) = find_newline(&stream_prefix[search_from..]).map(|k| search_from + k) {
+            let line = trim_cr(&stream_prefix[pos..i]);
+            pos = i + 1;
+            search_from = pos;
+            if line.is_empty() {
+                end = Some(pos);
+                break;
+            }
+            let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+            let name = &line[..colon];
+            let value = trim_start(&line[colon + 1..]);
+            frame.header(name, value);
+            tell = tell.or(header_tell(name, value, &mut found));
+        }
+        match (tell, end) {
+            (Some(tell), _) => HttpScan::Kazaa(HttpMatch { tell, ..found }),
+            (None, Some(len)) => HttpScan::Clean(HeaderBlock { len, next: frame.next() }),
+            (None, None) => {
+                self.line_start = pos as u32;
+                self.searched = stream_prefix.len() as u32;
+                self.frame = Some(frame);
+                HttpScan::Incomplete
+            }
+        }
+    }
+}
+
+/// The tell of one header line, if any; the addresses of `X-Kazaa-IP` and
+/// `X-Kazaa-SupernodeIP` go into `found` (the first of each).
+fn header_tell(name: &[u8], value: &[u8], found: &mut HttpMatch) -> Option<HttpTell> {
+    if starts_with_ignore_case(name, b"x-kazaa-") {
+        if name.eq_ignore_ascii_case(b"x-kazaa-ip") {
+            found.sender_addr = found.sender_addr.or_else(|| parse_addr(value));
+        } else if name.eq_ignore_ascii_case(b"x-kazaa-supernodeip") {
+            found.supernode_addr = found.supernode_addr.or_else(|| parse_addr(value));
+        }
+        Some(HttpTell::KazaaHeader)
+    } else if name.eq_ignore_ascii_case(b"x-kazaatag") {
+        Some(HttpTell::KazaaTag)
+    } else if name.eq_ignore_ascii_case(b"useragent") && value.starts_with(b"KazaaClient") {
+        Some(HttpTell::KazaaClientAgent)
+    } else if name.eq_ignore_ascii_case(b"server") && value.starts_with(b"KazaaClient") {
+        Some(HttpTell::KazaaClientServer)
+    } else if name.eq_ignore_ascii_case(b"user-agent") && value.starts_with(b"PeerEnabler/") {
+        Some(HttpTell::PeerEnabler)
+    } else {
+        None
+    }
+}
+
+/// The whole-prefix scan [`HeaderScanner`] replaced, without the start-line shortcut: kept to
+/// check that the shortcut and the resumable scan decide as it does.
+#[cfg(test)]
 fn scan_lines(stream_prefix: &[u8]) -> HttpScan {
     let (first, mut rest) = match stream_prefix.iter().position(|&b| b == b'\n') {
         Some(i) => (trim_cr(&stream_prefix[..i]), Some(&stream_prefix[i + 1..])),
@@ -116,25 +232,7 @@ fn scan_lines(stream_prefix: &[u8]) -> HttpScan {
         let name = &line[..colon];
         let value = trim_start(&line[colon + 1..]);
         framing.header(name, value);
-        let header_tell = if starts_with_ignore_case(name, b"x-kazaa-") {
-            if name.eq_ignore_ascii_case(b"x-kazaa-ip") {
-                found.sender_addr = found.sender_addr.or_else(|| parse_addr(value));
-            } else if name.eq_ignore_ascii_case(b"x-kazaa-supernodeip") {
-                found.supernode_addr = found.supernode_addr.or_else(|| parse_addr(value));
-            }
-            Some(HttpTell::KazaaHeader)
-        } else if name.eq_ignore_ascii_case(b"x-kazaatag") {
-            Some(HttpTell::KazaaTag)
-        } else if name.eq_ignore_ascii_case(b"useragent") && value.starts_with(b"KazaaClient") {
-            Some(HttpTell::KazaaClientAgent)
-        } else if name.eq_ignore_ascii_case(b"server") && value.starts_with(b"KazaaClient") {
-            Some(HttpTell::KazaaClientServer)
-        } else if name.eq_ignore_ascii_case(b"user-agent") && value.starts_with(b"PeerEnabler/") {
-            Some(HttpTell::PeerEnabler)
-        } else {
-            None
-        };
-        tell = tell.or(header_tell);
+        tell = tell.or(header_tell(name, value, &mut found));
     }
     match (tell, end) {
         (Some(tell), _) => HttpScan::Kazaa(HttpMatch { tell, ..found }),
@@ -145,6 +243,7 @@ fn scan_lines(stream_prefix: &[u8]) -> HttpScan {
 
 /// What a header block says about the message's end (RFC 9112 section 6.3, for requests and
 /// interim responses only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Frame {
     /// The status code of a response (None: a request).
     status: Option<u16>,
@@ -409,6 +508,67 @@ X-Kazaa-XferUid: AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\r\n\r\n";
             assert_eq!(scan(i), scan_lines(i), "{:?}", String::from_utf8_lossy(i));
         }
         assert_eq!(scan(&[b'Z'; 1400]), HttpScan::NotHttp, "long uppercase data is not a method");
+    }
+
+    #[test]
+    fn the_resumable_scan_decides_as_the_whole_scan_at_every_prefix() {
+        let pieces: [&[u8]; 9] = [
+            b"GET",
+            b" ",
+            b"\r\n",
+            b"\n",
+            b"Z",
+            b"HTTP/1.1",
+            b"Content-Length: 3",
+            b"/",
+            b"X-Kazaa-IP: 1.2.3.4:5",
+        ];
+        let mut inputs: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut last = inputs.clone();
+        for _ in 0..4 {
+            last = last.iter().flat_map(|i| pieces.iter().map(move |p| [i.as_slice(), p].concat())).collect();
+            inputs.extend(last.iter().cloned());
+        }
+        inputs.push(KAZAA_REQUEST.as_bytes().to_vec());
+        inputs.push(b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nbody".to_vec());
+        for input in &inputs {
+            // Fed one byte at a time, and in steps of 7: every intermediate result is the whole
+            // scan's of that prefix, until the scan is decided.
+            for step in [1, 7] {
+                let mut scanner = HeaderScanner::default();
+                let mut len = 0;
+                loop {
+                    len = (len + step).min(input.len());
+                    let got = scanner.scan(&input[..len]);
+                    assert_eq!(
+                        got,
+                        scan_lines(&input[..len]),
+                        "{:?} at {len}",
+                        String::from_utf8_lossy(input)
+                    );
+                    if got != HttpScan::Incomplete || len == input.len() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_header_block_fed_byte_by_byte_is_scanned_in_linear_work() {
+        let mut block = b"GET / HTTP/1.1\r\n".to_vec();
+        while block.len() < 2040 {
+            block.extend_from_slice(b"X-Filler: 0123456789\r\n");
+        }
+        let mut scanner = HeaderScanner::default();
+        SCAN_WORK.with(|w| w.set(0));
+        for len in 1..=block.len() {
+            assert_eq!(scanner.scan(&block[..len]), HttpScan::Incomplete);
+        }
+        let work = SCAN_WORK.with(|w| w.get());
+        // Each byte is searched for a line end once (the whole scan of every prefix would be
+        // about len² / 2, some 2 million bytes here).
+        assert!(work <= 2 * block.len() as u64, "{work} bytes searched for {} bytes", block.len());
     }
 
     #[test]

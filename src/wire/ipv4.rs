@@ -4,7 +4,8 @@
 //! - `parse` checks the IHL against the buffer and the total length before reading past the
 //!   fixed header; bytes beyond the total length are link-layer padding and are ignored.
 //! - Only a first fragment (offset 0) is given a transport header; any other offset is
-//!   [`Transport::LaterFragment`].
+//!   [`Transport::LaterFragment`]. A first fragment with more to come (MF) is
+//!   [`Packet::first_fragment`], and its UDP length may exceed the fragment.
 //! - A transport header cut off by the capture is malformed over IPv4: an IPv4 header with
 //!   options plus a TCP header with options (120 bytes) always fits in the smallest copy range.
 //! - [`Ipv4Repr::emit`] writes a 20-byte header (no options) whose checksum verifies.
@@ -45,16 +46,22 @@ pub(super) fn parse(buf: &[u8]) -> Result<Packet<'_>, Malformed> {
     let payload_len = total_len - header_len;
     let payload = &buf[header_len..buf.len().min(total_len)];
     if ip.get_fragment_offset() != 0 {
-        return Ok(Packet { src, dst, transport: Transport::LaterFragment { protocol } });
+        return Ok(Packet {
+            src,
+            dst,
+            transport: Transport::LaterFragment { protocol },
+            first_fragment: false,
+        });
     }
-    let transport = match transport(protocol, payload, payload_len, false) {
+    let first_fragment = ip.get_flags() & 0b001 != 0;
+    let transport = match transport(protocol, payload, payload_len, first_fragment) {
         // Only a capture's snap length cuts the headers short, and such a record stays malformed.
         Ok(Transport::Unreachable { .. }) if protocol == PROTO_TCP => Err(MalformedKind::BadTcpHeader),
         Ok(Transport::Unreachable { .. }) => Err(MalformedKind::BadUdpHeader),
         other => other,
     };
     let transport = transport.map_err(|kind| Malformed { kind, addrs, protocol: Some(protocol) })?;
-    Ok(Packet { src, dst, transport })
+    Ok(Packet { src, dst, transport, first_fragment })
 }
 
 /// The IPv4 header fields to emit. Version, IHL (5: no options), total length, protocol and

@@ -106,7 +106,8 @@ pub(super) fn parse(buf: &[u8]) -> Result<Packet<'_>, Malformed> {
                 let nh = frag[0];
                 let fragment_offset = u16::from_be_bytes([frag[2], frag[3]]) >> 3;
                 if fragment_offset != 0 {
-                    return Ok(Packet { src, dst, transport: Transport::LaterFragment { protocol: nh } });
+                    let transport = Transport::LaterFragment { protocol: nh };
+                    return Ok(Packet { src, dst, transport, first_fragment: false });
                 }
                 fragmented |= frag[3] & 1 == 1;
                 offset += 8;
@@ -121,7 +122,7 @@ pub(super) fn parse(buf: &[u8]) -> Result<Packet<'_>, Malformed> {
             }
         }
     };
-    Ok(Packet { src, dst, transport: transport? })
+    Ok(Packet { src, dst, transport: transport?, first_fragment: fragmented })
 }
 
 /// One IPv6 extension header to emit. Option areas are filled with padding options (Pad1/PadN),

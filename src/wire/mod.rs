@@ -94,6 +94,10 @@ pub struct Packet<'a> {
     pub dst: IpAddr,
     /// Transport part.
     pub transport: Transport<'a>,
+    /// The packet is the first fragment of a datagram that continues in later fragments (IPv4:
+    /// MF set at offset 0; IPv6: a fragment header with M set at offset 0): its transport
+    /// payload is incomplete whatever its headers say.
+    pub first_fragment: bool,
 }
 
 /// What was wrong with a packet that failed validation.

@@ -8,6 +8,8 @@
                                  prints "frozen TID", holds it SECONDS, then detaches
   tcp-serve ADDR PORT            accepts one connection, prints the byte count it received
   tcp-send ADDR PORT BYTES       sends BYTES over one connection, prints "sent N"
+  frag-ping SRC DST DPORT SPORT  one FastTrack ping (IPv4 or IPv6) cut in two IP fragments:
+                                 the UDP header and 8 bytes of the ping, then its last 4 bytes
 Prints one line of JSON per command where it reports something.
 """
 import ctypes
@@ -116,6 +118,38 @@ def tcp_send(addr, port, size):
     print(json.dumps({"command": "tcp-send", "sent": sent}), flush=True)
 
 
+def pseudo6(src, dst, proto, length):
+    return (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+            + struct.pack("!IxxxB", length, proto))
+
+
+def frag_ping(src, dst, dport, sport):
+    """The ping's UDP datagram (20 bytes) in two fragments: 16 bytes at offset 0 (more to come),
+    4 bytes at offset 16 (8-octet unit 2)."""
+    v6 = ":" in dst
+    udp_len = 8 + len(PING)
+    header = pseudo6(src, dst, 17, udp_len) if v6 else pseudo(src, dst, socket.IPPROTO_UDP, udp_len)
+    csum = checksum(header + struct.pack("!HHHH", sport, dport, udp_len, 0) + PING) or 0xFFFF
+    datagram = struct.pack("!HHHH", sport, dport, udp_len, csum) + PING
+    parts = [(0, True, datagram[:16]), (2, False, datagram[16:])]
+    ident = os.getpid() & 0xFFFF
+    if v6:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        for offset, more, data in parts:
+            frag = struct.pack("!BBHI", 17, 0, offset << 3 | int(more), ident)
+            ip = struct.pack("!IHBB16s16s", 6 << 28, 8 + len(data), 44, 64,
+                             socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst))
+            s.sendto(ip + frag + data, (dst, 0, 0, 0))
+    else:
+        s = raw_socket()
+        for offset, more, data in parts:
+            ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(data), ident, int(more) << 13 | offset,
+                             64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+            ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+            s.sendto(ip + data, (dst, 0))
+    print(json.dumps({"command": "frag-ping", "sent": len(parts)}), flush=True)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "flood-absent":
@@ -128,5 +162,7 @@ if __name__ == "__main__":
         tcp_serve(args[0], int(args[1]))
     elif cmd == "tcp-send":
         tcp_send(args[0], int(args[1]), int(args[2]))
+    elif cmd == "frag-ping":
+        frag_ping(args[0], args[1], int(args[2]), int(args[3]))
     else:
         sys.exit(__doc__)

@@ -123,7 +123,7 @@ pub(crate) fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ftwall::engine::{BanEntry, LockEntry, PeerEntry};
+    use ftwall::engine::{BanEntry, LockEntry, PeerEntry, Strength};
 
     #[test]
     fn formats_dates() {
@@ -167,20 +167,23 @@ mod tests {
         let snapshot = Snapshot {
             peers: vec![
                 PeerEntry {
-                    addr: "198.51.100.20".parse().unwrap(),
-                    port: Some(1214),
-                    expires: Some(s(900)),
-                    origin: None,
+                    first_seen: s(450),
+                    last_seen: s(490),
+                    ..PeerEntry::new(
+                        "198.51.100.20".parse().unwrap(),
+                        Some(1214),
+                        Some(s(900)),
+                        Strength::Strong,
+                    )
                 },
-                PeerEntry { addr: "198.51.100.21".parse().unwrap(), port: None, expires: None, origin: None },
+                PeerEntry::new("198.51.100.21".parse().unwrap(), None, None, Strength::Strong),
             ],
-            locks: vec![LockEntry {
-                client: "192.0.2.10".parse().unwrap(),
-                until: s(619),
-                port: Some(3531),
-                peer: Some("198.51.100.20:1214".parse().unwrap()),
-                origin: None,
-            }],
+            locks: vec![LockEntry::new(
+                "192.0.2.10".parse().unwrap(),
+                s(619),
+                Some(3531),
+                Some("198.51.100.20:1214".parse().unwrap()),
+            )],
             bans: vec![BanEntry {
                 addr: "203.0.113.9".parse().unwrap(),
                 until: Some(s(560)),
@@ -193,6 +196,8 @@ mod tests {
         assert_eq!(file.locks[0].until, s(1_800_000_119));
         assert_eq!(file.peers[0].expires, Some(s(1_800_000_400)));
         assert_eq!(file.peers[1].expires, None);
+        assert_eq!((file.peers[0].first_seen, file.peers[0].last_seen), (s(1_799_999_950), s(1_799_999_990)));
+        assert_eq!(file.peers[1].first_seen, Timestamp::ZERO, "unknown stays unknown");
         assert_eq!(file.bans[0].until, Some(s(1_800_000_060)));
         assert_eq!((file.bans[0].seconds, file.locks[0].port), (Some(60), Some(3531)), "not times");
         // After a reboot: engine time 20 s at wall 1,800,000,100 s; the lock has 19 s left.

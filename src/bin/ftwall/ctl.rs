@@ -3,7 +3,7 @@
 //! `protocol.rs`; this file only turns the command line into a [`Request`] and an [`Answer`] into
 //! text.
 
-use crate::protocol::{Answer, Request, Status, MAX_ANSWER};
+use crate::protocol::{Answer, Provenance, Request, Status, MAX_ANSWER};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -146,23 +146,24 @@ fn pairs<'a>(items: impl IntoIterator<Item = (&'a str, String)>) -> String {
 fn render(answer: &Answer) -> String {
     match answer {
         Answer::Status(status) => status_text(status),
-        Answer::Clients(clients) => table(
+        Answer::Clients(clients) => table_with_details(
             "clients",
-            &["CLIENT", "LOCKED UNTIL", "REMAINING S", "FASTTRACK PORT", "GATEWAY"],
+            &["CLIENT", "LOCKED UNTIL", "REMAINING S", "FASTTRACK PORT"],
             clients.iter().map(|c| {
-                vec![
-                    cell(&c.client),
-                    cell(&c.locked_until),
-                    cell(&c.remaining_seconds),
-                    cell(&c.port),
-                    cell(&c.gateway),
-                ]
+                let client = c.network.clone().unwrap_or_else(|| c.client.to_string());
+                let row = vec![client, cell(&c.locked_until), cell(&c.remaining_seconds), cell(&c.port)];
+                let last = c.network.as_ref().map(|_| format!("last address {}", c.client));
+                (row, details(&c.why, last.into_iter().chain(via(&c.gateway))))
             }),
         ),
-        Answer::Peers(peers) => table(
+        Answer::Peers(peers) => table_with_details(
             "peers",
-            &["PEER", "PORT", "EXPIRES", "GATEWAY"],
-            peers.iter().map(|p| vec![cell(&p.peer), cell(&p.port), cell(&p.expires), cell(&p.gateway)]),
+            &["PEER", "PORT", "STRENGTH", "CLIENT", "EXPIRES"],
+            peers.iter().map(|p| {
+                let row =
+                    vec![cell(&p.peer), cell(&p.port), cell(&p.strength), cell(&p.client), cell(&p.expires)];
+                (row, details(&p.why, via(&p.gateway)))
+            }),
         ),
         Answer::Bans(bans) => table(
             "bans",
@@ -172,6 +173,56 @@ fn render(answer: &Answer) -> String {
         Answer::Done(done) => format!("{}\n", done.message),
         Answer::Failed(_) => String::new(),
     }
+}
+
+/// The line naming the gateway of the cluster an entry was learned from, if another one.
+fn via(gateway: &Option<String>) -> Option<String> {
+    gateway.as_ref().map(|g| format!("via:  gateway {g}"))
+}
+
+/// The indented lines under a row of `clients` or `peers`: why (the tell and its flow), since
+/// when, then `extra` (the last address of a prefix, the gateway it came from); none when
+/// nothing is known (an entry from an older state file, learned here).
+fn details(why: &Provenance, extra: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut lines = Vec::new();
+    match (&why.reason, &why.flow) {
+        (Some(reason), Some(flow)) => lines.push(format!("why:  {reason} on {flow}")),
+        (Some(reason), None) => lines.push(format!("why:  {reason}")),
+        _ => {}
+    }
+    match (&why.first_seen, &why.last_seen) {
+        (Some(first), Some(last)) => lines.push(format!("seen: {first} .. {last}")),
+        (Some(first), None) => lines.push(format!("seen: {first}")),
+        _ => {}
+    }
+    lines.extend(extra);
+    lines
+}
+
+/// [`table`], with indented detail lines under each row.
+fn table_with_details(
+    what: &str,
+    titles: &[&str],
+    rows: impl Iterator<Item = (Vec<String>, Vec<String>)>,
+) -> String {
+    let (rows, details): (Vec<Vec<String>>, Vec<Vec<String>>) = rows.unzip();
+    let text = table(what, titles, rows.into_iter());
+    let mut lines = text.lines();
+    let mut out = String::new();
+    out.push_str(lines.next().unwrap_or_default());
+    out.push('\n');
+    for detail in &details {
+        out.push_str(lines.next().unwrap_or_default());
+        out.push('\n');
+        for line in detail {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
+    for rest in lines {
+        out.push_str(rest);
+        out.push('\n');
+    }
+    out
 }
 
 /// Aligned columns under `titles`, then `(N what)`.
@@ -233,7 +284,7 @@ fn status_text(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Counts, HealthReport, SuspectPeer};
+    use crate::protocol::{Counts, HealthReport, LockedClient, SuspectPeer};
 
     #[test]
     fn tables_align_columns() {
@@ -242,16 +293,55 @@ mod tests {
                 peer: "198.51.100.20".parse().unwrap(),
                 port: Some(1214),
                 expires: Some("2026-11-24T10:00:00Z".into()),
+                strength: Some("weak".into()),
+                client: Some("192.0.2.10".parse().unwrap()),
                 gateway: Some("gw-b".into()),
+                why: Provenance {
+                    reason: Some("udp_ping".into()),
+                    flow: Some("udp 192.0.2.10:3531 > 198.51.100.20:1214".into()),
+                    first_seen: Some("2026-11-24T09:00:00Z".into()),
+                    last_seen: Some("2026-11-24T09:00:05Z".into()),
+                },
             },
-            SuspectPeer { peer: "2001:db8::20".parse().unwrap(), port: None, expires: None, gateway: None },
+            SuspectPeer {
+                peer: "2001:db8::20".parse().unwrap(),
+                port: None,
+                expires: None,
+                strength: None,
+                client: None,
+                gateway: None,
+                why: Provenance::default(),
+            },
         ]);
         let text = render(&answer);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "PEER           PORT  EXPIRES               GATEWAY");
-        assert_eq!(lines[1], "198.51.100.20  1214  2026-11-24T10:00:00Z  gw-b");
-        assert_eq!(lines[2], "2001:db8::20   -     -                     -");
-        assert_eq!(lines[3], "(2 peers)");
+        assert_eq!(lines[0], "PEER           PORT  STRENGTH  CLIENT      EXPIRES");
+        assert_eq!(lines[1], "198.51.100.20  1214  weak      192.0.2.10  2026-11-24T10:00:00Z");
+        assert_eq!(lines[2], "    why:  udp_ping on udp 192.0.2.10:3531 > 198.51.100.20:1214");
+        assert_eq!(lines[3], "    seen: 2026-11-24T09:00:00Z .. 2026-11-24T09:00:05Z");
+        assert_eq!(lines[4], "    via:  gateway gw-b");
+        assert_eq!(lines[5], "2001:db8::20   -     -         -           -");
+        assert_eq!(lines[6], "(2 peers)");
+        assert!(lines.iter().all(|l| l.len() <= 80), "80 columns for IPv4: {text}");
+        let prefix = Answer::Clients(vec![LockedClient {
+            client: "2001:db8:1::10".parse().unwrap(),
+            locked_until: "2026-11-24T10:00:00Z".into(),
+            remaining_seconds: 7,
+            port: None,
+            network: Some("2001:db8:1::/64".into()),
+            gateway: Some("gw-a".into()),
+            why: Provenance { reason: Some("tcp_opener".into()), ..Provenance::default() },
+        }]);
+        let text = render(&prefix);
+        assert_eq!(
+            text,
+            "CLIENT           LOCKED UNTIL          REMAINING S  FASTTRACK PORT\n\
+             2001:db8:1::/64  2026-11-24T10:00:00Z  7            -\n    \
+             why:  tcp_opener\n    \
+             last address 2001:db8:1::10\n    \
+             via:  gateway gw-a\n\
+             (1 clients)\n"
+        );
         assert_eq!(render(&Answer::Bans(vec![])), "ADDRESS  UNTIL  GATEWAY\n(0 bans)\n");
     }
 

@@ -164,15 +164,14 @@ fn events_page() -> String {
 }
 
 /// One page for `sub` and, recursively, its visible subcommands.
-/// Developer tools (test traffic) are documented by `--help` and docs/hacking.md, not by pages
-/// that would ship to every gateway.
+/// A test-traffic tool (`ftwall sim`) gets one page listing its subcommands, not a page for
+/// each: its `--help` documents them, and an operator's man directory stays uncluttered.
 fn write_pages(sub: &clap::Command, dir: &Path) -> std::io::Result<()> {
     let name = sub.get_display_name().unwrap_or_else(|| sub.get_name());
-    if DEVELOPER_TOOLS.contains(&name) {
-        return Ok(());
-    }
-    for nested in sub.get_subcommands().filter(|s| !s.is_hide_set()) {
-        write_pages(nested, dir)?;
+    if !ONE_PAGE_TOOLS.contains(&name) {
+        for nested in sub.get_subcommands().filter(|s| !s.is_hide_set()) {
+            write_pages(nested, dir)?;
+        }
     }
     if name == "ftwall-run" {
         let mut out = Vec::new();
@@ -182,8 +181,9 @@ fn write_pages(sub: &clap::Command, dir: &Path) -> std::io::Result<()> {
     page(sub).generate_to(dir).map(drop)
 }
 
-/// Visible subcommands that get no man page (`build()` has prefixed their names).
-const DEVELOPER_TOOLS: &[&str] = &["ftwall-sim"];
+/// Subcommands documented on one page, without a page per nested subcommand (`build()` has
+/// prefixed their names).
+const ONE_PAGE_TOOLS: &[&str] = &["ftwall-sim"];
 
 /// `ftwall-run(8)`: clap's sections plus what an operator of the daemon needs: signals, exit
 /// status, environment, files and the log events (names and levels, from the catalogue; the
@@ -283,14 +283,17 @@ fn default_of(defaults: &toml::Table, dotted: &str) -> String {
 /// The reason table of `docs/detection.md`: every reason in decision order, with its natural
 /// verdict, whether it is a tell, and its meaning (the `reasons!` table's doc comments).
 fn reasons_markdown() -> String {
-    let mut out = String::from("| reason | verdict | tell | meaning |\n|---|---|---|---|\n");
+    let mut out = String::from(
+        "| reason | verdict | tell | meaning | `packet_dropped` message |\n|---|---|---|---|---|\n",
+    );
     for reason in ftwall::Reason::DECISION_ORDER {
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} |\n",
             reason.as_str(),
             reason.natural_verdict().as_str(),
             if reason.is_tell() { "yes" } else { "" },
-            reason.description().replace('|', "\\|")
+            reason.description().replace('|', "\\|"),
+            reason.message().replace('|', "\\|")
         ));
     }
     out

@@ -363,18 +363,43 @@ pub(crate) struct QueueHealth {
     pub(crate) verdict_lag_us: Option<u64>,
 }
 
+/// Why and since when something was learned: shared by the rows of `clients` and `peers`.
+/// Every field is omitted when unknown (entries restored from older state files), so older
+/// answers read the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Provenance {
+    /// The tell (a reason code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
+    /// The flow it was seen on: `proto inside > outside`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) flow: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) first_seen: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) last_seen: Option<String>,
+}
+
 /// One row of `clients`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct LockedClient {
+    /// The last address of the client seen.
     pub(crate) client: IpAddr,
     /// RFC 3339.
     pub(crate) locked_until: String,
     pub(crate) remaining_seconds: u64,
     /// The client's FastTrack UDP port, when known.
     pub(crate) port: Option<u16>,
+    /// The network the lock covers when it is more than `client` (an IPv6 prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) network: Option<String>,
     /// The gateway of the cluster it was learned from (absent: learned here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) gateway: Option<String>,
+    #[serde(flatten)]
+    pub(crate) why: Provenance,
 }
 
 /// One row of `peers`.
@@ -384,9 +409,18 @@ pub(crate) struct SuspectPeer {
     pub(crate) port: Option<u16>,
     /// RFC 3339 (null: forgotten only by eviction).
     pub(crate) expires: Option<String>,
+    /// `strong` (blocks every host, every port) or `weak` (blocks `client` to `port` only);
+    /// omitted by daemons that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) strength: Option<String>,
+    /// The inside client whose flow revealed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) client: Option<IpAddr>,
     /// The gateway of the cluster it was learned from (absent: learned here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) gateway: Option<String>,
+    #[serde(flatten)]
+    pub(crate) why: Provenance,
 }
 
 /// One row of `bans`.
@@ -494,9 +528,29 @@ pub(crate) mod tests {
                     locked_until: "2026-12-02T06:02:00Z".into(),
                     remaining_seconds: 100,
                     port: Some(3531),
+                    network: None,
                     gateway: None,
+                    why: Provenance::default(),
                 }]),
                 r#"{"ok":true,"clients":[{"client":"192.0.2.10","locked_until":"2026-12-02T06:02:00Z","remaining_seconds":100,"port":3531}]}"#,
+            ),
+            (
+                Request::Clients,
+                Answer::Clients(vec![LockedClient {
+                    client: "2001:db8:1::10".parse().unwrap(),
+                    locked_until: "2026-12-02T06:02:00Z".into(),
+                    remaining_seconds: 100,
+                    port: None,
+                    network: Some("2001:db8:1::/64".into()),
+                    gateway: Some("gw-a".into()),
+                    why: Provenance {
+                        reason: Some("tcp_opener".into()),
+                        flow: Some("tcp [2001:db8:1::10]:40000 > [2001:db8:2::20]:1214".into()),
+                        first_seen: Some("2026-12-02T06:00:00Z".into()),
+                        last_seen: Some("2026-12-02T06:00:05Z".into()),
+                    },
+                }]),
+                r#"{"ok":true,"clients":[{"client":"2001:db8:1::10","locked_until":"2026-12-02T06:02:00Z","remaining_seconds":100,"port":null,"network":"2001:db8:1::/64","gateway":"gw-a","reason":"tcp_opener","flow":"tcp [2001:db8:1::10]:40000 > [2001:db8:2::20]:1214","first_seen":"2026-12-02T06:00:00Z","last_seen":"2026-12-02T06:00:05Z"}]}"#,
             ),
             (
                 Request::Peers,
@@ -505,16 +559,27 @@ pub(crate) mod tests {
                         peer: "198.51.100.20".parse().unwrap(),
                         port: Some(1214),
                         expires: Some("2026-12-02T07:00:00Z".into()),
+                        strength: Some("weak".into()),
+                        client: Some(a),
                         gateway: Some("gw-b".into()),
+                        why: Provenance {
+                            reason: Some("udp_ping".into()),
+                            flow: Some("udp 192.0.2.10:3531 > 198.51.100.20:1214".into()),
+                            first_seen: Some("2026-12-02T06:00:00Z".into()),
+                            last_seen: Some("2026-12-02T06:00:00Z".into()),
+                        },
                     },
                     SuspectPeer {
                         peer: "2001:db8:2::20".parse().unwrap(),
                         port: None,
                         expires: None,
+                        strength: None,
+                        client: None,
                         gateway: None,
+                        why: Provenance::default(),
                     },
                 ]),
-                r#"{"ok":true,"peers":[{"peer":"198.51.100.20","port":1214,"expires":"2026-12-02T07:00:00Z","gateway":"gw-b"},{"peer":"2001:db8:2::20","port":null,"expires":null}]}"#,
+                r#"{"ok":true,"peers":[{"peer":"198.51.100.20","port":1214,"expires":"2026-12-02T07:00:00Z","strength":"weak","client":"192.0.2.10","gateway":"gw-b","reason":"udp_ping","flow":"udp 192.0.2.10:3531 > 198.51.100.20:1214","first_seen":"2026-12-02T06:00:00Z","last_seen":"2026-12-02T06:00:00Z"},{"peer":"2001:db8:2::20","port":null,"expires":null}]}"#,
             ),
             (Request::Bans, Answer::Bans(vec![]), r#"{"ok":true,"bans":[]}"#),
             (

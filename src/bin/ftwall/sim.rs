@@ -41,6 +41,10 @@ enum Command {
         /// Local address to bind the TCP ports on.
         #[arg(long, default_value = "0.0.0.0")]
         tcp_bind: std::net::IpAddr,
+        /// One more header line in every HTTP response (e.g. `X-Kazaa-SupernodeIP: ip:port`,
+        /// a web server that names a third party).
+        #[arg(long)]
+        http_header: Option<String>,
     },
     /// Send FastTrack pings from one UDP port to many peers and report the pongs received.
     PingFlood {
@@ -150,7 +154,7 @@ fn classify(first: &[u8]) -> &'static str {
     }
 }
 
-fn serve_tcp(mut stream: TcpStream) {
+fn serve_tcp(mut stream: TcpStream, http_header: Option<&str>) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let local = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
@@ -168,9 +172,12 @@ fn serve_tcp(mut stream: TcpStream) {
         let reply: Vec<u8> = match kind {
             "http_request" | "kazaa_http" => {
                 let body = b"hello from the responder\n";
-                let mut r =
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
-                        .into_bytes();
+                let extra = http_header.map_or(String::new(), |h| format!("{h}\r\n"));
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
                 r.extend_from_slice(body);
                 let _ = stream.write_all(&r);
                 let _ = stream.shutdown(Shutdown::Write);
@@ -190,7 +197,12 @@ fn serve_tcp(mut stream: TcpStream) {
     }
 }
 
-fn responder(udp: Vec<SocketAddr>, tcp_ports: Vec<u16>, tcp_bind: std::net::IpAddr) -> std::io::Result<()> {
+fn responder(
+    udp: Vec<SocketAddr>,
+    tcp_ports: Vec<u16>,
+    tcp_bind: std::net::IpAddr,
+    http_header: Option<String>,
+) -> std::io::Result<()> {
     let mut handles = Vec::new();
     for addr in udp {
         let socket = UdpSocket::bind(addr)?;
@@ -213,9 +225,11 @@ fn responder(udp: Vec<SocketAddr>, tcp_ports: Vec<u16>, tcp_bind: std::net::IpAd
     }
     for port in tcp_ports {
         let listener = TcpListener::bind(SocketAddr::new(tcp_bind, port))?;
+        let http_header = http_header.clone();
         handles.push(std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                std::thread::spawn(move || serve_tcp(stream));
+                let http_header = http_header.clone();
+                std::thread::spawn(move || serve_tcp(stream, http_header.as_deref()));
             }
         }));
     }
@@ -391,7 +405,9 @@ fn udp_echo(
 /// Runs one simulator command; its results go to stdout as JSON lines.
 pub(crate) fn run(args: SimArgs) -> std::io::Result<()> {
     match args.command {
-        Command::Responder { udp, tcp_ports, tcp_bind } => responder(udp, tcp_ports, tcp_bind),
+        Command::Responder { udp, tcp_ports, tcp_bind, http_header } => {
+            responder(udp, tcp_ports, tcp_bind, http_header)
+        }
         Command::PingFlood { from_port, bind, peers, timeout_ms } => {
             ping_flood(from_port, bind, peers, Duration::from_millis(timeout_ms))
         }

@@ -12,6 +12,13 @@ const KAZAA_GET: &[u8] = b"GET /.hash=0123456789abcdef0123456789abcdef01234567 H
     X-Kazaa-Username: someone\r\n\r\n";
 const KAZAA_HEADERS: &[u8] = b"GET /song.mp3 HTTP/1.1\r\nHost: a\r\nX-Kazaa-Username: someone\r\n\r\n";
 const PLAIN_GET: &[u8] = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
+/// The source the tests' flows are charged to (one flow per pool unless `src` is used).
+const SRC: Source = Source::Net4([198, 51, 100]);
+
+/// A source of its own for the flow `key`.
+fn src(key: u8) -> Source {
+    Source::Net4([198, 51, key])
+}
 
 /// One stream and its pool; the initiator is the key's low end.
 struct Harness {
@@ -44,7 +51,7 @@ impl Harness {
     fn seg(&mut self, dir: Direction, flags: TcpFlags, seq: u32, data: &[u8]) -> Found {
         let low = dir == Direction::Initiator;
         let Self { s, pool, key, evicted, .. } = self;
-        s.on_segment(low, flags, seq, data, data.len(), pool, key, evicted)
+        s.on_segment(low, flags, seq, data, data.len(), pool, key, SRC, evicted)
     }
 
     /// Sends `data` at stream offset `off` of `dir`.
@@ -159,13 +166,13 @@ fn data_on_the_syn_starts_the_stream() {
 fn a_stream_picked_up_mid_way_is_not_inspected() {
     let mut s = TcpStream::new(true);
     let mut pool = Reassembly::new(4);
-    let found = s.on_segment(true, ACK, 1000, KAZAA_GET, KAZAA_GET.len(), &mut pool, &1u8, &mut 0);
+    let found = s.on_segment(true, ACK, 1000, KAZAA_GET, KAZAA_GET.len(), &mut pool, &1u8, SRC, &mut 0);
     assert_eq!(found, none());
     assert!(!s.inspecting());
     assert!(s.carried_data());
     // A responder whose SYN/ACK was not seen is not inspected either.
     let mut s = TcpStream::new(true);
-    s.on_segment(true, SYN, 99, &[], 0, &mut pool, &1u8, &mut 0);
+    s.on_segment(true, SYN, 99, &[], 0, &mut pool, &1u8, SRC, &mut 0);
     let found = s.on_segment(
         false,
         ACK,
@@ -174,6 +181,7 @@ fn a_stream_picked_up_mid_way_is_not_inspected() {
         47,
         &mut pool,
         &1u8,
+        SRC,
         &mut 0,
     );
     assert_eq!(found, none());
@@ -184,9 +192,9 @@ fn the_first_syn_fixes_the_initiator() {
     let mut s = TcpStream::new(false);
     let mut pool = Reassembly::new(4);
     assert!(!s.handshake_seen());
-    s.on_segment(true, SYN, 100, &[], 0, &mut pool, &1u8, &mut 0);
+    s.on_segment(true, SYN, 100, &[], 0, &mut pool, &1u8, SRC, &mut 0);
     assert!(s.handshake_seen() && s.initiator_is_low());
-    s.on_segment(false, SYN, 500, &[], 0, &mut pool, &1u8, &mut 0);
+    s.on_segment(false, SYN, 500, &[], 0, &mut pool, &1u8, SRC, &mut 0);
     assert!(s.initiator_is_low(), "a later SYN from the other end does not move it");
 }
 
@@ -214,7 +222,8 @@ fn the_window_is_bounded() {
     let mut h = Harness::new();
     let seq = h.isn[0] + 1;
     h.seg(Direction::Initiator, ACK, 0, &[]);
-    let found = h.s.on_segment(true, ACK, seq, &KAZAA_HEADERS[..30], 200, &mut h.pool, &1, &mut h.evicted);
+    let found =
+        h.s.on_segment(true, ACK, seq, &KAZAA_HEADERS[..30], 200, &mut h.pool, &1, SRC, &mut h.evicted);
     assert_eq!(found, none());
     assert!(!h.dir(Direction::Initiator).http && !h.dir(Direction::Initiator).held);
 }
@@ -226,25 +235,25 @@ fn the_pool_is_capped_and_eviction_is_counted() {
     let (head, tail) = KAZAA_GET.split_at(40);
     let open = |pool: &mut Reassembly<u8>, key: u8, evicted: &mut u64| {
         let mut s = TcpStream::new(true);
-        s.on_segment(true, SYN, 0, &[], 0, pool, &key, evicted);
-        s.on_segment(false, SYN_ACK, 0, &[], 0, pool, &key, evicted);
-        s.on_segment(true, ACK, 1, head, head.len(), pool, &key, evicted);
+        s.on_segment(true, SYN, 0, &[], 0, pool, &key, src(key), evicted);
+        s.on_segment(false, SYN_ACK, 0, &[], 0, pool, &key, src(key), evicted);
+        s.on_segment(true, ACK, 1, head, head.len(), pool, &key, src(key), evicted);
         s
     };
     let mut a = open(&mut pool, 1, &mut evicted);
     assert_eq!(evicted, 0);
     let mut b = open(&mut pool, 2, &mut evicted);
     assert_eq!((pool.len(), evicted), (1, 1), "the second flow's window evicted the first's");
-    let found = a.on_segment(true, ACK, 41, tail, tail.len(), &mut pool, &1, &mut evicted);
+    let found = a.on_segment(true, ACK, 41, tail, tail.len(), &mut pool, &1, src(1), &mut evicted);
     assert_eq!(found, none(), "an evicted direction gives up, never a wrong tell");
     assert!(!a.dirs[0].http);
-    assert!(http(b.on_segment(true, ACK, 41, tail, tail.len(), &mut pool, &2, &mut evicted)));
+    assert!(http(b.on_segment(true, ACK, 41, tail, tail.len(), &mut pool, &2, src(2), &mut evicted)));
     // An entry re-created by the other direction does not revive an evicted one.
     let mut pool = Reassembly::new(1);
     let mut a = open(&mut pool, 1, &mut evicted);
     let _b = open(&mut pool, 2, &mut evicted);
-    a.on_segment(false, ACK, 41, b"HTTP/1.1 2", 10, &mut pool, &1, &mut evicted);
-    let found = a.on_segment(true, ACK, 41, tail, tail.len(), &mut pool, &1, &mut evicted);
+    a.on_segment(false, ACK, 41, b"HTTP/1.1 2", 10, &mut pool, &1, src(1), &mut evicted);
+    let found = a.on_segment(true, ACK, 41, tail, tail.len(), &mut pool, &1, src(1), &mut evicted);
     assert_eq!(found, none());
     // A shrink evicts and counts.
     let mut pool = Reassembly::new(4);
@@ -432,4 +441,187 @@ fn inspection_ends_when_no_tell_can_follow() {
     assert!(h.s.inspecting(), "the name may still be coming");
     h.client(17, &[0; 20]);
     assert!(!h.s.inspecting());
+}
+
+/// One segment of a raw stream, the handshake confirmations included (as the engine calls it).
+fn feed(
+    s: &mut TcpStream,
+    pool: &mut Reassembly<u8>,
+    from_low: bool,
+    flags: TcpFlags,
+    seq: u32,
+    ack: u32,
+    data: &[u8],
+) -> Found {
+    s.on_ack_of_syn(from_low, flags, ack);
+    s.on_segment(from_low, flags, seq, data, data.len(), pool, &1u8, SRC, &mut 0)
+}
+
+#[test]
+fn without_a_syn_ack_the_first_syn_fixes_the_start() {
+    // The gateway sees only the client's side. The real SYN, then a decoy SYN with another ISN
+    // (one the server would answer with a challenge ACK): the real stream is still judged.
+    let (real, decoy) = (1_000u32, 0x8000_0000u32);
+    let mut s = TcpStream::new(true);
+    let mut pool = Reassembly::new(4);
+    feed(&mut s, &mut pool, true, SYN, real, 0, &[]);
+    feed(&mut s, &mut pool, true, SYN, decoy, 0, &[]);
+    let found = feed(&mut s, &mut pool, true, ACK, real + 1, 7_001, &GIFT_OPENER);
+    assert_eq!(found.bytes, Some(ByteTell::Opener), "the decoy SYN did not move the start");
+    // A benign stream after a second SYN is judged on the first SYN's stream, and clean.
+    let mut s = TcpStream::new(true);
+    feed(&mut s, &mut pool, true, SYN, real, 0, &[]);
+    feed(&mut s, &mut pool, true, SYN, decoy, 0, &[]);
+    assert_eq!(feed(&mut s, &mut pool, true, ACK, real + 1, 7_001, PLAIN_GET), none());
+    assert_eq!(s.dirs[0].messages, 1, "its header block was judged clean");
+    // The decoy's stream (bytes the server never takes) is far beyond: ignored, not judged.
+    let mut s = TcpStream::new(true);
+    feed(&mut s, &mut pool, true, SYN, real, 0, &[]);
+    feed(&mut s, &mut pool, true, SYN, decoy, 0, &[]);
+    let found = feed(&mut s, &mut pool, true, ACK, decoy + 1, 7_001, KAZAA_HEADERS);
+    assert!(found.ignored && found.http.is_none());
+}
+
+#[test]
+fn a_syn_ack_confirms_the_syn_it_acknowledges() {
+    // A decoy SYN first (it dies before the server), then the real one: the server's SYN/ACK
+    // acknowledges the real one, which becomes the start; its tells are judged.
+    let (decoy, real) = (0x8000_0000u32, 1_000u32);
+    for data in [&GIFT_OPENER[..], PLAIN_GET] {
+        let mut s = TcpStream::new(true);
+        let mut pool = Reassembly::new(4);
+        feed(&mut s, &mut pool, true, SYN, decoy, 0, &[]);
+        feed(&mut s, &mut pool, true, SYN, real, 0, &[]);
+        feed(&mut s, &mut pool, false, SYN_ACK, 7_000, real + 1, &[]);
+        assert_eq!(s.dirs[0].base, Some(real + 1));
+        let found = feed(&mut s, &mut pool, true, ACK, real + 1, 7_001, data);
+        if data == PLAIN_GET {
+            assert_eq!(found, none());
+            assert_eq!(s.dirs[0].messages, 1, "a benign stream is judged clean on the confirmed start");
+        } else {
+            assert_eq!(found.bytes, Some(ByteTell::Opener));
+        }
+        // A SYN after that moves nothing.
+        feed(&mut s, &mut pool, true, SYN, decoy, 0, &[]);
+        assert_eq!(s.dirs[0].base, Some(real + 1));
+    }
+    // Once payload was placed, neither a later SYN nor a SYN/ACK acknowledging it moves the
+    // start.
+    let mut s = TcpStream::new(true);
+    let mut pool = Reassembly::new(4);
+    feed(&mut s, &mut pool, true, SYN, real, 0, &[]);
+    feed(&mut s, &mut pool, true, ACK, real + 1, 0, &GIFT_OPENER[..6]);
+    feed(&mut s, &mut pool, true, SYN, decoy, 0, &[]);
+    feed(&mut s, &mut pool, false, SYN_ACK, 7_000, decoy + 1, &[]);
+    assert_eq!(s.dirs[0].base, Some(real + 1));
+    assert_eq!(
+        feed(&mut s, &mut pool, true, ACK, real + 7, 0, &GIFT_OPENER[6..]).bytes,
+        Some(ByteTell::Opener)
+    );
+}
+
+#[test]
+fn the_first_syn_ack_fixes_the_responder_start_unless_the_client_acknowledges_another() {
+    let response = b"HTTP/1.1 200 OK\r\nServer: KazaaClient Nov  3 2002\r\n\r\n";
+    for confirm_second in [false, true] {
+        let mut s = TcpStream::new(true);
+        let mut pool = Reassembly::new(4);
+        feed(&mut s, &mut pool, true, SYN, 10, 0, &[]);
+        feed(&mut s, &mut pool, false, SYN_ACK, 5_000, 11, &[]);
+        feed(&mut s, &mut pool, false, SYN_ACK, 9_000, 11, &[]);
+        let real = if confirm_second {
+            feed(&mut s, &mut pool, true, ACK, 11, 9_001, &[]);
+            9_001
+        } else {
+            5_001
+        };
+        feed(&mut s, &mut pool, true, ACK, 11, real, PLAIN_GET);
+        assert!(
+            http(feed(&mut s, &mut pool, false, ACK, real, 11, response)),
+            "confirm second: {confirm_second}"
+        );
+    }
+}
+
+#[test]
+fn bytes_far_beyond_the_contiguous_edge_are_ignored() {
+    let line = b"GIVE 4253679545\r\n";
+    let far = line.len() as u32 + PLAUSIBLE_WINDOW + 1;
+    // They do not veto the push line (which needs nothing received beyond it)...
+    let mut h = Harness::new();
+    assert!(h.client(far, b"x").ignored);
+    assert_eq!(h.client(0, line).bytes, Some(ByteTell::Give));
+    // ...nor end keep-alive inspection (they are not stored: no overflow)...
+    let mut h = Harness::new();
+    assert!(h.client(PLAIN_GET.len() as u32 + PLAUSIBLE_WINDOW + 1, b"x").ignored);
+    assert!(!h.dir(Direction::Initiator).overflowed);
+    assert_eq!(h.pool.len(), 0, "nothing stored");
+    assert_eq!(h.client(0, PLAIN_GET), none());
+    assert!(http(h.client(PLAIN_GET.len() as u32, KAZAA_HEADERS)), "the second request is still judged");
+    // ...nor the handshake shape's count of what the opener's direction holds.
+    let mut h = Harness::new();
+    h.client(OPENER_LEN + PLAUSIBLE_WINDOW + 1, b"x");
+    assert_eq!(h.dir(Direction::Initiator).highest, 0);
+    // Bytes within the plausible window are still taken (a receiver would buffer them).
+    let mut h = Harness::new();
+    assert!(!h.client(line.len() as u32 + 100, b"x").ignored);
+    assert_eq!(h.client(0, line).bytes, None);
+}
+
+#[test]
+fn a_header_block_in_one_byte_segments_is_scanned_in_linear_work() {
+    use crate::signatures::http::SCAN_WORK;
+    let mut block = b"GET / HTTP/1.1\r\n".to_vec();
+    while block.len() < HEADER_LIMIT - 40 {
+        block.extend_from_slice(b"X-Filler: 0123456789\r\n");
+    }
+    block.extend_from_slice(b"X-Kazaa-Username: someone\r\n\r\n");
+    if block.len() % 2 == 1 {
+        block.insert(20, b'9'); // A longer first filler value.
+    }
+    for reversed_pair in [false, true] {
+        let mut h = Harness::new();
+        SCAN_WORK.with(|w| w.set(0));
+        let mut tells = 0;
+        assert_eq!(block.len() % 2, 0);
+        for k in 0..block.len() {
+            // In order, or with each pair of bytes swapped (every second segment fills a hole).
+            let k = if reversed_pair { k ^ 1 } else { k };
+            tells += usize::from(http(h.client(k as u32, &block[k..=k])));
+        }
+        assert_eq!(tells, 1, "the tell comes once, with the last byte");
+        let work = SCAN_WORK.with(|w| w.get());
+        assert!(work <= 3 * block.len() as u64, "{work} bytes searched for {} bytes", block.len());
+    }
+}
+
+#[test]
+fn one_source_holds_at_most_a_quarter_of_the_pool() {
+    let mut pool = Reassembly::new(8);
+    let mut evicted = 0;
+    let (head, tail) = KAZAA_GET.split_at(40);
+    let open = |pool: &mut Reassembly<u8>, key: u8, source: Source, evicted: &mut u64| {
+        let mut s = TcpStream::new(true);
+        s.on_segment(true, SYN, 0, &[], 0, pool, &key, source, evicted);
+        s.on_segment(false, SYN_ACK, 0, &[], 0, pool, &key, source, evicted);
+        let found = s.on_segment(true, ACK, 1, head, head.len(), pool, &key, source, evicted);
+        (s, found)
+    };
+    // A victim's flow holds a window (its request is not complete yet).
+    let (mut victim, _) = open(&mut pool, 0, src(0), &mut evicted);
+    // Another source opens many: two get windows, the rest are refused, nothing is evicted.
+    let refused = (1..=20).filter(|&key| open(&mut pool, key, SRC, &mut evicted).1.refused).count();
+    assert_eq!((refused, evicted, pool.len()), (18, 0, 3));
+    // The victim's request completes and is judged.
+    assert!(http(victim.on_segment(true, ACK, 41, tail, tail.len(), &mut pool, &0, src(0), &mut evicted)));
+    // A refused segment changed nothing: sent again once the source has room, it is judged.
+    let mut s = TcpStream::new(true);
+    s.on_segment(true, SYN, 0, &[], 0, &mut pool, &30, SRC, &mut evicted);
+    s.on_segment(false, SYN_ACK, 0, &[], 0, &mut pool, &30, SRC, &mut evicted);
+    let before = s;
+    assert!(s.on_segment(true, ACK, 1, head, head.len(), &mut pool, &30, SRC, &mut evicted).refused);
+    let mut s = before;
+    pool.forget(&1);
+    assert!(!s.on_segment(true, ACK, 1, head, head.len(), &mut pool, &30, SRC, &mut evicted).refused);
+    assert!(http(s.on_segment(true, ACK, 41, tail, tail.len(), &mut pool, &30, SRC, &mut evicted)));
 }

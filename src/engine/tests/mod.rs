@@ -131,11 +131,14 @@ fn judge(e: &mut Engine, now: Timestamp, p: &[u8]) -> (Verdict, Reason) {
 }
 
 mod decisions;
+mod fragments;
 mod ipv6;
 mod operator;
+mod quota;
 mod reassembly;
 mod remote;
 mod state;
 mod tcp;
 mod timelock;
+mod trust;
 mod udp;

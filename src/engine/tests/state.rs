@@ -28,7 +28,8 @@ fn state_is_bounded_under_a_flood_of_distinct_flows() {
 
 #[test]
 fn undrained_queues_are_capped() {
-    let mut e = Engine::new(config());
+    let peers = crate::config::PeersConfig { capacity: 100_000, per_client: 100_000, ..Default::default() };
+    let mut e = Engine::new(EngineConfig { peers, ..config() });
     for i in 0..(QUEUE_LIMIT as u32 / 2 + 10) {
         let [_, _, x, y] = i.to_be_bytes();
         let pkt = udp((CLIENT, CLIENT_PORT), (&format!("198.51.{x}.{y}"), 1214), &KAZAA_PING);
@@ -46,13 +47,23 @@ fn snapshot_restore_and_reload_keep_state() {
     let peer = Some(SocketAddr::new(ip(PEER), PEER_PORT));
     assert_eq!(
         snap.locks,
-        vec![LockEntry { client: ip(CLIENT), until: at(120), port: Some(CLIENT_PORT), peer, origin: None }]
+        vec![LockEntry {
+            reason: Some(Reason::UdpPing),
+            flow: Some(FlowTuple {
+                proto: Proto::Udp,
+                client: SocketAddr::new(ip(CLIENT), CLIENT_PORT),
+                peer: SocketAddr::new(ip(PEER), PEER_PORT)
+            }),
+            ..LockEntry::new(ip(CLIENT), at(120), Some(CLIENT_PORT), peer)
+        }]
     );
     assert_eq!(snap.peers.len(), 1);
 
     let mut restored = Engine::new(config());
     restored.restore(at(10), &snap);
-    let syn = tcp((CLIENT, 41000), (PEER, 80), 1, SYN, &[]);
+    // The ping made PEER a weak suspect peer of this client, on the pinged port.
+    assert_eq!(snap.peers[0].strength, Strength::Weak);
+    let syn = tcp((CLIENT, 41000), (PEER, PEER_PORT), 1, SYN, &[]);
     assert_eq!(judge(&mut restored, at(11), &syn), (Verdict::Drop, Reason::SuspectPeer));
     let syn = tcp((CLIENT, 41001), ("203.0.113.9", 6000), 1, SYN, &[]);
     assert_eq!(judge(&mut restored, at(11), &syn), (Verdict::Drop, Reason::ClientLocked));
@@ -102,19 +113,13 @@ fn restored_expiries_are_clamped_to_their_configured_maximum() {
     let year_2100 = Timestamp::from_secs(4_102_444_800);
     let snapshot = Snapshot {
         peers: vec![
-            PeerEntry { addr: ip(PEER), port: Some(PEER_PORT), expires: Some(year_2100), origin: None },
-            PeerEntry { addr: ip("198.51.100.21"), port: None, expires: None, origin: None },
-            PeerEntry { addr: ip("198.51.100.22"), port: None, expires: Some(at(1_500)), origin: None },
+            PeerEntry::new(ip(PEER), Some(PEER_PORT), Some(year_2100), Strength::Strong),
+            PeerEntry::new(ip("198.51.100.21"), None, None, Strength::Strong),
+            PeerEntry::new(ip("198.51.100.22"), None, Some(at(1_500)), Strength::Strong),
         ],
         locks: vec![
-            LockEntry {
-                client: ip(CLIENT),
-                until: year_2100,
-                port: Some(CLIENT_PORT),
-                peer: None,
-                origin: None,
-            },
-            LockEntry { client: ip("192.0.2.11"), until: at(1_050), port: None, peer: None, origin: None },
+            LockEntry::new(ip(CLIENT), year_2100, Some(CLIENT_PORT), None),
+            LockEntry::new(ip("192.0.2.11"), at(1_050), None, None),
         ],
         bans: vec![
             BanEntry { addr: ip("203.0.113.5"), until: Some(year_2100), seconds: Some(60), origin: None },

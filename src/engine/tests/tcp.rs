@@ -93,7 +93,16 @@ fn http_request_split_across_segments_is_seen_and_teaches_peers() {
     assert!(peers.contains(&ip("203.0.113.50")) && peers.contains(&ip("198.51.100.7")), "{peers:?}");
     assert!(!peers.contains(&ip("192.0.2.40")));
     assert_eq!(e.locked_clients().next().unwrap().port, Some(1977));
+    // The server answered with Kazaa headers after a handshake it completed: strong. The
+    // supernode is only named in a header: weak, for this client and that port only.
+    let strength = |addr: &str| e.peers().find(|p| p.addr == ip(addr)).map(|p| p.strength);
+    assert_eq!(strength("198.51.100.7"), Some(Strength::Strong));
+    assert_eq!(strength("203.0.113.50"), Some(Strength::Weak));
     let syn = tcp(("192.0.2.41", 40000), ("203.0.113.50", 3608), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Accept, Reason::Clean));
+    let syn = tcp(("192.0.2.40", 40001), ("203.0.113.50", 3608), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Drop, Reason::SuspectPeer));
+    let syn = tcp(("192.0.2.41", 40002), ("198.51.100.7", 80), 1, SYN, &[]);
     assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Drop, Reason::SuspectPeer));
 }
 

@@ -53,7 +53,7 @@ fn timelock_locks_rearms_probes_and_expires() {
     assert_eq!(judge(&mut e, at(189), &syn), (Verdict::Drop, Reason::ClientLocked));
     e.handle_timeout(at(190));
     assert_eq!(events(&mut e), vec![Event::ClientReleased { client: ip(CLIENT) }]);
-    assert!(actions(&mut e).contains(&Action::StateChanged(StateChange::LockRemoved(ip(CLIENT)))));
+    assert!(actions(&mut e).contains(&Action::StateChanged(StateChange::LockRemoved(ip(CLIENT).into()))));
     assert_eq!(e.poll_timeout(), None);
     let syn_later = tcp((CLIENT, 41002), ("203.0.113.78", 6346), 1, SYN, &[]);
     assert_eq!(judge(&mut e, at(191), &syn_later), (Verdict::Accept, Reason::Clean));
@@ -90,8 +90,8 @@ fn timelock_disabled() {
     }));
     let syn = tcp((CLIENT, 41000), ("203.0.113.77", 6346), 1, SYN, &[]);
     assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Accept, Reason::Clean));
-    // The peer is still blocked.
-    let syn = tcp((CLIENT, 41000), (PEER, 6346), 1, SYN, &[]);
+    // The peer is still blocked, on the port the client pinged.
+    let syn = tcp((CLIENT, 41000), (PEER, PEER_PORT), 1, SYN, &[]);
     assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Drop, Reason::SuspectPeer));
 }
 
@@ -171,27 +171,19 @@ fn no_probe_without_a_pinged_outside_peer() {
     // client outside it neither.
     let snapshot = Snapshot {
         locks: vec![
-            LockEntry {
-                client: ip(CLIENT),
-                until: at(100),
-                port: Some(CLIENT_PORT),
-                peer: None,
-                origin: None,
-            },
-            LockEntry {
-                client: ip("192.0.2.11"),
-                until: at(100),
-                port: Some(CLIENT_PORT),
-                peer: Some(SocketAddr::new(ip("192.0.2.12"), 1214)),
-                origin: None,
-            },
-            LockEntry {
-                client: ip("203.0.113.9"),
-                until: at(100),
-                port: Some(CLIENT_PORT),
-                peer: Some(SocketAddr::new(ip(PEER), PEER_PORT)),
-                origin: None,
-            },
+            LockEntry::new(ip(CLIENT), at(100), Some(CLIENT_PORT), None),
+            LockEntry::new(
+                ip("192.0.2.11"),
+                at(100),
+                Some(CLIENT_PORT),
+                Some(SocketAddr::new(ip("192.0.2.12"), 1214)),
+            ),
+            LockEntry::new(
+                ip("203.0.113.9"),
+                at(100),
+                Some(CLIENT_PORT),
+                Some(SocketAddr::new(ip(PEER), PEER_PORT)),
+            ),
         ],
         ..Snapshot::default()
     };

@@ -23,7 +23,8 @@ fn ping_is_dropped_identifies_client_and_peer_and_spoofs_a_pong() {
         peer: ip(PEER),
         port: Some(PEER_PORT),
         client: Some(ip(CLIENT)),
-        reason: Reason::UdpPing
+        reason: Reason::UdpPing,
+        strength: Strength::Weak,
     }));
     assert!(ev.contains(&Event::ClientIdentified {
         client: ip(CLIENT),
@@ -40,18 +41,22 @@ fn ping_is_dropped_identifies_client_and_peer_and_spoofs_a_pong() {
     let (from, to, payload) = spoof.expect("a spoofed pong");
     assert_eq!((from, to), (peer_sock, client_sock));
     assert_eq!(signatures::udp::pong(&payload), Some(Network::Kazaa));
+    let flow = Some(FlowTuple { proto: Proto::Udp, client: client_sock, peer: peer_sock });
+    // The ping names its destination: a weak peer, scoped to this client, for an hour.
     assert!(acts.contains(&Action::StateChanged(StateChange::Peer(PeerEntry {
-        addr: ip(PEER),
-        port: Some(PEER_PORT),
-        expires: Some(at(100 + 86_400)),
-        origin: None
+        client: Some(ip(CLIENT)),
+        reason: Some(Reason::UdpPing),
+        flow,
+        first_seen: at(100),
+        last_seen: at(100),
+        ..PeerEntry::new(ip(PEER), Some(PEER_PORT), Some(at(100 + 3_600)), Strength::Weak)
     }))));
     assert!(acts.contains(&Action::StateChanged(StateChange::Lock(LockEntry {
-        client: ip(CLIENT),
-        until: at(220),
-        port: Some(CLIENT_PORT),
-        peer: Some(peer_sock),
-        origin: None,
+        reason: Some(Reason::UdpPing),
+        flow,
+        first_seen: at(100),
+        last_seen: at(100),
+        ..LockEntry::new(ip(CLIENT), at(220), Some(CLIENT_PORT), Some(peer_sock))
     }))));
 
     // The pong coming back on the same flow is a tell too; a second ping re-arms silently.
@@ -65,15 +70,36 @@ fn ping_is_dropped_identifies_client_and_peer_and_spoofs_a_pong() {
         "no second identification: {ev:?}"
     );
     assert_eq!(e.locked_clients().next().unwrap().until, at(222));
-    assert_eq!(e.peer_count(), 2);
+    // PEER weak (pinged) and strong (its pong answered the ping), 203.0.113.5 weak.
+    assert_eq!(e.peer_count(), 3);
+    assert_eq!(e.peer_count_of(Strength::Strong), 1);
 }
 
 #[test]
-fn outbound_traffic_to_suspect_peers_is_dropped_but_other_clients_elsewhere_pass() {
+fn a_ping_alone_makes_a_weak_peer_that_blocks_only_its_client_on_the_pinged_port() {
     let mut e = Engine::new(config());
     e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
-    // Another inside host: UDP and a SYN to the suspect peer (any port) are dropped.
+    assert_eq!(e.peers().next().map(|p| p.strength), Some(Strength::Weak));
+    // One ping to PEER does not block other hosts' DNS or HTTPS to it, nor their FastTrack
+    // port (no independent evidence)...
     let other = ("192.0.2.11", 40000);
+    assert_eq!(judge(&mut e, at(1), &udp(other, (PEER, 53), b"hello")), (Verdict::Accept, Reason::Clean));
+    let syn = tcp(other, (PEER, 443), 7, SYN, &[]);
+    assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Accept, Reason::Clean));
+    let syn = tcp(other, (PEER, PEER_PORT), 7, SYN, &[]);
+    assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Accept, Reason::Clean));
+    // ...nor the pinging client's own allowed ports; it blocks that client's flows to the
+    // pinged address and port.
+    let syn = tcp((CLIENT, 41000), (PEER, 443), 7, SYN, &[]);
+    assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Accept, Reason::Clean));
+    let own = udp((CLIENT, 41001), (PEER, PEER_PORT), b"hello");
+    assert_eq!(judge(&mut e, at(1), &own), (Verdict::Drop, Reason::SuspectPeer));
+    // The peer answering the ping with a pong on the same flow is the address itself speaking
+    // FastTrack: strong, and from then on every host's flows to it are blocked.
+    let pong = udp((PEER, PEER_PORT), (CLIENT, CLIENT_PORT), &KAZAA_PONG);
+    assert_eq!(judge(&mut e, at(1), &pong), (Verdict::Drop, Reason::UdpPong));
+    assert!(e.peers().any(|p| p.addr == ip(PEER) && p.strength == Strength::Strong));
+    let other = ("192.0.2.11", 40001);
     assert_eq!(judge(&mut e, at(1), &udp(other, (PEER, 53), b"hello")), (Verdict::Drop, Reason::SuspectPeer));
     let syn = tcp(other, (PEER, 80), 7, SYN, &[]);
     assert_eq!(judge(&mut e, at(1), &syn), (Verdict::Drop, Reason::SuspectPeer));
@@ -183,7 +209,8 @@ fn the_clients_fasttrack_port_corroborates_with_no_lock_at_all() {
         peer: ip(fresh.0),
         port: Some(fresh.1),
         client: Some(ip(CLIENT)),
-        reason: Reason::UdpSession
+        reason: Reason::UdpSession,
+        strength: Strength::Weak,
     }));
     // Its answer is a later packet of the classified flow.
     let back = udp(fresh, (CLIENT, CLIENT_PORT), &c0_session());
@@ -256,8 +283,9 @@ fn a_locked_client_corroborates_on_its_port_or_any_port_when_unknown() {
 #[test]
 fn a_suspect_peer_corroborates_in_both_directions_and_locks_the_client() {
     let mut e = Engine::new(config());
-    // Another client's ping makes PEER a suspect.
+    // Another client's ping, answered by PEER, makes PEER a strong suspect.
     e.handle_packet(at(0), &udp(("192.0.2.11", 3000), (PEER, PEER_PORT), &KAZAA_PING));
+    e.handle_packet(at(0), &udp((PEER, PEER_PORT), ("192.0.2.11", 3000), &KAZAA_PONG));
     // Outbound, a session datagram to it is a tell (no longer only `suspect_peer`), and locks
     // the sender, whatever its port.
     let out = udp((CLIENT, 50_000), (PEER, 6000), &c0_session());
@@ -294,7 +322,7 @@ fn the_outside_port_1214_corroborates() {
     e.handle_packet(at(2), &udp(host, (PEER, PEER_PORT), &KAZAA_PING));
     let to_1214 = udp(("192.0.2.14", 50_002), ("203.0.113.103", 1214), &c0_session());
     assert_eq!(judge(&mut e, at(2), &to_1214), (Verdict::Drop, Reason::UdpSession));
-    assert_eq!(e.locks.entry(ip(host.0)).unwrap().port, Some(3531));
+    assert_eq!(e.locks.entry(ip(host.0).into()).unwrap().port, Some(3531));
     let next = udp(("192.0.2.14", 50_002), ("203.0.113.104", 4000), &c0_session());
     assert_eq!(judge(&mut e, at(2), &next), (Verdict::Accept, Reason::Clean));
     // A truncated capture of the datagram is no tell (the shape needs the whole datagram).

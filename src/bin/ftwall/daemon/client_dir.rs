@@ -1,5 +1,7 @@
-//! The client directory (the original's `-c`): one file per locked client, named by its
-//! address, holding the lock's end; removed when the lock is released. Other tools can list it.
+//! The client directory (the original's `-c`): one file per lock, named by the address of the
+//! network it covers (the client's IPv4 address, or its IPv6 prefix's network address), holding
+//! the client, the network and the lock's end; removed when the lock is released. Other tools
+//! can list it.
 //!
 //! The directory is created 0750 and opened once (`O_DIRECTORY|O_NOFOLLOW`); every file is
 //! written (mode 0640, through the one atomic-write helper), removed and listed relative to
@@ -9,6 +11,7 @@
 use crate::clock::Clock;
 use crate::files::{self, Dir};
 use ftwall::engine::LockEntry;
+use ipnet::IpNet;
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
@@ -30,30 +33,29 @@ impl ClientDir {
         self.dir.path()
     }
 
-    fn name(client: IpAddr) -> OsString {
-        client.to_string().into()
+    fn name(network: IpNet) -> OsString {
+        network.addr().to_string().into()
     }
 
     /// Writes `lock`'s file; its end (engine time) is shown as a date through `clock`.
     pub(crate) fn locked(&self, lock: &LockEntry, clock: &Clock) -> io::Result<()> {
         let body = format!(
-            "client={}
-locked_until={}
-",
+            "client={}\nnetwork={}\nlocked_until={}\n",
             lock.client,
+            lock.network(),
             clock.rfc3339(lock.until)
         );
-        self.dir.write_atomic(&Self::name(lock.client), body.as_bytes())
+        self.dir.write_atomic(&Self::name(lock.network()), body.as_bytes())
     }
 
-    pub(crate) fn released(&self, client: IpAddr) -> io::Result<()> {
-        self.dir.remove(&Self::name(client))
+    pub(crate) fn released(&self, network: IpNet) -> io::Result<()> {
+        self.dir.remove(&Self::name(network))
     }
 
     /// Makes the directory list exactly `locks`: writes their files and removes files of clients
     /// that are no longer locked (left over from before a restart).
     pub(crate) fn sync(&self, locks: &[LockEntry], clock: &Clock) -> io::Result<()> {
-        let keep: HashSet<String> = locks.iter().map(|l| l.client.to_string()).collect();
+        let keep: HashSet<String> = locks.iter().map(|l| l.network().addr().to_string()).collect();
         for name in self.dir.names()? {
             let text = name.to_string_lossy();
             if text.parse::<IpAddr>().is_ok() && !keep.contains(text.as_ref()) {
@@ -76,13 +78,7 @@ mod tests {
         fs::write(dir.path().join("192.0.2.99"), "stale").unwrap();
         fs::write(dir.path().join("README"), "not a client").unwrap();
         let cd = ClientDir::new(dir.path()).unwrap();
-        let lock = LockEntry {
-            client: "192.0.2.10".parse().unwrap(),
-            until: Timestamp::from_secs(100),
-            port: None,
-            peer: None,
-            origin: None,
-        };
+        let lock = LockEntry::new("192.0.2.10".parse().unwrap(), Timestamp::from_secs(100), None, None);
         // Engine time 100 s is the wall's 1970-01-01T00:01:40Z at this reading.
         let clock = Clock::at(Timestamp::from_secs(40), Timestamp::from_secs(40));
         cd.sync(&[lock], &clock).unwrap();
@@ -90,8 +86,8 @@ mod tests {
         assert!(dir.path().join("README").exists());
         let body = fs::read_to_string(dir.path().join("192.0.2.10")).unwrap();
         assert!(body.contains("locked_until=1970-01-01T00:01:40Z"), "{body}");
-        cd.released(lock.client).unwrap();
-        cd.released(lock.client).unwrap();
+        cd.released(lock.network()).unwrap();
+        cd.released(lock.network()).unwrap();
         assert!(!dir.path().join("192.0.2.10").exists());
     }
 }

@@ -41,8 +41,9 @@ use crate::config::{ClusterConfig, Shared as Kind};
 use crate::events::log_event;
 use crate::protocol::ClusterStatus;
 use anyhow::{anyhow, bail, Context};
-use ftwall::engine::{BanEntry, GatewayId, LockEntry, PeerEntry, Snapshot, StateChange};
+use ftwall::engine::{BanEntry, GatewayId, LockEntry, PeerEntry, Snapshot, StateChange, Strength};
 use ftwall::Timestamp;
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -78,7 +79,8 @@ struct Message {
     from: String,
     sent_us: u64,
     kind: Kind,
-    addr: IpAddr,
+    /// The entry's name ([`entry_id`]).
+    id: String,
     /// The entry (wall-clock times); None: removed.
     entry: Option<serde_json::Value>,
 }
@@ -93,7 +95,7 @@ struct Record {
 
 /// When each entry this gateway has seen ends (wall clock, µs; `u64::MAX`: never), to tell a
 /// removal before its time (published) from a natural expiry (not).
-type Known = HashMap<(Kind, IpAddr), u64>;
+type Known = HashMap<(Kind, String), u64>;
 
 /// The cluster's end of the daemon: the outbox the engine's drain writes to, and the state the
 /// two threads share.
@@ -339,12 +341,12 @@ impl Cluster {
         }
     }
 
-    fn key(&self, kind: Kind, addr: IpAddr) -> String {
-        format!("{}:{}:{addr}", self.config.prefix, kind.key_name())
+    fn key(&self, kind: Kind, id: &str) -> String {
+        format!("{}:{}:{id}", self.config.prefix, kind.key_name())
     }
 
-    /// Records when (kind, addr) ends, keeping the later date; bounded by [`MAX_KNOWN`].
-    fn remember(&self, kind: Kind, addr: IpAddr, ends_us: u64) {
+    /// Records when (kind, id) ends, keeping the later date; bounded by [`MAX_KNOWN`].
+    fn remember(&self, kind: Kind, id: &str, ends_us: u64) {
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         if known.len() >= MAX_KNOWN {
             let now = clock::wall_now().as_micros();
@@ -353,7 +355,7 @@ impl Cluster {
                 return;
             }
         }
-        let slot = known.entry((kind, addr)).or_insert(0);
+        let slot = known.entry((kind, id.to_string())).or_insert(0);
         *slot = (*slot).max(ends_us);
     }
 
@@ -453,20 +455,21 @@ impl Cluster {
         let mut count = 0;
         for change in changes {
             let kind = kind_of(change);
-            let addr = change.addr();
-            let key = self.key(kind, addr);
+            let id = entry_id(change);
+            let key = self.key(kind, &id);
             let entry = match wall_entry(change, &clock) {
                 Some(Ok(entry)) => entry,
                 Some(Err(())) => continue,
                 None => {
                     // A removal: published only before its time (see the module documentation).
-                    let ends = self.known.lock().unwrap_or_else(|e| e.into_inner()).remove(&(kind, addr));
+                    let ends =
+                        self.known.lock().unwrap_or_else(|e| e.into_inner()).remove(&(kind, id.clone()));
                     if ends.is_some_and(|ends| ends <= now_us.saturating_add(1_000_000)) {
                         continue;
                     }
                     pipe.cmd("DEL").arg(&key).ignore();
                     let message =
-                        Message { from: self.node.to_string(), sent_us: now_us, kind, addr, entry: None };
+                        Message { from: self.node.to_string(), sent_us: now_us, kind, id, entry: None };
                     pipe.cmd("PUBLISH")
                         .arg(&self.channel)
                         .arg(serde_json::to_vec(&message).unwrap_or_default())
@@ -479,7 +482,7 @@ impl Cluster {
             if ends_us <= now_us {
                 continue;
             }
-            self.remember(kind, addr, ends_us);
+            self.remember(kind, &id, ends_us);
             let record = Record { from: self.node.to_string(), entry: entry.json.clone() };
             let value = serde_json::to_vec(&record).unwrap_or_default();
             let set = pipe.cmd("SET").arg(&key).arg(value);
@@ -488,7 +491,7 @@ impl Cluster {
             }
             set.ignore();
             let message =
-                Message { from: self.node.to_string(), sent_us: now_us, kind, addr, entry: Some(entry.json) };
+                Message { from: self.node.to_string(), sent_us: now_us, kind, id, entry: Some(entry.json) };
             pipe.cmd("PUBLISH")
                 .arg(&self.channel)
                 .arg(serde_json::to_vec(&message).unwrap_or_default())
@@ -604,16 +607,15 @@ impl Cluster {
             .strip_prefix(&self.config.prefix)
             .and_then(|r| r.strip_prefix(':'))
             .ok_or("not under the prefix")?;
-        let (kind, addr) = rest.split_once(':').ok_or("not PREFIX:KIND:ADDR")?;
+        let (kind, id) = rest.split_once(':').ok_or("not PREFIX:KIND:ID")?;
         let kind = match kind {
             "lock" => Kind::Locks,
             "peer" => Kind::Peers,
             "ban" => Kind::Bans,
             _ => return Err("unknown kind".into()),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| "not an address")?;
         let record: Record = serde_json::from_slice(value).map_err(|e| format!("not a record: {e}"))?;
-        self.change_from(&record.from, kind, addr, Some(record.entry))
+        self.change_from(&record.from, kind, id, Some(record.entry))
     }
 
     fn receive(&self, shared: &Shared, payload: &[u8]) {
@@ -625,7 +627,7 @@ impl Cluster {
             Ok(m) => m,
             Err(e) => return self.garbage(shared, &self.channel, &format!("not a message: {e}")),
         };
-        match self.change_from(&message.from, message.kind, message.addr, message.entry) {
+        match self.change_from(&message.from, message.kind, &message.id, message.entry) {
             Ok(Some(found)) => {
                 let lag_us = clock::wall_now().as_micros().saturating_sub(message.sent_us);
                 self.last_lag_us.store(lag_us, Ordering::Relaxed);
@@ -638,12 +640,12 @@ impl Cluster {
     }
 
     /// Checks a change another gateway claims: its origin, its kind (shared here?), its entry
-    /// (the right shape, about `addr`), and converts its times onto the engine's clock.
+    /// (the right shape, named `id`), and converts its times onto the engine's clock.
     fn change_from(
         &self,
         from: &str,
         kind: Kind,
-        addr: IpAddr,
+        id: &str,
         entry: Option<serde_json::Value>,
     ) -> Result<Option<(GatewayId, StateChange)>, String> {
         let origin = GatewayId::new(from).map_err(|e| format!("origin {from:?}: {e}"))?;
@@ -657,8 +659,10 @@ impl Cluster {
             }
         }
         let Some(entry) = entry else {
-            self.known.lock().unwrap_or_else(|e| e.into_inner()).remove(&(kind, addr));
-            return Ok(Some((origin, removal(kind, addr))));
+            let change =
+                removal(kind, id).ok_or_else(|| format!("not a {} name: {id:?}", kind.key_name()))?;
+            self.known.lock().unwrap_or_else(|e| e.into_inner()).remove(&(kind, id.to_string()));
+            return Ok(Some((origin, change)));
         };
         let mut snapshot = Snapshot::default();
         let bad = |e: serde_json::Error| format!("not a {} entry: {e}", kind.key_name());
@@ -666,23 +670,23 @@ impl Cluster {
             Kind::Locks => {
                 let e: LockEntry = serde_json::from_value(entry).map_err(bad)?;
                 snapshot.locks.push(e);
-                (e.client, Some(e.until))
+                (entry_id(&StateChange::Lock(e)), Some(e.until))
             }
             Kind::Peers => {
                 let e: PeerEntry = serde_json::from_value(entry).map_err(bad)?;
                 snapshot.peers.push(e);
-                (e.addr, e.expires)
+                (entry_id(&StateChange::Peer(e)), e.expires)
             }
             Kind::Bans => {
                 let e: BanEntry = serde_json::from_value(entry).map_err(bad)?;
                 snapshot.bans.push(e);
-                (e.addr, e.until)
+                (entry_id(&StateChange::Ban(e)), e.until)
             }
         };
-        if about != addr {
-            return Err(format!("an entry about {about} under {addr}"));
+        if about != id {
+            return Err(format!("an entry named {about} under {id}"));
         }
-        self.remember(kind, addr, ends.map_or(u64::MAX, Timestamp::as_micros));
+        self.remember(kind, id, ends.map_or(u64::MAX, Timestamp::as_micros));
         let engine = Clock::read().snapshot_to_engine(&snapshot);
         let change = match kind {
             Kind::Locks => engine.locks.first().copied().map(StateChange::Lock),
@@ -709,11 +713,56 @@ impl Cluster {
     }
 }
 
-fn removal(kind: Kind, addr: IpAddr) -> StateChange {
+/// The name of the one entry a change is about, the last part of its key `PREFIX:KIND:ID`: a
+/// lock's network (an address alone for one host: `192.0.2.10`; an IPv6 prefix:
+/// `2001:db8:1::/64`), a ban's address, a strong peer's address, a weak peer's
+/// `ADDR/PORT/CLIENT` (its witness client and port are part of what it is: two clients' weak
+/// claims about one address are two entries, and neither widens into a strong one).
+fn entry_id(change: &StateChange) -> String {
+    let network = |net: IpNet| {
+        if net.prefix_len() == net.max_prefix_len() {
+            net.addr().to_string()
+        } else {
+            net.to_string()
+        }
+    };
+    let peer = |p: &PeerEntry| match p.strength {
+        Strength::Strong => p.addr.to_string(),
+        Strength::Weak => {
+            let port = p.port.map_or_else(|| "-".to_string(), |port| port.to_string());
+            let client = p.client.map_or_else(|| "-".to_string(), |c| c.to_string());
+            format!("{}/{port}/{client}", p.addr)
+        }
+    };
+    match change {
+        StateChange::Lock(e) => network(e.network()),
+        StateChange::LockRemoved(net) => network(*net),
+        StateChange::Peer(e) | StateChange::PeerRemoved(e) => peer(e),
+        StateChange::Ban(BanEntry { addr, .. }) | StateChange::BanRemoved(addr) => addr.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The removal of the entry named `id` ([`entry_id`]); None if `id` names none.
+fn removal(kind: Kind, id: &str) -> Option<StateChange> {
     match kind {
-        Kind::Locks => StateChange::LockRemoved(addr),
-        Kind::Peers => StateChange::PeerRemoved(addr),
-        Kind::Bans => StateChange::BanRemoved(addr),
+        Kind::Locks => {
+            let net = id.parse::<IpNet>().ok().or_else(|| id.parse::<IpAddr>().ok().map(IpNet::from))?;
+            Some(StateChange::LockRemoved(net))
+        }
+        Kind::Peers => {
+            let parts: Vec<&str> = id.split('/').collect();
+            let entry = match parts[..] {
+                [addr] => PeerEntry::new(addr.parse().ok()?, None, None, Strength::Strong),
+                [addr, port, client] => PeerEntry {
+                    client: Some(client.parse().ok()?),
+                    ..PeerEntry::new(addr.parse().ok()?, Some(port.parse().ok()?), None, Strength::Weak)
+                },
+                _ => return None,
+            };
+            Some(StateChange::PeerRemoved(entry))
+        }
+        Kind::Bans => Some(StateChange::BanRemoved(id.parse().ok()?)),
     }
 }
 
@@ -778,6 +827,45 @@ mod tests {
         let config =
             ClusterConfig { enabled: true, node_id: Some("gw-b".into()), ..ClusterConfig::default() };
         Cluster::new(&config).unwrap().unwrap()
+    }
+
+    #[test]
+    fn every_entry_has_a_name_its_removal_reads_back() {
+        let weak = PeerEntry {
+            client: Some("192.0.2.10".parse().unwrap()),
+            ..PeerEntry::new("2001:db8:2::20".parse().unwrap(), Some(1214), None, Strength::Weak)
+        };
+        let strong = PeerEntry::new("198.51.100.20".parse().unwrap(), Some(1214), None, Strength::Strong);
+        let lock6 = LockEntry {
+            network: Some("2001:db8:1::/64".parse().unwrap()),
+            ..LockEntry::new("2001:db8:1::10".parse().unwrap(), Timestamp::ZERO, None, None)
+        };
+        let lock4 = LockEntry::new("192.0.2.10".parse().unwrap(), Timestamp::ZERO, None, None);
+        let cases = [
+            (Kind::Peers, StateChange::Peer(weak), "2001:db8:2::20/1214/192.0.2.10"),
+            (Kind::Peers, StateChange::Peer(strong), "198.51.100.20"),
+            (Kind::Locks, StateChange::Lock(lock6), "2001:db8:1::/64"),
+            (Kind::Locks, StateChange::Lock(lock4), "192.0.2.10"),
+        ];
+        for (kind, change, id) in cases {
+            assert_eq!(entry_id(&change), id);
+            let removed = removal(kind, id).unwrap();
+            assert_eq!(entry_id(&removed), id, "{removed:?}");
+        }
+        // A weak peer's removal names its witness and port: the engine ends that one only.
+        assert!(matches!(
+            removal(Kind::Peers, "2001:db8:2::20/1214/192.0.2.10"),
+            Some(StateChange::PeerRemoved(PeerEntry {
+                strength: Strength::Weak,
+                port: Some(1214),
+                client: Some(_),
+                ..
+            }))
+        ));
+        for bad in ["", "x", "198.51.100.20/1214", "198.51.100.20/x/192.0.2.10", "1/2/3/4"] {
+            assert_eq!(removal(Kind::Peers, bad), None, "{bad}");
+        }
+        assert_eq!(removal(Kind::Locks, "nonsense"), None);
     }
 
     #[test]

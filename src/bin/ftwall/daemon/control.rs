@@ -20,7 +20,7 @@ use super::{lock, Daemon, Shared, SHUTDOWN_WAIT};
 use crate::clock::{self, Clock};
 use crate::events::log_event;
 use crate::protocol::{
-    Answer, Ban, Change, Counts, Done, LockedClient, Request, Status, SuspectPeer, MAX_REQUEST,
+    Answer, Ban, Change, Counts, Done, LockedClient, Provenance, Request, Status, SuspectPeer, MAX_REQUEST,
 };
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -250,6 +250,24 @@ fn answer(stream: UnixStream, uid: u32, shared: &Shared) -> io::Result<()> {
     write_answer(&stream, text.as_bytes(), Instant::now() + ANSWER_DEADLINE)
 }
 
+/// Why and since when, for the control protocol (a zero time is unknown: an older state file);
+/// engine times are shown as dates through `clock`.
+fn provenance(
+    clock: &Clock,
+    reason: Option<ftwall::Reason>,
+    flow: Option<ftwall::engine::FlowTuple>,
+    first_seen: ftwall::Timestamp,
+    last_seen: ftwall::Timestamp,
+) -> Provenance {
+    let known = |t: ftwall::Timestamp| (t != ftwall::Timestamp::ZERO).then(|| clock.rfc3339(t));
+    Provenance {
+        reason: reason.map(|r| r.as_str().to_string()),
+        flow: flow.map(|f| format!("{} {} > {}", f.proto.as_str(), f.client, f.peer)),
+        first_seen: known(first_seen),
+        last_seen: known(last_seen),
+    }
+}
+
 impl Daemon {
     /// Executes one control request. An operator change answers [`Answer::Done`], and the
     /// caller saves the state (and sets `saved`) before sending it.
@@ -268,7 +286,9 @@ impl Daemon {
                         locked_until: iso(l.until),
                         remaining_seconds: l.until.saturating_since(now).as_secs(),
                         port: l.port,
+                        network: l.network.map(|n| n.to_string()),
                         gateway: l.origin.map(|g| g.to_string()),
+                        why: provenance(&clock, l.reason, l.flow, l.first_seen, l.last_seen),
                     })
                     .collect(),
             ),
@@ -279,7 +299,10 @@ impl Daemon {
                         peer: p.addr,
                         port: p.port,
                         expires: p.expires.map(iso),
+                        strength: Some(p.strength.as_str().to_string()),
+                        client: p.client,
                         gateway: p.origin.map(|g| g.to_string()),
+                        why: provenance(&clock, p.reason, p.flow, p.first_seen, p.last_seen),
                     })
                     .collect(),
             ),
@@ -315,7 +338,7 @@ impl Daemon {
                     Err(e) => return Answer::Failed(e.to_string()),
                 };
                 let until_text = until.map_or("until unbanned".to_string(), |u| format!("until {}", iso(u)));
-                log_event!(OPERATOR_BAN, addr = %addr, until = %until_text, inside = self.config.engine.is_lan(addr), uid, "banned by the operator");
+                log_event!(OPERATOR_BAN, addr = %addr, until = until.map(|u| tracing::field::display(iso(u))), inside = self.config.engine.is_lan(addr), uid, "banned by the operator");
                 self.changed(
                     shared,
                     format!("{addr}: banned {until_text}"),

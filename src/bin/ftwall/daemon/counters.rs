@@ -33,7 +33,7 @@ macro_rules! counters {
                     packets = engine.packets,
                     accepted = engine.accepted,
                     dropped = engine.dropped,
-                    by_reason = %engine.by_reason,
+                    by_reason = tracing::field::valuable(engine.by_reason),
                     locked_clients = engine.locked_clients,
                     suspect_peers = engine.suspect_peers,
                     flows = engine.flows,
@@ -51,7 +51,8 @@ pub(crate) struct EngineFigures<'a> {
     pub(crate) packets: u64,
     pub(crate) accepted: u64,
     pub(crate) dropped: u64,
-    pub(crate) by_reason: &'a str,
+    /// Packets per reason code (reasons with none left out): a JSON object in the JSON log.
+    pub(crate) by_reason: &'a std::collections::BTreeMap<&'static str, u64>,
     pub(crate) locked_clients: usize,
     pub(crate) suspect_peers: usize,
     pub(crate) flows: usize,
@@ -134,6 +135,48 @@ pub(crate) const ENGINE_CATALOGUE: &[EngineCounter] = &[
         "Clients' remembered FastTrack UDP ports evicted for another client's (table full).",
         |s| s.client_ports_evicted,
     ),
+    (
+        "peers_refused_full",
+        "ftwall_peers_refused_full_total",
+        "Suspect peers not learned because their table (per family and strength, peers.capacity) was full of live entries.",
+        |s| s.peers_refused_full,
+    ),
+    (
+        "peers_refused_quota",
+        "ftwall_peers_refused_quota_total",
+        "Suspect peers not learned because the client whose flow named them had peers.per_client live ones.",
+        |s| s.peers_refused_quota,
+    ),
+    (
+        "locks_refused_full",
+        "ftwall_locks_refused_full_total",
+        "Locks not armed because their table (per family, timelock.capacity) was full of live locks.",
+        |s| s.locks_refused_full,
+    ),
+    (
+        "locks_refused_not_inside",
+        "ftwall_locks_refused_not_inside_total",
+        "Tells whose client was not locked because it is not in lan, or is exempt.",
+        |s| s.locks_refused_not_inside,
+    ),
+    (
+        "stream_segments_ignored",
+        "ftwall_stream_segments_ignored_total",
+        "TCP segments ignored because they started more than 64 KiB beyond their direction's gap-free stream prefix (never stored, no influence on a verdict).",
+        |s| s.stream_segments_ignored,
+    ),
+    (
+        "flow_quota_refused",
+        "ftwall_flow_quota_refused_total",
+        "Packets refused a new flow entry because their source already holds its quota (a quarter of flows.capacity): TCP ones dropped (flow_quota), UDP ones judged without flow state.",
+        |s| s.flow_quota_refused,
+    ),
+    (
+        "reassembly_quota_refused",
+        "ftwall_reassembly_quota_refused_total",
+        "TCP segments dropped because they needed a reassembly window while their source held a quarter of flows.reassembly_capacity (the sender retransmits).",
+        |s| s.reassembly_quota_refused,
+    ),
 ];
 
 /// The engine's own counters: (status key, metric, help, value), in [`ENGINE_CATALOGUE`] order.
@@ -158,6 +201,27 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_counters_line_has_numbers_and_by_reason_as_an_object() {
+        let c = Counters::default();
+        c.spoofed_pongs.store(3, Ordering::Relaxed);
+        let by_reason = [("clean", 9), ("udp_ping", 1)].into_iter().collect();
+        let lines = crate::events::captured(|| {
+            c.log(&EngineFigures {
+                packets: 10,
+                accepted: 9,
+                dropped: 1,
+                by_reason: &by_reason,
+                locked_clients: 1,
+                suspect_peers: 2,
+                flows: 3,
+                health: "ok",
+            })
+        });
+        assert_eq!(lines[0]["by_reason"], serde_json::json!({"clean": 9, "udp_ping": 1}), "{}", lines[0]);
+        assert_eq!((lines[0]["packets"].as_u64(), lines[0]["spoofed_pongs"].as_u64()), (Some(10), Some(3)));
+    }
 
     #[test]
     fn table_names_every_counter_once_with_metric_names() {

@@ -179,7 +179,7 @@ fn sender_thread(jobs: Receiver<Outgoing>, mut spoofer: Option<Spoofer>, counter
                 let result = spoofer.send(from, to, &payload);
                 if result.is_ok() {
                     Counters::bump(&counters.probes_sent);
-                    log_event!(PROBE_SENT, client = %to, "half-expiry probe sent");
+                    log_event!(PROBE_SENT, client = %to.ip(), client_port = to.port(), "half-expiry probe sent");
                 }
                 (result, to)
             }
@@ -190,7 +190,8 @@ fn sender_thread(jobs: Receiver<Outgoing>, mut spoofer: Option<Spoofer>, counter
                 log_event!(
                     SPOOF_ERROR,
                     error = %e,
-                    to = %to,
+                    dest_ip = %to.ip(),
+                    dest_port = to.port(),
                     total = Counters::get(&counters.spoof_errors),
                     "forged packet not sent (counted; never retried)"
                 );
@@ -276,7 +277,7 @@ impl Mirrors {
         if let Some(dir) = &self.client_dir {
             let result = match record {
                 StateChange::Lock(lock) => dir.locked(lock, &clock),
-                StateChange::LockRemoved(client) => dir.released(*client),
+                StateChange::LockRemoved(network) => dir.released(*network),
                 _ => Ok(()),
             };
             if let Err(e) = result {

@@ -21,6 +21,7 @@ use ftwall::Timestamp;
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -136,7 +137,7 @@ impl Housekeeping {
         }
         if self.flush.ready() {
             for (client, peer, suppressed) in lock(&shared.core).limiter.flush(now) {
-                log_event!(PACKET_DROPPED, client = %client, peer = %peer, suppressed, "further drops suppressed");
+                log_event!(DROPS_SUPPRESSED, client = %client, peer = %peer, suppressed, "further drops of this pair were not logged");
             }
         }
         if self.watchdog.as_mut().is_some_and(Throttle::ready) {
@@ -361,12 +362,8 @@ fn render_metrics(shared: &Shared, kernel: &[(u16, Option<KernelCounters>)]) -> 
 fn log_counters(shared: &Shared) {
     let d = lock(&shared.core);
     let s = d.engine.stats();
-    let by_reason: String = s
-        .by_reason()
-        .filter(|&(_, n)| n > 0)
-        .map(|(r, n)| format!("{}={n}", r.as_str()))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let by_reason: BTreeMap<&'static str, u64> =
+        s.by_reason().filter(|&(_, n)| n > 0).map(|(r, n)| (r.as_str(), n)).collect();
     let health = shared.health.lock().unwrap_or_else(|e| e.into_inner()).state;
     shared.counters.log(&counters::EngineFigures {
         packets: s.packets,

@@ -2,12 +2,23 @@
 //! keeps enforcing it while the daemon restarts, crashes or is stopped (`kernel_sets = "auto"`,
 //! the default): time-locked clients, suspect peers, and `timelock.allow_ports`.
 //!
+//! The kernel holds each fact with the daemon's scope, never wider:
+//! - a lock is the network it covers (an IPv4 address, an IPv6 prefix: `ft_clients6` is an
+//!   interval set, `ftwall_clients6` a `hash:net`);
+//! - a strong suspect peer is its address (every LAN host, every port);
+//! - a weak suspect peer is the triple (witness client address, peer address, port), matched
+//!   only for that client's new flows to that port and never on `timelock.allow_ports` (the
+//!   rules check the port against the allowed set themselves). The kernel scopes a weak entry
+//!   to the witness's exact address, narrower than the daemon's `timelock.ipv6_prefix`.
+//!
 //! Two backends, one per rule set of `iptables/`:
-//! - [`Backend::Nft`]: the sets `ft_clients`, `ft_clients6`, `ft_peers`, `ft_peers6` and
-//!   `ft_allow_ports` of the table `inet ftwall` (`ftwall.nft`), updated by `nft -f -` scripts;
+//! - [`Backend::Nft`]: the sets `ft_clients`, `ft_clients6`, `ft_peers`, `ft_peers6`,
+//!   `ft_weak_peers`, `ft_weak_peers6` and `ft_allow_ports` of the table `inet ftwall`
+//!   (`ftwall.nft`), updated by `nft -f -` scripts;
 //! - [`Backend::Ipset`]: the ipsets `ftwall_clients`, `ftwall_clients6`, `ftwall_peers`,
-//!   `ftwall_peers6` and `ftwall_allow_ports` created by `install.sh` for `ftwall.rules` /
-//!   `ftwall6.rules`, updated by `ipset restore -exist` batches.
+//!   `ftwall_peers6`, `ftwall_weak_peers`, `ftwall_weak_peers6` and `ftwall_allow_ports`
+//!   created by `install.sh` for `ftwall.rules` / `ftwall6.rules`, updated by
+//!   `ipset restore -exist` batches.
 //!
 //! [`KernelSets::detect`] picks the backend whose sets exist (nft first), by running the tools
 //! once: at start (and at a reload that enables mirroring), never on the packet path.
@@ -24,8 +35,9 @@
 
 use crate::config::DaemonConfig;
 use crate::events::log_event;
-use ftwall::engine::{LockEntry, PeerEntry, Snapshot, StateChange};
+use ftwall::engine::{LockEntry, PeerEntry, Snapshot, StateChange, Strength};
 use ftwall::Timestamp;
+use ipnet::IpNet;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::IpAddr;
@@ -81,8 +93,34 @@ impl Backend {
         }
     }
 
-    /// The script that puts `addr` into `set`, expiring after `secs` seconds (None: never).
-    fn add(self, set: &str, addr: IpAddr, secs: Option<u64>) -> String {
+    fn weak_peers(self, addr: IpAddr) -> &'static str {
+        match (self, addr) {
+            (Self::Nft, IpAddr::V4(_)) => "ft_weak_peers",
+            (Self::Nft, IpAddr::V6(_)) => "ft_weak_peers6",
+            (Self::Ipset, IpAddr::V4(_)) => "ftwall_weak_peers",
+            (Self::Ipset, IpAddr::V6(_)) => "ftwall_weak_peers6",
+        }
+    }
+
+    /// The elements of a weak peer's triple (one per protocol for ipset, whose port carries
+    /// it), or None when it has no witness client or port (it blocks nothing) or the families
+    /// differ.
+    fn weak_elements(self, peer: &PeerEntry) -> Option<Vec<String>> {
+        let (client, port) = (peer.client?, peer.port?);
+        if client.is_ipv4() != peer.addr.is_ipv4() {
+            return None;
+        }
+        Some(match self {
+            Self::Nft => vec![format!("{client} . {} . {port}", peer.addr)],
+            Self::Ipset => {
+                ["tcp", "udp"].iter().map(|p| format!("{},{p}:{port},{client}", peer.addr)).collect()
+            }
+        })
+    }
+
+    /// The script that puts `element` into `set`, expiring after `secs` seconds (None: never).
+    fn add(self, set: &str, element: impl std::fmt::Display, secs: Option<u64>) -> String {
+        let addr = element;
         match self {
             // `add` of an existing element keeps its old timeout, so the script adds (a no-op
             // if present), deletes and adds again, in one transaction (nft 1.0.6 has no
@@ -101,7 +139,7 @@ impl Backend {
     }
 
     /// The script that removes `addr` from `set`, present or not.
-    fn del(self, set: &str, addr: IpAddr) -> String {
+    fn del(self, set: &str, addr: impl std::fmt::Display) -> String {
         match self {
             Self::Nft => format!(
                 "add element inet ftwall {set} {{ {addr} }}\ndelete element inet ftwall {set} {{ {addr} }}\n"
@@ -139,12 +177,45 @@ impl Backend {
 
     fn lock(self, lock: &LockEntry, now: Timestamp) -> String {
         let secs = lock.until.saturating_since(now).as_secs().max(1);
-        self.add(self.clients(lock.client), lock.client, Some(secs))
+        let net = lock.network();
+        self.add(self.clients(net.addr()), Element(net), Some(secs))
+    }
+
+    fn unlock(self, net: IpNet) -> String {
+        self.del(self.clients(net.addr()), Element(net))
     }
 
     fn peer(self, peer: &PeerEntry, now: Timestamp) -> String {
         let secs = peer.expires.map(|t| t.saturating_since(now).as_secs().max(1));
-        self.add(self.peers(peer.addr), peer.addr, secs)
+        match peer.strength {
+            Strength::Strong => self.add(self.peers(peer.addr), peer.addr, secs),
+            Strength::Weak => self.weak_elements(peer).map_or_else(String::new, |elements| {
+                elements.iter().map(|e| self.add(self.weak_peers(peer.addr), e, secs)).collect()
+            }),
+        }
+    }
+
+    fn unpeer(self, peer: &PeerEntry) -> String {
+        match peer.strength {
+            Strength::Strong => self.del(self.peers(peer.addr), peer.addr),
+            Strength::Weak => self.weak_elements(peer).map_or_else(String::new, |elements| {
+                elements.iter().map(|e| self.del(self.weak_peers(peer.addr), e)).collect()
+            }),
+        }
+    }
+}
+
+/// A lock's network as a set element: the bare address for a single host, `addr/len` for a
+/// prefix.
+struct Element(IpNet);
+
+impl std::fmt::Display for Element {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.prefix_len() == self.0.max_prefix_len() {
+            write!(f, "{}", self.0.addr())
+        } else {
+            write!(f, "{}", self.0)
+        }
     }
 }
 
@@ -152,9 +223,9 @@ impl Backend {
 pub(crate) fn record_script(backend: Backend, record: &StateChange, now: Timestamp) -> Option<String> {
     Some(match record {
         StateChange::Lock(lock) => backend.lock(lock, now),
-        StateChange::LockRemoved(client) => backend.del(backend.clients(*client), *client),
+        StateChange::LockRemoved(net) => backend.unlock(*net),
         StateChange::Peer(peer) => backend.peer(peer, now),
-        StateChange::PeerRemoved(addr) => backend.del(backend.peers(*addr), *addr),
+        StateChange::PeerRemoved(peer) => backend.unpeer(peer),
         // Bans stay in the daemon, like any change the kernel sets do not mirror.
         _ => return None,
     })
@@ -231,7 +302,7 @@ impl KernelSets {
 
     /// Mirrors one change of the engine's state (bans are ignored).
     pub(crate) fn record(&mut self, record: &StateChange, now: Timestamp) {
-        if let Some(script) = record_script(self.backend, record, now) {
+        if let Some(script) = record_script(self.backend, record, now).filter(|s| !s.is_empty()) {
             self.push(script);
         }
     }
@@ -248,7 +319,10 @@ impl KernelSets {
             self.push(self.backend.lock(lock, now));
         }
         for peer in snapshot.peers.iter().filter(|p| p.expires.is_none_or(|t| t > now)) {
-            self.push(self.backend.peer(peer, now));
+            let script = self.backend.peer(peer, now);
+            if !script.is_empty() {
+                self.push(script);
+            }
         }
     }
 
@@ -356,7 +430,7 @@ mod tests {
     }
 
     fn lock(client: &str, until: Timestamp) -> LockEntry {
-        LockEntry { client: client.parse().unwrap(), until, port: None, peer: None, origin: None }
+        LockEntry::new(client.parse().unwrap(), until, None, None)
     }
 
     #[test]
@@ -367,7 +441,7 @@ mod tests {
         let a = lock("192.0.2.10", Timestamp::from_secs(60));
         let b = lock("192.0.2.11", Timestamp::from_secs(60));
         sets.record(&StateChange::Lock(a), Timestamp::ZERO);
-        sets.record(&StateChange::LockRemoved(a.client), Timestamp::ZERO);
+        sets.record(&StateChange::LockRemoved(a.network()), Timestamp::ZERO);
         sets.record(&StateChange::Lock(b), Timestamp::ZERO);
         assert_eq!(sets.finish(), 0);
         // The first change started a run at once; the two queued behind it went together.
@@ -389,38 +463,47 @@ mod tests {
         let mut sets = KernelSets::with_program(Backend::Ipset, recorder(dir.path(), &log));
         let now = Timestamp::from_secs(1000);
         sets.allow_ports(&[443, 53, 80, 53]);
+        let strong_peer =
+            PeerEntry::new("198.51.100.20".parse().unwrap(), Some(1214), None, Strength::Strong);
+        let weak_peer = PeerEntry {
+            client: Some("192.0.2.10".parse().unwrap()),
+            ..PeerEntry::new(
+                "198.51.100.22".parse().unwrap(),
+                Some(1214),
+                Some(Timestamp::from_secs(1060)),
+                Strength::Weak,
+            )
+        };
+        let lock6 = LockEntry {
+            network: Some("2001:db8:1::/64".parse().unwrap()),
+            ..lock("2001:db8:1::10", Timestamp::from_secs(1010))
+        };
         let snapshot = Snapshot {
             peers: vec![
-                PeerEntry {
-                    addr: "198.51.100.20".parse().unwrap(),
-                    port: Some(1214),
-                    expires: None,
-                    origin: None,
-                },
-                PeerEntry {
-                    addr: "2001:db8:2::20".parse().unwrap(),
-                    port: None,
-                    expires: Some(Timestamp::from_secs(1000 + 86_399)),
-                    origin: None,
-                },
+                strong_peer,
+                PeerEntry::new(
+                    "2001:db8:2::20".parse().unwrap(),
+                    None,
+                    Some(Timestamp::from_secs(1000 + 86_399)),
+                    Strength::Strong,
+                ),
                 // Already expired: not loaded.
-                PeerEntry {
-                    addr: "198.51.100.21".parse().unwrap(),
-                    port: None,
-                    expires: Some(now),
-                    origin: None,
-                },
+                PeerEntry::new("198.51.100.21".parse().unwrap(), None, Some(now), Strength::Strong),
+                weak_peer,
+                // Weak without a witness (an older state file): blocks nothing, not loaded.
+                PeerEntry::new("198.51.100.23".parse().unwrap(), Some(53), None, Strength::Weak),
             ],
             locks: vec![
                 lock("192.0.2.10", Timestamp::from_micros(1_119_600_000)),
-                lock("2001:db8:1::10", Timestamp::from_secs(1010)),
+                lock6,
                 lock("192.0.2.11", Timestamp::from_secs(999)),
             ],
             bans: Vec::new(),
         };
         sets.sync(&snapshot, now);
-        sets.record(&StateChange::PeerRemoved("198.51.100.20".parse().unwrap()), now);
-        sets.record(&StateChange::LockRemoved("2001:db8:1::10".parse().unwrap()), now);
+        sets.record(&StateChange::PeerRemoved(strong_peer), now);
+        sets.record(&StateChange::PeerRemoved(weak_peer), now);
+        sets.record(&StateChange::LockRemoved(lock6.network()), now);
         assert_eq!(sets.finish(), 0);
         assert_eq!(
             runs(&log),
@@ -436,11 +519,15 @@ mod tests {
                     .to_string(),
                 "restore -exist\n\
                  add ftwall_clients 192.0.2.10 timeout 119 -exist\n\
-                 add ftwall_clients6 2001:db8:1::10 timeout 10 -exist\n\
+                 add ftwall_clients6 2001:db8:1::/64 timeout 10 -exist\n\
                  add ftwall_peers 198.51.100.20 timeout 0 -exist\n\
                  add ftwall_peers6 2001:db8:2::20 timeout 86399 -exist\n\
+                 add ftwall_weak_peers 198.51.100.22,tcp:1214,192.0.2.10 timeout 60 -exist\n\
+                 add ftwall_weak_peers 198.51.100.22,udp:1214,192.0.2.10 timeout 60 -exist\n\
                  del ftwall_peers 198.51.100.20 -exist\n\
-                 del ftwall_clients6 2001:db8:1::10 -exist\n"
+                 del ftwall_weak_peers 198.51.100.22,tcp:1214,192.0.2.10 -exist\n\
+                 del ftwall_weak_peers 198.51.100.22,udp:1214,192.0.2.10 -exist\n\
+                 del ftwall_clients6 2001:db8:1::/64 -exist\n"
                     .to_string(),
                 String::new(),
             ]
@@ -457,10 +544,10 @@ mod tests {
     #[test]
     fn failed_runs_are_counted() {
         let mut sets = KernelSets::with_program(Backend::Nft, "false");
-        sets.record(&StateChange::LockRemoved("192.0.2.10".parse().unwrap()), Timestamp::ZERO);
+        sets.record(&StateChange::LockRemoved("192.0.2.10/32".parse().unwrap()), Timestamp::ZERO);
         assert_eq!(sets.finish(), 1);
         let mut missing = KernelSets::with_program(Backend::Ipset, "/nonexistent/ipset");
-        missing.record(&StateChange::LockRemoved("192.0.2.10".parse().unwrap()), Timestamp::ZERO);
+        missing.record(&StateChange::LockRemoved("192.0.2.10/32".parse().unwrap()), Timestamp::ZERO);
         assert_eq!(missing.reap(), 1);
     }
 
@@ -490,11 +577,32 @@ mod tests {
         assert!(nft
             .lock(&expired, Timestamp::from_secs(9))
             .ends_with("ft_clients6 { 2001:db8::10 timeout 1s }\n"));
-        let forever =
-            PeerEntry { addr: "198.51.100.20".parse().unwrap(), port: None, expires: None, origin: None };
+        let forever = PeerEntry::new("198.51.100.20".parse().unwrap(), None, None, Strength::Strong);
         assert!(nft
             .peer(&forever, Timestamp::ZERO)
             .ends_with("add element inet ftwall ft_peers { 198.51.100.20 }\n"));
+        // A weak peer never becomes an all-client, all-port element.
+        let weak = PeerEntry {
+            client: Some("192.0.2.10".parse().unwrap()),
+            ..PeerEntry::new(
+                "198.51.100.20".parse().unwrap(),
+                Some(1214),
+                Some(Timestamp::from_secs(60)),
+                Strength::Weak,
+            )
+        };
+        let script = nft.peer(&weak, Timestamp::ZERO);
+        assert!(!script.contains("ft_peers "), "{script}");
+        assert!(script.ends_with(
+            "add element inet ftwall ft_weak_peers { 192.0.2.10 . 198.51.100.20 . 1214 timeout 60s }\n"
+        ));
+        let prefix = LockEntry {
+            network: Some("2001:db8:1::/64".parse().unwrap()),
+            ..lock("2001:db8:1::10", Timestamp::from_secs(60))
+        };
+        assert!(nft
+            .lock(&prefix, Timestamp::ZERO)
+            .ends_with("ft_clients6 { 2001:db8:1::/64 timeout 60s }\n"));
         assert_eq!(
             nft.allow_ports(&[80, 53]),
             "flush set inet ftwall ft_allow_ports\nadd element inet ftwall ft_allow_ports { 53, 80 }\n"

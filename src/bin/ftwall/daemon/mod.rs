@@ -64,7 +64,6 @@ pub(crate) use queue::QueueOptions;
 use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -223,25 +222,51 @@ pub(crate) struct Daemon {
     lan_ifindex: Option<Vec<u32>>,
 }
 
-/// Who a dropped packet is about, for its `packet_dropped` line: the client and peer are the
-/// flow's inside and outside ends as the engine decided them, src and dst the packet's own.
+/// A blocked packet's `packet_dropped` line. `client` and `peer` are the flow's inside and
+/// outside ends as the engine decided them (bare IPs), `src_*`/`dest_*` the packet's own
+/// (eve.json's names), so a reply names the same client and peer as the packet it answers, and
+/// both directions the same `flow_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DropParties {
-    client: SocketAddr,
-    peer: SocketAddr,
-    src: SocketAddr,
-    dst: SocketAddr,
+struct DropLine {
+    ends: ftwall::FlowEnds,
+    packet: ftwall::PacketSummary,
+    reason: ftwall::Reason,
+    verdict: ftwall::Verdict,
 }
 
-impl DropParties {
+impl DropLine {
     fn of(d: &Decision) -> Option<Self> {
-        let (p, ends) = (d.packet?, d.ends?);
-        Some(Self {
-            client: ends.inside,
-            peer: ends.outside,
-            src: SocketAddr::new(p.src, p.src_port.unwrap_or(0)),
-            dst: SocketAddr::new(p.dst, p.dst_port.unwrap_or(0)),
-        })
+        Some(Self { ends: d.ends?, packet: d.packet?, reason: d.reason, verdict: d.verdict })
+    }
+
+    /// The message: the reason's own (a static string) when the packet was dropped,
+    /// `monitor: would drop (REASON)` when monitor mode accepted it.
+    fn message(&self) -> &'static str {
+        match self.verdict {
+            ftwall::Verdict::Drop => self.reason.message(),
+            ftwall::Verdict::Accept => self.reason.monitor_message(),
+        }
+    }
+
+    /// Logs it (no allocation beyond the log line itself).
+    fn log(&self, suppressed: u64) {
+        let (packet, ends) = (self.packet, self.ends);
+        let message = self.message();
+        log_event!(
+            PACKET_DROPPED,
+            client = %ends.inside.ip(),
+            peer = %ends.outside.ip(),
+            reason = self.reason.as_str(),
+            verdict = self.verdict.as_str(),
+            proto = crate::events::eve_proto(packet.proto),
+            src_ip = %packet.src,
+            src_port = packet.src_port,
+            dest_ip = %packet.dst,
+            dest_port = packet.dst_port,
+            flow_id = crate::events::flow_id(packet.proto, ends.inside, ends.outside),
+            suppressed,
+            "{message}"
+        )
     }
 }
 
@@ -319,7 +344,7 @@ impl Shared {
                     STATE_CORRUPT,
                     file = %config.state_file.display(),
                     moved_to = %to.display(),
-                    reason = %reason,
+                    error = %reason,
                     "state file unusable, moved aside; starting empty"
                 )
             }
@@ -327,7 +352,7 @@ impl Shared {
                 log_event!(
                     STATE_CORRUPT,
                     file = %config.state_file.display(),
-                    reason = %reason,
+                    error = %reason,
                     "state file unusable; starting empty"
                 )
             }
@@ -381,7 +406,7 @@ impl Shared {
                 DAEMON_STARTED,
                 queue = shared.queue_numbers[0],
                 queues = shared.queue_numbers.len(),
-                mode = ?config.engine.mode,
+                mode = config.engine.mode.as_str(),
                 fail_open = config.fail_open,
                 peers_restored = d.engine.peer_count(),
                 locks_restored = d.engine.locked_count(),
@@ -441,7 +466,12 @@ impl Shared {
         let mut at = self.released_at.lock().unwrap_or_else(|e| e.into_inner());
         if at.is_none() {
             *at = Some(Instant::now());
-            log_event!(QUEUE_RELEASED, queues = ?self.queue_numbers, "queues released: packets now pass per the rules' bypass until a daemon binds");
+            log_event!(
+                QUEUE_RELEASED,
+                queue = self.queue_numbers[0],
+                queues = self.queue_numbers.len(),
+                "queues released: packets now pass per the rules' bypass until a daemon binds"
+            );
         }
     }
 
@@ -459,9 +489,15 @@ impl Shared {
 
 impl Daemon {
     /// Judges one packet: engine, drop log, outputs into their queues. In-memory only.
-    fn judge(&mut self, shared: &Shared, packet: &[u8], indev: u32) -> Decision {
+    fn judge(
+        &mut self,
+        shared: &Shared,
+        packet: &[u8],
+        indev: u32,
+        meta: ftwall::engine::PacketMeta,
+    ) -> Decision {
         let now = clock::now();
-        let decision = self.engine.handle_packet(now, packet);
+        let decision = self.engine.handle_packet_with(now, packet, meta);
         if decision.blocked {
             self.log_drop(now, &decision, &shared.counters);
         }
@@ -470,22 +506,9 @@ impl Daemon {
     }
 
     fn log_drop(&mut self, now: Timestamp, d: &Decision, counters: &Counters) {
-        let Some(DropParties { client, peer, src, dst }) = DropParties::of(d) else { return };
-        let client = client.ip();
-        let enforced = d.verdict == ftwall::Verdict::Drop;
-        match self.limiter.admit(client, peer.ip(), now) {
-            logging::Admit::Log(suppressed) => log_event!(
-                PACKET_DROPPED,
-                client = %client,
-                peer = %peer,
-                reason = d.reason.as_str(),
-                proto = d.packet.map_or("other", |p| p.proto.as_str()),
-                src = %src,
-                dst = %dst,
-                enforced,
-                suppressed,
-                "dropped FastTrack packet"
-            ),
+        let Some(line) = DropLine::of(d) else { return };
+        match self.limiter.admit(line.ends.inside.ip(), line.ends.outside.ip(), now) {
+            logging::Admit::Log(suppressed) => line.log(suppressed),
             logging::Admit::PairLimited => {}
             logging::Admit::GlobalLimited => Counters::bump(&counters.drop_lines_suppressed),
         }
@@ -536,6 +559,7 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
         use ftwall::wire::{self, IpRepr, TransportRepr, UdpRepr};
@@ -556,9 +580,79 @@ mod tests {
         let ping = engine.handle_packet(Timestamp::from_secs(1), &udp(client, peer, &PING));
         let pong = engine.handle_packet(Timestamp::from_secs(2), &udp(peer, client, &PONG));
         assert!(ping.blocked && pong.blocked);
-        let expected = DropParties { client, peer, src: client, dst: peer };
-        assert_eq!(DropParties::of(&ping), Some(expected));
-        assert_eq!(DropParties::of(&pong), Some(DropParties { src: peer, dst: client, ..expected }));
-        assert_eq!(DropParties::of(&engine.handle_packet(Timestamp::from_secs(3), &[0x45])), None);
+        let lines = crate::events::captured(|| {
+            DropLine::of(&ping).unwrap().log(0);
+            DropLine::of(&pong).unwrap().log(2);
+        });
+        let fields = |l: &serde_json::Value| {
+            ["client", "peer", "src_ip", "dest_ip"].map(|f| l[f].as_str().unwrap().to_string())
+        };
+        assert_eq!(fields(&lines[0]), ["203.0.113.5", "198.51.100.30", "203.0.113.5", "198.51.100.30"]);
+        assert_eq!(fields(&lines[1]), ["203.0.113.5", "198.51.100.30", "198.51.100.30", "203.0.113.5"]);
+        assert_eq!((lines[0]["src_port"].as_u64(), lines[0]["dest_port"].as_u64()), (Some(4000), Some(1214)));
+        assert_eq!((lines[1]["src_port"].as_u64(), lines[1]["dest_port"].as_u64()), (Some(1214), Some(4000)));
+        assert!(
+            lines[0]["flow_id"].is_u64() && lines[0]["flow_id"] == lines[1]["flow_id"],
+            "one flow: {lines:?}"
+        );
+        assert_eq!(lines[1]["suppressed"], 2);
+        assert_eq!(DropLine::of(&engine.handle_packet(Timestamp::from_secs(3), &[0x45])), None);
+    }
+
+    /// Judges a locked client's new connection to port 8080, a banned address and a FastTrack
+    /// ping in `mode`, and returns the `packet_dropped` lines.
+    fn drop_lines(mode: ftwall::config::Mode) -> Vec<serde_json::Value> {
+        const PING: [u8; 12] = [0x27, 0, 0, 0, 0x29, 0x80, b'K', b'a', b'Z', b'a', b'A', 0];
+        let lan = vec!["192.0.2.0/24".parse().unwrap()];
+        let mut engine = Engine::new(ftwall::EngineConfig { lan, mode, ..ftwall::EngineConfig::default() });
+        let client: SocketAddr = "192.0.2.10:4000".parse().unwrap();
+        let t = Timestamp::from_secs;
+        let ping = engine.handle_packet(t(1), &udp(client, "198.51.100.20:1214".parse().unwrap(), &PING));
+        let syn = |to: SocketAddr| {
+            use ftwall::wire::{self, IpRepr, TcpFlags, TcpRepr, TransportRepr};
+            let ip = IpRepr::new(client.ip(), to.ip()).expect("one family");
+            let tcp = TcpRepr::new(4001, to.port(), 1, TcpFlags(TcpFlags::SYN));
+            wire::emit(&ip, &TransportRepr::Tcp(tcp), &[])
+        };
+        let locked = engine.handle_packet(t(2), &syn("203.0.113.5:8080".parse().unwrap()));
+        engine.ban(t(3), "203.0.113.9".parse().unwrap(), None).unwrap();
+        let banned = engine.handle_packet(t(3), &udp(client, "203.0.113.9:53".parse().unwrap(), b"dns"));
+        let decisions = [ping, locked, banned];
+        assert!(decisions.iter().all(|d| d.blocked), "{decisions:?}");
+        crate::events::captured(|| decisions.iter().for_each(|d| DropLine::of(d).unwrap().log(0)))
+    }
+
+    #[test]
+    fn each_drop_says_what_happened_and_what_was_done() {
+        let lines = drop_lines(ftwall::config::Mode::Enforce);
+        let summary: Vec<[&str; 4]> = lines
+            .iter()
+            .map(|l| ["message", "reason", "verdict", "proto"].map(|f| l[f].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ["FastTrack UDP ping dropped", "udp_ping", "drop", "UDP"],
+                ["new connection refused: client time-locked", "client_locked", "drop", "TCP"],
+                ["packet dropped: address banned by the operator", "banned", "drop", "UDP"],
+            ]
+        );
+        assert_eq!(lines[1]["dest_port"], 8080);
+        assert_eq!(lines[2]["dest_ip"], "203.0.113.9");
+    }
+
+    #[test]
+    fn monitor_mode_says_it_would_drop_and_that_it_accepted() {
+        let lines = drop_lines(ftwall::config::Mode::Monitor);
+        let summary: Vec<[&str; 2]> =
+            lines.iter().map(|l| ["message", "verdict"].map(|f| l[f].as_str().unwrap())).collect();
+        assert_eq!(
+            summary,
+            [
+                ["monitor: would drop (udp_ping)", "accept"],
+                ["monitor: would drop (client_locked)", "accept"],
+                ["monitor: would drop (banned)", "accept"],
+            ]
+        );
     }
 }

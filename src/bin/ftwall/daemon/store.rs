@@ -66,24 +66,18 @@ pub(crate) fn save(path: &Path, snapshot: &Snapshot, now_micros: u64) -> io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ftwall::engine::{BanEntry, LockEntry, PeerEntry};
+    use ftwall::engine::{BanEntry, LockEntry, PeerEntry, Strength};
     use ftwall::Timestamp;
 
     fn snapshot() -> Snapshot {
         Snapshot {
-            peers: vec![PeerEntry {
-                addr: "198.51.100.20".parse().unwrap(),
-                port: Some(1214),
-                expires: None,
-                origin: None,
-            }],
-            locks: vec![LockEntry {
-                client: "192.0.2.10".parse().unwrap(),
-                until: Timestamp::from_secs(1_800_000_000),
-                port: Some(3531),
-                peer: None,
-                origin: None,
-            }],
+            peers: vec![PeerEntry::new("198.51.100.20".parse().unwrap(), Some(1214), None, Strength::Strong)],
+            locks: vec![LockEntry::new(
+                "192.0.2.10".parse().unwrap(),
+                Timestamp::from_secs(1_800_000_000),
+                Some(3531),
+                None,
+            )],
             bans: vec![BanEntry {
                 addr: "198.51.100.66".parse().unwrap(),
                 until: None,

@@ -165,7 +165,12 @@ impl Worker {
             return (verdict, None);
         }
         let mut d = lock(&shared.core);
-        let decision = d.judge(shared, msg.get_payload(), msg.get_indev());
+        // NFQA_HWADDR: the kernel sends the source hardware address of packets that came in on
+        // an Ethernet-like device (the FORWARD hook included); the engine uses it only for
+        // `timelock.mac_tie`.
+        let src_mac = msg.get_hw_addr().and_then(|a| <[u8; 6]>::try_from(a).ok());
+        let meta = ftwall::engine::PacketMeta { src_mac };
+        let decision = d.judge(shared, msg.get_payload(), msg.get_indev(), meta);
         let settled = decision.settled.filter(|_| !shared.offload_rules_missing.load(Ordering::Relaxed));
         // Follows reloads of `verdict_batch`.
         self.batch.limit = d.config.verdict_batch;
