@@ -95,6 +95,7 @@ mod tests {
                 reason: Some("abuse report #12".into()),
                 by: Some(0),
                 since: Timestamp::from_secs(2),
+                origin: Some(crate::engine::GatewayId::new("gw-a").unwrap()),
                 ..BanEntry::new("198.51.100.0/24".parse().unwrap(), Some(Timestamp::from_secs(90)), Some(88))
             }],
         };

@@ -137,6 +137,11 @@ impl Bans {
         Ok(ban)
     }
 
+    /// The ban of exactly `net` (truncated to its prefix), if any.
+    pub(crate) fn get(&self, net: IpNet) -> Option<&BanEntry> {
+        self.bans.get(&net.trunc())
+    }
+
     /// Lifts the ban of exactly `net` (truncated to its prefix); returns it if there was one.
     pub(crate) fn remove(&mut self, net: IpNet) -> Option<BanEntry> {
         let net = net.trunc();

@@ -39,6 +39,76 @@ pub enum StateChange {
     BanRemoved(IpNet),
 }
 
+/// The name of a gateway of a cluster (`cluster.node_id`), recorded on an entry learned from
+/// another gateway ([`crate::Engine::handle_remote`]): 1 to [`GatewayId::MAX_LEN`] bytes of ASCII
+/// letters, digits, `.`, `_` and `-` (a host name fits). A fixed-size value, so the entries stay
+/// `Copy`; serialised as a string.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GatewayId {
+    len: u8,
+    bytes: [u8; Self::MAX_LEN],
+}
+
+/// Why a string is not a [`GatewayId`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a gateway name is 1 to 64 ASCII letters, digits, '.', '_' or '-'")]
+pub struct BadGatewayId;
+
+impl GatewayId {
+    /// Longest name, in bytes.
+    pub const MAX_LEN: usize = 64;
+
+    /// The name, if `name` is one (see the type's documentation).
+    pub fn new(name: &str) -> Result<Self, BadGatewayId> {
+        let ok = (1..=Self::MAX_LEN).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
+            return Err(BadGatewayId);
+        }
+        let mut bytes = [0; Self::MAX_LEN];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(Self { len: name.len() as u8, bytes })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored (checked by `new`).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for GatewayId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl std::fmt::Display for GatewayId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for GatewayId {
+    type Err = BadGatewayId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl Serialize for GatewayId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for GatewayId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::new(&name).map_err(serde::de::Error::custom)
+    }
+}
+
 /// What a suspect peer's evidence is worth: the trust model of learned facts (README, "What
 /// ftwall learns, and how far it trusts it").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
@@ -107,6 +177,10 @@ pub struct PeerEntry {
     /// When it was last learned again.
     #[serde(default)]
     pub last_seen: Timestamp,
+    /// The gateway it was learned from, when another gateway of the cluster taught it (None:
+    /// learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<GatewayId>,
 }
 
 impl PeerEntry {
@@ -122,6 +196,7 @@ impl PeerEntry {
             flow: None,
             first_seen: Timestamp::ZERO,
             last_seen: Timestamp::ZERO,
+            origin: None,
         }
     }
 }
@@ -156,6 +231,10 @@ pub struct LockEntry {
     /// When its lock was last armed or re-armed.
     #[serde(default)]
     pub last_seen: Timestamp,
+    /// The gateway it was learned from, when another gateway of the cluster taught it (None:
+    /// learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<GatewayId>,
 }
 
 impl LockEntry {
@@ -171,6 +250,7 @@ impl LockEntry {
             flow: None,
             first_seen: Timestamp::ZERO,
             last_seen: Timestamp::ZERO,
+            origin: None,
         }
     }
 
@@ -207,12 +287,16 @@ pub struct BanEntry {
     /// When it was banned (zero: unknown, as in older state files).
     #[serde(default)]
     pub since: Timestamp,
+    /// The gateway it was learned from, when another gateway of the cluster taught it (None:
+    /// learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<GatewayId>,
 }
 
 impl BanEntry {
     /// A ban of `net` with no reason, operator or start time: for tests and hand-made snapshots.
     pub fn new(net: IpNet, until: Option<Timestamp>, seconds: Option<u64>) -> Self {
-        Self { net, until, seconds, reason: None, by: None, since: Timestamp::ZERO }
+        Self { net, until, seconds, reason: None, by: None, since: Timestamp::ZERO, origin: None }
     }
 }
 
@@ -262,6 +346,7 @@ impl Snapshot {
                      flow,
                      first_seen,
                      last_seen,
+                     origin,
                  }| {
                     PeerEntry {
                         addr,
@@ -273,6 +358,7 @@ impl Snapshot {
                         flow,
                         first_seen: seen(first_seen),
                         last_seen: seen(last_seen),
+                        origin,
                     }
                 },
             )
@@ -280,30 +366,45 @@ impl Snapshot {
         let locks = self
             .locks
             .iter()
-            .map(|&LockEntry { client, network, until, port, peer, reason, flow, first_seen, last_seen }| {
-                LockEntry {
-                    client,
-                    network,
-                    until: seen(until),
-                    port,
-                    peer,
-                    reason,
-                    flow,
-                    first_seen: seen(first_seen),
-                    last_seen: seen(last_seen),
-                }
-            })
+            .map(
+                |&LockEntry {
+                     client,
+                     network,
+                     until,
+                     port,
+                     peer,
+                     reason,
+                     flow,
+                     first_seen,
+                     last_seen,
+                     origin,
+                 }| {
+                    LockEntry {
+                        client,
+                        network,
+                        until: seen(until),
+                        port,
+                        peer,
+                        reason,
+                        flow,
+                        first_seen: seen(first_seen),
+                        last_seen: seen(last_seen),
+                        origin,
+                    }
+                },
+            )
             .collect();
         let bans = self
             .bans
             .iter()
-            .map(|BanEntry { net, until, seconds, reason, by, since }| BanEntry {
+            .map(|BanEntry { net, until, seconds, reason, by, since, origin }| BanEntry {
                 net: *net,
                 until: until.map(&mut seen),
                 seconds: *seconds,
                 reason: reason.clone(),
                 by: *by,
                 since: seen(*since),
+                origin: *origin,
             })
             .collect();
         Self { peers, locks, bans }

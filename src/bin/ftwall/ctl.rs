@@ -169,7 +169,7 @@ fn render(answer: &Answer) -> String {
                 let row =
                     vec![client, cell(&c.locked_until), human_duration(c.remaining_seconds), cell(&c.port)];
                 let last = c.network.as_ref().map(|_| format!("last address {}", c.client));
-                (row, details(&c.why, last))
+                (row, details(&c.why, last.into_iter().chain(via(&c.gateway))))
             }),
         ),
         Answer::Peers(peers) => table_with_details(
@@ -178,7 +178,7 @@ fn render(answer: &Answer) -> String {
             peers.iter().map(|p| {
                 let row =
                     vec![cell(&p.peer), cell(&p.port), cell(&p.strength), cell(&p.client), cell(&p.expires)];
-                (row, details(&p.why, None))
+                (row, details(&p.why, via(&p.gateway)))
             }),
         ),
         Answer::Bans(bans) => table_with_details(
@@ -210,6 +210,7 @@ fn ban_details(b: &Ban) -> Vec<String> {
     let mut lines = Vec::new();
     lines.extend(b.reason.as_ref().map(|r| format!("why:   {r}")));
     lines.extend(b.since.as_ref().map(|s| format!("since: {s}")));
+    lines.extend(via(&b.gateway));
     lines
 }
 
@@ -288,9 +289,15 @@ fn count_line(n: usize, what: &str) -> String {
     format!("({n} {what})\n")
 }
 
-/// The indented lines under a row of `clients` or `peers`: why (the tell and its flow) and
-/// since when; none when nothing is known (an entry from an older state file).
-fn details(why: &Provenance, extra: Option<String>) -> Vec<String> {
+/// The line naming the gateway of the cluster an entry was learned from, if another one.
+fn via(gateway: &Option<String>) -> Option<String> {
+    gateway.as_ref().map(|g| format!("via:  gateway {g}"))
+}
+
+/// The indented lines under a row of `clients` or `peers`: why (the tell and its flow), since
+/// when, then `extra` (the last address of a prefix, the gateway it came from); none when
+/// nothing is known (an entry from an older state file, learned here).
+fn details(why: &Provenance, extra: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut lines = Vec::new();
     match (&why.reason, &why.flow) {
         (Some(reason), Some(flow)) => lines.push(format!("why:  {reason} on {flow}")),
@@ -394,6 +401,17 @@ fn status_text(s: &Status) -> String {
         ("bans", one(cell(&s.bans))),
         ("flows", one(cell(&s.flows))),
     ];
+    if let Some(c) = &s.cluster {
+        let cluster = [
+            ("node_id", cell(&c.node_id)),
+            ("connected", cell(&c.connected)),
+            ("gateways_seen", cell(&c.gateways_seen)),
+            ("last_sync", cell(&c.last_sync)),
+            ("outbox_depth", cell(&c.outbox_depth)),
+            ("last_lag_us", cell(&c.last_lag_us)),
+        ];
+        lines.push(("cluster", one(pairs(cluster))));
+    }
     lines.extend(s.counters.0.iter().map(|(name, n)| (name.as_str(), one(cell(n)))));
     let indent = " ".repeat(21);
     let mut out = String::new();
@@ -422,6 +440,7 @@ mod tests {
             expires: Some("2026-11-24T10:00:00Z".into()),
             strength: Some("weak".into()),
             client: Some("192.0.2.10".parse().unwrap()),
+            gateway: Some("gateway-b.site.example".into()),
             why: Provenance {
                 reason: Some("udp_ping".into()),
                 flow: Some("udp 192.0.2.10:3531 > 198.51.100.20:1214".into()),
@@ -438,6 +457,7 @@ mod tests {
             remaining_seconds: 7_199,
             port: Some(65_535),
             network: None,
+            gateway: Some("gateway-b.site.example".into()),
             why: Provenance {
                 reason: Some("http_transfer".into()),
                 flow: Some("tcp 192.168.100.200:65535 > 203.0.113.250:65535".into()),
@@ -456,6 +476,7 @@ mod tests {
                 reason: Some("abuse report #12".into()),
                 by_uid: Some(0),
                 since: Some("2026-12-02T12:00:00Z".into()),
+                gateway: Some("gateway-b.site.example".into()),
             },
             Ban {
                 addr: "255.255.255.255".into(),
@@ -465,6 +486,7 @@ mod tests {
                 reason: Some(format!("{} {}", "abuse ".repeat(20).trim(), "x".repeat(79))),
                 by_uid: Some(4_294_967_294),
                 since: Some("2026-12-02T12:00:00.123456Z".into()),
+                gateway: None,
             },
             Ban {
                 addr: "192.0.2.10".into(),
@@ -473,6 +495,7 @@ mod tests {
                 reason: None,
                 by_uid: None,
                 since: None,
+                gateway: None,
             },
         ]
     }
@@ -487,6 +510,7 @@ mod tests {
                 expires: None,
                 strength: None,
                 client: None,
+                gateway: None,
                 why: Provenance::default(),
             },
         ]);
@@ -496,14 +520,16 @@ mod tests {
         assert_eq!(lines[1], "198.51.100.20  1214  weak      192.0.2.10  2026-11-24T10:00:00Z");
         assert_eq!(lines[2], "    why:  udp_ping on udp 192.0.2.10:3531 > 198.51.100.20:1214");
         assert_eq!(lines[3], "    seen: 2026-11-24T09:00:00Z .. 2026-11-24T09:00:05Z");
-        assert_eq!(lines[4], "2001:db8::20   -     -         -           -");
-        assert_eq!(lines[5], "(2 peers)");
+        assert_eq!(lines[4], "    via:  gateway gateway-b.site.example");
+        assert_eq!(lines[5], "2001:db8::20   -     -         -           -");
+        assert_eq!(lines[6], "(2 peers)");
         let prefix = Answer::Clients(vec![LockedClient {
             client: "2001:db8:1::10".parse().unwrap(),
             locked_until: "2026-11-24T10:00:00Z".into(),
             remaining_seconds: 7_199,
             port: None,
             network: Some("2001:db8:1::/64".into()),
+            gateway: Some("gw-a".into()),
             why: Provenance { reason: Some("tcp_opener".into()), ..Provenance::default() },
         }]);
         let text = render(&prefix);
@@ -512,7 +538,8 @@ mod tests {
             "CLIENT           LOCKED UNTIL          REMAINING  FASTTRACK PORT\n\
              2001:db8:1::/64  2026-11-24T10:00:00Z  1h 59m     -\n    \
              why:  tcp_opener\n    \
-             last address 2001:db8:1::10\n\
+             last address 2001:db8:1::10\n    \
+             via:  gateway gw-a\n\
              (1 client)\n"
         );
         assert_eq!(render(&Answer::Bans(vec![])), "NETWORK  UNTIL  REMAINING  BY\n(0 bans)\n");
@@ -531,11 +558,12 @@ mod tests {
         assert_eq!(lines[1], "198.51.100.0/24  2026-12-02T12:30:00Z  29m 59s      uid 0");
         assert_eq!(lines[2], "    why:   abuse report #12");
         assert_eq!(lines[3], "    since: 2026-12-02T12:00:00Z");
-        assert_eq!(lines[4], "255.255.255.255  2027-12-02T12:00:00Z  365d         uid 4294967294");
+        assert_eq!(lines[4], "    via:  gateway gateway-b.site.example");
+        assert_eq!(lines[5], "255.255.255.255  2027-12-02T12:00:00Z  365d         uid 4294967294");
         // The long reason wraps under itself; the over-long word is cut.
-        assert!(lines[5].starts_with("    why:   abuse abuse"), "{text}");
-        assert!(lines[6].starts_with("           abuse"), "{text}");
-        assert!(lines[7].starts_with("           xxxx"), "{text}");
+        assert!(lines[6].starts_with("    why:   abuse abuse"), "{text}");
+        assert!(lines[7].starts_with("           abuse"), "{text}");
+        assert!(lines[8].starts_with("           xxxx"), "{text}");
         assert_eq!(lines.last(), Some(&"(3 bans)"));
         assert!(text.contains("\n192.0.2.10       -                     until unban  -\n(3 bans)"), "{text}");
         // Every word of the reason is shown.

@@ -233,6 +233,20 @@ log_events! {
         "network": net "the network no longer banned", "reason": string "the ban's reason (absent: none given)",
     };
 
+    // Cluster (Redis).
+    CLUSTER_CONNECTED = "cluster_connected", [INFO], "The first connection to Redis is up and the prefix was read: state is shared with the other gateways.", {
+        "url": string "the Redis URL", "node_id": string "this gateway's name", "gateways": integer "other gateways heard from so far",
+    };
+    CLUSTER_UNAVAILABLE = "cluster_unavailable", [WARN], "Redis cannot be reached or failed a call: this gateway keeps judging with what it knows and retries with backoff; logged once until cluster_recovered.", {
+        "url": string "the Redis URL", "error": string "why",
+    };
+    CLUSTER_RECOVERED = "cluster_recovered", [INFO], "Redis is reachable again: the prefix was read again and this gateway's own entries written back.", {
+        "url": string "the Redis URL", "gateways": integer "other gateways heard from so far",
+    };
+    CLUSTER_GARBAGE = "cluster_garbage", [WARN], "A value or message from Redis was ignored (another type than a string, oversized, unparsable or inconsistent); rate-limited, counted in cluster_garbage.", {
+        "key": string "the key or channel", "reason": string "what is wrong with it", "total": integer "values ignored so far",
+    };
+
     // Control socket.
     CONTROL_LISTENING = "control_listening", [INFO], "The ftwall ctl socket is ready.", { "socket": string "its path" };
     CONTROL_UNAVAILABLE = "control_unavailable", [WARN], "The control socket could not be opened; the daemon runs on without ftwall ctl.", {

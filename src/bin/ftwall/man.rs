@@ -382,7 +382,7 @@ mod tests {
         assert!(page.contains("\n\\fBkernel_set\\fR = unset\n"), "{page}");
         assert!(page.contains("\n\\fBfile\\fR = unset\n"), "{page}");
         assert!(page.contains("Also spelled \\fBinterval\\fR."), "{page}");
-        assert_eq!(page.matches(".SS [").count(), 8, "{page}");
+        assert_eq!(page.matches(".SS [").count(), 9, "{page}");
         assert!(!page.lines().any(|l| l.starts_with('\'')), "no line may start a roff request by accident");
     }
 

@@ -321,9 +321,29 @@ pub(crate) struct Status {
     pub(crate) suspect_peers: usize,
     pub(crate) bans: usize,
     pub(crate) flows: usize,
+    /// The cluster (`cluster.enabled`), absent when off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cluster: Option<ClusterStatus>,
     /// The daemon's counters, each a field of its own.
     #[serde(flatten)]
     pub(crate) counters: Counts,
+}
+
+/// What `status` shows under `cluster` (computed by `daemon/cluster.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ClusterStatus {
+    /// This gateway's name in the cluster.
+    pub(crate) node_id: String,
+    /// Both Redis connections (publisher and subscriber) are up.
+    pub(crate) connected: bool,
+    /// The other gateways heard from, by name.
+    pub(crate) gateways_seen: Vec<String>,
+    /// When the last full resync ended (RFC 3339).
+    pub(crate) last_sync: Option<String>,
+    /// Local changes waiting to be published.
+    pub(crate) outbox_depth: usize,
+    /// Propagation time of the last change received from another gateway, in µs (wall clocks).
+    pub(crate) last_lag_us: Option<u64>,
 }
 
 /// Named counts in a fixed order; a JSON object on the wire.
@@ -444,6 +464,9 @@ pub(crate) struct LockedClient {
     /// The network the lock covers when it is more than `client` (an IPv6 prefix).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) network: Option<String>,
+    /// The gateway of the cluster it was learned from (absent: learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) gateway: Option<String>,
     #[serde(flatten)]
     pub(crate) why: Provenance,
 }
@@ -462,6 +485,9 @@ pub(crate) struct SuspectPeer {
     /// The inside client whose flow revealed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) client: Option<IpAddr>,
+    /// The gateway of the cluster it was learned from (absent: learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) gateway: Option<String>,
     #[serde(flatten)]
     pub(crate) why: Provenance,
 }
@@ -486,6 +512,9 @@ pub(crate) struct Ban {
     /// When it was banned, RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) since: Option<String>,
+    /// The gateway of the cluster it was learned from (absent: learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) gateway: Option<String>,
 }
 
 #[cfg(test)]
@@ -525,6 +554,7 @@ pub(crate) mod tests {
             suspect_peers: 2,
             bans: 0,
             flows: 5,
+            cluster: None,
             counters: Counts(vec![("flows_offloaded".into(), 1), ("spoofed_pongs".into(), 2)]),
         };
         let line = r#"{"ok":true,"status":{"version":"0.1.0 (v0.1.0-5-gabc, 2026-12-01)","pid":4242,"uptime_seconds":75,"started_at":"2026-12-02T06:00:00Z","mode":"enforce","health":{"state":"degraded","reasons":["queue 0: kernel dropped 3 packets"],"queues":[{"queue":0,"received":10,"waiting":0,"occupancy_percent":0,"unread":0,"since_last_verdict_ms":12,"verdict_lag_us":null}]},"offload":"on","queues":[0,1],"config":"/etc/ftwall/ftwall.toml","state_file":"/var/lib/ftwall/state.json","packets":10,"accepted":7,"dropped":3,"reasons":{"udp_ping":2,"tcp_opener":1},"locked_clients":1,"suspect_peers":2,"bans":0,"flows":5,"flows_offloaded":1,"spoofed_pongs":2}}"#;
@@ -605,6 +635,7 @@ pub(crate) mod tests {
                     remaining_seconds: 100,
                     port: Some(3531),
                     network: None,
+                    gateway: None,
                     why: Provenance::default(),
                 }]),
                 r#"{"ok":true,"clients":[{"client":"192.0.2.10","locked_until":"2026-12-02T06:02:00Z","remaining_seconds":100,"port":3531}]}"#,
@@ -617,6 +648,7 @@ pub(crate) mod tests {
                     remaining_seconds: 100,
                     port: None,
                     network: Some("2001:db8:1::/64".into()),
+                    gateway: Some("gw-a".into()),
                     why: Provenance {
                         reason: Some("tcp_opener".into()),
                         flow: Some("tcp [2001:db8:1::10]:40000 > [2001:db8:2::20]:1214".into()),
@@ -624,7 +656,7 @@ pub(crate) mod tests {
                         last_seen: Some("2026-12-02T06:00:05Z".into()),
                     },
                 }]),
-                r#"{"ok":true,"clients":[{"client":"2001:db8:1::10","locked_until":"2026-12-02T06:02:00Z","remaining_seconds":100,"port":null,"network":"2001:db8:1::/64","reason":"tcp_opener","flow":"tcp [2001:db8:1::10]:40000 > [2001:db8:2::20]:1214","first_seen":"2026-12-02T06:00:00Z","last_seen":"2026-12-02T06:00:05Z"}]}"#,
+                r#"{"ok":true,"clients":[{"client":"2001:db8:1::10","locked_until":"2026-12-02T06:02:00Z","remaining_seconds":100,"port":null,"network":"2001:db8:1::/64","gateway":"gw-a","reason":"tcp_opener","flow":"tcp [2001:db8:1::10]:40000 > [2001:db8:2::20]:1214","first_seen":"2026-12-02T06:00:00Z","last_seen":"2026-12-02T06:00:05Z"}]}"#,
             ),
             (
                 Request::Peers,
@@ -635,6 +667,7 @@ pub(crate) mod tests {
                         expires: Some("2026-12-02T07:00:00Z".into()),
                         strength: Some("weak".into()),
                         client: Some(a),
+                        gateway: Some("gw-b".into()),
                         why: Provenance {
                             reason: Some("udp_ping".into()),
                             flow: Some("udp 192.0.2.10:3531 > 198.51.100.20:1214".into()),
@@ -648,10 +681,11 @@ pub(crate) mod tests {
                         expires: None,
                         strength: None,
                         client: None,
+                        gateway: None,
                         why: Provenance::default(),
                     },
                 ]),
-                r#"{"ok":true,"peers":[{"peer":"198.51.100.20","port":1214,"expires":"2026-12-02T07:00:00Z","strength":"weak","client":"192.0.2.10","reason":"udp_ping","flow":"udp 192.0.2.10:3531 > 198.51.100.20:1214","first_seen":"2026-12-02T06:00:00Z","last_seen":"2026-12-02T06:00:00Z"},{"peer":"2001:db8:2::20","port":null,"expires":null}]}"#,
+                r#"{"ok":true,"peers":[{"peer":"198.51.100.20","port":1214,"expires":"2026-12-02T07:00:00Z","strength":"weak","client":"192.0.2.10","gateway":"gw-b","reason":"udp_ping","flow":"udp 192.0.2.10:3531 > 198.51.100.20:1214","first_seen":"2026-12-02T06:00:00Z","last_seen":"2026-12-02T06:00:00Z"},{"peer":"2001:db8:2::20","port":null,"expires":null}]}"#,
             ),
             (Request::Bans, Answer::Bans(vec![]), r#"{"ok":true,"bans":[]}"#),
             (
@@ -663,6 +697,7 @@ pub(crate) mod tests {
                     reason: None,
                     by_uid: None,
                     since: None,
+                    gateway: None,
                 }]),
                 r#"{"ok":true,"bans":[{"addr":"192.0.2.10","until":null}]}"#,
             ),
@@ -675,8 +710,9 @@ pub(crate) mod tests {
                     reason: Some("abuse report #12".into()),
                     by_uid: Some(0),
                     since: Some("2026-12-02T06:00:00Z".into()),
+                    gateway: Some("gw-a".into()),
                 }]),
-                r#"{"ok":true,"bans":[{"addr":"198.51.100.0/24","until":"2026-12-02T06:30:00Z","remaining_seconds":1800,"reason":"abuse report #12","by_uid":0,"since":"2026-12-02T06:00:00Z"}]}"#,
+                r#"{"ok":true,"bans":[{"addr":"198.51.100.0/24","until":"2026-12-02T06:30:00Z","remaining_seconds":1800,"reason":"abuse report #12","by_uid":0,"since":"2026-12-02T06:00:00Z","gateway":"gw-a"}]}"#,
             ),
             (
                 Request::Exempt,

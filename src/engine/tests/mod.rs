@@ -140,6 +140,7 @@ mod ipv6;
 mod operator;
 mod quota;
 mod reassembly;
+mod remote;
 mod state;
 mod tcp;
 mod timelock;

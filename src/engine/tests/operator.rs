@@ -41,6 +41,7 @@ fn operator_bans_drop_outside_addresses_fully_and_inside_ones_outside_allow_port
         reason: Some("test".into()),
         by: Some(0),
         since: at(0),
+        origin: None,
     }))));
     let snapshot = e.snapshot();
     assert_eq!(snapshot.bans.len(), 2);

@@ -288,6 +288,7 @@ impl Daemon {
                         remaining_seconds: l.until.saturating_since(now).as_secs(),
                         port: l.port,
                         network: l.network.map(|n| n.to_string()),
+                        gateway: l.origin.map(|g| g.to_string()),
                         why: provenance(&clock, l.reason, l.flow, l.first_seen, l.last_seen),
                     })
                     .collect(),
@@ -301,6 +302,7 @@ impl Daemon {
                         expires: p.expires.map(iso),
                         strength: Some(p.strength.as_str().to_string()),
                         client: p.client,
+                        gateway: p.origin.map(|g| g.to_string()),
                         why: provenance(&clock, p.reason, p.flow, p.first_seen, p.last_seen),
                     })
                     .collect(),
@@ -316,6 +318,7 @@ impl Daemon {
                         reason: b.reason,
                         by_uid: b.by,
                         since: (b.since != ftwall::Timestamp::ZERO).then(|| iso(b.since)),
+                        gateway: b.origin.map(|g| g.to_string()),
                     })
                     .collect(),
             ),
@@ -419,6 +422,7 @@ impl Daemon {
             suspect_peers: self.engine.peer_count(),
             bans: self.engine.ban_count(),
             flows: self.engine.flow_count(),
+            cluster: shared.cluster.as_ref().map(|c| c.status()),
             counters: Counts(counters.map(|(key, _, _, value)| (key.to_string(), value)).collect()),
         }
     }
