@@ -78,7 +78,7 @@ fn main() {
             Some(3531),
             Some("198.51.100.20:1214".parse().unwrap()),
         )],
-    bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None, seconds: None }],
+    bans: vec![BanEntry::new("198.51.100.0/24".parse().unwrap(), None, None)],
     };
     fs::write(corpus.join("state_file/seed"), state::encode(&snapshot, Timestamp::from_secs(1))).unwrap();
     fs::copy(root.join("examples/ftwall.toml"), corpus.join("config_file/example.toml")).unwrap();

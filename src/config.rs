@@ -178,7 +178,8 @@ pub struct EngineConfig {
     pub lan: Vec<IpNet>,
     /// The operator's allow list: addresses never locked as clients, never suspect as peers,
     /// and never blocked by learned state (a tell still drops its own flow; operator bans still
-    /// apply).
+    /// apply). Each entry is a CIDR or a bare address (a /32 or /128).
+    #[serde(deserialize_with = "networks_or_addresses")]
     pub exempt: Vec<IpNet>,
     /// `accept` (default) or `drop` packets whose headers fail validation.
     pub malformed: MalformedPolicy,
@@ -495,6 +496,20 @@ fn serialized_keys(toml_text: &str) -> Vec<String> {
     keys
 }
 
+/// A list of networks where a bare address stands for its host route (`192.0.2.53` is
+/// `192.0.2.53/32`).
+fn networks_or_addresses<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<IpNet>().or_else(|_| text.parse::<IpAddr>().map(IpNet::from)).map_err(|_| {
+                serde::de::Error::custom(format!("{text:?} is neither a network (CIDR) nor an address"))
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,5 +609,16 @@ mod tests {
             ..EngineConfig::default()
         };
         assert_eq!(EngineConfig::from_toml_str(&c.to_toml_string()).unwrap(), c);
+    }
+
+    #[test]
+    fn exempt_takes_networks_and_bare_addresses() {
+        let config: EngineConfig =
+            toml::from_str("exempt = [\"192.0.2.53\", \"198.51.100.0/24\", \"2001:db8::1\"]").unwrap();
+        assert!(config.is_exempt("192.0.2.53".parse().unwrap()));
+        assert!(!config.is_exempt("192.0.2.54".parse().unwrap()));
+        assert!(config.is_exempt("198.51.100.77".parse().unwrap()));
+        assert!(config.is_exempt("2001:db8::1".parse().unwrap()));
+        assert!(toml::from_str::<EngineConfig>("exempt = [\"not-an-address\"]").is_err());
     }
 }

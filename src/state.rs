@@ -91,7 +91,13 @@ mod tests {
                     Some("198.51.100.20:1214".parse().unwrap()),
                 )
             }],
-            bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None, seconds: None }],
+            bans: vec![BanEntry {
+                reason: Some("abuse report #12".into()),
+                by: Some(0),
+                since: Timestamp::from_secs(2),
+                origin: Some(crate::engine::GatewayId::new("gw-a").unwrap()),
+                ..BanEntry::new("198.51.100.0/24".parse().unwrap(), Some(Timestamp::from_secs(90)), Some(88))
+            }],
         };
         let bytes = encode(&snapshot, Timestamp::from_secs(1));
         assert_eq!(decode(&bytes).unwrap(), snapshot);
@@ -121,5 +127,29 @@ mod tests {
             .unwrap()
             .peers
             .is_empty());
+    }
+
+    #[test]
+    fn bans_are_written_as_networks_and_older_bare_addresses_still_load() {
+        let ban = BanEntry {
+            reason: Some("abuse report #12".into()),
+            by: Some(0),
+            since: Timestamp::from_secs(2),
+            ..BanEntry::new("198.51.100.0/24".parse().unwrap(), None, None)
+        };
+        let snapshot = Snapshot { bans: vec![ban], ..Snapshot::default() };
+        let text = String::from_utf8(encode(&snapshot, Timestamp::from_secs(1))).unwrap();
+        assert!(text.contains(r#""net": "198.51.100.0/24""#), "{text}");
+        assert!(text.contains(r#""reason": "abuse report #12""#), "{text}");
+        // A file written before bans held networks: `addr`, a bare address, no reason.
+        let old = br#"{"version":1,"saved_at":0,"peers":[],"locks":[],"bans":[{"addr":"192.0.2.10","until":null},{"addr":"2001:db8::9","until":5,"seconds":30}]}"#;
+        let bans = decode(old).unwrap().bans;
+        assert_eq!(bans[0], BanEntry::new("192.0.2.10/32".parse().unwrap(), None, None));
+        assert_eq!(
+            bans[1],
+            BanEntry::new("2001:db8::9/128".parse().unwrap(), Some(Timestamp::from_micros(5)), Some(30))
+        );
+        let bad = br#"{"version":1,"saved_at":0,"peers":[],"locks":[],"bans":[{"net":"198.51.100.0/33","until":null}]}"#;
+        assert!(matches!(decode(bad), Err(StateError::Corrupt(_))));
     }
 }

@@ -133,8 +133,8 @@ reasons! {
     ClientLocked => "client_locked", "new connection refused: client time-locked", Drop;
     /// A new flow to destination port 1214 while `port_1214_blocks = true`.
     Port1214 => "port_1214", "new connection refused: destination port 1214", Drop;
-    /// TCP/UDP to or from an address the operator banned (`ftwall ctl ban`); a banned inside
-    /// address keeps `timelock.allow_ports`.
+    /// TCP/UDP to or from an address in a network the operator banned (`ftwall ctl ban`; a single
+    /// address is a /32 or /128); a banned inside address keeps `timelock.allow_ports`.
     Banned => "banned", "packet dropped: address banned by the operator", Drop;
     /// A well-formed packet whose transport header could not be inspected: it lies beyond the
     /// bytes the daemon received (a long IPv6 extension-header chain past the copy range) or

@@ -227,12 +227,20 @@ fn the_log_check_of_the_e2e_tests_rejects_what_the_catalogue_does_not_describe()
     let reasons = json!({"event": "counters", "level": "INFO", "message": "counters",
         "by_reason": {"clean": 9}, "spoofed_pongs": "3"});
     assert!(violation(&reasons).unwrap().contains("field spoofed_pongs is not of type integer"));
-    let date = json!({"event": "operator_ban", "level": "INFO", "message": "x", "addr": "203.0.113.9",
+    let date = json!({"event": "operator_ban", "level": "INFO", "message": "x", "network": "203.0.113.9",
         "until": "until unbanned"});
     assert!(violation(&date).unwrap().contains("field until is not of type date"));
     let mut date_ok = date.clone();
     date_ok["until"] = json!("2026-12-02T11:33:42Z");
     assert_eq!(violation(&date_ok), None);
+    // A network is an address or CIDR notation, nothing else.
+    let mut network = date_ok.clone();
+    network["network"] = json!("198.51.100.0/24");
+    assert_eq!(violation(&network), None);
+    for bad in [json!("198.51.100.0/x"), json!("banned"), json!("198.51.100.0/33"), json!(24)] {
+        network["network"] = bad;
+        assert!(violation(&network).unwrap().contains("field network is not of type net"), "{network}");
+    }
 }
 
 #[test]
@@ -256,4 +264,44 @@ fn the_dashboard_queries_only_catalogued_metrics() {
     let unknown: Vec<String> =
         common::dashboard::series().into_iter().filter(|s| !known.contains(s)).collect();
     assert!(unknown.is_empty(), "the dashboard queries series ftwall does not export: {unknown:?}");
+}
+
+/// Tests that need the machine (root and netfilter through the kernel harness, the corpus, the
+/// packaging tools, libfaketime, systemd-analyze) carry `#[ignore = "why"]`, so that a plain
+/// `cargo test` reports them as ignored instead of passing them without running; CI runs them
+/// with `--include-ignored`, where one that cannot run fails.
+#[test]
+fn tests_that_need_the_machine_are_marked_ignored() {
+    let needs = [
+        "kernel_test_guard",
+        "guard()",
+        "require_packaging_tools",
+        "corpus_dir()",
+        "libfaketime()",
+        "systemd-analyze",
+    ];
+    let mut unmarked = Vec::new();
+    let mut marked = 0;
+    for entry in std::fs::read_dir(root().join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") || path.ends_with("docs.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Each test: its attributes, its name and its body (up to the next top-level `}`).
+        for chunk in text.split("#[test]\n").skip(1) {
+            let (head, rest) = chunk.split_once("fn ").unwrap();
+            let name = rest.split('(').next().unwrap();
+            let body = rest.split("\n}\n").next().unwrap();
+            if needs.iter().any(|n| body.contains(n)) {
+                if head.contains("#[ignore = \"") {
+                    marked += 1;
+                } else {
+                    unmarked.push(format!("{}: {name}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(unmarked.is_empty(), "tests that need the machine without #[ignore = \"why\"]: {unmarked:#?}");
+    assert!(marked > 40, "found only {marked} machine tests: the check no longer sees them");
 }

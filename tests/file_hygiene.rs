@@ -6,6 +6,10 @@
 //!
 //! Each daemon runs in a network namespace of its own (no lab: nothing is routed, the queue is
 //! only bound), with its files in a temporary directory.
+//!
+//! Needs root and `setpriv`; the unit test needs `systemd-analyze`. Every test here is `#[ignore]`d, so plain `cargo test`
+//! lists it as ignored; `cargo test -- --include-ignored` (the README's test command, and CI's)
+//! runs it, and where it cannot run it fails, saying why.
 
 mod common;
 
@@ -156,8 +160,9 @@ fn base() -> tempfile::TempDir {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and netfilter: cargo test -- --include-ignored"]
 fn symlinks_planted_by_an_unprivileged_user_are_not_written_through() {
-    let Some(_serial) = kernel_test_guard() else { return };
+    let _serial = kernel_test_guard();
     let base = base();
     let victims: Vec<PathBuf> =
         ["victim-client", "victim-metrics"].iter().map(|v| base.path().join(v)).collect();
@@ -211,8 +216,9 @@ fn symlinks_planted_by_an_unprivileged_user_are_not_written_through() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and netfilter: cargo test -- --include-ignored"]
 fn a_planted_state_file_is_not_trusted() {
-    let Some(_serial) = kernel_test_guard() else { return };
+    let _serial = kernel_test_guard();
     let base = base();
     let year_2100 = 4_102_444_800_000_000u64;
     // Where a root-owned state file with a lock until 2100 already is (a backup, say).
@@ -252,8 +258,9 @@ fn a_planted_state_file_is_not_trusted() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and netfilter: cargo test -- --include-ignored"]
 fn directories_others_can_write_are_refused_and_created_ones_are_0750() {
-    let Some(_serial) = kernel_test_guard() else { return };
+    let _serial = kernel_test_guard();
     let base = base();
     let check = |config: &Path| -> Output {
         ftwall().args(["check-config", "--user", "0"]).arg(config).output().unwrap()
@@ -355,8 +362,9 @@ fn directories_others_can_write_are_refused_and_created_ones_are_0750() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and netfilter: cargo test -- --include-ignored"]
 fn a_trickling_control_client_does_not_hold_up_the_operator() {
-    let Some(_serial) = kernel_test_guard() else { return };
+    let _serial = kernel_test_guard();
     let base = base();
     let dir = base.path().join("ctl");
     std::fs::create_dir(&dir).unwrap();
@@ -423,8 +431,9 @@ fn a_trickling_control_client_does_not_hold_up_the_operator() {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and netfilter: cargo test -- --include-ignored"]
 fn a_crafted_state_file_cannot_forge_log_lines() {
-    let Some(_serial) = kernel_test_guard() else { return };
+    let _serial = kernel_test_guard();
     let base = base();
     let dir = base.path().join("log");
     std::fs::create_dir(&dir).unwrap();
@@ -449,6 +458,7 @@ fn a_crafted_state_file_cannot_forge_log_lines() {
 }
 
 #[test]
+#[ignore = "needs systemd-analyze: cargo test -- --include-ignored"]
 fn the_unit_keeps_restarting_and_sets_the_modes() {
     let unit = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/ftwall.service"))
         .unwrap();
@@ -475,9 +485,6 @@ fn the_unit_keeps_restarting_and_sets_the_modes() {
                 .unwrap_or_else(|| panic!("{text}"));
             assert!(level <= 1.9, "exposure {level}, was 1.9");
         }
-        Err(e) => {
-            assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "systemd-analyze: {e}");
-            eprintln!("skipping the exposure check: systemd-analyze: {e}");
-        }
+        Err(e) => panic!("this test cannot run here: systemd-analyze: {e}"),
     }
 }

@@ -2,8 +2,9 @@
 //! (`tests/common`) sees a FastTrack ping, a time-locked client's new connection, a banned
 //! address and, after a reload into monitor mode, a ping it only watches; then `jq` (as the
 //! operator's guide shows it) selects the `packet_dropped` lines by their eve.json fields and
-//! the test checks what they say. Needs root and `jq` (`.ci/run` installs it); fails under
-//! `CI=true` instead of skipping.
+//! the test checks what they say. Needs root and `jq` (`.ci/run` installs it). Every test here is `#[ignore]`d, so plain `cargo test`
+//! lists it as ignored; `cargo test -- --include-ignored` (the README's test command, and CI's)
+//! runs it, and where it cannot run it fails, saying why.
 
 mod common;
 
@@ -20,8 +21,9 @@ fn jq(filter: &str, file: &std::path::Path) -> Vec<Value> {
 }
 
 #[test]
+#[ignore = "needs root, network namespaces and netfilter: cargo test -- --include-ignored"]
 fn jq_answers_who_was_blocked_why_and_what_was_done() {
-    let Some(_serial) = kernel_test_guard_with(&["jq"]) else { return };
+    let _serial = kernel_test_guard_with(&["jq"]);
     let mut lab = Lab::new("ftj");
     let wan_log = lab.dir.path().join("wan.jsonl");
     lab.spawn_responder("wan", &["--udp", "198.51.100.25:53", "--tcp-ports", "80"], &wan_log);

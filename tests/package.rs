@@ -1,7 +1,8 @@
 //! The Debian package: `packaging/build-deb.sh` (release build, man pages, `cargo deb`), then the
 //! .deb's contents, control files and maintainer scripts are checked with `dpkg-deb`.
-//! Needs cargo-deb (`cargo install cargo-deb --locked`, done by .ci/run) and dpkg-deb: without them
-//! the test skips, or fails under CI=true.
+//! Needs cargo-deb (`cargo install cargo-deb --locked`, done by .ci/run), dpkg-deb and lintian. Every test here is `#[ignore]`d, so plain `cargo test`
+//! lists it as ignored; `cargo test -- --include-ignored` (the README's test command, and CI's)
+//! runs it, and where it cannot run it fails, saying why.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,7 +35,8 @@ fn missing(cmd: &mut Command) -> Option<String> {
     }
 }
 
-fn tools_or_skip() -> bool {
+/// Fails, naming what is missing, unless cargo-deb and dpkg-deb are installed.
+fn require_packaging_tools() {
     let problems: Vec<String> = [
         missing(Command::new(env!("CARGO")).args(["deb", "--version"])),
         missing(Command::new("dpkg-deb").arg("--version")),
@@ -42,17 +44,11 @@ fn tools_or_skip() -> bool {
     .into_iter()
     .flatten()
     .collect();
-    if problems.is_empty() {
-        return true;
-    }
-    let why = problems.join("; ");
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "cannot build the package under CI ({why}); .ci/run installs cargo-deb with `cargo install cargo-deb --locked`"
+    assert!(
+        problems.is_empty(),
+        "this test cannot run here: {} (install cargo-deb: cargo install cargo-deb --locked)",
+        problems.join("; ")
     );
-    eprintln!("skipping the .deb test: {why} (install it: cargo install cargo-deb --locked)");
-    false
 }
 
 /// The two tests build the same package in the same target directory: one at a time.
@@ -93,10 +89,9 @@ fn contents(deb: &Path) -> BTreeMap<String, String> {
 }
 
 #[test]
+#[ignore = "builds the .deb with cargo-deb, dpkg-deb and lintian: cargo test -- --include-ignored"]
 fn deb_has_binary_unit_rules_conffile_man_pages_and_state_dir() {
-    if !tools_or_skip() {
-        return;
-    }
+    require_packaging_tools();
     let _serial = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let deb = build_deb();
     let files = contents(&deb);
@@ -252,20 +247,13 @@ fn deb_has_binary_unit_rules_conffile_man_pages_and_state_dir() {
 }
 
 /// lintian, Debian's package checker, has nothing to say at the error or warning level (.ci/run
-/// installs it; without it the test skips, or fails under CI=true).
+/// installs it).
 #[test]
+#[ignore = "builds the .deb with cargo-deb, dpkg-deb and lintian: cargo test -- --include-ignored"]
 fn lintian_finds_no_errors_or_warnings() {
-    if !tools_or_skip() {
-        return;
-    }
+    require_packaging_tools();
     if let Some(why) = missing(Command::new("lintian").arg("--version")) {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "no lintian under CI ({why}); .ci/run installs it"
-        );
-        eprintln!("skipping lintian: {why}");
-        return;
+        panic!("this test cannot run here: {why} (apt-get install lintian)");
     }
     let _serial = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let deb = build_deb();

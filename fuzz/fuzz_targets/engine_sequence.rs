@@ -31,10 +31,12 @@ fuzz_target!(|data: &[u8]| {
         if *len == 255 {
             let [op, a, b, c, d, after @ ..] = tail else { break };
             let addr = std::net::IpAddr::from([*a, *b, *c, *d]);
+            // Networks from /16 to /32: the high bits of `op` pick the prefix length.
+            let net = ipnet::IpNet::new(addr, 16 + (op / 4) % 17).expect("a valid IPv4 prefix length");
             match op % 4 {
-                0 => drop(engine.ban(t, addr, None)),
-                1 => drop(engine.ban(t, addr, Some(std::time::Duration::from_secs(u64::from(*op))))),
-                2 => drop(engine.unban(addr)),
+                0 => drop(engine.ban(t, net, None, None, None)),
+                1 => drop(engine.ban(t, net, Some(std::time::Duration::from_secs(u64::from(*op))), None, None)),
+                2 => drop(engine.unban(net)),
                 _ => drop((engine.release_client(addr), engine.forget_peer(addr))),
             }
             while engine.poll_event().is_some() {}
@@ -58,6 +60,6 @@ fuzz_target!(|data: &[u8]| {
     restored.restore(Timestamp::from_micros(now), &snapshot);
     // Bans still in force survive the round trip exactly.
     let t = Timestamp::from_micros(now);
-    let live: Vec<_> = snapshot.bans.iter().filter(|b| b.until.is_none_or(|u| u > t)).copied().collect();
+    let live: Vec<_> = snapshot.bans.iter().filter(|b| b.until.is_none_or(|u| u > t)).cloned().collect();
     assert_eq!(restored.bans(), live);
 });

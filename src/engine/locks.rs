@@ -24,7 +24,7 @@
 //!   is due for the current arming, otherwise its expiry. So the timer index is bounded by the
 //!   lock tables and `poll_timeout` is its first entry.
 
-use super::snapshot::{FlowTuple, LockEntry};
+use super::snapshot::{FlowTuple, GatewayId, LockEntry};
 use crate::time::Timestamp;
 use crate::verdict::Reason;
 use ipnet::IpNet;
@@ -57,6 +57,9 @@ struct Lock {
     flow: Option<FlowTuple>,
     first_seen: Timestamp,
     last_seen: Timestamp,
+    /// The gateway whose tell set the current expiry ([`ClientLocks::merge`]); None for a
+    /// tell seen here.
+    origin: Option<GatewayId>,
 }
 
 impl Lock {
@@ -76,6 +79,7 @@ impl Lock {
             flow: self.flow,
             first_seen: self.first_seen,
             last_seen: self.last_seen,
+            origin: self.origin,
         }
     }
 }
@@ -199,6 +203,7 @@ impl ClientLocks {
             }
             self.timers.remove(&(lock.deadline, key));
             lock.until = until;
+            lock.origin = None;
             lock.armed = now;
             lock.probe_sent = false;
             lock.probed = None;
@@ -234,6 +239,7 @@ impl ClientLocks {
             flow,
             first_seen: now,
             last_seen: now,
+            origin: None,
         };
         locks.push(key, lock);
         self.timers.insert((deadline, key));
@@ -323,11 +329,49 @@ impl ClientLocks {
         self.locks.iter().flat_map(|t| t.iter().rev().map(|(&key, l)| l.entry(key)))
     }
 
+    /// Merges a lock another gateway set under `key` (the caller checked the client is an
+    /// inside host, keyed it and clamped the expiry): taken if not expired at `now` and later
+    /// than the lock held here (an equal expiry is settled by the origin, so the result does not
+    /// depend on the order of merges, and merging the same entry twice changes nothing). The
+    /// port, peer and provenance known here are kept when the entry has none. A full table
+    /// refuses a new lock, as for a local tell. Returns the lock as now held if it was taken.
+    pub(crate) fn merge(
+        &mut self,
+        entry: LockEntry,
+        key: IpNet,
+        now: Timestamp,
+        period: Duration,
+    ) -> Result<Option<LockEntry>, Armed> {
+        if entry.until <= now {
+            return Ok(None);
+        }
+        let old = self.peek(&key).copied();
+        if let Some(old) = old {
+            if (entry.until, entry.origin) <= (old.until, old.origin) {
+                return Ok(None);
+            }
+        }
+        let entry = LockEntry {
+            port: entry.port.or(old.and_then(|o| o.port)),
+            peer: entry.peer.or(old.and_then(|o| o.peer)),
+            reason: entry.reason.or(old.and_then(|o| o.reason)),
+            flow: entry.flow.or(old.and_then(|o| o.flow)),
+            first_seen: old.map_or(entry.first_seen, |o| o.first_seen),
+            last_seen: entry.last_seen.max(old.map_or(Timestamp::ZERO, |o| o.last_seen)),
+            ..entry
+        };
+        if !self.restore(entry, key, now, period) {
+            return Err(Armed::Refused);
+        }
+        Ok(self.entry(key))
+    }
+
     /// Loads a persisted lock under `key` (skipped if expired at `now`, or if its table is
     /// full). `period` is the configured lock time, used to place the half-expiry probe.
-    pub(crate) fn restore(&mut self, entry: LockEntry, key: IpNet, now: Timestamp, period: Duration) {
+    /// Returns whether it was loaded.
+    pub(crate) fn restore(&mut self, entry: LockEntry, key: IpNet, now: Timestamp, period: Duration) -> bool {
         if entry.until <= now {
-            return;
+            return false;
         }
         let armed = Timestamp::from_micros(entry.until.as_micros().saturating_sub(period.as_micros() as u64));
         let probe_at = armed.saturating_add(period / 2).max(now);
@@ -337,7 +381,7 @@ impl ClientLocks {
         if let Some(old) = locks.peek(&key) {
             self.timers.remove(&(old.deadline, key));
         } else if locks.len() >= locks.cap().get() {
-            return;
+            return false;
         }
         let lock = Lock {
             client: entry.client,
@@ -353,9 +397,11 @@ impl ClientLocks {
             flow: entry.flow,
             first_seen: entry.first_seen,
             last_seen: entry.last_seen,
+            origin: entry.origin,
         };
         locks.push(key, lock);
         self.timers.insert((deadline, key));
+        true
     }
 }
 
@@ -491,6 +537,45 @@ mod tests {
         locks.arm(arming(c, None, None), at(20), T);
         assert_eq!(locks.entry(net(c)).unwrap().peer, Some(peer));
         assert_eq!(locks.pop_due(at(80)), Some(Due::Probe { client: SocketAddr::new(c, 3531), peer }));
+    }
+
+    #[test]
+    fn merge_keeps_the_later_expiry_whatever_the_order_and_refuses_when_full() {
+        let a = GatewayId::new("gw-a").unwrap();
+        let peer = sock("198.51.100.20:1214");
+        let c = ip("192.0.2.5");
+        let entry = |until, origin| LockEntry { origin, ..LockEntry::new(c, at(until), None, None) };
+        let now = at(10);
+        let mut one = ClientLocks::new(8);
+        let mut two = ClientLocks::new(8);
+        // A local lock with a port and peer, then a later remote expiry: the remote one wins
+        // and the local port and peer are kept for probes.
+        one.arm(arming(c, Some(1214), Some(peer)), now, T);
+        let taken = one.merge(entry(200, Some(a)), net(c), now, T).unwrap().unwrap();
+        assert_eq!(
+            (taken.until, taken.origin, taken.port, taken.peer),
+            (at(200), Some(a), Some(1214), Some(peer))
+        );
+        assert_eq!(one.merge(entry(200, Some(a)), net(c), now, T), Ok(None), "idempotent");
+        assert_eq!(
+            one.merge(entry(100, Some(a)), net(c), now, T),
+            Ok(None),
+            "an earlier expiry never shortens"
+        );
+        // The other order ends in the same expiry and origin.
+        two.merge(entry(200, Some(a)), net(c), now, T).unwrap();
+        two.merge(entry(100, None), net(c), now, T).unwrap();
+        assert_eq!(two.entry(net(c)).map(|e| (e.until, e.origin)), Some((at(200), Some(a))));
+        assert_eq!(two.merge(entry(5, Some(a)), net(c), now, T), Ok(None), "expired on arrival");
+        // A local tell that extends it makes it ours again.
+        one.arm(arming(c, None, None), at(150), T);
+        assert_eq!(one.entry(net(c)).map(|e| e.origin), Some(None));
+        // A full table refuses a remote lock rather than evicting a live one.
+        let mut full = ClientLocks::new(1);
+        full.arm(arming(ip("192.0.2.6"), None, None), now, T);
+        assert_eq!(full.merge(entry(100, Some(a)), net(c), now, T), Err(Armed::Refused));
+        assert!(full.is_locked(net(ip("192.0.2.6")), now));
+        assert!(!full.is_locked(net(c), now));
     }
 
     #[test]

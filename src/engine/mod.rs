@@ -7,9 +7,10 @@
 //! [`Engine::handle_timeout`] (lock probes and expiries). It performs no IO and reads no clock.
 //!
 //! ## Decision order for one packet
-//! 0. A TCP/UDP packet to or from an address the operator banned ([`Engine::ban`]): `banned`.
-//!    A banned inside address (in `lan`) keeps the time-lock's `allow_ports` (DNS, web); a
-//!    banned outside address loses everything.
+//! 0. A TCP/UDP packet to or from an address in a network the operator banned
+//!    ([`Engine::ban`]; a single address is a /32 or /128): `banned`. A banned inside address
+//!    (in `lan`) keeps the time-lock's `allow_ports` (DNS, web); a banned outside address loses
+//!    everything.
 //! 1. A FastTrack tell in this very packet (`udp_ping`, `udp_pong`, `udp_pong_ack`,
 //!    `udp_address_echo`, `udp_session`, `tcp_opener`, `tcp_handshake`, `http_transfer`,
 //!    `give_push`): the flow is classified, the peer learned, the inside client (re-)locked.
@@ -114,8 +115,10 @@ pub(crate) mod snapshot;
 mod stats;
 mod stream;
 
-pub use bans::{BanError, MAX_BANS, MAX_BAN_SECONDS};
-pub use snapshot::{BanEntry, FlowTuple, LockEntry, PeerEntry, Snapshot, StateChange, Strength};
+pub use bans::{check_ban_reason, BanError, MAX_BANS, MAX_BAN_REASON, MAX_BAN_SECONDS};
+pub use snapshot::{
+    BadGatewayId, BanEntry, FlowTuple, GatewayId, LockEntry, PeerEntry, Snapshot, StateChange, Strength,
+};
 
 pub use stats::EngineStats;
 
@@ -126,9 +129,10 @@ use crate::verdict::{Decision, FlowEnds, PacketSummary, Proto, Reason, Settled, 
 use crate::wire::{self, Packet, TcpSegment, Transport, UdpDatagram};
 use bans::Bans;
 use flows::{Endpoint, Flow, FlowKey, FlowTable, Source, SourceQuota, TCP, UDP};
+use ipnet::IpNet;
 use locks::{Armed, Arming, ClientLocks, Due};
 use lru::LruCache;
-use peers::{Claim, Learned, PeerCache, PeerLimits, Refusal};
+use peers::{Claim, Learned, Merged, PeerCache, PeerLimits, Refusal};
 use pongs::PongLimiter;
 use ports::ClientPorts;
 use std::collections::VecDeque;
@@ -199,8 +203,10 @@ pub enum Event {
     },
     /// An operator ban reached its expiry and was lifted.
     BanExpired {
-        /// The address no longer banned.
-        addr: IpAddr,
+        /// The network no longer banned.
+        net: IpNet,
+        /// The operator's reason for the ban, if one was given.
+        reason: Option<String>,
     },
     /// A flow was classified as FastTrack: all its later packets are dropped.
     FlowClassified {
@@ -272,6 +278,10 @@ pub enum Action {
     },
     /// The persisted state changed: mark the state file dirty and update any mirror of it.
     StateChanged(StateChange),
+    /// The persisted state changed by a merge from another gateway
+    /// ([`Engine::handle_remote`]): mark the state file dirty and update the local mirrors,
+    /// like [`Action::StateChanged`], but do not publish it to the other gateways (they know).
+    StateMerged(StateChange),
 }
 
 /// The verdict engine. See the module documentation for the decision order.
@@ -302,7 +312,7 @@ pub struct Engine {
     inside_mac: Option<[u8; 6]>,
     /// `timelock.mac_tie`: the lock last armed by a packet from each inside MAC (at most
     /// `timelock.capacity`, least recently used forgotten).
-    mac_ties: LruCache<[u8; 6], ipnet::IpNet>,
+    mac_ties: LruCache<[u8; 6], IpNet>,
 }
 
 /// Identity of the two endpoints of the flow a tell was seen on.
@@ -1232,9 +1242,10 @@ impl Engine {
                 Due::Released(lock) => self.release_event(lock),
             }
         }
-        while let Some(addr) = self.bans.pop_expired(now) {
-            push_bounded(&mut self.events, Event::BanExpired { addr }, &mut self.stats.events_discarded);
-            self.push_action(Action::StateChanged(StateChange::BanRemoved(addr)));
+        while let Some(ban) = self.bans.pop_expired(now) {
+            let event = Event::BanExpired { net: ban.net, reason: ban.reason };
+            push_bounded(&mut self.events, event, &mut self.stats.events_discarded);
+            self.push_action(Action::StateChanged(StateChange::BanRemoved(ban.net)));
         }
     }
 
@@ -1351,34 +1362,173 @@ impl Engine {
         any
     }
 
-    /// Bans `addr` (operator action) from `now` for `length` (rounded down to whole seconds, at
-    /// least one; at most [`MAX_BAN_SECONDS`]), or until [`Engine::unban`] when None; replaces an
-    /// existing ban of the same address. Its traffic is dropped as `banned` from the next packet
+    /// Bans the network `net` (operator action; an address is its /32 or /128, host bits are
+    /// dropped) from `now` for `length` (rounded down to whole seconds, at least one; at most
+    /// [`MAX_BAN_SECONDS`]), or until [`Engine::unban`] when None, with the operator's `reason`
+    /// (checked by [`check_ban_reason`]) and uid `by`; replaces an existing ban of the same
+    /// network. Traffic to or from any address in it is dropped as `banned` from the next packet
     /// on (connections the kernel already offloaded as clean are not revisited). Returns the ban.
     pub fn ban(
         &mut self,
         now: Timestamp,
-        addr: IpAddr,
+        net: impl Into<IpNet>,
         length: Option<Duration>,
+        reason: Option<String>,
+        by: Option<u32>,
     ) -> Result<BanEntry, BanError> {
         let seconds = length.map(|l| l.as_secs().clamp(1, MAX_BAN_SECONDS));
         let until = seconds.map(|s| now.saturating_add(Duration::from_secs(s)));
-        let ban = BanEntry { addr, until, seconds };
-        self.bans.insert(ban)?;
-        self.push_action(Action::StateChanged(StateChange::Ban(ban)));
+        let ban = BanEntry { net: net.into(), until, seconds, reason, by, since: now, origin: None };
+        let ban = self.bans.insert(ban)?;
+        self.push_action(Action::StateChanged(StateChange::Ban(ban.clone())));
         Ok(ban)
     }
 
-    /// Lifts the ban of `addr` (operator action); returns whether it was banned.
-    pub fn unban(&mut self, addr: IpAddr) -> bool {
-        let removed = self.bans.remove(addr);
-        if removed {
-            self.push_action(Action::StateChanged(StateChange::BanRemoved(addr)));
+    /// Lifts the ban of exactly the network `net` (operator action; an address is its /32 or
+    /// /128); returns the lifted ban, None when that network was not banned.
+    pub fn unban(&mut self, net: impl Into<IpNet>) -> Option<BanEntry> {
+        let removed = self.bans.remove(net.into());
+        if let Some(ban) = &removed {
+            self.push_action(Action::StateChanged(StateChange::BanRemoved(ban.net)));
         }
         removed
     }
 
-    /// Operator bans, ordered by address (expired ones may linger until the next
+    /// The most specific ban in force at `now` whose network holds `addr`, if any.
+    pub fn ban_covering(&self, addr: IpAddr, now: Timestamp) -> Option<&BanEntry> {
+        self.bans.covering(addr, now)
+    }
+
+    /// Merges a change another gateway of a cluster made (`origin`; the shell got it from the
+    /// shared store): an entry is taken when it ends later than what this engine holds (no
+    /// expiry is the latest; an equal expiry is settled by the origin), so merges are
+    /// idempotent and their order does not matter; a removal ends the entry here.
+    ///
+    /// A remote entry is a claim and passes the same admission as a local one: only an inside
+    /// client (in `lan`, not `exempt`) is locked, keyed by [`EngineConfig::client_key`], and
+    /// only with the time-lock enabled; a suspect peer must be admissible, outside `lan` and not
+    /// `exempt`, and keeps its strength (a weak one stays scoped to its inside witness client
+    /// and port, and adds nothing to a live strong peer); the per-client quotas apply and full
+    /// tables refuse (counted and reported as for local learning); no entry outlives what a
+    /// local tell or ban could give it from `now` on (as in [`Engine::restore`]). The entry is
+    /// recorded with `origin` (whatever it claims). What changed is queued as
+    /// [`Action::StateMerged`], never as [`Action::StateChanged`], so the shell does not publish
+    /// it back. Returns whether anything changed.
+    pub fn handle_remote(&mut self, now: Timestamp, origin: GatewayId, change: StateChange) -> bool {
+        let mut merged = Vec::new();
+        match change {
+            StateChange::Lock(entry) => {
+                let Some(period) = self.lock_period else { return false };
+                if !self.config.is_lan(entry.client) || self.config.is_exempt(entry.client) {
+                    self.stats.locks_refused_not_inside += 1;
+                    return false;
+                }
+                let key = self.config.client_key(entry.client);
+                let until = entry.until.min(now.saturating_add(period));
+                let network = (key != ipnet::IpNet::from(entry.client)).then_some(key);
+                let entry = LockEntry { until, network, origin: Some(origin), ..entry };
+                match self.locks.merge(entry, key, now, period) {
+                    Ok(taken) => merged.extend(taken.map(StateChange::Lock)),
+                    Err(_) => {
+                        self.stats.locks_refused_full += 1;
+                        let total = self.stats.locks_refused_full;
+                        if worth_reporting(total) {
+                            let kind = RefusedKind::LockTableFull;
+                            let client = Some(entry.client);
+                            self.push_event(Event::Refused { kind, addr: entry.client, client, total });
+                        }
+                    }
+                }
+            }
+            StateChange::Peer(entry) => {
+                if self.config.is_lan(entry.addr) || self.config.is_exempt(entry.addr) {
+                    return false;
+                }
+                // A weak entry's witness must be an inside client here too.
+                if entry.strength == Strength::Weak
+                    && !entry.client.is_some_and(|c| self.config.is_lan(c) && !self.config.is_exempt(c))
+                {
+                    return false;
+                }
+                let secs = match entry.strength {
+                    Strength::Strong => self.config.peers.expire_seconds,
+                    Strength::Weak => self.config.peers.weak_expire_seconds,
+                };
+                let ttl = (secs > 0).then(|| now.saturating_add(Duration::from_secs(secs)));
+                let expires = match (entry.expires, ttl) {
+                    (Some(expires), Some(latest)) => Some(expires.min(latest)),
+                    (None, latest) => latest,
+                    (expires, None) => expires,
+                };
+                let entry = PeerEntry { expires, origin: Some(origin), ..entry };
+                let Self { peers, config, .. } = self;
+                let result =
+                    peers.merge(entry, now, |c| config.client_key(c), &mut |change| merged.push(change));
+                match result {
+                    Merged::Taken(taken) => merged.push(StateChange::Peer(*taken)),
+                    Merged::Ignored => {}
+                    Merged::Refused(refusal) => {
+                        let (kind, total) = match refusal {
+                            Refusal::Full => {
+                                self.stats.peers_refused_full += 1;
+                                (RefusedKind::PeerTableFull, self.stats.peers_refused_full)
+                            }
+                            Refusal::Quota => {
+                                self.stats.peers_refused_quota += 1;
+                                (RefusedKind::PeerQuota, self.stats.peers_refused_quota)
+                            }
+                        };
+                        if worth_reporting(total) {
+                            let client = entry.client;
+                            self.push_event(Event::Refused { kind, addr: entry.addr, client, total });
+                        }
+                    }
+                }
+            }
+            StateChange::Ban(entry) => {
+                let seconds = entry.seconds.map(|s| s.clamp(1, MAX_BAN_SECONDS));
+                let longest = Duration::from_secs(seconds.unwrap_or(MAX_BAN_SECONDS));
+                let until = entry.until.map(|until| until.min(now.saturating_add(longest)));
+                if until.is_some_and(|u| u <= now) {
+                    return false;
+                }
+                let latest = |until: Option<Timestamp>| until.unwrap_or(Timestamp::from_micros(u64::MAX));
+                let ban = BanEntry { until, seconds, origin: Some(origin), ..entry };
+                let held = self.bans.get(ban.net);
+                if held.is_some_and(|old| (latest(ban.until), ban.origin) <= (latest(old.until), old.origin))
+                {
+                    return false;
+                }
+                if let Ok(ban) = self.bans.insert(ban) {
+                    merged.push(StateChange::Ban(ban));
+                }
+            }
+            StateChange::LockRemoved(network) => {
+                if let Some(lock) = self.locks.release(self.config.client_key(network.addr())) {
+                    self.push_event(Event::ClientReleased { client: lock.client });
+                    merged.push(StateChange::LockRemoved(lock.network()));
+                }
+            }
+            StateChange::PeerRemoved(entry) => {
+                let config = &self.config;
+                if let Some(removed) = self.peers.remove_entry(&entry, |c| config.client_key(c)) {
+                    merged.push(StateChange::PeerRemoved(removed));
+                }
+            }
+            StateChange::BanRemoved(net) => {
+                if let Some(ban) = self.bans.remove(net) {
+                    merged.push(StateChange::BanRemoved(ban.net));
+                }
+            }
+        }
+        let changed = !merged.is_empty();
+        for change in merged {
+            self.push_action(Action::StateMerged(change));
+        }
+        changed
+    }
+
+    /// Operator bans, ordered by network (expired ones may linger until the next
     /// [`Engine::handle_timeout`]).
     pub fn bans(&self) -> Vec<BanEntry> {
         self.bans.entries()
@@ -1459,7 +1609,9 @@ impl Engine {
             let longest = Duration::from_secs(ban.seconds.unwrap_or(MAX_BAN_SECONDS).min(MAX_BAN_SECONDS));
             let until = ban.until.map(|u| clamp(u, longest));
             // A snapshot larger than the cap can only come from a hand-edited file: keep the first.
-            let _ = bans.insert(BanEntry { until, ..*ban });
+            // A reason a hand-edited file made unfit is dropped, not the ban.
+            let reason = ban.reason.clone().filter(|r| check_ban_reason(r).is_ok());
+            let _ = bans.insert(BanEntry { until, reason, ..ban.clone() });
         }
         clamped
     }

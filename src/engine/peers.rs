@@ -66,6 +66,18 @@ pub(crate) enum Refusal {
     Quota,
 }
 
+/// What [`PeerCache::merge`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Merged {
+    /// Not admissible, expired, not later than the entry held here, a weak entry without the
+    /// client and port it is scoped to, or a weak entry for a live strong peer.
+    Ignored,
+    /// Taken: the entry as now held.
+    Taken(Box<PeerEntry>),
+    /// Not admitted.
+    Refused(Refusal),
+}
+
 /// What [`PeerCache::learn`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Learned {
@@ -261,6 +273,7 @@ impl PeerCache {
             flow: claim.flow,
             first_seen: now,
             last_seen: now,
+            origin: None,
         };
         match claim.strength {
             Strength::Strong => {
@@ -373,6 +386,102 @@ impl PeerCache {
         }
         self.own(owner);
     }
+
+    /// Merges an entry another gateway learned (the caller checked it is outside `lan` and not
+    /// exempt, and clamped its expiry to what a local tell of its strength could give). It
+    /// keeps its strength: a weak entry stays scoped to its witness client (keyed by `key`) and
+    /// port and adds nothing to a live strong peer. A new entry passes the same admission as a
+    /// local one (per-client quota, a full table refuses). An entry held here is replaced only
+    /// by a later expiry (no expiry is the latest; an equal expiry is settled by the origin, so
+    /// the result does not depend on the order of merges, and merging the same entry twice
+    /// changes nothing); it keeps its witness and first sighting.
+    pub(crate) fn merge(
+        &mut self,
+        entry: PeerEntry,
+        now: Timestamp,
+        key: impl Fn(IpAddr) -> IpNet,
+        store: &mut impl FnMut(StateChange),
+    ) -> Merged {
+        if !admissible(entry.addr) || entry.expires.is_some_and(|e| e <= now) {
+            return Merged::Ignored;
+        }
+        let owner = entry.client.map(|c| (key(c), entry.strength));
+        let fam = family(entry.addr);
+        match entry.strength {
+            Strength::Strong => {
+                if let Some(peer) = self.strong[fam].get_mut(&entry.addr) {
+                    return merge_held(peer, entry, now);
+                }
+                if !self.quota_allows(owner) {
+                    return Merged::Refused(Refusal::Quota);
+                }
+                let table = &mut self.strong[fam];
+                if let Some(refusal) = make_room(table, now, &mut self.per_client, store) {
+                    return Merged::Refused(refusal);
+                }
+                table.push(entry.addr, Peer { entry, owner, stored_expires: entry.expires });
+            }
+            Strength::Weak => {
+                let (Some((owner_key, _)), Some(port)) = (owner, entry.port) else { return Merged::Ignored };
+                if self.strong[fam].peek(&entry.addr).is_some_and(|p| !expired(p, now)) {
+                    return Merged::Ignored;
+                }
+                let weak_key = (owner_key, entry.addr, port);
+                if let Some(peer) = self.weak[fam].get_mut(&weak_key) {
+                    return merge_held(peer, entry, now);
+                }
+                if !self.quota_allows(owner) {
+                    return Merged::Refused(Refusal::Quota);
+                }
+                let table = &mut self.weak[fam];
+                if let Some(refusal) = make_room(table, now, &mut self.per_client, store) {
+                    return Merged::Refused(refusal);
+                }
+                table.push(weak_key, Peer { entry, owner, stored_expires: entry.expires });
+            }
+        }
+        self.own(owner);
+        Merged::Taken(Box::new(entry))
+    }
+
+    /// Removes the one entry `entry` names (its strength, address, and for a weak one its
+    /// witness client, keyed by `key`, and port); returns it if there was one.
+    pub(crate) fn remove_entry(
+        &mut self,
+        entry: &PeerEntry,
+        key: impl Fn(IpAddr) -> IpNet,
+    ) -> Option<PeerEntry> {
+        let fam = family(entry.addr);
+        let peer = match entry.strength {
+            Strength::Strong => self.strong[fam].pop(&entry.addr)?,
+            Strength::Weak => {
+                let weak_key = (key(entry.client?), entry.addr, entry.port?);
+                self.weak[fam].pop(&weak_key)?
+            }
+        };
+        self.disown(peer.owner);
+        Some(peer.entry)
+    }
+}
+
+/// Merges a remote entry into one held here (see [`PeerCache::merge`]).
+fn merge_held(peer: &mut Peer, entry: PeerEntry, now: Timestamp) -> Merged {
+    let latest = |expires: Option<Timestamp>| expires.unwrap_or(Timestamp::from_micros(u64::MAX));
+    let held = &peer.entry;
+    if !expired(peer, now) && (latest(entry.expires), entry.origin) <= (latest(held.expires), held.origin) {
+        return Merged::Ignored;
+    }
+    peer.entry = PeerEntry {
+        port: entry.port.or(held.port),
+        client: held.client,
+        reason: held.reason.or(entry.reason),
+        flow: held.flow.or(entry.flow),
+        first_seen: if expired(peer, now) { entry.first_seen } else { held.first_seen },
+        last_seen: held.last_seen.max(entry.last_seen),
+        ..entry
+    };
+    peer.stored_expires = peer.entry.expires;
+    Merged::Taken(Box::new(peer.entry))
 }
 
 /// Refreshes a live or expired entry; the store sees it when the expiry moved by a tenth of
@@ -386,6 +495,8 @@ fn refresh(
     store: &mut impl FnMut(StateChange),
 ) -> Learned {
     let was_expired = expired(peer, now);
+    // Seen here again: the entry is ours now (published as this gateway's).
+    let was_remote = peer.entry.origin.take().is_some();
     let port_changed = port.is_some() && port != peer.entry.port;
     if port.is_some() {
         peer.entry.port = port;
@@ -399,7 +510,7 @@ fn refresh(
         (Some(stored), Some(new), Some(ttl)) => new.saturating_since(stored) >= ttl / 10,
         _ => false,
     };
-    if port_changed || stale || was_expired {
+    if port_changed || stale || was_expired || was_remote {
         peer.stored_expires = expires;
         store(StateChange::Peer(peer.entry));
     }

@@ -35,8 +35,78 @@ pub enum StateChange {
     LockRemoved(IpNet),
     /// An operator ban was added or changed.
     Ban(BanEntry),
-    /// An operator ban was lifted or expired.
-    BanRemoved(IpAddr),
+    /// An operator ban was lifted or expired: its network.
+    BanRemoved(IpNet),
+}
+
+/// The name of a gateway of a cluster (`cluster.node_id`), recorded on an entry learned from
+/// another gateway ([`crate::Engine::handle_remote`]): 1 to [`GatewayId::MAX_LEN`] bytes of ASCII
+/// letters, digits, `.`, `_` and `-` (a host name fits). A fixed-size value, so the entries stay
+/// `Copy`; serialised as a string.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GatewayId {
+    len: u8,
+    bytes: [u8; Self::MAX_LEN],
+}
+
+/// Why a string is not a [`GatewayId`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a gateway name is 1 to 64 ASCII letters, digits, '.', '_' or '-'")]
+pub struct BadGatewayId;
+
+impl GatewayId {
+    /// Longest name, in bytes.
+    pub const MAX_LEN: usize = 64;
+
+    /// The name, if `name` is one (see the type's documentation).
+    pub fn new(name: &str) -> Result<Self, BadGatewayId> {
+        let ok = (1..=Self::MAX_LEN).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !ok {
+            return Err(BadGatewayId);
+        }
+        let mut bytes = [0; Self::MAX_LEN];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(Self { len: name.len() as u8, bytes })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII is ever stored (checked by `new`).
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for GatewayId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl std::fmt::Display for GatewayId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for GatewayId {
+    type Err = BadGatewayId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl Serialize for GatewayId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for GatewayId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::new(&name).map_err(serde::de::Error::custom)
+    }
 }
 
 /// What a suspect peer's evidence is worth: the trust model of learned facts (README, "What
@@ -107,6 +177,10 @@ pub struct PeerEntry {
     /// When it was last learned again.
     #[serde(default)]
     pub last_seen: Timestamp,
+    /// The gateway it was learned from, when another gateway of the cluster taught it (None:
+    /// learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<GatewayId>,
 }
 
 impl PeerEntry {
@@ -122,6 +196,7 @@ impl PeerEntry {
             flow: None,
             first_seen: Timestamp::ZERO,
             last_seen: Timestamp::ZERO,
+            origin: None,
         }
     }
 }
@@ -156,6 +231,10 @@ pub struct LockEntry {
     /// When its lock was last armed or re-armed.
     #[serde(default)]
     pub last_seen: Timestamp,
+    /// The gateway it was learned from, when another gateway of the cluster taught it (None:
+    /// learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<GatewayId>,
 }
 
 impl LockEntry {
@@ -171,6 +250,7 @@ impl LockEntry {
             flow: None,
             first_seen: Timestamp::ZERO,
             last_seen: Timestamp::ZERO,
+            origin: None,
         }
     }
 
@@ -180,12 +260,16 @@ impl LockEntry {
     }
 }
 
-/// An operator ban, as persisted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// An operator ban, as persisted: also the value a cluster mirror shares, so it stays a plain
+/// serde struct.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BanEntry {
-    /// The banned address (inside or outside).
-    pub addr: IpAddr,
+    /// The banned network, inside or outside (a single address is a /32 or /128), without host
+    /// bits once the engine holds it. Written as `net` in CIDR notation; state files that
+    /// predate networks wrote `addr` with a bare address, which reads as its /32 or /128.
+    #[serde(alias = "addr", deserialize_with = "net_or_addr")]
+    pub net: IpNet,
     /// When the ban ends (None: when the operator lifts it).
     pub until: Option<Timestamp>,
     /// The length the operator gave a timed ban, in seconds: a restored ban never lasts longer
@@ -193,6 +277,35 @@ pub struct BanEntry {
     /// predate it (those are held to [`crate::engine::MAX_BAN_SECONDS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<u64>,
+    /// The operator's reason (at most [`crate::engine::MAX_BAN_REASON`] bytes, no control
+    /// character: see [`crate::engine::check_ban_reason`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The uid of the operator who banned it (None: unknown, as in older state files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<u32>,
+    /// When it was banned (zero: unknown, as in older state files).
+    #[serde(default)]
+    pub since: Timestamp,
+    /// The gateway it was learned from, when another gateway of the cluster taught it (None:
+    /// learned here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<GatewayId>,
+}
+
+impl BanEntry {
+    /// A ban of `net` with no reason, operator or start time: for tests and hand-made snapshots.
+    pub fn new(net: IpNet, until: Option<Timestamp>, seconds: Option<u64>) -> Self {
+        Self { net, until, seconds, reason: None, by: None, since: Timestamp::ZERO, origin: None }
+    }
+}
+
+/// Reads a ban's network: CIDR notation, or a bare address (its /32 or /128).
+fn net_or_addr<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<IpNet, D::Error> {
+    let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| serde::de::Error::custom(format_args!("not a network or an address: {text:?}")))
 }
 
 /// Engine state that survives restarts.
@@ -202,7 +315,7 @@ pub struct Snapshot {
     pub peers: Vec<PeerEntry>,
     /// Locked clients.
     pub locks: Vec<LockEntry>,
-    /// Operator bans, by address. Omitted when empty, so files without bans stay readable by
+    /// Operator bans, by network. Omitted when empty, so files without bans stay readable by
     /// versions that predate them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bans: Vec<BanEntry>,
@@ -233,6 +346,7 @@ impl Snapshot {
                      flow,
                      first_seen,
                      last_seen,
+                     origin,
                  }| {
                     PeerEntry {
                         addr,
@@ -244,6 +358,7 @@ impl Snapshot {
                         flow,
                         first_seen: seen(first_seen),
                         last_seen: seen(last_seen),
+                        origin,
                     }
                 },
             )
@@ -251,24 +366,46 @@ impl Snapshot {
         let locks = self
             .locks
             .iter()
-            .map(|&LockEntry { client, network, until, port, peer, reason, flow, first_seen, last_seen }| {
-                LockEntry {
-                    client,
-                    network,
-                    until: seen(until),
-                    port,
-                    peer,
-                    reason,
-                    flow,
-                    first_seen: seen(first_seen),
-                    last_seen: seen(last_seen),
-                }
-            })
+            .map(
+                |&LockEntry {
+                     client,
+                     network,
+                     until,
+                     port,
+                     peer,
+                     reason,
+                     flow,
+                     first_seen,
+                     last_seen,
+                     origin,
+                 }| {
+                    LockEntry {
+                        client,
+                        network,
+                        until: seen(until),
+                        port,
+                        peer,
+                        reason,
+                        flow,
+                        first_seen: seen(first_seen),
+                        last_seen: seen(last_seen),
+                        origin,
+                    }
+                },
+            )
             .collect();
         let bans = self
             .bans
             .iter()
-            .map(|&BanEntry { addr, until, seconds }| BanEntry { addr, until: until.map(&mut seen), seconds })
+            .map(|BanEntry { net, until, seconds, reason, by, since, origin }| BanEntry {
+                net: *net,
+                until: until.map(&mut seen),
+                seconds: *seconds,
+                reason: reason.clone(),
+                by: *by,
+                since: seen(*since),
+                origin: *origin,
+            })
             .collect();
         Self { peers, locks, bans }
     }

@@ -72,6 +72,9 @@ pub fn has_type(value: &Value, kind: &str) -> bool {
         "bool" => value.is_boolean(),
         "object" => value.is_object(),
         "date" => value.as_str().is_some_and(is_rfc3339_utc),
+        "net" => value
+            .as_str()
+            .is_some_and(|s| s.parse::<std::net::IpAddr>().is_ok() || s.parse::<ipnet::IpNet>().is_ok()),
         other => panic!("the catalogue names an unknown field type {other}"),
     }
 }

@@ -185,9 +185,9 @@ mod tests {
                 Some("198.51.100.20:1214".parse().unwrap()),
             )],
             bans: vec![BanEntry {
-                addr: "203.0.113.9".parse().unwrap(),
-                until: Some(s(560)),
-                seconds: Some(60),
+                reason: Some("abuse".into()),
+                since: s(499),
+                ..BanEntry::new("203.0.113.0/24".parse().unwrap(), Some(s(560)), Some(60))
             }],
         };
         let saved = Clock::at(s(500), s(1_800_000_000));
@@ -198,6 +198,7 @@ mod tests {
         assert_eq!((file.peers[0].first_seen, file.peers[0].last_seen), (s(1_799_999_950), s(1_799_999_990)));
         assert_eq!(file.peers[1].first_seen, Timestamp::ZERO, "unknown stays unknown");
         assert_eq!(file.bans[0].until, Some(s(1_800_000_060)));
+        assert_eq!(file.bans[0].since, s(1_799_999_999));
         assert_eq!((file.bans[0].seconds, file.locks[0].port), (Some(60), Some(3531)), "not times");
         // After a reboot: engine time 20 s at wall 1,800,000,100 s; the lock has 19 s left.
         let restored = Clock::at(s(20), s(1_800_000_100)).snapshot_to_engine(&file);

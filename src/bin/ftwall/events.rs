@@ -57,6 +57,9 @@ pub(crate) enum FieldType {
     Object,
     /// An RFC 3339 UTC date as a string (`2026-12-02T11:33:42Z`).
     Date,
+    /// A network as a string: a single address bare (`192.0.2.10`, `2001:db8::1`), any other
+    /// in CIDR notation (`198.51.100.0/24`, `2001:db8::/32`).
+    Net,
 }
 
 impl FieldType {
@@ -70,6 +73,7 @@ impl FieldType {
             Self::Bool => "bool",
             Self::Object => "object",
             Self::Date => "date",
+            Self::Net => "net",
         }
     }
 }
@@ -125,6 +129,7 @@ macro_rules! log_events {
     (@type bool) => { FieldType::Bool };
     (@type object) => { FieldType::Object };
     (@type date) => { FieldType::Date };
+    (@type net) => { FieldType::Net };
 }
 
 log_events! {
@@ -216,11 +221,31 @@ log_events! {
         "uid": integer "the caller",
     };
     OPERATOR_BAN = "operator_ban", [INFO], "ftwall ctl ban.", {
-        "addr": ip "the address", "until": date "end of the ban (absent: until unbanned)",
-        "inside": bool "whether addr is in lan", "uid": integer "the caller",
+        "network": net "the banned network", "until": date "end of the ban (absent: until unbanned)",
+        "reason": string "the operator's reason (absent: none given)",
+        "inside": bool "whether the network is in lan", "uid": integer "the caller",
     };
-    OPERATOR_UNBAN = "operator_unban", [INFO], "ftwall ctl unban.", { "addr": ip "the address", "uid": integer "the caller" };
-    BAN_EXPIRED = "ban_expired", [INFO], "A timed operator ban ended.", { "addr": ip "the address" };
+    OPERATOR_UNBAN = "operator_unban", [INFO], "ftwall ctl unban.", {
+        "network": net "the network no longer banned", "reason": string "the ban's reason (absent: none given)",
+        "uid": integer "the caller",
+    };
+    BAN_EXPIRED = "ban_expired", [INFO], "A timed operator ban ended.", {
+        "network": net "the network no longer banned", "reason": string "the ban's reason (absent: none given)",
+    };
+
+    // Cluster (Redis).
+    CLUSTER_CONNECTED = "cluster_connected", [INFO], "The first connection to Redis is up and the prefix was read: state is shared with the other gateways.", {
+        "url": string "the Redis URL", "node_id": string "this gateway's name", "gateways": integer "other gateways heard from so far",
+    };
+    CLUSTER_UNAVAILABLE = "cluster_unavailable", [WARN], "Redis cannot be reached or failed a call: this gateway keeps judging with what it knows and retries with backoff; logged once until cluster_recovered.", {
+        "url": string "the Redis URL", "error": string "why",
+    };
+    CLUSTER_RECOVERED = "cluster_recovered", [INFO], "Redis is reachable again: the prefix was read again and this gateway's own entries written back.", {
+        "url": string "the Redis URL", "gateways": integer "other gateways heard from so far",
+    };
+    CLUSTER_GARBAGE = "cluster_garbage", [WARN], "A value or message from Redis was ignored (another type than a string, oversized, unparsable or inconsistent); rate-limited, counted in cluster_garbage.", {
+        "key": string "the key or channel", "reason": string "what is wrong with it", "total": integer "values ignored so far",
+    };
 
     // Control socket.
     CONTROL_LISTENING = "control_listening", [INFO], "The ftwall ctl socket is ready.", { "socket": string "its path" };
@@ -349,8 +374,8 @@ pub(crate) fn engine_event(event: Event) {
         Event::ClientReleased { client } => {
             log_event!(CLIENT_RELEASED, client = %client, "time-lock ended")
         }
-        Event::BanExpired { addr } => {
-            log_event!(BAN_EXPIRED, addr = %addr, "operator ban expired")
+        Event::BanExpired { net, reason } => {
+            log_event!(BAN_EXPIRED, network = %crate::protocol::net_text(net), reason = reason.as_deref(), "operator ban expired")
         }
         Event::FlowClassified { proto, client, peer, reason } => {
             log_event!(

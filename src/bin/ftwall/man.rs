@@ -127,14 +127,21 @@ pub(crate) fn run(args: ManArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The main page: clap_mangen's sections plus FILES and SEE ALSO before VERSION.
-fn render_main(cmd: &clap::Command, out: &mut dyn Write) -> std::io::Result<()> {
+/// clap_mangen's title, NAME, SYNOPSIS, DESCRIPTION and OPTIONS of `cmd`'s page; returns the
+/// page for the sections that follow.
+fn render_head(cmd: &clap::Command, out: &mut dyn Write) -> std::io::Result<clap_mangen::Man> {
     let man = page(cmd);
     man.render_title(out)?;
     man.render_name_section(out)?;
     man.render_synopsis_section(out)?;
     man.render_description_section(out)?;
     man.render_options_section(out)?;
+    Ok(man)
+}
+
+/// The main page: clap_mangen's sections plus FILES and SEE ALSO before VERSION.
+fn render_main(cmd: &clap::Command, out: &mut dyn Write) -> std::io::Result<()> {
+    let man = render_head(cmd, out)?;
     man.render_subcommands_section(out)?;
     out.write_all(FILES.as_bytes())?;
     man.render_version_section(out)
@@ -189,12 +196,7 @@ const ONE_PAGE_TOOLS: &[&str] = &["ftwall-sim"];
 /// status, environment, files and the log events (names and levels, from the catalogue; the
 /// fields are in ftwall-events(7)).
 fn render_run(cmd: &clap::Command, out: &mut dyn Write) -> std::io::Result<()> {
-    let man = page(cmd);
-    man.render_title(out)?;
-    man.render_name_section(out)?;
-    man.render_synopsis_section(out)?;
-    man.render_description_section(out)?;
-    man.render_options_section(out)?;
+    render_head(cmd, out)?;
     out.write_all(RUN_SECTIONS.as_bytes())?;
     out.write_all(LOG_EVENTS_INTRO.as_bytes())?;
     for e in crate::events::ALL {
@@ -380,7 +382,7 @@ mod tests {
         assert!(page.contains("\n\\fBkernel_set\\fR = unset\n"), "{page}");
         assert!(page.contains("\n\\fBfile\\fR = unset\n"), "{page}");
         assert!(page.contains("Also spelled \\fBinterval\\fR."), "{page}");
-        assert_eq!(page.matches(".SS [").count(), 8, "{page}");
+        assert_eq!(page.matches(".SS [").count(), 9, "{page}");
         assert!(!page.lines().any(|l| l.starts_with('\'')), "no line may start a roff request by accident");
     }
 

@@ -125,7 +125,7 @@ fn decisions_carry_the_flows_inside_and_outside_ends() {
     assert_eq!((pong.reason, pong.blocked), (Reason::UdpPong, true));
     assert_eq!(pong.ends, Some(ends), "the reply's receiver is the client");
     // A banned packet is judged before any flow lookup; its flow's ends still come from the table.
-    e.ban(at(1), ip(a.0), None).unwrap();
+    e.ban(at(1), ip(a.0), None, None, None).unwrap();
     let banned = e.handle_packet(at(1), &udp(b, a, b"data"));
     assert_eq!((banned.reason, banned.ends), (Reason::Banned, Some(ends)));
     e.unban(ip(a.0));

@@ -33,6 +33,10 @@ X-Kazaa-SupernodeIP: 203.0.113.50:3608\r\n\
 Range: bytes=3155006-4459308\r\n\
 Connection: close\r\n\r\n";
 
+fn net(s: &str) -> ipnet::IpNet {
+    s.parse().unwrap()
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -136,6 +140,7 @@ mod ipv6;
 mod operator;
 mod quota;
 mod reassembly;
+mod remote;
 mod state;
 mod tcp;
 mod timelock;

@@ -122,10 +122,10 @@ fn restored_expiries_are_clamped_to_their_configured_maximum() {
             LockEntry::new(ip("192.0.2.11"), at(1_050), None, None),
         ],
         bans: vec![
-            BanEntry { addr: ip("203.0.113.5"), until: Some(year_2100), seconds: Some(60) },
-            BanEntry { addr: ip("203.0.113.6"), until: Some(year_2100), seconds: None },
-            BanEntry { addr: ip("203.0.113.7"), until: None, seconds: None },
-            BanEntry { addr: ip("203.0.113.8"), until: Some(at(1_030)), seconds: Some(60) },
+            BanEntry::new(ip("203.0.113.5").into(), Some(year_2100), Some(60)),
+            BanEntry::new(ip("203.0.113.6").into(), Some(year_2100), None),
+            BanEntry::new(ip("203.0.113.7").into(), None, None),
+            BanEntry::new(ip("203.0.113.8").into(), Some(at(1_030)), Some(60)),
         ],
     };
     let mut e = Engine::new(config());
@@ -145,7 +145,7 @@ fn restored_expiries_are_clamped_to_their_configured_maximum() {
         ],
         "peers.expire_seconds = one day"
     );
-    let bans: Vec<_> = e.bans().into_iter().map(|b| (b.addr, b.until)).collect();
+    let bans: Vec<_> = e.bans().into_iter().map(|b| (b.net.addr(), b.until)).collect();
     assert_eq!(
         bans,
         vec![

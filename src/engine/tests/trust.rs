@@ -126,7 +126,7 @@ fn an_exempt_address_is_never_blocked_by_learned_state() {
     ));
     assert!(removed.contains(&Action::StateChanged(StateChange::LockRemoved(ip("192.0.2.12").into()))));
     // Operator bans still apply to exempt addresses.
-    e.ban(at(3), ip(RESOLVER), None).unwrap();
+    e.ban(at(3), ip(RESOLVER), None, None, None).unwrap();
     let dns = udp(("192.0.2.11", 41003), (RESOLVER, 53), b"q");
     assert_eq!(judge(&mut e, at(3), &dns), (Verdict::Drop, Reason::Banned));
 }

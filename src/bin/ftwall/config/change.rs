@@ -59,6 +59,7 @@ impl ConfigChange {
         bound_at_start!(busy_poll_us, "busy_poll_us");
         bound_at_start!(control.enabled, "control.enabled");
         bound_at_start!(control.socket, "control.socket");
+        bound_at_start!(cluster, "cluster");
         let spoof_pongs =
             (in_force.engine.spoof_pongs != old.engine.spoof_pongs).then_some(in_force.engine.spoof_pongs);
         Self { in_force, restart_needed, queues, spoof_pongs, changed }

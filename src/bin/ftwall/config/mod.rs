@@ -103,6 +103,68 @@ impl Default for MetricsConfig {
     }
 }
 
+/// What a gateway shares with the others of its cluster (`cluster.share`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Shared {
+    /// Client time-locks.
+    Locks,
+    /// Operator bans.
+    Bans,
+    /// Suspect peers.
+    Peers,
+}
+
+impl Shared {
+    /// The name of the kind in the Redis keys (`PREFIX:lock:ADDR`).
+    pub(crate) fn key_name(self) -> &'static str {
+        match self {
+            Self::Locks => "lock",
+            Self::Bans => "ban",
+            Self::Peers => "peer",
+        }
+    }
+}
+
+/// Several gateways, one memory: locks, bans and suspect peers shared through Redis
+/// (`daemon/cluster.rs`, docs/cluster.md). Every key is bound at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct ClusterConfig {
+    /// Share state with the other gateways.
+    pub(crate) enabled: bool,
+    /// The Redis server: `redis://HOST:PORT/DB` or `rediss://` (TLS); no credentials here.
+    pub(crate) url: String,
+    /// This gateway's name in the cluster (default: the host name).
+    pub(crate) node_id: Option<String>,
+    /// The prefix of every key and of the channel (one per site).
+    pub(crate) prefix: String,
+    /// What is shared.
+    pub(crate) share: Vec<Shared>,
+    /// A file (mode 0600 or 0400, owned by root or the daemon's user) holding `USER PASSWORD`
+    /// or `PASSWORD` on its first line: the Redis ACL credentials.
+    pub(crate) password_file: Option<PathBuf>,
+    /// Changes waiting to be published, at most (more are counted and repaired by a resync).
+    pub(crate) outbox: usize,
+    /// Connect, read and write timeout of every Redis call, in milliseconds.
+    pub(crate) timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            url: "redis://127.0.0.1:6379".into(),
+            node_id: None,
+            prefix: "ftwall".into(),
+            share: vec![Shared::Locks, Shared::Bans, Shared::Peers],
+            password_file: None,
+            outbox: 8192,
+            timeout_ms: 1000,
+        }
+    }
+}
+
 /// The daemon's keys in the engine's `[timelock]` table: only the old `kernel_set` switch,
 /// read and folded into [`DaemonConfig::kernel_sets`], never written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -154,6 +216,8 @@ pub(crate) struct DaemonConfig {
     /// arrived on one of them; empty: not checked (the shipped rules queue outbound packets
     /// from the LAN interface only).
     pub(crate) lan_interfaces: Vec<String>,
+    /// Shared state with other gateways through Redis.
+    pub(crate) cluster: ClusterConfig,
     /// `timelock.kernel_set`, the old spelling of `kernel_sets` (folded in by [`parse`]).
     #[serde(rename = "timelock", skip_serializing)]
     old_timelock: OldTimelockKeys,
@@ -179,6 +243,7 @@ impl Default for DaemonConfig {
             control: ControlConfig::default(),
             metrics: MetricsConfig::default(),
             lan_interfaces: Vec::new(),
+            cluster: ClusterConfig::default(),
             old_timelock: OldTimelockKeys::default(),
         }
     }
@@ -207,6 +272,14 @@ impl DaemonConfig {
         Key { name: "control.socket", aliases: &[], meaning: "The control socket (mode 0600: root and the daemon's user)." },
         Key { name: "metrics.file", aliases: &[], meaning: "Prometheus textfile (mode 0640), rewritten atomically every interval_seconds; unset: none; same directory rule as state_file." },
         Key { name: "metrics.interval_seconds", aliases: &["metrics.interval"], meaning: "Seconds between metrics writes." },
+        Key { name: "cluster.enabled", aliases: &[], meaning: "Share locks, bans and suspect peers with the other gateways of the site through Redis (docs/cluster.md); restart to change any cluster key." },
+        Key { name: "cluster.url", aliases: &[], meaning: "The Redis server, redis://HOST:PORT/DB or rediss://HOST:PORT/DB (TLS); never credentials (see password_file)." },
+        Key { name: "cluster.node_id", aliases: &[], meaning: "This gateway's name in the cluster, 1-64 of A-Z a-z 0-9 . _ -; unset: the host name." },
+        Key { name: "cluster.prefix", aliases: &[], meaning: "Prefix of the Redis keys and channel, one per site (the ACL grants exactly PREFIX:*)." },
+        Key { name: "cluster.share", aliases: &[], meaning: "What is shared: any of \"locks\", \"bans\", \"peers\"." },
+        Key { name: "cluster.password_file", aliases: &[], meaning: "File with the Redis ACL credentials, USER PASSWORD (or PASSWORD) on its first line; refused unless owned by root or the daemon's user and unreadable by group and others." },
+        Key { name: "cluster.outbox", aliases: &[], meaning: "Changes waiting to be published, at most; more are counted (cluster_outbox_overflows) and repaired by a resync." },
+        Key { name: "cluster.timeout_ms", aliases: &[], meaning: "Connect, read and write timeout of every Redis call, in milliseconds (the packet path never waits on Redis)." },
     ];
 
     /// The keys of both layers.
@@ -310,6 +383,34 @@ impl DaemonConfig {
         }
         if self.log.drop_max_per_second == 0 {
             return invalid("log.drop_max_per_second", "must be at least 1");
+        }
+        let cluster = &self.cluster;
+        if !(cluster.url.starts_with("redis://") || cluster.url.starts_with("rediss://")) {
+            return invalid("cluster.url", "must start with redis:// or rediss://");
+        }
+        if cluster
+            .url
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.split('/').next().is_some_and(|h| h.contains('@')))
+        {
+            return invalid("cluster.url", "credentials go in cluster.password_file, never in the URL");
+        }
+        if let Some(id) = &cluster.node_id {
+            if ftwall::engine::GatewayId::new(id).is_err() {
+                return invalid("cluster.node_id", "1 to 64 of A-Z a-z 0-9 . _ -");
+            }
+        }
+        if cluster.prefix.is_empty()
+            || cluster.prefix.len() > 64
+            || !cluster.prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return invalid("cluster.prefix", "1 to 64 of A-Z a-z 0-9 . _ -");
+        }
+        if !(1..=1_048_576).contains(&cluster.outbox) {
+            return invalid("cluster.outbox", "must be between 1 and 1048576");
+        }
+        if !(10..=60_000).contains(&cluster.timeout_ms) {
+            return invalid("cluster.timeout_ms", "must be between 10 and 60000");
         }
         if let Some(bad) =
             self.lan_interfaces.iter().find(|n| n.is_empty() || n.len() > 15 || n.contains(['/', '\0']))

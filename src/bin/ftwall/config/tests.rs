@@ -156,6 +156,11 @@ fn the_key_tables_name_every_key_and_only_keys() {
     let c = DaemonConfig {
         client_dir: Some("/run/c".into()),
         metrics: MetricsConfig { file: Some("/m".into()), ..MetricsConfig::default() },
+        cluster: ClusterConfig {
+            node_id: Some("gw-a".into()),
+            password_file: Some("/etc/ftwall/redis.secret".into()),
+            ..ClusterConfig::default()
+        },
         ..DaemonConfig::default()
     };
     let mut serialised = serialized_keys(&c);

@@ -20,7 +20,8 @@ use super::{lock, Daemon, Shared, SHUTDOWN_WAIT};
 use crate::clock::{self, Clock};
 use crate::events::log_event;
 use crate::protocol::{
-    Answer, Ban, Change, Counts, Done, LockedClient, Provenance, Request, Status, SuspectPeer, MAX_REQUEST,
+    net_text, Answer, Ban, Change, Counts, Done, LockedClient, Provenance, Request, Status, SuspectPeer,
+    MAX_REQUEST,
 };
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -287,6 +288,7 @@ impl Daemon {
                         remaining_seconds: l.until.saturating_since(now).as_secs(),
                         port: l.port,
                         network: l.network.map(|n| n.to_string()),
+                        gateway: l.origin.map(|g| g.to_string()),
                         why: provenance(&clock, l.reason, l.flow, l.first_seen, l.last_seen),
                     })
                     .collect(),
@@ -300,6 +302,7 @@ impl Daemon {
                         expires: p.expires.map(iso),
                         strength: Some(p.strength.as_str().to_string()),
                         client: p.client,
+                        gateway: p.origin.map(|g| g.to_string()),
                         why: provenance(&clock, p.reason, p.flow, p.first_seen, p.last_seen),
                     })
                     .collect(),
@@ -308,9 +311,20 @@ impl Daemon {
                 self.engine
                     .bans()
                     .into_iter()
-                    .map(|b| Ban { addr: b.addr, until: b.until.map(iso) })
+                    .map(|b| Ban {
+                        addr: net_text(b.net),
+                        until: b.until.map(iso),
+                        remaining_seconds: b.until.map(|u| u.saturating_since(now).as_secs()),
+                        reason: b.reason,
+                        by_uid: b.by,
+                        since: (b.since != ftwall::Timestamp::ZERO).then(|| iso(b.since)),
+                        gateway: b.origin.map(|g| g.to_string()),
+                    })
                     .collect(),
             ),
+            Request::Exempt => {
+                Answer::Exempt(self.config.engine.exempt.iter().map(|&net| net_text(net)).collect())
+            }
             Request::Release(addr) => {
                 let released = self.engine.release_client(addr);
                 let forgotten = self.engine.forget_peer(addr);
@@ -326,25 +340,45 @@ impl Daemon {
                 let change = Change::Released { client_released: released, peer_forgotten: forgotten };
                 self.changed(shared, format!("{addr}: {what}"), change)
             }
-            Request::Ban(addr, seconds) => {
-                let until = match self.engine.ban(now, addr, seconds.map(Duration::from_secs)) {
-                    Ok(ban) => ban.until,
+            Request::Ban { net, seconds, reason } => {
+                let ban = match self.engine.ban(now, net, seconds.map(Duration::from_secs), reason, Some(uid))
+                {
+                    Ok(ban) => ban,
                     Err(e) => return Answer::Failed(e.to_string()),
                 };
+                let until = ban.until;
+                let network = net_text(ban.net);
                 let until_text = until.map_or("until unbanned".to_string(), |u| format!("until {}", iso(u)));
-                log_event!(OPERATOR_BAN, addr = %addr, until = until.map(|u| tracing::field::display(iso(u))), inside = self.config.engine.is_lan(addr), uid, "banned by the operator");
+                log_event!(
+                    OPERATOR_BAN,
+                    network = %network,
+                    until = until.map(|u| tracing::field::display(iso(u))),
+                    reason = ban.reason.as_deref(),
+                    inside = self.config.engine.is_lan(ban.net.network()),
+                    uid,
+                    "banned by the operator"
+                );
                 self.changed(
                     shared,
-                    format!("{addr}: banned {until_text}"),
+                    format!("{network}: banned {until_text}"),
                     Change::Banned { until: until.map(iso) },
                 )
             }
-            Request::Unban(addr) => {
-                if !self.engine.unban(addr) {
-                    return Answer::Failed(format!("{addr} is not banned"));
-                }
-                log_event!(OPERATOR_UNBAN, addr = %addr, uid, "ban lifted by the operator");
-                self.changed(shared, format!("{addr}: ban lifted"), Change::Unbanned)
+            Request::Unban(net) => {
+                let Some(ban) = self.engine.unban(net) else {
+                    // An address inside a banned network: name the ban to lift instead.
+                    let covering = self.engine.ban_covering(net.addr(), now).map(|b| net_text(b.net));
+                    return Answer::Failed(match covering {
+                        Some(wider) => format!(
+                            "{} is not banned itself; it is in the banned network {wider}",
+                            net_text(net)
+                        ),
+                        None => format!("{} is not banned", net_text(net)),
+                    });
+                };
+                let network = net_text(ban.net);
+                log_event!(OPERATOR_UNBAN, network = %network, reason = ban.reason.as_deref(), uid, "ban lifted by the operator");
+                self.changed(shared, format!("{network}: ban lifted"), Change::Unbanned)
             }
         }
     }
@@ -388,6 +422,7 @@ impl Daemon {
             suspect_peers: self.engine.peer_count(),
             bans: self.engine.ban_count(),
             flows: self.engine.flow_count(),
+            cluster: shared.cluster.as_ref().map(|c| c.status()),
             counters: Counts(counters.map(|(key, _, _, value)| (key.to_string(), value)).collect()),
         }
     }

@@ -79,6 +79,13 @@ counters! {
     metrics_writes_skipped, "ftwall_metrics_writes_skipped_total", "Metrics writes skipped because the writer was still busy.";
     log_lines_discarded, "ftwall_log_lines_discarded_total", "Log lines discarded because stderr could not keep up.";
     drop_lines_suppressed, "ftwall_drop_lines_suppressed_total", "packet_dropped lines suppressed by the global log limit.";
+    cluster_events_out, "ftwall_cluster_events_out_total", "Changes published to the other gateways (cluster).";
+    cluster_events_in, "ftwall_cluster_events_in_total", "Changes from other gateways merged into the engine (resyncs included).";
+    cluster_resyncs, "ftwall_cluster_resyncs_total", "Full reads of the cluster prefix (every Redis (re)connect).";
+    cluster_errors, "ftwall_cluster_errors_total", "Failed Redis calls (connect, publish, read); each is retried with backoff.";
+    cluster_garbage, "ftwall_cluster_garbage_total", "Values or messages from Redis that were ignored (wrong type, oversized, unparsable, inconsistent).";
+    cluster_outbox_overflows, "ftwall_cluster_outbox_overflows_total", "Local changes not queued for publishing because the cluster outbox was full (repaired by a resync).";
+    cluster_lag_us, "ftwall_cluster_lag_microseconds_total", "Sum of the propagation times (publishing gateway's clock to this one's) of the changes received by message, in µs; over the rate of cluster_events_in, the mean lag.";
 }
 
 /// One engine counter beside the packet counts: status key, metric name, help, and how to read

@@ -537,7 +537,7 @@ mod tests {
     #[test]
     fn bans_are_not_mirrored() {
         let mut sets = KernelSets::with_program(Backend::Ipset, "/nonexistent/ipset");
-        sets.record(&StateChange::BanRemoved("192.0.2.10".parse().unwrap()), Timestamp::ZERO);
+        sets.record(&StateChange::BanRemoved("198.51.100.0/24".parse().unwrap()), Timestamp::ZERO);
         assert_eq!(sets.finish(), 0, "nothing was run");
     }
 

@@ -8,6 +8,8 @@
 //! - the **control** thread (`ftwall ctl`, [`control`]);
 //! - the **effects** threads ([`effects`]): forged pongs and probes, and the lock mirrors (client
 //!   directory, kernel sets);
+//! - the **cluster** threads ([`cluster`], with `cluster.enabled`): publish the engine's local
+//!   changes to Redis from a bounded outbox, and merge the other gateways' changes;
 //! - the **writer** ([`writer`]): state and metrics files;
 //! - the **log** writer (`logging`).
 //!
@@ -28,6 +30,7 @@
 //! the `--queue-bypass` rules plus `fail_open` let traffic through until systemd restarts it.
 
 mod client_dir;
+mod cluster;
 mod control;
 pub(crate) mod counters;
 mod effects;
@@ -104,6 +107,10 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
     let result = std::thread::scope(|scope| {
         let shared = &shared;
         let control_thread = control.as_ref().map(|control| scope.spawn(move || control.serve(shared)));
+        let cluster_threads = match &shared.cluster {
+            Some(cluster) => cluster.spawn(scope, shared)?,
+            None => Vec::new(),
+        };
         let mut handles = Vec::with_capacity(workers.len());
         for (w, number) in workers.into_iter().zip(&shared.queue_numbers) {
             let named = std::thread::Builder::new().name(format!("ftwall-q{number}"));
@@ -116,6 +123,12 @@ fn run_daemon(args: RunArgs) -> anyhow::Result<ExitCode> {
         housekeeping.finish(shared);
         shared.control_stop.store(true, Ordering::Relaxed);
         if let Some(t) = control_thread {
+            let _ = t.join();
+        }
+        if let Some(cluster) = &shared.cluster {
+            cluster.stop();
+        }
+        for t in cluster_threads {
             let _ = t.join();
         }
         shared.release.store(true, Ordering::Relaxed);
@@ -169,6 +182,8 @@ pub(crate) struct Shared {
     counters: Arc<Counters>,
     effects: Effects,
     writer: Writer,
+    /// The other gateways' end (`cluster.enabled`), see [`cluster`].
+    cluster: Option<cluster::Cluster>,
     /// One per queue, in `queue_numbers` order.
     progress: Vec<QueueProgress>,
     latency: Arc<LatencyHistogram>,
@@ -342,6 +357,7 @@ impl Shared {
                 )
             }
         }
+        let cluster = cluster::Cluster::new(&config.cluster)?;
         let counters = Arc::new(Counters::default());
         let effects = Effects::start(Arc::clone(&counters), &config, &engine.snapshot())
             .context("starting the effects threads")?;
@@ -362,6 +378,7 @@ impl Shared {
             counters,
             effects,
             writer,
+            cluster,
             progress: queue_numbers.iter().map(|&q| QueueProgress::new(q, started)).collect(),
             latency,
             health: Mutex::new(HealthReport::default()),
@@ -522,6 +539,13 @@ impl Daemon {
                 }
                 Action::StateChanged(record) => {
                     self.store_dirty = true;
+                    if let Some(cluster) = &shared.cluster {
+                        cluster.publish(&record, &shared.counters);
+                    }
+                    shared.effects.mirror(MirrorJob::Record(record));
+                }
+                Action::StateMerged(record) => {
+                    self.store_dirty = true;
                     shared.effects.mirror(MirrorJob::Record(record));
                 }
             }
@@ -591,7 +615,7 @@ mod tests {
             wire::emit(&ip, &TransportRepr::Tcp(tcp), &[])
         };
         let locked = engine.handle_packet(t(2), &syn("203.0.113.5:8080".parse().unwrap()));
-        engine.ban(t(3), "203.0.113.9".parse().unwrap(), None).unwrap();
+        engine.ban(t(3), "203.0.113.9".parse::<std::net::IpAddr>().unwrap(), None, None, None).unwrap();
         let banned = engine.handle_packet(t(3), &udp(client, "203.0.113.9:53".parse().unwrap(), b"dns"));
         let decisions = [ping, locked, banned];
         assert!(decisions.iter().all(|d| d.blocked), "{decisions:?}");

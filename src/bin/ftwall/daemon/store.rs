@@ -78,7 +78,7 @@ mod tests {
                 Some(3531),
                 None,
             )],
-            bans: vec![BanEntry { addr: "198.51.100.66".parse().unwrap(), until: None, seconds: None }],
+            bans: vec![BanEntry::new("198.51.100.0/24".parse().unwrap(), None, None)],
         }
     }
 

@@ -1,0 +1,190 @@
+//! Merges from other gateways ([`Engine::handle_remote`]): later expiry wins, idempotent and
+//! commutative, the admission and trust rules of local learning, no echo.
+
+use super::*;
+use crate::config::PeersConfig;
+use ipnet::IpNet;
+
+fn gw(name: &str) -> GatewayId {
+    GatewayId::new(name).unwrap()
+}
+
+fn lock(client: &str, until: u64) -> StateChange {
+    StateChange::Lock(LockEntry::new(ip(client), at(until), None, None))
+}
+
+fn strong(addr: &str, expires: u64) -> PeerEntry {
+    PeerEntry::new(ip(addr), Some(PEER_PORT), Some(at(expires)), Strength::Strong)
+}
+
+/// A weak peer `addr:port` witnessed by `client`.
+fn weak(client: &str, addr: &str, port: u16) -> PeerEntry {
+    PeerEntry {
+        client: Some(ip(client)),
+        ..PeerEntry::new(ip(addr), Some(port), Some(at(500)), Strength::Weak)
+    }
+}
+
+fn held(e: &Engine) -> Vec<(IpAddr, Timestamp, Option<GatewayId>)> {
+    let mut v: Vec<_> = e.locked_clients().map(|l| (l.client, l.until, l.origin)).collect();
+    v.sort();
+    v
+}
+
+fn syn_to(client: &str, to: (&str, u16)) -> Vec<u8> {
+    tcp((client, 40000), to, 1, SYN, &[])
+}
+
+#[test]
+fn later_expiry_wins_in_any_order_and_twice_changes_nothing() {
+    let changes =
+        [(gw("gw-a"), lock(CLIENT, 100)), (gw("gw-b"), lock(CLIENT, 110)), (gw("gw-c"), lock(CLIENT, 90))];
+    let mut results = Vec::new();
+    for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2], [1, 2, 0]] {
+        let mut e = Engine::new(config());
+        for i in order {
+            let (origin, change) = changes[i].clone();
+            e.handle_remote(at(10), origin, change.clone());
+            // Idempotent: the same merge again changes nothing and queues nothing more.
+            actions(&mut e);
+            assert!(!e.handle_remote(at(10), origin, change));
+            assert!(actions(&mut e).is_empty());
+        }
+        results.push(held(&e));
+    }
+    assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
+    assert_eq!(results[0], vec![(ip(CLIENT), at(110), Some(gw("gw-b")))]);
+}
+
+#[test]
+fn merges_are_never_queued_as_local_changes() {
+    let mut e = Engine::new(config());
+    assert!(e.handle_remote(at(10), gw("gw-a"), lock(CLIENT, 100)));
+    let ban = BanEntry::new(IpNet::from(ip("203.0.113.5")), None, None);
+    assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Ban(ban)));
+    assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(strong(PEER, 500))));
+    let network = IpNet::from(ip(CLIENT));
+    assert!(e.handle_remote(at(11), gw("gw-b"), StateChange::LockRemoved(network)));
+    let queued = actions(&mut e);
+    assert_eq!(queued.len(), 4, "{queued:?}");
+    assert!(queued.iter().all(|a| matches!(a, Action::StateMerged(_))), "{queued:?}");
+    // The merged ban and peer are enforced, and carry their origin.
+    assert_eq!(e.bans()[0].origin, Some(gw("gw-a")));
+    assert_eq!(e.peers().next().map(|p| p.origin), Some(Some(gw("gw-a"))));
+    assert!(e.locked_clients().next().is_none(), "the remote release ended the lock");
+    assert_eq!(judge(&mut e, at(12), &syn_to(CLIENT, ("203.0.113.5", 80))), (Verdict::Drop, Reason::Banned));
+    assert_eq!(
+        judge(&mut e, at(12), &syn_to("192.0.2.30", (PEER, 443))),
+        (Verdict::Drop, Reason::SuspectPeer)
+    );
+    // A remote removal names the one entry it ends.
+    assert!(e.handle_remote(at(13), gw("gw-b"), StateChange::PeerRemoved(strong(PEER, 500))));
+    assert_eq!(e.peer_count(), 0);
+}
+
+#[test]
+fn the_trust_rules_of_local_learning_apply() {
+    let mut e = Engine::new(EngineConfig {
+        exempt: vec!["192.0.2.99/32".parse().unwrap(), "198.51.100.99/32".parse().unwrap()],
+        ..config()
+    });
+    // Only inside hosts are locked: not one outside `lan`, not an exempt one.
+    assert!(!e.handle_remote(at(10), gw("gw-a"), lock("203.0.113.9", 100)));
+    assert!(!e.handle_remote(at(10), gw("gw-a"), lock("192.0.2.99", 100)));
+    // A LAN, exempt or loopback address is never a suspect peer.
+    for addr in [CLIENT, "198.51.100.99", "127.0.0.1"] {
+        assert!(!e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(strong(addr, 500))), "{addr}");
+    }
+    // Expired on arrival: ignored. Far in the future: held to one lock period from now.
+    assert!(!e.handle_remote(at(10), gw("gw-a"), lock(CLIENT, 5)));
+    assert!(e.handle_remote(at(10), gw("gw-a"), lock(CLIENT, 1_000_000)));
+    let period = e.config().timelock.seconds;
+    assert_eq!(held(&e), vec![(ip(CLIENT), at(10 + period), Some(gw("gw-a")))]);
+    // A peer is held to the expiry of its strength.
+    let far = PeerEntry::new(ip(PEER), None, Some(at(1_000_000_000)), Strength::Strong);
+    assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(far)));
+    let expected = at(10 + e.config().peers.expire_seconds);
+    assert_eq!(e.peers().next().and_then(|p| p.expires), Some(expected));
+    // With the time-lock off, nothing is locked.
+    let mut off = Engine::new(EngineConfig {
+        timelock: crate::config::TimelockConfig { seconds: 0, ..config().timelock },
+        ..config()
+    });
+    assert!(!off.handle_remote(at(10), gw("gw-a"), lock(CLIENT, 100)));
+}
+
+#[test]
+fn an_ipv6_lock_is_keyed_by_this_gateways_prefix() {
+    let mut e = Engine::new(config());
+    assert!(e.handle_remote(at(10), gw("gw-a"), lock(CLIENT6, 100)));
+    let locks: Vec<_> = e.locked_clients().collect();
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].network(), "2001:db8:1::/64".parse::<IpNet>().unwrap());
+    // Another address of the prefix is held by the same lock.
+    let other = tcp(("2001:db8:1::99", 40000), (PEER6, 1214), 1, SYN, &[]);
+    assert_eq!(judge(&mut e, at(11), &other), (Verdict::Drop, Reason::ClientLocked));
+}
+
+#[test]
+fn a_weak_remote_peer_stays_weak_and_scoped_to_its_client_and_port() {
+    let mut e = Engine::new(config());
+    assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(weak(CLIENT, PEER, 4000))));
+    assert_eq!(e.peers().map(|p| p.strength).collect::<Vec<_>>(), vec![Strength::Weak]);
+    assert_eq!(judge(&mut e, at(11), &syn_to(CLIENT, (PEER, 4000))), (Verdict::Drop, Reason::SuspectPeer));
+    assert_eq!(
+        judge(&mut e, at(11), &syn_to(CLIENT, (PEER, 4001))),
+        (Verdict::Accept, Reason::Clean),
+        "another port"
+    );
+    assert_eq!(
+        judge(&mut e, at(11), &syn_to("192.0.2.30", (PEER, 4000))),
+        (Verdict::Accept, Reason::Clean),
+        "another client"
+    );
+    // A weak entry without its witness, or witnessed by a host that is not inside here, is
+    // not taken; nor is one for a live strong peer (it would add nothing).
+    let anonymous = PeerEntry { client: None, ..weak(CLIENT, "198.51.100.30", 4000) };
+    assert!(!e.handle_remote(at(12), gw("gw-a"), StateChange::Peer(anonymous)));
+    assert!(!e.handle_remote(
+        at(12),
+        gw("gw-a"),
+        StateChange::Peer(weak("203.0.113.9", "198.51.100.30", 4000))
+    ));
+    assert!(e.handle_remote(at(12), gw("gw-a"), StateChange::Peer(strong("198.51.100.31", 500))));
+    assert!(!e.handle_remote(at(12), gw("gw-a"), StateChange::Peer(weak(CLIENT, "198.51.100.31", 4000))));
+    // The remote removal of the weak entry ends exactly that one.
+    assert!(e.handle_remote(at(13), gw("gw-b"), StateChange::PeerRemoved(weak(CLIENT, PEER, 4000))));
+    assert_eq!(judge(&mut e, at(14), &syn_to(CLIENT, (PEER, 4000))), (Verdict::Accept, Reason::Clean));
+}
+
+#[test]
+fn remote_peers_count_against_the_quota_and_a_full_table_refuses() {
+    let peers = PeersConfig { capacity: 2, per_client: 1, ..config().peers };
+    let mut e = Engine::new(EngineConfig { peers, ..config() });
+    assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(weak(CLIENT, PEER, 4000))));
+    assert!(!e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(weak(CLIENT, PEER, 4001))), "quota");
+    assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(strong("198.51.100.31", 500))));
+    assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(strong("198.51.100.32", 500))));
+    assert!(!e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(strong("198.51.100.33", 500))), "full");
+    let mut kept: Vec<_> = e.peers().map(|p| p.addr).collect();
+    kept.sort();
+    assert_eq!(kept, vec![ip(PEER), ip("198.51.100.31"), ip("198.51.100.32")], "nothing evicted");
+    assert_eq!((e.stats().peers_refused_quota, e.stats().peers_refused_full), (1, 1));
+}
+
+#[test]
+fn a_local_tell_after_a_merge_is_published_as_ours() {
+    let mut e = Engine::new(config());
+    e.handle_remote(at(10), gw("gw-a"), lock(CLIENT, 20));
+    actions(&mut e);
+    let ping = udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING);
+    judge(&mut e, at(15), &ping);
+    let local: Vec<_> = actions(&mut e)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::StateChanged(StateChange::Lock(l)) => Some(l.origin),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(local, vec![None]);
+}
