@@ -1035,21 +1035,38 @@ impl Engine {
                 self.push_event(Event::PeerIdentified { peer: ip, port, client, reason, strength })
             }
             Learned::Refused(refusal) => {
-                let (kind, total) = match refusal {
-                    Refusal::Full => {
-                        self.stats.peers_refused_full += 1;
-                        (RefusedKind::PeerTableFull, self.stats.peers_refused_full)
-                    }
-                    Refusal::Quota => {
-                        self.stats.peers_refused_quota += 1;
-                        (RefusedKind::PeerQuota, self.stats.peers_refused_quota)
-                    }
-                };
-                if worth_reporting(total) {
-                    self.push_event(Event::Refused { kind, addr: ip, client, total });
-                }
+                self.peer_refused(refusal, ip, client);
             }
             Learned::Ignored | Learned::Refreshed => {}
+        }
+    }
+
+    /// Counts a suspect peer `addr` not admitted (learned here or merged from another gateway),
+    /// and reports it at the 1st, 2nd, 4th... refusal of its kind.
+    fn peer_refused(&mut self, refusal: Refusal, addr: IpAddr, client: Option<IpAddr>) {
+        let (kind, total) = match refusal {
+            Refusal::Full => {
+                self.stats.peers_refused_full += 1;
+                (RefusedKind::PeerTableFull, self.stats.peers_refused_full)
+            }
+            Refusal::Quota => {
+                self.stats.peers_refused_quota += 1;
+                (RefusedKind::PeerQuota, self.stats.peers_refused_quota)
+            }
+        };
+        if worth_reporting(total) {
+            self.push_event(Event::Refused { kind, addr, client, total });
+        }
+    }
+
+    /// Counts a lock of `client` not armed because its table is full of live locks, and
+    /// reports it as [`Engine::peer_refused`] does.
+    fn lock_refused_full(&mut self, client: IpAddr) {
+        self.stats.locks_refused_full += 1;
+        let total = self.stats.locks_refused_full;
+        if worth_reporting(total) {
+            let kind = RefusedKind::LockTableFull;
+            self.push_event(Event::Refused { kind, addr: client, client: Some(client), total });
         }
     }
 
@@ -1151,12 +1168,7 @@ impl Engine {
             Armed::Rearmed { persist } => persist,
             Armed::Refused => {
                 self.inside_mac = None;
-                self.stats.locks_refused_full += 1;
-                let total = self.stats.locks_refused_full;
-                if worth_reporting(total) {
-                    let kind = RefusedKind::LockTableFull;
-                    self.push_event(Event::Refused { kind, addr: client, client: Some(client), total });
-                }
+                self.lock_refused_full(client);
                 false
             }
         };
@@ -1430,13 +1442,7 @@ impl Engine {
                 match self.locks.merge(entry, key, now, period) {
                     Ok(taken) => merged.extend(taken.map(StateChange::Lock)),
                     Err(_) => {
-                        self.stats.locks_refused_full += 1;
-                        let total = self.stats.locks_refused_full;
-                        if worth_reporting(total) {
-                            let kind = RefusedKind::LockTableFull;
-                            let client = Some(entry.client);
-                            self.push_event(Event::Refused { kind, addr: entry.client, client, total });
-                        }
+                        self.lock_refused_full(entry.client);
                     }
                 }
             }
@@ -1467,22 +1473,7 @@ impl Engine {
                 match result {
                     Merged::Taken(taken) => merged.push(StateChange::Peer(*taken)),
                     Merged::Ignored => {}
-                    Merged::Refused(refusal) => {
-                        let (kind, total) = match refusal {
-                            Refusal::Full => {
-                                self.stats.peers_refused_full += 1;
-                                (RefusedKind::PeerTableFull, self.stats.peers_refused_full)
-                            }
-                            Refusal::Quota => {
-                                self.stats.peers_refused_quota += 1;
-                                (RefusedKind::PeerQuota, self.stats.peers_refused_quota)
-                            }
-                        };
-                        if worth_reporting(total) {
-                            let client = entry.client;
-                            self.push_event(Event::Refused { kind, addr: entry.addr, client, total });
-                        }
-                    }
+                    Merged::Refused(refusal) => self.peer_refused(refusal, entry.addr, entry.client),
                 }
             }
             StateChange::Ban(entry) => {
