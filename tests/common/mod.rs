@@ -8,6 +8,7 @@
 
 pub mod catalogue;
 pub mod dashboard;
+pub mod shared_lan;
 
 use serde_json::Value;
 use std::fs::File;
@@ -125,13 +126,20 @@ pub struct Lab {
     pub state_dir: PathBuf,
     /// Extra top-level configuration keys, e.g. `fail_open = false`.
     pub extra_config: String,
+    /// The LAN namespace when it is another lab's (a second gateway on a shared LAN, built by
+    /// [`Lab::share_lan_of`]); `None`: this lab's own `<prefix>-lan`.
+    pub lan_ns: Option<String>,
     /// Messages the daemon sent to its (fake) systemd notify socket.
     pub notifications: Arc<Mutex<Vec<String>>>,
     pub notify_path: PathBuf,
 }
 
 impl Lab {
+    /// The namespace of `name` (`lan`, `gw` or `wan`): `<prefix>-<name>`, except a shared LAN.
     pub fn ns(&self, name: &str) -> String {
+        if let (Some(shared), "lan") = (&self.lan_ns, name) {
+            return shared.clone();
+        }
         format!("{}-{name}", self.prefix)
     }
 
@@ -162,6 +170,7 @@ impl Lab {
             config_path: dir.path().join("ftwall.toml"),
             state_dir: dir.path().to_path_buf(),
             extra_config: String::new(),
+            lan_ns: None,
             dir,
             daemon: None,
             children: Vec::new(),
