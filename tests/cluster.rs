@@ -1,8 +1,10 @@
-//! Several gateways, one memory (docs/cluster.md), on the real kernel: two labs (two gateway
-//! namespaces, each with the shipped rules and its own daemon, each with the same LAN client
-//! address 192.0.2.10 behind it, as one client that can leave through either) and one
-//! `redis-server` the test starts itself in a namespace of its own, joined to both gateways by
-//! veth pairs on 203.0.113.248/30 and 203.0.113.252/30.
+//! Several gateways, one memory (docs/cluster.md), on the real kernel: two gateway namespaces,
+//! each with the shipped rules and its own daemon and its own WAN, both on one LAN segment
+//! (tests/common/shared_lan.rs: gateway A at 192.0.2.1, B at 192.0.2.2) with **one** client
+//! namespace (192.0.2.10 and the other LAN hosts) that leaves through A or B as its default route
+//! says, switched by `ip route replace` (`Lab::route_lan_here`); and one `redis-server` the test
+//! starts itself in a namespace of its own, joined to both gateways by veth pairs on
+//! 203.0.113.248/30 and 203.0.113.252/30.
 //!
 //! Needs root, `ip`, `iptables`, `redis-server` and `redis-cli`: the tests are `#[ignore]`d, and
 //! `cargo test -- --include-ignored` runs them; one that cannot run here (redis-server missing
@@ -12,7 +14,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -125,7 +127,9 @@ impl Drop for Redis {
     }
 }
 
-/// Two gateways and one Redis. Field order is drop order: the labs (and their daemons) first.
+/// Two gateways on one LAN (one client that leaves through either) and one Redis. Field order is
+/// drop order: the labs (and their daemons) first; B's LAN link lives in A's `lan` namespace.
+/// The client's default route goes through A unless a test switches it.
 struct Site {
     a: Lab,
     b: Lab,
@@ -136,7 +140,8 @@ struct Site {
 impl Site {
     fn new() -> Self {
         let a = Lab::new("cla");
-        let b = Lab::new("clb");
+        let mut b = Lab::new("clb");
+        b.share_lan_of(&a);
         let redis = Redis::start(&[&a, &b]);
         let prefix = unique_prefix("site");
         redis.acl(&prefix);
@@ -149,6 +154,8 @@ impl Site {
                 &["--udp", "198.51.100.20:1214,198.51.100.25:53", "--tcp-ports", "80,7777"],
                 &wan_log,
             );
+            // Each way out warmed up (ARP, neighbours) by the one client, through this gateway.
+            lab.route_lan_here();
             lab.warm_up();
             let secret = lab.dir.path().join("redis.secret");
             std::fs::write(&secret, "ftwall cluster-test-secret\n").unwrap();
@@ -162,6 +169,7 @@ impl Site {
             );
             lab.write_config(&[], false);
         }
+        site.a.route_lan_here();
         site
     }
 
@@ -196,6 +204,35 @@ fn connects(lab: &Lab, from: &str, to: &str) -> bool {
     tcp(lab, from, to, "none")["connected"] == true
 }
 
+/// What gateway `lab`'s WAN responder (198.51.100.20-39, 203.0.113.5-9) logged.
+fn wan_log(lab: &Lab) -> PathBuf {
+    lab.dir.path().join("wan.jsonl")
+}
+
+/// TCP connections from `client` that reached `lab`'s WAN responder at `to`.
+fn arrived(lab: &Lab, client: &str, to: &str) -> usize {
+    responder_log(&wan_log(lab))
+        .iter()
+        .filter(|v| {
+            v["kind"] == "tcp_connect"
+                && v["to"] == to
+                && v["from"].as_str().is_some_and(|f| f.starts_with(&format!("{client}:")))
+        })
+        .count()
+}
+
+/// Packets the kernel rule that refuses a locked client's new TCP (`-m set --match-set
+/// ftwall_clients src ... -j DROP` in `iptables/ftwall.rules`) has dropped in `lab`'s gateway.
+fn lock_rule_drops(lab: &Lab) -> u64 {
+    let out = run("ip", &["netns", "exec", &lab.ns("gw"), "iptables-save", "-c", "-t", "security"]);
+    let rules = String::from_utf8_lossy(&out.stdout);
+    let rule = rules
+        .lines()
+        .find(|l| l.contains("--match-set ftwall_clients src") && l.ends_with("-j DROP"))
+        .unwrap_or_else(|| panic!("no locked-client rule in {}: {rules}", lab.ns("gw")));
+    rule[1..rule.find(':').unwrap()].parse().unwrap()
+}
+
 fn status(lab: &Lab) -> Value {
     lab.ctl(&["status"])["status"].clone()
 }
@@ -212,19 +249,36 @@ fn a_lock_a_ban_and_a_release_cross_gateways() {
     site.start();
     let (a, b) = (&site.a, &site.b);
 
-    // Before: the client leaves through B freely.
-    assert!(connects(b, LAN_CLIENT, "203.0.113.5:7777"), "B blocks before anything was learned");
+    // One client, two ways out. Through A (the default route), freely: the connection reaches
+    // A's WAN, and nothing of the client's reaches B's.
+    assert_eq!(a.lan_default_route(), "192.0.2.1");
+    assert!(connects(a, LAN_CLIENT, "203.0.113.5:7777"), "A blocks before anything was learned");
+    assert_eq!(arrived(a, LAN_CLIENT, "203.0.113.5:7777"), 1);
+    assert_eq!(arrived(b, LAN_CLIENT, "203.0.113.5:7777"), 0, "the client's route through A reached B");
 
-    // A lock learned on A (the client pings a FastTrack peer through A) is enforced on B.
+    // A lock learned on A (the client pings a FastTrack peer through A)...
     a.ping_flood(LAN_CLIENT, "198.51.100.20:1214", 500);
+    assert!(!connects(a, LAN_CLIENT, "203.0.113.6:7777"), "A did not lock the client");
     let clients = wait_ctl(b, &["clients"], Duration::from_secs(5), "A's lock on B", |v| {
         lists(v, "clients", "client", LAN_CLIENT)
     });
-    assert!(!connects(b, LAN_CLIENT, "203.0.113.6:7777"), "B let A's locked client out: {clients}");
     let merged = clients["clients"].as_array().unwrap().iter().find(|c| c["client"] == LAN_CLIENT).unwrap();
     assert_eq!(merged["gateway"], "gw-a", "B records where the lock came from: {clients}");
-    // (The SYN never reaches B's daemon: the merged lock is mirrored into B's kernel sets, as
-    // a local one is, and the rules drop it there.)
+    // ...is enforced on B: the client switches its default route to B, and its new TCP through B
+    // is refused there. B never saw the client before; the attempt reaches B's gateway (its
+    // locked-client rule counts the SYN: the merged lock is mirrored into B's kernel sets, as a
+    // local one is, and the rules drop it before B's daemon sees it) and never B's WAN, while a
+    // host that is not locked gets through B to B's WAN, and not A's.
+    let dropped_before = lock_rule_drops(b);
+    assert_eq!(dropped_before, 0, "B refused something before the route switch");
+    b.route_lan_here();
+    assert_eq!(b.lan_default_route(), "192.0.2.2");
+    assert!(!connects(b, LAN_CLIENT, "203.0.113.7:7777"), "B let A's locked client out: {clients}");
+    assert!(lock_rule_drops(b) > dropped_before, "the locked client's SYN never reached B's rules");
+    assert_eq!(arrived(b, LAN_CLIENT, "203.0.113.7:7777"), 0, "B's WAN saw the locked client's connection");
+    assert!(connects(b, OTHER_CLIENT, "203.0.113.7:7777"), "B blocks a client nobody locked");
+    assert_eq!(arrived(b, OTHER_CLIENT, "203.0.113.7:7777"), 1, "the permitted connection missed B's WAN");
+    assert_eq!(arrived(a, OTHER_CLIENT, "203.0.113.7:7777"), 0, "the route switch left traffic on A");
     // And the peer A identified is a suspect on B, as A knows it: only named by the client's
     // ping, so weak, scoped to that client and port (a merge never widens it).
     let peers = wait_ctl(b, &["peers"], Duration::from_secs(5), "A's peer on B", |v| {
@@ -242,7 +296,7 @@ fn a_lock_a_ban_and_a_release_cross_gateways() {
         "{peers}"
     );
 
-    // `ctl ban` on A is enforced on B.
+    // `ctl ban` on A is enforced on B (the route still goes through B).
     assert!(b.dns_echo(&[])["echoed"] == true);
     a.ctl(&["ban", "198.51.100.25"]);
     wait_ctl(b, &["bans"], Duration::from_secs(5), "A's ban on B", |v| {
@@ -250,12 +304,14 @@ fn a_lock_a_ban_and_a_release_cross_gateways() {
     });
     assert_eq!(b.dns_echo(&["--timeout-ms", "500"])["echoed"], false, "B let A's banned peer answer");
 
-    // `ctl release` on B releases on A.
+    // `ctl release` on B releases on A: the client, routed through A again, gets out there.
     b.ctl(&["release", LAN_CLIENT]);
     wait_ctl(a, &["clients"], Duration::from_secs(5), "B's release on A", |v| {
         !lists(v, "clients", "client", LAN_CLIENT)
     });
-    assert!(connects(a, LAN_CLIENT, "203.0.113.7:7777"), "A still blocks the client B released");
+    a.route_lan_here();
+    assert!(connects(a, LAN_CLIENT, "203.0.113.8:7777"), "A still blocks the client B released");
+    assert_eq!(arrived(a, LAN_CLIENT, "203.0.113.8:7777"), 1);
 
     // Propagation time over 100 changes (bans on A, seen merged on B): the daemons' own
     // measure, from A's publish to B's merge.
@@ -303,6 +359,7 @@ fn a_redis_outage_is_local_and_repaired_on_reconnect() {
     let _serial = kernel_test_guard_with(&["redis-server", "redis-cli"]);
     let mut site = Site::new();
     site.start();
+    // The client, routed through A, is locked there; B learns it.
     site.a.ping_flood(LAN_CLIENT, "198.51.100.20:1214", 500);
     wait_ctl(&site.b, &["clients"], Duration::from_secs(5), "A's lock on B", |v| {
         lists(v, "clients", "client", LAN_CLIENT)
@@ -315,12 +372,18 @@ fn a_redis_outage_is_local_and_repaired_on_reconnect() {
             is_event(v, "cluster_unavailable")
         });
     }
-    // Both keep blocking what they know, and keep learning locally.
+    // Both keep blocking what they know, and keep learning locally: the client, now routed
+    // through B, is still refused there...
+    site.b.route_lan_here();
     assert!(!connects(&site.b, LAN_CLIENT, "203.0.113.5:7777"), "B forgot A's lock during the outage");
-    site.a.ping_flood(OTHER_CLIENT, "198.51.100.20:1214", 500);
-    assert!(!connects(&site.a, OTHER_CLIENT, "203.0.113.5:7777"), "A did not lock locally during the outage");
+    assert_eq!(arrived(&site.b, LAN_CLIENT, "203.0.113.5:7777"), 0);
+    // ...B bans a peer locally...
     site.b.ctl(&["ban", "198.51.100.25"]);
     assert_eq!(site.b.dns_echo(&["--timeout-ms", "500"])["echoed"], false);
+    // ...and, routed through A again, another host of the same LAN is locked on A.
+    site.a.route_lan_here();
+    site.a.ping_flood(OTHER_CLIENT, "198.51.100.20:1214", 500);
+    assert!(!connects(&site.a, OTHER_CLIENT, "203.0.113.5:7777"), "A did not lock locally during the outage");
     // The packet path never waited: plain traffic still flows through A.
     assert!(connects(&site.a, TELL_CLIENTS[0], "203.0.113.6:80"));
 
@@ -339,7 +402,12 @@ fn a_redis_outage_is_local_and_repaired_on_reconnect() {
     });
     eprintln!("converged {} ms after Redis restarted", restarted.elapsed().as_millis());
     assert!(restarted.elapsed() < Duration::from_secs(20));
+    // The host locked on A during the outage, routed through B, is refused there; routed
+    // through A, B's outage ban holds on A.
+    site.b.route_lan_here();
     assert!(!connects(&site.b, OTHER_CLIENT, "203.0.113.7:7777"), "B let A's outage-locked client out");
+    assert_eq!(arrived(&site.b, OTHER_CLIENT, "203.0.113.7:7777"), 0);
+    site.a.route_lan_here();
     assert_eq!(site.a.dns_echo(&["--timeout-ms", "500"])["echoed"], false, "A let B's outage ban answer");
     for lab in [&site.a, &site.b] {
         let st = status(lab);
@@ -418,17 +486,22 @@ fn a_dead_gateways_entries_last_until_they_expire() {
     let mut daemon = site.a.daemon.take().unwrap();
     daemon.kill().unwrap();
     daemon.wait().unwrap();
-    // B still holds A's lock and peer, and Redis still has the key, with its TTL.
+    // The client is routed through B (the standby): B still holds A's lock and peer, and Redis
+    // still has the key, with its TTL.
+    site.b.route_lan_here();
     assert!(!connects(&site.b, LAN_CLIENT, "203.0.113.5:7777"), "B dropped A's lock when A died");
+    assert_eq!(arrived(&site.b, LAN_CLIENT, "203.0.113.5:7777"), 0);
     assert!(lists(&site.b.ctl(&["peers"]), "peers", "peer", "198.51.100.20"));
     let key = format!("{}:lock:{LAN_CLIENT}", site.prefix);
     let ttl: i64 = site.redis.cli(&["PTTL", &key]).trim().parse().unwrap();
     assert!(ttl > 0 && ttl <= (LOCK_SECONDS * 1000) as i64, "lock key TTL {ttl}");
-    // Until they expire: then B releases the client, and Redis has dropped the key.
+    // Until they expire: then B releases the client, which gets out through B, and Redis has
+    // dropped the key.
     site.b.wait_log("client_released on B", 1, Duration::from_secs(LOCK_SECONDS + 5), |v| {
         is_event(v, "client_released") && v["client"] == LAN_CLIENT
     });
     assert!(locked_at.elapsed() >= Duration::from_secs(LOCK_SECONDS - 2), "released too early");
     assert!(connects(&site.b, LAN_CLIENT, "203.0.113.6:7777"), "B still blocks after the lock expired");
+    assert_eq!(arrived(&site.b, LAN_CLIENT, "203.0.113.6:7777"), 1, "the freed client missed B's WAN");
     assert_eq!(site.redis.cli(&["EXISTS", &key]).trim(), "0", "Redis kept an expired lock");
 }
