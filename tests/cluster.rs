@@ -14,7 +14,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -154,6 +154,9 @@ impl Site {
                 &["--udp", "198.51.100.20:1214,198.51.100.25:53", "--tcp-ports", "80,7777"],
                 &wan_log,
             );
+            // And TCP on one IPv6 address, for the one client's IPv6 twin.
+            let wan6_log = lab.dir.path().join("wan6.jsonl");
+            lab.spawn_responder("wan", &["--tcp-ports", "7777", "--tcp-bind", "2001:db8:2::20"], &wan6_log);
             // Each way out warmed up (ARP, neighbours) by the one client, through this gateway.
             lab.route_lan_here();
             lab.warm_up();
@@ -204,19 +207,20 @@ fn connects(lab: &Lab, from: &str, to: &str) -> bool {
     tcp(lab, from, to, "none")["connected"] == true
 }
 
-/// What gateway `lab`'s WAN responder (198.51.100.20-39, 203.0.113.5-9) logged.
-fn wan_log(lab: &Lab) -> PathBuf {
-    lab.dir.path().join("wan.jsonl")
-}
-
-/// TCP connections from `client` that reached `lab`'s WAN responder at `to`.
+/// TCP connections from `client` that reached gateway `lab`'s WAN responder at `to`
+/// (203.0.113.5-9 or 198.51.100.20-39; IPv6: `[2001:db8:2::20]:7777`).
 fn arrived(lab: &Lab, client: &str, to: &str) -> usize {
-    responder_log(&wan_log(lab))
+    let (log, from) = if client.contains(':') {
+        ("wan6.jsonl", format!("[{client}]:"))
+    } else {
+        ("wan.jsonl", format!("{client}:"))
+    };
+    responder_log(&lab.dir.path().join(log))
         .iter()
         .filter(|v| {
             v["kind"] == "tcp_connect"
                 && v["to"] == to
-                && v["from"].as_str().is_some_and(|f| f.starts_with(&format!("{client}:")))
+                && v["from"].as_str().is_some_and(|f| f.starts_with(&from))
         })
         .count()
 }
@@ -255,6 +259,12 @@ fn a_lock_a_ban_and_a_release_cross_gateways() {
     assert!(connects(a, LAN_CLIENT, "203.0.113.5:7777"), "A blocks before anything was learned");
     assert_eq!(arrived(a, LAN_CLIENT, "203.0.113.5:7777"), 1);
     assert_eq!(arrived(b, LAN_CLIENT, "203.0.113.5:7777"), 0, "the client's route through A reached B");
+    // Its IPv6 twin too (the route switch below replaces both default routes).
+    assert!(connects(a, LAN_CLIENT6, "[2001:db8:2::20]:7777"), "A blocks the client's IPv6 twin");
+    assert_eq!(
+        (arrived(a, LAN_CLIENT6, "[2001:db8:2::20]:7777"), arrived(b, LAN_CLIENT6, "[2001:db8:2::20]:7777")),
+        (1, 0)
+    );
 
     // A lock learned on A (the client pings a FastTrack peer through A)...
     a.ping_flood(LAN_CLIENT, "198.51.100.20:1214", 500);
@@ -279,6 +289,15 @@ fn a_lock_a_ban_and_a_release_cross_gateways() {
     assert!(connects(b, OTHER_CLIENT, "203.0.113.7:7777"), "B blocks a client nobody locked");
     assert_eq!(arrived(b, OTHER_CLIENT, "203.0.113.7:7777"), 1, "the permitted connection missed B's WAN");
     assert_eq!(arrived(a, OTHER_CLIENT, "203.0.113.7:7777"), 0, "the route switch left traffic on A");
+    assert!(connects(b, OTHER_CLIENT6, "[2001:db8:2::20]:7777"), "B blocks a client nobody locked (IPv6)");
+    assert_eq!(
+        (
+            arrived(b, OTHER_CLIENT6, "[2001:db8:2::20]:7777"),
+            arrived(a, OTHER_CLIENT6, "[2001:db8:2::20]:7777")
+        ),
+        (1, 0),
+        "the IPv6 route switch"
+    );
     // And the peer A identified is a suspect on B, as A knows it: only named by the client's
     // ping, so weak, scoped to that client and port (a merge never widens it).
     let peers = wait_ctl(b, &["peers"], Duration::from_secs(5), "A's peer on B", |v| {
