@@ -33,7 +33,7 @@ pub const SECOND_GATEWAY: [&str; 2] = ["192.0.2.2", "2001:db8:1::2"];
 impl Lab {
     /// Makes this lab's gateway a second gateway on `first`'s LAN (see the module docs). The
     /// client's default route still goes through `first`'s gateway.
-    pub fn share_lan_of(&mut self, first: &Lab) {
+    pub fn share_lan_of(&mut self, first: &Self) {
         assert!(first.lan_ns.is_none() && self.lan_ns.is_none(), "a LAN is shared by two gateways at most");
         let lan = first.ns("lan");
         let (port_a, port_b, bridge) =
