@@ -1237,14 +1237,18 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         while let Some(due) = self.locks.pop_due(now) {
             match due {
-                Due::Probe { client, peer } => {
-                    // A restored lock's peer comes from a file: check it again.
+                Due::Probe { client, peer, by_here } => {
+                    // A restored or merged lock's peer comes from a file or another gateway:
+                    // check it again.
                     let probe = self.enforcing()
                         && self.config.spoof_pongs
                         && self.config.is_lan(client.ip())
                         && !self.config.is_lan(peer.ip());
                     if probe {
+                        // Either way the client's answer re-arms the lock if it comes this way.
                         self.locks.mark_probed(self.config.client_key(client.ip()), client, peer);
+                    }
+                    if probe && by_here {
                         self.push_action(Action::SendProbe {
                             from: peer,
                             to: client,

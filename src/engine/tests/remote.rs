@@ -249,3 +249,48 @@ fn only_an_operators_removal_crosses_gateways() {
     assert!(e.handle_remote(at(1), gw("gw-b"), StateChange::LockRemoved(network, Removal::Operator)));
     assert_eq!(e.locked_count(), 0);
 }
+
+/// One probe per lock across the gateways: the gateway that armed it sends it; one that merged
+/// it sends none, and takes the client's answer if the client's route brings it there.
+#[test]
+fn only_the_gateway_that_armed_a_lock_probes_it_and_either_takes_the_answer() {
+    let probes = |e: &mut Engine| actions(e).iter().filter(|a| matches!(a, Action::SendProbe { .. })).count();
+    let mut a = Engine::new(config());
+    a.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    let lock = a.locked_clients().next().unwrap();
+    assert_eq!((lock.until, lock.port, lock.origin), (at(120), Some(CLIENT_PORT), None));
+    let mut b = Engine::new(config());
+    assert!(b.handle_remote(at(0), gw("gw-a"), StateChange::Lock(lock)));
+    actions(&mut a);
+    actions(&mut b);
+
+    // B awaits the answer from a second before its own reading of the half expiry (the two
+    // gateways' clocks differ a little); A sends the probe at 60 s, B sends none.
+    assert_eq!(b.poll_timeout(), Some(at(59)));
+    b.handle_timeout(at(59));
+    a.handle_timeout(at(60));
+    assert_eq!((probes(&mut a), probes(&mut b)), (1, 0));
+
+    // The client's route now goes through B: its answer re-arms the lock there, as B's own.
+    let answer = udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PONG);
+    assert_eq!(judge(&mut b, at(60), &answer), (Verdict::Drop, Reason::UdpPong));
+    assert_eq!((b.stats().probe_answers, b.stats().pongs_unsolicited), (1, 0));
+    let rearmed = b.locked_clients().next().unwrap();
+    assert_eq!((rearmed.until, rearmed.origin), (at(180), None));
+    let published = actions(&mut b);
+    assert!(
+        published
+            .iter()
+            .any(|a| matches!(a, Action::StateChanged(StateChange::Lock(l)) if l.until == at(180))),
+        "{published:?}"
+    );
+    // One answer per probe: a second is unsolicited.
+    assert_eq!(judge(&mut b, at(61), &answer), (Verdict::Drop, Reason::UdpPong));
+    assert_eq!((b.stats().probe_answers, b.stats().pongs_unsolicited), (1, 1));
+
+    // A merges B's re-arm: now B probes and A does not.
+    assert!(a.handle_remote(at(61), gw("gw-b"), StateChange::Lock(rearmed)));
+    a.handle_timeout(at(119));
+    b.handle_timeout(at(120));
+    assert_eq!((probes(&mut a), probes(&mut b)), (0, 1));
+}
