@@ -115,6 +115,9 @@ pub(crate) struct Cluster {
     last_sync: AtomicU64,
     /// Propagation lag of the last message received, in µs (`u64::MAX`: none yet).
     last_lag_us: AtomicU64,
+    /// Publish-to-receive time of the last own message back from the channel, in µs
+    /// (`u64::MAX`: none yet).
+    last_echo_us: AtomicU64,
     gateways: Mutex<BTreeMap<String, u64>>,
     garbage_log: SharedThrottle,
 }
@@ -208,6 +211,7 @@ impl Cluster {
             stop: AtomicBool::new(false),
             last_sync: AtomicU64::new(0),
             last_lag_us: AtomicU64::new(u64::MAX),
+            last_echo_us: AtomicU64::new(u64::MAX),
             gateways: Mutex::new(BTreeMap::new()),
             garbage_log: SharedThrottle::new(Duration::from_secs(10)),
         }))
@@ -234,6 +238,7 @@ impl Cluster {
     pub(crate) fn status(&self) -> ClusterStatus {
         let last_sync = self.last_sync.load(Ordering::Relaxed);
         let lag = self.last_lag_us.load(Ordering::Relaxed);
+        let echo = self.last_echo_us.load(Ordering::Relaxed);
         ClusterStatus {
             node_id: self.node.to_string(),
             connected: self.publisher_up.load(Ordering::Relaxed)
@@ -242,6 +247,7 @@ impl Cluster {
             last_sync: (last_sync > 0).then(|| clock::rfc3339(last_sync)),
             outbox_depth: self.depth.load(Ordering::Relaxed),
             last_lag_us: (lag != u64::MAX).then_some(lag),
+            last_echo_us: (echo != u64::MAX).then_some(echo),
         }
     }
 
@@ -601,6 +607,15 @@ impl Cluster {
             Ok(m) => m,
             Err(e) => return self.garbage(shared, &self.channel, &format!("not a message: {e}")),
         };
+        if message.from == self.node.as_str() {
+            // Our own change, back from Redis: ignored, but its trip is measured on one clock,
+            // which needs no agreement between the gateways' clocks.
+            let echo_us = clock::wall_now().as_micros().saturating_sub(message.sent_us);
+            self.last_echo_us.store(echo_us, Ordering::Relaxed);
+            Counters::bump(&shared.counters.cluster_echoes);
+            shared.counters.cluster_echo_us.fetch_add(echo_us, Ordering::Relaxed);
+            return;
+        }
         match self.change_from(&message.from, message.kind, &message.id, message.entry) {
             Ok(Some(found)) => {
                 let lag_us = clock::wall_now().as_micros().saturating_sub(message.sent_us);
