@@ -69,6 +69,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_GATEWAYS: usize = 1024;
 /// Changes published in one round trip, at most.
 const BATCH: usize = 256;
+/// Remote changes merged under one hold of the engine's lock (see `Cluster::apply`).
+const MERGE_CHUNK: usize = 32;
 /// How often the blocked threads look at the stop flag.
 const WAKE: Duration = Duration::from_millis(250);
 
@@ -690,13 +692,17 @@ impl Cluster {
             return;
         }
         let count = changes.len() as u64;
-        let now = clock::now();
-        let mut d = lock(&shared.core);
-        for (origin, change) in changes {
-            d.engine.handle_remote(now, origin, change);
+        // The engine's lock is the packet path's too: held for MERGE_CHUNK merges at a time,
+        // so a resync of the whole prefix never holds a verdict for more than a few µs per entry.
+        let mut changes = changes.into_iter().peekable();
+        while changes.peek().is_some() {
+            let now = clock::now();
+            let mut d = lock(&shared.core);
+            for (origin, change) in changes.by_ref().take(MERGE_CHUNK) {
+                d.engine.handle_remote(now, origin, change);
+            }
+            d.drain(shared, None);
         }
-        d.drain(shared, None);
-        drop(d);
         shared.counters.cluster_events_in.fetch_add(count, Ordering::Relaxed);
     }
 }
