@@ -13,6 +13,11 @@
 //! ([`ClientLocks::take_probe_answer`]). The lock remembers the one probe outstanding, so this
 //! costs nothing per client beyond the lock itself.
 //!
+//! In a cluster, only the gateway that armed a lock probes it: a lock merged from another
+//! gateway (`origin` set) yields a [`Due::Probe`] with `by_here` false, [`MERGED_PROBE_LEAD`]
+//! before its half expiry, and the engine then only awaits the answer, which the client sends
+//! through whichever gateway its route takes.
+//!
 //! Invariants:
 //! - Keyed by the network the lock covers ([`crate::EngineConfig::client_key`]: an IPv4
 //!   address, an IPv6 `timelock.ipv6_prefix`), so a host cannot escape its lock by moving to
@@ -33,6 +38,11 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::time::Duration;
+
+/// How much earlier than its own half expiry a gateway awaits the answer to the probe another
+/// gateway sends for a lock it merged: the two gateways' clocks (NTP) and the merge's delay
+/// place the origin's probe a little before or after this gateway's reading of it.
+pub(crate) const MERGED_PROBE_LEAD: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 struct Lock {
@@ -101,12 +111,17 @@ pub(crate) enum Armed {
 /// Something due at a deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Due {
-    /// Send a probe forged from `peer` to the client's FastTrack port `client`.
+    /// The half-expiry probe of a lock: forged from `peer` to the client's FastTrack port
+    /// `client`. Sent by the gateway that armed the lock (`by_here`); a lock merged from another
+    /// gateway is probed by that gateway, and here only its answer is awaited (the client
+    /// answers through whichever gateway its route takes).
     Probe {
         /// The client's address and FastTrack UDP port.
         client: SocketAddr,
         /// The outside peer the client last pinged.
         peer: SocketAddr,
+        /// This gateway armed the lock and sends the probe.
+        by_here: bool,
     },
     /// The client's lock expired.
     Released(LockEntry),
@@ -280,7 +295,11 @@ impl ClientLocks {
                 lock.deadline = lock.until;
                 let client = lock.client;
                 self.timers.insert((lock.until, key));
-                Some(Due::Probe { client: SocketAddr::new(client, port), peer })
+                Some(Due::Probe {
+                    client: SocketAddr::new(client, port),
+                    peer,
+                    by_here: lock.origin.is_none(),
+                })
             }
             _ => {
                 // Not expired yet (should not happen): reschedule at the expiry.
@@ -374,7 +393,15 @@ impl ClientLocks {
             return false;
         }
         let armed = Timestamp::from_micros(entry.until.as_micros().saturating_sub(period.as_micros() as u64));
-        let probe_at = armed.saturating_add(period / 2).max(now);
+        let mut probe_at = armed.saturating_add(period / 2);
+        if entry.origin.is_some() {
+            // The origin sends the probe at its own half expiry, read on its own clock: await the
+            // answer from a little before ours.
+            probe_at = Timestamp::from_micros(
+                probe_at.as_micros().saturating_sub(MERGED_PROBE_LEAD.as_micros() as u64),
+            );
+        }
+        let probe_at = probe_at.max(now);
         let probe = entry.port.is_some() && entry.peer.is_some();
         let deadline = if probe && probe_at < entry.until { probe_at } else { entry.until };
         let locks = &mut self.locks[family(&key)];
@@ -458,7 +485,10 @@ mod tests {
         assert!(!locks.is_locked(net(c), at(120)));
         assert_eq!(locks.next_deadline(), Some(at(60)));
         assert_eq!(locks.pop_due(at(59)), None);
-        assert_eq!(locks.pop_due(at(60)), Some(Due::Probe { client: SocketAddr::new(c, 3531), peer }));
+        assert_eq!(
+            locks.pop_due(at(60)),
+            Some(Due::Probe { client: SocketAddr::new(c, 3531), peer, by_here: true })
+        );
         let probed = SocketAddr::new(c, 3531);
         assert!(!locks.take_probe_answer(net(c), probed, peer, at(61)), "not sent yet");
         locks.mark_probed(net(c), probed, peer);
@@ -536,7 +566,10 @@ mod tests {
         // A later tell without a peer keeps the one known.
         locks.arm(arming(c, None, None), at(20), T);
         assert_eq!(locks.entry(net(c)).unwrap().peer, Some(peer));
-        assert_eq!(locks.pop_due(at(80)), Some(Due::Probe { client: SocketAddr::new(c, 3531), peer }));
+        assert_eq!(
+            locks.pop_due(at(80)),
+            Some(Due::Probe { client: SocketAddr::new(c, 3531), peer, by_here: true })
+        );
     }
 
     #[test]
@@ -588,7 +621,10 @@ mod tests {
         // Armed at 50 (until 170): probe due at 110.
         locks.restore(entry("192.0.2.6", 170, Some(peer)), net(ip("192.0.2.6")), at(100), T);
         assert_eq!(locks.next_deadline(), Some(at(110)));
-        assert_eq!(locks.pop_due(at(110)), Some(Due::Probe { client: sock("192.0.2.6:1214"), peer }));
+        assert_eq!(
+            locks.pop_due(at(110)),
+            Some(Due::Probe { client: sock("192.0.2.6:1214"), peer, by_here: true })
+        );
         assert!(matches!(locks.pop_due(at(170)), Some(Due::Released(l)) if l.client == ip("192.0.2.6")));
         // From an older state file (no peer): no probe, only the expiry.
         locks.restore(entry("192.0.2.7", 170, None), net(ip("192.0.2.7")), at(100), T);

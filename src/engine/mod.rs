@@ -117,7 +117,8 @@ mod stream;
 
 pub use bans::{check_ban_reason, BanError, MAX_BANS, MAX_BAN_REASON, MAX_BAN_SECONDS};
 pub use snapshot::{
-    BadGatewayId, BanEntry, FlowTuple, GatewayId, LockEntry, PeerEntry, Snapshot, StateChange, Strength,
+    BadGatewayId, BanEntry, FlowTuple, GatewayId, LockEntry, PeerEntry, Removal, Snapshot, StateChange,
+    Strength,
 };
 
 pub use stats::EngineStats;
@@ -1200,9 +1201,9 @@ impl Engine {
         });
     }
 
-    fn release_event(&mut self, lock: LockEntry) {
+    fn release_event(&mut self, lock: LockEntry, why: Removal) {
         self.push_event(Event::ClientReleased { client: lock.client });
-        self.push_action(Action::StateChanged(StateChange::LockRemoved(lock.network())));
+        self.push_action(Action::StateChanged(StateChange::LockRemoved(lock.network(), why)));
     }
 
     fn push_event(&mut self, event: Event) {
@@ -1236,14 +1237,18 @@ impl Engine {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         while let Some(due) = self.locks.pop_due(now) {
             match due {
-                Due::Probe { client, peer } => {
-                    // A restored lock's peer comes from a file: check it again.
+                Due::Probe { client, peer, by_here } => {
+                    // A restored or merged lock's peer comes from a file or another gateway:
+                    // check it again.
                     let probe = self.enforcing()
                         && self.config.spoof_pongs
                         && self.config.is_lan(client.ip())
                         && !self.config.is_lan(peer.ip());
                     if probe {
+                        // Either way the client's answer re-arms the lock if it comes this way.
                         self.locks.mark_probed(self.config.client_key(client.ip()), client, peer);
+                    }
+                    if probe && by_here {
                         self.push_action(Action::SendProbe {
                             from: peer,
                             to: client,
@@ -1251,13 +1256,13 @@ impl Engine {
                         });
                     }
                 }
-                Due::Released(lock) => self.release_event(lock),
+                Due::Released(lock) => self.release_event(lock, Removal::Expired),
             }
         }
         while let Some(ban) = self.bans.pop_expired(now) {
             let event = Event::BanExpired { net: ban.net, reason: ban.reason };
             push_bounded(&mut self.events, event, &mut self.stats.events_discarded);
-            self.push_action(Action::StateChanged(StateChange::BanRemoved(ban.net)));
+            self.push_action(Action::StateChanged(StateChange::BanRemoved(ban.net, Removal::Expired)));
         }
     }
 
@@ -1284,7 +1289,7 @@ impl Engine {
             });
         }
         for lock in self.locks.resize(config.timelock.capacity) {
-            self.release_event(lock);
+            self.release_event(lock, Removal::Evicted);
         }
         self.stats.client_ports_evicted +=
             self.client_ports.reconfigure(config.timelock.capacity, config.peers.expire_seconds);
@@ -1357,7 +1362,7 @@ impl Engine {
     pub fn release_client(&mut self, client: IpAddr) -> bool {
         match self.locks.release(self.config.client_key(client)) {
             Some(lock) => {
-                self.release_event(lock);
+                self.release_event(lock, Removal::Operator);
                 true
             }
             None => false,
@@ -1369,7 +1374,7 @@ impl Engine {
         let removed = self.peers.remove(peer);
         let any = !removed.is_empty();
         for entry in removed {
-            self.push_action(Action::StateChanged(StateChange::PeerRemoved(entry)));
+            self.push_action(Action::StateChanged(StateChange::PeerRemoved(entry, Removal::Operator)));
         }
         any
     }
@@ -1401,7 +1406,7 @@ impl Engine {
     pub fn unban(&mut self, net: impl Into<IpNet>) -> Option<BanEntry> {
         let removed = self.bans.remove(net.into());
         if let Some(ban) = &removed {
-            self.push_action(Action::StateChanged(StateChange::BanRemoved(ban.net)));
+            self.push_action(Action::StateChanged(StateChange::BanRemoved(ban.net, Removal::Operator)));
         }
         removed
     }
@@ -1494,21 +1499,27 @@ impl Engine {
                     merged.push(StateChange::Ban(ban));
                 }
             }
-            StateChange::LockRemoved(network) => {
+            // Only an operator's removal is the other gateway's to make: each gateway expires
+            // and sizes its own copies (see [`Removal`]).
+            StateChange::LockRemoved(_, why)
+            | StateChange::PeerRemoved(_, why)
+            | StateChange::BanRemoved(_, why)
+                if !why.is_shared() => {}
+            StateChange::LockRemoved(network, why) => {
                 if let Some(lock) = self.locks.release(self.config.client_key(network.addr())) {
                     self.push_event(Event::ClientReleased { client: lock.client });
-                    merged.push(StateChange::LockRemoved(lock.network()));
+                    merged.push(StateChange::LockRemoved(lock.network(), why));
                 }
             }
-            StateChange::PeerRemoved(entry) => {
+            StateChange::PeerRemoved(entry, why) => {
                 let config = &self.config;
                 if let Some(removed) = self.peers.remove_entry(&entry, |c| config.client_key(c)) {
-                    merged.push(StateChange::PeerRemoved(removed));
+                    merged.push(StateChange::PeerRemoved(removed, why));
                 }
             }
-            StateChange::BanRemoved(net) => {
+            StateChange::BanRemoved(net, why) => {
                 if let Some(ban) = self.bans.remove(net) {
-                    merged.push(StateChange::BanRemoved(ban.net));
+                    merged.push(StateChange::BanRemoved(ban.net, why));
                 }
             }
         }

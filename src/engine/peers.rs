@@ -25,7 +25,7 @@
 //! - Loopback, unspecified, multicast and broadcast addresses are never admitted (the engine
 //!   also keeps out the LAN and `exempt`).
 
-use super::snapshot::{FlowTuple, PeerEntry, StateChange, Strength};
+use super::snapshot::{FlowTuple, PeerEntry, Removal, StateChange, Strength};
 use crate::time::Timestamp;
 use crate::verdict::Reason;
 use ipnet::IpNet;
@@ -181,7 +181,7 @@ impl PeerCache {
         }
         for peer in removed {
             self.disown(peer.owner);
-            store(StateChange::PeerRemoved(peer.entry));
+            store(StateChange::PeerRemoved(peer.entry, Removal::Evicted));
         }
         self.quota = limits.per_client.max(1);
         self.ttl = ttl_of(limits.expire_seconds);
@@ -216,7 +216,7 @@ impl PeerCache {
                 let peer = *peer;
                 table.pop(&ip);
                 self.disown(peer.owner);
-                store(StateChange::PeerRemoved(peer.entry));
+                store(StateChange::PeerRemoved(peer.entry, Removal::Expired));
                 false
             }
             Some(_) => true,
@@ -240,7 +240,7 @@ impl PeerCache {
                 let peer = *peer;
                 table.pop(&key);
                 self.disown(peer.owner);
-                store(StateChange::PeerRemoved(peer.entry));
+                store(StateChange::PeerRemoved(peer.entry, Removal::Expired));
                 false
             }
             Some(_) => true,
@@ -543,7 +543,7 @@ fn make_room<K: Hash + Eq + Copy>(
                     }
                 }
             }
-            store(StateChange::PeerRemoved(peer.entry));
+            store(StateChange::PeerRemoved(peer.entry, Removal::Expired));
             None
         }
         _ => Some(Refusal::Full),

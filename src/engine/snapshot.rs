@@ -27,16 +27,39 @@ use std::net::{IpAddr, SocketAddr};
 pub enum StateChange {
     /// A suspect peer was added or refreshed.
     Peer(PeerEntry),
-    /// A suspect peer left the cache (expired, replaced or forgotten), as it was.
-    PeerRemoved(PeerEntry),
+    /// A suspect peer left the cache, as it was, and why.
+    PeerRemoved(PeerEntry, Removal),
     /// A client's lock was armed or re-armed.
     Lock(LockEntry),
-    /// A client's lock ended: the network it covered ([`LockEntry::network`]).
-    LockRemoved(IpNet),
+    /// A client's lock ended: the network it covered ([`LockEntry::network`]), and why.
+    LockRemoved(IpNet, Removal),
     /// An operator ban was added or changed.
     Ban(BanEntry),
-    /// An operator ban was lifted or expired: its network.
-    BanRemoved(IpNet),
+    /// An operator ban ended: its network, and why.
+    BanRemoved(IpNet, Removal),
+}
+
+/// Why an entry left the engine's state. Every mirror of this engine's state (kernel sets, the
+/// state file) applies every removal; only an operator's is news for the other gateways of a
+/// cluster, which expire and size their own copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Its time ran out. Every holder of a copy expires it on its own clock, so this is never
+    /// published: a gateway whose copy just expired must not end a re-arm it has not seen yet.
+    Expired,
+    /// An operator ended it before its time (`ctl release`, `ctl unban`, `ctl forget`), on this
+    /// gateway or, for a merged removal, on the one that published it.
+    Operator,
+    /// Dropped to make room here: a reload shrank its table below what it held. Local pressure,
+    /// not a judgement on the entry: never published.
+    Evicted,
+}
+
+impl Removal {
+    /// Whether the other gateways of a cluster should apply this removal too.
+    pub fn is_shared(self) -> bool {
+        self == Self::Operator
+    }
 }
 
 /// The name of a gateway of a cluster (`cluster.node_id`), recorded on an entry learned from

@@ -342,8 +342,13 @@ pub(crate) struct ClusterStatus {
     pub(crate) last_sync: Option<String>,
     /// Local changes waiting to be published.
     pub(crate) outbox_depth: usize,
-    /// Propagation time of the last change received from another gateway, in µs (wall clocks).
+    /// Propagation time of the last change received from another gateway, in µs (its wall
+    /// clock to this one's: meaningful with NTP).
     pub(crate) last_lag_us: Option<u64>,
+    /// Time from publishing this gateway's last change to receiving it back from Redis, in µs
+    /// (one clock).
+    #[serde(default)]
+    pub(crate) last_echo_us: Option<u64>,
 }
 
 /// Named counts in a fixed order; a JSON object on the wire.

@@ -55,7 +55,8 @@ fn operator_bans_drop_outside_addresses_fully_and_inside_ones_outside_allow_port
         events(&mut e),
         vec![Event::BanExpired { net: ip(CLIENT).into(), reason: Some("test".into()) }]
     );
-    assert!(actions(&mut e).contains(&Action::StateChanged(StateChange::BanRemoved(ip(CLIENT).into()))));
+    assert!(actions(&mut e)
+        .contains(&Action::StateChanged(StateChange::BanRemoved(ip(CLIENT).into(), Removal::Expired))));
     assert_eq!(
         judge(&mut e, at(101), &tcp((CLIENT, 40003), (PEER, 5555), 1, SYN, &[])),
         (Verdict::Accept, Reason::Clean)

@@ -64,7 +64,7 @@ fn merges_are_never_queued_as_local_changes() {
     assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Ban(ban)));
     assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(strong(PEER, 500))));
     let network = IpNet::from(ip(CLIENT));
-    assert!(e.handle_remote(at(11), gw("gw-b"), StateChange::LockRemoved(network)));
+    assert!(e.handle_remote(at(11), gw("gw-b"), StateChange::LockRemoved(network, Removal::Operator)));
     let queued = actions(&mut e);
     assert_eq!(queued.len(), 4, "{queued:?}");
     assert!(queued.iter().all(|a| matches!(a, Action::StateMerged(_))), "{queued:?}");
@@ -78,7 +78,11 @@ fn merges_are_never_queued_as_local_changes() {
         (Verdict::Drop, Reason::SuspectPeer)
     );
     // A remote removal names the one entry it ends.
-    assert!(e.handle_remote(at(13), gw("gw-b"), StateChange::PeerRemoved(strong(PEER, 500))));
+    assert!(e.handle_remote(
+        at(13),
+        gw("gw-b"),
+        StateChange::PeerRemoved(strong(PEER, 500), Removal::Operator)
+    ));
     assert_eq!(e.peer_count(), 0);
 }
 
@@ -153,7 +157,11 @@ fn a_weak_remote_peer_stays_weak_and_scoped_to_its_client_and_port() {
     assert!(e.handle_remote(at(12), gw("gw-a"), StateChange::Peer(strong("198.51.100.31", 500))));
     assert!(!e.handle_remote(at(12), gw("gw-a"), StateChange::Peer(weak(CLIENT, "198.51.100.31", 4000))));
     // The remote removal of the weak entry ends exactly that one.
-    assert!(e.handle_remote(at(13), gw("gw-b"), StateChange::PeerRemoved(weak(CLIENT, PEER, 4000))));
+    assert!(e.handle_remote(
+        at(13),
+        gw("gw-b"),
+        StateChange::PeerRemoved(weak(CLIENT, PEER, 4000), Removal::Operator)
+    ));
     assert_eq!(judge(&mut e, at(14), &syn_to(CLIENT, (PEER, 4000))), (Verdict::Accept, Reason::Clean));
 }
 
@@ -187,4 +195,102 @@ fn a_local_tell_after_a_merge_is_published_as_ours() {
         })
         .collect();
     assert_eq!(local, vec![None]);
+}
+
+/// Every removal says why; only an operator's is for the other gateways ([`Removal::is_shared`]),
+/// and a merged removal of another kind ends nothing here.
+#[test]
+fn only_an_operators_removal_crosses_gateways() {
+    let removals = |e: &mut Engine| -> Vec<Removal> {
+        actions(e)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::StateChanged(
+                    StateChange::LockRemoved(_, why)
+                    | StateChange::PeerRemoved(_, why)
+                    | StateChange::BanRemoved(_, why),
+                ) => Some(why),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut e = Engine::new(config());
+    for client in ["192.0.2.21", "192.0.2.22", "192.0.2.23"] {
+        e.handle_packet(at(0), &udp((client, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    }
+    actions(&mut e);
+    // A reload that shrinks the lock table evicts: local pressure, not a judgement.
+    let mut smaller = e.config().clone();
+    smaller.timelock.capacity = 2;
+    e.set_config(smaller);
+    assert_eq!(removals(&mut e), vec![Removal::Evicted]);
+    assert!(!Removal::Evicted.is_shared());
+    // The operator's release is.
+    let client = e.locked_clients().next().unwrap().client;
+    assert!(e.release_client(client));
+    assert_eq!(removals(&mut e), vec![Removal::Operator]);
+    assert!(Removal::Operator.is_shared());
+    // The last lock runs out: expired, not shared.
+    let last = e.locked_clients().next().unwrap();
+    e.handle_timeout(last.until);
+    assert!(removals(&mut e).contains(&Removal::Expired));
+    assert!(!Removal::Expired.is_shared());
+
+    // Merged: another gateway's expiry or eviction ends nothing here; its operator's release does.
+    let mut e = Engine::new(config());
+    e.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    actions(&mut e);
+    let network = IpNet::from(ip(CLIENT));
+    for why in [Removal::Expired, Removal::Evicted] {
+        assert!(!e.handle_remote(at(1), gw("gw-b"), StateChange::LockRemoved(network, why)));
+        assert_eq!(e.locked_count(), 1, "{why:?} on gw-b ended the lock here");
+    }
+    assert!(actions(&mut e).is_empty());
+    assert!(e.handle_remote(at(1), gw("gw-b"), StateChange::LockRemoved(network, Removal::Operator)));
+    assert_eq!(e.locked_count(), 0);
+}
+
+/// One probe per lock across the gateways: the gateway that armed it sends it; one that merged
+/// it sends none, and takes the client's answer if the client's route brings it there.
+#[test]
+fn only_the_gateway_that_armed_a_lock_probes_it_and_either_takes_the_answer() {
+    let probes = |e: &mut Engine| actions(e).iter().filter(|a| matches!(a, Action::SendProbe { .. })).count();
+    let mut a = Engine::new(config());
+    a.handle_packet(at(0), &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    let lock = a.locked_clients().next().unwrap();
+    assert_eq!((lock.until, lock.port, lock.origin), (at(120), Some(CLIENT_PORT), None));
+    let mut b = Engine::new(config());
+    assert!(b.handle_remote(at(0), gw("gw-a"), StateChange::Lock(lock)));
+    actions(&mut a);
+    actions(&mut b);
+
+    // B awaits the answer from a second before its own reading of the half expiry (the two
+    // gateways' clocks differ a little); A sends the probe at 60 s, B sends none.
+    assert_eq!(b.poll_timeout(), Some(at(59)));
+    b.handle_timeout(at(59));
+    a.handle_timeout(at(60));
+    assert_eq!((probes(&mut a), probes(&mut b)), (1, 0));
+
+    // The client's route now goes through B: its answer re-arms the lock there, as B's own.
+    let answer = udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PONG);
+    assert_eq!(judge(&mut b, at(60), &answer), (Verdict::Drop, Reason::UdpPong));
+    assert_eq!((b.stats().probe_answers, b.stats().pongs_unsolicited), (1, 0));
+    let rearmed = b.locked_clients().next().unwrap();
+    assert_eq!((rearmed.until, rearmed.origin), (at(180), None));
+    let published = actions(&mut b);
+    assert!(
+        published
+            .iter()
+            .any(|a| matches!(a, Action::StateChanged(StateChange::Lock(l)) if l.until == at(180))),
+        "{published:?}"
+    );
+    // One answer per probe: a second is unsolicited.
+    assert_eq!(judge(&mut b, at(61), &answer), (Verdict::Drop, Reason::UdpPong));
+    assert_eq!((b.stats().probe_answers, b.stats().pongs_unsolicited), (1, 1));
+
+    // A merges B's re-arm: now B probes and A does not.
+    assert!(a.handle_remote(at(61), gw("gw-b"), StateChange::Lock(rearmed)));
+    a.handle_timeout(at(119));
+    b.handle_timeout(at(120));
+    assert_eq!((probes(&mut a), probes(&mut b)), (0, 1));
 }

@@ -53,7 +53,8 @@ fn timelock_locks_rearms_probes_and_expires() {
     assert_eq!(judge(&mut e, at(189), &syn), (Verdict::Drop, Reason::ClientLocked));
     e.handle_timeout(at(190));
     assert_eq!(events(&mut e), vec![Event::ClientReleased { client: ip(CLIENT) }]);
-    assert!(actions(&mut e).contains(&Action::StateChanged(StateChange::LockRemoved(ip(CLIENT).into()))));
+    assert!(actions(&mut e)
+        .contains(&Action::StateChanged(StateChange::LockRemoved(ip(CLIENT).into(), Removal::Expired))));
     assert_eq!(e.poll_timeout(), None);
     let syn_later = tcp((CLIENT, 41002), ("203.0.113.78", 6346), 1, SYN, &[]);
     assert_eq!(judge(&mut e, at(191), &syn_later), (Verdict::Accept, Reason::Clean));

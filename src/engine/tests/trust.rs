@@ -122,9 +122,12 @@ fn an_exempt_address_is_never_blocked_by_learned_state() {
     assert!(e.locked_clients().all(|l| l.client != ip("192.0.2.12")));
     let removed = actions(&mut e);
     assert!(removed.iter().any(
-        |a| matches!(a, Action::StateChanged(StateChange::PeerRemoved(p)) if p.addr == ip("203.0.113.60"))
+        |a| matches!(a, Action::StateChanged(StateChange::PeerRemoved(p, Removal::Operator)) if p.addr == ip("203.0.113.60"))
     ));
-    assert!(removed.contains(&Action::StateChanged(StateChange::LockRemoved(ip("192.0.2.12").into()))));
+    assert!(removed.contains(&Action::StateChanged(StateChange::LockRemoved(
+        ip("192.0.2.12").into(),
+        Removal::Operator
+    ))));
     // Operator bans still apply to exempt addresses.
     e.ban(at(3), ip(RESOLVER), None, None, None).unwrap();
     let dns = udp(("192.0.2.11", 41003), (RESOLVER, 53), b"q");
@@ -188,8 +191,10 @@ fn a_locked_ipv6_client_cannot_escape_to_another_address_of_its_prefix() {
     // The operator releases the lock by any address of the prefix.
     assert!(e.release_client(ip("2001:db8:1::99")));
     let released = actions(&mut e);
-    assert!(released
-        .contains(&Action::StateChanged(StateChange::LockRemoved("2001:db8:1::/64".parse().unwrap()))));
+    assert!(released.contains(&Action::StateChanged(StateChange::LockRemoved(
+        "2001:db8:1::/64".parse().unwrap(),
+        Removal::Operator
+    ))));
     // A /128 keying keeps the old behaviour, for an operator who wants it.
     let timelock = TimelockConfig { ipv6_prefix: 128, ..TimelockConfig::default() };
     let mut e = Engine::new(EngineConfig { timelock, ..config() });

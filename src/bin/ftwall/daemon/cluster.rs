@@ -18,9 +18,11 @@
 //!   clock never leaves the process.
 //! - Only local changes are published ([`ftwall::Action::StateChanged`]); merges come back as
 //!   `StateMerged` and are never echoed. A message from this node id is ignored.
-//! - A removal is published only when it ends an entry before its time (an operator's
-//!   release, unban or forget; an eviction): a natural expiry is Redis's and every engine's own
-//!   business, so a gateway whose copy just expired never deletes a re-arm it has not seen yet.
+//! - A removal is published only when an operator made it (`release`, `unban`, `forget`:
+//!   [`Removal::Operator`], as the engine says): a natural expiry is Redis's and every engine's
+//!   own business, so a gateway whose copy just expired never deletes a re-arm it has not seen
+//!   yet; an eviction (a reload shrank a table) is this gateway's lack of room, and must not end
+//!   the entry on gateways that have room.
 //! - Every connection (re)starts with a full resync: the subscriber reads the prefix, then the
 //!   publisher writes back everything this gateway learned itself (including what it learned
 //!   while Redis was away). Pub/sub was chosen over a stream because the keys already are the
@@ -41,11 +43,11 @@ use crate::config::{ClusterConfig, Shared as Kind};
 use crate::events::log_event;
 use crate::protocol::ClusterStatus;
 use anyhow::{anyhow, bail, Context};
-use ftwall::engine::{BanEntry, GatewayId, LockEntry, PeerEntry, Snapshot, StateChange, Strength};
+use ftwall::engine::{BanEntry, GatewayId, LockEntry, PeerEntry, Removal, Snapshot, StateChange, Strength};
 use ftwall::Timestamp;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -65,10 +67,10 @@ const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Most gateways listed in the status (the rest are not remembered).
 const MAX_GATEWAYS: usize = 1024;
-/// Most entries in the record of what is known to end when (see [`Known`]).
-const MAX_KNOWN: usize = 1 << 20;
 /// Changes published in one round trip, at most.
 const BATCH: usize = 256;
+/// Remote changes merged under one hold of the engine's lock (see `Cluster::apply`).
+const MERGE_CHUNK: usize = 32;
 /// How often the blocked threads look at the stop flag.
 const WAKE: Duration = Duration::from_millis(250);
 
@@ -93,10 +95,6 @@ struct Record {
     entry: serde_json::Value,
 }
 
-/// When each entry this gateway has seen ends (wall clock, µs; `u64::MAX`: never), to tell a
-/// removal before its time (published) from a natural expiry (not).
-type Known = HashMap<(Kind, String), u64>;
-
 /// The cluster's end of the daemon: the outbox the engine's drain writes to, and the state the
 /// two threads share.
 pub(crate) struct Cluster {
@@ -119,16 +117,18 @@ pub(crate) struct Cluster {
     last_sync: AtomicU64,
     /// Propagation lag of the last message received, in µs (`u64::MAX`: none yet).
     last_lag_us: AtomicU64,
+    /// Publish-to-receive time of the last own message back from the channel, in µs
+    /// (`u64::MAX`: none yet).
+    last_echo_us: AtomicU64,
     gateways: Mutex<BTreeMap<String, u64>>,
-    known: Mutex<Known>,
     garbage_log: SharedThrottle,
 }
 
 fn kind_of(change: &StateChange) -> Kind {
     match change {
-        StateChange::Lock(_) | StateChange::LockRemoved(_) => Kind::Locks,
-        StateChange::Peer(_) | StateChange::PeerRemoved(_) => Kind::Peers,
-        StateChange::Ban(_) | StateChange::BanRemoved(_) => Kind::Bans,
+        StateChange::Lock(_) | StateChange::LockRemoved(..) => Kind::Locks,
+        StateChange::Peer(_) | StateChange::PeerRemoved(..) => Kind::Peers,
+        StateChange::Ban(_) | StateChange::BanRemoved(..) => Kind::Bans,
         _ => Kind::Peers,
     }
 }
@@ -213,8 +213,8 @@ impl Cluster {
             stop: AtomicBool::new(false),
             last_sync: AtomicU64::new(0),
             last_lag_us: AtomicU64::new(u64::MAX),
+            last_echo_us: AtomicU64::new(u64::MAX),
             gateways: Mutex::new(BTreeMap::new()),
-            known: Mutex::new(HashMap::new()),
             garbage_log: SharedThrottle::new(Duration::from_secs(10)),
         }))
     }
@@ -222,7 +222,7 @@ impl Cluster {
     /// Queues a local change for the other gateways; never blocks (called under the engine's
     /// lock). A full outbox is counted and repaired by a resync.
     pub(crate) fn publish(&self, change: &StateChange, counters: &Counters) {
-        if !self.config.share.contains(&kind_of(change)) {
+        if !self.config.share.contains(&kind_of(change)) || !is_news(change) {
             return;
         }
         match self.outbox.try_send(change.clone()) {
@@ -240,6 +240,7 @@ impl Cluster {
     pub(crate) fn status(&self) -> ClusterStatus {
         let last_sync = self.last_sync.load(Ordering::Relaxed);
         let lag = self.last_lag_us.load(Ordering::Relaxed);
+        let echo = self.last_echo_us.load(Ordering::Relaxed);
         ClusterStatus {
             node_id: self.node.to_string(),
             connected: self.publisher_up.load(Ordering::Relaxed)
@@ -248,6 +249,7 @@ impl Cluster {
             last_sync: (last_sync > 0).then(|| clock::rfc3339(last_sync)),
             outbox_depth: self.depth.load(Ordering::Relaxed),
             last_lag_us: (lag != u64::MAX).then_some(lag),
+            last_echo_us: (echo != u64::MAX).then_some(echo),
         }
     }
 
@@ -343,20 +345,6 @@ impl Cluster {
 
     fn key(&self, kind: Kind, id: &str) -> String {
         format!("{}:{}:{id}", self.config.prefix, kind.key_name())
-    }
-
-    /// Records when (kind, id) ends, keeping the later date; bounded by [`MAX_KNOWN`].
-    fn remember(&self, kind: Kind, id: &str, ends_us: u64) {
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        if known.len() >= MAX_KNOWN {
-            let now = clock::wall_now().as_micros();
-            known.retain(|_, &mut ends| ends > now);
-            if known.len() >= MAX_KNOWN {
-                return;
-            }
-        }
-        let slot = known.entry((kind, id.to_string())).or_insert(0);
-        *slot = (*slot).max(ends_us);
     }
 
     // ---- the publisher ------------------------------------------------------------------
@@ -461,12 +449,7 @@ impl Cluster {
                 Some(Ok(entry)) => entry,
                 Some(Err(())) => continue,
                 None => {
-                    // A removal: published only before its time (see the module documentation).
-                    let ends =
-                        self.known.lock().unwrap_or_else(|e| e.into_inner()).remove(&(kind, id.clone()));
-                    if ends.is_some_and(|ends| ends <= now_us.saturating_add(1_000_000)) {
-                        continue;
-                    }
+                    // A removal (only an operator's reaches the outbox: see `publish`).
                     pipe.cmd("DEL").arg(&key).ignore();
                     let message =
                         Message { from: self.node.to_string(), sent_us: now_us, kind, id, entry: None };
@@ -482,7 +465,6 @@ impl Cluster {
             if ends_us <= now_us {
                 continue;
             }
-            self.remember(kind, &id, ends_us);
             let record = Record { from: self.node.to_string(), entry: entry.json.clone() };
             let value = serde_json::to_vec(&record).unwrap_or_default();
             let set = pipe.cmd("SET").arg(&key).arg(value);
@@ -627,6 +609,15 @@ impl Cluster {
             Ok(m) => m,
             Err(e) => return self.garbage(shared, &self.channel, &format!("not a message: {e}")),
         };
+        if message.from == self.node.as_str() {
+            // Our own change, back from Redis: ignored, but its trip is measured on one clock,
+            // which needs no agreement between the gateways' clocks.
+            let echo_us = clock::wall_now().as_micros().saturating_sub(message.sent_us);
+            self.last_echo_us.store(echo_us, Ordering::Relaxed);
+            Counters::bump(&shared.counters.cluster_echoes);
+            shared.counters.cluster_echo_us.fetch_add(echo_us, Ordering::Relaxed);
+            return;
+        }
         match self.change_from(&message.from, message.kind, &message.id, message.entry) {
             Ok(Some(found)) => {
                 let lag_us = clock::wall_now().as_micros().saturating_sub(message.sent_us);
@@ -661,34 +652,31 @@ impl Cluster {
         let Some(entry) = entry else {
             let change =
                 removal(kind, id).ok_or_else(|| format!("not a {} name: {id:?}", kind.key_name()))?;
-            self.known.lock().unwrap_or_else(|e| e.into_inner()).remove(&(kind, id.to_string()));
             return Ok(Some((origin, change)));
         };
         let mut snapshot = Snapshot::default();
         let bad = |e: serde_json::Error| format!("not a {} entry: {e}", kind.key_name());
-        let (about, ends) = match kind {
+        let about = match kind {
             Kind::Locks => {
                 let e: LockEntry = serde_json::from_value(entry).map_err(bad)?;
                 snapshot.locks.push(e);
-                (entry_id(&StateChange::Lock(e)), Some(e.until))
+                entry_id(&StateChange::Lock(e))
             }
             Kind::Peers => {
                 let e: PeerEntry = serde_json::from_value(entry).map_err(bad)?;
                 snapshot.peers.push(e);
-                (entry_id(&StateChange::Peer(e)), e.expires)
+                entry_id(&StateChange::Peer(e))
             }
             Kind::Bans => {
                 let e: BanEntry = serde_json::from_value(entry).map_err(bad)?;
-                let until = e.until;
                 let about = entry_id(&StateChange::Ban(e.clone()));
                 snapshot.bans.push(e);
-                (about, until)
+                about
             }
         };
         if about != id {
             return Err(format!("an entry named {about} under {id}"));
         }
-        self.remember(kind, id, ends.map_or(u64::MAX, Timestamp::as_micros));
         let engine = Clock::read().snapshot_to_engine(&snapshot);
         let change = match kind {
             Kind::Locks => engine.locks.first().copied().map(StateChange::Lock),
@@ -704,13 +692,17 @@ impl Cluster {
             return;
         }
         let count = changes.len() as u64;
-        let now = clock::now();
-        let mut d = lock(&shared.core);
-        for (origin, change) in changes {
-            d.engine.handle_remote(now, origin, change);
+        // The engine's lock is the packet path's too: held for MERGE_CHUNK merges at a time,
+        // so a resync of the whole prefix never holds a verdict for more than a few µs per entry.
+        let mut changes = changes.into_iter().peekable();
+        while changes.peek().is_some() {
+            let now = clock::now();
+            let mut d = lock(&shared.core);
+            for (origin, change) in changes.by_ref().take(MERGE_CHUNK) {
+                d.engine.handle_remote(now, origin, change);
+            }
+            d.drain(shared, None);
         }
-        d.drain(shared, None);
-        drop(d);
         shared.counters.cluster_events_in.fetch_add(count, Ordering::Relaxed);
     }
 }
@@ -738,19 +730,33 @@ fn entry_id(change: &StateChange) -> String {
     };
     match change {
         StateChange::Lock(e) => network(e.network()),
-        StateChange::LockRemoved(net) => network(*net),
-        StateChange::Peer(e) | StateChange::PeerRemoved(e) => peer(e),
-        StateChange::Ban(BanEntry { net, .. }) | StateChange::BanRemoved(net) => network(*net),
+        StateChange::LockRemoved(net, _) => network(*net),
+        StateChange::Peer(e) | StateChange::PeerRemoved(e, _) => peer(e),
+        StateChange::Ban(BanEntry { net, .. }) | StateChange::BanRemoved(net, _) => network(*net),
         _ => String::new(),
     }
 }
 
-/// The removal of the entry named `id` ([`entry_id`]); None if `id` names none.
+/// Whether the other gateways should hear of `change`: every new or refreshed entry, and only
+/// an operator's removal. Expiry is Redis's and each engine's own business (a gateway whose
+/// copy just expired must never delete a re-arm it has not seen yet), and an eviction is this
+/// gateway's lack of room, not a judgement on the entry.
+fn is_news(change: &StateChange) -> bool {
+    match change {
+        StateChange::LockRemoved(_, why)
+        | StateChange::PeerRemoved(_, why)
+        | StateChange::BanRemoved(_, why) => why.is_shared(),
+        _ => true,
+    }
+}
+
+/// The removal of the entry named `id` ([`entry_id`]), as published: an operator's (no other
+/// removal is); None if `id` names none.
 fn removal(kind: Kind, id: &str) -> Option<StateChange> {
     match kind {
         Kind::Locks => {
             let net = id.parse::<IpNet>().ok().or_else(|| id.parse::<IpAddr>().ok().map(IpNet::from))?;
-            Some(StateChange::LockRemoved(net))
+            Some(StateChange::LockRemoved(net, Removal::Operator))
         }
         Kind::Peers => {
             let parts: Vec<&str> = id.split('/').collect();
@@ -762,11 +768,11 @@ fn removal(kind: Kind, id: &str) -> Option<StateChange> {
                 },
                 _ => return None,
             };
-            Some(StateChange::PeerRemoved(entry))
+            Some(StateChange::PeerRemoved(entry, Removal::Operator))
         }
         Kind::Bans => {
             let net = id.parse::<IpNet>().ok().or_else(|| id.parse::<IpAddr>().ok().map(IpNet::from))?;
-            Some(StateChange::BanRemoved(net))
+            Some(StateChange::BanRemoved(net, Removal::Operator))
         }
     }
 }
@@ -834,6 +840,28 @@ mod tests {
         Cluster::new(&config).unwrap().unwrap()
     }
 
+    /// Only an operator's removal reaches the outbox: an expiry or an eviction here must not
+    /// end the entry on the other gateways.
+    #[test]
+    fn only_news_is_queued_for_the_other_gateways() {
+        let cluster = cluster();
+        let counters = Counters::default();
+        let net: IpNet = "192.0.2.10/32".parse().unwrap();
+        let peer = PeerEntry::new("198.51.100.20".parse().unwrap(), Some(1214), None, Strength::Strong);
+        for why in [Removal::Expired, Removal::Evicted] {
+            cluster.publish(&StateChange::LockRemoved(net, why), &counters);
+            cluster.publish(&StateChange::PeerRemoved(peer, why), &counters);
+            cluster.publish(&StateChange::BanRemoved(net, why), &counters);
+        }
+        assert_eq!(cluster.depth.load(Ordering::Relaxed), 0, "an expiry or eviction was queued");
+        cluster.publish(&StateChange::LockRemoved(net, Removal::Operator), &counters);
+        cluster.publish(&StateChange::PeerRemoved(peer, Removal::Operator), &counters);
+        cluster.publish(&StateChange::BanRemoved(net, Removal::Operator), &counters);
+        cluster
+            .publish(&StateChange::Lock(LockEntry::new(net.addr(), Timestamp::ZERO, None, None)), &counters);
+        assert_eq!(cluster.depth.load(Ordering::Relaxed), 4);
+    }
+
     #[test]
     fn every_entry_has_a_name_its_removal_reads_back() {
         let weak = PeerEntry {
@@ -860,12 +888,10 @@ mod tests {
         // A weak peer's removal names its witness and port: the engine ends that one only.
         assert!(matches!(
             removal(Kind::Peers, "2001:db8:2::20/1214/192.0.2.10"),
-            Some(StateChange::PeerRemoved(PeerEntry {
-                strength: Strength::Weak,
-                port: Some(1214),
-                client: Some(_),
-                ..
-            }))
+            Some(StateChange::PeerRemoved(
+                PeerEntry { strength: Strength::Weak, port: Some(1214), client: Some(_), .. },
+                Removal::Operator
+            ))
         ));
         for bad in ["", "x", "198.51.100.20/1214", "198.51.100.20/x/192.0.2.10", "1/2/3/4"] {
             assert_eq!(removal(Kind::Peers, bad), None, "{bad}");

@@ -85,7 +85,9 @@ counters! {
     cluster_errors, "ftwall_cluster_errors_total", "Failed Redis calls (connect, publish, read); each is retried with backoff.";
     cluster_garbage, "ftwall_cluster_garbage_total", "Values or messages from Redis that were ignored (wrong type, oversized, unparsable, inconsistent).";
     cluster_outbox_overflows, "ftwall_cluster_outbox_overflows_total", "Local changes not queued for publishing because the cluster outbox was full (repaired by a resync).";
-    cluster_lag_us, "ftwall_cluster_lag_microseconds_total", "Sum of the propagation times (publishing gateway's clock to this one's) of the changes received by message, in µs; over the rate of cluster_events_in, the mean lag.";
+    cluster_lag_us, "ftwall_cluster_lag_microseconds_total", "Sum of the propagation times (publishing gateway's clock to this one's: needs NTP) of the changes received by message, in µs.";
+    cluster_echoes, "ftwall_cluster_echoes_total", "This gateway's own messages received back from Redis's channel (and ignored).";
+    cluster_echo_us, "ftwall_cluster_echo_microseconds_total", "Sum of the times from publishing a change to receiving it back on the channel, on this gateway's own clock, in µs; over the rate of cluster_echoes, the mean time a change takes through Redis, with no clock comparison between gateways.";
 }
 
 /// One engine counter beside the packet counts: status key, metric name, help, and how to read

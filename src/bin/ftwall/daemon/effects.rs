@@ -277,7 +277,7 @@ impl Mirrors {
         if let Some(dir) = &self.client_dir {
             let result = match record {
                 StateChange::Lock(lock) => dir.locked(lock, &clock),
-                StateChange::LockRemoved(network) => dir.released(*network),
+                StateChange::LockRemoved(network, _) => dir.released(*network),
                 _ => Ok(()),
             };
             if let Err(e) = result {

@@ -223,9 +223,9 @@ impl std::fmt::Display for Element {
 pub(crate) fn record_script(backend: Backend, record: &StateChange, now: Timestamp) -> Option<String> {
     Some(match record {
         StateChange::Lock(lock) => backend.lock(lock, now),
-        StateChange::LockRemoved(net) => backend.unlock(*net),
+        StateChange::LockRemoved(net, _) => backend.unlock(*net),
         StateChange::Peer(peer) => backend.peer(peer, now),
-        StateChange::PeerRemoved(peer) => backend.unpeer(peer),
+        StateChange::PeerRemoved(peer, _) => backend.unpeer(peer),
         // Bans stay in the daemon, like any change the kernel sets do not mirror.
         _ => return None,
     })
@@ -406,7 +406,7 @@ impl KernelSets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ftwall::engine::PeerEntry;
+    use ftwall::engine::{PeerEntry, Removal};
 
     /// A stand-in for `nft -f -` / `ipset restore -exist` that appends its arguments, its input
     /// and a separator to `log`.
@@ -441,7 +441,7 @@ mod tests {
         let a = lock("192.0.2.10", Timestamp::from_secs(60));
         let b = lock("192.0.2.11", Timestamp::from_secs(60));
         sets.record(&StateChange::Lock(a), Timestamp::ZERO);
-        sets.record(&StateChange::LockRemoved(a.network()), Timestamp::ZERO);
+        sets.record(&StateChange::LockRemoved(a.network(), Removal::Expired), Timestamp::ZERO);
         sets.record(&StateChange::Lock(b), Timestamp::ZERO);
         assert_eq!(sets.finish(), 0);
         // The first change started a run at once; the two queued behind it went together.
@@ -501,9 +501,9 @@ mod tests {
             bans: Vec::new(),
         };
         sets.sync(&snapshot, now);
-        sets.record(&StateChange::PeerRemoved(strong_peer), now);
-        sets.record(&StateChange::PeerRemoved(weak_peer), now);
-        sets.record(&StateChange::LockRemoved(lock6.network()), now);
+        sets.record(&StateChange::PeerRemoved(strong_peer, Removal::Expired), now);
+        sets.record(&StateChange::PeerRemoved(weak_peer, Removal::Expired), now);
+        sets.record(&StateChange::LockRemoved(lock6.network(), Removal::Expired), now);
         assert_eq!(sets.finish(), 0);
         assert_eq!(
             runs(&log),
@@ -537,17 +537,26 @@ mod tests {
     #[test]
     fn bans_are_not_mirrored() {
         let mut sets = KernelSets::with_program(Backend::Ipset, "/nonexistent/ipset");
-        sets.record(&StateChange::BanRemoved("198.51.100.0/24".parse().unwrap()), Timestamp::ZERO);
+        sets.record(
+            &StateChange::BanRemoved("198.51.100.0/24".parse().unwrap(), Removal::Operator),
+            Timestamp::ZERO,
+        );
         assert_eq!(sets.finish(), 0, "nothing was run");
     }
 
     #[test]
     fn failed_runs_are_counted() {
         let mut sets = KernelSets::with_program(Backend::Nft, "false");
-        sets.record(&StateChange::LockRemoved("192.0.2.10/32".parse().unwrap()), Timestamp::ZERO);
+        sets.record(
+            &StateChange::LockRemoved("192.0.2.10/32".parse().unwrap(), Removal::Expired),
+            Timestamp::ZERO,
+        );
         assert_eq!(sets.finish(), 1);
         let mut missing = KernelSets::with_program(Backend::Ipset, "/nonexistent/ipset");
-        missing.record(&StateChange::LockRemoved("192.0.2.10/32".parse().unwrap()), Timestamp::ZERO);
+        missing.record(
+            &StateChange::LockRemoved("192.0.2.10/32".parse().unwrap(), Removal::Expired),
+            Timestamp::ZERO,
+        );
         assert_eq!(missing.reap(), 1);
     }
 
