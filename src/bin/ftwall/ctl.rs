@@ -409,6 +409,7 @@ fn status_text(s: &Status) -> String {
             ("last_sync", cell(&c.last_sync)),
             ("outbox_depth", cell(&c.outbox_depth)),
             ("last_lag_us", cell(&c.last_lag_us)),
+            ("writes_refused", cell(&c.writes_refused)),
         ];
         lines.push(("cluster", one(pairs(cluster))));
     }

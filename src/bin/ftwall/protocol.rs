@@ -344,6 +344,10 @@ pub(crate) struct ClusterStatus {
     pub(crate) outbox_depth: usize,
     /// Propagation time of the last change received from another gateway, in µs (wall clocks).
     pub(crate) last_lag_us: Option<u64>,
+    /// Redis refuses this gateway's writes (full, read-only, not permitted): the server's last
+    /// words; absent while writes are accepted. `connected` stays true: Redis answers.
+    #[serde(default)]
+    pub(crate) writes_refused: Option<String>,
 }
 
 /// Named counts in a fixed order; a JSON object on the wire.
