@@ -375,7 +375,15 @@ fn a_lock_a_ban_and_a_release_cross_gateways() {
     assert_eq!(st["cluster"]["connected"], true, "{st}");
     assert_eq!(st["cluster"]["gateways_seen"], serde_json::json!(["gw-a"]), "{st}");
     // Each gateway's own messages came back to it on the channel and were ignored: nothing
-    // of A's is listed as merged on A.
+    // of A's is listed as merged on A. Their trip is A's one-clock measure of propagation.
+    let st = status(a);
+    let echoes = st["cluster_echoes"].as_u64().unwrap();
+    assert!(echoes >= 100, "{st}");
+    assert!(st["cluster"]["last_echo_us"].as_u64().is_some_and(|us| us < 1_000_000), "{st}");
+    eprintln!(
+        "A's own changes back from Redis: {echoes}, mean {} µs (one clock)",
+        st["cluster_echo_us"].as_u64().unwrap() / echoes
+    );
     let bans_on_a = a.ctl(&["bans"]);
     assert!(bans_on_a["bans"].as_array().unwrap().len() >= 101, "{bans_on_a}");
     // Redis does the expiry: the lock's key carries a TTL, a ban until lifted none.
@@ -536,4 +544,107 @@ fn a_dead_gateways_entries_last_until_they_expire() {
     assert!(connects(&site.b, LAN_CLIENT, "203.0.113.6:7777"), "B still blocks after the lock expired");
     assert_eq!(reached(&site.b, LAN_CLIENT, "203.0.113.6:7777"), 1, "the freed client missed B's WAN");
     assert_eq!(site.redis.cli(&["EXISTS", &key]).trim(), "0", "Redis kept an expired lock");
+}
+
+#[test]
+#[ignore = "needs root, network namespaces, netfilter and redis-server: cargo test -- --include-ignored"]
+fn a_full_redis_is_an_error_counted_not_an_outage() {
+    let _serial = kernel_test_guard_with(&["redis-server", "redis-cli"]);
+    let mut site = Site::new();
+    site.start();
+    let (a, b, redis, p) = (&site.a, &site.b, &site.redis, &site.prefix);
+    // Redis is full: `noeviction` and a `maxmemory` below what it already uses. Every write
+    // (SET) is refused with OOM; reads, DEL, SUBSCRIBE and PUBLISH still work.
+    assert_eq!(redis.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]).trim(), "OK");
+    assert_eq!(redis.cli(&["CONFIG", "SET", "maxmemory", "1"]).trim(), "OK");
+    let refused = redis.cli(&["SET", "not-ftwall", "x"]);
+    assert!(refused.contains("OOM"), "Redis took a write while full: {refused}");
+
+    // A learns a lock: it judges with it at once, its key is refused.
+    a.ping_flood(LAN_CLIENT, "198.51.100.20:1214", 500);
+    assert!(!connects(a, LAN_CLIENT, "203.0.113.5:7777"), "A did not lock locally while Redis was full");
+    // The packet path never waited: a permitted connection through A, promptly.
+    let started = Instant::now();
+    assert!(connects(a, TELL_CLIENTS[0], "203.0.113.6:80"), "A stalled plain traffic");
+    let plain = started.elapsed();
+    assert!(plain < Duration::from_secs(2), "a permitted connection took {plain:?}");
+    let lock_key = format!("{p}:lock:{LAN_CLIENT}");
+    assert_eq!(redis.cli(&["EXISTS", &lock_key]).trim(), "0", "the lock's key was written to a full Redis");
+
+    // Counted and logged as a refusal with the server's words, not as an outage: the
+    // connections stay up.
+    let refusal =
+        a.wait_log("cluster_refused", 1, Duration::from_secs(10), |v| is_event(v, "cluster_refused"));
+    eprintln!("A on a full Redis: {refusal}");
+    assert_eq!(refusal["code"], "OOM", "{refusal}");
+    assert!(refusal["error"].as_str().unwrap().contains("maxmemory"), "{refusal}");
+    let st = status(a);
+    assert!(st["cluster_writes_refused"].as_u64().unwrap() >= 1, "{st}");
+    assert!(st["cluster_errors"].as_u64().unwrap() >= 1, "{st}");
+    assert_eq!(st["cluster"]["connected"], true, "{st}");
+    assert!(st["cluster"]["writes_refused"].as_str().is_some_and(|e| e.contains("OOM")), "{st}");
+
+    // Messages still flow on a full Redis: A's lock reached B, and a ban on B reaches A
+    // (their keys are refused, their messages are not).
+    wait_ctl(b, &["clients"], Duration::from_secs(5), "A's lock on B while full", |v| {
+        lists(v, "clients", "client", LAN_CLIENT)
+    });
+    b.ctl(&["ban", "198.51.100.25"]);
+    wait_ctl(a, &["bans"], Duration::from_secs(5), "B's ban on A while full", |v| {
+        lists(v, "bans", "addr", "198.51.100.25")
+    });
+    assert_eq!(a.dns_echo(&["--timeout-ms", "500"])["echoed"], false, "A let B's banned peer answer");
+
+    // The write-back is retried with backoff (up to 2 s), not in a loop: a handful of
+    // attempts in 4 s (a reconnect and a write-back every 250 ms would be 16).
+    let before = status(a)["cluster_writes_refused"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let st = status(a);
+    let retries = st["cluster_writes_refused"].as_u64().unwrap() - before;
+    eprintln!("write-backs refused by a full Redis in 4 s: {retries}");
+    assert!((1..=5).contains(&retries), "{retries} refused writes in 4 s ({st})");
+    for lab in [a, b] {
+        let log = lab.log();
+        assert_eq!(
+            log.iter().filter(|v| is_event(v, "cluster_unavailable")).count(),
+            0,
+            "a full Redis is not an outage"
+        );
+        assert_eq!(
+            log.iter().filter(|v| is_event(v, "cluster_refused")).count(),
+            1,
+            "logged once, not per retry"
+        );
+    }
+
+    // Memory is freed: what A and B learned while Redis was full is written back within
+    // seconds, nothing is lost. (A fresh lock, as the first may expire meanwhile: the test's
+    // locks last 10 s.)
+    a.ping_flood(OTHER_CLIENT, "198.51.100.20:1214", 500);
+    assert!(!connects(a, OTHER_CLIENT, "203.0.113.5:7777"), "A did not lock locally while Redis was full");
+    let lock_key = format!("{p}:lock:{OTHER_CLIENT}");
+    let ban_key = format!("{p}:ban:198.51.100.25");
+    assert_eq!(redis.cli(&["EXISTS", &lock_key, &ban_key]).trim(), "0", "written to a full Redis");
+    let freed = Instant::now();
+    assert_eq!(redis.cli(&["CONFIG", "SET", "maxmemory", "0"]).trim(), "OK");
+    while redis.cli(&["EXISTS", &lock_key, &ban_key]).trim() != "2" {
+        assert!(freed.elapsed() < Duration::from_secs(15), "not written back 15 s after Redis had room");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("written back {} ms after Redis had room again", freed.elapsed().as_millis());
+    for lab in [a, b] {
+        lab.wait_log("cluster_recovered", 1, Duration::from_secs(5), |v| is_event(v, "cluster_recovered"));
+        let st = status(lab);
+        assert_eq!(st["cluster"]["writes_refused"], Value::Null, "{st}");
+        assert_eq!(st["cluster"]["connected"], true, "{st}");
+    }
+    wait_ctl(b, &["clients"], Duration::from_secs(5), "A's lock on B", |v| {
+        lists(v, "clients", "client", OTHER_CLIENT)
+    });
+    // The LAN's route goes through B now: A's lock, written back, holds there.
+    b.route_lan_here();
+    assert!(!connects(b, OTHER_CLIENT, "203.0.113.6:7777"), "B let A's locked client out");
+    for lab in [&mut site.a, &mut site.b] {
+        assert!(lab.daemon.as_mut().unwrap().try_wait().unwrap().is_none(), "a daemon died");
+    }
 }

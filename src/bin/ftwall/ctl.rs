@@ -410,6 +410,7 @@ fn status_text(s: &Status) -> String {
             ("outbox_depth", cell(&c.outbox_depth)),
             ("last_lag_us", cell(&c.last_lag_us)),
             ("last_echo_us", cell(&c.last_echo_us)),
+            ("writes_refused", cell(&c.writes_refused)),
         ];
         lines.push(("cluster", one(pairs(cluster))));
     }

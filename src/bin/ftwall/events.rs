@@ -237,11 +237,14 @@ log_events! {
     CLUSTER_CONNECTED = "cluster_connected", [INFO], "The first connection to Redis is up and the prefix was read: state is shared with the other gateways.", {
         "url": string "the Redis URL", "node_id": string "this gateway's name", "gateways": integer "other gateways heard from so far",
     };
-    CLUSTER_UNAVAILABLE = "cluster_unavailable", [WARN], "Redis cannot be reached or failed a call: this gateway keeps judging with what it knows and retries with backoff; logged once until cluster_recovered.", {
+    CLUSTER_UNAVAILABLE = "cluster_unavailable", [WARN], "Redis cannot be reached or a call failed (a write Redis answers with a refusal is cluster_refused instead): this gateway keeps judging with what it knows and retries with backoff; logged once until cluster_recovered.", {
         "url": string "the Redis URL", "error": string "why",
     };
-    CLUSTER_RECOVERED = "cluster_recovered", [INFO], "Redis is reachable again: the prefix was read again and this gateway's own entries written back.", {
+    CLUSTER_RECOVERED = "cluster_recovered", [INFO], "Redis is reachable again (the prefix was read again and this gateway's own entries written back), or accepts writes again after cluster_refused (the entries written back).", {
         "url": string "the Redis URL", "gateways": integer "other gateways heard from so far",
+    };
+    CLUSTER_REFUSED = "cluster_refused", [WARN], "Redis answered this gateway's writes with an error (full: OOM under maxmemory with noeviction; NOPERM; READONLY): not an outage, the connection is kept (READONLY: reconnected), messages and reads still flow, the write-back is retried with backoff; logged when it starts, then at most every 60 s, until cluster_recovered; counted in cluster_writes_refused.", {
+        "url": string "the Redis URL", "code": string "the server's error code (OOM, NOPERM, READONLY...)", "error": string "the server's words", "total": integer "refused calls so far",
     };
     CLUSTER_GARBAGE = "cluster_garbage", [WARN], "A value or message from Redis was ignored (another type than a string, oversized, unparsable or inconsistent); rate-limited, counted in cluster_garbage.", {
         "key": string "the key or channel", "reason": string "what is wrong with it", "total": integer "values ignored so far",

@@ -349,6 +349,10 @@ pub(crate) struct ClusterStatus {
     /// (one clock).
     #[serde(default)]
     pub(crate) last_echo_us: Option<u64>,
+    /// Redis refuses this gateway's writes (full, read-only, not permitted): the server's last
+    /// words; absent while writes are accepted. `connected` stays true: Redis answers.
+    #[serde(default)]
+    pub(crate) writes_refused: Option<String>,
 }
 
 /// Named counts in a fixed order; a JSON object on the wire.

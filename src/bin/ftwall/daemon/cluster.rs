@@ -34,9 +34,19 @@
 //! - Failure is local: Redis down or slow costs at most `cluster.timeout_ms` per call to these
 //!   two threads; `cluster_unavailable` is logged once, `cluster_recovered` when both
 //!   connections are back; retries back off from [`MIN_BACKOFF`] to [`MAX_BACKOFF`].
+//! - A write Redis answers with an error reply (full: `OOM` under `maxmemory` with
+//!   `noeviction`; `NOPERM`; `READONLY`) is a refusal, not an outage: the connection answered,
+//!   so it is kept (except `READONLY`: a replica, reconnect to follow the primary), the refusal
+//!   is counted in `cluster_errors` and `cluster_writes_refused` and logged as
+//!   `cluster_refused` (when it starts, then at most every [`REFUSAL_LOG_PERIOD`]). The
+//!   pipeline's other commands still ran: messages (PUBLISH) keep flowing and reads keep
+//!   working. The write-back of the local state is retried with a backoff of its own (from
+//!   [`MIN_BACKOFF`] to [`MAX_REFUSAL_BACKOFF`]), each attempt starting with one entry as a
+//!   probe so a full Redis costs one refused write per attempt, not a storm of writes and
+//!   messages; `cluster_recovered` is logged once the write-back succeeds.
 
 use super::counters::Counters;
-use super::throttle::SharedThrottle;
+use super::throttle::{SharedThrottle, Throttle};
 use super::{lock, Shared};
 use crate::clock::{self, Clock};
 use crate::config::{ClusterConfig, Shared as Kind};
@@ -55,7 +65,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Mutex;
 use std::thread::{Scope, ScopedJoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Largest value or message read from Redis, in bytes (an entry is about 200).
 pub(crate) const MAX_VALUE_BYTES: usize = 4096;
@@ -65,6 +75,11 @@ pub(crate) const PEER_TTL_CAP: Duration = Duration::from_secs(7 * 86_400);
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest retry delay.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Longest retry delay of the write-back while Redis refuses writes (each attempt is one probe
+/// write while it does, so it can be short).
+const MAX_REFUSAL_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest time between two `cluster_refused` lines while Redis refuses writes.
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(60);
 /// Most gateways listed in the status (the rest are not remembered).
 const MAX_GATEWAYS: usize = 1024;
 /// Changes published in one round trip, at most.
@@ -122,6 +137,28 @@ pub(crate) struct Cluster {
     last_echo_us: AtomicU64,
     gateways: Mutex<BTreeMap<String, u64>>,
     garbage_log: SharedThrottle,
+    /// Redis refuses this gateway's writes: the server's last refusal (None: writes accepted).
+    refusing: Mutex<Option<String>>,
+}
+
+/// A call Redis answered with an error reply: the server's code and words.
+struct Refusal {
+    code: String,
+    error: String,
+}
+
+impl Refusal {
+    /// The refusal in `error`; None if Redis did not answer (connection lost, timeout, I/O).
+    fn of(error: &redis::RedisError) -> Option<Self> {
+        let errors = error.clone().into_server_errors()?;
+        let (_, first) = errors.first()?;
+        let code = first.code().to_string();
+        let error = match first.details() {
+            Some(details) => format!("{code} {details}"),
+            None => code.clone(),
+        };
+        Some(Self { code, error })
+    }
 }
 
 fn kind_of(change: &StateChange) -> Kind {
@@ -216,6 +253,7 @@ impl Cluster {
             last_echo_us: AtomicU64::new(u64::MAX),
             gateways: Mutex::new(BTreeMap::new()),
             garbage_log: SharedThrottle::new(Duration::from_secs(10)),
+            refusing: Mutex::new(None),
         }))
     }
 
@@ -250,6 +288,7 @@ impl Cluster {
             outbox_depth: self.depth.load(Ordering::Relaxed),
             last_lag_us: (lag != u64::MAX).then_some(lag),
             last_echo_us: (echo != u64::MAX).then_some(echo),
+            writes_refused: self.refusing.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 
@@ -318,6 +357,44 @@ impl Cluster {
         }
     }
 
+    /// Redis answered a write with `refusal`: counted, logged when it starts and then at most
+    /// every [`REFUSAL_LOG_PERIOD`] (`log` is the publisher's own throttle).
+    fn refused(&self, shared: &Shared, refusal: &Refusal, log: &mut Throttle) {
+        Counters::bump(&shared.counters.cluster_errors);
+        Counters::bump(&shared.counters.cluster_writes_refused);
+        let starts =
+            self.refusing.lock().unwrap_or_else(|e| e.into_inner()).replace(refusal.error.clone()).is_none();
+        let due = if starts {
+            log.mark();
+            true
+        } else {
+            log.ready()
+        };
+        if due {
+            log_event!(
+                CLUSTER_REFUSED,
+                url = %self.config.url,
+                code = %refusal.code,
+                error = %refusal.error,
+                total = Counters::get(&shared.counters.cluster_writes_refused),
+                "Redis refused this gateway's writes: judging with what it knows, messages still flow, writing back later"
+            );
+        }
+    }
+
+    /// The publisher's write-back succeeded: if Redis had refused writes, it takes them again.
+    fn writes_accepted(&self) {
+        if self.refusing.lock().unwrap_or_else(|e| e.into_inner()).take().is_some() {
+            let gateways = self.gateways.lock().unwrap_or_else(|e| e.into_inner()).len();
+            log_event!(
+                CLUSTER_RECOVERED,
+                url = %self.config.url,
+                gateways,
+                "Redis accepts writes again; this gateway's entries written back"
+            );
+        }
+    }
+
     fn maybe_up(&self) {
         if !(self.publisher_up.load(Ordering::Relaxed) && self.subscriber_up.load(Ordering::Relaxed)) {
             return;
@@ -352,6 +429,11 @@ impl Cluster {
     fn serve_out(&self, shared: &Shared, inbox: Receiver<StateChange>) {
         let mut con: Option<redis::Connection> = None;
         let mut backoff = MIN_BACKOFF;
+        // The write-back after a refusal backs off on its own: a reconnect (READONLY) must not
+        // reset it.
+        let mut refusal_backoff = MIN_BACKOFF;
+        let mut next_write_back = Instant::now();
+        let mut refusal_log = Throttle::new(REFUSAL_LOG_PERIOD);
         while !self.stopped() {
             let Some(c) = con.as_mut() else {
                 match self.connect() {
@@ -383,9 +465,20 @@ impl Cluster {
             }
             self.depth.fetch_sub(batch.len().min(self.depth.load(Ordering::Relaxed)), Ordering::Relaxed);
             let mut result = self.send(shared, c, &batch);
+            let refusing = self.refusing.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+            if refusing && result.is_ok() && !batch.is_empty() {
+                // Redis took writes again: the write-back need not wait for its backoff.
+                next_write_back = Instant::now();
+            }
             // The outbox is drained (newest changes written): now the whole local state, when due.
-            if result.is_ok() && batch.len() < BATCH && self.republish.swap(false, Ordering::Relaxed) {
+            let mut wrote_back = false;
+            if result.is_ok()
+                && batch.len() < BATCH
+                && Instant::now() >= next_write_back
+                && self.republish.swap(false, Ordering::Relaxed)
+            {
                 result = self.write_back(shared, c);
+                wrote_back = result.is_ok();
                 if result.is_err() {
                     self.republish.store(true, Ordering::Relaxed);
                 }
@@ -395,14 +488,40 @@ impl Cluster {
                     if !self.publisher_up.swap(true, Ordering::Relaxed) {
                         self.maybe_up();
                     }
+                    if wrote_back {
+                        refusal_backoff = MIN_BACKOFF;
+                        self.writes_accepted();
+                    }
                 }
-                Err(e) => {
-                    // What was in the batch is repaired by the write-back after the reconnect.
-                    self.publisher_up.store(false, Ordering::Relaxed);
-                    self.republish.store(true, Ordering::Relaxed);
-                    self.went_down(shared, &e);
-                    con = None;
-                }
+                Err(e) => match Refusal::of(&e) {
+                    // Redis answered: full, read-only or not permitted. The local state is
+                    // written back when the backoff allows, never more often.
+                    Some(refusal) => {
+                        self.republish.store(true, Ordering::Relaxed);
+                        self.refused(shared, &refusal, &mut refusal_log);
+                        let now = Instant::now();
+                        if now >= next_write_back {
+                            next_write_back = now + refusal_backoff;
+                            refusal_backoff = (refusal_backoff * 2).min(MAX_REFUSAL_BACKOFF);
+                        }
+                        if refusal.code == "READONLY" {
+                            // A replica (the primary moved behind the address): reconnect.
+                            self.publisher_up.store(false, Ordering::Relaxed);
+                            con = None;
+                        } else if !self.publisher_up.swap(true, Ordering::Relaxed) {
+                            self.maybe_up();
+                        }
+                    }
+                    None => {
+                        // What was in the batch is repaired by the write-back after the
+                        // reconnect.
+                        self.publisher_up.store(false, Ordering::Relaxed);
+                        self.republish.store(true, Ordering::Relaxed);
+                        self.went_down(shared, &e);
+                        next_write_back = Instant::now();
+                        con = None;
+                    }
+                },
             }
         }
     }
@@ -420,7 +539,11 @@ impl Cluster {
             .chain(snapshot.peers.into_iter().filter(|e| e.origin.is_none()).map(StateChange::Peer))
             .filter(|c| self.config.share.contains(&kind_of(c)))
             .collect::<Vec<_>>();
-        for chunk in own.chunks(BATCH) {
+        // While Redis refuses writes, one entry first: if it is refused, so would the rest be.
+        let probe = if self.refusing.lock().unwrap_or_else(|e| e.into_inner()).is_some() { 1 } else { 0 };
+        let (first, rest) = own.split_at(probe.min(own.len()));
+        self.send(shared, con, first)?;
+        for chunk in rest.chunks(BATCH) {
             self.send(shared, con, chunk)?;
         }
         Ok(())
@@ -832,6 +955,21 @@ mod tests {
         assert_eq!(read_credentials(&file).unwrap(), (None, "only-a-password".into()));
         std::fs::write(&file, "a b c\n").unwrap();
         assert!(read_credentials(&file).is_err());
+    }
+
+    #[test]
+    fn a_server_answer_is_a_refusal_a_lost_connection_is_not() {
+        let full = redis::make_extension_error(
+            "OOM".into(),
+            Some("command not allowed when used memory > 'maxmemory'.".into()),
+        );
+        let refusal = Refusal::of(&full).unwrap();
+        assert_eq!(refusal.code, "OOM");
+        assert_eq!(refusal.error, "OOM command not allowed when used memory > 'maxmemory'.");
+        let lost = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(Refusal::of(&lost).is_none());
+        let timeout = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        assert!(Refusal::of(&timeout).is_none());
     }
 
     fn cluster() -> Cluster {

@@ -83,6 +83,7 @@ counters! {
     cluster_events_in, "ftwall_cluster_events_in_total", "Changes from other gateways merged into the engine (resyncs included).";
     cluster_resyncs, "ftwall_cluster_resyncs_total", "Full reads of the cluster prefix (every Redis (re)connect).";
     cluster_errors, "ftwall_cluster_errors_total", "Failed Redis calls (connect, publish, read); each is retried with backoff.";
+    cluster_writes_refused, "ftwall_cluster_writes_refused_total", "Redis calls of the publisher that Redis answered with an error (full: OOM; NOPERM; READONLY); also counted in cluster_errors.";
     cluster_garbage, "ftwall_cluster_garbage_total", "Values or messages from Redis that were ignored (wrong type, oversized, unparsable, inconsistent).";
     cluster_outbox_overflows, "ftwall_cluster_outbox_overflows_total", "Local changes not queued for publishing because the cluster outbox was full (repaired by a resync).";
     cluster_lag_us, "ftwall_cluster_lag_microseconds_total", "Sum of the propagation times (publishing gateway's clock to this one's: needs NTP) of the changes received by message, in µs.";
