@@ -4,7 +4,7 @@
 #     (benches/cluster_rate.rs: each a publisher pipelining SET PX + PUBLISH and a subscriber),
 #     against a redis-server started here in a network namespace of its own (loopback only, no
 #     persistence), with the propagation time p50/p99 under that load.
-#  2. The propagation time between two real daemons through one Redis over 100 changes
+#  2. The propagation time between two real daemons through one Redis over 100 bans and 100 locks
 #     (tests/cluster.rs, release build): the daemons' own measure, publish on A to merge on B.
 #  3. The daemon's verdict latency (UDP echoes through the lab's gateway, every packet judged)
 #     with the cluster off, on and idle, and on while 2 simulated gateways publish locks to its
@@ -45,8 +45,8 @@ for n in 2 8 32; do
     ip netns exec $ns target/release/examples/cluster_rate redis://127.0.0.1:6379 $n "$seconds"
 done
 echo "two daemons through one Redis (tests/cluster.rs, release):"
-cargo test -q --release --test cluster a_lock_a_ban_and_a_release_cross_gateways -- --nocapture 2>&1 \
-    | grep -E "cluster propagation|test result"
+cargo test -q --release --test cluster a_lock_a_ban_and_a_release_cross_gateways -- --include-ignored --nocapture 2>&1 \
+    | grep -E "cluster propagation|own changes back|test result"
 
 echo "verdict latency through the lab's gateway (2000 UDP echoes each, offload off):"
 target/release/ftwall lab up --prefix $ns --queue 3 >/dev/null
