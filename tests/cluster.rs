@@ -578,6 +578,18 @@ fn garbage_under_the_prefix_is_counted_and_ignored() {
         lag_before,
         "a day of skew was counted as lag"
     );
+    // Another process publishing under A's own node_id (a configuration copied with its
+    // name) is not mistaken for A's echo: said loudly.
+    let twin = format!(
+        r#"{{"from":"gw-a","instance":7,"sent_us":{},"kind":"bans","id":"198.51.100.41","entry":{{"addr":"198.51.100.41","until":null}}}}"#,
+        until(0)
+    );
+    site.redis.cli(&["PUBLISH", &format!("{p}:events"), &twin]);
+    let twin = a.wait_log("cluster_duplicate_node", 1, Duration::from_secs(5), |v| {
+        is_event(v, "cluster_duplicate_node")
+    });
+    assert_eq!(twin["node_id"], "gw-a", "{twin}");
+    assert!(status(a)["cluster_duplicate_node"].as_u64().unwrap() >= 1);
     // The daemon judges on: the banned peer is dropped, other traffic passes.
     assert_eq!(a.dns_echo(&["--timeout-ms", "500"])["echoed"], false);
     assert!(connects(a, OTHER_CLIENT, "203.0.113.5:7777"));

@@ -255,6 +255,9 @@ log_events! {
     CLUSTER_CLOCK_SKEW = "cluster_clock_skew", [WARN], "A change from another gateway was sent, by its clock, more than 5 s before or after this gateway's clock says now: entries cross as wall-clock dates, so they arrive shortened, lengthened or already expired. Put the gateways on NTP. At most every 60 s; counted in cluster_clock_skewed.", {
         "gateway": string "the other gateway", "skew_ms": integer "this clock minus the sender's send date, in ms (negative: the sender runs ahead)",
     };
+    CLUSTER_DUPLICATE_NODE = "cluster_duplicate_node", [ERROR], "Another process publishes under this gateway's cluster.node_id (a configuration copied with its name): each ignores the other's changes as its own, so nothing is shared between them. Give every gateway its own node_id. At most every 60 s; counted in cluster_duplicate_node.", {
+        "node_id": string "the name both use",
+    };
     CLUSTER_GARBAGE = "cluster_garbage", [WARN], "A value or message from Redis was ignored (another type than a string, oversized, unparsable or inconsistent); rate-limited, counted in cluster_garbage.", {
         "key": string "the key or channel", "reason": string "what is wrong with it", "total": integer "values ignored so far",
     };

@@ -59,7 +59,6 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -97,6 +96,10 @@ const WAKE: Duration = Duration::from_millis(250);
 #[serde(deny_unknown_fields)]
 struct Message {
     from: String,
+    /// The sending process (random at each start; 0 or absent: not said), to tell another
+    /// process that publishes under the same `node_id` from this one's own echo.
+    #[serde(default)]
+    instance: u64,
     sent_us: u64,
     kind: Kind,
     /// The entry's name ([`entry_id`]).
@@ -141,6 +144,9 @@ pub(crate) struct Cluster {
     gateways: Mutex<BTreeMap<String, u64>>,
     garbage_log: SharedThrottle,
     skew_log: SharedThrottle,
+    duplicate_log: SharedThrottle,
+    /// This process among the publishers of `node` ([`Message::instance`]).
+    instance: u64,
     /// Redis refuses this gateway's writes: the server's last refusal (None: writes accepted).
     refusing: Mutex<Option<String>>,
 }
@@ -183,16 +189,8 @@ fn host_name() -> anyhow::Result<String> {
 /// Reads `USER PASSWORD` or `PASSWORD` from the first line of `file`, which must be a regular
 /// file owned by root or the daemon's user, readable by nobody else.
 pub(crate) fn read_credentials(file: &Path) -> anyhow::Result<(Option<String>, String)> {
-    let meta = std::fs::symlink_metadata(file)
-        .with_context(|| format!("cluster.password_file {}", file.display()))?;
-    if meta.mode() & 0o077 != 0 {
-        bail!(
-            "cluster.password_file {}: mode {:o} lets group or others read it; chmod 0600 (or 0400)",
-            file.display(),
-            meta.mode() & 0o7777
-        );
-    }
-    let bytes = match crate::files::read_guarded(file, 4096)
+    // The mode and owner are checked on the open file, not the path.
+    let bytes = match crate::files::read_private(file, 4096)
         .with_context(|| format!("cluster.password_file {}", file.display()))?
     {
         crate::files::Guarded::Bytes(b) if b.len() <= 4096 => b,
@@ -258,6 +256,8 @@ impl Cluster {
             gateways: Mutex::new(BTreeMap::new()),
             garbage_log: SharedThrottle::new(Duration::from_secs(10)),
             skew_log: SharedThrottle::new(Duration::from_secs(60)),
+            duplicate_log: SharedThrottle::new(Duration::from_secs(60)),
+            instance: crate::files::random_u64().context("a random cluster instance id")?.max(1),
             refusing: Mutex::new(None),
         }))
     }
@@ -580,8 +580,14 @@ impl Cluster {
                 None => {
                     // A removal (only an operator's reaches the outbox: see `publish`).
                     pipe.cmd("DEL").arg(&key).ignore();
-                    let message =
-                        Message { from: self.node.to_string(), sent_us: now_us, kind, id, entry: None };
+                    let message = Message {
+                        from: self.node.to_string(),
+                        instance: self.instance,
+                        sent_us: now_us,
+                        kind,
+                        id,
+                        entry: None,
+                    };
                     pipe.cmd("PUBLISH")
                         .arg(&self.channel)
                         .arg(serde_json::to_vec(&message).unwrap_or_default())
@@ -601,8 +607,14 @@ impl Cluster {
                 set.arg("PX").arg(((ends_us - now_us) / 1000).max(1));
             }
             set.ignore();
-            let message =
-                Message { from: self.node.to_string(), sent_us: now_us, kind, id, entry: Some(entry.json) };
+            let message = Message {
+                from: self.node.to_string(),
+                instance: self.instance,
+                sent_us: now_us,
+                kind,
+                id,
+                entry: Some(entry.json),
+            };
             pipe.cmd("PUBLISH")
                 .arg(&self.channel)
                 .arg(serde_json::to_vec(&message).unwrap_or_default())
@@ -738,6 +750,19 @@ impl Cluster {
             Ok(m) => m,
             Err(e) => return self.garbage(shared, &self.channel, &format!("not a message: {e}")),
         };
+        if message.from == self.node.as_str() && message.instance != self.instance {
+            // Another process publishes under this gateway's name (a configuration copied
+            // with its node_id): each would ignore the other's changes as its own echo.
+            Counters::bump(&shared.counters.cluster_duplicate_node);
+            if self.duplicate_log.ready() {
+                log_event!(
+                    CLUSTER_DUPLICATE_NODE,
+                    node_id = %self.node,
+                    "another gateway publishes under this gateway's cluster.node_id"
+                );
+            }
+            return;
+        }
         if message.from == self.node.as_str() {
             // Our own change, back from Redis: ignored, but its trip is measured on one clock,
             // which needs no agreement between the gateways' clocks.
@@ -982,7 +1007,7 @@ mod tests {
         let file = dir.path().join("secret");
         std::fs::write(&file, "ftwall s3cret\nignored\n").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let refused = read_credentials(&file).unwrap_err().to_string();
+        let refused = format!("{:#}", read_credentials(&file).unwrap_err());
         assert!(refused.contains("group or others"), "{refused}");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_credentials(&file).unwrap(), (Some("ftwall".into()), "s3cret".into()));
