@@ -555,6 +555,27 @@ impl Cluster {
         Ok(())
     }
 
+    /// Adds to `pipe` the PUBLISH of one change on the channel: the entry `id` of `kind`, or
+    /// its removal (`entry` None), sent now (`now_us`, wall clock).
+    fn announce(
+        &self,
+        pipe: &mut redis::Pipeline,
+        now_us: u64,
+        kind: Kind,
+        id: String,
+        entry: Option<serde_json::Value>,
+    ) {
+        let message = Message {
+            from: self.node.to_string(),
+            instance: self.instance,
+            sent_us: now_us,
+            kind,
+            id,
+            entry,
+        };
+        pipe.cmd("PUBLISH").arg(&self.channel).arg(serde_json::to_vec(&message).unwrap_or_default()).ignore();
+    }
+
     /// Publishes `changes` in one round trip: per entry a SET with its TTL and a PUBLISH; per
     /// removal before its time a DEL and a PUBLISH.
     fn send(
@@ -580,18 +601,7 @@ impl Cluster {
                 None => {
                     // A removal (only an operator's reaches the outbox: see `publish`).
                     pipe.cmd("DEL").arg(&key).ignore();
-                    let message = Message {
-                        from: self.node.to_string(),
-                        instance: self.instance,
-                        sent_us: now_us,
-                        kind,
-                        id,
-                        entry: None,
-                    };
-                    pipe.cmd("PUBLISH")
-                        .arg(&self.channel)
-                        .arg(serde_json::to_vec(&message).unwrap_or_default())
-                        .ignore();
+                    self.announce(&mut pipe, now_us, kind, id, None);
                     count += 1;
                     continue;
                 }
@@ -607,18 +617,7 @@ impl Cluster {
                 set.arg("PX").arg(((ends_us - now_us) / 1000).max(1));
             }
             set.ignore();
-            let message = Message {
-                from: self.node.to_string(),
-                instance: self.instance,
-                sent_us: now_us,
-                kind,
-                id,
-                entry: Some(entry.json),
-            };
-            pipe.cmd("PUBLISH")
-                .arg(&self.channel)
-                .arg(serde_json::to_vec(&message).unwrap_or_default())
-                .ignore();
+            self.announce(&mut pipe, now_us, kind, id, Some(entry.json));
             count += 1;
         }
         if count > 0 {
