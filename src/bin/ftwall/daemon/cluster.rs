@@ -31,9 +31,17 @@
 //! - Anything read from Redis is a claim: over [`MAX_VALUE_BYTES`], not JSON of the right
 //!   shape, a key that does not match its entry, another type than a string: counted in
 //!   `cluster_garbage`, logged (rate-limited), ignored. The engine's admission rules apply.
+//! - Nothing is read from Redis that was not bounded first: the resync drops a key name longer
+//!   than any entry's ([`max_key_len`]) and reads values with `GETRANGE key 0 MAX_VALUE_BYTES`,
+//!   [`RESYNC_CHUNK`] keys a round trip (never one MGET of a whole SCAN page). What the client
+//!   cannot bound (SCAN's key names, one pub/sub message) is Redis's to bound: docs/cluster.md
+//!   says how.
 //! - Failure is local: Redis down or slow costs at most `cluster.timeout_ms` per call to these
 //!   two threads; `cluster_unavailable` is logged once, `cluster_recovered` when both
-//!   connections are back; retries back off from [`MIN_BACKOFF`] to [`MAX_BACKOFF`].
+//!   connections are back; retries back off from [`MIN_BACKOFF`] to [`MAX_BACKOFF`], and the
+//!   backoff starts again only once a connection has held for [`STABLE_AFTER`] ([`Backoff`]),
+//!   so a Redis that drops every subscriber again and again (a message over its pub/sub
+//!   limit) costs one resync and one write-back per backoff step, not one per drop.
 //! - A write Redis answers with an error reply (full: `OOM` under `maxmemory` with
 //!   `noeviction`; `NOPERM`; `READONLY`) is a refusal, not an outage: the connection answered,
 //!   so it is kept (except `READONLY`: a replica, reconnect to follow the primary), the refusal
