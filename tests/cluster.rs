@@ -709,6 +709,14 @@ fn a_hostile_redis_costs_bounded_memory_and_resyncs() {
     site.start();
     let (a, b, redis, p) = (&site.a, &site.b, &site.redis, &site.prefix);
     let labs = [a, b];
+    // Ten entries of A's own, which every write-back of A writes again (and B merges again).
+    let own: Vec<String> = (40..50).map(|i| format!("198.51.100.{i}")).collect();
+    for addr in &own {
+        a.ctl(&["ban", addr]);
+    }
+    wait_ctl(b, &["bans"], Duration::from_secs(5), "A's bans on B", |v| {
+        own.iter().all(|addr| lists(v, "bans", "addr", addr))
+    });
     let pids = labs.map(Lab::daemon_pid);
     let peak_before = pids.map(|pid| memory_kib(pid, "VmHWM"));
     let garbage_before = labs.map(|lab| counter(lab, "cluster_garbage"));
@@ -725,6 +733,9 @@ fn a_hostile_redis_costs_bounded_memory_and_resyncs() {
         "OK"
     );
     let resyncs_before = labs.map(|lab| counter(lab, "cluster_resyncs"));
+    let written_before = counter(a, "cluster_events_out");
+    let outages_before =
+        labs.map(|lab| lab.log().iter().filter(|v| is_event(v, "cluster_unavailable")).count());
     let publish_big = "return redis.call('PUBLISH', ARGV[1], string.rep('y', 131072))";
     let channel = format!("{p}:events");
     let storm = Instant::now();
@@ -761,6 +772,19 @@ fn a_hostile_redis_costs_bounded_memory_and_resyncs() {
         if let Some(line) = long {
             assert!(line["key"].as_str().unwrap().len() < 512, "a long key logged whole");
         }
+    }
+    // Every resync asks A's publisher to write its ten bans back: one write-back per resync,
+    // not one per dropped subscriber (the publisher's own connection was never dropped).
+    let resyncs_a = counter(a, "cluster_resyncs") - resyncs_before[0];
+    let written = counter(a, "cluster_events_out") - written_before;
+    eprintln!("A wrote {written} entries back during the storm ({resyncs_a} resyncs)");
+    assert!(written <= 10 * (resyncs_a + 1), "{written} entries written in {resyncs_a} resyncs");
+    // Each drop is an outage, logged when it starts; the retries within it are not.
+    for (i, lab) in labs.iter().enumerate() {
+        let resyncs = counter(lab, "cluster_resyncs") - resyncs_before[i];
+        let outages =
+            lab.log().iter().filter(|v| is_event(v, "cluster_unavailable")).count() - outages_before[i];
+        assert!((1..=resyncs as usize + 1).contains(&outages), "{outages} outages, {resyncs} resyncs");
     }
     // Merges work again once the subscribers are back (at most one 10 s backoff step).
     a.ctl(&["ban", "198.51.100.25"]);
