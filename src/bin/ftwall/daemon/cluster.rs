@@ -31,9 +31,17 @@
 //! - Anything read from Redis is a claim: over [`MAX_VALUE_BYTES`], not JSON of the right
 //!   shape, a key that does not match its entry, another type than a string: counted in
 //!   `cluster_garbage`, logged (rate-limited), ignored. The engine's admission rules apply.
+//! - Nothing is read from Redis that was not bounded first: the resync drops a key name longer
+//!   than any entry's ([`max_key_len`]) and reads values with `GETRANGE key 0 MAX_VALUE_BYTES`,
+//!   [`RESYNC_CHUNK`] keys a round trip (never one MGET of a whole SCAN page). What the client
+//!   cannot bound (SCAN's key names, one pub/sub message) is Redis's to bound: docs/cluster.md
+//!   says how.
 //! - Failure is local: Redis down or slow costs at most `cluster.timeout_ms` per call to these
 //!   two threads; `cluster_unavailable` is logged once, `cluster_recovered` when both
-//!   connections are back; retries back off from [`MIN_BACKOFF`] to [`MAX_BACKOFF`].
+//!   connections are back; retries back off from [`MIN_BACKOFF`] to [`MAX_BACKOFF`], and the
+//!   backoff starts again only once a connection has held for [`STABLE_AFTER`] ([`Backoff`]),
+//!   so a Redis that drops every subscriber again and again (a message over its pub/sub
+//!   limit) costs one resync and one write-back per backoff step, not one per drop.
 //! - A write Redis answers with an error reply (full: `OOM` under `maxmemory` with
 //!   `noeviction`; `NOPERM`; `READONLY`) is a refusal, not an outage: the connection answered,
 //!   so it is kept (except `READONLY`: a replica, reconnect to follow the primary), the refusal
@@ -90,6 +98,22 @@ const MERGE_CHUNK: usize = 32;
 const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
 /// How often the blocked threads look at the stop flag.
 const WAKE: Duration = Duration::from_millis(250);
+/// How long a connection must have held before its retry delay starts again from
+/// [`MIN_BACKOFF`] (see [`Backoff`]).
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// Keys asked for in one SCAN call (a hint: Redis may return more, see [`RESYNC_CHUNK`]).
+const SCAN_COUNT: usize = 500;
+/// Keys whose values are read in one round trip of the resync: its reply is at most this many
+/// times ([`MAX_VALUE_BYTES`] + 1 + a few bytes of framing and of TYPE's answer).
+const RESYNC_CHUNK: usize = 100;
+/// Longest text of an address ftwall reads back (`INET6_ADDRSTRLEN` - 1: an IPv6 address
+/// with an IPv4 tail, `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`).
+const MAX_ADDR_TEXT: usize = 45;
+/// Longest entry name ([`entry_id`]): a weak peer's `ADDR/PORT/CLIENT` (a network's
+/// `ADDR/LEN` is shorter).
+const MAX_ID_BYTES: usize = MAX_ADDR_TEXT + 1 + "65535".len() + 1 + MAX_ADDR_TEXT;
+/// Longest key name logged as it is; a longer one is cut.
+const MAX_LOGGED_KEY: usize = 128;
 
 /// One message on the channel: a change made on `from`, sent at `sent_us` (wall clock, µs).
 #[derive(Debug, Serialize, Deserialize)]
@@ -114,6 +138,56 @@ struct Message {
 struct Record {
     from: String,
     entry: serde_json::Value,
+}
+
+/// The retry delay of one connection: doubles from [`MIN_BACKOFF`] to [`MAX_BACKOFF`] on every
+/// failure (to connect, to resync, or of a connection that was up), and starts again from
+/// [`MIN_BACKOFF`] only once a connection has held for [`STABLE_AFTER`], never on a mere
+/// successful (re)connect: a Redis that drops the connection right after each resync (a
+/// message over its pub/sub output limit, published by anyone who may write on the channel)
+/// costs one resync and one write-back per step of the backoff, not a storm.
+struct Backoff {
+    delay: Duration,
+    /// When the current connection came up (None: not up).
+    up_since: Option<Instant>,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Self { delay: MIN_BACKOFF, up_since: None }
+    }
+
+    /// The connection is up (connected, and for the subscriber resynced) at `now`.
+    fn up(&mut self, now: Instant) {
+        self.up_since.get_or_insert(now);
+    }
+
+    /// A failure at `now`: how long to wait before the next attempt.
+    fn failed(&mut self, now: Instant) -> Duration {
+        if self.up_since.take().is_some_and(|since| now.saturating_duration_since(since) >= STABLE_AFTER) {
+            self.delay = MIN_BACKOFF;
+        }
+        let delay = self.delay;
+        self.delay = (self.delay * 2).min(MAX_BACKOFF);
+        delay
+    }
+}
+
+/// Longest key name a valid entry can have under `prefix`: `PREFIX:KIND:ID` with the longest
+/// kind and the longest [`entry_id`]. A longer name found by the resync is garbage, dropped
+/// before its value is asked for.
+fn max_key_len(prefix: &str) -> usize {
+    prefix.len() + ":peer:".len() + MAX_ID_BYTES
+}
+
+/// `key` as logged: lossy UTF-8, cut at [`MAX_LOGGED_KEY`] bytes.
+fn loggable_key(key: &[u8]) -> String {
+    let shown = String::from_utf8_lossy(&key[..key.len().min(MAX_LOGGED_KEY)]);
+    if key.len() > MAX_LOGGED_KEY {
+        format!("{shown}… ({} bytes)", key.len())
+    } else {
+        shown.into_owned()
+    }
 }
 
 /// The cluster's end of the daemon: the outbox the engine's drain writes to, and the state the
@@ -433,7 +507,9 @@ impl Cluster {
 
     fn serve_out(&self, shared: &Shared, inbox: Receiver<StateChange>) {
         let mut con: Option<redis::Connection> = None;
-        let mut backoff = MIN_BACKOFF;
+        // Reconnects (each followed by a write-back of the whole local state) back off until a
+        // connection has held for STABLE_AFTER.
+        let mut backoff = Backoff::new();
         // The write-back after a refusal backs off on its own: a reconnect (READONLY) must not
         // reset it.
         let mut refusal_backoff = MIN_BACKOFF;
@@ -444,14 +520,13 @@ impl Cluster {
                 match self.connect() {
                     Ok(c) => {
                         con = Some(c);
-                        backoff = MIN_BACKOFF;
+                        backoff.up(Instant::now());
                         self.republish.store(true, Ordering::Relaxed);
                     }
                     Err(e) => {
                         self.publisher_up.store(false, Ordering::Relaxed);
                         self.went_down(shared, &e);
-                        self.pause(backoff);
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        self.pause(backoff.failed(Instant::now()));
                     }
                 }
                 continue;
@@ -525,6 +600,7 @@ impl Cluster {
                         self.went_down(shared, &e);
                         next_write_back = Instant::now();
                         con = None;
+                        self.pause(backoff.failed(Instant::now()));
                     }
                 },
             }
@@ -630,16 +706,13 @@ impl Cluster {
     // ---- the subscriber -----------------------------------------------------------------
 
     fn serve_in(&self, shared: &Shared) {
-        let mut backoff = MIN_BACKOFF;
+        let mut backoff = Backoff::new();
         while !self.stopped() {
             let session = self.connect().and_then(|commands| Ok((commands, self.connect()?)));
             let (mut commands, mut subscriber) = match session {
                 Ok(pair) => pair,
                 Err(e) => {
-                    self.subscriber_up.store(false, Ordering::Relaxed);
-                    self.went_down(shared, &e);
-                    self.pause(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    self.subscriber_down(shared, &e, &mut backoff);
                     continue;
                 }
             };
@@ -650,62 +723,78 @@ impl Cluster {
                 .and_then(|()| pubsub.set_read_timeout(Some(WAKE)))
                 .and_then(|()| self.resync(shared, &mut commands));
             if let Err(e) = ready {
-                self.subscriber_up.store(false, Ordering::Relaxed);
-                self.went_down(shared, &e);
-                self.pause(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                self.subscriber_down(shared, &e, &mut backoff);
                 continue;
             }
-            backoff = MIN_BACKOFF;
+            // Not a reset of the backoff: only a connection that holds for STABLE_AFTER is.
+            backoff.up(Instant::now());
             self.subscriber_up.store(true, Ordering::Relaxed);
             self.maybe_up();
-            while !self.stopped() {
+            let lost = loop {
+                if self.stopped() {
+                    return;
+                }
                 match pubsub.get_message() {
+                    // The payload is checked for size before anything else and dropped with
+                    // the message: an oversized one is counted, never kept.
                     Ok(message) => self.receive(shared, message.get_payload_bytes()),
                     Err(e) if e.is_timeout() => {}
-                    Err(e) => {
-                        self.subscriber_up.store(false, Ordering::Relaxed);
-                        self.went_down(shared, &e);
-                        break;
-                    }
+                    Err(e) => break e,
                 }
-            }
+            };
+            // Redis dropped the subscriber (its pub/sub output limit, a restart): retried as a
+            // failed connect is, not at once, without holding the dead connections.
+            drop(pubsub);
+            drop((subscriber, commands));
+            self.subscriber_down(shared, &lost, &mut backoff);
         }
+    }
+
+    /// The subscriber failed to connect, to resync, or lost its connection: counted, logged
+    /// once per outage, and the next attempt waits for `backoff`.
+    fn subscriber_down(&self, shared: &Shared, error: &redis::RedisError, backoff: &mut Backoff) {
+        self.subscriber_up.store(false, Ordering::Relaxed);
+        self.went_down(shared, error);
+        self.pause(backoff.failed(Instant::now()));
     }
 
     /// Reads every key under the prefix and merges what it holds; then asks the publisher to
     /// write back the local state.
+    ///
+    /// Nothing is read that was not bounded first: a key name longer than any entry's
+    /// ([`max_key_len`]) is dropped before its value is asked for, and a value is read with
+    /// `GETRANGE key 0 MAX_VALUE_BYTES` (at most one byte more than any valid value: an
+    /// oversized value is told by its length), [`RESYNC_CHUNK`] keys a round trip, whatever
+    /// SCAN's page holds. So one round trip's reply is at most about [`RESYNC_CHUNK`] ×
+    /// [`MAX_VALUE_BYTES`], however large the values under the prefix. (The SCAN reply itself
+    /// holds key names, bounded only by Redis's `proto-max-bulk-len`: docs/cluster.md.)
     fn resync(&self, shared: &Shared, con: &mut redis::Connection) -> redis::RedisResult<()> {
         let pattern = format!("{}:*", self.config.prefix);
+        let longest = max_key_len(&self.config.prefix);
         let mut cursor: u64 = 0;
         let mut merged: Vec<(GatewayId, StateChange)> = Vec::new();
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) =
-                redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(500).query(con)?;
-            let keys: Vec<Vec<u8>> =
-                keys.into_iter().filter(|k| k.as_slice() != self.channel.as_bytes()).collect();
-            if !keys.is_empty() {
-                let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query(con)?;
-                for (key, value) in keys.iter().zip(values) {
-                    let name = String::from_utf8_lossy(key);
-                    match value {
-                        Some(value) => match self.parse_record(&name, &value) {
-                            Ok(Some(found)) => merged.push(found),
-                            Ok(None) => {}
-                            Err(reason) => self.garbage(shared, &name, &reason),
-                        },
-                        None => {
-                            // Gone since the SCAN, or not a string.
-                            let kind: String = redis::cmd("TYPE").arg(key.as_slice()).query(con)?;
-                            if kind != "none" {
-                                self.garbage(shared, &name, &format!("a {kind}, not a string"));
-                            }
-                        }
-                    }
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query(con)?;
+            let mut wanted = Vec::with_capacity(keys.len());
+            for key in keys {
+                if key.len() > longest {
+                    let reason = format!("a {} byte key name, over {longest}", key.len());
+                    self.garbage(shared, &loggable_key(&key), &reason);
+                } else if key.as_slice() != self.channel.as_bytes() {
+                    wanted.push(key);
                 }
             }
-            if merged.len() >= BATCH {
-                self.apply(shared, std::mem::take(&mut merged));
+            for chunk in wanted.chunks(RESYNC_CHUNK) {
+                merged.extend(self.read_chunk(shared, con, chunk)?);
+                if merged.len() >= BATCH {
+                    self.apply(shared, std::mem::take(&mut merged));
+                }
             }
             cursor = next;
             if cursor == 0 {
@@ -719,11 +808,74 @@ impl Cluster {
         Ok(())
     }
 
+    /// Reads the values of `keys` (names already bounded) in one round trip, `TYPE` and
+    /// `GETRANGE key 0 MAX_VALUE_BYTES` each, and returns the changes they hold; garbage is
+    /// counted.
+    fn read_chunk(
+        &self,
+        shared: &Shared,
+        con: &mut redis::Connection,
+        keys: &[Vec<u8>],
+    ) -> redis::RedisResult<Vec<(GatewayId, StateChange)>> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for key in keys {
+            pipe.cmd("TYPE").arg(key.as_slice());
+            pipe.cmd("GETRANGE").arg(key.as_slice()).arg(0).arg(MAX_VALUE_BYTES);
+        }
+        let replies: Vec<redis::Value> = pipe.query(con)?;
+        // NOPERM: the ACL lacks TYPE or GETRANGE (every key is under the prefix, so it is not
+        // about a key): the resync fails with the server's words rather than calling every
+        // value garbage.
+        if let Some(redis::Value::ServerError(refused)) =
+            replies.iter().find(|r| matches!(r, redis::Value::ServerError(e) if e.code() == "NOPERM"))
+        {
+            return Err(refused.clone().into());
+        }
+        let mut found = Vec::new();
+        let mut replies = replies.into_iter();
+        for key in keys {
+            let (kind, value) = (replies.next(), replies.next());
+            let name = String::from_utf8_lossy(key);
+            let kind = match kind {
+                Some(redis::Value::SimpleString(kind)) => kind,
+                Some(redis::Value::BulkString(kind)) => String::from_utf8_lossy(&kind).into_owned(),
+                Some(redis::Value::ServerError(error)) => {
+                    // Redis answered the call with an error: the key is unusable here, the
+                    // resync goes on.
+                    self.garbage(shared, &name, &format!("TYPE refused: {}", error.code()));
+                    continue;
+                }
+                other => {
+                    let error = format!("an unexpected answer to TYPE: {other:?}");
+                    return Err(redis::RedisError::from((redis::ErrorKind::Parse, "TYPE", error)));
+                }
+            };
+            match (kind.as_str(), value) {
+                // Gone since the SCAN.
+                ("none", _) => {}
+                ("string", Some(redis::Value::BulkString(value))) => match self.parse_record(&name, &value) {
+                    Ok(Some(change)) => found.push(change),
+                    Ok(None) => {}
+                    Err(reason) => self.garbage(shared, &name, &reason),
+                },
+                ("string", Some(redis::Value::ServerError(error))) => {
+                    // Replaced by another type between TYPE and GETRANGE (WRONGTYPE).
+                    self.garbage(shared, &name, &format!("GETRANGE refused: {}", error.code()));
+                }
+                ("string", _) => self.garbage(shared, &name, "an unexpected answer to GETRANGE"),
+                (kind, _) => self.garbage(shared, &name, &format!("a {kind}, not a string")),
+            }
+        }
+        Ok(found)
+    }
+
     /// One key's value: the change it holds (None: our own, or a kind not shared), or why it is
     /// garbage.
     fn parse_record(&self, key: &str, value: &[u8]) -> Result<Option<(GatewayId, StateChange)>, String> {
         if value.len() > MAX_VALUE_BYTES {
-            return Err(format!("{} bytes, over {MAX_VALUE_BYTES}", value.len()));
+            // The resync reads one byte more than MAX_VALUE_BYTES: the length is at least this.
+            return Err(format!("{} bytes or more, over {MAX_VALUE_BYTES}", value.len()));
         }
         let rest = key
             .strip_prefix(&self.config.prefix)
@@ -1110,6 +1262,78 @@ mod tests {
             assert_eq!(removal(Kind::Peers, bad), None, "{bad}");
         }
         assert_eq!(removal(Kind::Locks, "nonsense"), None);
+    }
+
+    /// The retry delay doubles on every failure, and a connection that came up does not reset
+    /// it: only one that held for STABLE_AFTER does.
+    #[test]
+    fn the_backoff_holds_until_a_connection_has_held() {
+        let start = Instant::now();
+        let mut backoff = Backoff::new();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let ms = |d: Duration| d.as_millis() as u64;
+        assert_eq!(ms(backoff.failed(at(0))), 200);
+        assert_eq!(ms(backoff.failed(at(200))), 400);
+        // Up (connected and resynced), then dropped a moment later: the next delay goes on
+        // doubling.
+        let mut delays = Vec::new();
+        let mut now = 600;
+        for _ in 0..8 {
+            backoff.up(at(now));
+            now += 100;
+            let delay = ms(backoff.failed(at(now)));
+            delays.push(delay);
+            now += delay;
+        }
+        assert_eq!(delays, [800, 1_600, 3_200, 6_400, 10_000, 10_000, 10_000, 10_000]);
+        // A connection that held for STABLE_AFTER: its loss is retried soon again.
+        backoff.up(at(now));
+        let lost = now + ms(STABLE_AFTER);
+        assert_eq!(ms(backoff.failed(at(lost))), 200);
+        assert_eq!(ms(backoff.failed(at(lost + 200))), 400);
+        // A failure without a connection up in between never resets.
+        assert_eq!(ms(backoff.failed(at(lost + 600 + ms(STABLE_AFTER)))), 800);
+    }
+
+    /// No entry's key is longer than the bound, and the longest ones reach it (or nearly).
+    #[test]
+    fn the_longest_key_is_within_the_bound() {
+        let c = cluster();
+        let longest_v6: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        let weak = PeerEntry {
+            client: Some(longest_v6),
+            ..PeerEntry::new(longest_v6, Some(65535), None, Strength::Weak)
+        };
+        let lock = LockEntry {
+            network: Some("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120".parse().unwrap()),
+            ..LockEntry::new(longest_v6, Timestamp::ZERO, None, None)
+        };
+        let bound = max_key_len(&c.config.prefix);
+        for (kind, change) in [
+            (Kind::Peers, StateChange::Peer(weak)),
+            (Kind::Locks, StateChange::Lock(lock)),
+            (
+                Kind::Bans,
+                StateChange::BanRemoved("ffff:ffff:ffff:ffff::/64".parse().unwrap(), Removal::Operator),
+            ),
+        ] {
+            let key = c.key(kind, &entry_id(&change));
+            assert!(key.len() <= bound, "{key}: {} > {bound}", key.len());
+        }
+        // The weak peer's name is the longest, and only the IPv4-tailed forms (never written
+        // by ftwall, but read) lie between it and the bound.
+        let weak_key = c.key(Kind::Peers, &entry_id(&StateChange::Peer(weak)));
+        assert_eq!(bound - weak_key.len(), 2 * ("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255".len() - 39));
+        assert_eq!(bound, "ftwall".len() + ":peer:".len() + 97);
+    }
+
+    #[test]
+    fn a_long_key_is_cut_in_the_log() {
+        assert_eq!(loggable_key(b"ftwall:lock:192.0.2.10"), "ftwall:lock:192.0.2.10");
+        let long = vec![b'k'; 1 << 20];
+        let shown = loggable_key(&long);
+        assert!(shown.len() < MAX_LOGGED_KEY + 32, "{}", shown.len());
+        assert!(shown.ends_with("… (1048576 bytes)"), "{shown}");
     }
 
     #[test]
