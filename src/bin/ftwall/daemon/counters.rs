@@ -157,6 +157,18 @@ pub(crate) const ENGINE_CATALOGUE: &[EngineCounter] = &[
         |s| s.locks_refused_full,
     ),
     (
+        "peers_refused_remote",
+        "ftwall_peers_refused_remote_total",
+        "Suspect peers from other gateways not merged because other gateways' entries held half of their table (per family and strength) already.",
+        |s| s.peers_refused_remote,
+    ),
+    (
+        "locks_refused_remote",
+        "ftwall_locks_refused_remote_total",
+        "Locks from other gateways not merged because other gateways' locks held half of their table (per family) already.",
+        |s| s.locks_refused_remote,
+    ),
+    (
         "locks_refused_not_inside",
         "ftwall_locks_refused_not_inside_total",
         "Tells whose client was not locked because it is not in lan, or is exempt.",
