@@ -1453,9 +1453,14 @@ impl Engine {
     /// client (in `lan`, not `exempt`) is locked, keyed by [`EngineConfig::client_key`], and
     /// only with the time-lock enabled; a suspect peer must be admissible, outside `lan` and not
     /// `exempt`, and keeps its strength (a weak one stays scoped to its inside witness client
-    /// and port, and adds nothing to a live strong peer); the per-client quotas apply and full
-    /// tables refuse (counted and reported as for local learning); no entry outlives what a
-    /// local tell or ban could give it from `now` on (as in [`Engine::restore`]). The entry is
+    /// and port, and adds nothing to a live strong peer); full tables refuse (counted and
+    /// reported as for local learning); no entry outlives what a local tell or ban could give
+    /// it from `now` on (as in [`Engine::restore`]). Other gateways' entries never crowd out
+    /// this one's own learning: they hold at most half of each lock and peer table (a merge
+    /// beyond it, or one taking over a local entry, is refused and counted), a full table
+    /// evicts the least recently used of them for a local tell ([`Removal::Evicted`]), and a
+    /// merged peer is charged to its origin, not to the client it names (the per-client quotas
+    /// count only local learning). The entry is
     /// recorded with `origin` (whatever it claims). What changed is queued as
     /// [`Action::StateMerged`], never as [`Action::StateChanged`], so the shell does not publish
     /// it back. Returns whether anything changed.
