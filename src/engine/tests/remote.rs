@@ -527,3 +527,35 @@ fn the_remote_count_stays_exact_across_rearm_merge_release_expiry_and_resize() {
     assert_eq!((restored.locked_count(), remote_locks(&restored)), (4, 1));
     check_invariants(&restored);
 }
+
+/// A lock or peer restored from this gateway's state file is its own learning: it evicts a
+/// remote one from a full table, as a local tell does, and the eviction is mirrored, not shared.
+#[test]
+fn a_local_entry_restored_from_the_state_file_evicts_a_remote_one() {
+    let timelock = crate::config::TimelockConfig { capacity: 2, ..config().timelock };
+    let peers = PeersConfig { capacity: 2, ..config().peers };
+    let mut e = Engine::new(EngineConfig { timelock, peers, ..config() });
+    assert!(e.handle_remote(at(10), gw("gw-a"), lock("192.0.2.31", 100)));
+    assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(strong("198.51.100.31", 500))));
+    e.handle_packet(at(10), &udp(("192.0.2.21", CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    learn_strong_here(&mut e, at(10), "192.0.2.21", "198.51.100.41");
+    actions(&mut e);
+    let snapshot = Snapshot {
+        locks: vec![LockEntry::new(ip("192.0.2.22"), at(100), None, None)],
+        peers: vec![PeerEntry::new(ip("198.51.100.42"), None, Some(at(500)), Strength::Strong)],
+        bans: Vec::new(),
+    };
+    e.restore(at(11), &snapshot);
+    let removed: Vec<_> = actions(&mut e)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::StateChanged(StateChange::LockRemoved(network, why)) => Some((network.addr(), why)),
+            Action::StateChanged(StateChange::PeerRemoved(p, why)) => Some((p.addr, why)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed, vec![(ip("192.0.2.31"), Removal::Evicted), (ip("198.51.100.31"), Removal::Evicted)]);
+    assert!(e.locks.is_locked(IpNet::from(ip("192.0.2.22")), at(11)));
+    assert!(e.peers().any(|p| p.addr == ip("198.51.100.42")));
+    check_invariants(&e);
+}
