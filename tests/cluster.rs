@@ -513,6 +513,12 @@ fn garbage_under_the_prefix_is_counted_and_ignored() {
         vec!["SET".into(), format!("{p}:ban:198.51.100.32"), huge],
         vec!["SET".into(), format!("{p}:lock:192.0.2.13"), mismatched],
         vec!["SET".into(), format!("{p}:nonsense"), "1".into()],
+        // Well-formed, but a claim no gateway may make: a ban of the whole Internet.
+        vec![
+            "SET".into(),
+            format!("{p}:ban:0.0.0.0/0"),
+            r#"{"from":"gw-x","entry":{"addr":"0.0.0.0/0","until":null}}"#.into(),
+        ],
         // One good entry among them, from a gateway that is not running.
         vec![
             "SET".into(),
@@ -538,6 +544,52 @@ fn garbage_under_the_prefix_is_counted_and_ignored() {
     a.wait_log("cluster_garbage", 1, Duration::from_secs(5), |v| is_event(v, "cluster_garbage"));
     let clients = a.ctl(&["clients"]);
     assert!(!lists(&clients, "clients", "client", "192.0.2.13"), "a mismatched entry was taken: {clients}");
+    // The ban of everything was refused and said so; the good one was taken and said so.
+    let refused = a.wait_log("cluster_ban_refused", 1, Duration::from_secs(5), |v| {
+        is_event(v, "cluster_ban_refused") && v["network"] == "0.0.0.0/0"
+    });
+    assert_eq!(
+        (&refused["why"], &refused["gateway"]),
+        (&Value::from("too_wide"), &Value::from("gw-x")),
+        "{refused}"
+    );
+    assert!(!lists(&a.ctl(&["bans"]), "bans", "addr", "0.0.0.0/0"));
+    assert!(a
+        .log()
+        .iter()
+        .any(|v| is_event(v, "cluster_ban") && v["network"] == "198.51.100.25" && v["action"] == "ban"));
+    // A message from a gateway whose clock is a day behind: merged, but reported as skew, not
+    // averaged into the lag.
+    let sent_us = until(0) - 86_400_000_000;
+    let skewed = format!(
+        r#"{{"from":"gw-y","sent_us":{sent_us},"kind":"bans","id":"198.51.100.40","entry":{{"addr":"198.51.100.40","until":null}}}}"#
+    );
+    let lag_before = status(a)["cluster_lag_us"].as_u64().unwrap();
+    site.redis.cli(&["PUBLISH", &format!("{p}:events"), &skewed]);
+    let skew =
+        a.wait_log("cluster_clock_skew", 1, Duration::from_secs(5), |v| is_event(v, "cluster_clock_skew"));
+    assert_eq!(skew["gateway"], "gw-y", "{skew}");
+    assert!(skew["skew_ms"].as_i64().unwrap() > 86_000_000, "{skew}");
+    let st = wait_ctl(a, &["status"], Duration::from_secs(5), "skew counted", |v| {
+        v["status"]["cluster_clock_skewed"].as_u64().unwrap() >= 1
+    });
+    assert_eq!(
+        st["status"]["cluster_lag_us"].as_u64().unwrap(),
+        lag_before,
+        "a day of skew was counted as lag"
+    );
+    // Another process publishing under A's own node_id (a configuration copied with its
+    // name) is not mistaken for A's echo: said loudly.
+    let twin = format!(
+        r#"{{"from":"gw-a","instance":7,"sent_us":{},"kind":"bans","id":"198.51.100.41","entry":{{"addr":"198.51.100.41","until":null}}}}"#,
+        until(0)
+    );
+    site.redis.cli(&["PUBLISH", &format!("{p}:events"), &twin]);
+    let twin = a.wait_log("cluster_duplicate_node", 1, Duration::from_secs(5), |v| {
+        is_event(v, "cluster_duplicate_node")
+    });
+    assert_eq!(twin["node_id"], "gw-a", "{twin}");
+    assert!(status(a)["cluster_duplicate_node"].as_u64().unwrap() >= 1);
     // The daemon judges on: the banned peer is dropped, other traffic passes.
     assert_eq!(a.dns_echo(&["--timeout-ms", "500"])["echoed"], false);
     assert!(connects(a, OTHER_CLIENT, "203.0.113.5:7777"));

@@ -32,6 +32,15 @@ pub const MAX_BANS: usize = 65_536;
 /// restore.
 pub const MAX_BAN_SECONDS: u64 = 365 * 86_400;
 
+/// Most bans from other gateways held at once: half the table, so another gateway's claims
+/// never leave this gateway's operator without room.
+pub const MAX_REMOTE_BANS: usize = MAX_BANS / 2;
+
+/// The widest network a ban from another gateway may cover: an IPv4 /16, an IPv6 /32. A wider
+/// one is refused (an operator bans it on each gateway): one bad write to the shared store must
+/// not cut a site off the Internet.
+pub const REMOTE_BAN_WIDEST: (u8, u8) = (16, 32);
+
 /// Longest operator reason of a ban, in bytes.
 pub const MAX_BAN_REASON: usize = 200;
 
@@ -70,6 +79,8 @@ pub(crate) struct Bans {
     v6_lengths: [u32; 129],
     v4_in_use: Vec<u8>,
     v6_in_use: Vec<u8>,
+    /// Bans whose origin is another gateway.
+    remote: usize,
 }
 
 impl Default for Bans {
@@ -81,6 +92,7 @@ impl Default for Bans {
             v6_lengths: [0; 129],
             v4_in_use: Vec::new(),
             v6_in_use: Vec::new(),
+            remote: 0,
         }
     }
 }
@@ -92,6 +104,11 @@ impl Bans {
 
     pub(crate) fn len(&self) -> usize {
         self.bans.len()
+    }
+
+    /// Bans whose origin is another gateway.
+    pub(crate) fn remote(&self) -> usize {
+        self.remote
     }
 
     /// True if `addr` is in a network banned at `now`.
@@ -126,10 +143,12 @@ impl Bans {
                 if let Some(until) = old.until {
                     self.expiries.remove(&(until, net));
                 }
+                self.remote -= usize::from(old.origin.is_some());
             }
             None if self.bans.len() >= MAX_BANS => return Err(BanError::Full),
             None => self.count_length(net, true),
         }
+        self.remote += usize::from(ban.origin.is_some());
         if let Some(until) = ban.until {
             self.expiries.insert((until, net));
         }
@@ -150,6 +169,7 @@ impl Bans {
             self.expiries.remove(&(until, net));
         }
         self.count_length(net, false);
+        self.remote -= usize::from(ban.origin.is_some());
         Some(ban)
     }
 
@@ -188,7 +208,12 @@ impl Bans {
 
     /// Every ban, ordered by network (stable output for `ftwall ctl`).
     pub(crate) fn entries(&self) -> Vec<BanEntry> {
-        let mut entries: Vec<BanEntry> = self.bans.values().cloned().collect();
+        self.entries_where(|_| true)
+    }
+
+    /// The bans `keep` selects, ordered by network.
+    pub(crate) fn entries_where(&self, keep: impl Fn(&BanEntry) -> bool) -> Vec<BanEntry> {
+        let mut entries: Vec<BanEntry> = self.bans.values().filter(|b| keep(b)).cloned().collect();
         entries.sort_by_key(|e| e.net);
         entries
     }

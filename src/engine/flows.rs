@@ -140,12 +140,12 @@ impl SourceQuota {
         }
     }
 
-    /// One entry fewer for `source`.
+    /// One entry fewer for `source` (one hash probe).
     pub(crate) fn release(&mut self, source: Source) {
-        if let Some(n) = self.held.get_mut(&source) {
-            *n -= 1;
-            if *n == 0 {
-                self.held.remove(&source);
+        if let hashbrown::hash_map::EntryRef::Occupied(mut held) = self.held.entry_ref(&source) {
+            *held.get_mut() -= 1;
+            if *held.get() == 0 {
+                held.remove();
             }
         }
     }
@@ -292,7 +292,15 @@ impl FlowTable {
             let old = std::mem::replace(&mut self.slots[slot], flow);
             return (slot, Some((key, old)));
         }
-        let evicted = if self.order.len() >= self.order.cap().get() { self.pop_lru() } else { None };
+        if self.order.len() >= self.order.cap().get() {
+            // Full: the new entry takes the least recently used one's slot, and `LruCache::push`
+            // reuses its node (no free and allocation per new flow, one hash probe fewer).
+            if let Some((_, &slot)) = self.order.peek_lru() {
+                let old = std::mem::replace(&mut self.slots[slot], flow);
+                let evicted = self.order.push(key, slot).map(|(evicted, _)| (evicted, old));
+                return (slot, evicted);
+            }
+        }
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot] = flow;
@@ -304,7 +312,7 @@ impl FlowTable {
             }
         };
         self.order.put(key, slot);
-        (slot, evicted)
+        (slot, None)
     }
 
     /// The least recently used entry.

@@ -115,7 +115,9 @@ pub(crate) mod snapshot;
 mod stats;
 mod stream;
 
-pub use bans::{check_ban_reason, BanError, MAX_BANS, MAX_BAN_REASON, MAX_BAN_SECONDS};
+pub use bans::{
+    check_ban_reason, BanError, MAX_BANS, MAX_BAN_REASON, MAX_BAN_SECONDS, MAX_REMOTE_BANS, REMOTE_BAN_WIDEST,
+};
 pub use snapshot::{
     BadGatewayId, BanEntry, FlowTuple, GatewayId, LockEntry, PeerEntry, Removal, Snapshot, StateChange,
     Strength,
@@ -152,6 +154,31 @@ pub struct PacketMeta {
 
 /// Maximum number of undrained events, and of undrained actions.
 pub const QUEUE_LIMIT: usize = 65_536;
+
+/// Why a ban from another gateway was refused ([`Event::RemoteBanRefused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteBanRefusal {
+    /// Wider than [`REMOTE_BAN_WIDEST`].
+    TooWide,
+    /// It holds a whole `lan` network.
+    CoversLan,
+    /// It holds, or is inside, an `exempt` network.
+    Exempt,
+    /// This gateway already holds [`MAX_REMOTE_BANS`] remote bans, or its table is full.
+    Full,
+}
+
+impl RemoteBanRefusal {
+    /// The name in logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TooWide => "too_wide",
+            Self::CoversLan => "covers_lan",
+            Self::Exempt => "exempt",
+            Self::Full => "full",
+        }
+    }
+}
 
 /// Something the operator should hear about. Drained with [`Engine::poll_event`].
 ///
@@ -201,6 +228,30 @@ pub enum Event {
     ClientReleased {
         /// The inside host.
         client: IpAddr,
+    },
+    /// A ban from another gateway of the cluster was taken (or changed), or one its operator
+    /// lifted was lifted here ([`Engine::handle_remote`]).
+    RemoteBan {
+        /// The network.
+        net: IpNet,
+        /// The gateway it came from.
+        origin: GatewayId,
+        /// The ban was lifted (else taken).
+        lifted: bool,
+        /// The operator's reason for the ban, if one was given.
+        reason: Option<String>,
+    },
+    /// A ban from another gateway was refused. Reported at the 1st, 2nd, 4th, 8th… refusal
+    /// (`total`), so a flood of them costs a few lines.
+    RemoteBanRefused {
+        /// The network.
+        net: IpNet,
+        /// The gateway it came from.
+        origin: GatewayId,
+        /// Why.
+        why: RemoteBanRefusal,
+        /// Refusals so far.
+        total: u64,
     },
     /// An operator ban reached its expiry and was lifted.
     BanExpired {
@@ -1513,6 +1564,10 @@ impl Engine {
                 }
             }
             StateChange::Ban(entry) => {
+                if let Some(why) = self.remote_ban_refusal(entry.net) {
+                    self.remote_ban_refused(entry.net, origin, why);
+                    return false;
+                }
                 let seconds = entry.seconds.map(|s| s.clamp(1, MAX_BAN_SECONDS));
                 let longest = Duration::from_secs(seconds.unwrap_or(MAX_BAN_SECONDS));
                 let until = entry.until.map(|until| until.min(now.saturating_add(longest)));
@@ -1526,8 +1581,17 @@ impl Engine {
                 {
                     return false;
                 }
-                if let Ok(ban) = self.bans.insert(ban) {
-                    merged.push(StateChange::Ban(ban));
+                if held.is_none() && self.bans.remote() >= MAX_REMOTE_BANS {
+                    self.remote_ban_refused(ban.net, origin, RemoteBanRefusal::Full);
+                    return false;
+                }
+                match self.bans.insert(ban) {
+                    Ok(ban) => {
+                        let (net, reason) = (ban.net, ban.reason.clone());
+                        self.push_event(Event::RemoteBan { net, origin, lifted: false, reason });
+                        merged.push(StateChange::Ban(ban));
+                    }
+                    Err(_) => self.remote_ban_refused(entry.net, origin, RemoteBanRefusal::Full),
                 }
             }
             // Only an operator's removal is the other gateway's to make: each gateway expires
@@ -1550,6 +1614,8 @@ impl Engine {
             }
             StateChange::BanRemoved(net, why) => {
                 if let Some(ban) = self.bans.remove(net) {
+                    let event = Event::RemoteBan { net: ban.net, origin, lifted: true, reason: ban.reason };
+                    self.push_event(event);
                     merged.push(StateChange::BanRemoved(ban.net, why));
                 }
             }
@@ -1559,6 +1625,36 @@ impl Engine {
             self.push_action(Action::StateMerged(change));
         }
         changed
+    }
+
+    /// Why a ban of `net` from another gateway may not be taken here, if it may not: wider
+    /// than [`REMOTE_BAN_WIDEST`], holding a whole `lan` network, or overlapping an `exempt`
+    /// one. (An operator's own `ban` has none of these limits: these are for claims.)
+    fn remote_ban_refusal(&self, net: IpNet) -> Option<RemoteBanRefusal> {
+        let net = net.trunc();
+        let widest = match net {
+            IpNet::V4(_) => REMOTE_BAN_WIDEST.0,
+            IpNet::V6(_) => REMOTE_BAN_WIDEST.1,
+        };
+        let overlaps = |other: &IpNet| net.contains(other) || other.contains(&net);
+        if net.prefix_len() < widest {
+            Some(RemoteBanRefusal::TooWide)
+        } else if self.config.lan.iter().any(|lan| net.contains(lan)) {
+            Some(RemoteBanRefusal::CoversLan)
+        } else if self.config.exempt.iter().any(overlaps) {
+            Some(RemoteBanRefusal::Exempt)
+        } else {
+            None
+        }
+    }
+
+    /// Counts a refused remote ban and reports it at the 1st, 2nd, 4th… refusal.
+    fn remote_ban_refused(&mut self, net: IpNet, origin: GatewayId, why: RemoteBanRefusal) {
+        self.stats.remote_bans_refused += 1;
+        let total = self.stats.remote_bans_refused;
+        if total.is_power_of_two() {
+            self.push_event(Event::RemoteBanRefused { net: net.trunc(), origin, why, total });
+        }
     }
 
     /// Operator bans, ordered by network (expired ones may linger until the next
@@ -1585,6 +1681,16 @@ impl Engine {
     /// The state to persist: suspect peers, locked clients and operator bans.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot { peers: self.peers().collect(), locks: self.locked_clients().collect(), bans: self.bans() }
+    }
+
+    /// The part of [`Engine::snapshot`] this engine learned itself (no `origin`): what a
+    /// gateway writes back to the cluster's store. Copies nothing of the other gateways'.
+    pub fn own_snapshot(&self) -> Snapshot {
+        Snapshot {
+            peers: self.peers().filter(|p| p.origin.is_none()).collect(),
+            locks: self.locked_clients().filter(|l| l.origin.is_none()).collect(),
+            bans: self.bans.entries_where(|b| b.origin.is_none()),
+        }
     }
 
     /// Loads persisted state (entries already expired at `now` are skipped). Existing state is

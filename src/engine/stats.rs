@@ -54,6 +54,10 @@ pub struct EngineStats {
     /// Tells whose client was not locked because it is not an inside host (not in `lan`) or is
     /// `exempt`.
     pub locks_refused_not_inside: u64,
+    /// Bans from other gateways refused: wider than [`crate::engine::REMOTE_BAN_WIDEST`],
+    /// covering a whole `lan` network or an `exempt` address, or beyond
+    /// [`crate::engine::MAX_REMOTE_BANS`].
+    pub remote_bans_refused: u64,
     /// TCP segments ignored because they started more than 64 KiB beyond their direction's
     /// gap-free prefix (bytes no receiver would take yet; they influence no verdict).
     pub stream_segments_ignored: u64,

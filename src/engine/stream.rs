@@ -828,6 +828,10 @@ impl<K: Hash + Eq + Copy> Reassembly<K> {
 
     /// Drops the windows of `key` (its flow restarted, was forgotten or was judged).
     pub(crate) fn forget(&mut self, key: &K) {
+        // Called for every new and every evicted flow: most often the pool is empty.
+        if self.lru.is_empty() {
+            return;
+        }
         if let Some(held) = self.lru.pop(key) {
             self.quota.release(held.source);
         }

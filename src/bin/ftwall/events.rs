@@ -246,6 +246,18 @@ log_events! {
     CLUSTER_REFUSED = "cluster_refused", [WARN], "Redis answered this gateway's writes with an error (full: OOM under maxmemory with noeviction; NOPERM; READONLY): not an outage, the connection is kept (READONLY: reconnected), messages and reads still flow, the write-back is retried with backoff; logged when it starts, then at most every 60 s, until cluster_recovered; counted in cluster_writes_refused.", {
         "url": string "the Redis URL", "code": string "the server's error code (OOM, NOPERM, READONLY...)", "error": string "the server's words", "total": integer "refused calls so far",
     };
+    CLUSTER_BAN = "cluster_ban", [INFO], "A ban from another gateway was taken here (or changed), or one that gateway's operator lifted was lifted here.", {
+        "network": net "the network", "gateway": string "the gateway it came from", "action": string "ban or unban", "reason": string "the ban's reason (absent: none given)",
+    };
+    CLUSTER_BAN_REFUSED = "cluster_ban_refused", [WARN], "A ban from another gateway was refused: wider than an IPv4 /16 or IPv6 /32, holding a whole lan network, overlapping an exempt network, or beyond half the ban table. Logged at the 1st, 2nd, 4th... refusal; counted in remote_bans_refused.", {
+        "network": net "the network", "gateway": string "the gateway it came from", "why": string "too_wide, covers_lan, exempt or full", "total": integer "refusals so far",
+    };
+    CLUSTER_CLOCK_SKEW = "cluster_clock_skew", [WARN], "A change from another gateway was sent, by its clock, more than 5 s before or after this gateway's clock says now: entries cross as wall-clock dates, so they arrive shortened, lengthened or already expired. Put the gateways on NTP. At most every 60 s; counted in cluster_clock_skewed.", {
+        "gateway": string "the other gateway", "skew_ms": integer "this clock minus the sender's send date, in ms (negative: the sender runs ahead)",
+    };
+    CLUSTER_DUPLICATE_NODE = "cluster_duplicate_node", [ERROR], "Another process publishes under this gateway's cluster.node_id (a configuration copied with its name): each ignores the other's changes as its own, so nothing is shared between them. Give every gateway its own node_id. At most every 60 s; counted in cluster_duplicate_node.", {
+        "node_id": string "the name both use",
+    };
     CLUSTER_GARBAGE = "cluster_garbage", [WARN], "A value or message from Redis was ignored (another type than a string, oversized, unparsable or inconsistent); rate-limited, counted in cluster_garbage.", {
         "key": string "the key or channel", "reason": string "what is wrong with it", "total": integer "values ignored so far",
     };
@@ -376,6 +388,26 @@ pub(crate) fn engine_event(event: Event) {
         }
         Event::ClientReleased { client } => {
             log_event!(CLIENT_RELEASED, client = %client, "time-lock ended")
+        }
+        Event::RemoteBan { net, origin, lifted, reason } => {
+            log_event!(
+                CLUSTER_BAN,
+                network = %crate::protocol::net_text(net),
+                gateway = %origin,
+                action = if lifted { "unban" } else { "ban" },
+                reason = reason.as_deref(),
+                "ban from another gateway"
+            )
+        }
+        Event::RemoteBanRefused { net, origin, why, total } => {
+            log_event!(
+                CLUSTER_BAN_REFUSED,
+                network = %crate::protocol::net_text(net),
+                gateway = %origin,
+                why = why.as_str(),
+                total = total,
+                "ban from another gateway refused"
+            )
         }
         Event::BanExpired { net, reason } => {
             log_event!(BAN_EXPIRED, network = %crate::protocol::net_text(net), reason = reason.as_deref(), "operator ban expired")

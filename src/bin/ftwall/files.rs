@@ -64,13 +64,18 @@ pub(crate) fn own_uid() -> u32 {
 
 /// 16 hex digits from the kernel's random source.
 fn random_suffix() -> io::Result<String> {
+    Ok(format!("{:016x}", random_u64()?))
+}
+
+/// 64 bits from the kernel's random source.
+pub(crate) fn random_u64() -> io::Result<u64> {
     let mut bytes = [0u8; 8];
     // SAFETY: the buffer is valid for writes of its length.
     let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
     if n != bytes.len() as isize {
         return Err(io::Error::last_os_error());
     }
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(u64::from_be_bytes(bytes))
 }
 
 /// A directory held open (`O_DIRECTORY|O_NOFOLLOW`): the files are created, renamed and removed
@@ -260,6 +265,17 @@ pub(crate) enum Guarded {
 /// Reads `file` guarded (see the module documentation); `Err` for a symlink, a file that is not
 /// regular, a file owned by someone else, or a read error.
 pub(crate) fn read_guarded(file: &Path, cap: usize) -> io::Result<Guarded> {
+    read_checked(file, cap, false)
+}
+
+/// [`read_guarded`] for a secret: also `Err` when the file's mode lets its group or others
+/// read or write it, checked on the open file (so a chmod between a check and the read
+/// cannot slip through).
+pub(crate) fn read_private(file: &Path, cap: usize) -> io::Result<Guarded> {
+    read_checked(file, cap, true)
+}
+
+fn read_checked(file: &Path, cap: usize, private: bool) -> io::Result<Guarded> {
     let c = c_path(file.as_os_str())?;
     let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
     // SAFETY: a valid NUL-terminated path; the fd is owned below.
@@ -282,6 +298,12 @@ pub(crate) fn read_guarded(file: &Path, cap: usize) -> io::Result<Guarded> {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!("is owned by uid {}, not by root or uid {own} (the daemon's user)", meta.uid()),
+        ));
+    }
+    if private && meta.mode() & 0o077 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("mode {:o} lets group or others read it; chmod 0600 (or 0400)", meta.mode() & 0o7777),
         ));
     }
     let mut bytes = Vec::new();

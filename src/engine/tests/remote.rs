@@ -559,3 +559,84 @@ fn a_local_entry_restored_from_the_state_file_evicts_a_remote_one() {
     assert!(e.peers().any(|p| p.addr == ip("198.51.100.42")));
     check_invariants(&e);
 }
+
+/// A ban from another gateway is a claim: one bad write to the shared store must not cut the
+/// site off (too wide, a whole LAN, an exempt host), nor fill this gateway's ban table.
+#[test]
+fn a_remote_ban_is_bounded_and_reported() {
+    let mut e = Engine::new(EngineConfig { exempt: vec!["198.51.100.53/32".parse().unwrap()], ..config() });
+    let ban = |net: &str| StateChange::Ban(BanEntry::new(net.parse().unwrap(), None, None));
+    let refused = |e: &mut Engine| -> Vec<(IpNet, RemoteBanRefusal, u64)> {
+        events(e)
+            .into_iter()
+            .filter_map(|ev| match ev {
+                Event::RemoteBanRefused { net, why, total, .. } => Some((net, why, total)),
+                _ => None,
+            })
+            .collect()
+    };
+    for (net, why) in [
+        ("0.0.0.0/0", RemoteBanRefusal::TooWide),
+        ("198.0.0.0/8", RemoteBanRefusal::TooWide),
+        ("::/0", RemoteBanRefusal::TooWide),
+        ("2001:db8::/31", RemoteBanRefusal::TooWide),
+        ("192.0.2.0/24", RemoteBanRefusal::CoversLan),
+        ("192.0.0.0/16", RemoteBanRefusal::CoversLan),
+        ("2001:db8:1::/48", RemoteBanRefusal::CoversLan),
+        ("198.51.100.53/32", RemoteBanRefusal::Exempt),
+        ("198.51.96.0/20", RemoteBanRefusal::Exempt),
+    ] {
+        assert!(!e.handle_remote(at(1), gw("gw-a"), ban(net)), "{net}");
+        assert!(e.bans().is_empty(), "{net} was taken");
+        let total = e.stats().remote_bans_refused;
+        let reported = refused(&mut e);
+        // Reported at the 1st, 2nd, 4th, 8th refusal only.
+        if total.is_power_of_two() {
+            assert_eq!(reported, vec![(net.parse::<IpNet>().unwrap().trunc(), why, total)], "{net}");
+        } else {
+            assert!(reported.is_empty(), "{net}: {reported:?}");
+        }
+    }
+    assert_eq!(e.stats().remote_bans_refused, 9);
+    // A host of the LAN, a /16 outside: taken, and said so.
+    for net in ["192.0.2.66/32", "203.0.0.0/16", "2001:db8:2::/48"] {
+        assert!(e.handle_remote(at(1), gw("gw-a"), ban(net)), "{net}");
+    }
+    let taken: Vec<_> = events(&mut e)
+        .into_iter()
+        .filter_map(|ev| match ev {
+            Event::RemoteBan { net, origin, lifted: false, .. } => Some((net, origin)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(taken.len(), 3, "{taken:?}");
+    assert!(taken.iter().all(|(_, origin)| *origin == gw("gw-a")));
+    // A lift by the other gateway's operator is said too.
+    let lifted = StateChange::BanRemoved("203.0.0.0/16".parse().unwrap(), Removal::Operator);
+    assert!(e.handle_remote(at(2), gw("gw-b"), lifted));
+    assert!(events(&mut e)
+        .iter()
+        .any(|ev| matches!(ev, Event::RemoteBan { lifted: true, origin, .. } if *origin == gw("gw-b"))));
+
+    // At most half the table comes from other gateways: the operator here keeps room.
+    let mut e = Engine::new(config());
+    let mut taken = 0;
+    for i in 0..(MAX_REMOTE_BANS as u32 + 10) {
+        let addr = std::net::Ipv6Addr::from(0x2001_0db8_0005_0000_0000_0000_0000_0000u128 + u128::from(i));
+        if e.handle_remote(
+            at(1),
+            gw("gw-a"),
+            StateChange::Ban(BanEntry::new(IpNet::from(IpAddr::V6(addr)), None, None)),
+        ) {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, MAX_REMOTE_BANS);
+    assert_eq!(e.stats().remote_bans_refused, 10);
+    assert!(e.ban(at(2), ip("203.0.113.9"), None, None, None).is_ok(), "the local operator has no room");
+    // A lifted remote ban frees its place.
+    let first = IpNet::from(IpAddr::V6("2001:db8:5::".parse().unwrap()));
+    assert!(e.handle_remote(at(3), gw("gw-a"), StateChange::BanRemoved(first, Removal::Operator)));
+    let next = IpNet::from(IpAddr::V6("2001:db8:6::".parse().unwrap()));
+    assert!(e.handle_remote(at(3), gw("gw-a"), StateChange::Ban(BanEntry::new(next, None, None))));
+}

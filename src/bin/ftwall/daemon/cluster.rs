@@ -59,7 +59,6 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -86,6 +85,9 @@ const MAX_GATEWAYS: usize = 1024;
 const BATCH: usize = 256;
 /// Remote changes merged under one hold of the engine's lock (see `Cluster::apply`).
 const MERGE_CHUNK: usize = 32;
+/// The most two gateways' clocks may disagree, as seen in a message's send date, before it is
+/// reported as clock skew (`cluster_clock_skew`) instead of counted as a propagation lag.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
 /// How often the blocked threads look at the stop flag.
 const WAKE: Duration = Duration::from_millis(250);
 
@@ -94,6 +96,10 @@ const WAKE: Duration = Duration::from_millis(250);
 #[serde(deny_unknown_fields)]
 struct Message {
     from: String,
+    /// The sending process (random at each start; 0 or absent: not said), to tell another
+    /// process that publishes under the same `node_id` from this one's own echo.
+    #[serde(default)]
+    instance: u64,
     sent_us: u64,
     kind: Kind,
     /// The entry's name ([`entry_id`]).
@@ -137,6 +143,10 @@ pub(crate) struct Cluster {
     last_echo_us: AtomicU64,
     gateways: Mutex<BTreeMap<String, u64>>,
     garbage_log: SharedThrottle,
+    skew_log: SharedThrottle,
+    duplicate_log: SharedThrottle,
+    /// This process among the publishers of `node` ([`Message::instance`]).
+    instance: u64,
     /// Redis refuses this gateway's writes: the server's last refusal (None: writes accepted).
     refusing: Mutex<Option<String>>,
 }
@@ -179,16 +189,8 @@ fn host_name() -> anyhow::Result<String> {
 /// Reads `USER PASSWORD` or `PASSWORD` from the first line of `file`, which must be a regular
 /// file owned by root or the daemon's user, readable by nobody else.
 pub(crate) fn read_credentials(file: &Path) -> anyhow::Result<(Option<String>, String)> {
-    let meta = std::fs::symlink_metadata(file)
-        .with_context(|| format!("cluster.password_file {}", file.display()))?;
-    if meta.mode() & 0o077 != 0 {
-        bail!(
-            "cluster.password_file {}: mode {:o} lets group or others read it; chmod 0600 (or 0400)",
-            file.display(),
-            meta.mode() & 0o7777
-        );
-    }
-    let bytes = match crate::files::read_guarded(file, 4096)
+    // The mode and owner are checked on the open file, not the path.
+    let bytes = match crate::files::read_private(file, 4096)
         .with_context(|| format!("cluster.password_file {}", file.display()))?
     {
         crate::files::Guarded::Bytes(b) if b.len() <= 4096 => b,
@@ -253,6 +255,9 @@ impl Cluster {
             last_echo_us: AtomicU64::new(u64::MAX),
             gateways: Mutex::new(BTreeMap::new()),
             garbage_log: SharedThrottle::new(Duration::from_secs(10)),
+            skew_log: SharedThrottle::new(Duration::from_secs(60)),
+            duplicate_log: SharedThrottle::new(Duration::from_secs(60)),
+            instance: crate::files::random_u64().context("a random cluster instance id")?.max(1),
             refusing: Mutex::new(None),
         }))
     }
@@ -529,14 +534,15 @@ impl Cluster {
     /// Writes back every entry this gateway learned itself (after a reconnect, a resync or an
     /// outbox overflow), so nothing learned while Redis was away is lost.
     fn write_back(&self, shared: &Shared, con: &mut redis::Connection) -> redis::RedisResult<()> {
-        let snapshot = lock(&shared.core).engine.snapshot();
+        // Only this gateway's own entries are copied under the engine's lock (the packet
+        // path's): the other gateways' are theirs to write.
+        let snapshot = lock(&shared.core).engine.own_snapshot();
         let own = snapshot
             .locks
             .into_iter()
-            .filter(|e| e.origin.is_none())
             .map(StateChange::Lock)
-            .chain(snapshot.bans.into_iter().filter(|e| e.origin.is_none()).map(StateChange::Ban))
-            .chain(snapshot.peers.into_iter().filter(|e| e.origin.is_none()).map(StateChange::Peer))
+            .chain(snapshot.bans.into_iter().map(StateChange::Ban))
+            .chain(snapshot.peers.into_iter().map(StateChange::Peer))
             .filter(|c| self.config.share.contains(&kind_of(c)))
             .collect::<Vec<_>>();
         // While Redis refuses writes, one entry first: if it is refused, so would the rest be.
@@ -574,8 +580,14 @@ impl Cluster {
                 None => {
                     // A removal (only an operator's reaches the outbox: see `publish`).
                     pipe.cmd("DEL").arg(&key).ignore();
-                    let message =
-                        Message { from: self.node.to_string(), sent_us: now_us, kind, id, entry: None };
+                    let message = Message {
+                        from: self.node.to_string(),
+                        instance: self.instance,
+                        sent_us: now_us,
+                        kind,
+                        id,
+                        entry: None,
+                    };
                     pipe.cmd("PUBLISH")
                         .arg(&self.channel)
                         .arg(serde_json::to_vec(&message).unwrap_or_default())
@@ -595,8 +607,14 @@ impl Cluster {
                 set.arg("PX").arg(((ends_us - now_us) / 1000).max(1));
             }
             set.ignore();
-            let message =
-                Message { from: self.node.to_string(), sent_us: now_us, kind, id, entry: Some(entry.json) };
+            let message = Message {
+                from: self.node.to_string(),
+                instance: self.instance,
+                sent_us: now_us,
+                kind,
+                id,
+                entry: Some(entry.json),
+            };
             pipe.cmd("PUBLISH")
                 .arg(&self.channel)
                 .arg(serde_json::to_vec(&message).unwrap_or_default())
@@ -732,6 +750,19 @@ impl Cluster {
             Ok(m) => m,
             Err(e) => return self.garbage(shared, &self.channel, &format!("not a message: {e}")),
         };
+        if message.from == self.node.as_str() && message.instance != self.instance {
+            // Another process publishes under this gateway's name (a configuration copied
+            // with its node_id): each would ignore the other's changes as its own echo.
+            Counters::bump(&shared.counters.cluster_duplicate_node);
+            if self.duplicate_log.ready() {
+                log_event!(
+                    CLUSTER_DUPLICATE_NODE,
+                    node_id = %self.node,
+                    "another gateway publishes under this gateway's cluster.node_id"
+                );
+            }
+            return;
+        }
         if message.from == self.node.as_str() {
             // Our own change, back from Redis: ignored, but its trip is measured on one clock,
             // which needs no agreement between the gateways' clocks.
@@ -743,9 +774,26 @@ impl Cluster {
         }
         match self.change_from(&message.from, message.kind, &message.id, message.entry) {
             Ok(Some(found)) => {
-                let lag_us = clock::wall_now().as_micros().saturating_sub(message.sent_us);
-                self.last_lag_us.store(lag_us, Ordering::Relaxed);
-                shared.counters.cluster_lag_us.fetch_add(lag_us, Ordering::Relaxed);
+                // The sender's clock against ours: a lag, unless the two disagree by more than
+                // any delivery takes, which is a clock to fix (entries from it arrive shortened
+                // or lengthened, or already expired), not a lag to average.
+                let now_us = clock::wall_now().as_micros();
+                let skew_us = i128::from(now_us) - i128::from(message.sent_us);
+                if skew_us.unsigned_abs() > MAX_CLOCK_SKEW.as_micros() {
+                    Counters::bump(&shared.counters.cluster_clock_skewed);
+                    if self.skew_log.ready() {
+                        log_event!(
+                            CLUSTER_CLOCK_SKEW,
+                            gateway = %found.0,
+                            skew_ms = i64::try_from(skew_us / 1000).unwrap_or(i64::MAX),
+                            "another gateway's clock disagrees with this one's"
+                        );
+                    }
+                } else {
+                    let lag_us = u64::try_from(skew_us.max(0)).unwrap_or(0);
+                    self.last_lag_us.store(lag_us, Ordering::Relaxed);
+                    shared.counters.cluster_lag_us.fetch_add(lag_us, Ordering::Relaxed);
+                }
                 self.apply(shared, vec![found]);
             }
             Ok(None) => {}
@@ -766,15 +814,10 @@ impl Cluster {
         if origin == self.node || !self.config.share.contains(&kind) {
             return Ok(None);
         }
-        {
-            let mut gateways = self.gateways.lock().unwrap_or_else(|e| e.into_inner());
-            if gateways.len() < MAX_GATEWAYS || gateways.contains_key(from) {
-                gateways.insert(from.to_string(), clock::wall_now().as_secs());
-            }
-        }
         let Some(entry) = entry else {
             let change =
                 removal(kind, id).ok_or_else(|| format!("not a {} name: {id:?}", kind.key_name()))?;
+            self.heard_from(origin);
             return Ok(Some((origin, change)));
         };
         let mut snapshot = Snapshot::default();
@@ -806,7 +849,24 @@ impl Cluster {
             Kind::Peers => engine.peers.first().copied().map(StateChange::Peer),
             Kind::Bans => engine.bans.first().cloned().map(StateChange::Ban),
         };
+        self.heard_from(origin);
         Ok(change.map(|c| (origin, c)))
+    }
+
+    /// Records that `origin` sent a well-formed change now (`gateways_seen`). At most
+    /// [`MAX_GATEWAYS`] are listed: a new name beyond that replaces the one heard from least
+    /// recently, so made-up names cannot freeze the list.
+    fn heard_from(&self, origin: GatewayId) {
+        let name = origin.to_string();
+        let now = clock::wall_now().as_secs();
+        let mut gateways = self.gateways.lock().unwrap_or_else(|e| e.into_inner());
+        if gateways.len() >= MAX_GATEWAYS && !gateways.contains_key(&name) {
+            let oldest = gateways.iter().min_by_key(|(_, &heard)| heard).map(|(n, _)| n.clone());
+            if let Some(oldest) = oldest {
+                gateways.remove(&oldest);
+            }
+        }
+        gateways.insert(name, now);
     }
 
     /// Merges `changes` into the engine (in memory, under its lock) and drains its outputs.
@@ -947,7 +1007,7 @@ mod tests {
         let file = dir.path().join("secret");
         std::fs::write(&file, "ftwall s3cret\nignored\n").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let refused = read_credentials(&file).unwrap_err().to_string();
+        let refused = format!("{:#}", read_credentials(&file).unwrap_err());
         assert!(refused.contains("group or others"), "{refused}");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_credentials(&file).unwrap(), (Some("ftwall".into()), "s3cret".into()));
@@ -976,6 +1036,22 @@ mod tests {
         let config =
             ClusterConfig { enabled: true, node_id: Some("gw-b".into()), ..ClusterConfig::default() };
         Cluster::new(&config).unwrap().unwrap()
+    }
+
+    /// Made-up gateway names cannot freeze the list: a new one beyond the bound replaces the
+    /// one heard from least recently.
+    #[test]
+    fn gateways_seen_stays_bounded_and_current() {
+        let cluster = cluster();
+        for i in 0..MAX_GATEWAYS {
+            cluster.heard_from(GatewayId::new(&format!("made-up-{i}")).unwrap());
+        }
+        cluster.gateways.lock().unwrap().insert("made-up-0".into(), 0);
+        cluster.heard_from(GatewayId::new("gw-a").unwrap());
+        let seen = cluster.status().gateways_seen;
+        assert_eq!(seen.len(), MAX_GATEWAYS);
+        assert!(seen.contains(&"gw-a".to_string()));
+        assert!(!seen.contains(&"made-up-0".to_string()), "the least recently heard stays");
     }
 
     /// Only an operator's removal reaches the outbox: an expiry or an eviction here must not

@@ -87,6 +87,8 @@ counters! {
     cluster_garbage, "ftwall_cluster_garbage_total", "Values or messages from Redis that were ignored (wrong type, oversized, unparsable, inconsistent).";
     cluster_outbox_overflows, "ftwall_cluster_outbox_overflows_total", "Local changes not queued for publishing because the cluster outbox was full (repaired by a resync).";
     cluster_lag_us, "ftwall_cluster_lag_microseconds_total", "Sum of the propagation times (publishing gateway's clock to this one's: needs NTP) of the changes received by message, in µs.";
+    cluster_clock_skewed, "ftwall_cluster_clock_skewed_total", "Changes from other gateways whose send date was more than 5 s from this gateway's clock (logged as cluster_clock_skew, at most every 60 s; not counted in the lag).";
+    cluster_duplicate_node, "ftwall_cluster_duplicate_node_total", "Messages from another process publishing under this gateway's cluster.node_id (two gateways configured with one name ignore each other's changes).";
     cluster_echoes, "ftwall_cluster_echoes_total", "This gateway's own messages received back from Redis's channel (and ignored).";
     cluster_echo_us, "ftwall_cluster_echo_microseconds_total", "Sum of the times from publishing a change to receiving it back on the channel, on this gateway's own clock, in µs; over the rate of cluster_echoes, the mean time a change takes through Redis, with no clock comparison between gateways.";
 }
@@ -167,6 +169,12 @@ pub(crate) const ENGINE_CATALOGUE: &[EngineCounter] = &[
         "ftwall_locks_refused_remote_total",
         "Locks from other gateways not merged because other gateways' locks held half of their table (per family) already.",
         |s| s.locks_refused_remote,
+    ),
+    (
+        "remote_bans_refused",
+        "ftwall_remote_bans_refused_total",
+        "Bans from other gateways refused: wider than an IPv4 /16 or IPv6 /32, covering a whole lan network or an exempt address, or beyond half the ban table.",
+        |s| s.remote_bans_refused,
     ),
     (
         "locks_refused_not_inside",
