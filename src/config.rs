@@ -62,7 +62,8 @@ pub struct PeersConfig {
     /// Maximum number of suspect peers remembered, in each of four separate tables (IPv4 and
     /// IPv6, strong and weak evidence): churn in one never evicts from another. A full table
     /// refuses new entries (counted) rather than evicting live ones; an expired least recently
-    /// used entry is reclaimed.
+    /// used entry is reclaimed. Entries merged from other gateways (`[cluster]`) hold at most half
+    /// of each table, and this gateway's own learning evicts them from a full table.
     pub capacity: usize,
     /// Seconds a strong suspect peer is remembered after it was last seen; 0 = until evicted.
     pub expire_seconds: u64,
@@ -114,7 +115,8 @@ pub struct TimelockConfig {
     pub allow_ports: Vec<u16>,
     /// Maximum number of locked clients tracked at once, in each of two separate tables (IPv4
     /// addresses, IPv6 prefixes). A full table refuses new locks (counted) rather than
-    /// evicting live ones.
+    /// evicting live ones. Locks merged from other gateways (`[cluster]`) hold at most half of
+    /// each table, and this gateway's own tells evict them from a full table.
     pub capacity: usize,
     /// IPv6 clients are locked by prefix of this length (a LAN host picks any address of its
     /// /64); IPv4 clients by address.
@@ -383,13 +385,13 @@ impl EngineConfig {
         Key::new("spoof_pongs", "Answer a dropped ping from a client in lan with a forged pong from the pinged peer (needs CAP_NET_RAW)."),
         Key::new("pongs.per_client_per_second", "Forged pongs per second to one client, burst the same (0: no per-client limit); buckets are kept for up to timelock.capacity clients."),
         Key::new("pongs.max_per_second", "Forged pongs per second to all clients together, burst the same (0: no total limit)."),
-        Key::new("peers.capacity", "Suspect peers remembered at once, per table (IPv4, IPv6) x (strong, weak); a full table refuses new ones (counted) and never evicts a live one; 1 to 1048576."),
+        Key::new("peers.capacity", "Suspect peers remembered at once, per table (IPv4, IPv6) x (strong, weak); a full table refuses new ones (counted) and never evicts a live one of this gateway's; other gateways' entries hold at most half of it and are evicted for this gateway's own; 1 to 1048576."),
         Key::new("peers.expire_seconds", "Forget a strong suspect peer (one that spoke FastTrack itself) this many seconds after it was last seen (0: only by eviction)."),
         Key::new("peers.weak_expire_seconds", "Forget a weak suspect peer (an address a header or a client's ping named) this many seconds after it was last named (0: only by eviction; at most expire_seconds)."),
         Key::new("peers.per_client", "Most live suspect peers of each strength one inside client's flows may have added (an IPv6 client is its timelock.ipv6_prefix); more are refused and counted."),
         Key::new("timelock.seconds", "Lock a client this long after its last FastTrack tell (0: no time-lock)."),
         Key::new("timelock.allow_ports", "While locked, new outbound TCP connections are dropped except to these ports (still inspected)."),
-        Key::new("timelock.capacity", "Locked clients tracked at once, per family (IPv4 addresses, IPv6 prefixes); a full table refuses new locks (counted) rather than evicting live ones; 1 to 1048576."),
+        Key::new("timelock.capacity", "Locked clients tracked at once, per family (IPv4 addresses, IPv6 prefixes); a full table refuses new locks (counted) rather than evicting live ones of this gateway's; other gateways' locks hold at most half of it and are evicted for this gateway's own; 1 to 1048576."),
         Key::new("timelock.ipv6_prefix", "Lock IPv6 clients by prefix of this length (a host picks any address of its /64); 1 to 128."),
         Key::new("timelock.mac_tie", "A lock also holds new connections sent with the LAN hardware address of the packet that armed it (ties a host's IPv4 and IPv6); only where each inside host is its own MAC (no router, bridge or NAT on the LAN side)."),
         Key::new("flows.capacity", "Flows tracked at once (least recently used evicted first); 1 to 4194304."),

@@ -23,8 +23,17 @@
 //!   address, an IPv6 `timelock.ipv6_prefix`), so a host cannot escape its lock by moving to
 //!   another address of its prefix. The engine locks only inside hosts (in `lan`, not `exempt`).
 //! - Two tables (IPv4, IPv6) of at most `capacity` locks each: churn in one never touches the
-//!   other. A full table refuses a new lock ([`Armed::Refused`]) rather than evicting a live one;
-//!   locks leave only by expiry, operator release or a shrinking reconfiguration.
+//!   other.
+//! - A lock is *remote* while its current expiry was set by another gateway (`origin` Some):
+//!   a merge makes it remote (taking over a local lock too), a local tell that re-arms it makes
+//!   it local again. At most [`remote_share`] (half) of each table is remote: a merge beyond it
+//!   is refused ([`LockRefusal::RemoteShare`]). `remote` counts them exactly, per family.
+//! - A local lock outranks a remote one: when a table is full, a new local lock (a tell, or one
+//!   restored from this gateway's state file) evicts the least recently armed remote lock,
+//!   returned to the caller to report as [`super::snapshot::Removal::Evicted`]; with no remote
+//!   lock to evict, it is refused ([`Armed::Refused`]). A live local lock is never evicted:
+//!   local locks leave only by expiry, operator release or a shrinking reconfiguration (which
+//!   evicts remote locks first).
 //! - `timers` holds exactly one `(deadline, key)` entry per lock: its next probe time if a probe
 //!   is due for the current arming, otherwise its expiry. So the timer index is bounded by the
 //!   lock tables and `poll_timeout` is its first entry.
@@ -95,17 +104,37 @@ impl Lock {
 }
 
 /// What a call to [`ClientLocks::arm`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Armed {
-    /// The client was not locked before.
-    New,
+    /// The client was not locked before. `evicted`: the remote lock dropped to make room.
+    New {
+        /// The remote lock evicted for this one, if the table was full.
+        evicted: Option<Box<LockEntry>>,
+    },
     /// An existing lock was re-armed.
     Rearmed {
         /// Whether the new expiry should be persisted (moved by at least a second).
         persist: bool,
     },
-    /// The client's table is full of live locks: not locked.
+    /// The client's table is full of live local locks: not locked.
     Refused,
+}
+
+/// Why a lock was not placed ([`ClientLocks::merge`], [`ClientLocks::restore`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockRefusal {
+    /// Expired at arrival, or not later than the lock held (nothing to do).
+    Stale,
+    /// Its table is full of live locks that it may not evict.
+    Full,
+    /// A remote lock, and remote locks hold [`remote_share`] of its table already.
+    RemoteShare,
+}
+
+/// How many locks of a table of `capacity` may be remote (another gateway's): half, so that
+/// other gateways' claims never fill the room this gateway's own learning needs.
+pub(crate) fn remote_share(capacity: usize) -> usize {
+    capacity / 2
 }
 
 /// Something due at a deadline.
@@ -142,6 +171,8 @@ pub(crate) struct Arming {
 pub(crate) struct ClientLocks {
     /// By family: 0 IPv4, 1 IPv6.
     locks: [LruCache<IpNet, Lock>; 2],
+    /// By family: the locks whose `origin` is Some.
+    remote: [usize; 2],
     timers: BTreeSet<(Timestamp, IpNet)>,
 }
 
@@ -155,7 +186,38 @@ fn table(capacity: usize) -> LruCache<IpNet, Lock> {
 
 impl ClientLocks {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { locks: [table(capacity), table(capacity)], timers: BTreeSet::new() }
+        Self { locks: [table(capacity), table(capacity)], remote: [0; 2], timers: BTreeSet::new() }
+    }
+
+    /// Removes `key`'s lock from its table and the timer index, keeping `remote` exact.
+    fn remove(&mut self, key: IpNet) -> Option<Lock> {
+        let fam = family(&key);
+        let lock = self.locks[fam].pop(&key)?;
+        self.timers.remove(&(lock.deadline, key));
+        self.remote[fam] -= usize::from(lock.origin.is_some());
+        Some(lock)
+    }
+
+    /// Evicts the least recently armed remote lock of family `fam`, if there is one.
+    fn evict_remote(&mut self, fam: usize) -> Option<LockEntry> {
+        if self.remote[fam] == 0 {
+            return None;
+        }
+        let key = self.locks[fam].iter().rev().find(|(_, l)| l.origin.is_some()).map(|(&k, _)| k)?;
+        self.remove(key).map(|lock| lock.entry(key))
+    }
+
+    /// Test-only: recounts the remote locks and the timers, and checks the invariants.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        for (fam, locks) in self.locks.iter().enumerate() {
+            let remote = locks.iter().filter(|(_, l)| l.origin.is_some()).count();
+            assert_eq!(self.remote[fam], remote, "remote locks of family {fam}");
+            assert!(remote <= remote_share(locks.cap().get()), "{remote} remote locks of family {fam}");
+        }
+        let timers: BTreeSet<_> =
+            self.locks.iter().flat_map(|t| t.iter().map(|(&k, l)| (l.deadline, k))).collect();
+        assert_eq!(self.timers, timers);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -166,18 +228,30 @@ impl ClientLocks {
         self.locks[family(key)].peek(key)
     }
 
-    /// Shrinks or grows the tables; returns the locks released by shrinking.
+    /// Shrinks or grows the tables; returns the locks evicted by shrinking: remote ones first
+    /// (least recently armed first), down to the new [`remote_share`] and as far as the new
+    /// capacity needs, then local ones.
     pub(crate) fn resize(&mut self, capacity: usize) -> Vec<LockEntry> {
         let capacity = NonZeroUsize::new(capacity.max(1)).expect("non-zero");
         let mut released = Vec::new();
-        for locks in &mut self.locks {
-            while locks.len() > capacity.get() {
-                if let Some((key, lock)) = locks.pop_lru() {
-                    self.timers.remove(&(lock.deadline, key));
-                    released.push(lock.entry(key));
-                }
+        for fam in 0..2 {
+            let over = self.locks[fam].len().saturating_sub(capacity.get());
+            let remote_over = self.remote[fam].saturating_sub(remote_share(capacity.get()));
+            let victims: Vec<IpNet> = self.locks[fam]
+                .iter()
+                .rev()
+                .filter(|(_, l)| l.origin.is_some())
+                .take(over.max(remote_over))
+                .map(|(&k, _)| k)
+                .collect();
+            for key in victims {
+                released.extend(self.remove(key).map(|lock| lock.entry(key)));
             }
-            locks.resize(capacity);
+            while self.locks[fam].len() > capacity.get() {
+                let Some((&key, _)) = self.locks[fam].peek_lru() else { break };
+                released.extend(self.remove(key).map(|lock| lock.entry(key)));
+            }
+            self.locks[fam].resize(capacity);
         }
         released
     }
@@ -202,7 +276,8 @@ impl ClientLocks {
         let Arming { client, key, port, peer, reason, flow } = arming;
         let until = now.saturating_add(period);
         let probe_at = now.saturating_add(period / 2);
-        let locks = &mut self.locks[family(&key)];
+        let fam = family(&key);
+        let locks = &mut self.locks[fam];
         if let Some(lock) = locks.get_mut(&key) {
             lock.client = client;
             lock.last_seen = lock.last_seen.max(now);
@@ -218,7 +293,8 @@ impl ClientLocks {
             }
             self.timers.remove(&(lock.deadline, key));
             lock.until = until;
-            lock.origin = None;
+            // Seen here: the lock is ours now.
+            self.remote[fam] -= usize::from(lock.origin.take().is_some());
             lock.armed = now;
             lock.probe_sent = false;
             lock.probed = None;
@@ -236,8 +312,12 @@ impl ClientLocks {
             }
             return Armed::Rearmed { persist };
         }
+        let mut evicted = None;
         if locks.len() >= locks.cap().get() {
-            return Armed::Refused;
+            evicted = self.evict_remote(fam).map(Box::new);
+            if evicted.is_none() {
+                return Armed::Refused;
+            }
         }
         let deadline = if port.is_some() && peer.is_some() { probe_at } else { until };
         let lock = Lock {
@@ -256,16 +336,14 @@ impl ClientLocks {
             last_seen: now,
             origin: None,
         };
-        locks.push(key, lock);
+        self.locks[fam].push(key, lock);
         self.timers.insert((deadline, key));
-        Armed::New
+        Armed::New { evicted }
     }
 
     /// Releases the lock of `key` now (operator action); returns it if there was one.
     pub(crate) fn release(&mut self, key: IpNet) -> Option<LockEntry> {
-        let lock = self.locks[family(&key)].pop(&key)?;
-        self.timers.remove(&(lock.deadline, key));
-        Some(lock.entry(key))
+        self.remove(key).map(|lock| lock.entry(key))
     }
 
     /// The earliest deadline.
@@ -286,7 +364,8 @@ impl ClientLocks {
         };
         if lock.until <= now {
             let entry = lock.entry(key);
-            locks.pop(&key);
+            let lock = locks.pop(&key).expect("peeked");
+            self.remote[family(&key)] -= usize::from(lock.origin.is_some());
             return Some(Due::Released(entry));
         }
         match lock.probe_target() {
@@ -353,14 +432,16 @@ impl ClientLocks {
     /// than the lock held here (an equal expiry is settled by the origin, so the result does not
     /// depend on the order of merges, and merging the same entry twice changes nothing). The
     /// port, peer and provenance known here are kept when the entry has none. A full table
-    /// refuses a new lock, as for a local tell. Returns the lock as now held if it was taken.
+    /// refuses a new lock, and a merged lock (`entry.origin` Some) counts against the
+    /// [`remote_share`] (taking over a local lock too). Returns the lock as now held if it was
+    /// taken.
     pub(crate) fn merge(
         &mut self,
         entry: LockEntry,
         key: IpNet,
         now: Timestamp,
         period: Duration,
-    ) -> Result<Option<LockEntry>, Armed> {
+    ) -> Result<Option<LockEntry>, LockRefusal> {
         if entry.until <= now {
             return Ok(None);
         }
@@ -379,18 +460,27 @@ impl ClientLocks {
             last_seen: entry.last_seen.max(old.map_or(Timestamp::ZERO, |o| o.last_seen)),
             ..entry
         };
-        if !self.restore(entry, key, now, period) {
-            return Err(Armed::Refused);
+        match self.restore(entry, key, now, period) {
+            // A merged lock is remote: it never evicts.
+            Ok(_) => Ok(self.entry(key)),
+            Err(LockRefusal::Stale) => Ok(None),
+            Err(refusal) => Err(refusal),
         }
-        Ok(self.entry(key))
     }
 
-    /// Loads a persisted lock under `key` (skipped if expired at `now`, or if its table is
-    /// full). `period` is the configured lock time, used to place the half-expiry probe.
-    /// Returns whether it was loaded.
-    pub(crate) fn restore(&mut self, entry: LockEntry, key: IpNet, now: Timestamp, period: Duration) -> bool {
+    /// Loads a lock under `key`, persisted or merged (refused if expired at `now`; a remote one,
+    /// `origin` Some, if remote locks hold their [`remote_share`]; if its table is full, unless a
+    /// local lock can evict a remote one). `period` is the configured lock time, used to place
+    /// the half-expiry probe. Returns the remote lock evicted for it, if any.
+    pub(crate) fn restore(
+        &mut self,
+        entry: LockEntry,
+        key: IpNet,
+        now: Timestamp,
+        period: Duration,
+    ) -> Result<Option<LockEntry>, LockRefusal> {
         if entry.until <= now {
-            return false;
+            return Err(LockRefusal::Stale);
         }
         let armed = Timestamp::from_micros(entry.until.as_micros().saturating_sub(period.as_micros() as u64));
         let mut probe_at = armed.saturating_add(period / 2);
@@ -404,11 +494,25 @@ impl ClientLocks {
         let probe_at = probe_at.max(now);
         let probe = entry.port.is_some() && entry.peer.is_some();
         let deadline = if probe && probe_at < entry.until { probe_at } else { entry.until };
-        let locks = &mut self.locks[family(&key)];
-        if let Some(old) = locks.peek(&key) {
-            self.timers.remove(&(old.deadline, key));
-        } else if locks.len() >= locks.cap().get() {
-            return false;
+        let fam = family(&key);
+        let remote = entry.origin.is_some();
+        let share = remote_share(self.locks[fam].cap().get());
+        let mut evicted = None;
+        match self.locks[fam].peek(&key) {
+            Some(old) => {
+                if remote && old.origin.is_none() && self.remote[fam] >= share {
+                    return Err(LockRefusal::RemoteShare);
+                }
+                self.remove(key);
+            }
+            None if remote && self.remote[fam] >= share => return Err(LockRefusal::RemoteShare),
+            None if self.locks[fam].len() >= self.locks[fam].cap().get() => {
+                if remote {
+                    return Err(LockRefusal::Full);
+                }
+                evicted = Some(self.evict_remote(fam).ok_or(LockRefusal::Full)?);
+            }
+            None => {}
         }
         let lock = Lock {
             client: entry.client,
@@ -426,9 +530,10 @@ impl ClientLocks {
             last_seen: entry.last_seen,
             origin: entry.origin,
         };
-        locks.push(key, lock);
+        self.locks[fam].push(key, lock);
+        self.remote[fam] += usize::from(remote);
         self.timers.insert((deadline, key));
-        true
+        Ok(evicted)
     }
 }
 
@@ -480,7 +585,7 @@ mod tests {
         let mut locks = ClientLocks::new(8);
         let c = ip("192.0.2.10");
         let peer = sock("198.51.100.20:1214");
-        assert_eq!(locks.arm(arming(c, Some(3531), Some(peer)), at(0), T), Armed::New);
+        assert_eq!(locks.arm(arming(c, Some(3531), Some(peer)), at(0), T), Armed::New { evicted: None });
         assert!(locks.is_locked(net(c), at(119)));
         assert!(!locks.is_locked(net(c), at(120)));
         assert_eq!(locks.next_deadline(), Some(at(60)));
@@ -604,11 +709,13 @@ mod tests {
         one.arm(arming(c, None, None), at(150), T);
         assert_eq!(one.entry(net(c)).map(|e| e.origin), Some(None));
         // A full table refuses a remote lock rather than evicting a live one.
-        let mut full = ClientLocks::new(1);
+        let mut full = ClientLocks::new(2);
         full.arm(arming(ip("192.0.2.6"), None, None), now, T);
-        assert_eq!(full.merge(entry(100, Some(a)), net(c), now, T), Err(Armed::Refused));
+        full.arm(arming(ip("192.0.2.7"), None, None), now, T);
+        assert_eq!(full.merge(entry(100, Some(a)), net(c), now, T), Err(LockRefusal::Full));
         assert!(full.is_locked(net(ip("192.0.2.6")), now));
         assert!(!full.is_locked(net(c), now));
+        full.check_invariants();
     }
 
     #[test]
@@ -616,10 +723,14 @@ mod tests {
         let mut locks = ClientLocks::new(8);
         let peer = sock("198.51.100.20:1214");
         let entry = |client, until, peer| LockEntry::new(ip(client), at(until), Some(1214), peer);
-        locks.restore(entry("192.0.2.5", 100, Some(peer)), net(ip("192.0.2.5")), at(100), T);
+        let expired = locks.restore(entry("192.0.2.5", 100, Some(peer)), net(ip("192.0.2.5")), at(100), T);
+        assert_eq!(expired, Err(LockRefusal::Stale));
         assert_eq!(locks.len(), 0);
         // Armed at 50 (until 170): probe due at 110.
-        locks.restore(entry("192.0.2.6", 170, Some(peer)), net(ip("192.0.2.6")), at(100), T);
+        assert_eq!(
+            locks.restore(entry("192.0.2.6", 170, Some(peer)), net(ip("192.0.2.6")), at(100), T),
+            Ok(None)
+        );
         assert_eq!(locks.next_deadline(), Some(at(110)));
         assert_eq!(
             locks.pop_due(at(110)),
@@ -627,7 +738,7 @@ mod tests {
         );
         assert!(matches!(locks.pop_due(at(170)), Some(Due::Released(l)) if l.client == ip("192.0.2.6")));
         // From an older state file (no peer): no probe, only the expiry.
-        locks.restore(entry("192.0.2.7", 170, None), net(ip("192.0.2.7")), at(100), T);
+        assert_eq!(locks.restore(entry("192.0.2.7", 170, None), net(ip("192.0.2.7")), at(100), T), Ok(None));
         assert_eq!(locks.next_deadline(), Some(at(170)));
         assert!(matches!(locks.pop_due(at(170)), Some(Due::Released(l)) if l.client == ip("192.0.2.7")));
     }

@@ -133,7 +133,7 @@ use crate::wire::{self, Packet, TcpSegment, Transport, UdpDatagram};
 use bans::Bans;
 use flows::{Endpoint, Flow, FlowKey, FlowTable, Source, SourceQuota, TCP, UDP};
 use ipnet::IpNet;
-use locks::{Armed, Arming, ClientLocks, Due};
+use locks::{Armed, Arming, ClientLocks, Due, LockRefusal};
 use lru::LruCache;
 use peers::{Claim, Learned, Merged, PeerCache, PeerLimits, Refusal};
 use pongs::PongLimiter;
@@ -283,6 +283,11 @@ pub enum RefusedKind {
     PeerQuota,
     /// A lock table (per family, `timelock.capacity`) is full of live locks.
     LockTableFull,
+    /// A suspect peer from another gateway: entries from other gateways hold half of its table
+    /// already.
+    PeerRemoteShare,
+    /// A lock from another gateway: locks from other gateways hold half of its table already.
+    LockRemoteShare,
 }
 
 impl RefusedKind {
@@ -292,6 +297,8 @@ impl RefusedKind {
             Self::PeerTableFull => "peer_table_full",
             Self::PeerQuota => "peer_quota",
             Self::LockTableFull => "lock_table_full",
+            Self::PeerRemoteShare => "peer_remote_share",
+            Self::LockRemoteShare => "lock_remote_share",
         }
     }
 }
@@ -1105,6 +1112,10 @@ impl Engine {
                 self.stats.peers_refused_quota += 1;
                 (RefusedKind::PeerQuota, self.stats.peers_refused_quota)
             }
+            Refusal::RemoteShare => {
+                self.stats.peers_refused_remote += 1;
+                (RefusedKind::PeerRemoteShare, self.stats.peers_refused_remote)
+            }
         };
         if worth_reporting(total) {
             self.push_event(Event::Refused { kind, addr, client, total });
@@ -1114,10 +1125,24 @@ impl Engine {
     /// Counts a lock of `client` not armed because its table is full of live locks, and
     /// reports it as [`Engine::peer_refused`] does.
     fn lock_refused_full(&mut self, client: IpAddr) {
-        self.stats.locks_refused_full += 1;
-        let total = self.stats.locks_refused_full;
+        self.lock_refused(LockRefusal::Full, client);
+    }
+
+    /// Counts a lock of `client` not armed or not merged, and reports it as
+    /// [`Engine::peer_refused`] does.
+    fn lock_refused(&mut self, refusal: LockRefusal, client: IpAddr) {
+        let (kind, total) = match refusal {
+            LockRefusal::Stale => return,
+            LockRefusal::Full => {
+                self.stats.locks_refused_full += 1;
+                (RefusedKind::LockTableFull, self.stats.locks_refused_full)
+            }
+            LockRefusal::RemoteShare => {
+                self.stats.locks_refused_remote += 1;
+                (RefusedKind::LockRemoteShare, self.stats.locks_refused_remote)
+            }
+        };
         if worth_reporting(total) {
-            let kind = RefusedKind::LockTableFull;
             self.push_event(Event::Refused { kind, addr: client, client: Some(client), total });
         }
     }
@@ -1208,7 +1233,10 @@ impl Engine {
         };
         let until = now.saturating_add(period);
         let persist = match self.locks.arm(arming, now, period) {
-            Armed::New => {
+            Armed::New { evicted } => {
+                if let Some(evicted) = evicted {
+                    self.release_event(*evicted, Removal::Evicted);
+                }
                 self.push_event(Event::ClientIdentified {
                     client,
                     peer: socket(parties.outside),
@@ -1476,9 +1504,14 @@ impl Engine {
     /// client (in `lan`, not `exempt`) is locked, keyed by [`EngineConfig::client_key`], and
     /// only with the time-lock enabled; a suspect peer must be admissible, outside `lan` and not
     /// `exempt`, and keeps its strength (a weak one stays scoped to its inside witness client
-    /// and port, and adds nothing to a live strong peer); the per-client quotas apply and full
-    /// tables refuse (counted and reported as for local learning); no entry outlives what a
-    /// local tell or ban could give it from `now` on (as in [`Engine::restore`]). The entry is
+    /// and port, and adds nothing to a live strong peer); full tables refuse (counted and
+    /// reported as for local learning); no entry outlives what a local tell or ban could give
+    /// it from `now` on (as in [`Engine::restore`]). Other gateways' entries never crowd out
+    /// this one's own learning: they hold at most half of each lock and peer table (a merge
+    /// beyond it, or one taking over a local entry, is refused and counted), a full table
+    /// evicts the least recently used of them for a local tell ([`Removal::Evicted`]), and a
+    /// merged peer is charged to its origin, not to the client it names (the per-client quotas
+    /// count only local learning). The entry is
     /// recorded with `origin` (whatever it claims). What changed is queued as
     /// [`Action::StateMerged`], never as [`Action::StateChanged`], so the shell does not publish
     /// it back. Returns whether anything changed.
@@ -1497,9 +1530,7 @@ impl Engine {
                 let entry = LockEntry { until, network, origin: Some(origin), ..entry };
                 match self.locks.merge(entry, key, now, period) {
                     Ok(taken) => merged.extend(taken.map(StateChange::Lock)),
-                    Err(_) => {
-                        self.lock_refused_full(entry.client);
-                    }
+                    Err(refusal) => self.lock_refused(refusal, entry.client),
                 }
             }
             StateChange::Peer(entry) => {
@@ -1691,6 +1722,7 @@ impl Engine {
         };
         let Self { peers, config, locks, bans, .. } = self;
         let ttl = |secs: u64| (secs > 0).then(|| Duration::from_secs(secs));
+        let mut peers_evicted = Vec::new();
         for &peer in &snapshot.peers {
             if config.is_lan(peer.addr) || config.is_exempt(peer.addr) {
                 continue;
@@ -1704,14 +1736,23 @@ impl Engine {
                 (None, Some(ttl)) => Some(clamp(Timestamp::from_micros(u64::MAX), ttl)),
                 (expires, None) => expires,
             };
-            peers.restore(PeerEntry { expires, ..peer }, now, |c| config.client_key(c));
+            // This gateway's own entry outranks another gateway's, as a tell does.
+            peers.restore(PeerEntry { expires, ..peer }, now, |c| config.client_key(c), &mut |change| {
+                peers_evicted.push(change)
+            });
         }
         let period = Duration::from_secs(config.timelock.seconds);
+        let mut evicted = Vec::new();
         // Only inside hosts are locked, whatever an older (or hand-made) file says.
         for &lock in snapshot.locks.iter().filter(|l| config.is_lan(l.client) && !config.is_exempt(l.client))
         {
             let until = clamp(lock.until, period);
-            locks.restore(LockEntry { until, ..lock }, config.client_key(lock.client), now, period);
+            // This gateway's own lock outranks another gateway's, as a tell does.
+            if let Ok(Some(remote)) =
+                locks.restore(LockEntry { until, ..lock }, config.client_key(lock.client), now, period)
+            {
+                evicted.push(remote);
+            }
         }
         for ban in snapshot.bans.iter().filter(|b| b.until.is_none_or(|u| u > now)) {
             let longest = Duration::from_secs(ban.seconds.unwrap_or(MAX_BAN_SECONDS).min(MAX_BAN_SECONDS));
@@ -1720,6 +1761,12 @@ impl Engine {
             // A reason a hand-edited file made unfit is dropped, not the ban.
             let reason = ban.reason.clone().filter(|r| check_ban_reason(r).is_ok());
             let _ = bans.insert(BanEntry { until, reason, ..ban.clone() });
+        }
+        for lock in evicted {
+            self.release_event(lock, Removal::Evicted);
+        }
+        for change in peers_evicted {
+            self.push_action(Action::StateChanged(change));
         }
         clamped
     }

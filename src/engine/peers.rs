@@ -15,12 +15,24 @@
 //! - Four tables (IPv4 strong, IPv6 strong, IPv4 weak, IPv6 weak), each of at most `capacity`
 //!   entries: churn in one never evicts from another. A full table refuses a new entry
 //!   ([`Learned::Refused`]) unless its least recently used entry has expired (then reclaimed).
-//!   Live entries leave only by expiry, operator action or a shrinking reconfiguration.
-//! - At most `per_client` live entries of each strength carry one client key (an IPv4 address,
-//!   an IPv6 prefix) as their witness; further ones are refused. The two strengths count
-//!   separately, so the weak claims of a real client's start-up (hundreds of pings) never use up
-//!   the room for the strong confirmations that follow. The per-client counts have an entry
-//!   only for keys with live entries, so they are bounded by the tables.
+//! - An entry is *remote* while another gateway's merge set it (`origin` Some): a merge makes it
+//!   remote (taking over a local entry too), a local tell that refreshes it makes it local. At
+//!   most [`remote_share`] (half) of each table is remote: a merge beyond it is refused
+//!   ([`Refusal::RemoteShare`]) unless the least recently used remote entry has expired (then
+//!   reclaimed). Each table counts its remote entries exactly.
+//! - A local entry outranks a remote one: when a table is full, a new local entry (a tell, or
+//!   one restored from this gateway's state file) evicts the least recently used remote entry
+//!   (reported as [`Removal::Evicted`], never published). A live local entry is never evicted:
+//!   it leaves only by expiry, operator action or a shrinking reconfiguration (which evicts
+//!   remote entries first).
+//! - At most `per_client` live local entries of each strength carry one client key (an IPv4
+//!   address, an IPv6 prefix) as their witness; further ones are refused. The two strengths
+//!   count separately, so the weak claims of a real client's start-up (hundreds of pings) never
+//!   use up the room for the strong confirmations that follow. The per-client counts have an
+//!   entry only for keys with live entries, so they are bounded by the tables. A remote entry
+//!   is charged to its origin gateway, not to a client: the client another gateway names is its
+//!   claim (absent, or any address), and charging it here would let that gateway use up a real
+//!   client's quota. The gateways' charge is the remote share of each table.
 //! - Expiry is checked lazily on lookup: an expired entry is treated as absent and removed.
 //! - Loopback, unspecified, multicast and broadcast addresses are never admitted (the engine
 //!   also keeps out the LAN and `exempt`).
@@ -39,10 +51,17 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy)]
 struct Peer {
     entry: PeerEntry,
-    /// The witness client's key and the entry's strength, counted in `per_client`.
+    /// The witness client's key and the entry's strength, counted in `per_client` (None for a
+    /// remote entry merged new: charged to its origin).
     owner: Option<(IpNet, Strength)>,
     /// The expiry last written to the store, to avoid a store write on every refresh.
     stored_expires: Option<Timestamp>,
+}
+
+impl Peer {
+    fn is_remote(&self) -> bool {
+        self.entry.origin.is_some()
+    }
 }
 
 /// What a tell says about an outside address.
@@ -60,10 +79,12 @@ pub(crate) struct Claim {
 /// Why a claim was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
-    /// Its table is full of live entries.
+    /// Its table is full of live entries it may not evict.
     Full,
     /// Its witness client has `per_client` live entries already.
     Quota,
+    /// A remote entry, and remote entries hold [`remote_share`] of its table already.
+    RemoteShare,
 }
 
 /// What [`PeerCache::merge`] did.
@@ -94,12 +115,90 @@ pub(crate) enum Learned {
 
 type WeakKey = (IpNet, IpAddr, u16);
 
+/// How many entries of a table of `capacity` may be remote (other gateways'): half, so that
+/// other gateways' claims never fill the room this gateway's own learning needs.
+pub(crate) fn remote_share(capacity: usize) -> usize {
+    capacity / 2
+}
+
+/// One of the four tables, with the count of its remote entries.
+#[derive(Debug)]
+struct Table<K: Hash + Eq> {
+    entries: LruCache<K, Peer>,
+    /// Entries whose `origin` is Some.
+    remote: usize,
+}
+
+impl<K: Hash + Eq + Copy> Table<K> {
+    fn new(capacity: usize) -> Self {
+        Self { entries: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("non-zero")), remote: 0 }
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn share(&self) -> usize {
+        remote_share(self.entries.cap().get())
+    }
+
+    /// Adds an entry under a key it does not hold (the caller made room).
+    fn push(&mut self, key: K, peer: Peer) {
+        debug_assert!(!self.entries.contains(&key) && self.entries.len() < self.entries.cap().get());
+        self.remote += usize::from(peer.is_remote());
+        self.entries.push(key, peer);
+    }
+
+    fn pop(&mut self, key: &K) -> Option<Peer> {
+        let peer = self.entries.pop(key)?;
+        self.remote -= usize::from(peer.is_remote());
+        Some(peer)
+    }
+
+    /// The key of the least recently used remote entry that `pick` accepts.
+    fn lru_remote(&self, pick: impl Fn(&Peer) -> bool) -> Option<K> {
+        if self.remote == 0 {
+            return None;
+        }
+        self.entries.iter().rev().find(|(_, p)| p.is_remote() && pick(p)).map(|(&k, _)| k)
+    }
+
+    /// Shrinks to `capacity`: evicts remote entries first (least recently used first), down to
+    /// the new remote share and as far as the new capacity needs, then local ones.
+    fn shrink(&mut self, capacity: NonZeroUsize, removed: &mut Vec<Peer>) {
+        let over = self.len().saturating_sub(capacity.get());
+        let remote_over = self.remote.saturating_sub(remote_share(capacity.get()));
+        let victims: Vec<K> = self
+            .entries
+            .iter()
+            .rev()
+            .filter(|(_, p)| p.is_remote())
+            .take(over.max(remote_over))
+            .map(|(&k, _)| k)
+            .collect();
+        removed.extend(victims.iter().filter_map(|k| self.pop(k)));
+        while self.len() > capacity.get() {
+            let Some((&key, _)) = self.entries.peek_lru() else { break };
+            removed.extend(self.pop(&key));
+        }
+        self.entries.resize(capacity);
+    }
+
+    /// Test-only: recounts the remote entries and checks the share.
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        let remote = self.entries.iter().filter(|(_, p)| p.is_remote()).count();
+        assert_eq!(self.remote, remote, "remote entries");
+        assert!(remote <= self.share(), "{remote} remote entries over the share");
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct PeerCache {
     /// By family: 0 IPv4, 1 IPv6.
-    strong: [LruCache<IpAddr, Peer>; 2],
-    weak: [LruCache<WeakKey, Peer>; 2],
-    /// Live entries per (witness client key, strength).
+    strong: [Table<IpAddr>; 2],
+    weak: [Table<WeakKey>; 2],
+    /// Live local entries per (witness client key, strength).
     per_client: HashMap<(IpNet, Strength), usize>,
     quota: usize,
     ttl: Option<Duration>,
@@ -124,12 +223,20 @@ fn ttl_of(secs: u64) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
 }
 
-fn lru<K: Hash + Eq, V>(capacity: usize) -> LruCache<K, V> {
-    LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("non-zero"))
-}
-
 fn expired(peer: &Peer, now: Timestamp) -> bool {
     peer.entry.expires.is_some_and(|e| e <= now)
+}
+
+/// Takes one entry of `owner` off the per-client counts.
+fn disown(per_client: &mut HashMap<(IpNet, Strength), usize>, owner: Option<(IpNet, Strength)>) {
+    if let Some(owner) = owner {
+        if let Some(n) = per_client.get_mut(&owner) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_client.remove(&owner);
+            }
+        }
+    }
 }
 
 /// Settings of the cache (from `[peers]`).
@@ -144,8 +251,8 @@ pub(crate) struct PeerLimits {
 impl PeerCache {
     pub(crate) fn new(limits: PeerLimits) -> Self {
         Self {
-            strong: [lru(limits.capacity), lru(limits.capacity)],
-            weak: [lru(limits.capacity), lru(limits.capacity)],
+            strong: [Table::new(limits.capacity), Table::new(limits.capacity)],
+            weak: [Table::new(limits.capacity), Table::new(limits.capacity)],
             per_client: HashMap::new(),
             quota: limits.per_client.max(1),
             ttl: ttl_of(limits.expire_seconds),
@@ -153,34 +260,31 @@ impl PeerCache {
         }
     }
 
-    fn disown(&mut self, owner: Option<(IpNet, Strength)>) {
-        if let Some(owner) = owner {
-            if let Some(n) = self.per_client.get_mut(&owner) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.per_client.remove(&owner);
-                }
-            }
+    /// Test-only: recounts the remote entries of every table and the per-client counts.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        self.strong.iter().for_each(Table::check_invariants);
+        self.weak.iter().for_each(Table::check_invariants);
+        let mut owners: HashMap<(IpNet, Strength), usize> = HashMap::new();
+        let strong = self.strong.iter().flat_map(|t| t.entries.iter().map(|(_, p)| p));
+        let weak = self.weak.iter().flat_map(|t| t.entries.iter().map(|(_, p)| p));
+        for owner in strong.chain(weak).filter_map(|p| p.owner) {
+            *owners.entry(owner).or_insert(0) += 1;
         }
+        assert_eq!(self.per_client, owners, "per-client counts");
     }
 
     pub(crate) fn reconfigure(&mut self, limits: PeerLimits, store: &mut impl FnMut(StateChange)) {
         let capacity = NonZeroUsize::new(limits.capacity.max(1)).expect("non-zero");
         let mut removed = Vec::new();
         for table in &mut self.strong {
-            while table.len() > capacity.get() {
-                removed.extend(table.pop_lru().map(|(_, p)| p));
-            }
-            table.resize(capacity);
+            table.shrink(capacity, &mut removed);
         }
         for table in &mut self.weak {
-            while table.len() > capacity.get() {
-                removed.extend(table.pop_lru().map(|(_, p)| p));
-            }
-            table.resize(capacity);
+            table.shrink(capacity, &mut removed);
         }
         for peer in removed {
-            self.disown(peer.owner);
+            disown(&mut self.per_client, peer.owner);
             store(StateChange::PeerRemoved(peer.entry, Removal::Evicted));
         }
         self.quota = limits.per_client.max(1);
@@ -189,15 +293,14 @@ impl PeerCache {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.strong.iter().map(LruCache::len).sum::<usize>()
-            + self.weak.iter().map(LruCache::len).sum::<usize>()
+        self.strong.iter().map(Table::len).sum::<usize>() + self.weak.iter().map(Table::len).sum::<usize>()
     }
 
     /// Number of live-or-lazily-expired entries of one strength.
     pub(crate) fn count(&self, strength: Strength) -> usize {
         match strength {
-            Strength::Strong => self.strong.iter().map(LruCache::len).sum(),
-            Strength::Weak => self.weak.iter().map(LruCache::len).sum(),
+            Strength::Strong => self.strong.iter().map(Table::len).sum(),
+            Strength::Weak => self.weak.iter().map(Table::len).sum(),
         }
     }
 
@@ -210,12 +313,11 @@ impl PeerCache {
         store: &mut impl FnMut(StateChange),
     ) -> bool {
         let table = &mut self.strong[family(ip)];
-        match table.get(&ip) {
+        match table.entries.get(&ip) {
             None => false,
             Some(peer) if expired(peer, now) => {
-                let peer = *peer;
-                table.pop(&ip);
-                self.disown(peer.owner);
+                let peer = table.pop(&ip).expect("present");
+                disown(&mut self.per_client, peer.owner);
                 store(StateChange::PeerRemoved(peer.entry, Removal::Expired));
                 false
             }
@@ -234,12 +336,11 @@ impl PeerCache {
     ) -> bool {
         let key = (client, ip, port);
         let table = &mut self.weak[family(ip)];
-        match table.get(&key) {
+        match table.entries.get(&key) {
             None => false,
             Some(peer) if expired(peer, now) => {
-                let peer = *peer;
-                table.pop(&key);
-                self.disown(peer.owner);
+                let peer = table.pop(&key).expect("present");
+                disown(&mut self.per_client, peer.owner);
                 store(StateChange::PeerRemoved(peer.entry, Removal::Expired));
                 false
             }
@@ -279,14 +380,15 @@ impl PeerCache {
             Strength::Strong => {
                 let expires = self.ttl.map(|ttl| now.saturating_add(ttl));
                 let ttl = self.ttl;
-                if let Some(peer) = self.strong[family(claim.addr)].get_mut(&claim.addr) {
-                    return refresh(peer, claim.port, expires, ttl, now, store);
+                let table = &mut self.strong[family(claim.addr)];
+                if let Some(peer) = table.entries.get_mut(&claim.addr) {
+                    return refresh(peer, &mut table.remote, claim.port, expires, ttl, now, store);
                 }
                 if !self.quota_allows(owner) {
                     return Learned::Refused(Refusal::Quota);
                 }
                 let table = &mut self.strong[family(claim.addr)];
-                if let Some(refusal) = make_room(table, now, &mut self.per_client, store) {
+                if let Some(refusal) = make_room(table, now, &mut self.per_client, false, store) {
                     return Learned::Refused(refusal);
                 }
                 let entry = fresh(expires);
@@ -297,20 +399,22 @@ impl PeerCache {
             }
             Strength::Weak => {
                 let (Some((owner_key, _)), Some(port)) = (owner, claim.port) else { return Learned::Ignored };
-                if self.strong[family(claim.addr)].peek(&claim.addr).is_some_and(|p| !expired(p, now)) {
+                if self.strong[family(claim.addr)].entries.peek(&claim.addr).is_some_and(|p| !expired(p, now))
+                {
                     return Learned::Ignored;
                 }
                 let expires = self.weak_ttl.map(|ttl| now.saturating_add(ttl));
                 let ttl = self.weak_ttl;
                 let key = (owner_key, claim.addr, port);
-                if let Some(peer) = self.weak[family(claim.addr)].get_mut(&key) {
-                    return refresh(peer, None, expires, ttl, now, store);
+                let table = &mut self.weak[family(claim.addr)];
+                if let Some(peer) = table.entries.get_mut(&key) {
+                    return refresh(peer, &mut table.remote, None, expires, ttl, now, store);
                 }
                 if !self.quota_allows(owner) {
                     return Learned::Refused(Refusal::Quota);
                 }
                 let table = &mut self.weak[family(claim.addr)];
-                if let Some(refusal) = make_room(table, now, &mut self.per_client, store) {
+                if let Some(refusal) = make_room(table, now, &mut self.per_client, false, store) {
                     return Learned::Refused(refusal);
                 }
                 let entry = fresh(expires);
@@ -335,52 +439,61 @@ impl PeerCache {
             removed.push(peer);
         }
         let table = &mut self.weak[family(ip)];
-        let keys: Vec<WeakKey> = table.iter().filter(|(k, _)| k.1 == ip).map(|(k, _)| *k).collect();
+        let keys: Vec<WeakKey> = table.entries.iter().filter(|(k, _)| k.1 == ip).map(|(k, _)| *k).collect();
         removed.extend(keys.iter().filter_map(|k| table.pop(k)));
         for peer in &removed {
-            self.disown(peer.owner);
+            disown(&mut self.per_client, peer.owner);
         }
         removed.into_iter().map(|p| p.entry).collect()
     }
 
     /// Live entries: strong then weak, IPv4 then IPv6, each least recently used first.
     pub(crate) fn entries(&self) -> impl Iterator<Item = PeerEntry> + '_ {
-        let strong = self.strong.iter().flat_map(|t| t.iter().rev().map(|(_, p)| p.entry));
-        let weak = self.weak.iter().flat_map(|t| t.iter().rev().map(|(_, p)| p.entry));
+        let strong = self.strong.iter().flat_map(|t| t.entries.iter().rev().map(|(_, p)| p.entry));
+        let weak = self.weak.iter().flat_map(|t| t.entries.iter().rev().map(|(_, p)| p.entry));
         strong.chain(weak)
     }
 
     /// Loads a persisted entry (skipped if expired at `now`, inadmissible, refused by the
     /// bounds, or weak without the client and port it would be scoped to). `key` maps the
-    /// witness client to its key.
-    pub(crate) fn restore(&mut self, entry: PeerEntry, now: Timestamp, key: impl Fn(IpAddr) -> IpNet) {
+    /// witness client to its key. A local entry (no `origin`) evicts a remote one from a full
+    /// table, as a local tell does: `store` sees the eviction. A remote one passes the remote
+    /// share and is charged to its origin, as when it was merged.
+    pub(crate) fn restore(
+        &mut self,
+        entry: PeerEntry,
+        now: Timestamp,
+        key: impl Fn(IpAddr) -> IpNet,
+        store: &mut impl FnMut(StateChange),
+    ) {
         if !admissible(entry.addr) || entry.expires.is_some_and(|e| e <= now) {
             return;
         }
-        let owner = entry.client.map(|c| (key(c), entry.strength));
+        let remote = entry.origin.is_some();
+        let owner = entry.client.filter(|_| !remote).map(|c| (key(c), entry.strength));
         if !self.quota_allows(owner) {
             return;
         }
         let peer = Peer { entry, owner, stored_expires: entry.expires };
-        let mut ignore = |_| {};
-        match (entry.strength, owner, entry.port) {
+        match (entry.strength, entry.client, entry.port) {
             (Strength::Strong, _, _) => {
                 let table = &mut self.strong[family(entry.addr)];
-                if table.contains(&entry.addr)
-                    || make_room(table, now, &mut self.per_client, &mut ignore).is_some()
+                if table.entries.contains(&entry.addr)
+                    || make_room(table, now, &mut self.per_client, remote, store).is_some()
                 {
                     return;
                 }
                 table.push(entry.addr, peer);
             }
-            (Strength::Weak, Some((owner_key, _)), Some(port)) => {
-                let key = (owner_key, entry.addr, port);
+            (Strength::Weak, Some(client), Some(port)) => {
+                let weak_key = (key(client), entry.addr, port);
                 let table = &mut self.weak[family(entry.addr)];
-                if table.contains(&key) || make_room(table, now, &mut self.per_client, &mut ignore).is_some()
+                if table.entries.contains(&weak_key)
+                    || make_room(table, now, &mut self.per_client, remote, store).is_some()
                 {
                     return;
                 }
-                table.push(key, peer);
+                table.push(weak_key, peer);
             }
             (Strength::Weak, _, _) => return,
         }
@@ -390,11 +503,13 @@ impl PeerCache {
     /// Merges an entry another gateway learned (the caller checked it is outside `lan` and not
     /// exempt, and clamped its expiry to what a local tell of its strength could give). It
     /// keeps its strength: a weak entry stays scoped to its witness client (keyed by `key`) and
-    /// port and adds nothing to a live strong peer. A new entry passes the same admission as a
-    /// local one (per-client quota, a full table refuses). An entry held here is replaced only
-    /// by a later expiry (no expiry is the latest; an equal expiry is settled by the origin, so
-    /// the result does not depend on the order of merges, and merging the same entry twice
-    /// changes nothing); it keeps its witness and first sighting.
+    /// port and adds nothing to a live strong peer. A new entry is charged to its origin, not to
+    /// a client: it passes the remote share of its table (never evicting), and a full table
+    /// refuses it. An entry held here is replaced only by a later expiry (no expiry is the
+    /// latest; an equal expiry is settled by the origin, so the result does not depend on the
+    /// order of merges, and merging the same entry twice changes nothing); it keeps its witness
+    /// and first sighting, and taking over a local entry makes it remote (so it passes the
+    /// remote share too).
     pub(crate) fn merge(
         &mut self,
         entry: PeerEntry,
@@ -405,42 +520,37 @@ impl PeerCache {
         if !admissible(entry.addr) || entry.expires.is_some_and(|e| e <= now) {
             return Merged::Ignored;
         }
-        let owner = entry.client.map(|c| (key(c), entry.strength));
+        debug_assert!(entry.origin.is_some(), "a merged entry has an origin");
         let fam = family(entry.addr);
         match entry.strength {
             Strength::Strong => {
-                if let Some(peer) = self.strong[fam].get_mut(&entry.addr) {
-                    return merge_held(peer, entry, now);
-                }
-                if !self.quota_allows(owner) {
-                    return Merged::Refused(Refusal::Quota);
-                }
                 let table = &mut self.strong[fam];
-                if let Some(refusal) = make_room(table, now, &mut self.per_client, store) {
+                let share = table.share();
+                if let Some(peer) = table.entries.get_mut(&entry.addr) {
+                    return merge_held(peer, &mut table.remote, share, entry, now);
+                }
+                if let Some(refusal) = make_room(table, now, &mut self.per_client, true, store) {
                     return Merged::Refused(refusal);
                 }
-                table.push(entry.addr, Peer { entry, owner, stored_expires: entry.expires });
+                table.push(entry.addr, Peer { entry, owner: None, stored_expires: entry.expires });
             }
             Strength::Weak => {
-                let (Some((owner_key, _)), Some(port)) = (owner, entry.port) else { return Merged::Ignored };
-                if self.strong[fam].peek(&entry.addr).is_some_and(|p| !expired(p, now)) {
+                let (Some(client), Some(port)) = (entry.client, entry.port) else { return Merged::Ignored };
+                if self.strong[fam].entries.peek(&entry.addr).is_some_and(|p| !expired(p, now)) {
                     return Merged::Ignored;
                 }
-                let weak_key = (owner_key, entry.addr, port);
-                if let Some(peer) = self.weak[fam].get_mut(&weak_key) {
-                    return merge_held(peer, entry, now);
-                }
-                if !self.quota_allows(owner) {
-                    return Merged::Refused(Refusal::Quota);
-                }
+                let weak_key = (key(client), entry.addr, port);
                 let table = &mut self.weak[fam];
-                if let Some(refusal) = make_room(table, now, &mut self.per_client, store) {
+                let share = table.share();
+                if let Some(peer) = table.entries.get_mut(&weak_key) {
+                    return merge_held(peer, &mut table.remote, share, entry, now);
+                }
+                if let Some(refusal) = make_room(table, now, &mut self.per_client, true, store) {
                     return Merged::Refused(refusal);
                 }
-                table.push(weak_key, Peer { entry, owner, stored_expires: entry.expires });
+                table.push(weak_key, Peer { entry, owner: None, stored_expires: entry.expires });
             }
         }
-        self.own(owner);
         Merged::Taken(Box::new(entry))
     }
 
@@ -459,17 +569,22 @@ impl PeerCache {
                 self.weak[fam].pop(&weak_key)?
             }
         };
-        self.disown(peer.owner);
+        disown(&mut self.per_client, peer.owner);
         Some(peer.entry)
     }
 }
 
-/// Merges a remote entry into one held here (see [`PeerCache::merge`]).
-fn merge_held(peer: &mut Peer, entry: PeerEntry, now: Timestamp) -> Merged {
+/// Merges a remote entry into one held here (see [`PeerCache::merge`]); `remote` is the count
+/// of its table's remote entries, `share` their limit.
+fn merge_held(peer: &mut Peer, remote: &mut usize, share: usize, entry: PeerEntry, now: Timestamp) -> Merged {
     let latest = |expires: Option<Timestamp>| expires.unwrap_or(Timestamp::from_micros(u64::MAX));
     let held = &peer.entry;
     if !expired(peer, now) && (latest(entry.expires), entry.origin) <= (latest(held.expires), held.origin) {
         return Merged::Ignored;
+    }
+    let takes_over = !peer.is_remote();
+    if takes_over && *remote >= share {
+        return Merged::Refused(Refusal::RemoteShare);
     }
     peer.entry = PeerEntry {
         port: entry.port.or(held.port),
@@ -481,13 +596,16 @@ fn merge_held(peer: &mut Peer, entry: PeerEntry, now: Timestamp) -> Merged {
         ..entry
     };
     peer.stored_expires = peer.entry.expires;
+    *remote += usize::from(takes_over);
     Merged::Taken(Box::new(peer.entry))
 }
 
-/// Refreshes a live or expired entry; the store sees it when the expiry moved by a tenth of
-/// the TTL or more, the port changed, or it had expired.
+/// Refreshes a live or expired entry from a local tell (`remote` counts its table's remote
+/// entries: the entry is local now); the store sees it when the expiry moved by a tenth of the
+/// TTL or more, the port changed, it had expired, or it was remote.
 fn refresh(
     peer: &mut Peer,
+    remote: &mut usize,
     port: Option<u16>,
     expires: Option<Timestamp>,
     ttl: Option<Duration>,
@@ -497,6 +615,7 @@ fn refresh(
     let was_expired = expired(peer, now);
     // Seen here again: the entry is ours now (published as this gateway's).
     let was_remote = peer.entry.origin.take().is_some();
+    *remote -= usize::from(was_remote);
     let port_changed = port.is_some() && port != peer.entry.port;
     if port.is_some() {
         peer.entry.port = port;
@@ -521,33 +640,58 @@ fn refresh(
     }
 }
 
-/// Makes room for one entry in a full `table` by reclaiming its least recently used entry if
-/// that one has expired; otherwise the table refuses (live entries are never evicted).
+/// Removes `key`'s entry from `table`, reporting it to `store` as removed for `why`.
+fn drop_entry<K: Hash + Eq + Copy>(
+    table: &mut Table<K>,
+    key: &K,
+    per_client: &mut HashMap<(IpNet, Strength), usize>,
+    why: Removal,
+    store: &mut impl FnMut(StateChange),
+) {
+    if let Some(peer) = table.pop(key) {
+        disown(per_client, peer.owner);
+        store(StateChange::PeerRemoved(peer.entry, why));
+    }
+}
+
+/// Makes room in `table` for one new entry, remote (another gateway's) or local:
+/// - a remote entry when remote entries hold the table's share: an expired remote entry (the
+///   least recently used one) is reclaimed, otherwise [`Refusal::RemoteShare`];
+/// - a full table: its least recently used entry is reclaimed if it has expired; otherwise a
+///   local entry evicts the least recently used remote entry ([`Removal::Evicted`]), and a
+///   remote entry, or a local one with no remote entry to evict, is refused
+///   ([`Refusal::Full`]: live local entries are never evicted).
 fn make_room<K: Hash + Eq + Copy>(
-    table: &mut LruCache<K, Peer>,
+    table: &mut Table<K>,
     now: Timestamp,
     per_client: &mut HashMap<(IpNet, Strength), usize>,
+    remote: bool,
     store: &mut impl FnMut(StateChange),
 ) -> Option<Refusal> {
-    if table.len() < table.cap().get() {
+    if remote && table.remote >= table.share() {
+        let Some(key) = table.lru_remote(|p| expired(p, now)) else { return Some(Refusal::RemoteShare) };
+        drop_entry(table, &key, per_client, Removal::Expired, store);
+    }
+    if table.len() < table.entries.cap().get() {
         return None;
     }
-    match table.peek_lru() {
-        Some((_, peer)) if expired(peer, now) => {
-            let (_, peer) = table.pop_lru().expect("peeked");
-            if let Some(owner) = peer.owner {
-                if let Some(n) = per_client.get_mut(&owner) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        per_client.remove(&owner);
-                    }
-                }
-            }
-            store(StateChange::PeerRemoved(peer.entry, Removal::Expired));
-            None
+    if let Some((&key, peer)) = table.entries.peek_lru() {
+        if expired(peer, now) {
+            drop_entry(table, &key, per_client, Removal::Expired, store);
+            return None;
         }
-        _ => Some(Refusal::Full),
     }
+    if remote {
+        return Some(Refusal::Full);
+    }
+    let Some(key) = table.lru_remote(|_| true) else { return Some(Refusal::Full) };
+    let why = if table.entries.peek(&key).is_some_and(|p| expired(p, now)) {
+        Removal::Expired
+    } else {
+        Removal::Evicted
+    };
+    drop_entry(table, &key, per_client, why, store);
+    None
 }
 
 #[cfg(test)]
@@ -671,5 +815,82 @@ mod tests {
             );
         }
         assert_eq!(cache.len(), 0);
+    }
+
+    fn remote(addr: &str, client: Option<&str>, strength: Strength, expires: u64) -> PeerEntry {
+        let gateway = crate::engine::snapshot::GatewayId::new("gw-a").unwrap();
+        PeerEntry {
+            client: client.map(ip),
+            origin: Some(gateway),
+            ..PeerEntry::new(ip(addr), Some(1214), Some(Timestamp::from_secs(expires)), strength)
+        }
+    }
+
+    #[test]
+    fn the_remote_count_follows_every_change_of_hands_and_every_removal() {
+        let mut cache = PeerCache::new(limits(4, 60));
+        let mut removed = Vec::new();
+        let mut store = |r| removed.push(r);
+        let now = Timestamp::from_secs(1);
+        let key = |c: IpAddr| IpNet::from(c);
+        let merge = |cache: &mut PeerCache, e, store: &mut dyn FnMut(StateChange)| {
+            cache.merge(e, now, key, &mut |r| store(r))
+        };
+        assert!(matches!(
+            merge(&mut cache, remote("198.51.100.1", None, Strength::Strong, 50), &mut store),
+            Merged::Taken(_)
+        ));
+        assert!(matches!(
+            merge(&mut cache, remote("198.51.100.2", None, Strength::Strong, 50), &mut store),
+            Merged::Taken(_)
+        ));
+        assert_eq!(
+            merge(&mut cache, remote("198.51.100.3", None, Strength::Strong, 50), &mut store),
+            Merged::Refused(Refusal::RemoteShare)
+        );
+        cache.check_invariants();
+        // Seen here: local, and the share has room again.
+        assert_eq!(cache.learn(strong("198.51.100.1", None), now, &mut store), Learned::Refreshed);
+        assert!(matches!(
+            merge(&mut cache, remote("198.51.100.3", None, Strength::Strong, 50), &mut store),
+            Merged::Taken(_)
+        ));
+        cache.check_invariants();
+        // A later remote expiry over the local entry would make it remote: refused at the share.
+        assert_eq!(
+            merge(&mut cache, remote("198.51.100.1", None, Strength::Strong, 100), &mut store),
+            Merged::Refused(Refusal::RemoteShare)
+        );
+        assert_eq!(cache.remove(ip("198.51.100.2")).len(), 1);
+        assert!(matches!(
+            merge(&mut cache, remote("198.51.100.1", None, Strength::Strong, 100), &mut store),
+            Merged::Taken(_)
+        ));
+        cache.check_invariants();
+        // Lazy expiry, then the reclaim of an expired remote entry at the share.
+        assert!(!cache.is_strong(ip("198.51.100.3"), Timestamp::from_secs(50), &mut store));
+        cache.check_invariants();
+        assert!(matches!(
+            merge(&mut cache, remote("198.51.100.4", None, Strength::Strong, 70), &mut store),
+            Merged::Taken(_)
+        ));
+        let later = Timestamp::from_secs(80);
+        let weak = remote("198.51.100.9", Some("192.0.2.10"), Strength::Weak, 200);
+        assert!(matches!(cache.merge(weak, later, key, &mut store), Merged::Taken(_)));
+        let fresh = remote("198.51.100.5", None, Strength::Strong, 200);
+        assert!(
+            matches!(cache.merge(fresh, later, key, &mut store), Merged::Taken(_)),
+            "198.51.100.4 reclaimed"
+        );
+        cache.check_invariants();
+        // A shrinking reload evicts remote entries first.
+        cache.learn(strong("198.51.100.6", None), later, &mut store);
+        cache.reconfigure(limits(2, 60), &mut store);
+        let kept: Vec<_> = cache.entries().filter(|e| e.strength == Strength::Strong).collect();
+        assert_eq!(kept.iter().filter(|e| e.origin.is_some()).count(), 1);
+        assert!(kept.iter().any(|e| e.addr == ip("198.51.100.6")), "the local entry stays");
+        cache.check_invariants();
+        assert!(cache.remove_entry(&weak, key).is_some());
+        cache.check_invariants();
     }
 }

@@ -50,7 +50,8 @@ pub enum Removal {
     /// An operator ended it before its time (`ctl release`, `ctl unban`, `ctl forget`), on this
     /// gateway or, for a merged removal, on the one that published it.
     Operator,
-    /// Dropped to make room here: a reload shrank its table below what it held. Local pressure,
+    /// Dropped to make room here: a reload shrank its table below what it held, or a full table
+    /// needed room for this gateway's own entry and dropped another gateway's. Local pressure,
     /// not a judgement on the entry: never published.
     Evicted,
 }

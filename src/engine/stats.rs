@@ -45,6 +45,12 @@ pub struct EngineStats {
     /// Locks not armed because their table (per family, `timelock.capacity`) was full of live
     /// locks.
     pub locks_refused_full: u64,
+    /// Suspect peers from other gateways not merged because entries from other gateways held
+    /// half of their table (per family and strength) already.
+    pub peers_refused_remote: u64,
+    /// Locks from other gateways not merged because locks from other gateways held half of
+    /// their table (per family) already.
+    pub locks_refused_remote: u64,
     /// Tells whose client was not locked because it is not an inside host (not in `lan`) or is
     /// `exempt`.
     pub locks_refused_not_inside: u64,

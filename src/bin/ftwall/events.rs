@@ -184,7 +184,7 @@ log_events! {
     };
     LEARNING_REFUSED = "learning_refused", [WARN],
         "A suspect peer or a lock was not admitted because a bound was reached (logged at the 1st, 2nd, 4th, 8th... refusal of each kind; every one is counted).", {
-        "kind": string "peer_table_full, peer_quota or lock_table_full", "addr": ip "the peer, or the client for a lock",
+        "kind": string "peer_table_full, peer_quota, lock_table_full, or for an entry from another gateway peer_remote_share or lock_remote_share", "addr": ip "the peer, or the client for a lock",
         "client": ip "the inside client whose flow it came from (absent if none)", "total": integer "refusals of this kind so far",
     };
     PACKET_DROPPED = "packet_dropped", [INFO],

@@ -31,6 +31,13 @@ fn held(e: &Engine) -> Vec<(IpAddr, Timestamp, Option<GatewayId>)> {
     v
 }
 
+/// `client` pings `peer` and `peer` answers: a strong peer learned here.
+fn learn_strong_here(e: &mut Engine, now: Timestamp, client: &str, peer: &str) {
+    judge(e, now, &udp((client, CLIENT_PORT), (peer, PEER_PORT), &KAZAA_PING));
+    judge(e, now, &udp((peer, PEER_PORT), (client, CLIENT_PORT), &KAZAA_PONG));
+    assert!(e.peers().any(|p| p.addr == ip(peer) && p.strength == Strength::Strong && p.origin.is_none()));
+}
+
 fn syn_to(client: &str, to: (&str, u16)) -> Vec<u8> {
     tcp((client, 40000), to, 1, SYN, &[])
 }
@@ -166,18 +173,29 @@ fn a_weak_remote_peer_stays_weak_and_scoped_to_its_client_and_port() {
 }
 
 #[test]
-fn remote_peers_count_against_the_quota_and_a_full_table_refuses() {
-    let peers = PeersConfig { capacity: 2, per_client: 1, ..config().peers };
+fn remote_peers_hold_at_most_half_a_table_and_a_full_table_refuses() {
+    let peers = PeersConfig { capacity: 4, per_client: 1, ..config().peers };
     let mut e = Engine::new(EngineConfig { peers, ..config() });
+    // Charged to their origin, not to the witness client: its quota is not what limits them.
     assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(weak(CLIENT, PEER, 4000))));
-    assert!(!e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(weak(CLIENT, PEER, 4001))), "quota");
+    assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(weak(CLIENT, PEER, 4001))));
+    assert!(!e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(weak(CLIENT, PEER, 4002))), "share");
+    // Two local strong peers, then two remote ones fill the strong table: a third is refused.
+    for (client, peer) in [("192.0.2.21", "198.51.100.41"), ("192.0.2.22", "198.51.100.42")] {
+        learn_strong_here(&mut e, at(10), client, peer);
+    }
     assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(strong("198.51.100.31", 500))));
     assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(strong("198.51.100.32", 500))));
-    assert!(!e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(strong("198.51.100.33", 500))), "full");
-    let mut kept: Vec<_> = e.peers().map(|p| p.addr).collect();
+    assert!(!e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(strong("198.51.100.33", 500))), "share");
+    let mut kept: Vec<_> = e.peers().filter(|p| p.strength == Strength::Strong).map(|p| p.addr).collect();
     kept.sort();
-    assert_eq!(kept, vec![ip(PEER), ip("198.51.100.31"), ip("198.51.100.32")], "nothing evicted");
-    assert_eq!((e.stats().peers_refused_quota, e.stats().peers_refused_full), (1, 1));
+    let expected = ["198.51.100.31", "198.51.100.32", "198.51.100.41", "198.51.100.42"];
+    assert_eq!(kept, expected.map(ip), "nothing evicted");
+    assert_eq!(
+        (e.stats().peers_refused_quota, e.stats().peers_refused_full, e.stats().peers_refused_remote),
+        (0, 0, 2)
+    );
+    e.peers.check_invariants();
 }
 
 #[test]
@@ -293,6 +311,253 @@ fn only_the_gateway_that_armed_a_lock_probes_it_and_either_takes_the_answer() {
     a.handle_timeout(at(119));
     b.handle_timeout(at(120));
     assert_eq!((probes(&mut a), probes(&mut b)), (0, 1));
+}
+
+/// Recounts what the engine counts of remote entries (and the timers, the per-client counts).
+fn check_invariants(e: &Engine) {
+    e.locks.check_invariants();
+    e.peers.check_invariants();
+}
+
+fn remote_locks(e: &Engine) -> usize {
+    e.locked_clients().filter(|l| l.origin.is_some()).count()
+}
+
+/// A site whose LAN is large (10.0.0.0/8 beside the test LAN): room for made-up clients.
+fn large_lan() -> EngineConfig {
+    let mut config = config();
+    config.lan.push("10.0.0.0/8".parse().unwrap());
+    config
+}
+
+/// The reviewer's scenario: one gateway publishes a full table of locks for hosts that do not
+/// exist; a real client's tell here still locks it.
+#[test]
+fn remote_locks_for_made_up_hosts_never_keep_a_real_client_unlocked() {
+    let mut e = Engine::new(large_lan());
+    let capacity = e.config().timelock.capacity;
+    assert_eq!(capacity, 4096);
+    for i in 0..5000u32 {
+        let host = std::net::Ipv4Addr::from(0x0a00_0000 + 1 + i).to_string();
+        e.handle_remote(at(10), gw("gw-evil"), lock(&host, 110));
+    }
+    assert_eq!(remote_locks(&e), capacity / 2, "half the table");
+    assert_eq!(e.stats().locks_refused_remote, 5000 - capacity as u64 / 2);
+    assert_eq!(e.stats().locks_refused_full, 0);
+    let refusals: Vec<_> = events(&mut e)
+        .into_iter()
+        .filter_map(|ev| match ev {
+            Event::Refused { kind, total, .. } => Some((kind, total)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refusals.first(), Some(&(RefusedKind::LockRemoteShare, 1)), "reported like other refusals");
+    let ping = udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING);
+    assert_eq!(judge(&mut e, at(11), &ping), (Verdict::Drop, Reason::UdpPing));
+    assert!(e.locks.is_locked(IpNet::from(ip(CLIENT)), at(11)), "the real client is locked");
+    assert_eq!(e.stats().locks_refused_full, 0);
+    // The local half fills with real clients; the next evicts a made-up host's lock rather than
+    // being refused.
+    for i in 0..capacity as u32 / 2 {
+        let host = std::net::Ipv4Addr::from(0x0a80_0000 + i).to_string();
+        e.handle_packet(at(12), &udp((&host, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    }
+    assert_eq!(e.locked_count(), capacity);
+    assert_eq!(remote_locks(&e), capacity / 2 - 1);
+    assert_eq!(e.stats().locks_refused_full, 0);
+    check_invariants(&e);
+}
+
+/// A local tell outranks a remote claim: with the table full, it evicts the least recently
+/// armed remote lock (an eviction: mirrored here, never published), never a live local one.
+#[test]
+fn a_local_tell_evicts_the_oldest_remote_lock_and_the_eviction_is_not_shared() {
+    let mut e = Engine::new(EngineConfig {
+        timelock: crate::config::TimelockConfig { capacity: 4, ..config().timelock },
+        ..config()
+    });
+    e.handle_remote(at(10), gw("gw-a"), lock("192.0.2.31", 100));
+    e.handle_remote(at(11), gw("gw-a"), lock("192.0.2.32", 100));
+    for client in ["192.0.2.21", "192.0.2.22"] {
+        e.handle_packet(at(12), &udp((client, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    }
+    actions(&mut e);
+    assert_eq!(e.locked_count(), 4);
+    e.handle_packet(at(13), &udp(("192.0.2.23", CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    let removed: Vec<_> = actions(&mut e)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::StateChanged(StateChange::LockRemoved(network, why)) => Some((network, why)),
+            Action::StateMerged(StateChange::LockRemoved(..)) => panic!("a local eviction is not a merge"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed, vec![(IpNet::from(ip("192.0.2.31")), Removal::Evicted)]);
+    assert!(!removed[0].1.is_shared(), "never published to the other gateways");
+    assert!(e.locks.is_locked(IpNet::from(ip("192.0.2.23")), at(13)));
+    assert!(e.locks.is_locked(IpNet::from(ip("192.0.2.32")), at(13)), "the newer remote lock stays");
+    // The next evicts the other remote lock; then the table is all local and refuses.
+    e.handle_packet(at(14), &udp(("192.0.2.24", CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    assert_eq!(remote_locks(&e), 0);
+    e.handle_packet(at(15), &udp(("192.0.2.25", CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    assert_eq!(e.stats().locks_refused_full, 1);
+    for client in ["192.0.2.21", "192.0.2.22", "192.0.2.23", "192.0.2.24"] {
+        assert!(e.locks.is_locked(IpNet::from(ip(client)), at(15)), "{client}: a live local lock stays");
+    }
+    check_invariants(&e);
+}
+
+/// The same for suspect peers: a strong peer learned here evicts the least recently used remote
+/// one from a full table, as an unshared eviction.
+#[test]
+fn a_peer_learned_here_evicts_a_remote_one_and_the_eviction_is_not_shared() {
+    let peers = PeersConfig { capacity: 2, ..config().peers };
+    let mut e = Engine::new(EngineConfig { peers, ..config() });
+    assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(strong("198.51.100.31", 500))));
+    learn_strong_here(&mut e, at(11), "192.0.2.21", "198.51.100.41");
+    actions(&mut e);
+    learn_strong_here(&mut e, at(12), "192.0.2.22", "198.51.100.42");
+    let removed: Vec<_> = actions(&mut e)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::StateChanged(StateChange::PeerRemoved(p, why)) if p.strength == Strength::Strong => {
+                Some((p.addr, p.origin, why))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed, vec![(ip("198.51.100.31"), Some(gw("gw-a")), Removal::Evicted)]);
+    assert_eq!(e.peer_count_of(Strength::Strong), 2);
+    check_invariants(&e);
+}
+
+/// A remote strong peer is charged to its origin: naming no client, or a different made-up
+/// client each time, it still cannot take more than half the table, and what it takes is not
+/// charged to a real client here.
+#[test]
+fn remote_strong_peers_with_null_or_rotating_clients_cannot_fill_the_peer_table() {
+    let peers = PeersConfig { capacity: 64, per_client: 4, ..config().peers };
+    let mut e = Engine::new(EngineConfig { peers, ..large_lan() });
+    for i in 0..200u32 {
+        let addr = std::net::Ipv4Addr::from(0xcb00_7100 + (i % 250)).to_string(); // 203.0.113.x
+        let client = match i % 3 {
+            0 => None,
+            1 => Some(std::net::Ipv4Addr::from(0x0a00_0000 + i).into()), // made up, inside
+            _ => Some(std::net::Ipv4Addr::from(0xc633_6400 + (i % 250)).into()), // outside
+        };
+        let entry = PeerEntry { client, ..strong(&addr, 500) };
+        e.handle_remote(at(10), gw("gw-evil"), StateChange::Peer(entry));
+    }
+    assert_eq!(e.peer_count_of(Strength::Strong), 32, "half the table");
+    assert_eq!(e.stats().peers_refused_remote, 200 - 32);
+    // Remote weak peers naming a real client do not use up that client's quota here.
+    for port in 0..8 {
+        e.handle_remote(at(10), gw("gw-evil"), StateChange::Peer(weak(CLIENT, PEER, 5000 + port)));
+    }
+    assert_eq!(e.stats().peers_refused_quota, 0);
+    // Local learning still has the other half.
+    for i in 0..4u16 {
+        learn_strong_here(&mut e, at(11), &format!("192.0.2.{}", 21 + i), &format!("198.51.100.{}", 40 + i));
+    }
+    assert_eq!(e.peer_count_of(Strength::Strong), 36);
+    // The real client's own pings use its whole quota.
+    for i in 0..4u16 {
+        let ping = udp((CLIENT, CLIENT_PORT), (&format!("198.51.100.{}", 60 + i), 1214), &KAZAA_PING);
+        judge(&mut e, at(11), &ping);
+    }
+    let own = e.peers().filter(|p| p.client == Some(ip(CLIENT)) && p.origin.is_none()).count();
+    assert_eq!(own, 4, "the client's own weak quota is intact");
+    assert_eq!((e.stats().peers_refused_quota, e.stats().peers_refused_full), (0, 0));
+    check_invariants(&e);
+}
+
+/// The remote count follows every way a lock changes hands or leaves: a local re-arm makes it
+/// local (freeing room in the share), a merge over a local lock makes it remote, and release,
+/// expiry and a shrinking reload take it off.
+#[test]
+fn the_remote_count_stays_exact_across_rearm_merge_release_expiry_and_resize() {
+    let mut e = Engine::new(EngineConfig {
+        timelock: crate::config::TimelockConfig { capacity: 8, ..config().timelock },
+        ..config()
+    });
+    let (a, b, c, d) = ("192.0.2.31", "192.0.2.32", "192.0.2.33", "192.0.2.34");
+    let ping = |client| udp((client, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING);
+    for (client, until) in [(a, 100), (b, 200), (c, 100), (d, 100)] {
+        assert!(e.handle_remote(at(10), gw("gw-a"), lock(client, until)));
+    }
+    assert!(!e.handle_remote(at(10), gw("gw-a"), lock("192.0.2.35", 100)), "the share is 4 of 8");
+    check_invariants(&e);
+    // A local tell re-arms a: ours now, and the share has room again.
+    judge(&mut e, at(20), &ping(a));
+    assert_eq!(e.locks.entry(IpNet::from(ip(a))).unwrap().origin, None);
+    assert!(e.handle_remote(at(20), gw("gw-a"), lock("192.0.2.35", 100)));
+    check_invariants(&e);
+    // A later remote expiry for a would make it remote again: refused while the share is full.
+    assert!(!e.handle_remote(at(21), gw("gw-b"), lock(a, 500)));
+    assert_eq!(e.stats().locks_refused_remote, 2);
+    // An operator's release frees a place; the merge over the local lock then takes it.
+    assert!(e.release_client(ip(c)));
+    assert!(e.handle_remote(at(21), gw("gw-b"), lock(a, 500)));
+    assert_eq!(e.locks.entry(IpNet::from(ip(a))).unwrap().origin, Some(gw("gw-b")));
+    assert_eq!(remote_locks(&e), 4);
+    check_invariants(&e);
+    // Expiry: d and 192.0.2.35 end at 100.
+    e.handle_timeout(at(100));
+    assert_eq!(remote_locks(&e), 2);
+    check_invariants(&e);
+    assert!(e.handle_remote(at(100), gw("gw-a"), lock(c, 190)));
+    assert!(e.handle_remote(at(100), gw("gw-a"), lock(d, 190)));
+    for client in ["192.0.2.21", "192.0.2.22", "192.0.2.23"] {
+        judge(&mut e, at(101), &ping(client));
+    }
+    assert_eq!((e.locked_count(), remote_locks(&e)), (7, 4));
+    // A shrinking reload evicts remote locks first, down to the new share.
+    let mut smaller = e.config().clone();
+    smaller.timelock.capacity = 4;
+    e.set_config(smaller);
+    assert_eq!((e.locked_count(), remote_locks(&e)), (4, 1));
+    for client in ["192.0.2.21", "192.0.2.22", "192.0.2.23"] {
+        assert!(e.locks.is_locked(IpNet::from(ip(client)), at(101)), "{client}: local locks stay");
+    }
+    check_invariants(&e);
+    // The state file round trip keeps the count: remote locks pass the share again.
+    let snapshot = e.snapshot();
+    let mut restored = Engine::new(e.config().clone());
+    restored.restore(at(102), &snapshot);
+    assert_eq!((restored.locked_count(), remote_locks(&restored)), (4, 1));
+    check_invariants(&restored);
+}
+
+/// A lock or peer restored from this gateway's state file is its own learning: it evicts a
+/// remote one from a full table, as a local tell does, and the eviction is mirrored, not shared.
+#[test]
+fn a_local_entry_restored_from_the_state_file_evicts_a_remote_one() {
+    let timelock = crate::config::TimelockConfig { capacity: 2, ..config().timelock };
+    let peers = PeersConfig { capacity: 2, ..config().peers };
+    let mut e = Engine::new(EngineConfig { timelock, peers, ..config() });
+    assert!(e.handle_remote(at(10), gw("gw-a"), lock("192.0.2.31", 100)));
+    assert!(e.handle_remote(at(10), gw("gw-a"), StateChange::Peer(strong("198.51.100.31", 500))));
+    e.handle_packet(at(10), &udp(("192.0.2.21", CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    learn_strong_here(&mut e, at(10), "192.0.2.21", "198.51.100.41");
+    actions(&mut e);
+    let snapshot = Snapshot {
+        locks: vec![LockEntry::new(ip("192.0.2.22"), at(100), None, None)],
+        peers: vec![PeerEntry::new(ip("198.51.100.42"), None, Some(at(500)), Strength::Strong)],
+        bans: Vec::new(),
+    };
+    e.restore(at(11), &snapshot);
+    let removed: Vec<_> = actions(&mut e)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::StateChanged(StateChange::LockRemoved(network, why)) => Some((network.addr(), why)),
+            Action::StateChanged(StateChange::PeerRemoved(p, why)) => Some((p.addr, why)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(removed, vec![(ip("192.0.2.31"), Removal::Evicted), (ip("198.51.100.31"), Removal::Evicted)]);
+    assert!(e.locks.is_locked(IpNet::from(ip("192.0.2.22")), at(11)));
+    assert!(e.peers().any(|p| p.addr == ip("198.51.100.42")));
+    check_invariants(&e);
 }
 
 /// A ban from another gateway is a claim: one bad write to the shared store must not cut the

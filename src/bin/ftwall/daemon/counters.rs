@@ -159,6 +159,18 @@ pub(crate) const ENGINE_CATALOGUE: &[EngineCounter] = &[
         |s| s.locks_refused_full,
     ),
     (
+        "peers_refused_remote",
+        "ftwall_peers_refused_remote_total",
+        "Suspect peers from other gateways not merged because other gateways' entries held half of their table (per family and strength) already.",
+        |s| s.peers_refused_remote,
+    ),
+    (
+        "locks_refused_remote",
+        "ftwall_locks_refused_remote_total",
+        "Locks from other gateways not merged because other gateways' locks held half of their table (per family) already.",
+        |s| s.locks_refused_remote,
+    ),
+    (
         "remote_bans_refused",
         "ftwall_remote_bans_refused_total",
         "Bans from other gateways refused: wider than an IPv4 /16 or IPv6 /32, covering a whole lan network or an exempt address, or beyond half the ban table.",
