@@ -27,9 +27,10 @@
 //! - A lock is *remote* while its current expiry was set by another gateway (`origin` Some):
 //!   a merge makes it remote (taking over a local lock too), a local tell that re-arms it makes
 //!   it local again. At most [`remote_share`] (half) of each table is remote: a merge beyond it
-//!   is refused ([`LockRefusal::RemoteShare`]). `remote` counts them exactly, per family.
+//!   is refused ([`LockRefusal::RemoteShare`]). `remote` indexes them by expiry, per family, so
+//!   the one to evict is found in one step, never by a walk of the table.
 //! - A local lock outranks a remote one: when a table is full, a new local lock (a tell, or one
-//!   restored from this gateway's state file) evicts the least recently armed remote lock,
+//!   restored from this gateway's state file) evicts the remote lock that ends soonest,
 //!   returned to the caller to report as [`super::snapshot::Removal::Evicted`]; with no remote
 //!   lock to evict, it is refused ([`Armed::Refused`]). A live local lock is never evicted:
 //!   local locks leave only by expiry, operator release or a shrinking reconfiguration (which
@@ -171,8 +172,9 @@ pub(crate) struct Arming {
 pub(crate) struct ClientLocks {
     /// By family: 0 IPv4, 1 IPv6.
     locks: [LruCache<IpNet, Lock>; 2],
-    /// By family: the locks whose `origin` is Some.
-    remote: [usize; 2],
+    /// By family: the locks whose `origin` is Some, by expiry, soonest first (so the one to
+    /// evict is found in one step, never by a walk of the table).
+    remote: [BTreeSet<(Timestamp, IpNet)>; 2],
     timers: BTreeSet<(Timestamp, IpNet)>,
 }
 
@@ -186,7 +188,11 @@ fn table(capacity: usize) -> LruCache<IpNet, Lock> {
 
 impl ClientLocks {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { locks: [table(capacity), table(capacity)], remote: [0; 2], timers: BTreeSet::new() }
+        Self {
+            locks: [table(capacity), table(capacity)],
+            remote: [BTreeSet::new(), BTreeSet::new()],
+            timers: BTreeSet::new(),
+        }
     }
 
     /// Removes `key`'s lock from its table and the timer index, keeping `remote` exact.
@@ -194,16 +200,15 @@ impl ClientLocks {
         let fam = family(&key);
         let lock = self.locks[fam].pop(&key)?;
         self.timers.remove(&(lock.deadline, key));
-        self.remote[fam] -= usize::from(lock.origin.is_some());
+        if lock.origin.is_some() {
+            self.remote[fam].remove(&(lock.until, key));
+        }
         Some(lock)
     }
 
-    /// Evicts the least recently armed remote lock of family `fam`, if there is one.
+    /// Evicts the remote lock of family `fam` that ends soonest, if there is one (one step).
     fn evict_remote(&mut self, fam: usize) -> Option<LockEntry> {
-        if self.remote[fam] == 0 {
-            return None;
-        }
-        let key = self.locks[fam].iter().rev().find(|(_, l)| l.origin.is_some()).map(|(&k, _)| k)?;
+        let &(_, key) = self.remote[fam].first()?;
         self.remove(key).map(|lock| lock.entry(key))
     }
 
@@ -212,7 +217,10 @@ impl ClientLocks {
     pub(crate) fn check_invariants(&self) {
         for (fam, locks) in self.locks.iter().enumerate() {
             let remote = locks.iter().filter(|(_, l)| l.origin.is_some()).count();
-            assert_eq!(self.remote[fam], remote, "remote locks of family {fam}");
+            assert_eq!(self.remote[fam].len(), remote, "remote locks of family {fam}");
+            assert!(self.remote[fam]
+                .iter()
+                .all(|(until, k)| locks.peek(k).is_some_and(|l| l.origin.is_some() && l.until == *until)));
             assert!(remote <= remote_share(locks.cap().get()), "{remote} remote locks of family {fam}");
         }
         let timers: BTreeSet<_> =
@@ -229,21 +237,16 @@ impl ClientLocks {
     }
 
     /// Shrinks or grows the tables; returns the locks evicted by shrinking: remote ones first
-    /// (least recently armed first), down to the new [`remote_share`] and as far as the new
+    /// (those that end soonest first), down to the new [`remote_share`] and as far as the new
     /// capacity needs, then local ones.
     pub(crate) fn resize(&mut self, capacity: usize) -> Vec<LockEntry> {
         let capacity = NonZeroUsize::new(capacity.max(1)).expect("non-zero");
         let mut released = Vec::new();
         for fam in 0..2 {
             let over = self.locks[fam].len().saturating_sub(capacity.get());
-            let remote_over = self.remote[fam].saturating_sub(remote_share(capacity.get()));
-            let victims: Vec<IpNet> = self.locks[fam]
-                .iter()
-                .rev()
-                .filter(|(_, l)| l.origin.is_some())
-                .take(over.max(remote_over))
-                .map(|(&k, _)| k)
-                .collect();
+            let remote_over = self.remote[fam].len().saturating_sub(remote_share(capacity.get()));
+            let victims: Vec<IpNet> =
+                self.remote[fam].iter().take(over.max(remote_over)).map(|&(_, k)| k).collect();
             for key in victims {
                 released.extend(self.remove(key).map(|lock| lock.entry(key)));
             }
@@ -292,9 +295,13 @@ impl ClientLocks {
                 return Armed::Rearmed { persist: false };
             }
             self.timers.remove(&(lock.deadline, key));
+            // Seen here: the lock is ours now (and published as ours, however little the
+            // expiry moved).
+            let was_remote = lock.origin.take().is_some();
+            if was_remote {
+                self.remote[fam].remove(&(lock.until, key));
+            }
             lock.until = until;
-            // Seen here: the lock is ours now.
-            self.remote[fam] -= usize::from(lock.origin.take().is_some());
             lock.armed = now;
             lock.probe_sent = false;
             lock.probed = None;
@@ -306,7 +313,7 @@ impl ClientLocks {
             }
             lock.deadline = if lock.probe_target().is_some() { probe_at } else { until };
             self.timers.insert((lock.deadline, key));
-            let persist = until.saturating_since(lock.stored_until) >= Duration::from_secs(1);
+            let persist = was_remote || until.saturating_since(lock.stored_until) >= Duration::from_secs(1);
             if persist {
                 lock.stored_until = until;
             }
@@ -365,7 +372,9 @@ impl ClientLocks {
         if lock.until <= now {
             let entry = lock.entry(key);
             let lock = locks.pop(&key).expect("peeked");
-            self.remote[family(&key)] -= usize::from(lock.origin.is_some());
+            if lock.origin.is_some() {
+                self.remote[family(&key)].remove(&(lock.until, key));
+            }
             return Some(Due::Released(entry));
         }
         match lock.probe_target() {
@@ -500,12 +509,12 @@ impl ClientLocks {
         let mut evicted = None;
         match self.locks[fam].peek(&key) {
             Some(old) => {
-                if remote && old.origin.is_none() && self.remote[fam] >= share {
+                if remote && old.origin.is_none() && self.remote[fam].len() >= share {
                     return Err(LockRefusal::RemoteShare);
                 }
                 self.remove(key);
             }
-            None if remote && self.remote[fam] >= share => return Err(LockRefusal::RemoteShare),
+            None if remote && self.remote[fam].len() >= share => return Err(LockRefusal::RemoteShare),
             None if self.locks[fam].len() >= self.locks[fam].cap().get() => {
                 if remote {
                     return Err(LockRefusal::Full);
@@ -531,7 +540,9 @@ impl ClientLocks {
             origin: entry.origin,
         };
         self.locks[fam].push(key, lock);
-        self.remote[fam] += usize::from(remote);
+        if remote {
+            self.remote[fam].insert((entry.until, key));
+        }
         self.timers.insert((deadline, key));
         Ok(evicted)
     }

@@ -18,10 +18,12 @@
 //! - An entry is *remote* while another gateway's merge set it (`origin` Some): a merge makes it
 //!   remote (taking over a local entry too), a local tell that refreshes it makes it local. At
 //!   most [`remote_share`] (half) of each table is remote: a merge beyond it is refused
-//!   ([`Refusal::RemoteShare`]) unless the least recently used remote entry has expired (then
-//!   reclaimed). Each table counts its remote entries exactly.
+//!   ([`Refusal::RemoteShare`]) unless the remote entry that ends soonest has expired (then
+//!   reclaimed). Each table keeps its remote entries in an index by expiry, so both the
+//!   reclaim and the eviction below take one step, never a walk of the table (a merge or a
+//!   tell runs under the lock the packet path takes).
 //! - A local entry outranks a remote one: when a table is full, a new local entry (a tell, or
-//!   one restored from this gateway's state file) evicts the least recently used remote entry
+//!   one restored from this gateway's state file) evicts the remote entry that ends soonest
 //!   (reported as [`Removal::Evicted`], never published). A live local entry is never evicted:
 //!   it leaves only by expiry, operator action or a shrinking reconfiguration (which evicts
 //!   remote entries first).
@@ -42,7 +44,7 @@ use crate::time::Timestamp;
 use crate::verdict::Reason;
 use ipnet::IpNet;
 use lru::LruCache;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
@@ -125,13 +127,22 @@ pub(crate) fn remote_share(capacity: usize) -> usize {
 #[derive(Debug)]
 struct Table<K: Hash + Eq> {
     entries: LruCache<K, Peer>,
-    /// Entries whose `origin` is Some.
-    remote: usize,
+    /// The entries whose `origin` is Some, by expiry, soonest first (so the remote entry to
+    /// reclaim or evict is found in one step, never by a walk of the table).
+    remote: BTreeSet<(Timestamp, K)>,
 }
 
-impl<K: Hash + Eq + Copy> Table<K> {
+/// Where an entry sorts among the remote ones: its expiry (none: last).
+fn end(peer: &Peer) -> Timestamp {
+    peer.entry.expires.unwrap_or(Timestamp::from_micros(u64::MAX))
+}
+
+impl<K: Hash + Eq + Ord + Copy> Table<K> {
     fn new(capacity: usize) -> Self {
-        Self { entries: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("non-zero")), remote: 0 }
+        Self {
+            entries: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("non-zero")),
+            remote: BTreeSet::new(),
+        }
     }
 
     fn len(&self) -> usize {
@@ -145,37 +156,33 @@ impl<K: Hash + Eq + Copy> Table<K> {
     /// Adds an entry under a key it does not hold (the caller made room).
     fn push(&mut self, key: K, peer: Peer) {
         debug_assert!(!self.entries.contains(&key) && self.entries.len() < self.entries.cap().get());
-        self.remote += usize::from(peer.is_remote());
+        if peer.is_remote() {
+            self.remote.insert((end(&peer), key));
+        }
         self.entries.push(key, peer);
     }
 
     fn pop(&mut self, key: &K) -> Option<Peer> {
         let peer = self.entries.pop(key)?;
-        self.remote -= usize::from(peer.is_remote());
+        if peer.is_remote() {
+            self.remote.remove(&(end(&peer), *key));
+        }
         Some(peer)
     }
 
-    /// The key of the least recently used remote entry that `pick` accepts.
-    fn lru_remote(&self, pick: impl Fn(&Peer) -> bool) -> Option<K> {
-        if self.remote == 0 {
-            return None;
-        }
-        self.entries.iter().rev().find(|(_, p)| p.is_remote() && pick(p)).map(|(&k, _)| k)
+    /// The key of the remote entry that ends soonest, if `pick` accepts it (one step: if the
+    /// soonest has not expired, none has).
+    fn soonest_remote(&self, pick: impl Fn(&Peer) -> bool) -> Option<K> {
+        let &(_, key) = self.remote.first()?;
+        self.entries.peek(&key).filter(|p| pick(p)).map(|_| key)
     }
 
     /// Shrinks to `capacity`: evicts remote entries first (least recently used first), down to
     /// the new remote share and as far as the new capacity needs, then local ones.
     fn shrink(&mut self, capacity: NonZeroUsize, removed: &mut Vec<Peer>) {
         let over = self.len().saturating_sub(capacity.get());
-        let remote_over = self.remote.saturating_sub(remote_share(capacity.get()));
-        let victims: Vec<K> = self
-            .entries
-            .iter()
-            .rev()
-            .filter(|(_, p)| p.is_remote())
-            .take(over.max(remote_over))
-            .map(|(&k, _)| k)
-            .collect();
+        let remote_over = self.remote.len().saturating_sub(remote_share(capacity.get()));
+        let victims: Vec<K> = self.remote.iter().take(over.max(remote_over)).map(|&(_, k)| k).collect();
         removed.extend(victims.iter().filter_map(|k| self.pop(k)));
         while self.len() > capacity.get() {
             let Some((&key, _)) = self.entries.peek_lru() else { break };
@@ -188,7 +195,11 @@ impl<K: Hash + Eq + Copy> Table<K> {
     #[cfg(test)]
     fn check_invariants(&self) {
         let remote = self.entries.iter().filter(|(_, p)| p.is_remote()).count();
-        assert_eq!(self.remote, remote, "remote entries");
+        assert_eq!(self.remote.len(), remote, "remote entries");
+        assert!(self
+            .remote
+            .iter()
+            .all(|(at, k)| self.entries.peek(k).is_some_and(|p| p.is_remote() && end(p) == *at)));
         assert!(remote <= self.share(), "{remote} remote entries over the share");
     }
 }
@@ -382,7 +393,16 @@ impl PeerCache {
                 let ttl = self.ttl;
                 let table = &mut self.strong[family(claim.addr)];
                 if let Some(peer) = table.entries.get_mut(&claim.addr) {
-                    return refresh(peer, &mut table.remote, claim.port, expires, ttl, now, store);
+                    return refresh(
+                        peer,
+                        &mut table.remote,
+                        &claim.addr,
+                        claim.port,
+                        expires,
+                        ttl,
+                        now,
+                        store,
+                    );
                 }
                 if !self.quota_allows(owner) {
                     return Learned::Refused(Refusal::Quota);
@@ -408,7 +428,7 @@ impl PeerCache {
                 let key = (owner_key, claim.addr, port);
                 let table = &mut self.weak[family(claim.addr)];
                 if let Some(peer) = table.entries.get_mut(&key) {
-                    return refresh(peer, &mut table.remote, None, expires, ttl, now, store);
+                    return refresh(peer, &mut table.remote, &key, None, expires, ttl, now, store);
                 }
                 if !self.quota_allows(owner) {
                     return Learned::Refused(Refusal::Quota);
@@ -527,7 +547,7 @@ impl PeerCache {
                 let table = &mut self.strong[fam];
                 let share = table.share();
                 if let Some(peer) = table.entries.get_mut(&entry.addr) {
-                    return merge_held(peer, &mut table.remote, share, entry, now);
+                    return merge_held(peer, &mut table.remote, entry.addr, share, entry, now);
                 }
                 if let Some(refusal) = make_room(table, now, &mut self.per_client, true, store) {
                     return Merged::Refused(refusal);
@@ -543,7 +563,7 @@ impl PeerCache {
                 let table = &mut self.weak[fam];
                 let share = table.share();
                 if let Some(peer) = table.entries.get_mut(&weak_key) {
-                    return merge_held(peer, &mut table.remote, share, entry, now);
+                    return merge_held(peer, &mut table.remote, weak_key, share, entry, now);
                 }
                 if let Some(refusal) = make_room(table, now, &mut self.per_client, true, store) {
                     return Merged::Refused(refusal);
@@ -574,18 +594,26 @@ impl PeerCache {
     }
 }
 
-/// Merges a remote entry into one held here (see [`PeerCache::merge`]); `remote` is the count
-/// of its table's remote entries, `share` their limit.
-fn merge_held(peer: &mut Peer, remote: &mut usize, share: usize, entry: PeerEntry, now: Timestamp) -> Merged {
+/// Merges a remote entry into one held here, under `key` (see [`PeerCache::merge`]); `remote`
+/// is the remote order of its table, `share` the most remote entries it may hold.
+fn merge_held<K: Ord + Copy>(
+    peer: &mut Peer,
+    remote: &mut BTreeSet<(Timestamp, K)>,
+    key: K,
+    share: usize,
+    entry: PeerEntry,
+    now: Timestamp,
+) -> Merged {
     let latest = |expires: Option<Timestamp>| expires.unwrap_or(Timestamp::from_micros(u64::MAX));
     let held = &peer.entry;
     if !expired(peer, now) && (latest(entry.expires), entry.origin) <= (latest(held.expires), held.origin) {
         return Merged::Ignored;
     }
     let takes_over = !peer.is_remote();
-    if takes_over && *remote >= share {
+    if takes_over && remote.len() >= share {
         return Merged::Refused(Refusal::RemoteShare);
     }
+    let was_at = end(peer);
     peer.entry = PeerEntry {
         port: entry.port.or(held.port),
         client: held.client,
@@ -596,16 +624,22 @@ fn merge_held(peer: &mut Peer, remote: &mut usize, share: usize, entry: PeerEntr
         ..entry
     };
     peer.stored_expires = peer.entry.expires;
-    *remote += usize::from(takes_over);
+    // Remote now (taken over) or still, at its new expiry.
+    if !takes_over {
+        remote.remove(&(was_at, key));
+    }
+    remote.insert((end(peer), key));
     Merged::Taken(Box::new(peer.entry))
 }
 
-/// Refreshes a live or expired entry from a local tell (`remote` counts its table's remote
-/// entries: the entry is local now); the store sees it when the expiry moved by a tenth of the
-/// TTL or more, the port changed, it had expired, or it was remote.
-fn refresh(
+/// Refreshes a live or expired entry, under `key`, from a local tell (`remote` is the remote
+/// order of its table: the entry is local now); the store sees it when the expiry moved by a
+/// tenth of the TTL or more, the port changed, it had expired, or it was remote.
+#[allow(clippy::too_many_arguments)]
+fn refresh<K: Ord + Copy>(
     peer: &mut Peer,
-    remote: &mut usize,
+    remote: &mut BTreeSet<(Timestamp, K)>,
+    key: &K,
     port: Option<u16>,
     expires: Option<Timestamp>,
     ttl: Option<Duration>,
@@ -615,7 +649,9 @@ fn refresh(
     let was_expired = expired(peer, now);
     // Seen here again: the entry is ours now (published as this gateway's).
     let was_remote = peer.entry.origin.take().is_some();
-    *remote -= usize::from(was_remote);
+    if was_remote {
+        remote.remove(&(end(peer), *key));
+    }
     let port_changed = port.is_some() && port != peer.entry.port;
     if port.is_some() {
         peer.entry.port = port;
@@ -641,7 +677,7 @@ fn refresh(
 }
 
 /// Removes `key`'s entry from `table`, reporting it to `store` as removed for `why`.
-fn drop_entry<K: Hash + Eq + Copy>(
+fn drop_entry<K: Hash + Eq + Ord + Copy>(
     table: &mut Table<K>,
     key: &K,
     per_client: &mut HashMap<(IpNet, Strength), usize>,
@@ -655,21 +691,21 @@ fn drop_entry<K: Hash + Eq + Copy>(
 }
 
 /// Makes room in `table` for one new entry, remote (another gateway's) or local:
-/// - a remote entry when remote entries hold the table's share: an expired remote entry (the
-///   least recently used one) is reclaimed, otherwise [`Refusal::RemoteShare`];
+/// - a remote entry when remote entries hold the table's share: the remote entry that ends
+///   soonest is reclaimed if it has expired, otherwise [`Refusal::RemoteShare`];
 /// - a full table: its least recently used entry is reclaimed if it has expired; otherwise a
-///   local entry evicts the least recently used remote entry ([`Removal::Evicted`]), and a
+///   local entry evicts the remote entry that ends soonest ([`Removal::Evicted`]), and a
 ///   remote entry, or a local one with no remote entry to evict, is refused
 ///   ([`Refusal::Full`]: live local entries are never evicted).
-fn make_room<K: Hash + Eq + Copy>(
+fn make_room<K: Hash + Eq + Ord + Copy>(
     table: &mut Table<K>,
     now: Timestamp,
     per_client: &mut HashMap<(IpNet, Strength), usize>,
     remote: bool,
     store: &mut impl FnMut(StateChange),
 ) -> Option<Refusal> {
-    if remote && table.remote >= table.share() {
-        let Some(key) = table.lru_remote(|p| expired(p, now)) else { return Some(Refusal::RemoteShare) };
+    if remote && table.remote.len() >= table.share() {
+        let Some(key) = table.soonest_remote(|p| expired(p, now)) else { return Some(Refusal::RemoteShare) };
         drop_entry(table, &key, per_client, Removal::Expired, store);
     }
     if table.len() < table.entries.cap().get() {
@@ -684,7 +720,7 @@ fn make_room<K: Hash + Eq + Copy>(
     if remote {
         return Some(Refusal::Full);
     }
-    let Some(key) = table.lru_remote(|_| true) else { return Some(Refusal::Full) };
+    let Some(key) = table.soonest_remote(|_| true) else { return Some(Refusal::Full) };
     let why = if table.entries.peek(&key).is_some_and(|p| expired(p, now)) {
         Removal::Expired
     } else {

@@ -371,13 +371,14 @@ fn remote_locks_for_made_up_hosts_never_keep_a_real_client_unlocked() {
 /// A local tell outranks a remote claim: with the table full, it evicts the least recently
 /// armed remote lock (an eviction: mirrored here, never published), never a live local one.
 #[test]
-fn a_local_tell_evicts_the_oldest_remote_lock_and_the_eviction_is_not_shared() {
+fn a_local_tell_evicts_the_remote_lock_that_ends_soonest_and_the_eviction_is_not_shared() {
     let mut e = Engine::new(EngineConfig {
         timelock: crate::config::TimelockConfig { capacity: 4, ..config().timelock },
         ..config()
     });
+    // Found in one step by expiry, not by merge order: .32, merged later, ends sooner.
     e.handle_remote(at(10), gw("gw-a"), lock("192.0.2.31", 100));
-    e.handle_remote(at(11), gw("gw-a"), lock("192.0.2.32", 100));
+    e.handle_remote(at(11), gw("gw-a"), lock("192.0.2.32", 90));
     for client in ["192.0.2.21", "192.0.2.22"] {
         e.handle_packet(at(12), &udp((client, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
     }
@@ -392,10 +393,10 @@ fn a_local_tell_evicts_the_oldest_remote_lock_and_the_eviction_is_not_shared() {
             _ => None,
         })
         .collect();
-    assert_eq!(removed, vec![(IpNet::from(ip("192.0.2.31")), Removal::Evicted)]);
+    assert_eq!(removed, vec![(IpNet::from(ip("192.0.2.32")), Removal::Evicted)]);
     assert!(!removed[0].1.is_shared(), "never published to the other gateways");
     assert!(e.locks.is_locked(IpNet::from(ip("192.0.2.23")), at(13)));
-    assert!(e.locks.is_locked(IpNet::from(ip("192.0.2.32")), at(13)), "the newer remote lock stays");
+    assert!(e.locks.is_locked(IpNet::from(ip("192.0.2.31")), at(13)), "the later-ending remote lock stays");
     // The next evicts the other remote lock; then the table is all local and refuses.
     e.handle_packet(at(14), &udp(("192.0.2.24", CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
     assert_eq!(remote_locks(&e), 0);
@@ -639,4 +640,24 @@ fn a_remote_ban_is_bounded_and_reported() {
     assert!(e.handle_remote(at(3), gw("gw-a"), StateChange::BanRemoved(first, Removal::Operator)));
     let next = IpNet::from(IpAddr::V6("2001:db8:6::".parse().unwrap()));
     assert!(e.handle_remote(at(3), gw("gw-a"), StateChange::Ban(BanEntry::new(next, None, None))));
+}
+
+/// A local tell that takes over a merged lock publishes it as this gateway's, however little it
+/// moves the expiry (the other gateways then know who probes it).
+#[test]
+fn a_local_rearm_of_a_merged_lock_is_published_even_by_half_a_second() {
+    let mut e = Engine::new(config());
+    assert!(e.handle_remote(at(0), gw("gw-b"), lock(CLIENT, 120)));
+    actions(&mut e);
+    let half_a_second = Timestamp::from_micros(500_000);
+    e.handle_packet(half_a_second, &udp((CLIENT, CLIENT_PORT), (PEER, PEER_PORT), &KAZAA_PING));
+    let published: Vec<_> = actions(&mut e)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::StateChanged(StateChange::Lock(l)) => Some((l.until, l.origin)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(published, vec![(Timestamp::from_micros(120_500_000), None)]);
+    check_invariants(&e);
 }
