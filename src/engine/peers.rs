@@ -392,17 +392,10 @@ impl PeerCache {
                 let expires = self.ttl.map(|ttl| now.saturating_add(ttl));
                 let ttl = self.ttl;
                 let table = &mut self.strong[family(claim.addr)];
-                if let Some(peer) = table.entries.get_mut(&claim.addr) {
-                    return refresh(
-                        peer,
-                        &mut table.remote,
-                        &claim.addr,
-                        claim.port,
-                        expires,
-                        ttl,
-                        now,
-                        store,
-                    );
+                let held = Held { key: &claim.addr, owner, port: claim.port, expires, ttl };
+                if let Some(learned) = refresh_held(table, &mut self.per_client, self.quota, held, now, store)
+                {
+                    return learned;
                 }
                 if !self.quota_allows(owner) {
                     return Learned::Refused(Refusal::Quota);
@@ -427,8 +420,10 @@ impl PeerCache {
                 let ttl = self.weak_ttl;
                 let key = (owner_key, claim.addr, port);
                 let table = &mut self.weak[family(claim.addr)];
-                if let Some(peer) = table.entries.get_mut(&key) {
-                    return refresh(peer, &mut table.remote, &key, None, expires, ttl, now, store);
+                let held = Held { key: &key, owner, port: None, expires, ttl };
+                if let Some(learned) = refresh_held(table, &mut self.per_client, self.quota, held, now, store)
+                {
+                    return learned;
                 }
                 if !self.quota_allows(owner) {
                     return Learned::Refused(Refusal::Quota);
@@ -547,7 +542,15 @@ impl PeerCache {
                 let table = &mut self.strong[fam];
                 let share = table.share();
                 if let Some(peer) = table.entries.get_mut(&entry.addr) {
-                    return merge_held(peer, &mut table.remote, entry.addr, share, entry, now);
+                    return merge_held(
+                        peer,
+                        &mut table.remote,
+                        &mut self.per_client,
+                        entry.addr,
+                        share,
+                        entry,
+                        now,
+                    );
                 }
                 if let Some(refusal) = make_room(table, now, &mut self.per_client, true, store) {
                     return Merged::Refused(refusal);
@@ -563,7 +566,15 @@ impl PeerCache {
                 let table = &mut self.weak[fam];
                 let share = table.share();
                 if let Some(peer) = table.entries.get_mut(&weak_key) {
-                    return merge_held(peer, &mut table.remote, weak_key, share, entry, now);
+                    return merge_held(
+                        peer,
+                        &mut table.remote,
+                        &mut self.per_client,
+                        weak_key,
+                        share,
+                        entry,
+                        now,
+                    );
                 }
                 if let Some(refusal) = make_room(table, now, &mut self.per_client, true, store) {
                     return Merged::Refused(refusal);
@@ -599,6 +610,7 @@ impl PeerCache {
 fn merge_held<K: Ord + Copy>(
     peer: &mut Peer,
     remote: &mut BTreeSet<(Timestamp, K)>,
+    per_client: &mut HashMap<(IpNet, Strength), usize>,
     key: K,
     share: usize,
     entry: PeerEntry,
@@ -614,6 +626,10 @@ fn merge_held<K: Ord + Copy>(
         return Merged::Refused(Refusal::RemoteShare);
     }
     let was_at = end(peer);
+    if takes_over {
+        // Another gateway's now: no longer counted against this gateway's client.
+        disown(per_client, peer.owner.take());
+    }
     peer.entry = PeerEntry {
         port: entry.port.or(held.port),
         client: held.client,
@@ -630,6 +646,42 @@ fn merge_held<K: Ord + Copy>(
     }
     remote.insert((end(peer), key));
     Merged::Taken(Box::new(peer.entry))
+}
+
+/// What a local tell says about an entry it may find held: its key, the client it is charged
+/// to, its port (None: unchanged) and the expiry it gives.
+struct Held<'a, K> {
+    key: &'a K,
+    owner: Option<(IpNet, Strength)>,
+    port: Option<u16>,
+    expires: Option<Timestamp>,
+    ttl: Option<Duration>,
+}
+
+/// A local tell about `held.key`, if `table` holds it: refreshes it. A remote entry becomes
+/// local and is charged to the tell's client as a new local entry would be; beyond the
+/// client's quota it is refused and left as it is (still blocking, still the other gateway's).
+/// None: not held.
+fn refresh_held<K: Hash + Eq + Ord + Copy>(
+    table: &mut Table<K>,
+    per_client: &mut HashMap<(IpNet, Strength), usize>,
+    quota: usize,
+    held: Held<'_, K>,
+    now: Timestamp,
+    store: &mut impl FnMut(StateChange),
+) -> Option<Learned> {
+    let peer = table.entries.get_mut(held.key)?;
+    if peer.is_remote() {
+        if let Some(owner) = held.owner {
+            let n = per_client.entry(owner).or_insert(0);
+            if *n >= quota {
+                return Some(Learned::Refused(Refusal::Quota));
+            }
+            *n += 1;
+        }
+        peer.owner = held.owner;
+    }
+    Some(refresh(peer, &mut table.remote, held.key, held.port, held.expires, held.ttl, now, store))
 }
 
 /// Refreshes a live or expired entry, under `key`, from a local tell (`remote` is the remote
@@ -860,6 +912,44 @@ mod tests {
             origin: Some(gateway),
             ..PeerEntry::new(ip(addr), Some(1214), Some(Timestamp::from_secs(expires)), strength)
         }
+    }
+
+    /// The per-client quota counts what this gateway learned, through every change of hands:
+    /// a remote takeover frees the client's slot, a local tell taking over a remote entry
+    /// takes one (and is refused, leaving the entry as it is, beyond the quota).
+    #[test]
+    fn the_per_client_quota_follows_an_entry_changing_hands() {
+        let mut cache = PeerCache::new(PeerLimits { per_client: 1, ..limits(8, 60) });
+        let mut store = |_| {};
+        let now = Timestamp::from_secs(1);
+        let key = |c: IpAddr| IpNet::from(c);
+        let client = "192.0.2.10";
+        let owned =
+            |cache: &PeerCache| cache.per_client.get(&(IpNet::from(ip(client)), Strength::Weak)).copied();
+        assert_eq!(cache.learn(weak(client, "198.51.100.1", 1214), now, &mut store), Learned::New);
+        assert_eq!(
+            cache.learn(weak(client, "198.51.100.2", 1214), now, &mut store),
+            Learned::Refused(Refusal::Quota)
+        );
+        // Another gateway takes the entry over (a later expiry): no longer this client's.
+        let over = remote("198.51.100.1", Some(client), Strength::Weak, 500);
+        assert!(matches!(cache.merge(over, now, key, &mut store), Merged::Taken(_)));
+        assert_eq!(owned(&cache), None);
+        assert_eq!(cache.learn(weak(client, "198.51.100.2", 1214), now, &mut store), Learned::New);
+        assert_eq!(owned(&cache), Some(1));
+        // At its quota, the client's tell about the remote entry is refused; it stays remote.
+        assert_eq!(
+            cache.learn(weak(client, "198.51.100.1", 1214), now, &mut store),
+            Learned::Refused(Refusal::Quota)
+        );
+        assert!(cache.entries().any(|e| e.addr == ip("198.51.100.1") && e.origin.is_some()));
+        // With room, the tell takes it over and is charged for it.
+        assert_eq!(cache.remove(ip("198.51.100.2")).len(), 1);
+        assert_eq!(owned(&cache), None);
+        assert_eq!(cache.learn(weak(client, "198.51.100.1", 1214), now, &mut store), Learned::Refreshed);
+        assert!(cache.entries().any(|e| e.addr == ip("198.51.100.1") && e.origin.is_none()));
+        assert_eq!(owned(&cache), Some(1));
+        cache.check_invariants();
     }
 
     #[test]
