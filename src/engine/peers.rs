@@ -238,6 +238,22 @@ fn expired(peer: &Peer, now: Timestamp) -> bool {
     peer.entry.expires.is_some_and(|e| e <= now)
 }
 
+/// Whether one more entry may carry `owner` (None: charged to no client).
+fn quota_allows(
+    per_client: &HashMap<(IpNet, Strength), usize>,
+    quota: usize,
+    owner: Option<(IpNet, Strength)>,
+) -> bool {
+    owner.is_none_or(|o| per_client.get(&o).copied().unwrap_or(0) < quota)
+}
+
+/// Puts one more entry of `owner` on the per-client counts.
+fn own(per_client: &mut HashMap<(IpNet, Strength), usize>, owner: Option<(IpNet, Strength)>) {
+    if let Some(owner) = owner {
+        *per_client.entry(owner).or_insert(0) += 1;
+    }
+}
+
 /// Takes one entry of `owner` off the per-client counts.
 fn disown(per_client: &mut HashMap<(IpNet, Strength), usize>, owner: Option<(IpNet, Strength)>) {
     if let Some(owner) = owner {
@@ -359,11 +375,6 @@ impl PeerCache {
         }
     }
 
-    /// Whether one more entry may carry `owner`.
-    fn quota_allows(&self, owner: Option<(IpNet, Strength)>) -> bool {
-        owner.is_none_or(|o| self.per_client.get(&o).copied().unwrap_or(0) < self.quota)
-    }
-
     /// Adds or refreshes a suspect peer from `claim`.
     pub(crate) fn learn(
         &mut self,
@@ -393,22 +404,7 @@ impl PeerCache {
                 let ttl = self.ttl;
                 let table = &mut self.strong[family(claim.addr)];
                 let held = Held { key: &claim.addr, owner, port: claim.port, expires, ttl };
-                if let Some(learned) = refresh_held(table, &mut self.per_client, self.quota, held, now, store)
-                {
-                    return learned;
-                }
-                if !self.quota_allows(owner) {
-                    return Learned::Refused(Refusal::Quota);
-                }
-                let table = &mut self.strong[family(claim.addr)];
-                if let Some(refusal) = make_room(table, now, &mut self.per_client, false, store) {
-                    return Learned::Refused(refusal);
-                }
-                let entry = fresh(expires);
-                table.push(claim.addr, Peer { entry, owner, stored_expires: expires });
-                self.own(owner);
-                store(StateChange::Peer(entry));
-                Learned::New
+                learn_in(table, &mut self.per_client, self.quota, held, fresh(expires), now, store)
             }
             Strength::Weak => {
                 let (Some((owner_key, _)), Some(port)) = (owner, claim.port) else { return Learned::Ignored };
@@ -421,29 +417,8 @@ impl PeerCache {
                 let key = (owner_key, claim.addr, port);
                 let table = &mut self.weak[family(claim.addr)];
                 let held = Held { key: &key, owner, port: None, expires, ttl };
-                if let Some(learned) = refresh_held(table, &mut self.per_client, self.quota, held, now, store)
-                {
-                    return learned;
-                }
-                if !self.quota_allows(owner) {
-                    return Learned::Refused(Refusal::Quota);
-                }
-                let table = &mut self.weak[family(claim.addr)];
-                if let Some(refusal) = make_room(table, now, &mut self.per_client, false, store) {
-                    return Learned::Refused(refusal);
-                }
-                let entry = fresh(expires);
-                table.push(key, Peer { entry, owner, stored_expires: expires });
-                self.own(owner);
-                store(StateChange::Peer(entry));
-                Learned::New
+                learn_in(table, &mut self.per_client, self.quota, held, fresh(expires), now, store)
             }
-        }
-    }
-
-    fn own(&mut self, owner: Option<(IpNet, Strength)>) {
-        if let Some(owner) = owner {
-            *self.per_client.entry(owner).or_insert(0) += 1;
         }
     }
 
@@ -486,7 +461,7 @@ impl PeerCache {
         }
         let remote = entry.origin.is_some();
         let owner = entry.client.filter(|_| !remote).map(|c| (key(c), entry.strength));
-        if !self.quota_allows(owner) {
+        if !quota_allows(&self.per_client, self.quota, owner) {
             return;
         }
         let peer = Peer { entry, owner, stored_expires: entry.expires };
@@ -512,7 +487,7 @@ impl PeerCache {
             }
             (Strength::Weak, _, _) => return,
         }
-        self.own(owner);
+        own(&mut self.per_client, owner);
     }
 
     /// Merges an entry another gateway learned (the caller checked it is outside `lan` and not
@@ -672,16 +647,41 @@ fn refresh_held<K: Hash + Eq + Ord + Copy>(
 ) -> Option<Learned> {
     let peer = table.entries.get_mut(held.key)?;
     if peer.is_remote() {
-        if let Some(owner) = held.owner {
-            let n = per_client.entry(owner).or_insert(0);
-            if *n >= quota {
-                return Some(Learned::Refused(Refusal::Quota));
-            }
-            *n += 1;
+        if !quota_allows(per_client, quota, held.owner) {
+            return Some(Learned::Refused(Refusal::Quota));
         }
+        own(per_client, held.owner);
         peer.owner = held.owner;
     }
     Some(refresh(peer, &mut table.remote, held.key, held.port, held.expires, held.ttl, now, store))
+}
+
+/// A local tell about `held.key` in `table`: refreshes the entry held ([`refresh_held`]), or
+/// adds `fresh` as a new local entry charged to `held.owner`: refused beyond the client's
+/// quota, or when [`make_room`] finds no room.
+fn learn_in<K: Hash + Eq + Ord + Copy>(
+    table: &mut Table<K>,
+    per_client: &mut HashMap<(IpNet, Strength), usize>,
+    quota: usize,
+    held: Held<'_, K>,
+    fresh: PeerEntry,
+    now: Timestamp,
+    store: &mut impl FnMut(StateChange),
+) -> Learned {
+    let (key, owner, expires) = (*held.key, held.owner, held.expires);
+    if let Some(learned) = refresh_held(table, per_client, quota, held, now, store) {
+        return learned;
+    }
+    if !quota_allows(per_client, quota, owner) {
+        return Learned::Refused(Refusal::Quota);
+    }
+    if let Some(refusal) = make_room(table, now, per_client, false, store) {
+        return Learned::Refused(refusal);
+    }
+    table.push(key, Peer { entry: fresh, owner, stored_expires: expires });
+    own(per_client, owner);
+    store(StateChange::Peer(fresh));
+    Learned::New
 }
 
 /// Refreshes a live or expired entry, under `key`, from a local tell (`remote` is the remote
